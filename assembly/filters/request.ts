@@ -1,0 +1,174 @@
+// A read-mostly view of the request that rules match against. Header pairs are fetched from the
+// host once per request (one boundary crossing) and kept in step with the changes rules make.
+import { HeaderPair, requestHeaders } from "../sdk";
+
+export class QueryParam {
+  constructor(
+    public name: string,
+    public value: string,
+  ) {}
+}
+
+export class RequestView {
+  private pairs: HeaderPair[] | null = null;
+  private params: QueryParam[] | null = null;
+  private pathValue: string | null = null;
+  private queryValue: string = "";
+
+  private headerPairs(): HeaderPair[] {
+    let pairs = this.pairs;
+    if (pairs === null) {
+      pairs = requestHeaders.pairs();
+      this.pairs = pairs;
+    }
+    return pairs;
+  }
+
+  /** The first value of a header, or null. Names are lower case. */
+  header(name: string): string | null {
+    const pairs = this.headerPairs();
+    for (let i = 0; i < pairs.length; i++) {
+      if (pairs[i].name == name) return pairs[i].value;
+    }
+    return null;
+  }
+
+  method(): string {
+    const value = this.header(":method");
+    return value !== null ? value : "";
+  }
+
+  authority(): string {
+    const value = this.header(":authority");
+    return value !== null ? value : "";
+  }
+
+  /** `:path` without its query string; "" when the request has no `:path`. */
+  path(): string {
+    const cached = this.pathValue;
+    if (cached !== null) return cached;
+    let path = "";
+    const full = this.header(":path");
+    if (full !== null) {
+      const q = full.indexOf("?");
+      path = q < 0 ? full : full.substring(0, q);
+      this.queryValue = q < 0 ? "" : full.substring(q + 1);
+    }
+    this.pathValue = path;
+    return path;
+  }
+
+  /** The first value of a query parameter, percent-decoded, or null. */
+  query(name: string): string | null {
+    let params = this.params;
+    if (params === null) {
+      params = parseQuery(this.rawQuery());
+      this.params = params;
+    }
+    for (let i = 0; i < params.length; i++) {
+      if (params[i].name == name) return params[i].value;
+    }
+    return null;
+  }
+
+  rawQuery(): string {
+    this.path();
+    return this.queryValue;
+  }
+
+  /** The value of cookie `name` from the `cookie` header(s), or null. */
+  cookie(name: string): string | null {
+    const pairs = this.headerPairs();
+    for (let i = 0; i < pairs.length; i++) {
+      if (pairs[i].name != "cookie") continue;
+      const found = findCookie(pairs[i].value, name);
+      if (found !== null) return found;
+    }
+    return null;
+  }
+
+  // Rules that change request headers report it here so later rules see the new values.
+  noteSet(name: string, value: string): void {
+    this.noteRemove(name);
+    this.headerPairs().push(new HeaderPair(name, value));
+    this.invalidate(name);
+  }
+
+  noteAdd(name: string, value: string): void {
+    this.headerPairs().push(new HeaderPair(name, value));
+    this.invalidate(name);
+  }
+
+  noteRemove(name: string): void {
+    const pairs = this.headerPairs();
+    const kept = new Array<HeaderPair>();
+    for (let i = 0; i < pairs.length; i++) {
+      if (pairs[i].name != name) kept.push(pairs[i]);
+    }
+    this.pairs = kept;
+    this.invalidate(name);
+  }
+
+  private invalidate(name: string): void {
+    if (name == ":path") {
+      this.pathValue = null;
+      this.params = null;
+    }
+  }
+}
+
+function findCookie(header: string, name: string): string | null {
+  const parts = header.split(";");
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i].trim();
+    const eq = part.indexOf("=");
+    if (eq <= 0) continue;
+    if (part.substring(0, eq) == name) return part.substring(eq + 1);
+  }
+  return null;
+}
+
+export function parseQuery(query: string): QueryParam[] {
+  const out = new Array<QueryParam>();
+  if (query.length == 0) return out;
+  const parts = query.split("&");
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i];
+    if (part.length == 0) continue;
+    const eq = part.indexOf("=");
+    const name = eq < 0 ? part : part.substring(0, eq);
+    const value = eq < 0 ? "" : part.substring(eq + 1);
+    out.push(new QueryParam(percentDecode(name), percentDecode(value)));
+  }
+  return out;
+}
+
+function hexValue(c: i32): i32 {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  if (c >= 65 && c <= 70) return c - 55;
+  return -1;
+}
+
+/** Form-style decoding: `+` is a space, `%XX` a byte; malformed escapes stay as they are. */
+export function percentDecode(s: string): string {
+  if (s.indexOf("%") < 0 && s.indexOf("+") < 0) return s;
+  const bytes = new Uint8Array(s.length * 3);
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c == 43) {
+      bytes[n++] = 32;
+    } else if (c == 37 && i + 2 < s.length && hexValue(s.charCodeAt(i + 1)) >= 0 && hexValue(s.charCodeAt(i + 2)) >= 0) {
+      bytes[n++] = <u8>((hexValue(s.charCodeAt(i + 1)) << 4) | hexValue(s.charCodeAt(i + 2)));
+      i += 2;
+    } else if (c < 128) {
+      bytes[n++] = <u8>c;
+    } else {
+      // Non-ASCII text in a query is already decoded; re-encode it as UTF-8.
+      const encoded = Uint8Array.wrap(String.UTF8.encode(String.fromCharCode(c)));
+      for (let j = 0; j < encoded.length; j++) bytes[n++] = encoded[j];
+    }
+  }
+  return String.UTF8.decodeUnsafe(bytes.dataStart, n);
+}
