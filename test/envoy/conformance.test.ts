@@ -1,0 +1,34 @@
+// The conformance table through a real Envoy; test/filters/conformance.test.ts runs the same
+// vectors through the TypeScript host.
+import { afterAll, beforeAll, describe, it } from "vitest";
+import meshConfig from "../conformance/mesh-config.json" with { type: "json" };
+import table from "../conformance/vectors.json" with { type: "json" };
+import { type ConformanceVector, expectDecision } from "../support/conformance.ts";
+import { type MeshEnvoy, startMeshEnvoy } from "../support/mesh-envoy.ts";
+
+describe("conformance vectors through Envoy", () => {
+  let mesh: MeshEnvoy;
+  beforeAll(async () => {
+    mesh = await startMeshEnvoy({ config: meshConfig });
+  });
+  afterAll(async () => {
+    await mesh?.stop();
+  });
+
+  for (const vector of table.vectors as ConformanceVector[]) {
+    it(vector.name, async () => {
+      mesh.v1.reset();
+      mesh.v2.reset();
+      const response = await mesh.send(vector.request);
+      const answered = [mesh.v1, mesh.v2].filter((u) => u.count > 0);
+      const upstream = answered[0];
+      const received = upstream?.requests[0];
+      expectDecision(vector, {
+        status: response.status,
+        cluster: answered.length === 1 && upstream ? upstream.name : answered.length === 0 ? null : "both",
+        upstreamHeaders: received ? new Map(Object.entries(received.headers).map(([k, v]) => [k, String(v)])) : null,
+        responseHeaders: response.headers,
+      });
+    });
+  }
+});
