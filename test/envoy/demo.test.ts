@@ -1,0 +1,17 @@
+// The README's main command must keep working: run the demo once and check what it reports.
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+import { REPO_ROOT } from "../support/envoy.ts";
+
+describe("the demo mesh (./dev demo)", () => {
+  it("starts Envoy with mesh.wasm and shows the split, the header route and a denial", async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, ["scripts/demo.ts", "--once"], {
+      cwd: REPO_ROOT,
+      timeout: 60_000,
+    });
+    expect(stdout).toContain("100 requests, 90/10 canary  -> v1 90, v2 10");
+    expect(stdout).toContain("x-user: tester              -> v2");
+    expect(stdout).toContain("GET /admin                  -> 403 (x-wasmesh-denied: deny-admin)");
+  });
+});
