@@ -2,8 +2,9 @@
 // the field it is about (`routes[0].destinations[1].weight: ...`), and the first error rejects the
 // whole configuration. The same shape is described for TypeScript by schema/filter-config.ts;
 // test/conformance/invalid-configs.json holds the cases both must reject with the same field.
-import { JsonArray, JsonBool, JsonNumber, JsonObject, JsonString, JsonValue, parseJson } from "../lib/json";
+import { JsonArray, JsonBool, JsonNumber, JsonObject, JsonString, JsonValue, parseJsonBytes } from "../lib/json";
 import { compileRegex, Regex } from "../lib/regex";
+import { Counter, Gauge } from "../sdk/metrics";
 
 export enum StringMatchKind {
   Exact,
@@ -26,6 +27,12 @@ export class StringMatcher {
     if (this.kind == StringMatchKind.Absent) return subject === null;
     if (subject === null) return false;
     if (this.kind == StringMatchKind.Present) return true;
+    if (this.kind == StringMatchKind.Regex) {
+      // Compiled case-insensitive when asked: lowering the subject would not be enough, and
+      // lowering the pattern would turn \D into \d.
+      const regex = this.regex;
+      return regex !== null && regex.fullMatch(subject);
+    }
     const s = this.ignoreCase ? subject.toLowerCase() : subject;
     switch (this.kind) {
       case StringMatchKind.Exact:
@@ -34,12 +41,8 @@ export class StringMatcher {
         return s.startsWith(this.value);
       case StringMatchKind.Suffix:
         return s.endsWith(this.value);
-      case StringMatchKind.Contains:
+      default:
         return s.includes(this.value);
-      default: {
-        const regex = this.regex;
-        return regex !== null && regex.fullMatch(s);
-      }
     }
   }
 }
@@ -89,7 +92,11 @@ export class HeaderRule {
 
 export class Destination {
   cluster: string = "";
+  /** The cluster name as the proxy wants it (UTF-8), encoded once instead of per request. */
+  clusterBytes: ArrayBuffer = new ArrayBuffer(0);
   weight: u32 = 0;
+  /** Defined by the root context when the configuration is applied. */
+  requests: Counter | null = null;
 }
 
 export class Route {
@@ -118,6 +125,29 @@ export class BreakerPolicy {
   maxConcurrent: u32 = 0;
   /** "" means answer locally with 503 while open. */
   fallback: string = "";
+  fallbackBytes: ArrayBuffer = new ArrayBuffer(0);
+  /** Defined by the root context when the configuration is applied. */
+  metrics: BreakerMetrics | null = null;
+}
+
+export class BreakerMetrics {
+  opened: Counter;
+  closed: Counter;
+  rejected: Counter;
+  fallback: Counter;
+  open: Gauge;
+  /** Requests sent to the fallback cluster count as its requests too. */
+  fallbackRequests: Counter;
+
+  constructor(policy: BreakerPolicy) {
+    const prefix = "wasmesh.breaker." + policy.cluster;
+    this.opened = new Counter(prefix + ".opened");
+    this.closed = new Counter(prefix + ".closed");
+    this.rejected = new Counter(prefix + ".rejected");
+    this.fallback = new Counter(prefix + ".fallback");
+    this.open = new Gauge(prefix + ".open");
+    this.fallbackRequests = new Counter("wasmesh.route." + (policy.fallback.length > 0 ? policy.fallback : policy.cluster) + ".requests");
+  }
 }
 
 export class MeshConfig {
@@ -374,14 +404,15 @@ function readCondition(r: Reader, obj: JsonObject, path: string, allowPresence: 
     return null;
   }
   m.ignoreCase = r.bool(obj, "ignoreCase", path, false);
-  if (m.ignoreCase) m.value = m.value.toLowerCase();
   if (m.kind == StringMatchKind.Regex) {
-    const compiled = compileRegex(m.value);
+    const compiled = compileRegex(m.value, m.ignoreCase);
     if (compiled.regex === null) {
       r.fail(join(path, "regex"), compiled.error);
       return null;
     }
     m.regex = compiled.regex;
+  } else if (m.ignoreCase) {
+    m.value = m.value.toLowerCase();
   }
   return m;
 }
@@ -515,6 +546,7 @@ function readRoute(r: Reader, value: JsonValue, path: string, names: string[]): 
     if (item === null) break;
     const destination = new Destination();
     destination.cluster = r.cluster(r.string(item, "cluster", itemPath, true), join(itemPath, "cluster"));
+    destination.clusterBytes = String.UTF8.encode(destination.cluster);
     // A single destination takes all traffic; a split must say each share explicitly.
     const fallback: f64 = destinations.length == 1 ? 100 : -1;
     destination.weight = <u32>r.integer(item, "weight", itemPath, 0, 100, fallback);
@@ -579,6 +611,7 @@ function readBreaker(r: Reader, value: JsonValue, path: string): BreakerPolicy {
   const fallback = r.string(obj, "fallback", path, false);
   if (fallback !== null) {
     breaker.fallback = r.cluster(fallback, join(path, "fallback"));
+    breaker.fallbackBytes = String.UTF8.encode(breaker.fallback);
     if (!r.failed && breaker.fallback == breaker.cluster) {
       r.fail(join(path, "fallback"), "must differ from cluster");
     }
@@ -586,8 +619,9 @@ function readBreaker(r: Reader, value: JsonValue, path: string): BreakerPolicy {
   return breaker;
 }
 
-export function parseMeshConfig(text: string): ConfigResult {
-  const parsed = parseJson(text);
+/** Parses the plugin configuration bytes (UTF-8 JSON; invalid UTF-8 is refused with its offset). */
+export function parseMeshConfig(bytes: ArrayBuffer): ConfigResult {
+  const parsed = parseJsonBytes(bytes);
   if (parsed.value === null) return new ConfigResult(null, "(root): invalid JSON: " + parsed.error);
   const r = new Reader();
   const config = new MeshConfig();

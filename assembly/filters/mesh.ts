@@ -17,16 +17,24 @@ import {
   responseHeaders,
   clearRouteCache,
 } from "../sdk";
-import { Counter, Gauge } from "../sdk/metrics";
+import { Counter } from "../sdk/metrics";
 import { Admission, acquireSlot, admit, ensureBreakerState, recordOutcome, releaseSlot, Transition } from "./breaker";
-import { BreakerPolicy, HeaderChanges, HeaderRule, MeshConfig, parseMeshConfig } from "./config";
+import {
+  BreakerMetrics,
+  BreakerPolicy,
+  Destination,
+  HeaderChanges,
+  HeaderRule,
+  MeshConfig,
+  parseMeshConfig,
+} from "./config";
 import { matches } from "./match";
 import { RequestView } from "./request";
 import { chooseDestination } from "./split";
 
 export * from "../sdk/exports";
 
-const ROUTE_HEADER = "x-wasmesh-cluster";
+const ROUTE_HEADER_BYTES = String.UTF8.encode("x-wasmesh-cluster");
 const CIRCUIT_HEADER = "x-wasmesh-circuit";
 const DENIED_HEADER = "x-wasmesh-denied";
 const FAULT_HEADER = "x-wasmesh-fault";
@@ -44,7 +52,6 @@ class DelayedRequest {
 class MeshRoot extends RootContext {
   config: MeshConfig | null = null;
   private counters: Map<string, Counter> = new Map<string, Counter>();
-  private gauges: Map<string, Gauge> = new Map<string, Gauge>();
   private delayed: Array<DelayedRequest> = new Array<DelayedRequest>();
   private random: u32 = 1;
 
@@ -54,14 +61,24 @@ class MeshRoot extends RootContext {
       logError("wasmesh: invalid plugin configuration: (root): the proxy gave no configuration");
       return false;
     }
-    const result = parseMeshConfig(String.UTF8.decode(bytes));
+    const result = parseMeshConfig(bytes);
     const config = result.config;
     if (config === null) {
       // Envoy rejects the filter when on_configure fails; this line says why.
       logError("wasmesh: invalid plugin configuration: " + result.error);
       return false;
     }
-    for (let i = 0; i < config.breakers.length; i++) ensureBreakerState(config.breakers[i]);
+    for (let i = 0; i < config.breakers.length; i++) {
+      const policy = config.breakers[i];
+      ensureBreakerState(policy);
+      policy.metrics = new BreakerMetrics(policy);
+    }
+    for (let i = 0; i < config.routes.length; i++) {
+      const destinations = config.routes[i].destinations;
+      for (let j = 0; j < destinations.length; j++) {
+        destinations[j].requests = this.counter("wasmesh.route." + destinations[j].cluster + ".requests");
+      }
+    }
     this.config = config;
     this.random = <u32>(nowNanos() ^ (nowNanos() >> 32)) | 1;
     logInfo(
@@ -87,13 +104,6 @@ class MeshRoot extends RootContext {
     const counter = new Counter(name);
     this.counters.set(name, counter);
     return counter;
-  }
-
-  gauge(name: string): Gauge {
-    if (this.gauges.has(name)) return this.gauges.get(name);
-    const gauge = new Gauge(name);
-    this.gauges.set(name, gauge);
-    return gauge;
   }
 
   /** True for `percent` percent of calls (xorshift32; faults need no cryptographic randomness). */
@@ -138,20 +148,20 @@ class MeshRoot extends RootContext {
   }
 
   breakerTransition(policy: BreakerPolicy, transition: Transition): void {
-    if (transition == Transition.None) return;
-    const prefix = "wasmesh.breaker." + policy.cluster;
+    const metrics = policy.metrics;
+    if (transition == Transition.None || metrics === null) return;
     if (transition == Transition.Opened) {
-      this.counter(prefix + ".opened").increment();
-      this.gauge(prefix + ".open").set(1);
+      metrics.opened.increment();
+      metrics.open.set(1);
     } else {
-      this.counter(prefix + ".closed").increment();
-      this.gauge(prefix + ".open").set(0);
+      metrics.closed.increment();
+      metrics.open.set(0);
     }
   }
 }
 
 class MeshHttp extends HttpContext {
-  private responseChanges: HeaderChanges[] = [];
+  private responseChanges: HeaderChanges[] | null = null;
   /** The breaker accounting for this request, when its destination has one. */
   private breaker: BreakerPolicy | null = null;
   private probe: bool = false;
@@ -170,12 +180,6 @@ class MeshHttp extends HttpContext {
   onRequestHeaders(headerCount: u32, endOfStream: bool): FilterStatus {
     const request = new RequestView();
     let headersChanged = false;
-    // The routing header is ours alone: a client must not choose its own cluster.
-    if (request.header(ROUTE_HEADER) !== null) {
-      requestHeaders.remove(ROUTE_HEADER);
-      request.noteRemove(ROUTE_HEADER);
-      headersChanged = true;
-    }
 
     let delayMs: u32 = 0;
     const rules = this.config.headerRules;
@@ -185,7 +189,14 @@ class MeshHttp extends HttpContext {
       const changes = rule.requestHeaders;
       if (changes !== null && applyRequestChanges(changes, request)) headersChanged = true;
       const responseChanges = rule.responseHeaders;
-      if (responseChanges !== null) this.responseChanges.push(responseChanges);
+      if (responseChanges !== null) {
+        let pending = this.responseChanges;
+        if (pending === null) {
+          pending = new Array<HeaderChanges>();
+          this.responseChanges = pending;
+        }
+        pending.push(responseChanges);
+      }
       if (rule.denyStatus != 0) return this.deny(rule);
       if (rule.abortStatus != 0 && this.mesh.roll(rule.abortPercent)) return this.abort(rule);
       if (rule.delayMs != 0 && this.mesh.roll(rule.delayPercent)) {
@@ -194,16 +205,18 @@ class MeshHttp extends HttpContext {
       }
     }
 
-    let cluster = "";
+    let destination: Destination | null = null;
     const routes = this.config.routes;
     for (let i = 0; i < routes.length; i++) {
       const route = routes[i];
       if (!matches(route.match, request)) continue;
-      cluster = chooseDestination(route, request).cluster;
-      requestHeaders.set(ROUTE_HEADER, cluster);
-      // The router enforces timeouts and retries best: hand them over in its own headers.
+      const chosen = chooseDestination(route, request);
+      destination = chosen;
+      // Replacing the header also discards any value the client sent.
+      requestHeaders.setEncoded(ROUTE_HEADER_BYTES, chosen.clusterBytes);
       if (route.timeoutMs > 0) requestHeaders.set("x-envoy-upstream-rq-timeout-ms", route.timeoutMs.toString());
       if (route.retryAttempts >= 0) {
+        // The router enforces retries best: hand them over in its own headers.
         requestHeaders.set("x-envoy-max-retries", route.retryAttempts.toString());
         requestHeaders.set("x-envoy-retry-on", route.retryOn);
         if (route.perTryTimeoutMs > 0) {
@@ -213,20 +226,27 @@ class MeshHttp extends HttpContext {
       headersChanged = true;
       break;
     }
+    if (destination === null && routes.length > 0) {
+      // The routing header is ours alone: a client must not choose its own cluster.
+      requestHeaders.removeEncoded(ROUTE_HEADER_BYTES);
+      headersChanged = true;
+    }
 
-    if (cluster.length > 0) {
-      const policy = this.config.breakerFor(cluster);
-      if (policy !== null) {
+    if (destination !== null) {
+      const policy = this.config.breakerFor(destination.cluster);
+      const metrics = policy !== null ? policy.metrics : null;
+      if (policy === null || metrics === null) {
+        countRequest(destination);
+      } else {
         const status = this.guard(policy);
         if (status == 0) {
-          this.mesh.counter("wasmesh.route." + cluster + ".requests").increment();
+          countRequest(destination);
         } else if (policy.fallback.length > 0) {
-          this.mesh.counter("wasmesh.breaker." + cluster + ".fallback").increment();
-          cluster = policy.fallback;
-          requestHeaders.set(ROUTE_HEADER, cluster);
-          this.mesh.counter("wasmesh.route." + cluster + ".requests").increment();
+          metrics.fallback.increment();
+          metrics.fallbackRequests.increment();
+          requestHeaders.setEncoded(ROUTE_HEADER_BYTES, policy.fallbackBytes);
         } else {
-          this.mesh.counter("wasmesh.breaker." + cluster + ".rejected").increment();
+          metrics.rejected.increment();
           const reason = status == 1 ? "open" : "overflow";
           this.sendLocalResponse(
             503,
@@ -236,8 +256,6 @@ class MeshHttp extends HttpContext {
           );
           return FilterStatus.Pause;
         }
-      } else {
-        this.mesh.counter("wasmesh.route." + cluster + ".requests").increment();
       }
     }
 
@@ -297,7 +315,10 @@ class MeshHttp extends HttpContext {
   }
 
   onResponseHeaders(headerCount: u32, endOfStream: bool): FilterStatus {
-    for (let i = 0; i < this.responseChanges.length; i++) applyResponseChanges(this.responseChanges[i]);
+    const pending = this.responseChanges;
+    if (pending !== null) {
+      for (let i = 0; i < pending.length; i++) applyResponseChanges(pending[i]);
+    }
     const policy = this.breaker;
     if (policy !== null && !this.accounted) {
       const status = responseHeaders.get(":status");
@@ -324,6 +345,11 @@ class MeshHttp extends HttpContext {
     this.releaseSlot(policy);
     this.mesh.breakerTransition(policy, recordOutcome(policy, nowMillis(), failed, this.probe));
   }
+}
+
+function countRequest(destination: Destination): void {
+  const requests = destination.requests;
+  if (requests !== null) requests.increment();
 }
 
 function applyRequestChanges(changes: HeaderChanges, request: RequestView): bool {

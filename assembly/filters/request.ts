@@ -1,6 +1,6 @@
 // A read-mostly view of the request that rules match against. Header pairs are fetched from the
 // host once per request (one boundary crossing) and kept in step with the changes rules make.
-import { HeaderPair, requestHeaders } from "../sdk";
+import { requestHeaders } from "../sdk";
 
 export class QueryParam {
   constructor(
@@ -10,27 +10,24 @@ export class QueryParam {
 }
 
 export class RequestView {
-  private pairs: HeaderPair[] | null = null;
+  // Headers are looked up one name at a time and remembered (including absence): a rule set
+  // asks for a few names, which is cheaper than copying every header out of the proxy.
+  private names: string[] = [];
+  private values: Array<string | null> = [];
   private params: QueryParam[] | null = null;
   private pathValue: string | null = null;
   private queryValue: string = "";
 
-  private headerPairs(): HeaderPair[] {
-    let pairs = this.pairs;
-    if (pairs === null) {
-      pairs = requestHeaders.pairs();
-      this.pairs = pairs;
-    }
-    return pairs;
-  }
-
-  /** The first value of a header, or null. Names are lower case. */
+  /** The value of a header, or null. Names are lower case. */
   header(name: string): string | null {
-    const pairs = this.headerPairs();
-    for (let i = 0; i < pairs.length; i++) {
-      if (pairs[i].name == name) return pairs[i].value;
+    const names = this.names;
+    for (let i = 0; i < names.length; i++) {
+      if (names[i] == name) return this.values[i];
     }
-    return null;
+    const value = requestHeaders.get(name);
+    names.push(name);
+    this.values.push(value);
+    return value;
   }
 
   method(): string {
@@ -76,44 +73,40 @@ export class RequestView {
     return this.queryValue;
   }
 
-  /** The value of cookie `name` from the `cookie` header(s), or null. */
+  /** The value of cookie `name` from the `cookie` header, or null. */
   cookie(name: string): string | null {
-    const pairs = this.headerPairs();
-    for (let i = 0; i < pairs.length; i++) {
-      if (pairs[i].name != "cookie") continue;
-      const found = findCookie(pairs[i].value, name);
-      if (found !== null) return found;
-    }
-    return null;
+    const header = this.header("cookie");
+    return header !== null ? findCookie(header, name) : null;
   }
 
   // Rules that change request headers report it here so later rules see the new values.
   noteSet(name: string, value: string): void {
-    this.noteRemove(name);
-    this.headerPairs().push(new HeaderPair(name, value));
-    this.invalidate(name);
+    this.remember(name, value);
   }
 
   noteAdd(name: string, value: string): void {
-    this.headerPairs().push(new HeaderPair(name, value));
-    this.invalidate(name);
+    // Matching reads a header's first value: an added value only shows where there was none.
+    if (this.header(name) === null) this.remember(name, value);
   }
 
   noteRemove(name: string): void {
-    const pairs = this.headerPairs();
-    const kept = new Array<HeaderPair>();
-    for (let i = 0; i < pairs.length; i++) {
-      if (pairs[i].name != name) kept.push(pairs[i]);
-    }
-    this.pairs = kept;
-    this.invalidate(name);
+    this.remember(name, null);
   }
 
-  private invalidate(name: string): void {
+  private remember(name: string, value: string | null): void {
     if (name == ":path") {
       this.pathValue = null;
       this.params = null;
     }
+    const names = this.names;
+    for (let i = 0; i < names.length; i++) {
+      if (names[i] == name) {
+        this.values[i] = value;
+        return;
+      }
+    }
+    names.push(name);
+    this.values.push(value);
   }
 }
 

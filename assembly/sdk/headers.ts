@@ -87,7 +87,11 @@ export class HeaderMap {
   constructor(public readonly type: MapType) {}
 
   get(name: string): string | null {
-    const key = utf8(name);
+    return this.getEncoded(utf8(name));
+  }
+
+  /** Like get, with the name already UTF-8 encoded (hot paths encode constant names once). */
+  getEncoded(key: ArrayBuffer): string | null {
     resetReturn();
     const result = proxy_get_header_map_value(this.type, ptrOf(key), key.byteLength, RETURN_DATA, RETURN_SIZE);
     if (result != WasmResult.Ok) return null;
@@ -109,8 +113,10 @@ export class HeaderMap {
 
   /** Replaces every value of `name` with `value` (adds it when absent). */
   set(name: string, value: string): WasmResult {
-    const key = utf8(name);
-    const bytes = utf8(value);
+    return this.setEncoded(utf8(name), utf8(value));
+  }
+
+  setEncoded(key: ArrayBuffer, bytes: ArrayBuffer): WasmResult {
     return proxy_replace_header_map_value(
       this.type,
       ptrOf(key),
@@ -134,7 +140,10 @@ export class HeaderMap {
   }
 
   remove(name: string): WasmResult {
-    const key = utf8(name);
+    return this.removeEncoded(utf8(name));
+  }
+
+  removeEncoded(key: ArrayBuffer): WasmResult {
     return proxy_remove_header_map_value(this.type, ptrOf(key), key.byteLength) as WasmResult;
   }
 

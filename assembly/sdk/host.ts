@@ -96,7 +96,10 @@ export class ForeignResult {
 
 /** Calls a host extension registered under `name` (Envoy: clear_route_cache, compress, ...). */
 export function callForeignFunction(name: string, args: ArrayBuffer): ForeignResult {
-  const encodedName = utf8(name);
+  return callEncodedForeignFunction(utf8(name), args);
+}
+
+function callEncodedForeignFunction(encodedName: ArrayBuffer, args: ArrayBuffer): ForeignResult {
   resetReturn();
   const status = proxy_call_foreign_function(
     ptrOf(encodedName),
@@ -111,11 +114,12 @@ export function callForeignFunction(name: string, args: ArrayBuffer): ForeignRes
 }
 
 const EMPTY = new ArrayBuffer(0);
+const CLEAR_ROUTE_CACHE = utf8("clear_route_cache");
 
 /**
  * Makes Envoy pick the route again after a filter changed the headers routing depends on. Envoy
- * no longer does this by itself when a Wasm filter modifies request headers.
+ * does not promise to do this by itself when a Wasm filter modifies request headers.
  */
 export function clearRouteCache(): WasmResult {
-  return callForeignFunction("clear_route_cache", EMPTY).status;
+  return callEncodedForeignFunction(CLEAR_ROUTE_CACHE, EMPTY).status;
 }
