@@ -76,7 +76,8 @@ export function ensureBreakerState(policy: BreakerPolicy): void {
   const key = stateKey(policy.cluster);
   if (getSharedData(key).data === null) setSharedData(key, new BreakerState().encode(), 0);
   const active = activeKey(policy.cluster);
-  if (policy.maxConcurrent > 0 && getSharedData(active).data === null) setSharedData(active, new ArrayBuffer(4), 0);
+  if (policy.maxConcurrent > 0 && getSharedData(active).data === null)
+    setSharedData(active, new ArrayBuffer(4), 0);
 }
 
 /** Whether a request to the policy's cluster may go upstream now. */
@@ -88,7 +89,11 @@ export function admit(policy: BreakerPolicy, nowMs: u64): Admission {
     if (s.state == CircuitState.Closed) return Admission.Allow;
     if (s.state == CircuitState.Open && nowMs < s.openUntilMs) return Admission.Reject;
     // A probe whose request vanished without a response must not hold the circuit half-open forever.
-    if (s.state == CircuitState.HalfOpen && s.probeInFlight && nowMs - s.lastChangeMs < <u64>policy.baseEjectionMs) {
+    if (
+      s.state == CircuitState.HalfOpen &&
+      s.probeInFlight &&
+      nowMs - s.lastChangeMs < <u64>policy.baseEjectionMs
+    ) {
       return Admission.Reject;
     }
     s.state = CircuitState.HalfOpen;

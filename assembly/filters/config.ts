@@ -2,7 +2,15 @@
 // the field it is about (`routes[0].destinations[1].weight: ...`), and the first error rejects the
 // whole configuration. The same shape is described for TypeScript by schema/filter-config.ts;
 // test/conformance/invalid-configs.json holds the cases both must reject with the same field.
-import { JsonArray, JsonBool, JsonNumber, JsonObject, JsonString, JsonValue, parseJsonBytes } from "../lib/json";
+import {
+  JsonArray,
+  JsonBool,
+  JsonNumber,
+  JsonObject,
+  JsonString,
+  JsonValue,
+  parseJsonBytes,
+} from "../lib/json";
 import { compileRegex, Regex } from "../lib/regex";
 import { Counter, Gauge } from "../sdk/metrics";
 
@@ -146,7 +154,9 @@ export class BreakerMetrics {
     this.rejected = new Counter(prefix + ".rejected");
     this.fallback = new Counter(prefix + ".fallback");
     this.open = new Gauge(prefix + ".open");
-    this.fallbackRequests = new Counter("wasmesh.route." + (policy.fallback.length > 0 ? policy.fallback : policy.cluster) + ".requests");
+    this.fallbackRequests = new Counter(
+      "wasmesh.route." + (policy.fallback.length > 0 ? policy.fallback : policy.cluster) + ".requests",
+    );
   }
 }
 
@@ -373,7 +383,17 @@ function fmt(n: f64): string {
 }
 
 const STRING_MATCH_KEYS = ["exact", "prefix", "suffix", "contains", "regex", "ignoreCase"];
-const HEADER_MATCH_KEYS = ["name", "exact", "prefix", "suffix", "contains", "regex", "present", "absent", "ignoreCase"];
+const HEADER_MATCH_KEYS = [
+  "name",
+  "exact",
+  "prefix",
+  "suffix",
+  "contains",
+  "regex",
+  "present",
+  "absent",
+  "ignoreCase",
+];
 
 /** Reads the one condition of a string matcher from `obj`, which may hold other allowed keys. */
 function readCondition(r: Reader, obj: JsonObject, path: string, allowPresence: bool): StringMatcher | null {
@@ -399,7 +419,9 @@ function readCondition(r: Reader, obj: JsonObject, path: string, allowPresence: 
   }
   if (r.failed) return null;
   if (conditions != 1) {
-    const expected = allowPresence ? "exact, prefix, suffix, contains, regex, present or absent" : kinds.join(", ");
+    const expected = allowPresence
+      ? "exact, prefix, suffix, contains, regex, present or absent"
+      : kinds.join(", ");
     r.fail(path, "must have exactly one of " + expected);
     return null;
   }
@@ -423,7 +445,13 @@ function readStringMatch(r: Reader, value: JsonValue | null, path: string): Stri
   return readCondition(r, obj, path, false);
 }
 
-function readNamedMatchers(r: Reader, obj: JsonObject, key: string, path: string, isHeader: bool): NamedMatcher[] {
+function readNamedMatchers(
+  r: Reader,
+  obj: JsonObject,
+  key: string,
+  path: string,
+  isHeader: bool,
+): NamedMatcher[] {
   const out = new Array<NamedMatcher>();
   const items = r.array(obj, key, path, false);
   for (let i = 0; i < items.length && !r.failed; i++) {

@@ -4,6 +4,7 @@
 // run one instance per concern. The routing header is the contract with Envoy's router
 // (`cluster_header: x-wasmesh-cluster`) and with the edge worker.
 import {
+  clearRouteCache,
   FilterStatus,
   HeaderPair,
   HttpContext,
@@ -15,10 +16,17 @@ import {
   registerRootContext,
   requestHeaders,
   responseHeaders,
-  clearRouteCache,
 } from "../sdk";
 import { Counter } from "../sdk/metrics";
-import { Admission, acquireSlot, admit, ensureBreakerState, recordOutcome, releaseSlot, Transition } from "./breaker";
+import {
+  Admission,
+  acquireSlot,
+  admit,
+  ensureBreakerState,
+  recordOutcome,
+  releaseSlot,
+  Transition,
+} from "./breaker";
 import {
   BreakerMetrics,
   BreakerPolicy,
@@ -214,7 +222,8 @@ class MeshHttp extends HttpContext {
       destination = chosen;
       // Replacing the header also discards any value the client sent.
       requestHeaders.setEncoded(ROUTE_HEADER_BYTES, chosen.clusterBytes);
-      if (route.timeoutMs > 0) requestHeaders.set("x-envoy-upstream-rq-timeout-ms", route.timeoutMs.toString());
+      if (route.timeoutMs > 0)
+        requestHeaders.set("x-envoy-upstream-rq-timeout-ms", route.timeoutMs.toString());
       if (route.retryAttempts >= 0) {
         // The router enforces retries best: hand them over in its own headers.
         requestHeaders.set("x-envoy-max-retries", route.retryAttempts.toString());
@@ -372,8 +381,10 @@ function applyRequestChanges(changes: HeaderChanges, request: RequestView): bool
 
 function applyResponseChanges(changes: HeaderChanges): void {
   for (let i = 0; i < changes.toRemove.length; i++) responseHeaders.remove(changes.toRemove[i]);
-  for (let i = 0; i < changes.toSet.length; i++) responseHeaders.set(changes.toSet[i].name, changes.toSet[i].value);
-  for (let i = 0; i < changes.toAdd.length; i++) responseHeaders.add(changes.toAdd[i].name, changes.toAdd[i].value);
+  for (let i = 0; i < changes.toSet.length; i++)
+    responseHeaders.set(changes.toSet[i].name, changes.toSet[i].value);
+  for (let i = 0; i < changes.toAdd.length; i++)
+    responseHeaders.add(changes.toAdd[i].name, changes.toAdd[i].value);
 }
 
 registerRootContext("", (contextId: u32): RootContext => new MeshRoot(contextId));

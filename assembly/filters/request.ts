@@ -152,7 +152,12 @@ export function percentDecode(s: string): string {
     const c = s.charCodeAt(i);
     if (c == 43) {
       bytes[n++] = 32;
-    } else if (c == 37 && i + 2 < s.length && hexValue(s.charCodeAt(i + 1)) >= 0 && hexValue(s.charCodeAt(i + 2)) >= 0) {
+    } else if (
+      c == 37 &&
+      i + 2 < s.length &&
+      hexValue(s.charCodeAt(i + 1)) >= 0 &&
+      hexValue(s.charCodeAt(i + 2)) >= 0
+    ) {
       bytes[n++] = <u8>((hexValue(s.charCodeAt(i + 1)) << 4) | hexValue(s.charCodeAt(i + 2)));
       i += 2;
     } else if (c < 128) {

@@ -437,7 +437,7 @@ function decLeftShift(k: u64): void {
     store<u8>(DEC + --w, <u8>(n - q * 10));
     n = q;
   }
-  let len = decN + 19 - w;
+  const len = decN + 19 - w;
   decDp += len - decN;
   memory.copy(DEC, DEC + w, len);
   for (let j = DEC_MAX; j < len; j++) if (load<u8>(DEC + j) != 0) decTrunc = true;

@@ -4,6 +4,7 @@ import { HttpContext, RootContext, rootFactoryFor } from "./context";
 import { getPropertyString, log } from "./host";
 
 export { proxy_on_memory_allocate } from "./memory";
+
 // Brings the abort handler into the program; asconfig.json routes `abort` to it.
 import "./abort";
 

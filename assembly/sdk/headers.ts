@@ -10,7 +10,16 @@ import {
   proxy_set_header_map_pairs,
   WasmResult,
 } from "./abi";
-import { ptrOf, RETURN_DATA, RETURN_SIZE, RETURN_U32, resetReturn, takeBuffer, takeString, utf8 } from "./memory";
+import {
+  ptrOf,
+  RETURN_DATA,
+  RETURN_SIZE,
+  RETURN_U32,
+  resetReturn,
+  takeBuffer,
+  takeString,
+  utf8,
+} from "./memory";
 
 export class HeaderPair {
   constructor(
@@ -93,7 +102,13 @@ export class HeaderMap {
   /** Like get, with the name already UTF-8 encoded (hot paths encode constant names once). */
   getEncoded(key: ArrayBuffer): string | null {
     resetReturn();
-    const result = proxy_get_header_map_value(this.type, ptrOf(key), key.byteLength, RETURN_DATA, RETURN_SIZE);
+    const result = proxy_get_header_map_value(
+      this.type,
+      ptrOf(key),
+      key.byteLength,
+      RETURN_DATA,
+      RETURN_SIZE,
+    );
     if (result != WasmResult.Ok) return null;
     return takeString();
   }

@@ -12,7 +12,16 @@ import {
   proxy_set_property,
   WasmResult,
 } from "./abi";
-import { ptrOf, RETURN_DATA, RETURN_SIZE, RETURN_U32, RETURN_U64, resetReturn, takeBuffer, utf8 } from "./memory";
+import {
+  ptrOf,
+  RETURN_DATA,
+  RETURN_SIZE,
+  RETURN_U32,
+  RETURN_U64,
+  resetReturn,
+  takeBuffer,
+  utf8,
+} from "./memory";
 
 export function log(level: LogLevel, message: string): void {
   const bytes = utf8(message);

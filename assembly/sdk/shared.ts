@@ -23,7 +23,13 @@ export function getSharedData(key: string): SharedValue {
   const encoded = utf8(key);
   resetReturn();
   store<u32>(RETURN_U32, 0);
-  const result = proxy_get_shared_data(ptrOf(encoded), encoded.byteLength, RETURN_DATA, RETURN_SIZE, RETURN_U32);
+  const result = proxy_get_shared_data(
+    ptrOf(encoded),
+    encoded.byteLength,
+    RETURN_DATA,
+    RETURN_SIZE,
+    RETURN_U32,
+  );
   if (result != WasmResult.Ok) return new SharedValue(null, 0);
   const data = takeBuffer();
   return new SharedValue(data, load<u32>(RETURN_U32));
@@ -35,7 +41,13 @@ export function getSharedData(key: string): SharedValue {
  */
 export function setSharedData(key: string, value: ArrayBuffer, cas: u32): WasmResult {
   const encoded = utf8(key);
-  return proxy_set_shared_data(ptrOf(encoded), encoded.byteLength, ptrOf(value), value.byteLength, cas) as WasmResult;
+  return proxy_set_shared_data(
+    ptrOf(encoded),
+    encoded.byteLength,
+    ptrOf(value),
+    value.byteLength,
+    cas,
+  ) as WasmResult;
 }
 
 export function registerSharedQueue(name: string): u32 {
@@ -47,7 +59,13 @@ export function registerSharedQueue(name: string): u32 {
 export function resolveSharedQueue(vmId: string, name: string): u32 {
   const vm = utf8(vmId);
   const encoded = utf8(name);
-  const result = proxy_resolve_shared_queue(ptrOf(vm), vm.byteLength, ptrOf(encoded), encoded.byteLength, RETURN_U32);
+  const result = proxy_resolve_shared_queue(
+    ptrOf(vm),
+    vm.byteLength,
+    ptrOf(encoded),
+    encoded.byteLength,
+    RETURN_U32,
+  );
   if (result != WasmResult.Ok) return 0;
   return load<u32>(RETURN_U32);
 }

@@ -13,7 +13,9 @@ describe("mesh.wasm in Envoy with --concurrency 2", () => {
       exactBalance: true,
       config: {
         routes: [{ name: "all", destinations: [{ cluster: "v2" }] }],
-        breakers: [{ cluster: "v2", consecutiveErrors: failures, intervalMs: 30_000, baseEjectionMs: 60_000 }],
+        breakers: [
+          { cluster: "v2", consecutiveErrors: failures, intervalMs: 30_000, baseEjectionMs: 60_000 },
+        ],
       },
     });
   });
@@ -25,18 +27,22 @@ describe("mesh.wasm in Envoy with --concurrency 2", () => {
     mesh.v2.setStatus(503);
     // N connections held open at once: Envoy's exact balancer gives each worker N/2 of them.
     const agent = new http.Agent({ keepAlive: true, maxSockets: failures });
-    const round = () => Promise.all(Array.from({ length: failures }, () => sendHttp(mesh.port, { path: "/" }, agent)));
+    const round = () =>
+      Promise.all(Array.from({ length: failures }, () => sendHttp(mesh.port, { path: "/" }, agent)));
     const first = await round();
     expect(first.map((r) => r.status)).toEqual(Array(failures).fill(503));
     expect(mesh.v2.count).toBe(failures);
 
     const stats = await mesh.envoy.stats();
-    const perWorker = [0, 1].map(
-      (w) => [...stats].find(([name]) => name.endsWith(`worker_${w}.downstream_cx_total`) && name.startsWith("listener.127"))?.[1] ?? 0,
+    const [worker0, worker1] = [0, 1].map(
+      (w) =>
+        [...stats].find(
+          ([name]) => name.endsWith(`worker_${w}.downstream_cx_total`) && name.startsWith("listener.127"),
+        )?.[1] ?? 0,
     );
-    expect(perWorker[0]).toBeGreaterThan(0);
-    expect(perWorker[1]).toBeGreaterThan(0);
-    expect(perWorker[0] + perWorker[1]).toBe(failures);
+    expect(worker0).toBeGreaterThan(0);
+    expect(worker1).toBeGreaterThan(0);
+    expect((worker0 ?? 0) + (worker1 ?? 0)).toBe(failures);
 
     const second = await round();
     expect(second.map((r) => r.headers.get("x-wasmesh-circuit"))).toEqual(Array(failures).fill("open"));

@@ -26,7 +26,9 @@ describe("conformance vectors through Envoy", () => {
       expectDecision(vector, {
         status: response.status,
         cluster: answered.length === 1 && upstream ? upstream.name : answered.length === 0 ? null : "both",
-        upstreamHeaders: received ? new Map(Object.entries(received.headers).map(([k, v]) => [k, String(v)])) : null,
+        upstreamHeaders: received
+          ? new Map(Object.entries(received.headers).map(([k, v]) => [k, String(v)]))
+          : null,
         responseHeaders: response.headers,
       });
     });

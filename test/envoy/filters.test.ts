@@ -5,7 +5,11 @@ import { type MeshEnvoy, startMeshEnvoy } from "../support/mesh-envoy.ts";
 const canary = {
   headerRules: [{ name: "deny-admin", match: { path: { prefix: "/admin" } }, deny: { status: 403 } }],
   routes: [
-    { name: "testers", match: { headers: [{ name: "x-user", exact: "tester" }] }, destinations: [{ cluster: "v2" }] },
+    {
+      name: "testers",
+      match: { headers: [{ name: "x-user", exact: "tester" }] },
+      destinations: [{ cluster: "v2" }],
+    },
     {
       name: "canary",
       destinations: [
@@ -54,7 +58,9 @@ describe("mesh.wasm in Envoy: split, header routing, deny", () => {
 
   it("runs the module in Envoy's V8 Wasm runtime", async () => {
     const stats = await mesh.envoy.stats();
-    const active = [...stats].find(([name]) => name.includes("wasm") && name.includes("v8") && name.endsWith("active"));
+    const active = [...stats].find(
+      ([name]) => name.includes("wasm") && name.includes("v8") && name.endsWith("active"),
+    );
     expect(active?.[1]).toBeGreaterThan(0);
     expect((await mesh.send({ path: "/" })).status).toBe(200);
   });
@@ -177,12 +183,16 @@ describe("mesh.wasm in Envoy: invalid plugin configuration", () => {
     expect(listener.error_state?.details).toContain("Unable to create Wasm plugin wasmesh");
     expect(JSON.stringify(listener.error_state?.failed_configuration)).toContain('\\"weight\\":20');
     expect((await mesh.send({ path: "/admin" })).status).toBe(403);
-    expect((await mesh.send({ path: "/", headers: { "x-user": "tester" } })).headers.get("x-upstream")).toBe("v2");
+    expect((await mesh.send({ path: "/", headers: { "x-user": "tester" } })).headers.get("x-upstream")).toBe(
+      "v2",
+    );
   });
 
   it("accepts a valid update without a restart", async () => {
     const uptime = (await mesh.envoy.serverInfo()).uptime_current_epoch;
-    mesh.pushConfiguration(JSON.stringify({ routes: [{ name: "all-v2", destinations: [{ cluster: "v2" }] }] }));
+    mesh.pushConfiguration(
+      JSON.stringify({ routes: [{ name: "all-v2", destinations: [{ cluster: "v2" }] }] }),
+    );
     await waitFor(
       async () => (await mesh.send({ path: "/admin" })).headers.get("x-upstream") === "v2",
       "the new configuration to serve",

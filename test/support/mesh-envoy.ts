@@ -4,8 +4,8 @@ import { mkdtempSync, renameSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type EnvoyProcess, freePort, startEnvoy, wasmHttpFilter } from "./envoy.ts";
 import { RELEASE_WASM } from "./artifacts.ts";
+import { type EnvoyProcess, freePort, startEnvoy, wasmHttpFilter } from "./envoy.ts";
 import { startUpstream, type Upstream } from "./upstreams.ts";
 
 export interface MeshEnvoy {

@@ -1,0 +1,299 @@
+// npm run bench:filters — figures for mesh.wasm, written to bench-results/filters.{json,md}.
+//   1. release module size;
+//   2. per-request cost of the full filter chain in the TypeScript host;
+//   3. Envoy side by side, same machine, same upstreams, same request mix, bounded loopback load:
+//      (a) native weighted_clusters + outlier_detection, (b) Lua, (c) mesh.wasm.
+// Runs are interleaved (a, b, c, a, b, c, ...) and medians reported, because the machine is noisy;
+// the ratios c/a and c/b are what to read.
+import { execFile, execFileSync, spawnSync } from "node:child_process";
+import { mkdirSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { RELEASE_WASM } from "../support/artifacts.ts";
+import { luaBenchBootstrap, nativeBenchBootstrap, wasmBenchBootstrap } from "../support/bench-envoy.ts";
+import { type EnvoyProcess, freePort, REPO_ROOT, startEnvoy, staticBootstrap } from "../support/envoy.ts";
+import { MeshUnderTest } from "../support/mesh-host.ts";
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
+const HOST_REQUESTS = Number(process.env.BENCH_HOST_REQUESTS ?? 50_000);
+const OUT_DIR = join(REPO_ROOT, "bench-results");
+
+/** The policy all three setups implement: tester header → v2, otherwise 90/10, breakers. */
+const meshConfig = {
+  routes: [
+    {
+      name: "testers",
+      match: { headers: [{ name: "x-user", exact: "tester" }] },
+      destinations: [{ cluster: "v2" }],
+    },
+    {
+      name: "canary",
+      destinations: [
+        { cluster: "v1", weight: 90 },
+        { cluster: "v2", weight: 10 },
+      ],
+    },
+  ],
+  breakers: [
+    { cluster: "v1", consecutiveErrors: 5, intervalMs: 10_000, baseEjectionMs: 30_000 },
+    { cluster: "v2", consecutiveErrors: 5, intervalMs: 10_000, baseEjectionMs: 30_000 },
+  ],
+};
+
+/** Adds header rules so the chain exercises all three stages, as a mesh would run it. */
+const fullChainConfig = {
+  headerRules: [
+    { name: "deny-admin", match: { path: { prefix: "/admin" } }, deny: {} },
+    {
+      name: "tag",
+      match: { headers: [{ name: "user-agent", regex: ".*Mobile.*" }] },
+      requestHeaders: { set: [{ name: "x-client-class", value: "mobile" }] },
+    },
+  ],
+  ...meshConfig,
+};
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+async function hostCost(): Promise<Record<string, number>> {
+  const measure = async (config: unknown): Promise<number> => {
+    const mesh = await MeshUnderTest.start(config);
+    const run = (n: number) => {
+      for (let i = 0; i < n; i++) {
+        mesh.request({
+          path: `/reviews/${i}`,
+          headers: i % 10 === 0 ? { "x-user": "tester" } : { "user-agent": "curl/8" },
+        });
+      }
+    };
+    run(5_000); // warm up the JIT
+    const samples: number[] = [];
+    for (let round = 0; round < 5; round++) {
+      const start = process.hrtime.bigint();
+      run(HOST_REQUESTS / 5);
+      samples.push(Number(process.hrtime.bigint() - start) / (HOST_REQUESTS / 5));
+    }
+    return median(samples);
+  };
+  const emptyNs = await measure({});
+  const fullNs = await measure(fullChainConfig);
+  return {
+    emptyConfigNsPerRequest: emptyNs,
+    fullChainNsPerRequest: fullNs,
+    filterChainNsPerRequest: fullNs - emptyNs,
+  };
+}
+
+/** Upstreams that cost as little as possible: an Envoy answering directly on two ports. */
+async function startUpstreams(): Promise<{ envoy: EnvoyProcess; v1: number; v2: number }> {
+  const v1 = await freePort();
+  const v2 = await freePort();
+  const listener = (name: string, port: number) => ({
+    name,
+    address: { socket_address: { address: "127.0.0.1", port_value: port } },
+    filter_chains: [
+      {
+        filters: [
+          {
+            name: "envoy.filters.network.http_connection_manager",
+            typed_config: {
+              "@type":
+                "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+              stat_prefix: name,
+              route_config: {
+                virtual_hosts: [
+                  {
+                    name,
+                    domains: ["*"],
+                    routes: [
+                      {
+                        match: { prefix: "/" },
+                        direct_response: { status: 200, body: { inline_string: name } },
+                      },
+                    ],
+                    response_headers_to_add: [{ header: { key: "x-upstream", value: name } }],
+                  },
+                ],
+              },
+              http_filters: [
+                {
+                  name: "envoy.filters.http.router",
+                  typed_config: {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+                  },
+                },
+              ],
+            },
+          },
+        ],
+      },
+    ],
+  });
+  const envoy = await startEnvoy({
+    name: "bench-upstreams",
+    concurrency: 1,
+    logLevel: "warning",
+    bootstrap: staticBootstrap({
+      adminPort: await freePort(),
+      listeners: [listener("v1", v1), listener("v2", v2)],
+      clusters: [],
+    }),
+  });
+  return { envoy, v1, v2 };
+}
+
+interface WrkResult {
+  requests: number;
+  durationUs: number;
+  p50Us: number;
+  p99Us: number;
+  errors: number;
+  non2xx: number;
+}
+
+function wrkBinary(): string {
+  const found = spawnSync("sh", ["-c", "command -v wrk"], { encoding: "utf8" }).stdout.trim();
+  if (found) return found;
+  if (process.getuid?.() === 0) {
+    console.error("bench: installing wrk (Debian package) for the load generator");
+    execFileSync("apt-get", ["install", "-y", "-qq", "wrk"], { stdio: "inherit" });
+    return "wrk";
+  }
+  throw new Error("bench:filters needs wrk on PATH (apt-get install wrk)");
+}
+
+async function runWrk(wrk: string, port: number, seconds: number): Promise<WrkResult> {
+  const script = join(REPO_ROOT, "test", "bench", "wrk-mix.lua");
+  // Loopback only, bounded by time and connection count. Asynchronous, so this process keeps
+  // draining the Envoys' log pipes while wrk runs.
+  const { stdout: out } = await promisify(execFile)(
+    wrk,
+    ["-t1", `-c${CONNECTIONS}`, `-d${seconds}s`, "-s", script, `http://127.0.0.1:${port}/`],
+    { encoding: "utf8" },
+  );
+  const line = out.split("\n").find((l) => l.startsWith("{"));
+  if (!line) throw new Error(`wrk printed no result:\n${out}`);
+  return JSON.parse(line) as WrkResult;
+}
+
+async function envoySideBySide(): Promise<Record<string, unknown>> {
+  const wrk = wrkBinary();
+  const upstreams = await startUpstreams();
+  const setups: { name: string; envoy: EnvoyProcess; port: number }[] = [];
+  try {
+    for (const name of ["native", "lua", "wasm"] as const) {
+      const ports = { adminPort: await freePort(), listenerPort: await freePort(), upstreams };
+      const bootstrap =
+        name === "native"
+          ? nativeBenchBootstrap(ports)
+          : name === "lua"
+            ? luaBenchBootstrap(ports)
+            : wasmBenchBootstrap({
+                ...ports,
+                wasmPath: RELEASE_WASM,
+                configuration: JSON.stringify(meshConfig),
+              });
+      const envoy = await startEnvoy({
+        name: `bench-${name}`,
+        bootstrap,
+        concurrency: 1,
+        logLevel: "warning",
+      });
+      setups.push({ name, envoy, port: ports.listenerPort });
+    }
+    for (const s of setups) await runWrk(wrk, s.port, 1); // warm-up
+    const runs = new Map<string, WrkResult[]>(setups.map((s) => [s.name, []]));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const s of setups) runs.get(s.name)?.push(await runWrk(wrk, s.port, SECONDS));
+    }
+    const summary: Record<
+      string,
+      { rps: number; p50Ms: number; p99Ms: number; errors: number; non2xx: number }
+    > = {};
+    for (const [name, results] of runs) {
+      summary[name] = {
+        rps: median(results.map((r) => r.requests / (r.durationUs / 1e6))),
+        p50Ms: median(results.map((r) => r.p50Us / 1000)),
+        p99Ms: median(results.map((r) => r.p99Us / 1000)),
+        errors: results.reduce((n, r) => n + r.errors, 0),
+        non2xx: results.reduce((n, r) => n + r.non2xx, 0),
+      };
+    }
+    const upstreamStatus: Record<string, Record<string, number>> = {};
+    for (const s of setups) {
+      upstreamStatus[s.name] = Object.fromEntries(
+        [...(await s.envoy.stats("upstream_rq_[0-9]xx|wasmcustom"))].filter(([, v]) => v > 0),
+      );
+    }
+    const rps = (name: string) => summary[name]?.rps ?? Number.NaN;
+    return {
+      loadGenerator: `wrk -t1 -c${CONNECTIONS} -d${SECONDS}s, ${ROUNDS} interleaved rounds, medians`,
+      envoyConcurrency: 1,
+      setups: summary,
+      envoyStats: upstreamStatus,
+      ratios: {
+        wasmOverNativeThroughput: rps("wasm") / rps("native"),
+        wasmOverLuaThroughput: rps("wasm") / rps("lua"),
+      },
+    };
+  } finally {
+    for (const s of setups) await s.envoy.stop();
+    await upstreams.envoy.stop();
+  }
+}
+
+function markdown(results: Record<string, unknown>): string {
+  const r = results as {
+    moduleBytes: number;
+    host: Record<string, number>;
+    envoy: {
+      loadGenerator: string;
+      setups: Record<string, { rps: number; p50Ms: number; p99Ms: number; errors: number; non2xx: number }>;
+      ratios: Record<string, number>;
+    };
+  };
+  const lines = [
+    "# bench:filters",
+    "",
+    `Measured ${new Date().toISOString()} on this machine (${process.platform}, Node ${process.versions.node}).`,
+    "",
+    `- release module: **${r.moduleBytes} bytes** (${(r.moduleBytes / 1024).toFixed(1)} KiB; goal ≤ 64 KiB)`,
+    `- TypeScript host, full chain: **${r.host.fullChainNsPerRequest?.toFixed(0)} ns/request** ` +
+      `(empty configuration ${r.host.emptyConfigNsPerRequest?.toFixed(0)} ns; the filters add ${r.host.filterChainNsPerRequest?.toFixed(0)} ns)`,
+    "",
+    `Envoy (${r.envoy.loadGenerator}):`,
+    "",
+    "| setup | requests/s | p50 ms | p99 ms | errors | non-2xx |",
+    "| --- | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  for (const [name, s] of Object.entries(r.envoy.setups)) {
+    lines.push(
+      `| ${name} | ${s.rps.toFixed(0)} | ${s.p50Ms.toFixed(3)} | ${s.p99Ms.toFixed(3)} | ${s.errors} | ${s.non2xx} |`,
+    );
+  }
+  lines.push(
+    "",
+    `- wasm/native throughput: **${r.envoy.ratios.wasmOverNativeThroughput?.toFixed(3)}** (goal ≥ 0.85)`,
+    `- wasm/Lua throughput: **${r.envoy.ratios.wasmOverLuaThroughput?.toFixed(3)}** (goal > 1)`,
+    "",
+  );
+  return lines.join("\n");
+}
+
+const results: Record<string, unknown> = {
+  moduleBytes: statSync(RELEASE_WASM).size,
+  host: await hostCost(),
+};
+if (process.env.BENCH_SKIP_ENVOY !== "1") results.envoy = await envoySideBySide();
+mkdirSync(OUT_DIR, { recursive: true });
+writeFileSync(join(OUT_DIR, "filters.json"), `${JSON.stringify(results, null, 2)}\n`);
+if (results.envoy) writeFileSync(join(OUT_DIR, "filters.md"), markdown(results));
+console.log(JSON.stringify(results, null, 2));

@@ -1,0 +1,46 @@
+// Invalid configurations: the module must refuse each case naming the field, and the JSON Schema
+// must refuse the structural ones naming the same field. Valid examples must pass both.
+import { describe, expect, it } from "vitest";
+import { validateFilterConfig } from "../../schema/filter-config.ts";
+import table from "../conformance/invalid-configs.json" with { type: "json" };
+import meshConfig from "../conformance/mesh-config.json" with { type: "json" };
+import { configureMesh } from "../support/mesh-host.ts";
+
+interface InvalidCase {
+  name: string;
+  config?: unknown;
+  raw?: string;
+  path: string;
+  by: "both" | "module";
+}
+
+describe("invalid plugin configuration", () => {
+  for (const c of table.cases as InvalidCase[]) {
+    it(`module refuses: ${c.name}`, async () => {
+      const text = c.raw ?? JSON.stringify(c.config);
+      const result = await configureMesh(text);
+      expect(result.ok, c.name).toBe(false);
+      expect(result.error).toMatch(/^wasmesh: invalid plugin configuration: /);
+      expect(result.error.replace("wasmesh: invalid plugin configuration: ", "")).toMatch(
+        new RegExp(`^${c.path.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: `),
+      );
+    });
+    if (c.by === "both") {
+      it(`schema refuses: ${c.name}`, () => {
+        const result = validateFilterConfig(c.config);
+        expect(result.ok).toBe(false);
+        if (!result.ok) expect(result.errors.map((e) => e.path)).toContain(c.path);
+      });
+    }
+  }
+
+  it("accepts the conformance configuration in both", async () => {
+    expect(validateFilterConfig(meshConfig).ok).toBe(true);
+    expect((await configureMesh(JSON.stringify(meshConfig))).ok).toBe(true);
+  });
+
+  it("accepts an empty configuration (every stage off)", async () => {
+    expect(validateFilterConfig({}).ok).toBe(true);
+    expect((await configureMesh("{}")).ok).toBe(true);
+  });
+});
