@@ -1,7 +1,7 @@
 // Circuit breaking per destination cluster. The state lives in the proxy's shared data, guarded by
 // compare-and-swap, so every worker thread (every VM of the plugin) sees one breaker: with
 // `--concurrency 2` it opens after N failures in total, not N per thread.
-import { getSharedData, logWarn, setSharedData, WasmResult } from "../sdk";
+import { getSharedDataEncoded, logWarn, setSharedDataEncoded, WasmResult } from "../sdk";
 import { BreakerPolicy } from "./config";
 
 export enum CircuitState {
@@ -63,29 +63,34 @@ class BreakerState {
   }
 }
 
-function stateKey(cluster: string): string {
-  return "wasmesh.breaker." + cluster;
-}
+/**
+ * Whether the state read at the last admit() had failures counted. A request admitted while the
+ * count was 0 that then succeeds needs no write: a success resets the failures that came before
+ * it started, and on the common healthy path that saves a shared-data read per request.
+ */
+let admittedDuringFailures: bool = false;
 
-function activeKey(cluster: string): string {
-  return "wasmesh.breaker." + cluster + ".active";
+export function lastAdmissionHadFailures(): bool {
+  return admittedDuringFailures;
 }
 
 /** Creates the shared entry if no VM has yet; never resets a breaker that is already tracking. */
 export function ensureBreakerState(policy: BreakerPolicy): void {
-  const key = stateKey(policy.cluster);
-  if (getSharedData(key).data === null) setSharedData(key, new BreakerState().encode(), 0);
-  const active = activeKey(policy.cluster);
-  if (policy.maxConcurrent > 0 && getSharedData(active).data === null)
-    setSharedData(active, new ArrayBuffer(4), 0);
+  const key = policy.stateKey;
+  if (getSharedDataEncoded(key).data === null) setSharedDataEncoded(key, new BreakerState().encode(), 0);
+  const active = policy.activeKey;
+  if (policy.maxConcurrent > 0 && getSharedDataEncoded(active).data === null) {
+    setSharedDataEncoded(active, new ArrayBuffer(4), 0);
+  }
 }
 
 /** Whether a request to the policy's cluster may go upstream now. */
 export function admit(policy: BreakerPolicy, nowMs: u64): Admission {
-  const key = stateKey(policy.cluster);
+  const key = policy.stateKey;
   for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-    const shared = getSharedData(key);
+    const shared = getSharedDataEncoded(key);
     const s = BreakerState.decode(shared.data);
+    admittedDuringFailures = s.consecutive > 0;
     if (s.state == CircuitState.Closed) return Admission.Allow;
     if (s.state == CircuitState.Open && nowMs < s.openUntilMs) return Admission.Reject;
     // A probe whose request vanished without a response must not hold the circuit half-open forever.
@@ -99,16 +104,16 @@ export function admit(policy: BreakerPolicy, nowMs: u64): Admission {
     s.state = CircuitState.HalfOpen;
     s.probeInFlight = true;
     s.lastChangeMs = nowMs;
-    if (setSharedData(key, s.encode(), shared.cas) == WasmResult.Ok) return Admission.Probe;
+    if (setSharedDataEncoded(key, s.encode(), shared.cas) == WasmResult.Ok) return Admission.Probe;
   }
   return Admission.Reject;
 }
 
 /** Accounts for one finished request; `failed` covers 5xx answers, gateway errors and resets. */
 export function recordOutcome(policy: BreakerPolicy, nowMs: u64, failed: bool, wasProbe: bool): Transition {
-  const key = stateKey(policy.cluster);
+  const key = policy.stateKey;
   for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-    const shared = getSharedData(key);
+    const shared = getSharedDataEncoded(key);
     const s = BreakerState.decode(shared.data);
     let transition = Transition.None;
     if (s.state == CircuitState.HalfOpen) {
@@ -141,7 +146,7 @@ export function recordOutcome(policy: BreakerPolicy, nowMs: u64, failed: bool, w
         transition = Transition.Opened;
       }
     }
-    if (setSharedData(key, s.encode(), shared.cas) == WasmResult.Ok) return transition;
+    if (setSharedDataEncoded(key, s.encode(), shared.cas) == WasmResult.Ok) return transition;
   }
   logWarn("wasmesh: breaker " + policy.cluster + ": state update lost after repeated contention");
   return Transition.None;
@@ -173,16 +178,16 @@ export function releaseSlot(policy: BreakerPolicy): void {
 }
 
 function adjustActive(policy: BreakerPolicy, delta: i32): bool {
-  const key = activeKey(policy.cluster);
+  const key = policy.activeKey;
   for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-    const shared = getSharedData(key);
+    const shared = getSharedDataEncoded(key);
     const data = shared.data;
     const active: u32 = data !== null && data.byteLength >= 4 ? load<u32>(changetype<usize>(data)) : 0;
     if (delta > 0 && active >= policy.maxConcurrent) return false;
     const next: u32 = delta > 0 ? active + 1 : active > 0 ? active - 1 : 0;
     const out = new ArrayBuffer(4);
     store<u32>(changetype<usize>(out), next);
-    if (setSharedData(key, out, shared.cas) == WasmResult.Ok) return true;
+    if (setSharedDataEncoded(key, out, shared.cas) == WasmResult.Ok) return true;
   }
   return false;
 }

@@ -134,6 +134,9 @@ export class BreakerPolicy {
   /** "" means answer locally with 503 while open. */
   fallback: string = "";
   fallbackBytes: ArrayBuffer = new ArrayBuffer(0);
+  /** Shared-data keys, encoded once: wasmesh.breaker.<cluster>[.active]. */
+  stateKey: ArrayBuffer = new ArrayBuffer(0);
+  activeKey: ArrayBuffer = new ArrayBuffer(0);
   /** Defined by the root context when the configuration is applied. */
   metrics: BreakerMetrics | null = null;
 }
@@ -627,6 +630,8 @@ function readBreaker(r: Reader, value: JsonValue, path: string): BreakerPolicy {
   ]);
   if (obj === null) return breaker;
   breaker.cluster = r.cluster(r.string(obj, "cluster", path, true), join(path, "cluster"));
+  breaker.stateKey = String.UTF8.encode("wasmesh.breaker." + breaker.cluster);
+  breaker.activeKey = String.UTF8.encode("wasmesh.breaker." + breaker.cluster + ".active");
   breaker.consecutiveErrors = <u32>r.integer(obj, "consecutiveErrors", path, 1, 10_000, 5);
   breaker.intervalMs = <u32>r.integer(obj, "intervalMs", path, 1, 86_400_000, 10_000);
   breaker.baseEjectionMs = <u32>r.integer(obj, "baseEjectionMs", path, 1, 86_400_000, 30_000);

@@ -23,6 +23,7 @@ import {
   acquireSlot,
   admit,
   ensureBreakerState,
+  lastAdmissionHadFailures,
   recordOutcome,
   releaseSlot,
   Transition,
@@ -40,9 +41,22 @@ import { matches } from "./match";
 import { RequestView } from "./request";
 import { chooseDestination } from "./split";
 
-export * from "../sdk/exports";
+// The ABI callbacks this module needs. Every exported callback is a call from the proxy into the
+// VM on each request, so the body and trailer callbacks (unused here) are left out.
+export {
+  proxy_abi_version_0_2_1,
+  proxy_on_configure,
+  proxy_on_context_create,
+  proxy_on_delete,
+  proxy_on_memory_allocate,
+  proxy_on_request_headers,
+  proxy_on_response_headers,
+  proxy_on_tick,
+  proxy_on_vm_start,
+} from "../sdk/exports";
 
 const ROUTE_HEADER_BYTES = String.UTF8.encode("x-wasmesh-cluster");
+const STATUS_HEADER_BYTES = String.UTF8.encode(":status");
 const CIRCUIT_HEADER = "x-wasmesh-circuit";
 const DENIED_HEADER = "x-wasmesh-denied";
 const FAULT_HEADER = "x-wasmesh-fault";
@@ -173,6 +187,7 @@ class MeshHttp extends HttpContext {
   /** The breaker accounting for this request, when its destination has one. */
   private breaker: BreakerPolicy | null = null;
   private probe: bool = false;
+  private admittedDuringFailures: bool = false;
   private holdsSlot: bool = false;
   private accounted: bool = false;
   private delayed: bool = false;
@@ -292,6 +307,7 @@ class MeshHttp extends HttpContext {
     }
     this.breaker = policy;
     this.probe = admission == Admission.Probe;
+    this.admittedDuringFailures = lastAdmissionHadFailures();
     return 0;
   }
 
@@ -330,28 +346,25 @@ class MeshHttp extends HttpContext {
     }
     const policy = this.breaker;
     if (policy !== null && !this.accounted) {
-      const status = responseHeaders.get(":status");
+      const status = responseHeaders.getEncoded(STATUS_HEADER_BYTES);
       const code = status !== null ? I32.parseInt(status) : 0;
       this.finish(policy, code >= 500 || code == 0);
     }
     return FilterStatus.Continue;
   }
 
-  onLog(): void {
+  onDelete(): void {
+    if (this.delayed) this.mesh.forget(this);
     // A request that ended without response headers (reset, client gone) counts as a failure.
     const policy = this.breaker;
     if (policy !== null && !this.accounted) this.finish(policy, true);
   }
 
-  onDelete(): void {
-    if (this.delayed) this.mesh.forget(this);
-    const policy = this.breaker;
-    if (policy !== null) this.releaseSlot(policy);
-  }
-
   private finish(policy: BreakerPolicy, failed: bool): void {
     this.accounted = true;
     this.releaseSlot(policy);
+    // Healthy path: admitted with no failures counted and succeeded, so there is nothing to reset.
+    if (!failed && !this.probe && !this.admittedDuringFailures) return;
     this.mesh.breakerTransition(policy, recordOutcome(policy, nowMillis(), failed, this.probe));
   }
 }

@@ -20,7 +20,11 @@ export class SharedValue {
 }
 
 export function getSharedData(key: string): SharedValue {
-  const encoded = utf8(key);
+  return getSharedDataEncoded(utf8(key));
+}
+
+/** Like getSharedData, with the key already UTF-8 encoded (hot paths encode keys once). */
+export function getSharedDataEncoded(encoded: ArrayBuffer): SharedValue {
   resetReturn();
   store<u32>(RETURN_U32, 0);
   const result = proxy_get_shared_data(
@@ -40,7 +44,10 @@ export function getSharedData(key: string): SharedValue {
  * the caller re-reads and retries. That is how state stays consistent across worker threads.
  */
 export function setSharedData(key: string, value: ArrayBuffer, cas: u32): WasmResult {
-  const encoded = utf8(key);
+  return setSharedDataEncoded(utf8(key), value, cas);
+}
+
+export function setSharedDataEncoded(encoded: ArrayBuffer, value: ArrayBuffer, cas: u32): WasmResult {
   return proxy_set_shared_data(
     ptrOf(encoded),
     encoded.byteLength,

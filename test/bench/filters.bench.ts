@@ -6,7 +6,7 @@
 // Runs are interleaved (a, b, c, a, b, c, ...) and medians reported, because the machine is noisy;
 // the ratios c/a and c/b are what to read.
 import { execFile, execFileSync, spawnSync } from "node:child_process";
-import { mkdirSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { RELEASE_WASM } from "../support/artifacts.ts";
@@ -150,6 +150,15 @@ async function startUpstreams(): Promise<{ envoy: EnvoyProcess; v1: number; v2: 
   return { envoy, v1, v2 };
 }
 
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticksPerSecond = 100; // USER_HZ on Linux
+  return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
+}
+
 interface WrkResult {
   requests: number;
   durationUs: number;
@@ -211,8 +220,15 @@ async function envoySideBySide(): Promise<Record<string, unknown>> {
     }
     for (const s of setups) await runWrk(wrk, s.port, 1); // warm-up
     const runs = new Map<string, WrkResult[]>(setups.map((s) => [s.name, []]));
+    // Envoy's own CPU time per request is steadier than throughput on a shared machine.
+    const cpuUs = new Map<string, number[]>(setups.map((s) => [s.name, []]));
     for (let round = 0; round < ROUNDS; round++) {
-      for (const s of setups) runs.get(s.name)?.push(await runWrk(wrk, s.port, SECONDS));
+      for (const s of setups) {
+        const before = cpuSeconds(s.envoy.pid);
+        const result = await runWrk(wrk, s.port, SECONDS);
+        cpuUs.get(s.name)?.push(((cpuSeconds(s.envoy.pid) - before) * 1e6) / result.requests);
+        runs.get(s.name)?.push(result);
+      }
     }
     const summary: Record<
       string,
@@ -242,6 +258,10 @@ async function envoySideBySide(): Promise<Record<string, unknown>> {
       ratios: {
         wasmOverNativeThroughput: rps("wasm") / rps("native"),
         wasmOverLuaThroughput: rps("wasm") / rps("lua"),
+        nativeOverWasmEnvoyCpu:
+          (summary.native?.envoyCpuUsPerRequest ?? 0) / (summary.wasm?.envoyCpuUsPerRequest ?? 1),
+        luaOverWasmEnvoyCpu:
+          (summary.lua?.envoyCpuUsPerRequest ?? 0) / (summary.wasm?.envoyCpuUsPerRequest ?? 1),
       },
     };
   } finally {
@@ -256,7 +276,17 @@ function markdown(results: Record<string, unknown>): string {
     host: Record<string, number>;
     envoy: {
       loadGenerator: string;
-      setups: Record<string, { rps: number; p50Ms: number; p99Ms: number; errors: number; non2xx: number }>;
+      setups: Record<
+        string,
+        {
+          rps: number;
+          p50Ms: number;
+          p99Ms: number;
+          envoyCpuUsPerRequest: number;
+          errors: number;
+          non2xx: number;
+        }
+      >;
       ratios: Record<string, number>;
     };
   };
@@ -271,8 +301,8 @@ function markdown(results: Record<string, unknown>): string {
     "",
     `Envoy (${r.envoy.loadGenerator}):`,
     "",
-    "| setup | requests/s | p50 ms | p99 ms | errors | non-2xx |",
-    "| --- | ---: | ---: | ---: | ---: | ---: |",
+    "| setup | requests/s | p50 ms | p99 ms | Envoy CPU µs/request | errors | non-2xx |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   for (const [name, s] of Object.entries(r.envoy.setups)) {
     lines.push(
@@ -283,6 +313,7 @@ function markdown(results: Record<string, unknown>): string {
     "",
     `- wasm/native throughput: **${r.envoy.ratios.wasmOverNativeThroughput?.toFixed(3)}** (goal ≥ 0.85)`,
     `- wasm/Lua throughput: **${r.envoy.ratios.wasmOverLuaThroughput?.toFixed(3)}** (goal > 1)`,
+    `- Envoy CPU per request, native/wasm: ${r.envoy.ratios.nativeOverWasmEnvoyCpu?.toFixed(3)}, Lua/wasm: ${r.envoy.ratios.luaOverWasmEnvoyCpu?.toFixed(3)} (the same comparison measured as CPU, steadier on a shared machine)`,
     "",
   );
   return lines.join("\n");
