@@ -3,16 +3,19 @@
 //   2. per-request cost of the full filter chain in the TypeScript host;
 //   3. Envoy side by side, same machine, same upstreams, same request mix, bounded loopback load:
 //      (a) native weighted_clusters + outlier_detection, (b) Lua, (c) mesh.wasm.
+// A fourth setup, wasm-floor, is the cheapest possible Wasm filter (see below).
 // Runs are interleaved (a, b, c, a, b, c, ...) and medians reported, because the machine is noisy;
 // the ratios c/a and c/b are what to read.
 import { execFile, execFileSync, spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { RELEASE_WASM } from "../support/artifacts.ts";
 import { luaBenchBootstrap, nativeBenchBootstrap, wasmBenchBootstrap } from "../support/bench-envoy.ts";
 import { type EnvoyProcess, freePort, REPO_ROOT, startEnvoy, staticBootstrap } from "../support/envoy.ts";
 import { MeshUnderTest } from "../support/mesh-host.ts";
+import { writeRouteWasm } from "../support/route-wasm.ts";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -159,6 +162,15 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
 }
 
+interface SetupSummary {
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  envoyCpuUsPerRequest: number;
+  errors: number;
+  non2xx: number;
+}
+
 interface WrkResult {
   requests: number;
   durationUs: number;
@@ -198,18 +210,21 @@ async function envoySideBySide(): Promise<Record<string, unknown>> {
   const upstreams = await startUpstreams();
   const setups: { name: string; envoy: EnvoyProcess; port: number }[] = [];
   try {
-    for (const name of ["native", "lua", "wasm"] as const) {
+    // wasm-floor: a 560-byte hand-written module that only copies one header into the routing
+    // header. No Wasm filter can cost less, so it separates Envoy's per-request Wasm cost from ours.
+    const floorWasm = writeRouteWasm(mkdtempSync(join(tmpdir(), "wasmesh-bench-")));
+    for (const name of ["native", "lua", "wasm-floor", "wasm"] as const) {
       const ports = { adminPort: await freePort(), listenerPort: await freePort(), upstreams };
+      const wasm = (wasmPath: string, configuration: string) =>
+        wasmBenchBootstrap({ ...ports, wasmPath, configuration });
       const bootstrap =
         name === "native"
           ? nativeBenchBootstrap(ports)
           : name === "lua"
             ? luaBenchBootstrap(ports)
-            : wasmBenchBootstrap({
-                ...ports,
-                wasmPath: RELEASE_WASM,
-                configuration: JSON.stringify(meshConfig),
-              });
+            : name === "wasm-floor"
+              ? wasm(floorWasm, "")
+              : wasm(RELEASE_WASM, JSON.stringify(meshConfig));
       const envoy = await startEnvoy({
         name: `bench-${name}`,
         bootstrap,
@@ -230,13 +245,11 @@ async function envoySideBySide(): Promise<Record<string, unknown>> {
         runs.get(s.name)?.push(result);
       }
     }
-    const summary: Record<
-      string,
-      { rps: number; p50Ms: number; p99Ms: number; errors: number; non2xx: number }
-    > = {};
+    const summary: Record<string, SetupSummary> = {};
     for (const [name, results] of runs) {
       summary[name] = {
         rps: median(results.map((r) => r.requests / (r.durationUs / 1e6))),
+        envoyCpuUsPerRequest: median(cpuUs.get(name) ?? []),
         p50Ms: median(results.map((r) => r.p50Us / 1000)),
         p99Ms: median(results.map((r) => r.p99Us / 1000)),
         errors: results.reduce((n, r) => n + r.errors, 0),
@@ -262,6 +275,8 @@ async function envoySideBySide(): Promise<Record<string, unknown>> {
           (summary.native?.envoyCpuUsPerRequest ?? 0) / (summary.wasm?.envoyCpuUsPerRequest ?? 1),
         luaOverWasmEnvoyCpu:
           (summary.lua?.envoyCpuUsPerRequest ?? 0) / (summary.wasm?.envoyCpuUsPerRequest ?? 1),
+        wasmFloorOverWasmEnvoyCpu:
+          (summary["wasm-floor"]?.envoyCpuUsPerRequest ?? 0) / (summary.wasm?.envoyCpuUsPerRequest ?? 1),
       },
     };
   } finally {
@@ -276,17 +291,7 @@ function markdown(results: Record<string, unknown>): string {
     host: Record<string, number>;
     envoy: {
       loadGenerator: string;
-      setups: Record<
-        string,
-        {
-          rps: number;
-          p50Ms: number;
-          p99Ms: number;
-          envoyCpuUsPerRequest: number;
-          errors: number;
-          non2xx: number;
-        }
-      >;
+      setups: Record<string, SetupSummary>;
       ratios: Record<string, number>;
     };
   };
@@ -314,6 +319,7 @@ function markdown(results: Record<string, unknown>): string {
     `- wasm/native throughput: **${r.envoy.ratios.wasmOverNativeThroughput?.toFixed(3)}** (goal ≥ 0.85)`,
     `- wasm/Lua throughput: **${r.envoy.ratios.wasmOverLuaThroughput?.toFixed(3)}** (goal > 1)`,
     `- Envoy CPU per request, native/wasm: ${r.envoy.ratios.nativeOverWasmEnvoyCpu?.toFixed(3)}, Lua/wasm: ${r.envoy.ratios.luaOverWasmEnvoyCpu?.toFixed(3)} (the same comparison measured as CPU, steadier on a shared machine)`,
+    `- wasm-floor/wasm Envoy CPU: ${r.envoy.ratios.wasmFloorOverWasmEnvoyCpu?.toFixed(3)} (how close mesh.wasm is to the cheapest possible Wasm filter)`,
     "",
   );
   return lines.join("\n");
