@@ -8,7 +8,12 @@ export default defineConfig({
       {
         test: {
           name: "fast",
-          include: ["test/unit/**/*.test.ts", "test/filters/**/*.test.ts", "test/host/**/*.test.ts"],
+          include: [
+            "test/unit/**/*.test.ts",
+            "test/filters/**/*.test.ts",
+            "test/host/**/*.test.ts",
+            "test/sdk/**/*.test.ts",
+          ],
           testTimeout: 30_000,
         },
       },

@@ -13,20 +13,22 @@ const streams = new Map<u32, HttpContext>();
 /** Streams whose root produced no HTTP context: the callbacks let them pass. */
 const passthrough = new Set<u32>();
 
-/** Streams finished since the last garbage collection. */
-let finishedSinceCollect: u32 = 0;
-const STREAMS_PER_COLLECT: u32 = 32;
+/** Callbacks that may have left garbage behind since the last garbage collection. */
+let callbacksSinceCollect: u32 = 0;
+const CALLBACKS_PER_COLLECT: u32 = 32;
 
 /**
  * The module is built with AssemblyScript's minimal runtime: no shadow stack and no incremental
  * collector (a third of the module size and of the per-call cost). Its collector only runs when
  * asked, and it is only safe to ask when no managed reference lives on the Wasm stack, which is
- * true between callbacks; so collection happens at the end of callbacks, every few streams.
+ * true between callbacks; so collection happens at the end of callbacks, every few of them. Every
+ * callback that can recur without bound counts (finished streams, passthrough streams, body
+ * chunks, ticks, queue notifications), or a module that only ticks would grow forever.
  */
 function collectGarbage(force: bool): void {
-  finishedSinceCollect++;
-  if (force || finishedSinceCollect >= STREAMS_PER_COLLECT) {
-    finishedSinceCollect = 0;
+  callbacksSinceCollect++;
+  if (force || callbacksSinceCollect >= CALLBACKS_PER_COLLECT) {
+    callbacksSinceCollect = 0;
     __collect();
   }
 }
@@ -66,10 +68,12 @@ export function proxy_on_configure(contextId: u32, configurationSize: u32): u32 
 
 export function proxy_on_tick(contextId: u32): void {
   if (roots.has(contextId)) roots.get(contextId).onTick();
+  collectGarbage(false);
 }
 
 export function proxy_on_queue_ready(contextId: u32, queueId: u32): void {
   if (roots.has(contextId)) roots.get(contextId).onQueueReady(queueId);
+  collectGarbage(false);
 }
 
 export function proxy_on_request_headers(contextId: u32, headerCount: u32, endOfStream: u32): u32 {
@@ -79,7 +83,9 @@ export function proxy_on_request_headers(contextId: u32, headerCount: u32, endOf
 
 export function proxy_on_request_body(contextId: u32, bodySize: u32, endOfStream: u32): u32 {
   if (!streams.has(contextId)) return FilterStatus.Continue;
-  return streams.get(contextId).onRequestBody(bodySize, endOfStream != 0);
+  const status = streams.get(contextId).onRequestBody(bodySize, endOfStream != 0);
+  collectGarbage(false); // a long stream may send any number of chunks
+  return status;
 }
 
 export function proxy_on_request_trailers(contextId: u32, trailerCount: u32): u32 {
@@ -94,7 +100,9 @@ export function proxy_on_response_headers(contextId: u32, headerCount: u32, endO
 
 export function proxy_on_response_body(contextId: u32, bodySize: u32, endOfStream: u32): u32 {
   if (!streams.has(contextId)) return FilterStatus.Continue;
-  return streams.get(contextId).onResponseBody(bodySize, endOfStream != 0);
+  const status = streams.get(contextId).onResponseBody(bodySize, endOfStream != 0);
+  collectGarbage(false);
+  return status;
 }
 
 export function proxy_on_response_trailers(contextId: u32, trailerCount: u32): u32 {
@@ -119,7 +127,10 @@ export function proxy_on_delete(contextId: u32): void {
     collectGarbage(false);
     return;
   }
-  if (passthrough.delete(contextId)) return;
+  if (passthrough.delete(contextId)) {
+    collectGarbage(false); // createHttpContext may have allocated before returning null
+    return;
+  }
   if (roots.has(contextId)) {
     roots.get(contextId).onDelete();
     roots.delete(contextId);

@@ -73,7 +73,8 @@ export function deserializeHeaders(buffer: ArrayBuffer): HeaderPair[] {
   if (size < 4) return out;
   const base = changetype<usize>(buffer);
   const count = <usize>load<u32>(base);
-  if (<usize>4 + <usize>8 * count > size) return out;
+  // Divided rather than multiplied: 8 * count wraps around (usize is 32 bits) from 2^29 on.
+  if (count > (size - 4) / 8) return out;
   let lengths = base + 4;
   let data = base + 4 + 8 * count;
   const end = base + size;
@@ -81,7 +82,9 @@ export function deserializeHeaders(buffer: ArrayBuffer): HeaderPair[] {
     const nameSize = <usize>load<u32>(lengths);
     const valueSize = <usize>load<u32>(lengths + 4);
     lengths += 8;
-    if (data + nameSize + valueSize + 2 > end) break;
+    // Each length is checked against what is left on its own, so that their sum cannot wrap.
+    const left = end - data;
+    if (left < 2 || nameSize > left - 2 || valueSize > left - 2 - nameSize) break;
     const name = String.UTF8.decodeUnsafe(data, nameSize);
     data += nameSize + 1;
     const value = String.UTF8.decodeUnsafe(data, valueSize);
