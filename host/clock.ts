@@ -9,8 +9,20 @@ export interface Clock {
   advance?(ms: number): void;
 }
 
+// Modules may ask for the time several times per request; within one millisecond the answer is the
+// same, so the BigInt conversion is done once per millisecond.
+let lastMs = Number.NaN;
+let lastNanos = 0n;
+
 export const systemClock: Clock = {
-  now: () => BigInt(Date.now()) * 1_000_000n,
+  now: () => {
+    const ms = Date.now();
+    if (ms !== lastMs) {
+      lastMs = ms;
+      lastNanos = BigInt(ms) * 1_000_000n;
+    }
+    return lastNanos;
+  },
 };
 
 /** A clock that only moves when told to. */

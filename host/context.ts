@@ -23,7 +23,8 @@ export abstract class Context {
   created = false;
   /** True during proxy_on_log, when header maps are read-only and absent ones mean NotFound. */
   accessLogPhase = false;
-  private readonly foreign = new Map<string, number>();
+  /** Made on the first foreign call: most contexts never make one. */
+  private foreign: Map<string, number> | null = null;
 
   constructor(vm: Vm, id: number) {
     this.vm = vm;
@@ -68,14 +69,16 @@ export abstract class Context {
     }
   }
 
-  /** Property layers, highest priority first. */
-  propertyLayers(): PropertyTree[] {
-    const layers = this.root ? [this.root.pluginLayer()] : [];
-    return [...layers, this.vm.properties];
+  /**
+   * Property layers, highest priority first, for paths whose first segment is `top` (a layer
+   * that cannot hold such paths may be left out, which spares building it).
+   */
+  propertyLayers(_top: string): PropertyTree[] {
+    return this.root ? [this.root.pluginLayer(), this.vm.properties] : [this.vm.properties];
   }
 
   property(path: readonly string[]): Uint8Array | undefined {
-    const value = lookupLayers(this.propertyLayers(), path);
+    const value = lookupLayers(this.propertyLayers(path[0] ?? ""), path);
     return value === undefined ? undefined : serializeProperty(value);
   }
 
@@ -97,11 +100,12 @@ export abstract class Context {
   sendLocalResponse(_reply: LocalReplyRequest): void {}
 
   countForeignCall(name: string): void {
+    this.foreign ??= new Map();
     this.foreign.set(name, (this.foreign.get(name) ?? 0) + 1);
   }
 
   foreignCalls(name: string): number {
-    return this.foreign.get(name) ?? 0;
+    return this.foreign?.get(name) ?? 0;
   }
 }
 

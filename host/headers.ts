@@ -1,15 +1,23 @@
 // Header maps with Envoy's semantics, and the Proxy-Wasm wire format for them (both directions):
 //   u32 pair count, then per pair u32 key length and u32 value length (little-endian),
 //   then per pair the key bytes, NUL, the value bytes, NUL.
-import { fromUtf8, utf8 } from "./memory.ts";
+import { fromUtf8, utf8Length, writeUtf8 } from "./memory.ts";
 
 export type HeaderPair = [name: string, value: string];
 export type HeaderInput = Iterable<readonly [string, string]>;
 
+const UPPER_ASCII = /[A-Z]/g;
+const lower = (c: string): string => c.toLowerCase();
+
 /** Envoy's LowerCaseString lowers ASCII only. */
 export function lowerHeaderName(name: string): string {
-  return name.replace(/[A-Z]/g, (c) => c.toLowerCase());
+  // Names almost always arrive lower case already. toLowerCase is the fastest way to find out
+  // (V8 hands back the string itself when nothing changes); it also lowers non-ASCII letters,
+  // so a name it changes is lowered again, ASCII only.
+  return name.toLowerCase() === name ? name : name.replace(UPPER_ASCII, lower);
 }
+
+const isPseudo = (name: string): boolean => name.charCodeAt(0) === 58; // ":"
 
 /** proxy-wasm-cpp-host's PROXY_WASM_HOST_PAIRS_MAX_COUNT and _MAX_BYTES. */
 const MAX_PAIRS = 1024;
@@ -17,27 +25,54 @@ const MAX_PAIRS_BYTES = 1024 * 1024;
 
 /** An ordered multimap of lower-case names, like Envoy's HeaderMapImpl. */
 export class HeaderMap {
-  private entries: HeaderPair[] = [];
+  // Names and values in two parallel lists rather than a list of pairs: a map is built for every
+  // header block of every stream and read a few times, and pairs would be allocated twice (here
+  // and in the copies pairs() hands out). Pseudo-headers always form a prefix of the names: only
+  // add() inserts, and it keeps them so.
+  private names: string[] = [];
+  private values: string[] = [];
 
   constructor(pairs: HeaderInput = []) {
-    for (const [name, value] of pairs) this.add(name, value);
+    this.addAll(pairs);
+  }
+
+  private addAll(pairs: HeaderInput): void {
+    if (Array.isArray(pairs)) {
+      // Indexing instead of for-of destructuring: the iterator protocol (per list and per pair)
+      // costs more than the adds themselves.
+      const list = pairs as readonly (readonly [string, string])[];
+      for (let i = 0; i < list.length; i++) {
+        const pair = list[i] as readonly [string, string];
+        this.add(pair[0], pair[1]);
+      }
+    } else {
+      for (const [name, value] of pairs) this.add(name, value);
+    }
   }
 
   get size(): number {
-    return this.entries.length;
+    return this.names.length;
   }
 
   /** Sum of name and value lengths in bytes: what Envoy's byteSize() and get_header_map_size report. */
   byteSize(): number {
     let size = 0;
-    for (const [name, value] of this.entries) size += utf8(name).byteLength + utf8(value).byteLength;
+    for (let i = 0; i < this.names.length; i++) {
+      size += utf8Length(this.names[i] as string) + utf8Length(this.values[i] as string);
+    }
     return size;
+  }
+
+  private indexOf(key: string): number {
+    const names = this.names;
+    for (let i = 0; i < names.length; i++) if (names[i] === key) return i;
+    return -1;
   }
 
   /** The first value for a name (Envoy returns only the first of repeated headers). */
   get(name: string): string | undefined {
-    const key = lowerHeaderName(name);
-    return this.entries.find(([n]) => n === key)?.[1];
+    const at = this.indexOf(lowerHeaderName(name));
+    return at < 0 ? undefined : this.values[at];
   }
 
   has(name: string): boolean {
@@ -47,37 +82,55 @@ export class HeaderMap {
   /** Appends a value; pseudo-headers stay ahead of regular ones as in Envoy. */
   add(name: string, value: string): void {
     const key = lowerHeaderName(name);
-    if (key.startsWith(":")) {
-      let at = 0;
-      while (at < this.entries.length && (this.entries[at] as HeaderPair)[0].startsWith(":")) at++;
-      this.entries.splice(at, 0, [key, value]);
-    } else {
-      this.entries.push([key, value]);
+    const names = this.names;
+    const count = names.length;
+    // The common cases append: a regular header, or a pseudo-header while only those are present.
+    if (!isPseudo(key) || count === 0 || isPseudo(names[count - 1] as string)) {
+      names.push(key);
+      this.values.push(value);
+      return;
     }
+    let at = 0;
+    while (at < count && isPseudo(names[at] as string)) at++;
+    names.splice(at, 0, key);
+    this.values.splice(at, 0, value);
   }
 
   /** Envoy's setCopy: replaces the first occurrence, leaves later ones, or adds when absent. */
   replace(name: string, value: string): void {
     const key = lowerHeaderName(name);
-    const entry = this.entries.find(([n]) => n === key);
-    if (entry) entry[1] = value;
+    const at = this.indexOf(key);
+    if (at >= 0) this.values[at] = value;
     else this.add(key, value);
   }
 
   /** Removes every value of a name. */
   remove(name: string): void {
     const key = lowerHeaderName(name);
-    this.entries = this.entries.filter(([n]) => n !== key);
+    if (this.indexOf(key) < 0) return;
+    const names: string[] = [];
+    const values: string[] = [];
+    for (let i = 0; i < this.names.length; i++) {
+      if (this.names[i] === key) continue;
+      names.push(this.names[i] as string);
+      values.push(this.values[i] as string);
+    }
+    this.names = names;
+    this.values = values;
   }
 
   /** Replaces the whole map (set_header_map_pairs). */
   setAll(pairs: HeaderInput): void {
-    this.entries = [];
-    for (const [name, value] of pairs) this.add(name, value);
+    this.names = [];
+    this.values = [];
+    this.addAll(pairs);
   }
 
+  /** New pairs: callers get the map as it stands now, which later edits do not change. */
   pairs(): HeaderPair[] {
-    return this.entries.map(([n, v]) => [n, v]);
+    const out: HeaderPair[] = [];
+    for (let i = 0; i < this.names.length; i++) out.push([this.names[i] as string, this.values[i] as string]);
+    return out;
   }
 }
 
@@ -85,27 +138,31 @@ export class HeaderMap {
 export function encodePairs(
   pairs: readonly (readonly [string | Uint8Array, string | Uint8Array])[],
 ): Uint8Array {
-  const encoded = pairs.map(([k, v]) => [
-    typeof k === "string" ? utf8(k) : k,
-    typeof v === "string" ? utf8(v) : v,
-  ]);
-  let size = 4;
-  for (const [k, v] of encoded)
-    size += 8 + (k as Uint8Array).byteLength + 1 + (v as Uint8Array).byteLength + 1;
+  const count = pairs.length;
+  // Byte lengths first (key, value per pair): the output is allocated once, at its final size.
+  const lengths: number[] = new Array(count * 2);
+  let size = 4 + count * 8;
+  for (let i = 0; i < count; i++) {
+    const [k, v] = pairs[i] as readonly [string | Uint8Array, string | Uint8Array];
+    const keyLength = typeof k === "string" ? utf8Length(k) : k.byteLength;
+    const valueLength = typeof v === "string" ? utf8Length(v) : v.byteLength;
+    lengths[2 * i] = keyLength;
+    lengths[2 * i + 1] = valueLength;
+    size += keyLength + 1 + valueLength + 1;
+  }
   const out = new Uint8Array(size);
   const view = new DataView(out.buffer);
-  view.setUint32(0, encoded.length, true);
-  let pos = 4;
-  for (const [k, v] of encoded) {
-    view.setUint32(pos, (k as Uint8Array).byteLength, true);
-    view.setUint32(pos + 4, (v as Uint8Array).byteLength, true);
-    pos += 8;
-  }
-  for (const [k, v] of encoded) {
-    out.set(k as Uint8Array, pos);
-    pos += (k as Uint8Array).byteLength + 1; // the NUL is already there
-    out.set(v as Uint8Array, pos);
-    pos += (v as Uint8Array).byteLength + 1;
+  view.setUint32(0, count, true);
+  for (let i = 0; i < 2 * count; i++) view.setUint32(4 + 4 * i, lengths[i] as number, true);
+  let pos = 4 + count * 8;
+  for (let i = 0; i < 2 * count; i++) {
+    const part = (pairs[i >> 1] as readonly [string | Uint8Array, string | Uint8Array])[i & 1] as
+      | string
+      | Uint8Array;
+    const length = lengths[i] as number;
+    if (typeof part === "string") writeUtf8(out, pos, part, length);
+    else out.set(part, pos);
+    pos += length + 1; // the NUL is already there
   }
   return out;
 }

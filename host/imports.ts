@@ -11,7 +11,7 @@ import {
   StreamType,
 } from "./abi.ts";
 import { decodePairs, encodePairs, HeaderMap, type HeaderPair } from "./headers.ts";
-import { type HostFunction, u32, utf8 } from "./memory.ts";
+import { type HostFunction, u32 } from "./memory.ts";
 import { splitPath } from "./properties.ts";
 import type { ForeignFunction } from "./types.ts";
 import type { Vm } from "./vm.ts";
@@ -121,6 +121,7 @@ export function buildImports(vm: Vm, imports: WebAssembly.ModuleImportDescriptor
 }
 
 const WHITESPACE = /[ \t\f\v\n\r]/g;
+const EMPTY = new Uint8Array(0);
 
 function proxyFunctions(vm: Vm): Record<(typeof PROXY_FUNCTIONS)[number], HostFunction> {
   const ctx = () => vm.contextOrEffective();
@@ -129,6 +130,8 @@ function proxyFunctions(vm: Vm): Record<(typeof PROXY_FUNCTIONS)[number], HostFu
   const read = (ptr: number, size: number) => mem().read(u32(ptr), u32(size));
   const giveBytes = (data: Uint8Array, ptrPtr: number, sizePtr: number): Status =>
     mem().returnBytes(data, u32(ptrPtr), u32(sizePtr)) ? Status.Ok : Status.InvalidMemoryAccess;
+  const giveString = (text: string, ptrPtr: number, sizePtr: number): Status =>
+    mem().returnString(text, u32(ptrPtr), u32(sizePtr)) ? Status.Ok : Status.InvalidMemoryAccess;
   const writeU32 = (ptr: number, value: number): Status =>
     mem().writeU32(u32(ptr), value) ? Status.Ok : Status.InvalidMemoryAccess;
   const writeU64 = (ptr: number, value: bigint): Status =>
@@ -136,13 +139,6 @@ function proxyFunctions(vm: Vm): Record<(typeof PROXY_FUNCTIONS)[number], HostFu
   const badMap = (type: number) => u32(type) > MAX_MAP_TYPE;
   const badBuffer = (type: number) => u32(type) > MAX_BUFFER_TYPE;
   const badStream = (type: number) => u32(type) > StreamType.Upstream;
-
-  const editMap = (type: number, edit: (map: HeaderMap) => void): Status => {
-    const map = ctx().mutableMap(u32(type));
-    if (!map) return Status.BadArgument;
-    edit(map);
-    return Status.Ok;
-  };
 
   return {
     proxy_log(level: number, ptr: number, size: number) {
@@ -199,7 +195,7 @@ function proxyFunctions(vm: Vm): Record<(typeof PROXY_FUNCTIONS)[number], HostFu
     proxy_get_header_map_pairs(type: number, ptrPtr: number, sizePtr: number) {
       if (badMap(type)) return Status.BadArgument;
       const pairs = ctx().constMap(u32(type))?.pairs() ?? [];
-      return giveBytes(pairs.length === 0 ? new Uint8Array(0) : encodePairs(pairs), ptrPtr, sizePtr);
+      return giveBytes(pairs.length === 0 ? EMPTY : encodePairs(pairs), ptrPtr, sizePtr);
     },
 
     proxy_set_header_map_pairs(type: number, ptr: number, size: number) {
@@ -208,7 +204,10 @@ function proxyFunctions(vm: Vm): Record<(typeof PROXY_FUNCTIONS)[number], HostFu
       if (!data) return Status.InvalidMemoryAccess;
       // Envoy's toPairs turns malformed data into no pairs, which empties the map.
       const pairs: HeaderPair[] = decodePairs(data) ?? [];
-      return editMap(type, (map) => map.setAll(pairs));
+      const map = ctx().mutableMap(u32(type));
+      if (!map) return Status.BadArgument;
+      map.setAll(pairs);
+      return Status.Ok;
     },
 
     proxy_get_header_map_value(
@@ -230,7 +229,7 @@ function proxyFunctions(vm: Vm): Record<(typeof PROXY_FUNCTIONS)[number], HostFu
       }
       const value = map?.get(key);
       if (value === undefined && !legacy) return Status.NotFound;
-      return giveBytes(utf8(value ?? ""), ptrPtr, sizePtr);
+      return giveString(value ?? "", ptrPtr, sizePtr);
     },
 
     proxy_replace_header_map_value(
@@ -244,14 +243,20 @@ function proxyFunctions(vm: Vm): Record<(typeof PROXY_FUNCTIONS)[number], HostFu
       const key = readString(keyPtr, keySize);
       const value = readString(valuePtr, valueSize);
       if (key === undefined || value === undefined) return Status.InvalidMemoryAccess;
-      return editMap(type, (map) => map.replace(key, value));
+      const map = ctx().mutableMap(u32(type));
+      if (!map) return Status.BadArgument;
+      map.replace(key, value);
+      return Status.Ok;
     },
 
     proxy_remove_header_map_value(type: number, keyPtr: number, keySize: number) {
       if (badMap(type)) return Status.BadArgument;
       const key = readString(keyPtr, keySize);
       if (key === undefined) return Status.InvalidMemoryAccess;
-      return editMap(type, (map) => map.remove(key));
+      const map = ctx().mutableMap(u32(type));
+      if (!map) return Status.BadArgument;
+      map.remove(key);
+      return Status.Ok;
     },
 
     proxy_add_header_map_value(
@@ -265,7 +270,10 @@ function proxyFunctions(vm: Vm): Record<(typeof PROXY_FUNCTIONS)[number], HostFu
       const key = readString(keyPtr, keySize);
       const value = readString(valuePtr, valueSize);
       if (key === undefined || value === undefined) return Status.InvalidMemoryAccess;
-      return editMap(type, (map) => map.add(key, value));
+      const map = ctx().mutableMap(u32(type));
+      if (!map) return Status.BadArgument;
+      map.add(key, value);
+      return Status.Ok;
     },
 
     // Envoy answers the map's byte size (names plus values), from the writable map only.
@@ -461,11 +469,13 @@ function proxyFunctions(vm: Vm): Record<(typeof PROXY_FUNCTIONS)[number], HostFu
         vm.log(LogLevel.Error, `foreign function ${name} threw: ${String(error)}`, "host", context);
         return Status.InternalFailure;
       }
-      const result =
-        returned === undefined || returned instanceof Uint8Array
-          ? { status: Status.Ok, data: returned }
-          : returned;
-      const data = result.data ?? new Uint8Array(0);
+      let status: Status = Status.Ok;
+      let data: Uint8Array = EMPTY;
+      if (returned instanceof Uint8Array) data = returned;
+      else if (returned !== undefined) {
+        status = returned.status;
+        data = returned.data ?? EMPTY;
+      }
       // Envoy writes the result only where the module asked for it (non-null pointers).
       if (u32(resultPtrPtr) !== 0) {
         const address = mem().copyIn(data);
@@ -475,7 +485,7 @@ function proxyFunctions(vm: Vm): Record<(typeof PROXY_FUNCTIONS)[number], HostFu
       if (u32(resultSizePtr) !== 0 && !mem().writeU32(u32(resultSizePtr), data.byteLength)) {
         return Status.InvalidMemoryAccess;
       }
-      return result.status;
+      return status;
     },
 
     proxy_define_metric(type: number, namePtr: number, nameSize: number, idPtr: number) {
@@ -518,7 +528,7 @@ function proxyFunctions(vm: Vm): Record<(typeof PROXY_FUNCTIONS)[number], HostFu
     proxy_get_status(codePtr: number, ptrPtr: number, sizePtr: number) {
       const status = ctx().root?.status ?? { code: 0, message: "" };
       const written = writeU32(codePtr, status.code);
-      return written === Status.Ok ? giveBytes(utf8(status.message), ptrPtr, sizePtr) : written;
+      return written === Status.Ok ? giveString(status.message, ptrPtr, sizePtr) : written;
     },
 
     // 0.1.0: the plugin configuration while configuring, else the VM configuration.
@@ -526,7 +536,7 @@ function proxyFunctions(vm: Vm): Record<(typeof PROXY_FUNCTIONS)[number], HostFu
       const context = ctx();
       const buffer =
         context.buffer(BufferType.PluginConfiguration) ?? context.buffer(BufferType.VmConfiguration);
-      return giveBytes(buffer?.bytes() ?? new Uint8Array(0), ptrPtr, sizePtr);
+      return giveBytes(buffer?.bytes() ?? EMPTY, ptrPtr, sizePtr);
     },
   };
 }

@@ -44,13 +44,15 @@ interface Metric {
 }
 
 export class MetricStore {
-  private readonly metrics = new Map<string, Metric>();
+  // One map per type (indexed by MetricType), keyed by name: the hot path looks a metric up on
+  // every increment, and this avoids building a composite key string each time.
+  private readonly byType: readonly Map<string, Metric>[] = [new Map(), new Map(), new Map()];
 
   /** Creates the stat if needed; Envoy keys stats by name (and kind), so redefinition is harmless. */
   define(type: MetricType, name: string): void {
-    const key = `${type}\0${name}`;
-    if (!this.metrics.has(key)) {
-      this.metrics.set(key, {
+    const metrics = this.byType[type] as Map<string, Metric>;
+    if (!metrics.has(name)) {
+      metrics.set(name, {
         name,
         type: KINDS[type],
         value: 0n,
@@ -62,7 +64,7 @@ export class MetricStore {
   }
 
   private get(type: MetricType, name: string): Metric {
-    const metric = this.metrics.get(`${type}\0${name}`);
+    const metric = this.byType[type]?.get(name);
     if (!metric) throw new Error(`metric ${name} is not defined`);
     return metric;
   }
@@ -82,9 +84,9 @@ export class MetricStore {
     metric.count++;
     metric.sum += value;
     const v = Number(value);
-    HISTOGRAM_BUCKETS.forEach((le, i) => {
-      if (v <= le) metric.buckets[i] = (metric.buckets[i] as number) + 1;
-    });
+    for (let i = 0; i < HISTOGRAM_BUCKETS.length; i++) {
+      if (v <= (HISTOGRAM_BUCKETS[i] as number)) metric.buckets[i] = (metric.buckets[i] as number) + 1;
+    }
   }
 
   read(type: MetricType, name: string): bigint {
@@ -93,15 +95,13 @@ export class MetricStore {
 
   /** A counter's or gauge's value by name (counters first), or undefined when not defined. */
   value(name: string): number | undefined {
-    for (const type of [MetricType.Counter, MetricType.Gauge]) {
-      const metric = this.metrics.get(`${type}\0${name}`);
-      if (metric) return Number(metric.value);
-    }
-    return undefined;
+    const metric = this.byType[MetricType.Counter]?.get(name) ?? this.byType[MetricType.Gauge]?.get(name);
+    return metric ? Number(metric.value) : undefined;
   }
 
   snapshot(): MetricSnapshot[] {
-    return [...this.metrics.values()]
+    return this.byType
+      .flatMap((metrics) => [...metrics.values()])
       .sort((a, b) => (a.name === b.name ? a.type.localeCompare(b.type) : a.name < b.name ? -1 : 1))
       .map((m) => {
         if (m.type !== "histogram") return { name: m.name, type: m.type, value: Number(m.value) };

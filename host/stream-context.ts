@@ -55,7 +55,8 @@ export class StreamContext extends Context {
   /** Answered locally, failed or reset: the module sees nothing more of the upstream exchange. */
   private finished = false;
   private pendingReply: LocalReplyRequest | null = null;
-  private readonly setProperties = new Map<string, Uint8Array>();
+  /** Made on the first proxy_set_property: most streams never set one. */
+  private setProperties: Map<string, Uint8Array> | null = null;
 
   constructor(vm: Vm, id: number, root: RootContext, options: StreamOptions) {
     super(vm, id);
@@ -81,27 +82,20 @@ export class StreamContext extends Context {
 
   // ---- What the ABI sees --------------------------------------------------------------------
 
-  private side(type: number): { side: Side; trailers: boolean } | null {
+  override mutableMap(type: number): HeaderMap | null {
+    if (this.accessLogPhase) return null;
     switch (type) {
       case MapType.RequestHeaders:
-        return { side: this.request, trailers: false };
+        return this.request.headersOpen ? this.request.headers : null;
       case MapType.RequestTrailers:
-        return { side: this.request, trailers: true };
+        return this.request.trailersOpen ? this.request.trailers : null;
       case MapType.ResponseHeaders:
-        return { side: this.response, trailers: false };
+        return this.response.headersOpen ? this.response.headers : null;
       case MapType.ResponseTrailers:
-        return { side: this.response, trailers: true };
+        return this.response.trailersOpen ? this.response.trailers : null;
       default:
         return null;
     }
-  }
-
-  override mutableMap(type: number): HeaderMap | null {
-    const found = this.side(type);
-    if (!found || this.accessLogPhase) return null;
-    const { side, trailers } = found;
-    if (trailers) return side.trailersOpen ? side.trailers : null;
-    return side.headersOpen ? side.headers : null;
   }
 
   override constMap(type: number): HeaderMap | null {
@@ -121,24 +115,28 @@ export class StreamContext extends Context {
     return super.buffer(type);
   }
 
-  override propertyLayers(): PropertyTree[] {
-    return [this.options.properties ?? {}, this.derivedProperties(), ...super.propertyLayers()];
+  override propertyLayers(top: string): PropertyTree[] {
+    const layers = [this.options.properties ?? {}];
+    // The derived attributes only live under request.* and response.*: built only for those.
+    if (top === "request" || top === "response") layers.push(this.derivedProperties(top));
+    return [...layers, ...super.propertyLayers(top)];
   }
 
   override property(path: readonly string[]): Uint8Array | undefined {
-    return this.setProperties.get(path.join("\0"))?.slice() ?? super.property(path);
+    return this.setProperties?.get(path.join("\0"))?.slice() ?? super.property(path);
   }
 
   override setProperty(path: string, value: Uint8Array): Status {
+    this.setProperties ??= new Map();
     this.setProperties.set(path, value.slice());
     return Status.Ok;
   }
 
-  /** Envoy's CEL attributes derived from the stream's headers (request.*, response.*). */
-  private derivedProperties(): PropertyTree {
+  /** Envoy's CEL attributes derived from the stream's headers: request.* or response.*. */
+  private derivedProperties(top: "request" | "response"): PropertyTree {
     const tree: Record<string, PropertyValue> = {};
     const request = this.request.headers;
-    if (request) {
+    if (request && top === "request") {
       const path = request.get(":path");
       const query = path?.includes("?") ? path.slice(path.indexOf("?") + 1) : undefined;
       tree.request = definedOnly({
@@ -155,7 +153,7 @@ export class StreamContext extends Context {
       });
     }
     const response = this.response.headers;
-    if (response) {
+    if (response && top === "response") {
       const code = Number(response.get(":status"));
       tree.response = definedOnly({
         code: Number.isInteger(code) ? code : undefined,
@@ -222,11 +220,11 @@ export class StreamContext extends Context {
     return this.finished || this.sideOf(direction).stopped !== null ? "pause" : "continue";
   }
 
-  private outcome(): { localResponse?: LocalResponse; reset?: boolean } {
-    return {
-      ...(this.localResponse ? { localResponse: this.localResponse } : {}),
-      ...(this.reset ? { reset: true } : {}),
-    };
+  /** Adds what the embedder must act on (a local reply, a reset) to a callback's result. */
+  private withOutcome<T extends { localResponse?: LocalResponse; reset?: boolean }>(result: T): T {
+    if (this.localResponse) result.localResponse = this.localResponse;
+    if (this.reset) result.reset = true;
+    return result;
   }
 
   headers(
@@ -242,7 +240,7 @@ export class StreamContext extends Context {
       side.headersOpen = true;
       const result = this.vm.invoke(
         this,
-        `proxy_on_${direction}_headers`,
+        direction === "request" ? "proxy_on_request_headers" : "proxy_on_response_headers",
         [this.id, headers.size, endOfStream ? 1 : 0],
         0,
         (value, stopped) => {
@@ -252,11 +250,10 @@ export class StreamContext extends Context {
       );
       if (!result.ok) this.failStream();
     }
-    return {
+    return this.withOutcome<HeadersResult>({
       action: gate === "pass" ? "continue" : this.action(direction),
       headers: headers.pairs(),
-      ...this.outcome(),
-    };
+    });
   }
 
   body(direction: Direction, data: Uint8Array, endOfStream: boolean): BodyResult {
@@ -264,22 +261,24 @@ export class StreamContext extends Context {
     const gate = this.gate();
     if (gate !== "call") {
       if (gate === "pass") side.released.push(data);
-      return {
+      return this.withOutcome<BodyResult>({
         action: gate === "pass" ? "continue" : "pause",
         body: gate === "pass" ? data : EMPTY,
-        ...this.outcome(),
-      };
+      });
     }
     if (side.stopped === "headers" || side.stopped === "trailers") {
       // Stopped at headers (StopAllIteration): Envoy holds the data and replays it on continue.
       side.held ??= { body: null, eos: false, trailers: null };
       side.held.body = concat(side.held.body ?? EMPTY, data);
       side.held.eos = endOfStream;
-      return { action: "pause", body: EMPTY, ...this.outcome() };
+      return this.withOutcome<BodyResult>({ action: "pause", body: EMPTY });
     }
     const before = side.released.length;
     this.callBody(direction, data, endOfStream);
-    return { action: this.action(direction), body: joined(side.released.slice(before)), ...this.outcome() };
+    return this.withOutcome<BodyResult>({
+      action: this.action(direction),
+      body: joined(side.released.slice(before)),
+    });
   }
 
   /** Calls on_*_body with the buffered data plus this chunk, as Envoy does while buffering. */
@@ -290,7 +289,7 @@ export class StreamContext extends Context {
     side.bodyOpen = true;
     const result = this.vm.invoke(
       this,
-      `proxy_on_${direction}_body`,
+      direction === "request" ? "proxy_on_request_body" : "proxy_on_response_body",
       [this.id, side.body.bytes().byteLength, endOfStream ? 1 : 0],
       0,
       (value, stopped) => {
@@ -319,11 +318,11 @@ export class StreamContext extends Context {
     if (gate === "call" && side.stopped === "headers") {
       side.held ??= { body: null, eos: true, trailers: null };
       side.held.trailers = trailers.pairs();
-      return { action: "pause", trailers: trailers.pairs(), ...this.outcome() };
+      return this.withOutcome<TrailersResult>({ action: "pause", trailers: trailers.pairs() });
     }
     if (gate === "call") this.callTrailers(direction, trailers);
     const action = gate === "pass" ? "continue" : this.action(direction);
-    return { action, trailers: trailers.pairs(), ...this.outcome() };
+    return this.withOutcome<TrailersResult>({ action, trailers: trailers.pairs() });
   }
 
   private callTrailers(direction: Direction, trailers: HeaderMap): void {
@@ -332,7 +331,7 @@ export class StreamContext extends Context {
     side.trailersOpen = true;
     const result = this.vm.invoke(
       this,
-      `proxy_on_${direction}_trailers`,
+      direction === "request" ? "proxy_on_request_trailers" : "proxy_on_response_trailers",
       [this.id, trailers.size],
       0,
       (value, stopped) => {
