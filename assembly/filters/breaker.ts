@@ -152,6 +152,18 @@ export function recordOutcome(policy: BreakerPolicy, nowMs: u64, failed: bool, w
   return Transition.None;
 }
 
+/** The probe ended without an answer: let the next request probe instead. */
+export function abandonProbe(policy: BreakerPolicy): void {
+  const key = policy.stateKey;
+  for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+    const shared = getSharedDataEncoded(key);
+    const s = BreakerState.decode(shared.data);
+    if (s.state != CircuitState.HalfOpen || !s.probeInFlight) return;
+    s.probeInFlight = false;
+    if (setSharedDataEncoded(key, s.encode(), shared.cas) == WasmResult.Ok) return;
+  }
+}
+
 function open(policy: BreakerPolicy, s: BreakerState, nowMs: u64): void {
   // Like Envoy's outlier detection, each healthy interval since the last change forgives one
   // earlier ejection, and each ejection in a row lengthens the next one.

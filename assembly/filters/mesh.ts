@@ -20,6 +20,7 @@ import {
 import { Counter } from "../sdk/metrics";
 import {
   Admission,
+  abandonProbe,
   acquireSlot,
   admit,
   ensureBreakerState,
@@ -355,9 +356,15 @@ class MeshHttp extends HttpContext {
 
   onDelete(): void {
     if (this.delayed) this.mesh.forget(this);
-    // A request that ended without response headers (reset, client gone) counts as a failure.
+    // No response headers means the client went away: Envoy answers upstream resets, connect
+    // failures and timeouts with its own 5xx, which onResponseHeaders has counted. A client
+    // leaving says nothing about the upstream, so it is no failure; a probe is handed back.
     const policy = this.breaker;
-    if (policy !== null && !this.accounted) this.finish(policy, true);
+    if (policy !== null && !this.accounted) {
+      this.accounted = true;
+      this.releaseSlot(policy);
+      if (this.probe) abandonProbe(policy);
+    }
   }
 
   private finish(policy: BreakerPolicy, failed: bool): void {

@@ -15,7 +15,7 @@ const passthrough = new Set<u32>();
 
 /** Callbacks that may have left garbage behind since the last garbage collection. */
 let callbacksSinceCollect: u32 = 0;
-const CALLBACKS_PER_COLLECT: u32 = 32;
+const CALLBACKS_PER_COLLECT: u32 = 256;
 
 /**
  * The module is built with AssemblyScript's minimal runtime: no shadow stack and no incremental

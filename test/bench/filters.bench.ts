@@ -311,7 +311,7 @@ function markdown(results: Record<string, unknown>): string {
   ];
   for (const [name, s] of Object.entries(r.envoy.setups)) {
     lines.push(
-      `| ${name} | ${s.rps.toFixed(0)} | ${s.p50Ms.toFixed(3)} | ${s.p99Ms.toFixed(3)} | ${s.errors} | ${s.non2xx} |`,
+      `| ${name} | ${s.rps.toFixed(0)} | ${s.p50Ms.toFixed(3)} | ${s.p99Ms.toFixed(3)} | ${s.envoyCpuUsPerRequest.toFixed(1)} | ${s.errors} | ${s.non2xx} |`,
     );
   }
   lines.push(

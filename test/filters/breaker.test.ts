@@ -7,6 +7,12 @@ const breakerConfig = (breaker: object = {}) => ({
   breakers: [{ cluster: "v2", consecutiveErrors: 5, intervalMs: 10_000, baseEjectionMs: 30_000, ...breaker }],
 });
 
+const GET: [string, string][] = [
+  [":method", "GET"],
+  [":path", "/"],
+  [":authority", "a"],
+];
+
 /** An upstream whose status the test sets, counting the requests that reach it. */
 class Upstream {
   status = 200;
@@ -169,21 +175,31 @@ describe("circuit breaker", () => {
     }
   });
 
-  it("counts a request that ends without a response as a failure", async () => {
+  it("does not count clients that go away before the response as upstream failures", async () => {
     const mesh = await MeshUnderTest.start(breakerConfig({ consecutiveErrors: 2 }));
-    for (let i = 0; i < 2; i++) {
+    for (let i = 0; i < 10; i++) {
       const stream = mesh.pick().newHttpStream();
-      stream.requestHeaders(
-        [
-          [":method", "GET"],
-          [":path", "/"],
-          [":authority", "a"],
-        ],
-        true,
-      );
-      stream.complete(); // reset before any response
+      stream.requestHeaders(GET, true);
+      stream.complete(); // the downstream reset before any response
     }
-    expect(mesh.request({ path: "/" }).responseHeaders.get("x-wasmesh-circuit")).toBe("open");
+    const upstream = new Upstream();
+    expect(mesh.request({ path: "/" }, upstream.answer).status).toBe(200);
+    expect(upstream.hits).toBe(1);
+    expect(mesh.metric("wasmesh.breaker.v2.opened")).toBe(0);
+  });
+
+  it("hands the probe to the next request when the probing client goes away", async () => {
+    const clock = new ManualClock();
+    const mesh = await MeshUnderTest.start(breakerConfig(), { clock });
+    for (let i = 0; i < 5; i++) mesh.request({ path: "/" }, () => 503);
+    clock.advance(30_001);
+    const probe = mesh.pick().newHttpStream();
+    expect(probe.requestHeaders(GET, true).localResponse).toBeUndefined();
+    probe.complete(); // gone without an answer
+    const upstream = new Upstream();
+    expect(mesh.request({ path: "/" }, upstream.answer).status).toBe(200); // the new probe
+    expect(upstream.hits).toBe(1);
+    expect(mesh.metric("wasmesh.breaker.v2.closed")).toBe(1);
   });
 
   it("keeps breaker state when the plugin is configured again", async () => {
