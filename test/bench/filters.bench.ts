@@ -13,7 +13,14 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { RELEASE_WASM } from "../support/artifacts.ts";
 import { luaBenchBootstrap, nativeBenchBootstrap, wasmBenchBootstrap } from "../support/bench-envoy.ts";
-import { type EnvoyProcess, freePort, REPO_ROOT, startEnvoy, staticBootstrap } from "../support/envoy.ts";
+import {
+  type EnvoyProcess,
+  freePort,
+  httpListener,
+  REPO_ROOT,
+  startEnvoy,
+  staticBootstrap,
+} from "../support/envoy.ts";
 import { MeshUnderTest } from "../support/mesh-host.ts";
 import { writeRouteWasm } from "../support/route-wasm.ts";
 
@@ -99,47 +106,23 @@ async function hostCost(): Promise<Record<string, number>> {
 async function startUpstreams(): Promise<{ envoy: EnvoyProcess; v1: number; v2: number }> {
   const v1 = await freePort();
   const v2 = await freePort();
-  const listener = (name: string, port: number) => ({
-    name,
-    address: { socket_address: { address: "127.0.0.1", port_value: port } },
-    filter_chains: [
-      {
-        filters: [
+  const listener = (name: string, port: number) =>
+    httpListener({
+      name,
+      port,
+      routeConfig: {
+        virtual_hosts: [
           {
-            name: "envoy.filters.network.http_connection_manager",
-            typed_config: {
-              "@type":
-                "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-              stat_prefix: name,
-              route_config: {
-                virtual_hosts: [
-                  {
-                    name,
-                    domains: ["*"],
-                    routes: [
-                      {
-                        match: { prefix: "/" },
-                        direct_response: { status: 200, body: { inline_string: name } },
-                      },
-                    ],
-                    response_headers_to_add: [{ header: { key: "x-upstream", value: name } }],
-                  },
-                ],
-              },
-              http_filters: [
-                {
-                  name: "envoy.filters.http.router",
-                  typed_config: {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
-                  },
-                },
-              ],
-            },
+            name,
+            domains: ["*"],
+            routes: [
+              { match: { prefix: "/" }, direct_response: { status: 200, body: { inline_string: name } } },
+            ],
+            response_headers_to_add: [{ header: { key: "x-upstream", value: name } }],
           },
         ],
       },
-    ],
-  });
+    });
   const envoy = await startEnvoy({
     name: "bench-upstreams",
     concurrency: 1,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ManualClock } from "../support/clock.ts";
+import { ManualClock } from "../../host/index.ts";
 import { MeshUnderTest } from "../support/mesh-host.ts";
 
 const breakerConfig = (breaker: object = {}) => ({

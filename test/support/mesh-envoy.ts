@@ -5,7 +5,14 @@ import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RELEASE_WASM } from "./artifacts.ts";
-import { type EnvoyProcess, freePort, startEnvoy, wasmHttpFilter } from "./envoy.ts";
+import {
+  clusterHeaderRouteConfig,
+  type EnvoyProcess,
+  freePort,
+  httpListener,
+  startEnvoy,
+  wasmHttpFilter,
+} from "./envoy.ts";
 import { startUpstream, type Upstream } from "./upstreams.ts";
 
 export interface MeshEnvoy {
@@ -85,48 +92,21 @@ export function meshListener(options: {
     : {};
   return {
     "@type": "type.googleapis.com/envoy.config.listener.v3.Listener",
-    name: "mesh",
-    address: { socket_address: { address: "127.0.0.1", port_value: options.listenerPort } },
-    ...balance,
-    filter_chains: [
-      {
-        filters: [
-          {
-            name: "envoy.filters.network.http_connection_manager",
-            typed_config: {
-              "@type":
-                "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-              stat_prefix: "mesh",
-              route_config: {
-                name: "mesh",
-                virtual_hosts: [
-                  {
-                    name: "all",
-                    domains: ["*"],
-                    routes: [{ match: { prefix: "/" }, route: { cluster_header: "x-wasmesh-cluster" } }],
-                  },
-                ],
-              },
-              http_filters: [
-                wasmHttpFilter({
-                  name: "wasmesh",
-                  rootId: "wasmesh",
-                  vmId: "wasmesh",
-                  wasmPath: options.wasmPath,
-                  configuration: options.configuration,
-                }),
-                {
-                  name: "envoy.filters.http.router",
-                  typed_config: {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
-                  },
-                },
-              ],
-            },
-          },
-        ],
-      },
-    ],
+    ...httpListener({
+      name: "mesh",
+      port: options.listenerPort,
+      routeConfig: clusterHeaderRouteConfig({ name: "mesh" }),
+      httpFilters: [
+        wasmHttpFilter({
+          name: "wasmesh",
+          rootId: "wasmesh",
+          vmId: "wasmesh",
+          wasmPath: options.wasmPath,
+          configuration: options.configuration,
+        }),
+      ],
+      extra: balance,
+    }),
   };
 }
 
