@@ -1,11 +1,9 @@
 // Builds the probe module (test/fixtures/host-probe) and small variants with the AssemblyScript
 // compiler, once per test file.
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import asc from "assemblyscript/asc";
 import { type HeaderPair, type HostOptions, LogLevel, ManualClock, ProxyWasmHost } from "../../host/index.ts";
+import { compileAssemblyScript } from "../support/asc.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const PROBE = "test/fixtures/host-probe/probe.ts";
@@ -21,34 +19,8 @@ const PROBE_FLAGS = [
   "-O2",
 ];
 
-function sink(): { write(text: string): boolean; text(): string } {
-  let out = "";
-  return {
-    write(text: string) {
-      out += text;
-      return true;
-    },
-    text: () => out,
-  };
-}
-
-async function compile(entry: string, flags: string[]): Promise<Uint8Array<ArrayBuffer>> {
-  const dir = await mkdtemp(join(tmpdir(), "wasmesh-host-probe-"));
-  const outFile = join(dir, "out.wasm");
-  const stderr = sink();
-  try {
-    const result = await asc.main([entry, "--baseDir", ROOT, "--outFile", outFile, ...flags], {
-      stdout: sink(),
-      stderr,
-      // The project's asconfig.json describes the mesh build; the probe uses only these flags.
-      readFile: (name, baseDir) =>
-        name === "asconfig.json" ? null : readFile(resolve(baseDir, name), "utf8").catch(() => null),
-    });
-    if (result.error) throw new Error(`asc ${entry}: ${result.error.message}\n${stderr.text()}`);
-    return new Uint8Array(await readFile(outFile));
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+function compile(entry: string, flags: string[]): Promise<Uint8Array<ArrayBuffer>> {
+  return compileAssemblyScript(entry, flags, { baseDir: ROOT, ignoreAsconfig: true });
 }
 
 let probe: Promise<WebAssembly.Module> | undefined;

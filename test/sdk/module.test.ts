@@ -7,7 +7,7 @@ import {
   header,
   moduleMessages,
   opRequest,
-  PROBE_ARGS,
+  PROBE_FLAGS,
   PROBE_SOURCE,
   probeHost,
   probeModule,
@@ -31,7 +31,7 @@ describe("the module an SDK user builds", () => {
       use: ["abort=assembly/sdk/abort/proxyAbort"],
     });
     expect(config.targets.release).toMatchObject({ optimizeLevel: 3, shrinkLevel: 2, noAssert: false });
-    expect(PROBE_ARGS.join(" ")).toContain("--config asconfig.json --target release");
+    expect(PROBE_FLAGS.join(" ")).toContain("--config asconfig.json --target release");
     const pkg = JSON.parse(await source("package.json"));
     expect(pkg.scripts["build:filters"]).toContain("--target release");
   });

@@ -1,9 +1,6 @@
 // Builds test/fixtures/sdk-probe/probe.ts (AssemblyScript on assembly/sdk) with the options the
 // filters are built with (asconfig.json, target "release"), once per test file, in memory.
-import { readFile } from "node:fs/promises";
-import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import asc from "assemblyscript/asc";
 import {
   type HeaderPair,
   type HostOptions,
@@ -14,56 +11,19 @@ import {
   type PluginOptions,
   ProxyWasmHost,
 } from "../../host/index.ts";
+import { compileAssemblyScript } from "../support/asc.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 export const PROBE_SOURCE = "test/fixtures/sdk-probe/probe.ts";
 
 /**
- * The arguments: the project's asconfig.json and its release target, exactly as
- * `npm run build:filters` uses them; only the output goes elsewhere (to memory, see compile).
+ * The project's asconfig.json and its release target, exactly as `npm run build:filters` uses
+ * them; only the output goes elsewhere (to memory).
  */
-export const PROBE_ARGS = [
-  PROBE_SOURCE,
-  "--baseDir",
-  ROOT,
-  "--config",
-  "asconfig.json",
-  "--target",
-  "release",
-  "--outFile",
-  "sdk-probe.wasm",
-];
+export const PROBE_FLAGS = ["--config", "asconfig.json", "--target", "release"];
 
-function sink(): { write(text: string): boolean; text(): string } {
-  let out = "";
-  return {
-    write(text: string) {
-      out += text;
-      return true;
-    },
-    text: () => out,
-  };
-}
-
-/** Compiles the probe; every file asc writes (binary, text format) is kept in memory, never on disk. */
-async function compile(): Promise<Uint8Array<ArrayBuffer>> {
-  const written = new Map<string, Uint8Array | string>();
-  const stderr = sink();
-  const result = await asc.main(PROBE_ARGS, {
-    stdout: sink(),
-    stderr,
-    readFile: (name, baseDir) => readFile(resolve(baseDir, name), "utf8").catch(() => null),
-    writeFile: (name, contents) => {
-      written.set(name, contents);
-    },
-    listFiles: () => [],
-  });
-  if (result.error) throw new Error(`asc ${PROBE_SOURCE}: ${result.error.message}\n${stderr.text()}`);
-  const binary = [...written].find(([name]) => name.endsWith("sdk-probe.wasm"))?.[1];
-  if (!(binary instanceof Uint8Array)) {
-    throw new Error(`asc wrote no sdk-probe.wasm (wrote ${[...written.keys()].join(", ")})`);
-  }
-  return new Uint8Array(binary);
+function compile(): Promise<Uint8Array<ArrayBuffer>> {
+  return compileAssemblyScript(PROBE_SOURCE, PROBE_FLAGS, { baseDir: ROOT });
 }
 
 let bytes: Promise<Uint8Array<ArrayBuffer>> | undefined;

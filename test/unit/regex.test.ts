@@ -1,15 +1,11 @@
 // assembly/lib/regex.ts through the AssemblyScript probe module (test/fixtures/lib-probe).
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { type LibProbe, loadLibProbe } from "../fixtures/lib-probe/load.ts";
 
 let probe: LibProbe;
 
 beforeAll(async () => {
   probe = await loadLibProbe();
-});
-
-afterAll(async () => {
-  await probe?.dispose();
 });
 
 type Matcher = ReturnType<LibProbe["regex"]>;
