@@ -86,7 +86,7 @@ describe("header rules", () => {
     expect(mesh.request({ ...base, path: "/x" }).status).toBe(200);
   });
 
-  it("supports exact, prefix, suffix, contains and regex on the path, case-insensitively on request", async () => {
+  it("supports exact, prefix, suffix, contains and regex on the path, and ignoreCase", async () => {
     const deny = (name: string, path: object) => ({ name, match: { path }, deny: {} });
     const mesh = await MeshUnderTest.start({
       headerRules: [

@@ -86,7 +86,7 @@ export class MeshUnderTest {
     }
   }
 
-  /** A metric's value summed over the VMs (Envoy keeps one stat per name across workers). */
+  /** A metric's value: the VMs share one stats store, as Envoy keeps one stat per name across workers. */
   metric(name: string): number {
     return (this.hosts[0] as ProxyWasmHost).metric(name) ?? 0;
   }
