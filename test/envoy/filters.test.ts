@@ -1,4 +1,5 @@
 // The release mesh.wasm in a real Envoy (V8 runtime), with two upstreams that count requests.
+import http from "node:http";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type MeshEnvoy, startMeshEnvoy } from "../support/mesh-envoy.ts";
 
@@ -143,6 +144,47 @@ describe("mesh.wasm in Envoy: circuit breaker", () => {
     const stats = await mesh.envoy.stats();
     expect(stats.get("wasmcustom.wasmesh.breaker.v2.opened")).toBe(1);
     expect(stats.get("wasmcustom.wasmesh.breaker.v2.closed")).toBe(1);
+  });
+});
+
+describe("mesh.wasm in Envoy: clients that go away", () => {
+  let mesh: MeshEnvoy;
+  beforeAll(async () => {
+    mesh = await startMeshEnvoy({
+      config: {
+        routes: [{ name: "all", destinations: [{ cluster: "v2" }] }],
+        breakers: [{ cluster: "v2", consecutiveErrors: 2, baseEjectionMs: 60_000 }],
+      },
+    });
+  });
+  afterAll(async () => {
+    await mesh?.stop();
+  });
+
+  it("do not open the breaker: a downstream reset says nothing about the upstream", async () => {
+    mesh.v2.setDelay(1_000);
+    for (let i = 0; i < 5; i++) {
+      await new Promise<void>((resolve) => {
+        const req = http.request({
+          host: "127.0.0.1",
+          port: mesh.port,
+          path: "/",
+          headers: { host: "reviews" },
+        });
+        req.on("error", () => resolve());
+        req.end();
+        setTimeout(() => {
+          req.destroy();
+          resolve();
+        }, 100);
+      });
+    }
+    await waitFor(async () => mesh.v2.count === 5, "v2 to have seen the five requests");
+    mesh.v2.setDelay(0);
+    const response = await mesh.send({ path: "/" });
+    expect(response.headers.get("x-wasmesh-circuit") ?? null).toBeNull();
+    expect(response.status).toBe(200);
+    expect((await mesh.envoy.stats()).get("wasmcustom.wasmesh.breaker.v2.opened") ?? 0).toBe(0);
   });
 });
 
