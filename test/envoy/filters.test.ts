@@ -147,6 +147,44 @@ describe("mesh.wasm in Envoy: circuit breaker", () => {
   });
 });
 
+describe("mesh.wasm in Envoy: per-route timeout and retries, enforced by Envoy's router", () => {
+  let mesh: MeshEnvoy;
+  beforeAll(async () => {
+    mesh = await startMeshEnvoy({
+      config: {
+        routes: [
+          {
+            name: "slow",
+            match: { path: { prefix: "/slow" } },
+            destinations: [{ cluster: "v1" }],
+            timeoutMs: 200,
+          },
+          { name: "flaky", destinations: [{ cluster: "v2" }], retries: { attempts: 2, on: "5xx" } },
+        ],
+      },
+    });
+  });
+  afterAll(async () => {
+    await mesh?.stop();
+  });
+
+  it("times a slow upstream out with Envoy's 504", async () => {
+    mesh.v1.setDelay(2_000);
+    const response = await mesh.send({ path: "/slow" });
+    expect(response.status).toBe(504);
+    expect(response.body).toContain("upstream request timeout");
+    mesh.v1.setDelay(0);
+  });
+
+  it("retries a 503 and answers with the retry's 200", async () => {
+    let calls = 0;
+    mesh.v2.setStatus(() => (++calls === 1 ? 503 : 200));
+    const response = await mesh.send({ path: "/flaky" });
+    expect(response.status).toBe(200);
+    expect(mesh.v2.count).toBe(2);
+  });
+});
+
 describe("mesh.wasm in Envoy: clients that go away", () => {
   let mesh: MeshEnvoy;
   beforeAll(async () => {
