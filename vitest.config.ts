@@ -13,6 +13,8 @@ export default defineConfig({
             "test/filters/**/*.test.ts",
             "test/host/**/*.test.ts",
             "test/sdk/**/*.test.ts",
+            "test/control-plane/**/*.test.ts",
+            "test/control-plane/**/*.test.ts",
           ],
           testTimeout: 30_000,
         },
