@@ -14,7 +14,6 @@ export default defineConfig({
             "test/host/**/*.test.ts",
             "test/sdk/**/*.test.ts",
             "test/control-plane/**/*.test.ts",
-            "test/control-plane/**/*.test.ts",
           ],
           testTimeout: 30_000,
         },

@@ -7,7 +7,7 @@
 // the authority: `validateFilterConfig` runs the structural check here, and callers that hold the
 // module (control plane, worker) also configure it through the TypeScript host before accepting.
 import { type Static, type TSchema, Type } from "@sinclair/typebox";
-import { Value } from "@sinclair/typebox/value";
+import { Value, type ValueError, ValueErrorType } from "@sinclair/typebox/value";
 
 const HEADER_NAME = "^:?[!#$%&'*+\\-.^_`|~0-9A-Za-z]+$";
 const NAME = "^[A-Za-z0-9._:/-]{1,128}$";
@@ -193,19 +193,45 @@ export function pointerToPath(pointer: string): string {
 /** Structural validation against the JSON Schema, with every error's field path. */
 export function validateFilterConfig(value: unknown): ValidationResult {
   if (Value.Check(FilterConfig, value)) return { ok: true, config: value };
+  return { ok: false, errors: schemaErrors(FilterConfig, value) };
+}
+
+/**
+ * Every error `value` has against `schema`, each with its dotted field path. Exported so that other
+ * schemas built from these pieces (the control plane's resources) report paths the same way.
+ */
+export function schemaErrors(schema: TSchema, value: unknown): ConfigError[] {
   const errors: ConfigError[] = [];
-  for (const error of Value.Errors(FilterConfig, value)) {
+  for (const error of Value.Errors(schema, value)) {
     let path = pointerToPath(error.path);
     // An unknown field is reported on its parent; name the field itself, as the module does.
     const unknown = unknownField(error.value, error.schema);
     if (unknown !== undefined) path = path === "(root)" ? unknown : `${path}.${unknown}`;
-    errors.push({ path, message: error.message });
+    errors.push({ path, message: keyMessage(error) ?? literalsMessage(error.schema) ?? error.message });
   }
-  return { ok: false, errors: dedupe(errors) };
+  return dedupe(errors);
+}
+
+/** A record (label map) reports a bad key as "Unexpected property" at the key; say what keys may be. */
+function keyMessage(error: ValueError): string | undefined {
+  if (error.type !== ValueErrorType.ObjectAdditionalProperties) return undefined;
+  const patterns = Object.keys((error.schema.patternProperties ?? {}) as Record<string, unknown>);
+  return patterns.length === 0 ? undefined : `key must match ${patterns.join(" or ")}`;
+}
+
+/** TypeBox says only "Expected union value" for a union of literals; list the allowed values. */
+function literalsMessage(schema: TSchema): string | undefined {
+  const options: unknown = schema.anyOf;
+  if (!Array.isArray(options) || options.length === 0) return undefined;
+  const values: unknown[] = options.map((option: TSchema) => option.const);
+  if (values.some((v) => v === undefined)) return undefined;
+  return `Expected one of: ${values.map((v) => JSON.stringify(v)).join(", ")}`;
 }
 
 function unknownField(value: unknown, schema: TSchema): string | undefined {
   if (schema.additionalProperties !== false || typeof value !== "object" || value === null) return undefined;
+  // A record's error is already at the offending key (keyMessage); its value's keys are not fields.
+  if (schema.patternProperties !== undefined) return undefined;
   const known = Object.keys((schema.properties ?? {}) as Record<string, unknown>);
   return Object.keys(value).find((key) => !known.includes(key));
 }

@@ -1,0 +1,35 @@
+// The resource model's public surface: schemas and types (schema.ts), validation of one resource and
+// of references across a set (validate.ts), and parsing of YAML/JSON manifests (manifests.ts).
+export { formatManifestError, type ManifestError, type ManifestResult, parseManifests } from "./manifests.ts";
+export {
+  AccessRule,
+  API_VERSION,
+  CircuitBreaker,
+  KINDS,
+  type Kind,
+  Labels,
+  MESH_MODULE,
+  MeshPolicy,
+  Metadata,
+  Resource,
+  ResourceName,
+  Route,
+  RouteDestination,
+  RouteRule,
+  resourceSchemas,
+  Service,
+  ServicePort,
+  Subset,
+  WasmModule,
+  WasmPlugin,
+  Workload,
+} from "./schema.ts";
+export {
+  type FieldError,
+  type ReferenceError,
+  type ReferenceResult,
+  type ResourceResult,
+  selects,
+  validateReferences,
+  validateResource,
+} from "./validate.ts";

@@ -1,0 +1,294 @@
+// The native resource model (`apiVersion: wasmesh.io/v1alpha1`), defined once: TypeScript types come
+// from these TypeBox definitions through Static<>, and each definition is itself the JSON Schema the
+// API publishes. Where a resource says the same thing as the filters' plugin configuration (string
+// matchers, header changes, faults, retries, stickiness, breaker thresholds), the piece is taken from
+// schema/filter-config.ts so that one definition holds for both.
+//
+// What JSON Schema cannot say (weights add up to 100, one condition per matcher, unique names,
+// references between resources) is checked in validate.ts.
+import { type Static, type TSchema, Type } from "@sinclair/typebox";
+import {
+  Breaker as FilterBreaker,
+  Destination as FilterDestination,
+  Route as FilterRoute,
+  HeaderRule,
+} from "../../schema/filter-config.ts";
+
+export const API_VERSION = "wasmesh.io/v1alpha1";
+
+/** The built-in module (build/mesh.wasm): a WasmPlugin of it is configured with a FilterConfig. */
+export const MESH_MODULE = "mesh";
+
+const strict = { additionalProperties: false } as const;
+
+// DNS-1123 label, as Kubernetes names Services: it becomes part of cluster and metric names.
+const DNS_LABEL = "[a-z0-9](?:[-a-z0-9]*[a-z0-9])?";
+// Kubernetes label syntax, so labels and selectors from Istio, Kuma (`kuma.io/service`) and
+// Kubernetes itself carry over unchanged: an optional DNS-subdomain prefix and a 63-character name.
+const LABEL_NAME = "[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?";
+const LABEL_PREFIX = "[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?(?:\\.[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)*/";
+const LABEL_KEY = `^(?:${LABEL_PREFIX})?${LABEL_NAME}$`;
+const LABEL_VALUE = `^(?:${LABEL_NAME})?$`;
+
+const nameOf = (description: string) =>
+  Type.String({ pattern: `^${DNS_LABEL}$`, maxLength: 63, description });
+
+export const ResourceName = nameOf(
+  "DNS-1123 label: lower-case letters, digits and '-', at most 63, starting and ending alphanumeric",
+);
+
+/** A reference to a Service by name. */
+const ServiceRef = nameOf("name of a Service");
+
+/** A Service name, or "*" for every service. */
+const ServiceOrAny = Type.String({
+  pattern: `^(?:\\*|${DNS_LABEL})$`,
+  maxLength: 63,
+  description: 'name of a Service, or "*" for every service',
+});
+
+export const Labels = Type.Record(
+  Type.String({ pattern: LABEL_KEY }),
+  Type.String({ pattern: LABEL_VALUE, maxLength: 63 }),
+  { ...strict, description: "labels in Kubernetes syntax (key: [prefix/]name, value: at most 63)" },
+);
+
+/** A label selector: the workloads of the service whose labels include every one of these. */
+export const Subset = Type.Record(
+  Type.String({ pattern: LABEL_KEY }),
+  Type.String({ pattern: LABEL_VALUE, maxLength: 63 }),
+  {
+    ...strict,
+    minProperties: 1,
+    description: "label selector: workloads whose labels include all of these (omit for the whole service)",
+  },
+);
+
+export const Metadata = Type.Object(
+  {
+    name: ResourceName,
+    labels: Type.Optional(Labels),
+    // Written by the store (control-plane/store). Accepted on input so that a document read back
+    // (`wasmesh get -o yaml`) can be applied again; validation does not interpret them.
+    resourceVersion: Type.Optional(Type.String({ maxLength: 128 })),
+    createdAt: Type.Optional(Type.String({ maxLength: 64 })),
+    updatedAt: Type.Optional(Type.String({ maxLength: 64 })),
+  },
+  strict,
+);
+export type Metadata = Static<typeof Metadata>;
+
+const Port = Type.Integer({ minimum: 1, maximum: 65_535 });
+
+function oneOf<const T extends string[]>(values: [...T], description: string) {
+  return Type.Union(
+    values.map((v) => Type.Literal(v)),
+    { description },
+  );
+}
+
+function resource<const K extends string, S extends TSchema>(kind: K, spec: S, description: string) {
+  return Type.Object(
+    { apiVersion: Type.Literal(API_VERSION), kind: Type.Literal(kind), metadata: Metadata, spec },
+    { ...strict, $id: `https://wasmesh.io/schemas/v1alpha1/${kind}.json`, title: kind, description },
+  );
+}
+
+// --- Service and Workload -------------------------------------------------------------------------
+
+export const ServicePort = Type.Object(
+  {
+    name: ResourceName,
+    port: Port,
+    protocol: oneOf(["http", "grpc", "tcp"], "application protocol"),
+  },
+  strict,
+);
+
+export const Service = resource(
+  "Service",
+  Type.Object(
+    {
+      ports: Type.Array(ServicePort, { minItems: 1 }),
+      description: Type.Optional(Type.String({ maxLength: 1024 })),
+    },
+    strict,
+  ),
+  "A service: the name clients send as Host, and the ports it serves",
+);
+
+export const Workload = resource(
+  "Workload",
+  Type.Object(
+    {
+      service: ServiceRef,
+      /** Shape (IPv4, IPv6 or DNS host name) is checked in validate.ts, where the message can say which. */
+      address: Type.String({ minLength: 1, maxLength: 253, pattern: "^[0-9A-Za-z.:-]+$" }),
+      port: Port,
+      /** What subsets select on, e.g. `version: v1`; none when omitted. */
+      labels: Type.Optional(Labels),
+      zone: Type.Optional(Type.String({ pattern: `^${LABEL_NAME}$` })),
+    },
+    strict,
+  ),
+  "One instance of a service (a pod, VM or process) and the address its sidecar serves it on",
+);
+
+// --- Route ---------------------------------------------------------------------------------------
+
+export const RouteDestination = Type.Object(
+  {
+    service: ServiceRef,
+    subset: Type.Optional(Subset),
+    weight: FilterDestination.properties.weight,
+  },
+  strict,
+);
+
+/**
+ * A rule is the filter's route (match, stickiness, timeout, retries) over services instead of
+ * clusters, plus a header rule's header changes and faults, applied when the rule matches.
+ */
+export const RouteRule = Type.Object(
+  {
+    name: FilterRoute.properties.name,
+    match: FilterRoute.properties.match,
+    destinations: Type.Array(RouteDestination, { minItems: 1 }),
+    sticky: FilterRoute.properties.sticky,
+    requestHeaders: HeaderRule.properties.requestHeaders,
+    responseHeaders: HeaderRule.properties.responseHeaders,
+    timeoutMs: FilterRoute.properties.timeoutMs,
+    retries: FilterRoute.properties.retries,
+    fault: HeaderRule.properties.fault,
+  },
+  strict,
+);
+export type RouteRule = Static<typeof RouteRule>;
+
+export const Route = resource(
+  "Route",
+  Type.Object(
+    {
+      /** The service whose traffic this route directs (the Host clients send). */
+      service: ServiceRef,
+      /** Ordered: the first rule that matches a request applies. */
+      rules: Type.Array(RouteRule, { minItems: 1 }),
+    },
+    strict,
+  ),
+  "How requests to a service are matched, split over destinations and changed",
+);
+
+// --- CircuitBreaker ------------------------------------------------------------------------------
+
+const breakerThresholds = Type.Required(
+  Type.Pick(FilterBreaker, ["consecutiveErrors", "intervalMs", "baseEjectionMs"]),
+).properties;
+
+export const CircuitBreaker = resource(
+  "CircuitBreaker",
+  Type.Object(
+    {
+      service: ServiceRef,
+      subset: Type.Optional(Subset),
+      consecutiveErrors: breakerThresholds.consecutiveErrors,
+      intervalMs: breakerThresholds.intervalMs,
+      baseEjectionMs: breakerThresholds.baseEjectionMs,
+      maxEjectionMs: FilterBreaker.properties.maxEjectionMs,
+      /** Envoy outlier detection's cap on the share of endpoints ejected at once. */
+      maxEjectionPercent: Type.Optional(Type.Integer({ minimum: 0, maximum: 100 })),
+      maxConcurrent: FilterBreaker.properties.maxConcurrent,
+      /** Where traffic goes while the circuit is open, instead of a local 503. */
+      fallback: Type.Optional(Type.Object({ service: ServiceRef, subset: Type.Optional(Subset) }, strict)),
+    },
+    strict,
+  ),
+  "When to stop sending requests to a service (or subset) that keeps failing, and for how long",
+);
+
+// --- Access --------------------------------------------------------------------------------------
+
+const Access = oneOf(["allow", "deny"], "whether the call is allowed");
+
+export const AccessRule = resource(
+  "AccessRule",
+  Type.Object({ source: ServiceOrAny, destination: ServiceRef, action: Access }, strict),
+  "Allows or denies calls from a source service to a destination service",
+);
+
+/** The singleton named "default" (checked in validate.ts): what applies when no AccessRule matches. */
+export const MeshPolicy = resource(
+  "MeshPolicy",
+  Type.Object({ defaultAccess: Access }, strict),
+  'Mesh-wide defaults; there is one, named "default"',
+);
+
+// --- Wasm ----------------------------------------------------------------------------------------
+
+export const WasmModule = resource(
+  "WasmModule",
+  Type.Object(
+    {
+      sha256: Type.String({ pattern: "^[0-9a-f]{64}$", description: "lower-case hex digest of the bytes" }),
+      size: Type.Integer({ minimum: 8, maximum: Number.MAX_SAFE_INTEGER, description: "bytes" }),
+      abiVersion: oneOf(["0.2.1"], "Proxy-Wasm ABI version the module exports"),
+      description: Type.Optional(Type.String({ maxLength: 1024 })),
+    },
+    strict,
+  ),
+  "A Wasm module version; its bytes live in the module registry, addressed by sha256",
+);
+
+export const WasmPlugin = resource(
+  "WasmPlugin",
+  Type.Object(
+    {
+      module: nameOf(`name of a WasmModule, or "${MESH_MODULE}" for the built-in module`),
+      /** The services whose sidecars run the plugin, or ["*"] for all. */
+      services: Type.Array(ServiceOrAny, { minItems: 1 }),
+      rootId: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+      /** Handed to the module as its plugin configuration (JSON). */
+      configuration: Type.Record(Type.String(), Type.Unknown()),
+      /** Order among plugins on one sidecar: higher runs first, as in Istio's WasmPlugin. */
+      priority: Type.Optional(Type.Integer({ minimum: -2_147_483_648, maximum: 2_147_483_647 })),
+    },
+    strict,
+  ),
+  "Runs a Wasm module, with its configuration, in the sidecars of some services",
+);
+
+// --- All kinds -----------------------------------------------------------------------------------
+
+export const resourceSchemas = {
+  Service,
+  Workload,
+  Route,
+  CircuitBreaker,
+  AccessRule,
+  MeshPolicy,
+  WasmModule,
+  WasmPlugin,
+} as const;
+
+export type Kind = keyof typeof resourceSchemas;
+export const KINDS = Object.keys(resourceSchemas) as Kind[];
+
+/** Any resource; `kind` tells which. This is also the JSON Schema of a resource document. */
+export const Resource = Type.Union(
+  [Service, Workload, Route, CircuitBreaker, AccessRule, MeshPolicy, WasmModule, WasmPlugin],
+  {
+    $id: "https://wasmesh.io/schemas/v1alpha1/resource.json",
+    title: "wasmesh resource",
+  },
+);
+
+export type Service = Static<typeof Service>;
+export type Workload = Static<typeof Workload>;
+export type Route = Static<typeof Route>;
+export type CircuitBreaker = Static<typeof CircuitBreaker>;
+export type AccessRule = Static<typeof AccessRule>;
+export type MeshPolicy = Static<typeof MeshPolicy>;
+export type WasmModule = Static<typeof WasmModule>;
+export type WasmPlugin = Static<typeof WasmPlugin>;
+export type Resource = Static<typeof Resource>;
+export type Subset = Static<typeof Subset>;

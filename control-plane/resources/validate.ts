@@ -1,0 +1,326 @@
+// Validation of resources: the structure against the JSON Schema in schema.ts, then the rules JSON
+// Schema cannot express, then (for a set of resources) the references between them. Every error
+// names the field by its dotted path, e.g. `spec.rules[0].destinations[1].weight`.
+import { Value } from "@sinclair/typebox/value";
+import { type ConfigError, schemaErrors, validateFilterConfig } from "../../schema/filter-config.ts";
+import {
+  API_VERSION,
+  type CircuitBreaker,
+  KINDS,
+  type Kind,
+  MESH_MODULE,
+  Resource,
+  type Route,
+  resourceSchemas,
+  type Service,
+  type Subset,
+  type WasmPlugin,
+  type Workload,
+} from "./schema.ts";
+
+export type FieldError = ConfigError;
+
+export type ResourceResult = { ok: true; resource: Resource } | { ok: false; errors: FieldError[] };
+
+/** A problem with a reference from one resource of a set to another. */
+export interface ReferenceError extends FieldError {
+  kind: Kind;
+  name: string;
+}
+
+export interface ReferenceResult {
+  /** References to resources that do not exist, and duplicates: the set must not be stored. */
+  errors: ReferenceError[];
+  /** Legal but probably not meant, e.g. a subset that selects no workload (yet). */
+  warnings: ReferenceError[];
+}
+
+/** Validates one resource document: structure, then the rules JSON Schema cannot express. */
+export function validateResource(value: unknown): ResourceResult {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return { ok: false, errors: [{ path: "(root)", message: "must be an object (a resource)" }] };
+  }
+  const doc = value as Record<string, unknown>;
+  const header: FieldError[] = [];
+  if (doc.apiVersion !== API_VERSION) {
+    header.push({
+      path: "apiVersion",
+      message: `must be "${API_VERSION}" (got ${describe(doc.apiVersion)})`,
+    });
+  }
+  const kind = doc.kind;
+  if (typeof kind !== "string" || !(KINDS as string[]).includes(kind)) {
+    header.push({
+      path: "kind",
+      message: `unknown kind ${describe(kind)} (expected one of: ${KINDS.join(", ")})`,
+    });
+  }
+  if (header.length > 0) return { ok: false, errors: header };
+
+  const structural = requiredOnce(schemaErrors(resourceSchemas[kind as Kind], value));
+  if (structural.length > 0 || !Value.Check(Resource, value)) return { ok: false, errors: structural };
+  const semantic = semanticErrors(value);
+  return semantic.length > 0 ? { ok: false, errors: semantic } : { ok: true, resource: value };
+}
+
+/**
+ * TypeBox reports a missing property twice (required, and the wrong type of `undefined`): keep one
+ * error, in the filter module's words.
+ */
+function requiredOnce(errors: FieldError[]): FieldError[] {
+  const missing = new Set(errors.filter((e) => e.message === REQUIRED).map((e) => e.path));
+  return errors.flatMap((e) => {
+    if (!missing.has(e.path)) return [e];
+    return e.message === REQUIRED ? [{ path: e.path, message: "is required" }] : [];
+  });
+}
+const REQUIRED = "Expected required property";
+
+function describe(value: unknown): string {
+  return value === undefined ? "nothing" : JSON.stringify(value);
+}
+
+function semanticErrors(resource: Resource): FieldError[] {
+  const errors: FieldError[] = [];
+  const fail = (path: string, message: string) => errors.push({ path, message });
+  switch (resource.kind) {
+    case "Service":
+      checkPorts(resource, fail);
+      break;
+    case "Workload":
+      checkAddress(resource.spec.address, fail);
+      break;
+    case "Route":
+      checkRoute(resource, fail);
+      break;
+    case "CircuitBreaker":
+      checkBreaker(resource, fail);
+      break;
+    case "MeshPolicy":
+      if (resource.metadata.name !== "default") {
+        fail("metadata.name", 'must be "default": there is one MeshPolicy for the mesh');
+      }
+      break;
+    case "WasmPlugin":
+      checkPlugin(resource, fail);
+      break;
+    case "AccessRule":
+    case "WasmModule":
+      break;
+  }
+  return errors;
+}
+
+type Fail = (path: string, message: string) => void;
+
+function checkPorts(service: Service, fail: Fail): void {
+  const names = new Set<string>();
+  const numbers = new Set<number>();
+  service.spec.ports.forEach((port, i) => {
+    if (names.has(port.name)) fail(`spec.ports[${i}].name`, `duplicate port name '${port.name}'`);
+    if (numbers.has(port.port)) fail(`spec.ports[${i}].port`, `duplicate port ${port.port}`);
+    names.add(port.name);
+    numbers.add(port.port);
+  });
+}
+
+const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+const HOSTNAME =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[-A-Za-z0-9]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*\.?$/;
+
+function checkAddress(address: string, fail: Fail): void {
+  if (address.includes(":")) {
+    // The WHATWG URL parser is the IPv6 grammar every runtime (Node, workerd) already carries.
+    if (!URL.canParse(`http://[${address}]/`))
+      fail("spec.address", `'${address}' is not a valid IPv6 address`);
+    return;
+  }
+  // A name whose last label is numeric would be read as an IPv4 address by resolvers and URLs.
+  if (/(?:^|\.)\d+\.?$/.test(address)) {
+    if (!IPV4.test(address)) fail("spec.address", `'${address}' is not a valid IPv4 address`);
+    return;
+  }
+  if (!HOSTNAME.test(address)) fail("spec.address", `'${address}' is not a valid host name`);
+}
+
+const STRING_CONDITIONS = ["exact", "prefix", "suffix", "contains", "regex"] as const;
+const PRESENCE_CONDITIONS = ["present", "absent"] as const;
+
+/** Exactly one condition per matcher, as the filter module requires (present/absent count when given). */
+function checkCondition(matcher: object, path: string, presence: boolean, fail: Fail): void {
+  const allowed: readonly string[] = presence
+    ? [...STRING_CONDITIONS, ...PRESENCE_CONDITIONS]
+    : STRING_CONDITIONS;
+  const given = allowed.filter((key) => (matcher as Record<string, unknown>)[key] !== undefined);
+  if (given.length !== 1) {
+    const expected = presence
+      ? "exact, prefix, suffix, contains, regex, present or absent"
+      : STRING_CONDITIONS.join(", ");
+    const got = given.length === 0 ? "none" : given.join(" and ");
+    fail(path, `must have exactly one of ${expected} (has ${got})`);
+  }
+}
+
+function checkRoute(route: Route, fail: Fail): void {
+  const names = new Map<string, number>();
+  route.spec.rules.forEach((rule, i) => {
+    const at = `spec.rules[${i}]`;
+    const earlier = names.get(rule.name);
+    if (earlier !== undefined)
+      fail(`${at}.name`, `duplicate rule name '${rule.name}' (also rules[${earlier}])`);
+    else names.set(rule.name, i);
+
+    const match = rule.match;
+    if (match?.path !== undefined) checkCondition(match.path, `${at}.match.path`, false, fail);
+    if (match?.authority !== undefined) checkCondition(match.authority, `${at}.match.authority`, false, fail);
+    for (const [j, m] of (match?.headers ?? []).entries()) {
+      checkCondition(m, `${at}.match.headers[${j}]`, true, fail);
+    }
+    for (const [j, m] of (match?.query ?? []).entries())
+      checkCondition(m, `${at}.match.query[${j}]`, true, fail);
+
+    // As in the filter: one destination takes all traffic; a split states every share, summing to 100.
+    const destinations = rule.destinations;
+    let total = 0;
+    let complete = true;
+    destinations.forEach((d, j) => {
+      if (d.weight === undefined && destinations.length > 1) {
+        complete = false;
+        fail(`${at}.destinations[${j}].weight`, "is required when a rule has more than one destination");
+      }
+      total += d.weight ?? 100;
+      const same = destinations.findIndex((o) => o.service === d.service && sameSubset(o.subset, d.subset));
+      if (same < j) fail(`${at}.destinations[${j}]`, `duplicate destination (same as destinations[${same}])`);
+    });
+    if (complete && total !== 100) {
+      fail(`${at}.destinations`, `weights must add up to 100 (they add up to ${total})`);
+    }
+
+    if (
+      rule.sticky !== undefined &&
+      (rule.sticky.header === undefined) === (rule.sticky.cookie === undefined)
+    ) {
+      fail(`${at}.sticky`, "must have exactly one of header, cookie");
+    }
+    if (rule.fault !== undefined && rule.fault.abort === undefined && rule.fault.delay === undefined) {
+      fail(`${at}.fault`, "must have abort or delay");
+    }
+  });
+}
+
+function checkBreaker(breaker: CircuitBreaker, fail: Fail): void {
+  const spec = breaker.spec;
+  if (spec.maxEjectionMs !== undefined && spec.maxEjectionMs < spec.baseEjectionMs) {
+    fail("spec.maxEjectionMs", `must not be less than baseEjectionMs (${spec.baseEjectionMs})`);
+  }
+  if (spec.fallback !== undefined && spec.fallback.service === spec.service) {
+    if (sameSubset(spec.fallback.subset, spec.subset)) {
+      fail("spec.fallback", "must differ from the service and subset the breaker protects");
+    }
+  }
+}
+
+function checkPlugin(plugin: WasmPlugin, fail: Fail): void {
+  const services = plugin.spec.services;
+  if (services.includes("*") && services.length > 1) fail("spec.services", '"*" must be the only entry');
+  services.forEach((service, i) => {
+    if (services.indexOf(service) < i) fail(`spec.services[${i}]`, `duplicate service '${service}'`);
+  });
+  if (plugin.spec.module === MESH_MODULE) {
+    // The built-in module's configuration has its own schema; report its paths inside this resource.
+    const result = validateFilterConfig(plugin.spec.configuration);
+    if (!result.ok) {
+      for (const e of result.errors) {
+        fail(e.path === "(root)" ? "spec.configuration" : `spec.configuration.${e.path}`, e.message);
+      }
+    }
+  }
+}
+
+/** Equal selectors (an absent subset is the whole service). */
+function sameSubset(a: Subset | undefined, b: Subset | undefined): boolean {
+  const ak = Object.keys(a ?? {});
+  const bk = Object.keys(b ?? {});
+  return ak.length === bk.length && ak.every((k) => b?.[k] === a?.[k]);
+}
+
+/** Whether a workload's labels include every label of the subset. */
+export function selects(subset: Subset | undefined, workload: Workload): boolean {
+  const labels = workload.spec.labels ?? {};
+  return Object.entries(subset ?? {}).every(([k, v]) => labels[k] === v);
+}
+
+/**
+ * Checks the references between a set of (individually valid) resources: the complete state of
+ * the mesh, e.g. what is stored plus what an apply adds. The built-in module "mesh" always exists.
+ */
+export function validateReferences(resources: readonly Resource[]): ReferenceResult {
+  const result: ReferenceResult = { errors: [], warnings: [] };
+  const names = (kind: Kind) => new Set(resources.filter((r) => r.kind === kind).map((r) => r.metadata.name));
+  const services = names("Service");
+  const modules = names("WasmModule").add(MESH_MODULE);
+  const workloads = resources.filter((r): r is Workload => r.kind === "Workload");
+
+  const seen = new Set<string>();
+  for (const r of resources) {
+    const at = (path: string, message: string): ReferenceError => ({
+      kind: r.kind,
+      name: r.metadata.name,
+      path,
+      message,
+    });
+    const error = (path: string, message: string) => result.errors.push(at(path, message));
+    const service = (path: string, name: string) => {
+      if (!services.has(name)) error(path, `Service '${name}' does not exist`);
+    };
+    const subset = (path: string, name: string, selector: Subset | undefined) => {
+      if (selector === undefined || !services.has(name)) return;
+      if (!workloads.some((w) => w.spec.service === name && selects(selector, w))) {
+        result.warnings.push(at(path, `selects no workload of Service '${name}'`));
+      }
+    };
+
+    const key = `${r.kind}/${r.metadata.name}`;
+    if (seen.has(key)) error("metadata.name", `duplicate ${r.kind} '${r.metadata.name}'`);
+    seen.add(key);
+
+    switch (r.kind) {
+      case "Workload":
+        service("spec.service", r.spec.service);
+        break;
+      case "Route":
+        service("spec.service", r.spec.service);
+        r.spec.rules.forEach((rule, i) => {
+          rule.destinations.forEach((d, j) => {
+            const path = `spec.rules[${i}].destinations[${j}]`;
+            service(`${path}.service`, d.service);
+            subset(`${path}.subset`, d.service, d.subset);
+          });
+        });
+        break;
+      case "CircuitBreaker":
+        service("spec.service", r.spec.service);
+        subset("spec.subset", r.spec.service, r.spec.subset);
+        if (r.spec.fallback !== undefined) {
+          service("spec.fallback.service", r.spec.fallback.service);
+          subset("spec.fallback.subset", r.spec.fallback.service, r.spec.fallback.subset);
+        }
+        break;
+      case "AccessRule":
+        if (r.spec.source !== "*") service("spec.source", r.spec.source);
+        service("spec.destination", r.spec.destination);
+        break;
+      case "WasmPlugin":
+        if (!modules.has(r.spec.module)) error("spec.module", `WasmModule '${r.spec.module}' does not exist`);
+        r.spec.services.forEach((name, i) => {
+          if (name !== "*") service(`spec.services[${i}]`, name);
+        });
+        break;
+      case "Service":
+      case "MeshPolicy":
+      case "WasmModule":
+        break;
+    }
+  }
+  return result;
+}
