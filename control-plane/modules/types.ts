@@ -1,0 +1,42 @@
+// The module registry's contract, as the API and the translation use it (implementation:
+// registry.ts). Module bytes are content-addressed by sha256; a WasmModule resource in the store
+// names the current version of a module.
+import type { FieldError } from "../resources/index.ts";
+import type { StoredResource } from "../store/index.ts";
+import type { ModuleCode } from "../translate/types.ts";
+
+/** Thrown by push() for bytes that are not a usable Proxy-Wasm module; nothing is stored. */
+export class ModuleRejectedError extends Error {
+  readonly errors: FieldError[];
+  constructor(errors: FieldError[]) {
+    super(`module rejected: ${errors.map((e) => `${e.path}: ${e.message}`).join("; ")}`);
+    this.name = "ModuleRejectedError";
+    this.errors = errors;
+  }
+}
+
+export interface PushOptions {
+  description?: string;
+  /** Optimistic concurrency on the WasmModule resource, as in ResourceStore.apply. */
+  expectedVersion?: string | null;
+}
+
+export interface PushResult {
+  /** The WasmModule resource as stored. */
+  resource: StoredResource;
+  created: boolean;
+  /** The same bytes were already the module's current version: nothing changed. */
+  unchanged: boolean;
+}
+
+export interface ModuleRegistry {
+  /** Validates (WebAssembly.validate, Proxy-Wasm exports and ABI, smoke run), stores, publishes. */
+  push(name: string, bytes: Uint8Array, options?: PushOptions): Promise<PushResult>;
+  /** The bytes of a stored version, for Envoy's remote fetch; undefined if unknown. */
+  bytes(sha256: string): Promise<Uint8Array | undefined>;
+  /**
+   * The code of every module the given WasmModule resources name, plus the built-in "mesh", by
+   * module name; what translation needs to build ECDS resources.
+   */
+  codes(modules: readonly { name: string; sha256: string }[]): Promise<Map<string, ModuleCode>>;
+}
