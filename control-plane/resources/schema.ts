@@ -249,6 +249,13 @@ export const WasmPlugin = resource(
       rootId: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
       /** Handed to the module as its plugin configuration (JSON). */
       configuration: Type.Record(Type.String(), Type.Unknown()),
+      /**
+       * Which listener of the sidecar runs it: inbound (requests to the service, the default, as in
+       * Istio's WasmPlugin) or outbound (the service's calls, before the built-in routing filter).
+       */
+      direction: Type.Optional(
+        oneOf(["inbound", "outbound"], "the sidecar listener that runs the plugin (default inbound)"),
+      ),
       /** Order among plugins on one sidecar: higher runs first, as in Istio's WasmPlugin. */
       priority: Type.Optional(Type.Integer({ minimum: -2_147_483_648, maximum: 2_147_483_647 })),
     },

@@ -4,6 +4,14 @@
 import { Value } from "@sinclair/typebox/value";
 import { type ConfigError, schemaErrors, validateFilterConfig } from "../../schema/filter-config.ts";
 import {
+  MAX_CLUSTER_NAME,
+  MAX_FILTER_NAME,
+  outboundCluster,
+  pluginFilterName,
+  ROUTING_FILTER,
+  ruleName,
+} from "../translate/names.ts";
+import {
   API_VERSION,
   type CircuitBreaker,
   KINDS,
@@ -169,6 +177,14 @@ function checkRoute(route: Route, fail: Fail): void {
     if (earlier !== undefined)
       fail(`${at}.name`, `duplicate rule name '${rule.name}' (also rules[${earlier}])`);
     else names.set(rule.name, i);
+    // The rule's route in the filter is named '<route>/<rule>', and the filter limits names.
+    const filterRouteName = ruleName(route.metadata.name, rule.name);
+    if (filterRouteName.length > MAX_FILTER_NAME) {
+      fail(
+        `${at}.name`,
+        `too long: '${filterRouteName}' (the Route's name, '/', the rule's) must be at most ${MAX_FILTER_NAME} characters`,
+      );
+    }
 
     const match = rule.match;
     if (match?.path !== undefined) checkCondition(match.path, `${at}.match.path`, false, fail);
@@ -189,6 +205,7 @@ function checkRoute(route: Route, fail: Fail): void {
         fail(`${at}.destinations[${j}].weight`, "is required when a rule has more than one destination");
       }
       total += d.weight ?? 100;
+      checkClusterName(d.service, d.subset, `${at}.destinations[${j}].subset`, fail);
       const same = destinations.findIndex((o) => o.service === d.service && sameSubset(o.subset, d.subset));
       if (same < j) fail(`${at}.destinations[${j}]`, `duplicate destination (same as destinations[${same}])`);
     });
@@ -208,8 +225,20 @@ function checkRoute(route: Route, fail: Fail): void {
   });
 }
 
+/** A subset's cluster name (`outbound|<service>|<k>=<v>,…`) must fit the filter's limit on cluster names. */
+function checkClusterName(service: string, subset: Subset | undefined, path: string, fail: Fail): void {
+  const name = outboundCluster(service, subset);
+  if (name.length > MAX_CLUSTER_NAME) {
+    fail(path, `too long: its cluster name '${name}' must be at most ${MAX_CLUSTER_NAME} characters`);
+  }
+}
+
 function checkBreaker(breaker: CircuitBreaker, fail: Fail): void {
   const spec = breaker.spec;
+  checkClusterName(spec.service, spec.subset, "spec.subset", fail);
+  if (spec.fallback !== undefined) {
+    checkClusterName(spec.fallback.service, spec.fallback.subset, "spec.fallback.subset", fail);
+  }
   if (spec.maxEjectionMs !== undefined && spec.maxEjectionMs < spec.baseEjectionMs) {
     fail("spec.maxEjectionMs", `must not be less than baseEjectionMs (${spec.baseEjectionMs})`);
   }
@@ -222,6 +251,12 @@ function checkBreaker(breaker: CircuitBreaker, fail: Fail): void {
 
 function checkPlugin(plugin: WasmPlugin, fail: Fail): void {
   const services = plugin.spec.services;
+  if (pluginFilterName(plugin.spec.direction ?? "inbound", plugin.metadata.name) === ROUTING_FILTER) {
+    fail(
+      "metadata.name",
+      `'${plugin.metadata.name}' is reserved on the outbound side: ${ROUTING_FILTER} is the built-in routing filter`,
+    );
+  }
   if (services.includes("*") && services.length > 1) fail("spec.services", '"*" must be the only entry');
   services.forEach((service, i) => {
     if (services.indexOf(service) < i) fail(`spec.services[${i}]`, `duplicate service '${service}'`);

@@ -37,6 +37,9 @@ export const NODE_METADATA = {
 
 export const DEFAULT_PORTS = { outbound: 15001, inbound: 15006, admin: 9901 } as const;
 
+/** Listener and app addresses when the node metadata does not say (see ProxyIdentity). */
+export const DEFAULT_ADDRESSES = { outbound: "127.0.0.1", inbound: "0.0.0.0", app: "127.0.0.1" } as const;
+
 /** One xDS resource: its name and its content as a plain object ready for encodeMessage(). */
 export interface XdsResource {
   name: string;

@@ -1,0 +1,197 @@
+// CDS and EDS: one cluster per service and per subset in use, the local app's cluster, and the
+// control plane's HTTP cluster when Envoy fetches module bytes from it.
+import type { Service, Workload } from "../resources/index.ts";
+import { duration, EXTENSION_TYPE } from "../xds/protos.ts";
+import { isIpAddress, socketAddress } from "./addresses.ts";
+import { adsConfigSource, envoyEnum } from "./enums.ts";
+import type { Mesh, OutboundCluster } from "./mesh.ts";
+import { CONTROL_PLANE_HTTP_CLUSTER, inboundCluster } from "./names.ts";
+import type { ModuleDelivery, ProxyIdentity, XdsResource } from "./types.ts";
+
+const CLUSTER = "envoy.config.cluster.v3.Cluster";
+const discoveryType = (name: "STATIC" | "STRICT_DNS" | "EDS") => envoyEnum(`${CLUSTER}.DiscoveryType`, name);
+
+/** Envoy's and Kuma's default: long enough for a cross-zone handshake, short enough to fail over. */
+const CONNECT_TIMEOUT_MS = 5_000;
+
+type Endpoint = { address: string; port: number; zone: string | undefined };
+
+/**
+ * Whether a cluster must be STRICT_DNS (endpoints inline) rather than EDS: Envoy does not resolve
+ * endpoint addresses it is sent over EDS, so one workload with a host name decides.
+ */
+export function isDnsCluster(cluster: OutboundCluster): boolean {
+  return cluster.workloads.some((w) => !isIpAddress(w.spec.address));
+}
+
+/** Every proxy runs at least the routing filter, so remote delivery always needs the HTTP cluster. */
+export function clusterResources(mesh: Mesh, proxy: ProxyIdentity, delivery: ModuleDelivery): XdsResource[] {
+  const out: XdsResource[] = mesh.clusters.map((cluster) => ({
+    name: cluster.name,
+    resource: outboundClusterResource(cluster),
+  }));
+  if (proxy.appPort !== undefined) {
+    const name = inboundCluster(proxy.appPort);
+    const own = mesh.service(proxy.service);
+    out.push({
+      name,
+      resource: {
+        name,
+        ...resolvedCluster(name, [{ address: proxy.appAddress, port: proxy.appPort, zone: undefined }]),
+        connect_timeout: duration(CONNECT_TIMEOUT_MS),
+        ...(own !== undefined ? upstreamProtocol(own) : {}),
+      },
+    });
+  }
+  if (delivery.mode === "remote") out.push(controlPlaneCluster(delivery.baseUrl));
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+function outboundClusterResource(cluster: OutboundCluster): Record<string, unknown> {
+  const discovery = isDnsCluster(cluster)
+    ? resolvedCluster(cluster.name, cluster.workloads.map(endpointOf))
+    : {
+        type: discoveryType("EDS"),
+        eds_cluster_config: { eds_config: adsConfigSource(), service_name: cluster.name },
+      };
+  const breaker = cluster.breaker?.spec;
+  return {
+    name: cluster.name,
+    ...discovery,
+    connect_timeout: duration(CONNECT_TIMEOUT_MS),
+    lb_policy: envoyEnum(`${CLUSTER}.LbPolicy`, "ROUND_ROBIN"),
+    ...upstreamProtocol(cluster.service),
+    // The filter's breaker opens the circuit for the whole cluster; Envoy's outlier detection, with
+    // the same thresholds, takes single failing endpoints out of the pool meanwhile.
+    ...(breaker !== undefined
+      ? {
+          outlier_detection: {
+            consecutive_5xx: { value: breaker.consecutiveErrors },
+            interval: duration(breaker.intervalMs),
+            base_ejection_time: duration(breaker.baseEjectionMs),
+            ...(breaker.maxEjectionMs !== undefined
+              ? { max_ejection_time: duration(breaker.maxEjectionMs) }
+              : {}),
+            ...(breaker.maxEjectionPercent !== undefined
+              ? { max_ejection_percent: { value: breaker.maxEjectionPercent } }
+              : {}),
+          },
+        }
+      : {}),
+    ...(breaker?.maxConcurrent !== undefined
+      ? {
+          circuit_breakers: {
+            thresholds: [
+              {
+                priority: envoyEnum("envoy.config.core.v3.RoutingPriority", "DEFAULT"),
+                max_requests: { value: breaker.maxConcurrent },
+              },
+            ],
+          },
+        }
+      : {}),
+  };
+}
+
+/** STATIC when every address is an IP, else STRICT_DNS (which also takes IPs); endpoints inline. */
+function resolvedCluster(name: string, endpoints: Endpoint[]): Record<string, unknown> {
+  const dns = endpoints.some((e) => !isIpAddress(e.address));
+  return {
+    type: discoveryType(dns ? "STRICT_DNS" : "STATIC"),
+    ...(dns ? { dns_lookup_family: envoyEnum(`${CLUSTER}.DnsLookupFamily`, "V4_PREFERRED") } : {}),
+    load_assignment: loadAssignment(name, endpoints),
+  };
+}
+
+/**
+ * HTTP/2 to a service whose HTTP ports all speak gRPC; the downstream's protocol when it mixes gRPC
+ * with HTTP (the cluster serves every port); Envoy's default HTTP/1.1 otherwise.
+ */
+function upstreamProtocol(service: Service): Record<string, unknown> {
+  const protocols = service.spec.ports.map((p) => p.protocol).filter((p) => p !== "tcp");
+  if (!protocols.includes("grpc")) return {};
+  const options = protocols.every((p) => p === "grpc")
+    ? { explicit_http_config: { http2_protocol_options: {} } }
+    : { use_downstream_protocol_config: { http_protocol_options: {}, http2_protocol_options: {} } };
+  return {
+    typed_extension_protocol_options: {
+      "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+        "@type": EXTENSION_TYPE.httpProtocolOptions,
+        ...options,
+      },
+    },
+  };
+}
+
+function endpointOf(workload: Workload): Endpoint {
+  return { address: workload.spec.address, port: workload.spec.port, zone: workload.spec.zone };
+}
+
+/** Endpoints grouped into one locality per zone (workloads without a zone share one). */
+function loadAssignment(clusterName: string, endpoints: Endpoint[]): Record<string, unknown> {
+  const zones = new Map<string, Endpoint[]>();
+  for (const endpoint of endpoints) {
+    const zone = endpoint.zone ?? "";
+    zones.set(zone, [...(zones.get(zone) ?? []), endpoint]);
+  }
+  const key = (e: Endpoint) => `${e.address}\u0000${String(e.port).padStart(5, "0")}`;
+  return {
+    cluster_name: clusterName,
+    endpoints: [...zones.keys()].sort().map((zone) => ({
+      ...(zone !== "" ? { locality: { zone } } : {}),
+      lb_endpoints: (zones.get(zone) ?? [])
+        .sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0))
+        .map((e) => ({ endpoint: { address: socketAddress(e.address, e.port) } })),
+    })),
+  };
+}
+
+/** ClusterLoadAssignments of the EDS clusters; an empty one for a cluster without workloads. */
+export function endpointResources(mesh: Mesh): XdsResource[] {
+  return mesh.clusters
+    .filter((cluster) => !isDnsCluster(cluster))
+    .map((cluster) => ({
+      name: cluster.name,
+      resource: loadAssignment(cluster.name, cluster.workloads.map(endpointOf)),
+    }));
+}
+
+/** The control plane's HTTP API as a cluster, for `remote.http_uri` of module code. */
+function controlPlaneCluster(baseUrl: string): XdsResource {
+  const url = controlPlaneUrl(baseUrl);
+  const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  const port = url.port !== "" ? Number(url.port) : url.protocol === "https:" ? 443 : 80;
+  const name = CONTROL_PLANE_HTTP_CLUSTER;
+  // No CA is configured, so the certificate is not verified: the sha256 pin is what vouches for
+  // the bytes, and TLS keeps them private.
+  const tls =
+    url.protocol === "https:"
+      ? {
+          transport_socket: {
+            name: "envoy.transport_sockets.tls",
+            typed_config: {
+              "@type": EXTENSION_TYPE.upstreamTlsContext,
+              ...(isIpAddress(host) ? {} : { sni: host }),
+            },
+          },
+        }
+      : {};
+  return {
+    name,
+    resource: {
+      name,
+      ...resolvedCluster(name, [{ address: host, port, zone: undefined }]),
+      connect_timeout: duration(CONNECT_TIMEOUT_MS),
+      ...tls,
+    },
+  };
+}
+
+/** The delivery's base URL, checked: a bad one is the operator's configuration error, not a proxy's. */
+export function controlPlaneUrl(baseUrl: string): URL {
+  const url = URL.canParse(baseUrl) ? new URL(baseUrl) : undefined;
+  if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:") || url.hostname === "") {
+    throw new Error(`module delivery: baseUrl must be an http(s) URL (got '${baseUrl}')`);
+  }
+  return url;
+}

@@ -1,0 +1,143 @@
+// A sidecar's identity as it travels in Envoy's node: written by `wasmesh bootstrap` (nodeMetadata),
+// read back by the xDS server from the first request of a stream (parseNodeIdentity), and reduced
+// to what the translation depends on (proxyClassKey).
+import { Value } from "@sinclair/typebox/value";
+import { Labels, ResourceName } from "../resources/schema.ts";
+import { isIpAddress } from "./addresses.ts";
+import { DEFAULT_ADDRESSES, DEFAULT_PORTS, NODE_METADATA, type ProxyIdentity } from "./types.ts";
+
+/** Envoy's node as the xDS server sees it, metadata already converted from a protobuf Struct. */
+export interface EnvoyNode {
+  id?: string;
+  cluster?: string;
+  metadata?: Record<string, unknown>;
+}
+
+export type NodeIdentityResult = { ok: true; proxy: ProxyIdentity } | { ok: false; error: string };
+
+const SERVICE_NAME = new RegExp(ResourceName.pattern as string);
+
+/**
+ * Reads a ProxyIdentity from a node. Ports may be numbers or decimal strings (a Struct carries
+ * both); what is absent takes the defaults of DEFAULT_PORTS and DEFAULT_ADDRESSES, and the service
+ * falls back to node.cluster. Every problem is reported, each naming its field.
+ */
+export function parseNodeIdentity(node: EnvoyNode): NodeIdentityResult {
+  const errors: string[] = [];
+  const metadata = node.metadata ?? {};
+  const field = (key: string) => `node.metadata["${key}"]`;
+
+  const nodeId = node.id;
+  if (typeof nodeId !== "string" || nodeId.length === 0) errors.push("node.id: is required");
+
+  let service = "";
+  const declared = metadata[NODE_METADATA.service];
+  if (declared !== undefined) {
+    if (typeof declared === "string" && SERVICE_NAME.test(declared)) service = declared;
+    else errors.push(`${field(NODE_METADATA.service)}: must be a service name (got ${show(declared)})`);
+  } else if (typeof node.cluster === "string" && node.cluster.length > 0) {
+    if (SERVICE_NAME.test(node.cluster)) service = node.cluster;
+    else errors.push(`node.cluster: must be a service name (got ${show(node.cluster)})`);
+  } else {
+    errors.push(`${field(NODE_METADATA.service)}: is required (or node.cluster)`);
+  }
+
+  let labels: Record<string, string> = {};
+  const rawLabels = metadata[NODE_METADATA.labels];
+  if (rawLabels !== undefined) {
+    if (Value.Check(Labels, rawLabels)) labels = { ...rawLabels };
+    else {
+      errors.push(
+        `${field(NODE_METADATA.labels)}: must be a map of labels in Kubernetes syntax (got ${show(rawLabels)})`,
+      );
+    }
+  }
+
+  const port = (key: string, fallback: number | undefined): number | undefined => {
+    const raw = metadata[key];
+    if (raw === undefined) return fallback;
+    const value = typeof raw === "string" && /^\d{1,5}$/.test(raw) ? Number(raw) : raw;
+    if (typeof value === "number" && Number.isInteger(value) && value >= 1 && value <= 65_535) return value;
+    errors.push(`${field(key)}: must be a port number from 1 to 65535 (got ${show(raw)})`);
+    return fallback;
+  };
+  const address = (key: string, fallback: string): string => {
+    const raw = metadata[key];
+    if (raw === undefined) return fallback;
+    if (typeof raw === "string" && isIpAddress(raw)) return raw;
+    // Listeners bind to it and the app's cluster is STATIC: a host name cannot do either.
+    errors.push(`${field(key)}: must be an IPv4 or IPv6 address (got ${show(raw)})`);
+    return fallback;
+  };
+
+  const outboundPort = port(NODE_METADATA.outboundPort, DEFAULT_PORTS.outbound) as number;
+  const inboundPort = port(NODE_METADATA.inboundPort, DEFAULT_PORTS.inbound) as number;
+  const appPort = port(NODE_METADATA.appPort, undefined);
+  const outboundAddress = address(NODE_METADATA.outboundAddress, DEFAULT_ADDRESSES.outbound);
+  const inboundAddress = address(NODE_METADATA.inboundAddress, DEFAULT_ADDRESSES.inbound);
+  const appAddress = address(NODE_METADATA.appAddress, DEFAULT_ADDRESSES.app);
+  if (appPort !== undefined && errors.length === 0) {
+    if (appPort === inboundPort && sameHost(appAddress, inboundAddress)) {
+      errors.push(`${field(NODE_METADATA.appPort)}: must differ from the inbound port (${inboundPort})`);
+    }
+  }
+
+  if (errors.length > 0) return { ok: false, error: `invalid node identity: ${errors.join("; ")}` };
+  return {
+    ok: true,
+    proxy: {
+      nodeId: nodeId as string,
+      service,
+      labels,
+      outboundPort,
+      inboundPort,
+      ...(appPort !== undefined ? { appPort } : {}),
+      outboundAddress,
+      inboundAddress,
+      appAddress,
+    },
+  };
+}
+
+/** The app behind the inbound listener on the same address and port would be the listener itself. */
+function sameHost(app: string, listener: string): boolean {
+  return app === listener || listener === "0.0.0.0" || listener === "::";
+}
+
+function show(value: unknown): string {
+  return JSON.stringify(value) ?? String(value);
+}
+
+/**
+ * The node.metadata that carries `proxy` (the inverse of parseNodeIdentity): ports as decimal
+ * strings and labels as an object, which a protobuf Struct holds without loss.
+ */
+export function nodeMetadata(proxy: Omit<ProxyIdentity, "nodeId">): Record<string, unknown> {
+  return {
+    [NODE_METADATA.service]: proxy.service,
+    [NODE_METADATA.labels]: { ...proxy.labels },
+    [NODE_METADATA.outboundPort]: String(proxy.outboundPort),
+    [NODE_METADATA.inboundPort]: String(proxy.inboundPort),
+    ...(proxy.appPort !== undefined ? { [NODE_METADATA.appPort]: String(proxy.appPort) } : {}),
+    [NODE_METADATA.outboundAddress]: proxy.outboundAddress,
+    [NODE_METADATA.inboundAddress]: proxy.inboundAddress,
+    [NODE_METADATA.appAddress]: proxy.appAddress,
+  };
+}
+
+/**
+ * Everything in the identity that the translation reads. The node id and the labels are left out:
+ * the configuration of a sidecar depends on its service and its listeners, not on which instance it
+ * is, so every instance of a service shares one memoized configuration.
+ */
+export function proxyClassKey(proxy: ProxyIdentity): string {
+  return JSON.stringify([
+    proxy.service,
+    proxy.outboundAddress,
+    proxy.outboundPort,
+    proxy.inboundAddress,
+    proxy.inboundPort,
+    proxy.appAddress,
+    proxy.appPort ?? null,
+  ]);
+}

@@ -1,0 +1,74 @@
+// Names shared by the translation, the bootstrap and tests: clusters, listeners, route
+// configurations, ECDS resources and the request headers the mesh reserves. A name that Envoy, the
+// filter and an operator reading `/clusters` all see must be built in one place.
+import type { Subset } from "../resources/schema.ts";
+
+/** Listener and RouteConfiguration names (one of each per direction). */
+export const OUTBOUND = "outbound";
+export const INBOUND = "inbound";
+
+/** ECDS name of the built-in routing filter on the outbound listener. */
+export const ROUTING_FILTER = "wasmesh.outbound.routing";
+
+/** The cluster through which Envoy fetches module bytes from the control plane (remote delivery). */
+export const CONTROL_PLANE_HTTP_CLUSTER = "wasmesh-control-plane-http";
+
+/** Set by the routing filter; read by the outbound route's `cluster_header`. */
+export const CLUSTER_HEADER = "x-wasmesh-cluster";
+
+/**
+ * Set by the routing filter's header rules to say which Route rule matched, so that the rule's
+ * header changes and faults apply only to the requests the rule routes (see routing-filter.ts).
+ * Removed from the client's request first, and from the upstream request by the route.
+ */
+export const RULE_HEADER = "x-wasmesh-rule";
+
+/** Prefix of every cluster the outbound route may pick from `x-wasmesh-cluster`. */
+export const OUTBOUND_CLUSTER_PREFIX = "outbound|";
+
+/** The filter's limit on a cluster name (schema/filter-config.ts, `Cluster`). */
+export const MAX_CLUSTER_NAME = 200;
+
+/** The filter's limit on a rule or route name (schema/filter-config.ts, `Name`). */
+export const MAX_FILTER_NAME = 128;
+
+/**
+ * `outbound|<service>` for the whole service, `outbound|<service>|<k>=<v>,<k2>=<v2>` for a subset
+ * (keys sorted, so equal selectors written in any order name one cluster).
+ */
+export function outboundCluster(service: string, subset?: Subset): string {
+  const keys = Object.keys(subset ?? {}).sort();
+  if (subset === undefined || keys.length === 0) return `${OUTBOUND_CLUSTER_PREFIX}${service}`;
+  return `${OUTBOUND_CLUSTER_PREFIX}${service}|${keys.map((k) => `${k}=${subset[k]}`).join(",")}`;
+}
+
+/** The cluster of the local app behind the inbound listener. */
+export function inboundCluster(appPort: number): string {
+  return `inbound|${appPort}`;
+}
+
+/** ECDS (and http_filters) name of a WasmPlugin on one side of the sidecar. */
+export function pluginFilterName(direction: "inbound" | "outbound", plugin: string): string {
+  return `wasmesh.${direction}.${plugin}`;
+}
+
+/** Filter route (and marker) name of a Route rule: unique across the mesh, since Route names are. */
+export function ruleName(route: string, rule: string): string {
+  return `${route}/${rule}`;
+}
+
+/** Filter route that sends whatever no rule matched to the whole service; no '/' so no rule can clash. */
+export function defaultRouteName(service: string): string {
+  return `${service}:default`;
+}
+
+/**
+ * Header rule that refuses calls to a service by the MeshPolicy's defaultAccess. An AccessRule's
+ * denial is named after the AccessRule itself; neither form can clash with `<route>/<rule>`.
+ */
+export function defaultDenyName(service: string): string {
+  return `default-deny:${service}`;
+}
+
+/** Header rule that removes the client's RULE_HEADER before any rule sets it. */
+export const STRIP_RULE_HEADER = "wasmesh:strip-rule-header";

@@ -1,0 +1,184 @@
+// The plugin configuration of the built-in routing filter (`wasmesh.outbound.routing`, build/mesh.wasm)
+// on one source service's outbound listener: access decisions, Route rules, default routes and
+// circuit breakers, as one FilterConfig (docs/filters.md).
+//
+// Header rules run before routes and every matching header rule applies, while only the first
+// matching route routes. So a Route rule's header changes and faults cannot simply become a header
+// rule with the rule's match: a request that an earlier rule routes would get them too. When a
+// service's rules carry header changes or faults, each rule instead becomes a header rule that
+// matches only while no earlier rule has claimed the request (RULE_HEADER absent), claims it by
+// setting RULE_HEADER to its name and applies its changes; the routes then select on RULE_HEADER.
+// The client's own RULE_HEADER is removed first, so it cannot claim a rule either.
+import {
+  type FilterConfig,
+  type Route as FilterRoute,
+  type HeaderRule,
+  type RequestMatch,
+  validateFilterConfig,
+} from "../../schema/filter-config.ts";
+import type { RouteRule, Service } from "../resources/index.ts";
+import type { Mesh } from "./mesh.ts";
+import {
+  defaultDenyName,
+  defaultRouteName,
+  outboundCluster,
+  RULE_HEADER,
+  ruleName,
+  STRIP_RULE_HEADER,
+} from "./names.ts";
+
+type StringMatch = NonNullable<RequestMatch["authority"]>;
+
+/**
+ * Matches the authority a client sends for `service`: its name, alone or with one of its ports,
+ * in any case (host names are case-insensitive). Service names are DNS labels, so they hold no
+ * regex metacharacter.
+ */
+export function authorityMatch(service: Service): StringMatch {
+  const ports = [...new Set(service.spec.ports.map((p) => p.port))].sort((a, b) => a - b);
+  return { regex: `${service.metadata.name}(?::(?:${ports.join("|")}))?`, ignoreCase: true };
+}
+
+export type AccessDecision = { allow: true } | { allow: false; rule: string };
+
+/**
+ * Whether `source` may call `destination`: the AccessRules naming the source win over those for
+ * every source ("*"); among equally specific rules a deny wins (as in Istio's and Kuma's policies);
+ * with no rule, the MeshPolicy's defaultAccess applies, and without a MeshPolicy calls are allowed.
+ */
+export function accessDecision(mesh: Mesh, source: string, destination: string): AccessDecision {
+  const about = mesh.accessRules.filter((r) => r.spec.destination === destination);
+  const exact = about.filter((r) => r.spec.source === source);
+  const applicable = exact.length > 0 ? exact : about.filter((r) => r.spec.source === "*");
+  if (applicable.length > 0) {
+    const deny = applicable.find((r) => r.spec.action === "deny"); // rules are sorted by name
+    return deny === undefined ? { allow: true } : { allow: false, rule: deny.metadata.name };
+  }
+  if (mesh.meshPolicy?.spec.defaultAccess === "deny")
+    return { allow: false, rule: defaultDenyName(destination) };
+  return { allow: true };
+}
+
+/** The routing filter's configuration for the sidecars of `source`; throws if it would be invalid. */
+export function routingFilterConfig(mesh: Mesh, source: string): FilterConfig {
+  const denials: HeaderRule[] = [];
+  const claims: HeaderRule[] = [];
+  const routes: FilterRoute[] = [];
+
+  for (const service of mesh.services) {
+    const name = service.metadata.name;
+    const authority = authorityMatch(service);
+    const access = accessDecision(mesh, source, name);
+    // The denial matches every authority the routes below do, and header rules run first, so no
+    // request reaches them. They stay all the same: while the filter has any route it owns the
+    // routing header (see routeResources), so a denied source cannot bring its own.
+    if (!access.allow) denials.push({ name: access.rule, match: { authority }, deny: { status: 403 } });
+    const rules = mesh
+      .routesFor(name)
+      .flatMap((route) =>
+        route.spec.rules.map((rule) => ({ name: ruleName(route.metadata.name, rule.name), rule })),
+      );
+    const claimed = rules.some(({ rule }) => hasEffects(rule));
+    for (const { name: routeName, rule } of rules) {
+      const match = withAuthority(rule.match, authority);
+      if (claimed) {
+        claims.push(claimRule(routeName, rule, match));
+        routes.push(filterRoute(routeName, rule, { headers: [{ name: RULE_HEADER, exact: routeName }] }));
+      } else {
+        routes.push(filterRoute(routeName, rule, match));
+      }
+    }
+    routes.push({
+      name: defaultRouteName(name),
+      match: { authority },
+      destinations: [{ cluster: outboundCluster(name) }],
+    });
+  }
+
+  const clusterNames = new Set(mesh.clusters.map((c) => c.name));
+  const breakers = mesh.clusters.flatMap((cluster) => {
+    const spec = cluster.breaker?.spec;
+    if (spec === undefined) return [];
+    const fallback = spec.fallback && outboundCluster(spec.fallback.service, spec.fallback.subset);
+    return [
+      {
+        cluster: cluster.name,
+        consecutiveErrors: spec.consecutiveErrors,
+        intervalMs: spec.intervalMs,
+        baseEjectionMs: spec.baseEjectionMs,
+        ...(spec.maxEjectionMs !== undefined ? { maxEjectionMs: spec.maxEjectionMs } : {}),
+        ...(spec.maxConcurrent !== undefined ? { maxConcurrent: spec.maxConcurrent } : {}),
+        ...(fallback !== undefined && clusterNames.has(fallback) ? { fallback } : {}),
+      },
+    ];
+  });
+
+  const headerRules = [
+    ...denials,
+    ...(claims.length > 0 ? [{ name: STRIP_RULE_HEADER, requestHeaders: { remove: [RULE_HEADER] } }] : []),
+    ...claims,
+  ];
+  const config: FilterConfig = {
+    ...(headerRules.length > 0 ? { headerRules } : {}),
+    ...(routes.length > 0 ? { routes } : {}),
+    ...(breakers.length > 0 ? { breakers } : {}),
+  };
+  const checked = validateFilterConfig(config);
+  if (!checked.ok) {
+    const detail = checked.errors.map((e) => `${e.path}: ${e.message}`).join("; ");
+    throw new Error(`translation bug: invalid routing filter configuration for '${source}': ${detail}`);
+  }
+  return config;
+}
+
+function hasEffects(rule: RouteRule): boolean {
+  return rule.requestHeaders !== undefined || rule.responseHeaders !== undefined || rule.fault !== undefined;
+}
+
+/**
+ * A rule's match, restricted to its service's authority. A rule's own authority condition still
+ * narrows it (e.g. one port), as an `:authority` header condition, since a match has one authority.
+ */
+function withAuthority(match: RequestMatch | undefined, authority: StringMatch): RequestMatch {
+  const headers = [
+    ...(match?.authority !== undefined ? [{ name: ":authority", ...match.authority }] : []),
+    ...(match?.headers ?? []),
+  ];
+  return {
+    ...(match?.path !== undefined ? { path: match.path } : {}),
+    authority,
+    ...(match?.methods !== undefined ? { methods: match.methods } : {}),
+    ...(headers.length > 0 ? { headers } : {}),
+    ...(match?.query !== undefined ? { query: match.query } : {}),
+  };
+}
+
+/** The header rule that claims a request for a Route rule and applies the rule's changes and faults. */
+function claimRule(name: string, rule: RouteRule, match: RequestMatch): HeaderRule {
+  const changes = rule.requestHeaders;
+  return {
+    name,
+    match: { ...match, headers: [...(match.headers ?? []), { name: RULE_HEADER, absent: true }] },
+    requestHeaders: {
+      set: [{ name: RULE_HEADER, value: name }, ...(changes?.set ?? [])],
+      ...(changes?.add !== undefined ? { add: changes.add } : {}),
+      ...(changes?.remove !== undefined ? { remove: changes.remove } : {}),
+    },
+    ...(rule.responseHeaders !== undefined ? { responseHeaders: rule.responseHeaders } : {}),
+    ...(rule.fault !== undefined ? { fault: rule.fault } : {}),
+  };
+}
+
+function filterRoute(name: string, rule: RouteRule, match: RequestMatch): FilterRoute {
+  return {
+    name,
+    match,
+    destinations: rule.destinations.map((d) => ({
+      cluster: outboundCluster(d.service, d.subset),
+      ...(d.weight !== undefined ? { weight: d.weight } : {}),
+    })),
+    ...(rule.sticky !== undefined ? { sticky: rule.sticky } : {}),
+    ...(rule.timeoutMs !== undefined ? { timeoutMs: rule.timeoutMs } : {}),
+    ...(rule.retries !== undefined ? { retries: rule.retries } : {}),
+  };
+}
