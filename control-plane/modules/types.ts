@@ -5,7 +5,11 @@ import type { FieldError } from "../resources/index.ts";
 import type { StoredResource } from "../store/index.ts";
 import type { ModuleCode } from "../translate/types.ts";
 
-/** Thrown by push() for bytes that are not a usable Proxy-Wasm module; nothing is stored. */
+/**
+ * Thrown by push() for bytes that are not a usable Proxy-Wasm module, or a name or description it
+ * cannot be stored under; nothing is stored. Error paths: "module", "module.exports",
+ * "module.imports", "module.smoke", "configuration", "name", "description".
+ */
 export class ModuleRejectedError extends Error {
   readonly errors: FieldError[];
   constructor(errors: FieldError[]) {
@@ -19,6 +23,14 @@ export interface PushOptions {
   description?: string;
   /** Optimistic concurrency on the WasmModule resource, as in ResourceStore.apply. */
   expectedVersion?: string | null;
+  /**
+   * Plugin configuration for the validation's smoke run (a string or bytes as is, anything else as
+   * JSON); not stored. A module that refuses it is rejected. Without it, the smoke run offers an
+   * empty configuration, then `{}`, and a module refusing both is accepted with a warning.
+   */
+  configuration?: unknown;
+  /** The plugin root_id for the smoke run (default ""). */
+  rootId?: string;
 }
 
 export interface PushResult {
@@ -27,6 +39,8 @@ export interface PushResult {
   created: boolean;
   /** The same bytes were already the module's current version: nothing changed. */
   unchanged: boolean;
+  /** What validation could not check (e.g. no request ran: every default configuration was refused). */
+  warnings: string[];
 }
 
 export interface ModuleRegistry {

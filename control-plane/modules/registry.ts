@@ -1,0 +1,177 @@
+// The module registry: validated bytes go to the blob store, then a WasmModule resource naming
+// their digest goes to the resource store. Blob first, reference second: a crash in between leaves
+// an unreferenced blob (harmless), never a resource whose bytes are missing.
+import { readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import { Value } from "@sinclair/typebox/value";
+import {
+  API_VERSION,
+  type FieldError,
+  MESH_MODULE,
+  ResourceName,
+  validateResource,
+  type WasmModule,
+} from "../resources/index.ts";
+import { ConflictError, type ResourceStore, type StoredResource } from "../store/index.ts";
+import type { ModuleCode } from "../translate/types.ts";
+import { isSha256, type ModuleBlobStore, sha256Hex } from "./blobs.ts";
+import { type ModuleRegistry, ModuleRejectedError, type PushOptions, type PushResult } from "./types.ts";
+import { type ValidateOptions, type ValidateResult, validateModule } from "./validate.ts";
+
+const KIND = "WasmModule";
+
+/** build/mesh.wasm of this checkout, where `npm run build:filters` writes it. */
+export const BUILTIN_MODULE_PATH = fileURLToPath(new URL("../../build/mesh.wasm", import.meta.url));
+
+export interface ModuleRegistryOptions {
+  store: ResourceStore;
+  blobs: ModuleBlobStore;
+  /** The built-in module (build/mesh.wasm), served under the reserved name "mesh". */
+  builtin: ModuleCode;
+  /** Where missing or damaged module bytes are reported (default console.warn). */
+  log?: (line: string) => void;
+  /** Replaces validateModule (tests that need a verdict without a smoke run). */
+  validate?: (bytes: Uint8Array, options: ValidateOptions) => Promise<ValidateResult>;
+}
+
+/** Reads the built-in module; tells the user how to build it when it is not there. */
+export async function loadBuiltinModule(path: string = BUILTIN_MODULE_PATH): Promise<ModuleCode> {
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(await readFile(path));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+      throw new Error(
+        `the built-in module ${path} does not exist: run \`npm run build:filters\` to build it`,
+      );
+    }
+    throw new Error(`cannot read the built-in module ${path}: ${(error as Error).message}`);
+  }
+  return { sha256: sha256Hex(bytes), bytes };
+}
+
+export function createModuleRegistry(options: ModuleRegistryOptions): ModuleRegistry {
+  const { store, blobs, builtin } = options;
+  const log = options.log ?? ((line: string) => console.warn(line));
+  const validate = options.validate ?? validateModule;
+  // Blobs never change under a digest, so bytes once read and verified can be kept. Bounded by what
+  // the last codes() call needed (the modules in use), plus whatever bytes() fetched since.
+  let cache = new Map<string, Uint8Array>();
+
+  async function load(sha256: string): Promise<Uint8Array | undefined> {
+    if (sha256 === builtin.sha256) return builtin.bytes;
+    const cached = cache.get(sha256);
+    if (cached) return cached;
+    const bytes = await blobs.get(sha256);
+    if (bytes) cache.set(sha256, bytes);
+    return bytes;
+  }
+
+  return {
+    async push(name: string, bytes: Uint8Array, pushOptions: PushOptions = {}): Promise<PushResult> {
+      const request = requestErrors(name, pushOptions);
+      if (request.length > 0) throw new ModuleRejectedError(request);
+
+      const verdict = await validate(bytes, {
+        ...(pushOptions.configuration !== undefined ? { configuration: pushOptions.configuration } : {}),
+        ...(pushOptions.rootId !== undefined ? { rootId: pushOptions.rootId } : {}),
+      });
+      if (!verdict.ok) throw new ModuleRejectedError(verdict.errors);
+      const { sha256, size, abiVersion, warnings } = verdict;
+
+      const current = await store.get(KIND, name);
+      const currentSpec = current?.spec as WasmModule["spec"] | undefined;
+      const description =
+        pushOptions.description ?? (currentSpec?.sha256 === sha256 ? currentSpec.description : undefined);
+      if (current && currentSpec?.sha256 === sha256 && currentSpec.description === description) {
+        // Nothing to write, but the caller's precondition still holds or fails as an apply's would.
+        checkExpected(name, pushOptions.expectedVersion, current);
+        // Repairs a blob lost or damaged since: the resource must keep pointing at real bytes.
+        if (!(await blobs.has(sha256))) await blobs.put(sha256, bytes);
+        return { resource: current, created: false, unchanged: true, warnings };
+      }
+
+      const spec: WasmModule["spec"] = {
+        sha256,
+        size,
+        abiVersion,
+        ...(description !== undefined ? { description } : {}),
+      };
+      const labels = current?.metadata.labels;
+      const resource = {
+        apiVersion: API_VERSION,
+        kind: KIND,
+        metadata: { name, ...(labels ? { labels } : {}) },
+        spec,
+      };
+      // The store knows nothing of the model: check the document as the API would before storing it.
+      const checked = validateResource(resource);
+      if (!checked.ok) throw new ModuleRejectedError(checked.errors);
+
+      await blobs.put(sha256, bytes);
+      const applied = await store.apply([
+        pushOptions.expectedVersion === undefined
+          ? { op: "put", resource }
+          : { op: "put", resource, expectedVersion: pushOptions.expectedVersion },
+      ]);
+      const change = applied.changes[0];
+      if (change?.op !== "put") throw new Error(`store apply returned ${JSON.stringify(change)} for a put`);
+      return { resource: change.resource, created: change.created, unchanged: false, warnings };
+    },
+
+    async bytes(sha256: string): Promise<Uint8Array | undefined> {
+      if (!isSha256(sha256)) return undefined;
+      return load(sha256);
+    },
+
+    async codes(modules: readonly { name: string; sha256: string }[]): Promise<Map<string, ModuleCode>> {
+      const codes = new Map<string, ModuleCode>();
+      const used = new Map<string, Uint8Array>();
+      for (const { name, sha256 } of modules) {
+        if (name === MESH_MODULE) continue; // reserved: the built-in always wins
+        const bytes = await load(sha256);
+        if (bytes === undefined) {
+          // Translation refuses a plugin whose module has no code, so the gap shows up there too.
+          log(`wasmesh: no bytes for module '${name}' (sha256 ${sha256}): push it again`);
+          continue;
+        }
+        codes.set(name, { sha256, bytes });
+        if (sha256 !== builtin.sha256) used.set(sha256, bytes);
+      }
+      codes.set(MESH_MODULE, builtin);
+      cache = used;
+      return codes;
+    },
+  };
+}
+
+/** What is wrong with the request itself (name, description), before looking at the bytes. */
+function requestErrors(name: string, options: PushOptions): FieldError[] {
+  const errors: FieldError[] = [];
+  if (name === MESH_MODULE) {
+    errors.push({
+      path: "name",
+      message: `"${MESH_MODULE}" is reserved for the built-in module (build/mesh.wasm); choose another name`,
+    });
+  } else if (!Value.Check(ResourceName, name)) {
+    errors.push({
+      path: "name",
+      message: `invalid module name ${JSON.stringify(name)}: use a DNS-1123 label (lower-case letters, digits and '-', at most 63 characters, starting and ending alphanumeric)`,
+    });
+  }
+  if (options.description !== undefined && options.description.length > 1024) {
+    errors.push({
+      path: "description",
+      message: `too long: ${options.description.length} characters (at most 1024)`,
+    });
+  }
+  return errors;
+}
+
+/** The precondition of an apply, for a push that writes nothing. */
+function checkExpected(name: string, expected: string | null | undefined, current: StoredResource): void {
+  if (expected === undefined) return;
+  if (expected !== current.metadata.resourceVersion) {
+    throw new ConflictError(KIND, name, expected, current.metadata.resourceVersion);
+  }
+}

@@ -1,0 +1,509 @@
+// The module registry: validation at upload (the binary, the Proxy-Wasm contract, a smoke run in the
+// TypeScript host), content-addressed blobs on disk, and WasmModule resources in a real SQLite store.
+// Broken modules are AssemblyScript fixtures (test/fixtures/modules/) compiled in memory.
+import { createHash } from "node:crypto";
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import {
+  createFileBlobStore,
+  createMemoryBlobStore,
+  createModuleRegistry,
+  type FileBlobStore,
+  loadBuiltinModule,
+  MAX_MODULE_BYTES,
+  type ModuleRegistry,
+  ModuleRejectedError,
+  validateModule,
+} from "../../control-plane/modules/index.ts";
+import {
+  ConflictError,
+  createMemoryStore,
+  openSqliteStore,
+  type ResourceStore,
+} from "../../control-plane/store/index.ts";
+import type { ModuleCode } from "../../control-plane/translate/types.ts";
+import { RELEASE_WASM } from "../support/artifacts.ts";
+import { compileAssemblyScript } from "../support/asc.ts";
+import { tagModule } from "../support/tag-module.ts";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const FIXTURES = ["trap-vm-start", "trap-request", "no-abi", "abi-0-1-0", "refuse-config"] as const;
+type Fixture = (typeof FIXTURES)[number];
+
+let mesh: Uint8Array;
+let builtin: ModuleCode;
+let tag1: Uint8Array;
+let tag2: Uint8Array;
+const fixtures = new Map<Fixture, Uint8Array>();
+
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+const fixture = (name: Fixture) => fixtures.get(name) as Uint8Array;
+/** The smallest valid module: header only, no exports. */
+const EMPTY_MODULE = new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
+
+beforeAll(async () => {
+  if (!existsSync(RELEASE_WASM)) throw new Error(`${RELEASE_WASM} is missing: run npm run build:filters`);
+  mesh = new Uint8Array(readFileSync(RELEASE_WASM));
+  builtin = await loadBuiltinModule();
+  tag1 = await tagModule(1);
+  tag2 = await tagModule(2);
+  for (const name of FIXTURES) {
+    fixtures.set(
+      name,
+      await compileAssemblyScript(
+        `test/fixtures/modules/${name}.ts`,
+        ["--config", "asconfig.json", "--target", "release"],
+        {
+          baseDir: ROOT,
+        },
+      ),
+    );
+  }
+}, 120_000);
+
+interface Env {
+  dataDir: string;
+  store: ResourceStore;
+  blobs: FileBlobStore;
+  registry: ModuleRegistry;
+  logs: string[];
+}
+
+const tempDirs: string[] = [];
+const stores: ResourceStore[] = [];
+
+afterEach(async () => {
+  for (const store of stores.splice(0)) await store.close();
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+async function open(dataDir?: string): Promise<Env> {
+  const dir = dataDir ?? mkdtempSync(join(tmpdir(), "wasmesh-modules-"));
+  if (!dataDir) tempDirs.push(dir);
+  const store = await openSqliteStore({ dataDir: dir });
+  stores.push(store);
+  const logs: string[] = [];
+  const log = (line: string) => logs.push(line);
+  const blobs = createFileBlobStore(dir, { log });
+  return { dataDir: dir, store, blobs, registry: createModuleRegistry({ store, blobs, builtin, log }), logs };
+}
+
+/** The .wasm files in the blob directory (none if it was never created). */
+function blobFiles(env: Env): string[] {
+  return existsSync(env.blobs.dir) ? readdirSync(env.blobs.dir).filter((f) => f.endsWith(".wasm")) : [];
+}
+
+async function rejection(promise: Promise<unknown>): Promise<ModuleRejectedError> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(ModuleRejectedError);
+  return error as ModuleRejectedError;
+}
+
+describe("push", () => {
+  it("stores a valid module's bytes by sha256 and publishes a WasmModule resource", async () => {
+    const env = await open();
+    const result = await env.registry.push("routing", mesh, { description: "the mesh filter, again" });
+    const digest = sha256(mesh);
+    expect(result).toMatchObject({ created: true, unchanged: false, warnings: [] });
+    expect(result.resource).toMatchObject({
+      apiVersion: "wasmesh.io/v1alpha1",
+      kind: "WasmModule",
+      metadata: { name: "routing", resourceVersion: "1" },
+      spec: {
+        sha256: digest,
+        size: mesh.byteLength,
+        abiVersion: "0.2.1",
+        description: "the mesh filter, again",
+      },
+    });
+    expect(await env.store.get("WasmModule", "routing")).toEqual(result.resource);
+    expect(await env.store.revision()).toBe(1);
+
+    const file = join(env.dataDir, "modules", `${digest}.wasm`);
+    expect(env.blobs.pathOf(digest)).toBe(file);
+    expect(new Uint8Array(readFileSync(file))).toEqual(mesh);
+    // Only the blob: the temp file it was written as has been renamed into place.
+    expect(readdirSync(env.blobs.dir)).toEqual([`${digest}.wasm`]);
+  });
+
+  it("survives reopening the store and the blobs", async () => {
+    const first = await open();
+    const { resource } = await first.registry.push("routing", mesh);
+    await first.store.close();
+
+    const again = await open(first.dataDir);
+    expect(await again.store.get("WasmModule", "routing")).toEqual(resource);
+    const digest = sha256(mesh);
+    expect(await again.registry.bytes(digest)).toEqual(mesh);
+    expect(await again.blobs.has(digest)).toBe(true);
+    const codes = await again.registry.codes([{ name: "routing", sha256: digest }]);
+    expect(codes.get("routing")).toEqual({ sha256: digest, bytes: mesh });
+  });
+
+  it("answers unchanged, without a store write, when the same bytes are pushed again", async () => {
+    const env = await open();
+    const first = await env.registry.push("tag", tag1, { description: "v1" });
+    const again = await env.registry.push("tag", tag1);
+    expect(again).toMatchObject({ created: false, unchanged: true });
+    expect(again.resource).toEqual(first.resource); // the description stays with its bytes
+    expect(await env.store.revision()).toBe(1);
+
+    const relabelled = await env.registry.push("tag", tag1, { description: "version one" });
+    expect(relabelled).toMatchObject({ created: false, unchanged: false });
+    expect(relabelled.resource.metadata.resourceVersion).toBe("2");
+
+    const next = await env.registry.push("tag", tag2);
+    expect(next).toMatchObject({ created: false, unchanged: false });
+    expect(next.resource.spec).toEqual({ sha256: sha256(tag2), size: tag2.byteLength, abiVersion: "0.2.1" });
+    expect(await env.store.revision()).toBe(3);
+    // Old versions stay addressable: a proxy may still be fetching them.
+    expect(blobFiles(env).sort()).toEqual([`${sha256(tag1)}.wasm`, `${sha256(tag2)}.wasm`].sort());
+  });
+
+  it("repairs a damaged blob when the same bytes are pushed again", async () => {
+    const env = await open();
+    await env.registry.push("tag", tag1);
+    const file = env.blobs.pathOf(sha256(tag1));
+    writeFileSync(file, "garbage");
+    const fresh = createModuleRegistry({ store: env.store, blobs: env.blobs, builtin, log: () => {} });
+    expect(await fresh.bytes(sha256(tag1))).toBeUndefined();
+    expect(env.logs.join("\n")).toMatch(/module blob .* is damaged/);
+
+    expect(await fresh.push("tag", tag1)).toMatchObject({ unchanged: true });
+    expect(new Uint8Array(readFileSync(file))).toEqual(tag1);
+    expect(await env.store.revision()).toBe(1);
+  });
+
+  it("tests a given configuration in the smoke run, and rejects one the module refuses", async () => {
+    const env = await open();
+    expect(await env.registry.push("tag", tag1, { configuration: { greeting: "hi" } })).toMatchObject({
+      created: true,
+    });
+    const error = await rejection(env.registry.push("tag", tag2, { configuration: "reject" }));
+    expect(error.errors).toEqual([
+      {
+        path: "configuration",
+        message: "refused by the module: tag: configuration refused: it asks to be rejected",
+      },
+    ]);
+    expect((await env.store.get("WasmModule", "tag"))?.spec).toMatchObject({ sha256: sha256(tag1) });
+  });
+
+  it("accepts, with a warning, a module that refuses every default configuration", async () => {
+    const env = await open();
+    const result = await env.registry.push("picky", fixture("refuse-config"));
+    expect(result.created).toBe(true);
+    expect(result.warnings).toEqual([
+      expect.stringMatching(/refused every default configuration .*no request was run/),
+    ]);
+    expect(result.warnings[0]).toContain("refuse-config: no configuration is good enough");
+  });
+});
+
+describe("push refuses", () => {
+  const tooLarge = () => {
+    const bytes = new Uint8Array(MAX_MODULE_BYTES + 1);
+    bytes.set(EMPTY_MODULE);
+    return bytes;
+  };
+  /** The first error is path: message; `errors` is how many there are (default 1). */
+  const cases: {
+    what: string;
+    name?: string;
+    bytes: () => Uint8Array;
+    path: string;
+    message: string | RegExp;
+    errors?: number;
+  }[] = [
+    {
+      what: "bytes that are not WebAssembly",
+      bytes: () => new TextEncoder().encode("#!/bin/sh\necho not a module\n"),
+      path: "module",
+      message: /^not a WebAssembly binary \(bad magic\)/,
+    },
+    {
+      what: "WebAssembly text",
+      bytes: () => new TextEncoder().encode("(module)"),
+      path: "module",
+      message: /bad magic\): this is WebAssembly text \(\.wat\)/,
+    },
+    {
+      what: "no bytes",
+      bytes: () => new Uint8Array(0),
+      path: "module",
+      message: "empty upload: no bytes were sent",
+    },
+    {
+      what: "a truncated module",
+      bytes: () => mesh.subarray(0, Math.floor(mesh.byteLength / 2)),
+      path: "module",
+      message: /^invalid WebAssembly binary \(truncated or corrupt\): .+/,
+    },
+    {
+      what: "a truncated header",
+      bytes: () => EMPTY_MODULE.subarray(0, 6),
+      path: "module",
+      message: "invalid WebAssembly binary (truncated): 6 bytes, less than its 8-byte header",
+    },
+    {
+      what: "a valid module without Proxy-Wasm exports",
+      bytes: () => EMPTY_MODULE,
+      path: "module.exports",
+      message:
+        "missing export proxy_abi_version_0_2_1: not a Proxy-Wasm module, or one built for another ABI",
+      errors: 4, // memory, allocator and proxy_on_context_create too (see validateModule below)
+    },
+    {
+      what: "a filter without proxy_abi_version_0_2_1",
+      bytes: () => fixture("no-abi"),
+      path: "module.exports",
+      message:
+        "missing export proxy_abi_version_0_2_1: not a Proxy-Wasm module, or one built for another ABI",
+    },
+    {
+      what: "a filter for another ABI version",
+      bytes: () => fixture("abi-0-1-0"),
+      path: "module.exports",
+      message:
+        /^wrong Proxy-Wasm ABI version: the module exports proxy_abi_version_0_1_0, but wasmesh runs ABI 0\.2\.1/,
+    },
+    {
+      what: "a module that traps as the VM starts",
+      bytes: () => fixture("trap-vm-start"),
+      path: "module.smoke",
+      message: "trapped in proxy_on_vm_start: unreachable",
+    },
+    {
+      what: "a module that traps on a request",
+      bytes: () => fixture("trap-request"),
+      path: "module.smoke",
+      message:
+        /^trapped in proxy_on_request_headers: unreachable \(the module logged: .*smoke request exploded/,
+    },
+    {
+      what: "a module over the size limit",
+      bytes: tooLarge,
+      path: "module",
+      message: "too large: 32.0 MiB (33554433 bytes); the limit is 32 MiB",
+    },
+    {
+      what: 'the reserved name "mesh"',
+      name: "mesh",
+      bytes: () => mesh,
+      path: "name",
+      message: '"mesh" is reserved for the built-in module (build/mesh.wasm); choose another name',
+    },
+    {
+      what: "an invalid name",
+      name: "My_Filter",
+      bytes: () => mesh,
+      path: "name",
+      message: /^invalid module name "My_Filter"/,
+    },
+    { what: "an empty name", name: "", bytes: () => mesh, path: "name", message: /^invalid module name ""/ },
+    {
+      what: "a name too long",
+      name: "a".repeat(64),
+      bytes: () => mesh,
+      path: "name",
+      message: /^invalid module name/,
+    },
+  ];
+
+  for (const c of cases) {
+    it(`${c.what}, storing nothing`, async () => {
+      const env = await open();
+      const error = await rejection(env.registry.push(c.name ?? "custom", c.bytes()));
+      const message = typeof c.message === "string" ? c.message : expect.stringMatching(c.message);
+      expect(error.errors[0]).toEqual({ path: c.path, message });
+      expect(error.errors).toHaveLength(c.errors ?? 1);
+      expect(error.message).toContain(`${c.path}: `);
+      expect(await env.store.revision()).toBe(0);
+      expect(await env.store.list()).toEqual([]);
+      expect(blobFiles(env)).toEqual([]);
+    });
+  }
+
+  it("a push whose expectedVersion does not hold, with ConflictError", async () => {
+    const env = await open();
+    const created = await env.registry.push("tag", tag1, { expectedVersion: null });
+    expect(created.created).toBe(true);
+    await expect(env.registry.push("tag", tag2, { expectedVersion: null })).rejects.toBeInstanceOf(
+      ConflictError,
+    );
+    await expect(env.registry.push("tag", tag2, { expectedVersion: "7" })).rejects.toThrow(
+      /conflict on WasmModule\/tag: expected resourceVersion "7", but found resourceVersion "1"/,
+    );
+    // An unchanged push checks the precondition too.
+    await expect(env.registry.push("tag", tag1, { expectedVersion: "7" })).rejects.toBeInstanceOf(
+      ConflictError,
+    );
+    await expect(env.registry.push("other", tag1, { expectedVersion: "1" })).rejects.toBeInstanceOf(
+      ConflictError,
+    );
+    expect(await env.store.revision()).toBe(1);
+    expect((await env.store.get("WasmModule", "tag"))?.spec).toMatchObject({ sha256: sha256(tag1) });
+
+    const updated = await env.registry.push("tag", tag2, { expectedVersion: "1" });
+    expect(updated.resource.metadata.resourceVersion).toBe("2");
+    expect(await env.registry.push("tag", tag2, { expectedVersion: "2" })).toMatchObject({ unchanged: true });
+  });
+});
+
+describe("bytes and codes", () => {
+  it("serves the built-in module and pushed versions by sha256, and nothing else", async () => {
+    const env = await open();
+    await env.registry.push("tag", tag1);
+    await env.registry.push("tag", tag2);
+    expect(builtin).toEqual({ sha256: sha256(mesh), bytes: mesh });
+    expect(await env.registry.bytes(builtin.sha256)).toEqual(mesh);
+    expect(await env.registry.bytes(sha256(tag1))).toEqual(tag1);
+    expect(await env.registry.bytes(sha256(tag2))).toEqual(tag2);
+    expect(await env.registry.bytes(sha256(new Uint8Array([1])))).toBeUndefined();
+    expect(await env.registry.bytes("../../etc/passwd")).toBeUndefined();
+    expect(await env.registry.bytes(sha256(tag1).toUpperCase())).toBeUndefined();
+  });
+
+  it("gives the code of every module named, plus the built-in mesh", async () => {
+    const env = await open();
+    await env.registry.push("tag", tag1);
+    await env.registry.push("routing", mesh);
+    const modules = (await env.store.list("WasmModule")).map((r) => ({
+      name: r.metadata.name,
+      sha256: (r.spec as { sha256: string }).sha256,
+    }));
+    const codes = await env.registry.codes(modules);
+    expect([...codes.keys()].sort()).toEqual(["mesh", "routing", "tag"]);
+    expect(codes.get("mesh")).toBe(builtin);
+    expect(codes.get("tag")).toEqual({ sha256: sha256(tag1), bytes: tag1 });
+    expect(codes.get("routing")).toEqual({ sha256: sha256(mesh), bytes: mesh });
+
+    expect([...(await env.registry.codes([])).keys()]).toEqual(["mesh"]);
+    // A module whose bytes are gone is left out (translation then refuses it) and logged.
+    const missing = await env.registry.codes([{ name: "gone", sha256: "0".repeat(64) }]);
+    expect([...missing.keys()]).toEqual(["mesh"]);
+    expect(env.logs.join("\n")).toContain("no bytes for module 'gone'");
+  });
+
+  it("works over the in-memory store and blobs", async () => {
+    const store = createMemoryStore();
+    stores.push(store);
+    const registry = createModuleRegistry({ store, blobs: createMemoryBlobStore(), builtin });
+    const { resource } = await registry.push("tag", tag1);
+    expect(resource.spec).toMatchObject({ sha256: sha256(tag1) });
+    expect(await registry.bytes(sha256(tag1))).toEqual(tag1);
+    expect(await registry.push("tag", tag1)).toMatchObject({ unchanged: true });
+  });
+});
+
+describe("blobs on disk", () => {
+  it("refuse bytes that do not match their digest, and digests that are not one", async () => {
+    const env = await open();
+    await expect(env.blobs.put(sha256(tag1), tag2)).rejects.toThrow(/do not match their digest/);
+    await expect(env.blobs.put("../x", tag1)).rejects.toThrow(/not a lower-case hex sha256/);
+    expect(blobFiles(env)).toEqual([]);
+  });
+
+  it("treat a damaged file as absent, and replace it on the next put", async () => {
+    const env = await open();
+    const digest = sha256(tag1);
+    await env.blobs.put(digest, tag1);
+    const damaged = new Uint8Array(tag1);
+    damaged[100] = (damaged[100] ?? 0) ^ 0xff;
+    writeFileSync(env.blobs.pathOf(digest), damaged);
+    expect(await env.blobs.get(digest)).toBeUndefined();
+    expect(await env.blobs.has(digest)).toBe(false);
+    expect(env.logs.length).toBeGreaterThan(0);
+    for (const line of env.logs) expect(line).toContain(`${digest}.wasm is damaged`);
+    await env.blobs.put(digest, tag1);
+    expect(await env.blobs.get(digest)).toEqual(tag1);
+  });
+
+  it("sweep temp files a crashed put left behind, but not one in progress", async () => {
+    const env = await open();
+    await env.blobs.put(sha256(tag1), new Uint8Array(tag1)); // creates the directory
+    const stale = join(env.blobs.dir, `.${"a".repeat(64)}.1.x.tmp`);
+    const recent = join(env.blobs.dir, `.${"b".repeat(64)}.1.y.tmp`);
+    writeFileSync(stale, "partial");
+    writeFileSync(recent, "partial");
+    const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+    utimesSync(stale, twoHoursAgo, twoHoursAgo);
+    // A temp file is never read as a blob.
+    expect(await env.blobs.has("a".repeat(64))).toBe(false);
+
+    const blobs = createFileBlobStore(env.dataDir); // the sweep runs once per store, at its first put
+    await blobs.put(sha256(tag2), tag2);
+    expect(existsSync(stale)).toBe(false);
+    expect(existsSync(recent)).toBe(true);
+  });
+});
+
+describe("validateModule", () => {
+  it("accepts the built-in module, with its digest, size and ABI", async () => {
+    expect(await validateModule(mesh)).toEqual({
+      ok: true,
+      sha256: sha256(mesh),
+      size: mesh.byteLength,
+      abiVersion: "0.2.1",
+      warnings: [],
+    });
+    expect(await validateModule(mesh, { configuration: { routes: [] } })).toMatchObject({ ok: true });
+  });
+
+  it("rejects a configuration the module refuses, or one that is not JSON", async () => {
+    expect(await validateModule(mesh, { configuration: { bogus: 1 } })).toEqual({
+      ok: false,
+      errors: [
+        {
+          path: "configuration",
+          message: expect.stringMatching(
+            /^refused by the module: wasmesh: invalid plugin configuration: bogus/,
+          ),
+        },
+      ],
+    });
+    expect(await validateModule(mesh, { configuration: { n: 1n } })).toEqual({
+      ok: false,
+      errors: [{ path: "configuration", message: expect.stringMatching(/^must be JSON-serialisable/) }],
+    });
+  });
+
+  it("lists every missing export at once", async () => {
+    const result = await validateModule(EMPTY_MODULE);
+    expect(result.ok).toBe(false);
+    if (!result.ok) {
+      expect(result.errors.map((e) => e.message)).toEqual([
+        expect.stringMatching(/^missing export proxy_abi_version_0_2_1/),
+        expect.stringMatching(/^missing export memory/),
+        expect.stringMatching(/^missing export proxy_on_memory_allocate \(or malloc\)/),
+        expect.stringMatching(/^missing export proxy_on_context_create/),
+      ]);
+    }
+  });
+});
+
+describe("loadBuiltinModule", () => {
+  it("reads build/mesh.wasm by default", async () => {
+    expect((await loadBuiltinModule()).sha256).toBe(sha256(mesh));
+  });
+
+  it("tells the user to build it when it is missing", async () => {
+    await expect(loadBuiltinModule(join(tmpdir(), "wasmesh-no-such-dir", "mesh.wasm"))).rejects.toThrow(
+      /does not exist: run `npm run build:filters` to build it/,
+    );
+  });
+});
