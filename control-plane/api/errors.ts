@@ -1,0 +1,114 @@
+// The API's one error shape, and the mapping of every error the layers below throw onto it, so
+// that a client (the CLI, scripts) handles `{ error: { code, message, details } }` and nothing else.
+import { HTTPException } from "hono/http-exception";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { ModuleRejectedError } from "../modules/types.ts";
+import type { FieldError } from "../resources/index.ts";
+import { ConflictError, InvalidChangeError, StoreClosedError } from "../store/index.ts";
+
+export type ErrorCode =
+  | "invalid"
+  | "not_found"
+  | "conflict"
+  | "too_large"
+  | "unsupported_media_type"
+  | "bad_request"
+  | "method_not_allowed"
+  | "unavailable"
+  | "internal";
+
+/** One problem, located as precisely as known: which resource or document, which field, where in the text. */
+export interface ErrorDetail {
+  kind?: string;
+  name?: string;
+  /** 0-based index of the document in the request body (apply). */
+  document?: number;
+  /** Dotted field path, e.g. `spec.rules[0].destinations[1].weight`; "(root)" for the whole document. */
+  path: string;
+  message: string;
+  /** 1-based position of a syntax error, when the parser knows it. */
+  line?: number;
+  column?: number;
+}
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; details: ErrorDetail[] };
+}
+
+export class ApiError extends Error {
+  readonly status: ContentfulStatusCode;
+  readonly code: ErrorCode;
+  readonly details: ErrorDetail[];
+  readonly headers: Record<string, string>;
+
+  constructor(
+    status: ContentfulStatusCode,
+    code: ErrorCode,
+    message: string,
+    details: ErrorDetail[] = [],
+    headers: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.details = details;
+    this.headers = headers;
+  }
+
+  body(): ErrorBody {
+    return { error: { code: this.code, message: this.message, details: this.details } };
+  }
+}
+
+export const badRequest = (message: string, details: ErrorDetail[] = []) =>
+  new ApiError(400, "bad_request", message, details);
+export const invalid = (message: string, details: ErrorDetail[]) =>
+  new ApiError(400, "invalid", message, details);
+export const notFound = (message: string) => new ApiError(404, "not_found", message);
+
+/** FieldErrors of one resource, located by kind and name when the document names them. */
+export function fieldDetails(errors: readonly FieldError[], where: Omit<ErrorDetail, "path" | "message">) {
+  return errors.map((e): ErrorDetail => ({ ...where, path: e.path, message: e.message }));
+}
+
+const STATUS_CODES: Partial<Record<number, ErrorCode>> = {
+  400: "bad_request",
+  404: "not_found",
+  405: "method_not_allowed",
+  409: "conflict",
+  413: "too_large",
+  415: "unsupported_media_type",
+  503: "unavailable",
+};
+
+/**
+ * The ApiError for an error thrown by a handler, the store or the module registry; undefined for
+ * an unexpected error (a bug), which the caller answers with a 500 and logs.
+ */
+export function toApiError(error: unknown): ApiError | undefined {
+  if (error instanceof ApiError) return error;
+  if (error instanceof ConflictError) {
+    const { resourceKind: kind, resourceName: name } = error;
+    const message =
+      error.expected === null
+        ? `${kind} '${name}' already exists`
+        : error.actual === null
+          ? `${kind} '${name}' does not exist (expected resourceVersion "${error.expected}")`
+          : `${kind} '${name}' has changed: expected resourceVersion "${error.expected}", found "${error.actual}"; read it again and retry`;
+    return new ApiError(409, "conflict", message, [
+      { kind, name, path: "metadata.resourceVersion", message: error.message },
+    ]);
+  }
+  if (error instanceof InvalidChangeError) return badRequest(error.message);
+  if (error instanceof StoreClosedError) return new ApiError(503, "unavailable", error.message);
+  if (error instanceof ModuleRejectedError) {
+    return invalid("the module was rejected", fieldDetails(error.errors, {}));
+  }
+  if (error instanceof HTTPException) {
+    const status = error.status as ContentfulStatusCode;
+    const code = STATUS_CODES[status] ?? (status >= 500 ? "internal" : "bad_request");
+    return new ApiError(status, code, error.message || `HTTP ${status}`);
+  }
+  return undefined;
+}

@@ -1,0 +1,210 @@
+// The control plane's HTTP API (Hono): small routers per concern (resources per kind, apply,
+// modules, system), composed here with the cross-cutting parts: request metrics, 404/405/500 in
+// the one error shape, and the OpenAPI document built from what each router declares.
+import { Hono } from "hono";
+import { methodNotAllowed } from "hono/method-not-allowed";
+import { matchedRoutes } from "hono/route";
+import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "../metrics.ts";
+import type { ModuleRegistry } from "../modules/types.ts";
+import { KINDS } from "../resources/index.ts";
+import type { ResourceStore } from "../store/index.ts";
+import type { ProxyStatus } from "../xds/status.ts";
+import { ApiError, type ErrorBody, toApiError } from "./errors.ts";
+import { moduleRoutes } from "./modules.ts";
+import { buildOpenApi, type Documented, errorResponse, json, type RouteDoc, ref } from "./openapi.ts";
+import { applyRoutes, resourceRoutes } from "./resources.ts";
+import { createWriter } from "./writer.ts";
+
+export type { ErrorBody, ErrorCode, ErrorDetail } from "./errors.ts";
+export { openApiPath } from "./openapi.ts";
+export { pluralOf } from "./resources.ts";
+
+export interface ApiOptions {
+  store: ResourceStore;
+  /** Absent: module routes answer 503 with a clear message. */
+  modules?: ModuleRegistry;
+  /** The proxies connected to the xDS server, for GET /v1/status. */
+  status?: () => ProxyStatus[];
+  /** The API registers its metrics into it and serves GET /metrics from it; default a private one. */
+  metrics?: MetricsRegistry;
+  /** Limit on resource and manifest bodies; default 1 MiB. */
+  maxBodyBytes?: number;
+  /** Limit on module uploads; default 32 MiB. */
+  maxModuleBytes?: number;
+  /** Called after every committed write (the server triggers an xDS update); never for dry runs or 4xx. */
+  onChange?: (revision: number) => void;
+  /** Reported by /healthz and the OpenAPI document. */
+  version?: string;
+  /** Where unexpected errors go (default console.error); responses never carry them. */
+  log?: (message: string, error?: unknown) => void;
+}
+
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+export const DEFAULT_MAX_MODULE_BYTES = 32 * 1024 * 1024;
+
+const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]);
+
+export function createApi(options: ApiOptions): Hono {
+  const { store } = options;
+  const version = options.version ?? "dev";
+  const log = options.log ?? ((message: string, error?: unknown) => console.error(message, error ?? ""));
+  const metrics = options.metrics ?? new MetricsRegistry();
+  const writer = createWriter(store, options.onChange, log);
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+
+  const requests = metrics.counter(
+    "wasmesh_api_requests_total",
+    "HTTP API requests by method, route pattern and status",
+  );
+  const resourceCount = metrics.gauge("wasmesh_resources", "Stored resources by kind (read at scrape)");
+  let counts = new Map<string, number>();
+  resourceCount.collect(() => KINDS.map((kind) => [{ kind }, counts.get(kind) ?? 0]));
+
+  const app = new Hono();
+
+  app.use("*", async function countRequests(c, next) {
+    await next();
+    // The route pattern, not the URL, keeps the label set bounded.
+    const route = matchedRoutes(c).findLast((r) => r.method !== "ALL")?.path ?? "unmatched";
+    const method = METHODS.has(c.req.method) ? c.req.method : "OTHER";
+    requests.inc({ method, route, status: String(c.res.status) });
+  });
+
+  app.use(
+    "*",
+    methodNotAllowed({
+      app,
+      onMethodNotAllowed: (c, allowed) => {
+        const wasmModuleWrite =
+          c.req.path.startsWith("/v1/wasmmodules") && ["POST", "PUT"].includes(c.req.method);
+        const message = wasmModuleWrite
+          ? "WasmModule resources are written by uploading the module: use POST /v1/modules/<name>"
+          : `${c.req.method} is not allowed on ${c.req.path} (allowed: ${allowed.join(", ")})`;
+        const error = new ApiError(405, "method_not_allowed", message);
+        return c.json(error.body(), 405, { Allow: allowed.join(", ") });
+      },
+    }),
+  );
+
+  const docs: RouteDoc[] = [];
+  const mount = (prefix: string, part: Documented<Hono>) => {
+    app.route(prefix, part.router);
+    for (const doc of part.docs) {
+      // As Hono's app.route joins them: "/v1/services" + "/" is "/v1/services".
+      const path = prefix === "/" ? doc.path : doc.path === "/" ? prefix : `${prefix}${doc.path}`;
+      docs.push({ ...doc, path });
+    }
+  };
+
+  const resourceDeps = { store, writer, maxBodyBytes };
+  for (const { prefix, routes } of resourceRoutes(resourceDeps)) mount(prefix, routes);
+  mount("/v1/apply", applyRoutes(resourceDeps));
+  mount(
+    "/v1/modules",
+    moduleRoutes({
+      store,
+      modules: options.modules,
+      writer,
+      maxModuleBytes: options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES,
+    }),
+  );
+
+  const system = new Hono();
+  system.get("/v1/status", (c) => c.json({ proxies: options.status?.() ?? [] }));
+  system.get("/healthz", async (c) => {
+    let revision: number;
+    try {
+      revision = await store.revision();
+    } catch (error) {
+      log("api: health check failed", error);
+      throw new ApiError(
+        503,
+        "unavailable",
+        `the resource store is unavailable: ${(error as Error).message}`,
+      );
+    }
+    return c.json({ status: "ok", revision, version });
+  });
+  system.get("/metrics", async (c) => {
+    try {
+      const next = new Map<string, number>();
+      for (const r of await store.list()) next.set(r.kind, (next.get(r.kind) ?? 0) + 1);
+      counts = next;
+    } catch (error) {
+      // Metrics matter most when something is wrong: serve the rest, with the last counts.
+      log("api: cannot count resources for /metrics", error);
+    }
+    return c.body(metrics.render(), 200, { "Content-Type": PROMETHEUS_CONTENT_TYPE });
+  });
+  let openapi: string | undefined;
+  system.get("/v1/openapi.json", (c) => {
+    // Built on first use: by then every router has registered (and documented) its routes.
+    openapi ??= JSON.stringify(buildOpenApi(docs, version));
+    return c.body(openapi, 200, { "Content-Type": "application/json" });
+  });
+  mount("/", {
+    router: system,
+    docs: [
+      {
+        method: "get",
+        path: "/v1/status",
+        operation: {
+          operationId: "status",
+          summary: "Proxies connected to the xDS server: what each was sent, acknowledged and last rejected",
+          tags: ["system"],
+          responses: { "200": { description: "connected proxies", content: json(ref("Status")) } },
+        },
+      },
+      {
+        method: "get",
+        path: "/healthz",
+        operation: {
+          operationId: "health",
+          summary: "Liveness and the store revision",
+          tags: ["system"],
+          responses: {
+            "200": { description: "healthy", content: json(ref("Health")) },
+            "503": errorResponse("the store is closed or failing"),
+          },
+        },
+      },
+      {
+        method: "get",
+        path: "/metrics",
+        operation: {
+          operationId: "metrics",
+          summary: "Prometheus metrics (text format 0.0.4)",
+          tags: ["system"],
+          responses: {
+            "200": { description: "metrics", content: { "text/plain": { schema: { type: "string" } } } },
+          },
+        },
+      },
+      {
+        method: "get",
+        path: "/v1/openapi.json",
+        operation: {
+          operationId: "openapi",
+          summary: "This document",
+          tags: ["system"],
+          responses: { "200": { description: "OpenAPI 3.1", content: json({ type: "object" }) } },
+        },
+      },
+    ],
+  });
+
+  app.notFound((c) => {
+    const error = new ApiError(404, "not_found", `no route for ${c.req.method} ${c.req.path}`);
+    return c.json(error.body(), 404);
+  });
+
+  app.onError((err, c) => {
+    const error = toApiError(err);
+    if (error) return c.json(error.body(), error.status, error.headers);
+    log(`api: ${c.req.method} ${c.req.path} failed`, err);
+    const body: ErrorBody = { error: { code: "internal", message: "internal error", details: [] } };
+    return c.json(body, 500);
+  });
+
+  return app;
+}

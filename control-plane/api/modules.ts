@@ -1,0 +1,188 @@
+// Module routes: uploading a module version (the only way a WasmModule resource is written) and
+// serving stored bytes by sha256, which is what Envoy's remote code fetch asks for.
+import { Hono } from "hono";
+import { createMiddleware } from "hono/factory";
+import type { ModuleRegistry } from "../modules/types.ts";
+import { ResourceName } from "../resources/index.ts";
+import type { ResourceStore } from "../store/index.ts";
+import { accepts, etag, expectedVersion, limit, WASM_TYPES } from "./body.ts";
+import { ApiError, notFound } from "./errors.ts";
+import { type Documented, errorResponse, ifMatchHeader, json, pathParam, plain, ref } from "./openapi.ts";
+import type { Writer } from "./writer.ts";
+
+export interface ModuleDeps {
+  store: ResourceStore;
+  modules: ModuleRegistry | undefined;
+  writer: Writer;
+  maxModuleBytes: number;
+}
+
+const DESCRIPTION_MAX = 1024; // as WasmModule's spec.description
+const WASM_FILE = /^([0-9a-f]{64})\.wasm$/;
+
+type ModulesEnv = { Variables: { modules: ModuleRegistry } };
+
+export function moduleRoutes(deps: ModuleDeps): Documented<Hono> {
+  const { store, writer } = deps;
+  const router = new Hono();
+
+  // First on both routes: without a registry there is nothing to read or store, so say so before
+  // reading a possibly large body.
+  const registry = createMiddleware<ModulesEnv>(async (c, next) => {
+    if (!deps.modules) {
+      throw new ApiError(
+        503,
+        "unavailable",
+        "this control plane has no module registry; module routes are disabled",
+      );
+    }
+    c.set("modules", deps.modules);
+    await next();
+  });
+
+  router.post("/:name", registry, accepts(WASM_TYPES), limit(deps.maxModuleBytes), async (c) => {
+    // Name and description are checked by the registry (one set of rules, one error format).
+    const name = c.req.param("name");
+    const description = c.req.query("description");
+    // For the validation's smoke run only (not stored): the plugin configuration, as a string.
+    const configuration = c.req.query("configuration");
+    const rootId = c.req.query("rootId");
+    const version = expectedVersion(c.req.header("if-match"), undefined, "");
+    const bytes = new Uint8Array(await c.req.arrayBuffer());
+    // Under the write lock like every other write, so reference checks never race a push.
+    const result = await writer.exclusive(() =>
+      c.var.modules.push(name, bytes, {
+        ...(description !== undefined ? { description } : {}),
+        ...(version !== undefined ? { expectedVersion: version } : {}),
+        ...(configuration !== undefined ? { configuration } : {}),
+        ...(rootId !== undefined ? { rootId } : {}),
+      }),
+    );
+    if (!result.unchanged) writer.committed(Number(result.resource.metadata.resourceVersion));
+    // The body is the resource, as for every other write; what validation could not check travels
+    // in headers so that clients can show it.
+    // Header values must be printable ASCII on one line.
+    for (const warning of result.warnings)
+      c.header("Wasmesh-Warning", warning.replace(/[^\x20-\x7e]+/g, " "), { append: true });
+    return c.json(result.resource, result.created ? 201 : 200, {
+      ETag: etag(result.resource.metadata.resourceVersion),
+      ...(result.created ? { Location: `/v1/wasmmodules/${name}` } : {}),
+    });
+  });
+
+  router.get("/:name/:file", registry, async (c) => {
+    const name = c.req.param("name");
+    const sha256 = WASM_FILE.exec(c.req.param("file"))?.[1];
+    if (sha256 === undefined) throw notFound("module files are named <sha256>.wasm (lower-case hex)");
+    // Only bytes of a module that exists: deleting the WasmModule withdraws its versions.
+    if (!(await store.get("WasmModule", name))) throw notFound(`WasmModule '${name}' does not exist`);
+    const bytes = await c.var.modules.bytes(sha256);
+    if (!bytes) throw notFound(`no module version ${sha256}`);
+    // c.body wants bytes over a plain ArrayBuffer; copy only in the (unusual) shared-buffer case.
+    const body =
+      bytes.buffer instanceof ArrayBuffer ? (bytes as Uint8Array<ArrayBuffer>) : new Uint8Array(bytes);
+    return c.body(body, 200, {
+      "Content-Type": "application/wasm",
+      // Content-addressed: the bytes behind this URL never change.
+      "Cache-Control": "public, max-age=31536000, immutable",
+      ETag: etag(sha256),
+    });
+  });
+
+  const nameParam = pathParam("name", "module name (the WasmModule resource's name)", plain(ResourceName));
+  const unavailable = errorResponse("no module registry on this control plane");
+  const warningHeader = {
+    description: "one per thing validation could not check (e.g. the smoke run sent no request)",
+    schema: { type: "string" },
+  };
+  return {
+    router,
+    docs: [
+      {
+        method: "post",
+        path: "/:name",
+        operation: {
+          operationId: "pushModule",
+          summary: "Upload a module version",
+          description:
+            "Validates the bytes (WebAssembly, Proxy-Wasm ABI exports, a smoke run), stores them by sha256 " +
+            "and creates or updates the WasmModule resource of this name, which is returned.",
+          tags: ["WasmModule"],
+          parameters: [
+            nameParam,
+            {
+              name: "description",
+              in: "query",
+              required: false,
+              schema: { type: "string", maxLength: DESCRIPTION_MAX },
+            },
+            {
+              name: "configuration",
+              in: "query",
+              required: false,
+              description: "plugin configuration for the validation's smoke run (not stored)",
+              schema: { type: "string" },
+            },
+            {
+              name: "rootId",
+              in: "query",
+              required: false,
+              description: "plugin root_id for the smoke run",
+              schema: { type: "string" },
+            },
+            ifMatchHeader,
+          ],
+          requestBody: {
+            required: true,
+            content: {
+              "application/wasm": { schema: { type: "string", contentMediaType: "application/wasm" } },
+              "application/octet-stream": {
+                schema: { type: "string", contentMediaType: "application/wasm" },
+              },
+            },
+          },
+          responses: {
+            "200": {
+              description: "updated (or the same bytes again)",
+              headers: { "Wasmesh-Warning": warningHeader },
+              content: json(ref("WasmModule")),
+            },
+            "201": {
+              description: "created",
+              headers: { "Wasmesh-Warning": warningHeader },
+              content: json(ref("WasmModule")),
+            },
+            "400": errorResponse("the module was rejected (details say why) or the name is invalid"),
+            "409": errorResponse("stale If-Match"),
+            "413": errorResponse("module too large"),
+            "415": errorResponse("not application/wasm or application/octet-stream"),
+            "503": unavailable,
+          },
+        },
+      },
+      {
+        method: "get",
+        path: "/:name/:file",
+        operation: {
+          operationId: "getModuleBytes",
+          summary: "The bytes of a module version, by sha256 (Envoy's remote code fetch)",
+          tags: ["WasmModule"],
+          parameters: [
+            nameParam,
+            pathParam("file", "<sha256>.wasm", { type: "string", pattern: WASM_FILE.source }),
+          ],
+          responses: {
+            "200": {
+              description: "the module",
+              content: {
+                "application/wasm": { schema: { type: "string", contentMediaType: "application/wasm" } },
+              },
+            },
+            "404": errorResponse("no such module or version"),
+            "503": unavailable,
+          },
+        },
+      },
+    ],
+  };
+}

@@ -1,0 +1,400 @@
+// Resource routes: CRUD under /v1/<plural> (one small router per kind), and POST /v1/apply for
+// manifests. Bodies are parsed and validated by middleware at the edge of each route; handlers get
+// a validated Resource and only decide what to write.
+import { Hono } from "hono";
+import { createMiddleware } from "hono/factory";
+import { KINDS, type Kind, parseManifests, type Resource, validateResource } from "../resources/index.ts";
+import type { ResourceStore } from "../store/index.ts";
+import {
+  accepts,
+  decodeText,
+  etag,
+  expectedVersion,
+  isJson,
+  limit,
+  MANIFEST_TYPES,
+  mediaType,
+  parseDryRun,
+  parseJson,
+  parseYamlDocument,
+} from "./body.ts";
+import { badRequest, type ErrorDetail, fieldDetails, invalid, notFound } from "./errors.ts";
+import {
+  type Documented,
+  errorResponse,
+  ifMatchHeader,
+  json,
+  pathParam,
+  type RouteDoc,
+  ref,
+} from "./openapi.ts";
+import type { Writer } from "./writer.ts";
+
+/** The path segment of a kind: lower-case plural ("meshpolicies" for MeshPolicy). */
+export function pluralOf(kind: Kind): string {
+  const lower = kind.toLowerCase();
+  return lower.endsWith("y") ? `${lower.slice(0, -1)}ies` : `${lower}s`;
+}
+
+export interface ResourceDeps {
+  store: ResourceStore;
+  writer: Writer;
+  maxBodyBytes: number;
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+const describe = (v: unknown) => (v === undefined ? "nothing" : JSON.stringify(v));
+
+/** kind and name of a raw document, when it has them, to locate its errors. */
+function whereOf(value: unknown, document?: number): Omit<ErrorDetail, "path" | "message"> {
+  const where: Omit<ErrorDetail, "path" | "message"> = document !== undefined ? { document } : {};
+  if (!isRecord(value)) return where;
+  if (typeof value.kind === "string") where.kind = value.kind;
+  const metadata = value.metadata;
+  if (isRecord(metadata) && typeof metadata.name === "string") where.name = metadata.name;
+  return where;
+}
+
+type ResourceEnv = { Variables: { resource: Resource } };
+
+/**
+ * Parses the body as one resource of `kind` (JSON or YAML) and validates it; for PUT, its name
+ * must be the one in the URL.
+ */
+function resourceBody(kind: Kind) {
+  return createMiddleware<ResourceEnv>(async (c, next) => {
+    const text = decodeText(await c.req.arrayBuffer());
+    const value = isJson(mediaType(c.req.header("content-type"))) ? parseJson(text) : parseYamlDocument(text);
+    const where = whereOf(value);
+    if (isRecord(value) && value.kind !== kind) {
+      throw invalid(`the body must be a ${kind}`, [
+        {
+          ...where,
+          path: "kind",
+          message: `must be "${kind}" on /v1/${pluralOf(kind)} (got ${describe(value.kind)})`,
+        },
+      ]);
+    }
+    const urlName = c.req.param("name");
+    const metadata = isRecord(value) ? value.metadata : undefined;
+    if (urlName !== undefined && isRecord(metadata) && metadata.name !== urlName) {
+      throw invalid("metadata.name must equal the name in the URL", [
+        { ...where, path: "metadata.name", message: `must be "${urlName}" (got ${describe(metadata.name)})` },
+      ]);
+    }
+    const result = validateResource(value);
+    if (!result.ok) throw invalid(`invalid ${kind}`, fieldDetails(result.errors, where));
+    c.set("resource", result.resource);
+    await next();
+  });
+}
+
+function kindRoutes(kind: Kind, deps: ResourceDeps): Documented<Hono> {
+  const { store, writer } = deps;
+  const router = new Hono();
+  const plural = pluralOf(kind);
+  const docs: RouteDoc[] = [];
+  const tags = [kind];
+  const nameParam = pathParam("name", `name of the ${kind}`, { type: "string" });
+  const resourceResponse = (description: string) => ({
+    description,
+    headers: { ETag: { description: "the resourceVersion, quoted", schema: { type: "string" } } },
+    content: json(ref(kind)),
+  });
+  const body = {
+    required: true,
+    content: Object.fromEntries(MANIFEST_TYPES.map((type) => [type, { schema: ref(kind) }])),
+  };
+
+  router.get("/", async (c) => c.json({ items: await store.list(kind) }));
+  docs.push({
+    method: "get",
+    path: "/",
+    operation: {
+      operationId: `list${kind}`,
+      summary: `List ${kind} resources`,
+      tags,
+      responses: { "200": { description: "all of them, by name", content: json(ref(`${kind}List`)) } },
+    },
+  });
+
+  router.get("/:name", async (c) => {
+    const name = c.req.param("name");
+    const resource = await store.get(kind, name);
+    if (!resource) throw notFound(`${kind} '${name}' does not exist`);
+    return c.json(resource, 200, { ETag: etag(resource.metadata.resourceVersion) });
+  });
+  docs.push({
+    method: "get",
+    path: "/:name",
+    operation: {
+      operationId: `get${kind}`,
+      summary: `Get a ${kind}`,
+      tags,
+      parameters: [nameParam],
+      responses: { "200": resourceResponse(`the ${kind}`), "404": errorResponse("no such resource") },
+    },
+  });
+
+  // A WasmModule describes bytes held by the module registry: created through POST /v1/modules/<name>
+  // only (POST/PUT here answer 405 and say so, see index.ts); deleting one is fine.
+  if (kind !== "WasmModule") {
+    const writeErrors = {
+      "400": errorResponse("invalid resource, malformed body or broken reference"),
+      "409": errorResponse("already exists (POST) or stale resourceVersion (PUT)"),
+      "413": errorResponse("body too large"),
+      "415": errorResponse("not JSON or YAML"),
+    };
+
+    router.post("/", accepts(MANIFEST_TYPES), limit(deps.maxBodyBytes), resourceBody(kind), async (c) => {
+      const resource = c.get("resource");
+      const { outcomes } = await writer.write([{ op: "put", resource, expectedVersion: null }]);
+      const stored = outcomes[0]?.resource;
+      if (!stored) throw new Error("api: a create returned no resource");
+      return c.json(stored, 201, {
+        Location: `/v1/${plural}/${encodeURIComponent(resource.metadata.name)}`,
+        ETag: etag(stored.metadata.resourceVersion),
+      });
+    });
+    docs.push({
+      method: "post",
+      path: "/",
+      operation: {
+        operationId: `create${kind}`,
+        summary: `Create a ${kind} (409 if one of that name exists)`,
+        tags,
+        requestBody: body,
+        responses: { "201": resourceResponse("created"), ...writeErrors },
+      },
+    });
+
+    router.put("/:name", accepts(MANIFEST_TYPES), limit(deps.maxBodyBytes), resourceBody(kind), async (c) => {
+      const resource = c.get("resource");
+      const version = expectedVersion(
+        c.req.header("if-match"),
+        resource.metadata.resourceVersion,
+        "metadata.resourceVersion",
+      );
+      const { outcomes } = await writer.write([
+        { op: "put", resource, ...(version !== undefined ? { expectedVersion: version } : {}) },
+      ]);
+      const outcome = outcomes[0];
+      if (outcome?.op !== "put") throw new Error("api: a put returned no resource");
+      return c.json(outcome.resource, outcome.action === "created" ? 201 : 200, {
+        ETag: etag(outcome.resource.metadata.resourceVersion),
+      });
+    });
+    docs.push({
+      method: "put",
+      path: "/:name",
+      operation: {
+        operationId: `put${kind}`,
+        summary: `Create or replace a ${kind}`,
+        description:
+          "metadata.name must equal the URL's name. metadata.resourceVersion in the body, or If-Match, " +
+          "is the version the stored resource must have (409 otherwise). Writing what is already stored " +
+          "changes nothing (no new resourceVersion).",
+        tags,
+        parameters: [nameParam, ifMatchHeader],
+        requestBody: body,
+        responses: {
+          "200": resourceResponse("replaced (or unchanged)"),
+          "201": resourceResponse("created"),
+          ...writeErrors,
+        },
+      },
+    });
+  }
+
+  router.delete("/:name", async (c) => {
+    const version = expectedVersion(
+      c.req.header("if-match"),
+      c.req.query("resourceVersion"),
+      "?resourceVersion",
+    );
+    const { revision, outcomes } = await writer.write([
+      {
+        op: "delete",
+        kind,
+        name: c.req.param("name"),
+        ...(version !== undefined ? { expectedVersion: version } : {}),
+      },
+    ]);
+    return c.json({ revision, deleted: outcomes[0]?.resource });
+  });
+  docs.push({
+    method: "delete",
+    path: "/:name",
+    operation: {
+      operationId: `delete${kind}`,
+      summary: `Delete a ${kind} (refused while other resources reference it)`,
+      tags,
+      parameters: [
+        nameParam,
+        ifMatchHeader,
+        {
+          name: "resourceVersion",
+          in: "query",
+          required: false,
+          description: "precondition, as If-Match",
+          schema: { type: "string" },
+        },
+      ],
+      responses: {
+        "200": { description: "deleted; the resource as it was", content: json(ref("DeleteResult")) },
+        "400": errorResponse("still referenced by other resources"),
+        "404": errorResponse("no such resource"),
+        "409": errorResponse("stale resourceVersion"),
+      },
+    },
+  });
+
+  return { router, docs };
+}
+
+/** One router per kind, each to be mounted at /v1/<plural>. */
+export function resourceRoutes(deps: ResourceDeps): { prefix: string; routes: Documented<Hono> }[] {
+  return KINDS.map((kind) => ({ prefix: `/v1/${pluralOf(kind)}`, routes: kindRoutes(kind, deps) }));
+}
+
+type ManifestEnv = { Variables: { manifest: { resources: Resource[]; documents: boolean } } };
+
+/**
+ * The apply body: multi-document YAML (through parseManifests, as the CLI reads files) or JSON
+ * (one resource, an array, or `{ "items": [...] }` as GET returns lists). `documents` is whether
+ * each resource is its own document index (JSON), so later errors can point at it.
+ */
+const manifestBody = createMiddleware<ManifestEnv>(async (c, next) => {
+  const text = decodeText(await c.req.arrayBuffer());
+  let resources: Resource[] = [];
+  let documents = false;
+  if (isJson(mediaType(c.req.header("content-type")))) {
+    const value = parseJson(text);
+    const items =
+      isRecord(value) && value.kind === undefined && Array.isArray(value.items)
+        ? value.items
+        : Array.isArray(value)
+          ? value
+          : [value];
+    const details: ErrorDetail[] = [];
+    items.forEach((item: unknown, document) => {
+      const result = validateResource(item);
+      if (result.ok) resources.push(result.resource);
+      else details.push(...fieldDetails(result.errors, whereOf(item, document)));
+    });
+    if (details.length > 0) throw invalid(invalidMessage(details), details);
+    documents = true;
+  } else {
+    const result = parseManifests(text);
+    if (!result.ok) {
+      const details = result.errors.map((e): ErrorDetail => ({ ...e }));
+      if (details.some((d) => d.message.startsWith("invalid YAML"))) {
+        throw badRequest("the request body is not valid YAML", details);
+      }
+      throw invalid(invalidMessage(details), details);
+    }
+    resources = result.resources;
+  }
+  if (resources.length === 0) throw badRequest("the request body holds no resources");
+  c.set("manifest", { resources, documents });
+  await next();
+});
+
+function invalidMessage(details: readonly ErrorDetail[]): string {
+  const count = new Set(details.map((d) => d.document)).size;
+  return `${count} document${count === 1 ? " is" : "s are"} invalid; nothing was applied`;
+}
+
+export function applyRoutes(deps: ResourceDeps): Documented<Hono> {
+  const router = new Hono();
+  router.post("/", accepts(MANIFEST_TYPES), limit(deps.maxBodyBytes), manifestBody, async (c) => {
+    const dryRun = parseDryRun(c.req.query("dryRun"));
+    const { resources, documents } = c.get("manifest");
+    const result = await deps.writer.write(
+      resources.map((resource, document) => ({
+        op: "put" as const,
+        resource,
+        // A document read back from the API carries its version: apply it only over that version.
+        ...(resource.metadata.resourceVersion !== undefined
+          ? { expectedVersion: resource.metadata.resourceVersion }
+          : {}),
+        ...(documents ? { document } : {}),
+      })),
+      { dryRun },
+    );
+    return c.json({
+      revision: result.revision,
+      dryRun,
+      // An apply only puts.
+      results: result.outcomes.flatMap((o) =>
+        o.op === "put" ? [{ kind: o.kind, name: o.name, action: o.action }] : [],
+      ),
+      warnings: result.warnings,
+    });
+  });
+  const manifestSchema = {
+    oneOf: [
+      ref("Resource"),
+      { type: "array", items: ref("Resource") },
+      {
+        type: "object",
+        required: ["items"],
+        properties: { items: { type: "array", items: ref("Resource") } },
+      },
+    ],
+  };
+  const yamlText = {
+    schema: {
+      type: "string",
+      description: "YAML documents separated by ---, each a resource or a list of them",
+    },
+  };
+  return {
+    router,
+    docs: [
+      {
+        method: "post",
+        path: "/",
+        operation: {
+          operationId: "apply",
+          summary: "Create or update many resources, all or nothing",
+          description:
+            "Each document is validated, then references over the resulting state; a document with " +
+            "metadata.resourceVersion applies only over that version. Documents equal to what is stored " +
+            "are 'unchanged' and not written; if nothing changes, the revision stays.",
+          tags: ["apply"],
+          parameters: [
+            {
+              name: "dryRun",
+              in: "query",
+              required: false,
+              description: "validate against the stored state and store nothing",
+              schema: { type: "boolean" },
+            },
+          ],
+          requestBody: {
+            required: true,
+            content: {
+              "application/json": { schema: manifestSchema },
+              "application/yaml": yamlText,
+              "application/x-yaml": yamlText,
+              "text/yaml": yamlText,
+            },
+          },
+          responses: {
+            "200": {
+              description: "applied (or, for a dry run, would apply)",
+              content: json(ref("ApplyResult")),
+            },
+            "400": errorResponse("malformed body, invalid document or broken reference; nothing stored"),
+            "409": errorResponse("a document's resourceVersion is stale; nothing stored"),
+            "413": errorResponse("body too large"),
+            "415": errorResponse("not JSON or YAML"),
+          },
+        },
+      },
+    ],
+  };
+}

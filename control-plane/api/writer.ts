@@ -1,0 +1,252 @@
+// Every write of the API goes through here: one at a time per store, so that the reference check
+// and the apply see the same state; reference validation over the whole resulting state; unchanged
+// documents skipped; one store.apply per request (all or nothing); onChange after a real commit.
+import {
+  type Kind,
+  type ReferenceError as ReferenceProblem,
+  type Resource,
+  validateReferences,
+  validateResource,
+} from "../resources/index.ts";
+import type { AppliedChange, Change, ResourceStore, StoredResource } from "../store/index.ts";
+import { ConflictError } from "../store/index.ts";
+import { type ErrorDetail, invalid, notFound } from "./errors.ts";
+
+export type Desired =
+  /** expectedVersion: undefined writes unconditionally, null requires absence (create). */
+  | { op: "put"; resource: Resource; expectedVersion?: string | null; document?: number }
+  | { op: "delete"; kind: Kind; name: string; expectedVersion?: string };
+
+export type Action = "created" | "configured" | "unchanged";
+
+export type Outcome =
+  | { op: "put"; kind: string; name: string; action: Action; resource: StoredResource }
+  /** resource: what was stored before the delete. */
+  | { op: "delete"; kind: string; name: string; resource: StoredResource };
+
+export interface WriteResult {
+  /** The store revision after the write (the current one for a dry run or a write that changed nothing). */
+  revision: number;
+  /** Something was stored (never for a dry run). */
+  committed: boolean;
+  outcomes: Outcome[];
+  warnings: ErrorDetail[];
+}
+
+export interface Writer {
+  write(desired: readonly Desired[], options?: { dryRun?: boolean }): Promise<WriteResult>;
+  /** Runs fn while holding the write lock (for writes that bypass write(), e.g. module pushes). */
+  exclusive<T>(fn: () => Promise<T>): Promise<T>;
+  /** Reports a commit made under exclusive() to onChange. */
+  committed(revision: number): void;
+}
+
+// Keyed by store, not by app: two API instances over one store must still take turns.
+const locks = new WeakMap<ResourceStore, { tail: Promise<unknown> }>();
+
+function exclusive<T>(store: ResourceStore, fn: () => Promise<T>): Promise<T> {
+  let lock = locks.get(store);
+  if (!lock) {
+    lock = { tail: Promise.resolve() };
+    locks.set(store, lock);
+  }
+  const run = lock.tail.then(fn);
+  lock.tail = run.catch(() => undefined);
+  return run;
+}
+
+const keyOf = (kind: string, name: string) => `${kind}/${name}`;
+const at = (document: number | undefined) => (document !== undefined ? { document } : {});
+
+/** JSON with object keys sorted, so that equal documents compare equal whatever their key order. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
+}
+
+/** Whether writing `resource` would store what is already stored (store-owned metadata aside). */
+function unchanged(stored: StoredResource, resource: Resource): boolean {
+  return (
+    stored.apiVersion === resource.apiVersion &&
+    canonical(stored.metadata.labels ?? {}) === canonical(resource.metadata.labels ?? {}) &&
+    canonical(stored.spec) === canonical(resource.spec ?? null)
+  );
+}
+
+export function createWriter(
+  store: ResourceStore,
+  onChange: ((revision: number) => void) | undefined,
+  log: (message: string, error?: unknown) => void,
+): Writer {
+  function notify(revision: number): void {
+    try {
+      onChange?.(revision);
+    } catch (error) {
+      // The write has committed; failing the request would invite a retry of a done write.
+      log(`api: onChange(${revision}) threw; the write is committed`, error);
+    }
+  }
+
+  async function writeLocked(
+    desired: readonly Desired[],
+    options: { dryRun?: boolean } = {},
+  ): Promise<WriteResult> {
+    const stored = new Map<string, StoredResource>();
+    const state = new Map<string, Resource>();
+    for (const s of await store.list()) {
+      const key = keyOf(s.kind, s.metadata.name);
+      stored.set(key, s);
+      // Only validated resources take part in reference checks (as in translation); a row that
+      // no longer validates (edited by hand, older schema) is left out, not fatal.
+      const result = validateResource(s);
+      if (result.ok) state.set(key, result.resource);
+      else
+        log(`api: stored ${key} is invalid and ignored for reference checks: ${result.errors[0]?.message}`);
+    }
+    const baseline = [...state.values()];
+
+    /** The request document of each key written (apply), for error details. */
+    const documents = new Map<string, number | undefined>();
+    const puts = new Set<string>();
+    desired.forEach((d) => {
+      const [kind, name] = d.op === "put" ? [d.resource.kind, d.resource.metadata.name] : [d.kind, d.name];
+      const key = keyOf(kind, name);
+      const document = d.op === "put" ? d.document : undefined;
+      if (documents.has(key)) {
+        const first = documents.get(key);
+        const message = first !== undefined ? `duplicate of document ${first}` : "appears more than once";
+        throw invalid(`${key} appears more than once in the request`, [
+          { ...at(document), kind, name, path: "metadata.name", message },
+        ]);
+      }
+      documents.set(key, document);
+      if (d.op === "put") puts.add(key);
+    });
+
+    // Preconditions first, against the snapshot (the store checks them again, atomically): a
+    // stale write is a 409 whatever else is wrong with it, and an unchanged document is still
+    // refused when its version is stale.
+    for (const d of desired) {
+      if (d.expectedVersion === undefined) continue;
+      const [kind, name] = d.op === "put" ? [d.resource.kind, d.resource.metadata.name] : [d.kind, d.name];
+      const actual = stored.get(keyOf(kind, name))?.metadata.resourceVersion ?? null;
+      if (actual !== d.expectedVersion) throw new ConflictError(kind, name, d.expectedVersion, actual);
+    }
+
+    const changes: Change[] = [];
+    /** For each desired change, its index in `changes`, or the stored resource it leaves as is. */
+    const plan: ({ change: number } | { same: StoredResource })[] = [];
+    for (const d of desired) {
+      if (d.op === "put") {
+        const { kind, metadata } = d.resource;
+        const key = keyOf(kind, metadata.name);
+        const before = stored.get(key);
+        if (before && unchanged(before, d.resource)) {
+          plan.push({ same: before });
+          continue;
+        }
+        if (kind === "WasmModule") {
+          // Its spec describes bytes in the module registry; only the registry may write it.
+          throw invalid(`WasmModule '${metadata.name}' cannot be written here: use POST /v1/modules/<name>`, [
+            {
+              ...at(d.document),
+              kind,
+              name: metadata.name,
+              path: "(root)",
+              message: "WasmModule resources are created by uploading the module: POST /v1/modules/<name>",
+            },
+          ]);
+        }
+        plan.push({ change: changes.length });
+        changes.push({
+          op: "put",
+          resource: d.resource,
+          ...(d.expectedVersion !== undefined ? { expectedVersion: d.expectedVersion } : {}),
+        });
+        state.set(key, d.resource);
+      } else {
+        const key = keyOf(d.kind, d.name);
+        if (!stored.has(key)) throw notFound(`${d.kind} '${d.name}' does not exist`);
+        plan.push({ change: changes.length });
+        changes.push({
+          op: "delete",
+          kind: d.kind,
+          name: d.name,
+          ...(d.expectedVersion !== undefined ? { expectedVersion: d.expectedVersion } : {}),
+        });
+        state.delete(key);
+      }
+    }
+
+    // References over the whole resulting state. A problem fails the write if it concerns a
+    // resource being written, or if this write introduces it (e.g. deleting a Service a Route
+    // uses); problems already in the stored state elsewhere don't block unrelated writes.
+    const before = validateReferences(baseline);
+    const after = validateReferences([...state.values()]);
+    const signature = (e: ReferenceProblem) => `${e.kind}/${e.name}\0${e.path}\0${e.message}`;
+    const relevant = (existing: readonly ReferenceProblem[], found: readonly ReferenceProblem[]) => {
+      const known = new Set(existing.map(signature));
+      return found
+        .filter((e) => puts.has(keyOf(e.kind, e.name)) || !known.has(signature(e)))
+        .map((e): ErrorDetail => {
+          const document = puts.has(keyOf(e.kind, e.name)) ? documents.get(keyOf(e.kind, e.name)) : undefined;
+          return { ...at(document), kind: e.kind, name: e.name, path: e.path, message: e.message };
+        });
+    };
+    const errors = relevant(before.errors, after.errors);
+    if (errors.length > 0) {
+      const deletes = desired.filter((d) => d.op === "delete").map((d) => keyOf(d.kind, d.name));
+      const message =
+        deletes.length > 0 && errors.every((e) => !puts.has(keyOf(e.kind ?? "", e.name ?? "")))
+          ? `cannot delete ${deletes.join(", ")}: still referenced by ${[...new Set(errors.map((e) => `${e.kind}/${e.name} (${e.path})`))].join(", ")}`
+          : "the resources reference resources that do not exist";
+      throw invalid(message, errors);
+    }
+    const warnings = relevant(before.warnings, after.warnings);
+
+    if (changes.length === 0) {
+      // Nothing to store: no transaction, no revision, no onChange.
+      return { revision: await store.revision(), committed: false, outcomes: outcomesOf([]), warnings };
+    }
+    const dryRun = options.dryRun === true;
+    const result = await store.apply(changes, { dryRun });
+    const committed = !dryRun && result.changes.some((c) => c.op === "put" || c.deleted);
+    if (committed) notify(result.revision);
+    const revision = dryRun ? await store.revision() : result.revision;
+    return { revision, committed, outcomes: outcomesOf(result.changes), warnings };
+
+    function outcomesOf(applied: readonly AppliedChange[]): Outcome[] {
+      return desired.map((d, i): Outcome => {
+        const step = plan[i];
+        if (step === undefined) throw new Error("writer: plan and changes out of step");
+        if ("same" in step) {
+          const { kind, metadata } = step.same;
+          return { op: "put", kind, name: metadata.name, action: "unchanged", resource: step.same };
+        }
+        const change = applied[step.change];
+        if (change?.op === "put") {
+          return {
+            op: "put",
+            kind: change.kind,
+            name: change.name,
+            action: change.created ? "created" : "configured",
+            resource: change.resource,
+          };
+        }
+        if (d.op !== "delete") throw new Error("writer: a put was applied as a delete");
+        const previous = stored.get(keyOf(d.kind, d.name));
+        if (previous === undefined) throw new Error("writer: deleted a resource that was not stored");
+        return { op: "delete", kind: d.kind, name: d.name, resource: previous };
+      });
+    }
+  }
+
+  return {
+    write: (desired, options) => exclusive(store, () => writeLocked(desired, options)),
+    exclusive: (fn) => exclusive(store, fn),
+    committed: notify,
+  };
+}
