@@ -23,6 +23,12 @@ export interface ProxyStatus {
   /** The snapshot version (store revision) last sent, and the last one the proxy ACKed, per type URL. */
   sent: Record<string, string>;
   acked: Record<string, string>;
+  /**
+   * The newest snapshot version whose configuration this proxy runs for every type it subscribes
+   * to: what it ACKed, carried forward through updates that changed nothing for it (and so sent it
+   * nothing). Absent until every subscribed type has been ACKed once.
+   */
+  syncedVersion?: string;
   /** The newest NACK; kept after a later ACK so that `wasmesh status` can still explain it. */
   lastRejection?: Rejection;
   nacks: number;

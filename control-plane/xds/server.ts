@@ -1,0 +1,505 @@
+// The gRPC xDS server: ADS over grpc-js, state of the world and delta. It owns the connections;
+// the snapshot cache (snapshot.ts) owns what each class of proxy is sent, and the streams
+// (stream.ts) own the protocol rules. update() moves the cache to a new generation and lets every
+// stream push what changed for it.
+import { performance } from "node:perf_hooks";
+import * as grpc from "@grpc/grpc-js";
+import type { Counter, Histogram, MetricsRegistry } from "../metrics.ts";
+import type { ProxyConfig, ProxyIdentity } from "../translate/types.ts";
+import {
+  adsServiceDefinition,
+  type DeltaDiscoveryRequest,
+  type DiscoveryRequest,
+  type NodeInfo,
+} from "./codec.ts";
+import type { TypeUrl } from "./protos.ts";
+import { SnapshotCache } from "./snapshot.ts";
+import type { ProxyStatus, Rejection } from "./status.ts";
+import { DeltaStream, SHORT_TYPE, SotwStream, type StreamHooks } from "./stream.ts";
+
+export interface ConfigProvider {
+  /** Identity of the proxy class; proxies with equal keys get identical config (memoize encoding per key per generation). */
+  keyFor(proxy: ProxyIdentity): string;
+  configFor(proxy: ProxyIdentity): ProxyConfig;
+}
+
+export type ParseNode = (node: {
+  id?: string;
+  cluster?: string;
+  metadata?: Record<string, unknown>;
+}) => { ok: true; proxy: ProxyIdentity } | { ok: false; error: string };
+
+export type XdsLog = (
+  level: "info" | "warn" | "error",
+  message: string,
+  fields?: Record<string, unknown>,
+) => void;
+
+export interface XdsServerOptions {
+  provider: ConfigProvider;
+  parseNode: ParseNode;
+  metrics?: MetricsRegistry;
+  log?: XdsLog;
+  /** The version label before the first update() (default "0"). */
+  initialVersion?: string;
+  /** How long close() lets streams finish before forcing the server down (default 1000 ms). */
+  shutdownGraceMs?: number;
+}
+
+/** Streams pushed to between two turns of the event loop, so ACKs are read while a push runs. */
+const PUSH_BATCH = 250;
+/** Version labels remembered for waitForAck(). */
+const MAX_VERSIONS = 10_000;
+
+interface Waiter {
+  version: string;
+  gen: number | undefined;
+  remaining: Set<Connection>;
+  resolve(): void;
+  reject(error: Error): void;
+}
+
+interface Metrics {
+  pushes: Counter;
+  nacks: Counter;
+  latency: Histogram;
+}
+
+type ServerCall<Req> = grpc.ServerDuplexStream<Req, Uint8Array>;
+
+/** One ADS stream: the gRPC call, who is on it, and its protocol state. */
+class Connection implements StreamHooks {
+  readonly server: XdsServer;
+  readonly call: ServerCall<unknown>;
+  readonly proxy: ProxyIdentity;
+  readonly peer: string;
+  readonly connectedAt: string;
+  key: string;
+  stream!: SotwStream | DeltaStream;
+  closed = false;
+  private inFlight: Set<() => void> | undefined;
+
+  constructor(server: XdsServer, call: ServerCall<unknown>, proxy: ProxyIdentity, key: string) {
+    this.server = server;
+    this.call = call;
+    this.proxy = proxy;
+    this.key = key;
+    this.peer = call.getPeer();
+    this.connectedAt = new Date().toISOString();
+  }
+
+  send(bytes: Uint8Array): void {
+    if (this.closed) return;
+    const writes = this.server.collectWrites;
+    if (!writes) {
+      this.call.write(bytes);
+      return;
+    }
+    // grpc-js never calls back a write on a cancelled call, so close() settles what is in flight.
+    writes.push(
+      new Promise<void>((resolve) => {
+        this.inFlight ??= new Set();
+        this.inFlight.add(resolve);
+        this.call.write(bytes, () => {
+          this.inFlight?.delete(resolve);
+          resolve();
+        });
+      }),
+    );
+  }
+  /** Marks the connection closed and settles its writes in flight. */
+  markClosed(): void {
+    this.closed = true;
+    for (const resolve of this.inFlight ?? []) resolve();
+    this.inFlight = undefined;
+  }
+  nonce(): string {
+    return this.server.nextNonce();
+  }
+  pushed(typeUrl: TypeUrl): void {
+    this.server.metrics?.pushes.inc({ type: SHORT_TYPE[typeUrl] });
+  }
+  acked(_typeUrl: TypeUrl, pushedAt: number | undefined): void {
+    if (pushedAt !== undefined) this.server.metrics?.latency.observe((performance.now() - pushedAt) / 1000);
+  }
+  nacked(typeUrl: TypeUrl, rejection: Rejection): void {
+    this.server.metrics?.nacks.inc({ type: SHORT_TYPE[typeUrl] });
+    this.server.log("warn", "proxy rejected configuration", {
+      nodeId: this.proxy.nodeId,
+      type: SHORT_TYPE[typeUrl],
+      version: rejection.version,
+      message: rejection.message,
+    });
+  }
+  unknownType(typeUrl: string): void {
+    this.server.log("warn", "request for a type this server does not serve", {
+      nodeId: this.proxy.nodeId,
+      typeUrl,
+    });
+  }
+}
+
+const nodeArgument = (node: NodeInfo) => ({ id: node.id, cluster: node.cluster, metadata: node.metadata });
+
+export class XdsServer {
+  private readonly options: XdsServerOptions;
+  private readonly cache: SnapshotCache;
+  private readonly connections = new Set<Connection>();
+  private readonly versionGens = new Map<string, number>();
+  private readonly waiters = new Set<Waiter>();
+  private grpcServer: grpc.Server | undefined;
+  private pushing: Promise<void> = Promise.resolve();
+  private nonces = 0;
+  private closed = false;
+  /** @internal While a push runs, the write promises that update() waits for. */
+  collectWrites: Promise<void>[] | undefined;
+  /** @internal */
+  readonly metrics: Metrics | undefined;
+
+  constructor(options: XdsServerOptions) {
+    this.options = options;
+    const initial = options.initialVersion ?? "0";
+    this.cache = new SnapshotCache(options.provider, initial);
+    this.versionGens.set(initial, 0);
+    const registry = options.metrics;
+    if (registry) {
+      registry
+        .gauge("wasmesh_xds_connected_proxies", "Proxies with an open ADS stream, by protocol (sotw, delta).")
+        .collect(() => {
+          const counts = { sotw: 0, delta: 0 };
+          for (const c of this.connections) counts[c.stream.protocol]++;
+          return Object.entries(counts).map(([protocol, n]) => [{ protocol }, n]);
+        });
+      this.metrics = {
+        pushes: registry.counter(
+          "wasmesh_xds_pushes_total",
+          "xDS responses sent, by type (lds, rds, cds, eds, ecds).",
+        ),
+        nacks: registry.counter("wasmesh_xds_nacks_total", "xDS responses rejected by proxies, by type."),
+        latency: registry.histogram(
+          "wasmesh_xds_push_latency_seconds",
+          "Time from a configuration change (update) to a proxy's ACK of the pushed response.",
+        ),
+      };
+    }
+  }
+
+  /** @internal */
+  log(level: "info" | "warn" | "error", message: string, fields?: Record<string, unknown>): void {
+    this.options.log?.(level, message, fields);
+  }
+
+  /** @internal */
+  nextNonce(): string {
+    return (++this.nonces).toString(36);
+  }
+
+  /** Binds with insecure credentials; returns the bound port (port 0 → ephemeral). */
+  listen(port: number, host = "0.0.0.0"): Promise<number> {
+    if (this.grpcServer) return Promise.reject(new Error("the xDS server is already listening"));
+    if (this.closed) return Promise.reject(new Error("the xDS server is closed"));
+    const server = new grpc.Server();
+    server.addService(adsServiceDefinition(), {
+      StreamAggregatedResources: (call: ServerCall<DiscoveryRequest>) => this.serve(call, "sotw"),
+      DeltaAggregatedResources: (call: ServerCall<DeltaDiscoveryRequest>) => this.serve(call, "delta"),
+    });
+    this.grpcServer = server;
+    const address = host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
+    return new Promise((resolve, reject) => {
+      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, bound) => {
+        if (error) {
+          this.grpcServer = undefined;
+          reject(error);
+        } else resolve(bound);
+      });
+    });
+  }
+
+  /**
+   * The mesh changed: recompute every connected proxy's config (once per class) and push to each
+   * proxy only what changed for it, labelled `version`. The promise resolves when those responses
+   * are written (not ACKed) and never rejects; callers may ignore it.
+   */
+  update(version: string): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    const pushedAt = performance.now();
+    const gen = this.cache.advance(version);
+    this.versionGens.delete(version);
+    this.versionGens.set(version, gen);
+    if (this.versionGens.size > MAX_VERSIONS) {
+      const oldest = this.versionGens.keys().next().value;
+      if (oldest !== undefined) this.versionGens.delete(oldest);
+    }
+    for (const waiter of this.waiters) if (waiter.version === version) this.arm(waiter, gen);
+    const run = this.pushing.then(() => this.pushAll(gen, pushedAt));
+    this.pushing = run.catch((error: unknown) =>
+      this.log("error", "push failed", {
+        version,
+        error: error instanceof Error ? error.stack : String(error),
+      }),
+    );
+    return this.pushing;
+  }
+
+  private async pushAll(gen: number, pushedAt: number): Promise<void> {
+    const writes: Promise<void>[] = [];
+    let n = 0;
+    for (const connection of [...this.connections]) {
+      // A newer update supersedes this one: it will push everything, from newer snapshots.
+      if (this.cache.gen !== gen || this.closed) break;
+      if (connection.closed) continue;
+      this.collectWrites = writes;
+      try {
+        this.pushTo(connection, pushedAt);
+      } finally {
+        this.collectWrites = undefined;
+      }
+      if (++n % PUSH_BATCH === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    if (this.cache.gen === gen) this.cache.retain(new Set([...this.connections].map((c) => c.key)));
+    await Promise.all(writes);
+  }
+
+  private pushTo(connection: Connection, pushedAt: number): void {
+    let key: string;
+    try {
+      key = this.cache.keyFor(connection.proxy);
+    } catch (error) {
+      this.log("error", "cannot classify proxy", { nodeId: connection.proxy.nodeId, error: String(error) });
+      return;
+    }
+    connection.key = key;
+    const { snapshot, error } = this.cache.get(connection.proxy, key);
+    if (error)
+      this.log("error", "cannot compute configuration; proxies of this class keep their last one", {
+        nodeId: connection.proxy.nodeId,
+        key,
+        error,
+      });
+    if (!snapshot) return;
+    connection.stream.push(snapshot, pushedAt);
+    this.progress(connection);
+  }
+
+  private serve(
+    call: ServerCall<DiscoveryRequest> | ServerCall<DeltaDiscoveryRequest>,
+    protocol: "sotw" | "delta",
+  ) {
+    let connection: Connection | undefined;
+    let ended = false;
+    const end = (code: grpc.status, details: string) => {
+      if (ended) return;
+      ended = true;
+      // grpc-js turns an 'error' event on a server stream into the call's status.
+      call.emit("error", { code, details });
+    };
+    const cleanup = () => {
+      ended = true;
+      if (!connection || connection.closed) return;
+      connection.markClosed();
+      this.connections.delete(connection);
+      this.progress(connection);
+      this.log("info", "proxy disconnected", { nodeId: connection.proxy.nodeId, protocol });
+    };
+    call.on("data", (request: DiscoveryRequest | DeltaDiscoveryRequest) => {
+      if (ended || this.closed) return;
+      try {
+        if (!connection) {
+          connection = this.open(call as ServerCall<unknown>, protocol, request.node, end);
+          if (!connection) return;
+        }
+        if (connection.stream instanceof SotwStream) connection.stream.handle(request as DiscoveryRequest);
+        else connection.stream.handle(request as DeltaDiscoveryRequest);
+        this.progress(connection);
+      } catch (error) {
+        this.log("error", "xDS request failed", {
+          error: error instanceof Error ? error.stack : String(error),
+        });
+        end(grpc.status.INTERNAL, error instanceof Error ? error.message : String(error));
+        cleanup();
+      }
+    });
+    // The proxy half-closed: finish the call too.
+    call.on("end", () => {
+      cleanup();
+      if (!call.writableEnded) call.end();
+    });
+    call.on("cancelled", cleanup);
+    call.on("error", cleanup);
+    call.on("close", cleanup);
+  }
+
+  private open(
+    call: ServerCall<unknown>,
+    protocol: "sotw" | "delta",
+    node: NodeInfo | undefined,
+    end: (code: grpc.status, details: string) => void,
+  ): Connection | undefined {
+    if (!node) {
+      end(grpc.status.INVALID_ARGUMENT, "the first request of a stream must carry the node");
+      return undefined;
+    }
+    const parsed = this.options.parseNode(nodeArgument(node));
+    if (!parsed.ok) {
+      this.log("warn", "rejected a stream with an invalid node", { nodeId: node.id, error: parsed.error });
+      end(grpc.status.INVALID_ARGUMENT, parsed.error);
+      return undefined;
+    }
+    const proxy = parsed.proxy;
+    const key = this.cache.keyFor(proxy);
+    const { snapshot, error } = this.cache.get(proxy, key);
+    if (!snapshot) {
+      end(
+        grpc.status.INTERNAL,
+        `cannot compute the configuration of ${proxy.nodeId}: ${error ?? "unknown error"}`,
+      );
+      return undefined;
+    }
+    const connection = new Connection(this, call, proxy, key);
+    connection.stream =
+      protocol === "sotw" ? new SotwStream(snapshot, connection) : new DeltaStream(snapshot, connection);
+    this.connections.add(connection);
+    this.log("info", "proxy connected", {
+      nodeId: proxy.nodeId,
+      service: proxy.service,
+      protocol,
+      peer: connection.peer,
+    });
+    return connection;
+  }
+
+  /** One ProxyStatus per connected stream. */
+  status(): ProxyStatus[] {
+    return [...this.connections].map((c) => {
+      const sent: Record<string, string> = {};
+      const acked: Record<string, string> = {};
+      // The proxy is as current as its least current type.
+      let syncedGen = Number.POSITIVE_INFINITY;
+      let syncedVersion: string | undefined;
+      for (const typeUrl of c.stream.subscribedTypes()) {
+        const s = c.stream.typeStatus(typeUrl);
+        if (!s) continue;
+        if (s.sent) sent[typeUrl] = s.sent;
+        if (s.acked) acked[typeUrl] = s.acked;
+        if (s.ackedGen < syncedGen) {
+          syncedGen = s.ackedGen;
+          syncedVersion = s.ackedGen >= 0 ? s.synced : undefined;
+        }
+      }
+      return {
+        nodeId: c.proxy.nodeId,
+        service: c.proxy.service,
+        labels: { ...c.proxy.labels },
+        protocol: c.stream.protocol,
+        peer: c.peer,
+        connectedAt: c.connectedAt,
+        sent,
+        acked,
+        ...(syncedVersion !== undefined ? { syncedVersion } : {}),
+        ...(c.stream.lastRejection ? { lastRejection: { ...c.stream.lastRejection } } : {}),
+        nacks: c.stream.nacks,
+      };
+    });
+  }
+
+  /**
+   * Resolves when every proxy connected (and subscribed) has ACKed `version` for every type it
+   * subscribes to — or runs config equal to it, ACKed under an earlier version because nothing
+   * changed for it. Rejects at once if a proxy NACKs that config, and after timeoutMs otherwise.
+   * A version not yet given to update() is waited for.
+   */
+  waitForAck(version: string, timeoutMs = 10_000): Promise<void> {
+    if (this.closed) return Promise.reject(new Error("the xDS server is closed"));
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const behind = [...waiter.remaining].map((c) => c.proxy.nodeId);
+        settle(
+          new Error(
+            waiter.gen === undefined
+              ? `version ${version} was never pushed (waited ${timeoutMs} ms)`
+              : `timed out after ${timeoutMs} ms waiting for ${behind.length} prox${behind.length === 1 ? "y" : "ies"} to ACK version ${version}: ${behind.slice(0, 10).join(", ")}`,
+          ),
+        );
+      }, timeoutMs);
+      let done = false;
+      const settle = (error?: Error) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        this.waiters.delete(waiter);
+        if (error) reject(error);
+        else resolve();
+      };
+      const waiter: Waiter = {
+        version,
+        gen: undefined,
+        remaining: new Set(),
+        resolve: () => settle(),
+        reject: (error) => settle(error),
+      };
+      this.waiters.add(waiter);
+      const gen = this.versionGens.get(version);
+      if (gen !== undefined) this.arm(waiter, gen);
+    });
+  }
+
+  /** Fixes the generation a waiter waits for and the proxies still short of it. */
+  private arm(waiter: Waiter, gen: number): void {
+    waiter.gen = gen;
+    waiter.remaining = new Set(this.connections);
+    if (waiter.remaining.size === 0) waiter.resolve();
+    for (const connection of this.connections) this.check(waiter, connection);
+  }
+
+  /** Re-checks the waiters after a connection's state moved. */
+  private progress(connection: Connection): void {
+    if (this.waiters.size === 0) return;
+    for (const waiter of [...this.waiters]) this.check(waiter, connection);
+  }
+
+  private check(waiter: Waiter, connection: Connection): void {
+    if (waiter.gen === undefined || !waiter.remaining.has(connection)) return;
+    if (connection.closed || connection.stream.ackedGen() >= waiter.gen) {
+      waiter.remaining.delete(connection);
+      if (waiter.remaining.size === 0) waiter.resolve();
+      return;
+    }
+    const refused = connection.stream.refusing(waiter.gen);
+    if (refused) {
+      const r = connection.stream.lastRejection;
+      waiter.reject(
+        new Error(
+          `proxy ${connection.proxy.nodeId} rejected ${SHORT_TYPE[refused]} version ${r?.version ?? waiter.version}: ${r?.message ?? ""}`,
+        ),
+      );
+    }
+  }
+
+  /** Ends every stream (UNAVAILABLE, so proxies reconnect elsewhere) and shuts the server down. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const waiter of [...this.waiters]) waiter.reject(new Error("the xDS server closed"));
+    for (const connection of [...this.connections]) {
+      connection.markClosed();
+      connection.call.emit("error", {
+        code: grpc.status.UNAVAILABLE,
+        details: "the xDS server is shutting down",
+      });
+    }
+    this.connections.clear();
+    const server = this.grpcServer;
+    if (!server) return;
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, this.options.shutdownGraceMs ?? 1000);
+      server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+    await this.pushing;
+  }
+}

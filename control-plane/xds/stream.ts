@@ -1,0 +1,465 @@
+// The per-stream protocol logic of ADS, state of the world (SotW) and incremental (delta), apart
+// from gRPC: a stream takes decoded requests and snapshots and emits encoded responses, so the
+// rules (nonces, ACK/NACK, stale requests, subscriptions, push order) are plain code.
+//
+// Generations: the cache's generation counts update() calls. Per type a stream remembers the newest
+// generation whose content equals what it last sent (sentGen) and the newest one the proxy has
+// confirmed (ackedGen). A type whose content did not change in an update is not re-sent; if the
+// proxy had ACKed it, it is confirmed for the new generation at once. waitForAck() compares these.
+
+import {
+  type DeltaDiscoveryRequest,
+  type DiscoveryRequest,
+  encodeDeltaDiscoveryResponse,
+  encodeDiscoveryResponse,
+  type WireResource,
+} from "./codec.ts";
+import { TYPE_URL, type TypeUrl } from "./protos.ts";
+import { type Snapshot, signatureOf, type TypeResources } from "./snapshot.ts";
+import type { Rejection } from "./status.ts";
+
+/** Make before break: clusters and their endpoints before the listeners and routes that use them. */
+export const PUSH_ORDER: readonly TypeUrl[] = [
+  TYPE_URL.cluster,
+  TYPE_URL.endpoint,
+  TYPE_URL.listener,
+  TYPE_URL.route,
+  TYPE_URL.extensionConfig,
+];
+const KNOWN_TYPES: ReadonlySet<string> = new Set(PUSH_ORDER);
+
+/** Listener and Cluster are wildcard types: no names (or "*") means all of them. */
+const WILDCARD_TYPES: ReadonlySet<string> = new Set([TYPE_URL.listener, TYPE_URL.cluster]);
+
+export const SHORT_TYPE: Record<TypeUrl, string> = {
+  [TYPE_URL.listener]: "lds",
+  [TYPE_URL.route]: "rds",
+  [TYPE_URL.cluster]: "cds",
+  [TYPE_URL.endpoint]: "eds",
+  [TYPE_URL.extensionConfig]: "ecds",
+};
+
+/** What a stream tells its server. */
+export interface StreamHooks {
+  /** Write one encoded response. */
+  send(bytes: Uint8Array): void;
+  /** Fresh, stream-unique nonce. */
+  nonce(): string;
+  pushed?(typeUrl: TypeUrl): void;
+  /** The proxy ACKed a response; `pushedAt` is the update() time when the response was a push. */
+  acked?(typeUrl: TypeUrl, pushedAt: number | undefined): void;
+  nacked?(typeUrl: TypeUrl, rejection: Rejection, gen: number): void;
+  /** A request used a type wasmesh does not serve. */
+  unknownType?(typeUrl: string): void;
+}
+
+interface TypeState {
+  /** The nonce of the last response; a request carrying another one is stale. */
+  nonce: string;
+  /** The last response awaits an ACK or NACK. */
+  pending: boolean;
+  /** The last answer to a response was a NACK. */
+  rejected: boolean;
+  sentVersion: string;
+  ackedVersion: string;
+  sentGen: number;
+  ackedGen: number;
+  /** Version label of ackedGen. */
+  syncedVersion: string;
+  /** performance.now() of the update() whose push is pending, for the latency histogram. */
+  pushedAt: number | undefined;
+}
+
+const newTypeState = (): TypeState => ({
+  nonce: "",
+  pending: false,
+  rejected: false,
+  sentVersion: "",
+  ackedVersion: "",
+  sentGen: -1,
+  ackedGen: -1,
+  syncedVersion: "",
+  pushedAt: undefined,
+});
+
+export interface TypeStatus {
+  sent: string;
+  acked: string;
+  synced: string;
+  ackedGen: number;
+  sentGen: number;
+  rejected: boolean;
+}
+
+export abstract class XdsStream<S extends TypeState = TypeState> {
+  abstract readonly protocol: "sotw" | "delta";
+  protected readonly hooks: StreamHooks;
+  protected readonly types = new Map<TypeUrl, S>();
+  /** The snapshot responses are built from; the server moves it forward on update. */
+  snapshot: Snapshot;
+  nacks = 0;
+  lastRejection: Rejection | undefined;
+
+  constructor(snapshot: Snapshot, hooks: StreamHooks) {
+    this.snapshot = snapshot;
+    this.hooks = hooks;
+  }
+
+  /** Types the proxy has subscribed to. */
+  subscribedTypes(): IterableIterator<TypeUrl> {
+    return this.types.keys();
+  }
+
+  typeStatus(typeUrl: TypeUrl): TypeStatus | undefined {
+    const s = this.types.get(typeUrl);
+    return (
+      s && {
+        sent: s.sentVersion,
+        acked: s.ackedVersion,
+        synced: s.syncedVersion,
+        ackedGen: s.ackedGen,
+        sentGen: s.sentGen,
+        rejected: s.rejected,
+      }
+    );
+  }
+
+  /** The oldest generation confirmed across subscribed types (Infinity when none is subscribed). */
+  ackedGen(): number {
+    let min = Number.POSITIVE_INFINITY;
+    // A response in flight (e.g. for newly subscribed names) is not confirmed yet.
+    for (const s of this.types.values())
+      min = Math.min(min, s.pending ? Math.min(s.ackedGen, s.sentGen - 1) : s.ackedGen);
+    return min;
+  }
+
+  /**
+   * A type the proxy refuses at generation ≥ gen, if any: the proxy will not reach gen unless the
+   * config changes again.
+   */
+  refusing(gen: number): TypeUrl | undefined {
+    for (const [typeUrl, s] of this.types) if (s.rejected && !s.pending && s.sentGen >= gen) return typeUrl;
+    return undefined;
+  }
+
+  /** Moves to a new snapshot and pushes what changed, in PUSH_ORDER. Returns the responses sent. */
+  abstract push(snapshot: Snapshot, pushedAt: number): number;
+
+  protected resourcesOf(typeUrl: TypeUrl, snapshot = this.snapshot): TypeResources {
+    return snapshot.types.get(typeUrl) ?? { byName: new Map(), signature: "" };
+  }
+
+  /** Records a response about to be written. */
+  protected sent(typeUrl: TypeUrl, state: S, nonce: string, pushedAt: number | undefined): void {
+    state.nonce = nonce;
+    state.pending = true;
+    state.sentVersion = this.snapshot.version;
+    state.sentGen = this.snapshot.gen;
+    state.pushedAt = pushedAt;
+    this.hooks.pushed?.(typeUrl);
+  }
+
+  /** Content unchanged by an update: still current, and confirmed if the proxy had confirmed it. */
+  protected unchanged(state: S): void {
+    state.sentGen = this.snapshot.gen;
+    if (!state.pending && !state.rejected) {
+      state.ackedGen = this.snapshot.gen;
+      state.syncedVersion = this.snapshot.version;
+    }
+  }
+
+  /**
+   * Handles response_nonce / error_detail. A request whose nonce is not the latest one sent for the
+   * type (or is empty) is stale; one with the latest nonce answers it (ACK or NACK) the first time,
+   * and later ones (a subscription change after the ACK) only repeat it.
+   */
+  protected answer(
+    typeUrl: TypeUrl,
+    state: S,
+    nonce: string,
+    error: { message: string } | undefined,
+  ): "stale" | "answer" | "repeat" {
+    if (nonce === "" || nonce !== state.nonce) return "stale";
+    if (!state.pending) return "repeat";
+    state.pending = false;
+    if (error) {
+      // The proxy keeps its last good config; what we sent stays recorded as sent, so the same
+      // content is not offered again until the config changes.
+      state.rejected = true;
+      this.nacks++;
+      this.lastRejection = {
+        typeUrl,
+        version: state.sentVersion,
+        message: error.message,
+        at: new Date().toISOString(),
+      };
+      this.hooks.nacked?.(typeUrl, this.lastRejection, state.sentGen);
+    } else {
+      state.rejected = false;
+      state.ackedVersion = state.sentVersion;
+      state.ackedGen = state.sentGen;
+      state.syncedVersion = this.snapshot.gen === state.sentGen ? this.snapshot.version : state.sentVersion;
+      this.hooks.acked?.(typeUrl, state.pushedAt);
+    }
+    state.pushedAt = undefined;
+    return "answer";
+  }
+
+  protected known(typeUrl: string): typeUrl is TypeUrl {
+    if (KNOWN_TYPES.has(typeUrl)) return true;
+    this.hooks.unknownType?.(typeUrl);
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// State of the world
+
+interface SotwTypeState extends TypeState {
+  /** Subscribed names; undefined = wildcard. */
+  names: Set<string> | undefined;
+  /** Signature of the set last sent, to send only on change. */
+  signature: string;
+  /** The resources the last response was cut from (shared with the snapshot, not copied). */
+  sentFrom: TypeResources | undefined;
+}
+
+const sameNames = (a: Set<string> | undefined, b: Set<string> | undefined) =>
+  a === undefined || b === undefined ? a === b : a.size === b.size && [...a].every((n) => b.has(n));
+
+export class SotwStream extends XdsStream<SotwTypeState> {
+  readonly protocol = "sotw";
+
+  handle(request: DiscoveryRequest): void {
+    const typeUrl = request.typeUrl;
+    if (!this.known(typeUrl)) return;
+    const names = this.namesOf(typeUrl, request.resourceNames);
+    let state = this.types.get(typeUrl);
+    if (!state) {
+      state = { ...newTypeState(), names, signature: "", sentFrom: undefined };
+      this.types.set(typeUrl, state);
+      this.respond(typeUrl, state, undefined);
+      return;
+    }
+    // go-control-plane semantics: a request that does not answer the latest response is ignored;
+    // the proxy's next request, answering it, carries its complete current subscription anyway.
+    if (this.answer(typeUrl, state, request.responseNonce, request.errorDetail) === "stale") return;
+    if (!sameNames(names, state.names)) {
+      state.names = names;
+      this.respond(typeUrl, state, undefined);
+    }
+  }
+
+  push(snapshot: Snapshot, pushedAt: number): number {
+    this.snapshot = snapshot;
+    let sent = 0;
+    // Clusters that disappear are dropped only after the rest of the push: until then the interim
+    // CDS response still carries them, so listeners and routes that used them stay valid.
+    let removedClusters: WireResource[] = [];
+    for (const typeUrl of PUSH_ORDER) {
+      const state = this.types.get(typeUrl);
+      if (!state) continue;
+      const selected = this.select(typeUrl, state.names);
+      if (selected.signature === state.signature) {
+        state.sentFrom = selected.from;
+        this.unchanged(state);
+        continue;
+      }
+      if (typeUrl === TYPE_URL.cluster && state.sentFrom) {
+        removedClusters = [...state.sentFrom.byName.values()].filter(
+          (r) => !selected.from.byName.has(r.name) && (state.names === undefined || state.names.has(r.name)),
+        );
+        if (removedClusters.length > 0 && this.othersChange()) {
+          this.sendList(typeUrl, state, [...selected.list, ...removedClusters], pushedAt);
+          sent++;
+          continue;
+        }
+        removedClusters = [];
+      }
+      this.respond(typeUrl, state, pushedAt);
+      sent++;
+    }
+    const cds = this.types.get(TYPE_URL.cluster);
+    if (removedClusters.length > 0 && cds) {
+      this.respond(TYPE_URL.cluster, cds, pushedAt);
+      sent++;
+    }
+    return sent;
+  }
+
+  /** Whether any type after CDS changes for this stream (then removed clusters go last). */
+  private othersChange(): boolean {
+    for (const typeUrl of PUSH_ORDER) {
+      if (typeUrl === TYPE_URL.cluster) continue;
+      const state = this.types.get(typeUrl);
+      if (state && this.select(typeUrl, state.names).signature !== state.signature) return true;
+    }
+    return false;
+  }
+
+  private namesOf(typeUrl: string, names: string[]): Set<string> | undefined {
+    if (WILDCARD_TYPES.has(typeUrl) && (names.length === 0 || names.includes("*"))) return undefined;
+    return new Set(names);
+  }
+
+  private select(
+    typeUrl: TypeUrl,
+    names: Set<string> | undefined,
+  ): { from: TypeResources; list: WireResource[]; signature: string } {
+    const from = this.resourcesOf(typeUrl);
+    if (names === undefined) return { from, list: [...from.byName.values()], signature: from.signature };
+    const list: WireResource[] = [];
+    for (const name of [...names].sort()) {
+      const r = from.byName.get(name);
+      if (r) list.push(r);
+    }
+    return { from, list, signature: signatureOf(list) };
+  }
+
+  private respond(typeUrl: TypeUrl, state: SotwTypeState, pushedAt: number | undefined): void {
+    const selected = this.select(typeUrl, state.names);
+    state.signature = selected.signature;
+    state.sentFrom = selected.from;
+    this.sendList(typeUrl, state, selected.list, pushedAt);
+  }
+
+  private sendList(
+    typeUrl: TypeUrl,
+    state: SotwTypeState,
+    list: WireResource[],
+    pushedAt: number | undefined,
+  ): void {
+    const nonce = this.hooks.nonce();
+    const bytes = encodeDiscoveryResponse(this.snapshot.version, typeUrl, nonce, list);
+    this.sent(typeUrl, state, nonce, pushedAt);
+    this.hooks.send(bytes);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Incremental (delta)
+
+interface DeltaTypeState extends TypeState {
+  wildcard: boolean;
+  /** Explicitly subscribed names. */
+  names: Set<string>;
+  /** What the proxy holds, name → version (as sent, or as it said in initial_resource_versions). */
+  versions: Map<string, string>;
+}
+
+interface DeltaChanges {
+  updated: WireResource[];
+  removed: string[];
+}
+
+export class DeltaStream extends XdsStream<DeltaTypeState> {
+  readonly protocol = "delta";
+
+  handle(request: DeltaDiscoveryRequest): void {
+    const typeUrl = request.typeUrl;
+    if (!this.known(typeUrl)) return;
+    let state = this.types.get(typeUrl);
+    const first = !state;
+    if (!state) {
+      state = {
+        ...newTypeState(),
+        // Legacy wildcard: the first request of a wildcard type names nothing.
+        wildcard: WILDCARD_TYPES.has(typeUrl) && request.subscribe.length === 0,
+        names: new Set(),
+        versions: new Map(Object.entries(request.initialResourceVersions)),
+      };
+      this.types.set(typeUrl, state);
+    }
+    // Subscription changes are deltas, so unlike SotW they apply whatever the nonce says;
+    // only the ACK/NACK part of a stale request is ignored.
+    for (const name of request.subscribe) {
+      if (name === "*") state.wildcard = true;
+      else state.names.add(name);
+    }
+    for (const name of request.unsubscribe) {
+      if (name === "*") state.wildcard = false;
+      else state.names.delete(name);
+    }
+    // Forget what the proxy held but no longer subscribes to (it drops those itself).
+    for (const name of state.versions.keys()) if (!this.covers(state, name)) state.versions.delete(name);
+    this.answer(typeUrl, state, request.responseNonce, request.errorDetail);
+    if (first || request.subscribe.length > 0) {
+      const changes = this.changes(typeUrl, state);
+      // The first request is always answered, even with nothing, so that the proxy's
+      // initialization does not wait for a timeout.
+      if (first || changes.updated.length > 0 || changes.removed.length > 0)
+        this.sendChanges(typeUrl, state, changes, undefined);
+    }
+  }
+
+  push(snapshot: Snapshot, pushedAt: number): number {
+    this.snapshot = snapshot;
+    const planned: [TypeUrl, DeltaTypeState, DeltaChanges][] = [];
+    for (const typeUrl of PUSH_ORDER) {
+      const state = this.types.get(typeUrl);
+      if (!state) continue;
+      const changes = this.changes(typeUrl, state);
+      if (changes.updated.length === 0 && changes.removed.length === 0) this.unchanged(state);
+      else planned.push([typeUrl, state, changes]);
+    }
+    // Removed clusters (and their endpoints) go last when anything else changes, so that the
+    // listeners and routes that referred to them are replaced first.
+    const deferred: [TypeUrl, DeltaTypeState, DeltaChanges][] = [];
+    if (planned.length > 1)
+      for (const step of planned) {
+        const [typeUrl, state, changes] = step;
+        if ((typeUrl === TYPE_URL.cluster || typeUrl === TYPE_URL.endpoint) && changes.removed.length > 0) {
+          deferred.push([typeUrl, state, { updated: [], removed: changes.removed }]);
+          step[2] = { updated: changes.updated, removed: [] };
+        }
+      }
+    let sent = 0;
+    for (const [typeUrl, state, changes] of [...planned, ...deferred]) {
+      if (changes.updated.length === 0 && changes.removed.length === 0) continue;
+      this.sendChanges(typeUrl, state, changes, pushedAt);
+      sent++;
+    }
+    return sent;
+  }
+
+  private covers(state: DeltaTypeState, name: string): boolean {
+    return state.wildcard || state.names.has(name);
+  }
+
+  private changes(typeUrl: TypeUrl, state: DeltaTypeState): DeltaChanges {
+    const { byName } = this.resourcesOf(typeUrl);
+    const updated: WireResource[] = [];
+    const consider = (r: WireResource) => {
+      if (state.versions.get(r.name) !== r.version) updated.push(r);
+    };
+    if (state.wildcard) for (const r of byName.values()) consider(r);
+    else
+      for (const name of state.names) {
+        const r = byName.get(name);
+        if (r) consider(r);
+      }
+    const removed: string[] = [];
+    for (const name of state.versions.keys()) if (!byName.has(name)) removed.push(name);
+    return { updated, removed };
+  }
+
+  private sendChanges(
+    typeUrl: TypeUrl,
+    state: DeltaTypeState,
+    changes: DeltaChanges,
+    pushedAt: number | undefined,
+  ): void {
+    for (const r of changes.updated) state.versions.set(r.name, r.version);
+    for (const name of changes.removed) state.versions.delete(name);
+    const nonce = this.hooks.nonce();
+    const bytes = encodeDeltaDiscoveryResponse(
+      this.snapshot.version,
+      typeUrl,
+      nonce,
+      changes.updated,
+      changes.removed,
+    );
+    this.sent(typeUrl, state, nonce, pushedAt);
+    this.hooks.send(bytes);
+  }
+}

@@ -1,0 +1,619 @@
+// The xDS server over real gRPC on 127.0.0.1: ADS state of the world and delta, driven by the raw
+// grpc-js client in test/support/xds-client.ts, with a small in-test ConfigProvider that returns
+// real Envoy resources (encoded and verified by protobufjs) computed from data the tests change.
+import * as grpc from "@grpc/grpc-js";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { MetricsRegistry } from "../../control-plane/metrics.ts";
+import type { ProxyConfig, ProxyIdentity } from "../../control-plane/translate/types.ts";
+import { type ConfigProvider, TYPE_URL, XdsServer } from "../../control-plane/xds/index.ts";
+import { EXTENSION_TYPE } from "../../control-plane/xds/protos.ts";
+import { type AdsClient, type AdsClientOptions, connectAds } from "../support/xds-client.ts";
+
+const { listener: LDS, route: RDS, cluster: CDS, endpoint: EDS, extensionConfig: ECDS } = TYPE_URL;
+// Enums as numbers: encodeMessage verify()s before fromObject, and verify() wants enum values.
+const V3 = 2; // envoy.config.core.v3.ApiVersion.V3
+const EDS_DISCOVERY = 3; // envoy.config.cluster.v3.Cluster.DiscoveryType.EDS
+const ADS_SOURCE = { ads: {}, resource_api_version: V3 };
+
+// ---------------------------------------------------------------------------------------------
+// A tiny mesh: each service calls some others; its sidecar gets an outbound listener, a route per
+// called service, a cluster and endpoints per called service, and its own filter config (ECDS).
+
+interface ServiceData {
+  calls: string[];
+  endpoints: { address: string; port: number }[];
+  filter: string;
+}
+let mesh: Record<string, ServiceData>;
+
+function initialMesh(): Record<string, ServiceData> {
+  return {
+    productpage: {
+      calls: ["reviews", "details"],
+      endpoints: [{ address: "10.0.0.1", port: 9080 }],
+      filter: "pp-1",
+    },
+    reviews: { calls: ["ratings"], endpoints: [{ address: "10.0.0.2", port: 9080 }], filter: "rv-1" },
+    details: { calls: [], endpoints: [{ address: "10.0.0.3", port: 9080 }], filter: "dt-1" },
+    ratings: { calls: [], endpoints: [{ address: "10.0.0.4", port: 9080 }], filter: "rt-1" },
+  };
+}
+
+const routeName = (service: string) => `${service}-outbound`;
+const filterName = (service: string) => `wasmesh.${service}`;
+
+function configFor(service: string): ProxyConfig {
+  const self = mesh[service];
+  if (!self) throw new Error(`unknown service ${service}`);
+  const calls = self.calls.filter((c) => mesh[c]);
+  return {
+    [LDS]: [
+      {
+        name: `${service}-outbound`,
+        resource: {
+          name: `${service}-outbound`,
+          address: { socket_address: { address: "127.0.0.1", port_value: 15001 } },
+          filter_chains: [
+            {
+              filters: [
+                {
+                  name: "envoy.filters.network.http_connection_manager",
+                  typed_config: {
+                    "@type": EXTENSION_TYPE.httpConnectionManager,
+                    stat_prefix: "outbound",
+                    rds: { route_config_name: routeName(service), config_source: ADS_SOURCE },
+                    http_filters: [
+                      {
+                        name: filterName(service),
+                        config_discovery: {
+                          config_source: ADS_SOURCE,
+                          type_urls: [EXTENSION_TYPE.stringValue],
+                        },
+                      },
+                      { name: "envoy.filters.http.router", typed_config: { "@type": EXTENSION_TYPE.router } },
+                    ],
+                  },
+                },
+              ],
+            },
+          ],
+        },
+      },
+    ],
+    [RDS]: [
+      {
+        name: routeName(service),
+        resource: {
+          name: routeName(service),
+          virtual_hosts: calls.map((c) => ({
+            name: c,
+            domains: [c],
+            routes: [{ match: { prefix: "/" }, route: { cluster: c } }],
+          })),
+        },
+      },
+    ],
+    [CDS]: calls.map((c) => ({
+      name: c,
+      resource: {
+        name: c,
+        type: EDS_DISCOVERY,
+        eds_cluster_config: { eds_config: ADS_SOURCE },
+        connect_timeout: { seconds: 1, nanos: 0 },
+      },
+    })),
+    [EDS]: calls.map((c) => ({
+      name: c,
+      resource: {
+        cluster_name: c,
+        endpoints: [
+          {
+            lb_endpoints: (mesh[c]?.endpoints ?? []).map((e) => ({
+              endpoint: { address: { socket_address: { address: e.address, port_value: e.port } } },
+            })),
+          },
+        ],
+      },
+    })),
+    [ECDS]: [
+      {
+        name: filterName(service),
+        resource: {
+          name: filterName(service),
+          typed_config: { "@type": EXTENSION_TYPE.stringValue, value: self.filter },
+        },
+      },
+    ],
+  };
+}
+
+let configCalls: string[];
+const provider: ConfigProvider = {
+  keyFor: (proxy) => proxy.service,
+  configFor: (proxy) => {
+    configCalls.push(proxy.service);
+    return configFor(proxy.service);
+  },
+};
+
+/** What the translation module does, reduced: the service from metadata, else node.cluster. */
+function parseNode(node: { id?: string; cluster?: string; metadata?: Record<string, unknown> }) {
+  const service = node.metadata?.["wasmesh.service"] ?? node.cluster;
+  if (!node.id) return { ok: false as const, error: "node.id is empty" };
+  if (typeof service !== "string" || !service)
+    return { ok: false as const, error: "node has no wasmesh.service" };
+  if (!mesh[service]) return { ok: false as const, error: `unknown service '${service}'` };
+  const labels = (node.metadata?.["wasmesh.labels"] ?? {}) as Record<string, string>;
+  const proxy: ProxyIdentity = {
+    nodeId: node.id,
+    service,
+    labels,
+    outboundPort: 15001,
+    inboundPort: 15006,
+    outboundAddress: "127.0.0.1",
+    inboundAddress: "0.0.0.0",
+    appAddress: "127.0.0.1",
+  };
+  return { ok: true as const, proxy };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+let server: XdsServer;
+let metrics: MetricsRegistry;
+let address: string;
+let clients: AdsClient[];
+let logs: { level: string; message: string; fields?: Record<string, unknown> }[];
+
+beforeEach(async () => {
+  mesh = initialMesh();
+  configCalls = [];
+  clients = [];
+  logs = [];
+  metrics = new MetricsRegistry();
+  server = new XdsServer({
+    provider,
+    parseNode,
+    metrics,
+    log: (level, message, fields) => logs.push({ level, message, fields }),
+  });
+  const port = await server.listen(0, "127.0.0.1");
+  address = `127.0.0.1:${port}`;
+});
+
+afterEach(async () => {
+  for (const c of clients) c.close();
+  await server.close();
+});
+
+async function proxy(
+  service: string,
+  options: Partial<AdsClientOptions> & { id?: string } = {},
+): Promise<AdsClient> {
+  const client = await connectAds({
+    address,
+    node: {
+      id: options.id ?? `${service}-1`,
+      cluster: service,
+      metadata: { "wasmesh.service": service, "wasmesh.labels": { version: "v1" } },
+    },
+    ...options,
+  });
+  clients.push(client);
+  return client;
+}
+
+/** Subscribes to all five types in Envoy's order, names taken from what arrived. */
+async function subscribeAll(client: AdsClient, service: string): Promise<void> {
+  const clusters = await client.fetch(CDS);
+  await client.fetch(
+    EDS,
+    clusters.map((c) => c.name),
+  );
+  await client.fetch(LDS);
+  await client.fetch(RDS, [routeName(service)]);
+  await client.fetch(ECDS, [filterName(service)]);
+}
+
+const names = (resources: { name: string }[]) => resources.map((r) => r.name).sort();
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const statusOf = (nodeId: string) => server.status().find((s) => s.nodeId === nodeId);
+
+describe("state of the world", () => {
+  it("serves the initial fetch of all five types, and records the ACKs", async () => {
+    const pp = await proxy("productpage");
+    await subscribeAll(pp, "productpage");
+
+    expect(names(pp.held(CDS))).toEqual(["details", "reviews"]);
+    expect(names(pp.held(EDS))).toEqual(["details", "reviews"]);
+    expect(names(pp.held(LDS))).toEqual(["productpage-outbound"]);
+    expect(names(pp.held(RDS))).toEqual(["productpage-outbound"]);
+    expect(names(pp.held(ECDS))).toEqual(["wasmesh.productpage"]);
+    // Decoded with the same protos: real Envoy resources.
+    const cla = pp.held(EDS).find((r) => r.name === "reviews")?.resource as {
+      endpoints: { lb_endpoints: { endpoint: { address: { socket_address: { address: string } } } }[] }[];
+    };
+    expect(cla.endpoints[0]?.lb_endpoints[0]?.endpoint.address.socket_address.address).toBe("10.0.0.2");
+    expect(pp.held(CDS)[0]?.resource.type).toBe("EDS");
+    for (const r of pp.responses) {
+      expect(r.version).toBe("0");
+      expect(r.nonce).not.toBe("");
+    }
+    expect(new Set(pp.responses.map((r) => r.nonce)).size).toBe(pp.responses.length);
+
+    await server.waitForAck("0", 2000);
+    const status = statusOf("productpage-1");
+    expect(status).toMatchObject({
+      nodeId: "productpage-1",
+      service: "productpage",
+      labels: { version: "v1" },
+      protocol: "sotw",
+      nacks: 0,
+      syncedVersion: "0",
+    });
+    expect(status?.peer).toMatch(/127\.0\.0\.1/);
+    for (const t of [LDS, RDS, CDS, EDS, ECDS]) {
+      expect(status?.sent[t]).toBe("0");
+      expect(status?.acked[t]).toBe("0");
+    }
+    // One class, one computation, however many requests.
+    expect(configCalls).toEqual(["productpage"]);
+  });
+
+  it("pushes only the changed types, only to the proxies they affect, and memoizes per class", async () => {
+    const pp = await proxy("productpage");
+    const pp2 = await proxy("productpage", { id: "productpage-2" });
+    const rv = await proxy("reviews");
+    await subscribeAll(pp, "productpage");
+    await subscribeAll(pp2, "productpage");
+    await subscribeAll(rv, "reviews");
+    await server.waitForAck("0");
+    const before = { pp: pp.responses.length, pp2: pp2.responses.length, rv: rv.responses.length };
+    configCalls = [];
+
+    // details' endpoints are used by productpage only.
+    mesh.details = { ...(mesh.details as ServiceData), endpoints: [{ address: "10.0.0.33", port: 9080 }] };
+    await server.update("1");
+    await server.waitForAck("1", 2000);
+    await sleep(50);
+
+    expect(configCalls.sort()).toEqual(["productpage", "reviews"]);
+    const ppNew = pp.responses.slice(before.pp);
+    expect(ppNew.map((r) => r.typeUrl)).toEqual([EDS]);
+    expect(ppNew[0]?.version).toBe("1");
+    // SotW: the full set of subscribed resources of the type.
+    expect(names(ppNew[0]?.resources ?? [])).toEqual(["details", "reviews"]);
+    expect(pp2.responses.slice(before.pp2).map((r) => r.typeUrl)).toEqual([EDS]);
+    expect(rv.responses.length).toBe(before.rv);
+
+    // The unaffected proxy is still confirmed at the new version without being sent anything.
+    expect(statusOf("reviews-1")).toMatchObject({ syncedVersion: "1", acked: { [EDS]: "0" } });
+    expect(statusOf("productpage-1")).toMatchObject({
+      syncedVersion: "1",
+      acked: { [EDS]: "1", [CDS]: "0" },
+    });
+
+    // A change to one proxy class's filter config: ECDS only.
+    mesh.reviews = { ...(mesh.reviews as ServiceData), filter: "rv-2" };
+    await server.update("2");
+    await server.waitForAck("2", 2000);
+    await sleep(50);
+    expect(rv.responses.slice(before.rv).map((r) => r.typeUrl)).toEqual([ECDS]);
+    expect(pp.responses.length).toBe(before.pp + 1);
+
+    // An update that changes nothing sends nothing.
+    await server.update("3");
+    await server.waitForAck("3", 2000);
+    await sleep(50);
+    expect(pp.responses.length).toBe(before.pp + 1);
+    expect(rv.responses.length).toBe(before.rv + 1);
+  });
+
+  it("pushes clusters and endpoints before listeners and routes, and drops removed clusters last", async () => {
+    const pp = await proxy("productpage");
+    await subscribeAll(pp, "productpage");
+    await server.waitForAck("0");
+
+    // productpage now calls ratings too: new cluster, endpoints, route.
+    (mesh.productpage as ServiceData).calls = ["reviews", "details", "ratings"];
+    const start = pp.responses.length;
+    await server.update("1");
+    await pp.waitFor(() => pp.responses.length >= start + 2);
+    // Envoy then subscribes the new cluster's endpoints.
+    await pp.fetch(EDS, ["details", "ratings", "reviews"]);
+    await server.waitForAck("1", 2000);
+    expect(pp.responses.slice(start).map((r) => r.typeUrl)).toEqual([CDS, RDS, EDS]);
+    expect(names(pp.held(EDS))).toEqual(["details", "ratings", "reviews"]);
+
+    // productpage stops calling details, and its filter changes in the same revision: the
+    // interim CDS response still has details, the last one drops it. (SotW EDS leaves out the
+    // CLA; Envoy does not treat absence as removal for EDS.)
+    (mesh.productpage as ServiceData).calls = ["reviews", "ratings"];
+    (mesh.productpage as ServiceData).filter = "pp-2";
+    const mid = pp.responses.length;
+    await server.update("2");
+    await server.waitForAck("2", 2000);
+    const pushed = pp.responses.slice(mid);
+    expect(pushed.map((r) => r.typeUrl)).toEqual([CDS, EDS, RDS, ECDS, CDS]);
+    expect(names(pushed[0]?.resources ?? [])).toEqual(["details", "ratings", "reviews"]);
+    expect(names(pushed[1]?.resources ?? [])).toEqual(["ratings", "reviews"]);
+    expect(names(pushed[4]?.resources ?? [])).toEqual(["ratings", "reviews"]);
+    expect(names(pp.held(CDS))).toEqual(["ratings", "reviews"]);
+  });
+
+  it("records a NACK with Envoy's message, does not resend in a loop, and ACKs a later good update", async () => {
+    const pp = await proxy("productpage", {
+      // The filter config is a StringValue inside an Any: look at the bytes.
+      reject: (r) =>
+        r.resources.some((x) => Buffer.from(x.bytes).toString("latin1").includes("bad"))
+          ? "Proto constraint validation failed: bad filter config"
+          : undefined,
+    });
+    await subscribeAll(pp, "productpage");
+    await server.waitForAck("0");
+
+    (mesh.productpage as ServiceData).filter = "bad";
+    const start = pp.received(ECDS);
+    await server.update("1");
+    await expect(server.waitForAck("1", 2000)).rejects.toThrow(
+      /productpage-1 rejected ecds version 1: .*bad filter/,
+    );
+    await sleep(100);
+    expect(pp.received(ECDS)).toBe(start + 1);
+    const status = statusOf("productpage-1");
+    expect(status?.nacks).toBe(1);
+    expect(status?.lastRejection).toMatchObject({
+      typeUrl: ECDS,
+      version: "1",
+      message: "Proto constraint validation failed: bad filter config",
+    });
+    expect(Date.parse(status?.lastRejection?.at ?? "")).toBeGreaterThan(Date.now() - 10_000);
+    expect(status?.acked[ECDS]).toBe("0");
+    expect(status?.sent[ECDS]).toBe("1");
+    expect(status?.syncedVersion).toBe("0");
+    // The proxy kept its last good config.
+    expect(Buffer.from(pp.held(ECDS)[0]?.bytes ?? []).toString("latin1")).toContain("pp-1");
+
+    // An update elsewhere in the mesh does not resend the rejected config.
+    (mesh.details as ServiceData).endpoints = [{ address: "10.9.9.9", port: 1 }];
+    await server.update("2");
+    await pp.waitFor(() => pp.received(EDS) >= 2);
+    await sleep(100);
+    expect(pp.received(ECDS)).toBe(start + 1);
+    expect(statusOf("productpage-1")?.acked[EDS]).toBe("2");
+    expect(logs.some((l) => l.level === "warn" && l.message.includes("rejected"))).toBe(true);
+
+    // A fix is sent and ACKed; the rejection stays visible.
+    (mesh.productpage as ServiceData).filter = "pp-good";
+    await server.update("3");
+    await server.waitForAck("3", 2000);
+    expect(pp.received(ECDS)).toBe(start + 2);
+    const after = statusOf("productpage-1");
+    expect(after).toMatchObject({ nacks: 1, syncedVersion: "3", acked: { [ECDS]: "3" } });
+    expect(after?.lastRejection?.version).toBe("1");
+    expect(metrics.render()).toMatch(/wasmesh_xds_nacks_total\{type="ecds"\} 1/);
+  });
+
+  it("ignores requests with a stale nonce", async () => {
+    const pp = await proxy("productpage", { autoAck: false });
+    pp.subscribe(CDS);
+    const first = await pp.next(CDS);
+    (mesh.productpage as ServiceData).calls = ["reviews"];
+    await server.update("1");
+    const second = await pp.next(CDS);
+    expect(second.nonce).not.toBe(first.nonce);
+
+    // An ACK of the first response, now stale: ignored.
+    pp.send({ versionInfo: "0", resourceNames: [], typeUrl: CDS, responseNonce: first.nonce });
+    // A NACK with the stale nonce: ignored too, and so is a stale subscription change.
+    pp.send({
+      versionInfo: "0",
+      resourceNames: ["reviews"],
+      typeUrl: CDS,
+      responseNonce: first.nonce,
+      errorDetail: { code: 3, message: "stale" },
+    });
+    await sleep(100);
+    expect(statusOf("productpage-1")).toMatchObject({ nacks: 0, acked: {} });
+    expect(pp.received(CDS)).toBe(2);
+
+    pp.ack(CDS);
+    await server.waitForAck("1", 2000);
+    expect(statusOf("productpage-1")?.acked[CDS]).toBe("1");
+  });
+
+  it("answers a change of subscribed names with the current set for those names", async () => {
+    const pp = await proxy("productpage");
+    await pp.fetch(CDS);
+    expect(names(await pp.fetch(EDS, ["reviews"]))).toEqual(["reviews"]);
+    expect(names(await pp.fetch(EDS, ["reviews", "details", "nonexistent"]))).toEqual(["details", "reviews"]);
+    expect(names(await pp.fetch(EDS, []))).toEqual([]);
+    // A wildcard type may be asked for by name; "*" is all of them.
+    expect(names(await pp.fetch(CDS, ["reviews"]))).toEqual(["reviews"]);
+    expect(names(await pp.fetch(CDS, ["*"]))).toEqual(["details", "reviews"]);
+  });
+});
+
+describe("delta", () => {
+  it("serves the initial subscription, then only what changed, and removals", async () => {
+    const pp = await proxy("productpage", { protocol: "delta" });
+    const clusters = await pp.fetch(CDS);
+    expect(names(clusters)).toEqual(["details", "reviews"]);
+    expect(clusters[0]?.version).toMatch(/^[0-9a-f]{16}$/);
+    await pp.fetch(EDS, ["reviews", "details"]);
+    await pp.fetch(LDS);
+    await pp.fetch(RDS, [routeName("productpage")]);
+    await pp.fetch(ECDS, [filterName("productpage")]);
+    await server.waitForAck("0");
+    expect(statusOf("productpage-1")).toMatchObject({ protocol: "delta", syncedVersion: "0" });
+    const versionsBefore = new Map(pp.held(EDS).map((r) => [r.name, r.version]));
+
+    // One CLA changes: only it is sent.
+    const start = pp.responses.length;
+    (mesh.reviews as ServiceData).endpoints = [{ address: "10.0.0.22", port: 9080 }];
+    await server.update("1");
+    await server.waitForAck("1", 2000);
+    const changed = pp.responses.slice(start);
+    expect(changed.map((r) => r.typeUrl)).toEqual([EDS]);
+    expect(changed[0]?.version).toBe("1");
+    expect(names(changed[0]?.resources ?? [])).toEqual(["reviews"]);
+    expect(changed[0]?.resources[0]?.version).not.toBe(versionsBefore.get("reviews"));
+    expect(pp.held(EDS).find((r) => r.name === "details")?.version).toBe(versionsBefore.get("details"));
+
+    // details is no longer called: route changes, then the cluster and its endpoints are removed.
+    (mesh.productpage as ServiceData).calls = ["reviews"];
+    const mid = pp.responses.length;
+    await server.update("2");
+    await server.waitForAck("2", 2000);
+    const removal = pp.responses.slice(mid);
+    expect(removal.map((r) => [r.typeUrl, names(r.resources), r.removed])).toEqual([
+      [RDS, ["productpage-outbound"], []],
+      [CDS, [], ["details"]],
+      [EDS, [], ["details"]],
+    ]);
+    expect(names(pp.held(CDS))).toEqual(["reviews"]);
+  });
+
+  it("honours unsubscribe", async () => {
+    const pp = await proxy("productpage", { protocol: "delta" });
+    await pp.fetch(CDS);
+    await pp.fetch(EDS, ["reviews", "details"]);
+    await server.waitForAck("0");
+    pp.unsubscribe(EDS, ["details"]);
+    await sleep(50);
+    const count = pp.received(EDS);
+    expect(count).toBe(1); // unsubscribing is not answered
+
+    (mesh.details as ServiceData).endpoints = [{ address: "10.0.0.99", port: 1 }];
+    await server.update("1");
+    await server.waitForAck("1", 2000);
+    await sleep(50);
+    expect(pp.received(EDS)).toBe(count);
+
+    // Subscribing again sends the current version.
+    const again = await pp.fetch(EDS, ["details"]);
+    expect(again.find((r) => r.name === "details")?.resource).toMatchObject({ cluster_name: "details" });
+    expect(pp.responses.at(-1)?.resources.map((r) => r.name)).toEqual(["details"]);
+  });
+
+  it("does not resend what initial_resource_versions says the proxy holds", async () => {
+    const first = await proxy("productpage", { protocol: "delta" });
+    const clusters = await first.fetch(CDS);
+    const held = Object.fromEntries(clusters.map((c) => [c.name, c.version]));
+    first.close();
+
+    // A reconnect that holds the current clusters, plus one that no longer exists.
+    const again = await proxy("productpage", { protocol: "delta", id: "productpage-1" });
+    again.subscribeWith(CDS, [], { ...held, gone: "0123456789abcdef" });
+    const response = await again.next(CDS);
+    expect(response.resources).toEqual([]);
+    expect(response.removed).toEqual(["gone"]);
+
+    // One stale version: only that cluster is sent.
+    const third = await proxy("productpage", { protocol: "delta", id: "productpage-3" });
+    third.subscribeWith(CDS, [], { ...held, reviews: "0000000000000000" });
+    const partial = await third.next(CDS);
+    expect(names(partial.resources)).toEqual(["reviews"]);
+    expect(partial.removed).toEqual([]);
+
+    // Named types: only what is both subscribed and out of date.
+    third.subscribeWith(EDS, ["reviews", "details"], { reviews: "stale" });
+    const eds = await third.next(EDS);
+    expect(names(eds.resources)).toEqual(["details", "reviews"]);
+  });
+
+  it("records a delta NACK and does not resend the rejected resource", async () => {
+    const pp = await proxy("productpage", {
+      protocol: "delta",
+      reject: (r) =>
+        r.resources.some((x) => JSON.stringify(x.resource).includes("10.6.6.6")) ? "bad endpoint" : undefined,
+    });
+    await pp.fetch(CDS);
+    await pp.fetch(EDS, ["reviews", "details"]);
+    await server.waitForAck("0");
+    (mesh.reviews as ServiceData).endpoints = [{ address: "10.6.6.6", port: 1 }];
+    await server.update("1");
+    await expect(server.waitForAck("1", 2000)).rejects.toThrow(/bad endpoint/);
+    (mesh.productpage as ServiceData).filter = "unrelated";
+    await server.update("2");
+    await sleep(100);
+    expect(pp.received(EDS)).toBe(2);
+    expect(statusOf("productpage-1")).toMatchObject({
+      nacks: 1,
+      lastRejection: { typeUrl: EDS, version: "1", message: "bad endpoint" },
+      acked: { [EDS]: "0" },
+    });
+  });
+});
+
+describe("server", () => {
+  it("ends a stream whose node cannot be parsed with INVALID_ARGUMENT and the parse error", async () => {
+    const bad = await connectAds({ address, node: { id: "x-1", cluster: "nosuch" } });
+    clients.push(bad);
+    bad.subscribe(CDS);
+    const status = await bad.status;
+    expect(status.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(status.details).toBe("unknown service 'nosuch'");
+
+    const delta = await connectAds({ address, node: { id: "", cluster: "reviews" }, protocol: "delta" });
+    clients.push(delta);
+    delta.subscribe(CDS);
+    expect(await delta.status).toMatchObject({
+      code: grpc.status.INVALID_ARGUMENT,
+      details: "node.id is empty",
+    });
+    expect(server.status()).toEqual([]);
+  });
+
+  it("waitForAck waits for every connected proxy, and times out naming the laggards", async () => {
+    const fast = await proxy("reviews");
+    const slow = await proxy("productpage", { autoAck: false });
+    await fast.fetch(CDS);
+    slow.subscribe(CDS);
+    await slow.next(CDS);
+    await expect(server.waitForAck("0", 200)).rejects.toThrow(/1 proxy to ACK version 0: productpage-1/);
+
+    // Waiting for a version before it is pushed.
+    const waiting = server.waitForAck("1", 2000);
+    (mesh.ratings as ServiceData).endpoints = [];
+    await server.update("1");
+    slow.ack(CDS);
+    await waiting;
+    await expect(server.waitForAck("9", 50)).rejects.toThrow(/version 9 was never pushed/);
+  });
+
+  it("exports connection, push, NACK and latency metrics", async () => {
+    const pp = await proxy("productpage");
+    const rv = await proxy("reviews", { protocol: "delta" });
+    await subscribeAll(pp, "productpage");
+    await rv.fetch(CDS);
+    (mesh.reviews as ServiceData).endpoints = [{ address: "10.0.0.5", port: 1 }];
+    await server.update("1");
+    await server.waitForAck("1");
+    const text = metrics.render();
+    expect(text).toContain('wasmesh_xds_connected_proxies{protocol="sotw"} 1');
+    expect(text).toContain('wasmesh_xds_connected_proxies{protocol="delta"} 1');
+    expect(text).toContain('wasmesh_xds_pushes_total{type="cds"} 2');
+    expect(text).toContain('wasmesh_xds_pushes_total{type="eds"} 2');
+    expect(text).toContain('wasmesh_xds_pushes_total{type="lds"} 1');
+    expect(text).toContain("# TYPE wasmesh_xds_nacks_total counter");
+    expect(text).toContain("wasmesh_xds_push_latency_seconds_count 1");
+
+    pp.close();
+    await sleep(100);
+    expect(metrics.render()).toContain('wasmesh_xds_connected_proxies{protocol="sotw"} 0');
+  });
+
+  it("close() ends the streams and shuts down promptly", async () => {
+    const pp = await proxy("productpage");
+    const rv = await proxy("reviews", { protocol: "delta" });
+    await pp.fetch(CDS);
+    await rv.fetch(CDS);
+    const started = Date.now();
+    await server.close();
+    expect(Date.now() - started).toBeLessThan(1500);
+    expect((await pp.status).code).toBe(grpc.status.UNAVAILABLE);
+    expect((await rv.status).code).toBe(grpc.status.UNAVAILABLE);
+    expect(server.status()).toEqual([]);
+  });
+});
