@@ -15,6 +15,13 @@ export interface LoadOptions {
   concurrency: number;
   /** Per-request timeout; a request that takes longer counts as an error. */
   timeoutMs: number;
+  /**
+   * Paces request starts at this many per second (request i starts no earlier than i / rate s after
+   * the run began), for steady load over a known time instead of as fast as possible.
+   */
+  ratePerSecond?: number;
+  /** A response header whose value (or "") is recorded for every answer, in completion order. */
+  recordHeader?: string;
 }
 
 export interface LoadResult {
@@ -29,6 +36,8 @@ export interface LoadResult {
   statuses: Map<number, number>;
   /** Answers by their `x-upstream` response header ("" when absent). */
   byUpstream: Map<string, number>;
+  /** Values of options.recordHeader, in completion order (empty without that option). */
+  recorded: string[];
   /** Latency of every answered request, in completion order. */
   latenciesMs: number[];
   p50: number;
@@ -93,6 +102,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     errorMessages: [],
     statuses: new Map(),
     byUpstream: new Map(),
+    recorded: [],
     latenciesMs: [],
     p50: 0,
     p99: 0,
@@ -134,6 +144,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
             bump(result.statuses, status);
             const upstream = res.headers["x-upstream"];
             bump(result.byUpstream, Array.isArray(upstream) ? upstream.join(",") : (upstream ?? ""));
+            if (options.recordHeader) {
+              const value = res.headers[options.recordHeader.toLowerCase()];
+              result.recorded.push(Array.isArray(value) ? value.join(",") : (value ?? ""));
+            }
             if (status >= 200 && status < 300) result.ok += 1;
             else result.non2xx += 1;
             settle();
@@ -146,14 +160,20 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     });
 
   let next = 0;
+  const rate = options.ratePerSecond;
+  if (rate !== undefined && !(rate > 0)) throw new Error(`runLoad: ratePerSecond must be > 0, got ${rate}`);
+  const started = performance.now();
   const worker = async () => {
     while (next < options.requests) {
       const i = next;
       next += 1;
+      if (rate !== undefined) {
+        const wait = started + (i * 1000) / rate - performance.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      }
       await one(i);
     }
   };
-  const started = performance.now();
   try {
     await Promise.all(
       Array.from({ length: Math.min(options.concurrency, Math.max(1, options.requests)) }, worker),

@@ -1,0 +1,88 @@
+// `wasmesh bootstrap`: the Envoy bootstrap of a sidecar. It holds only the node identity, the admin
+// endpoint and the ADS cluster; listeners, routes, clusters, endpoints and the Wasm filters all
+// arrive over ADS (LDS and CDS, which bring RDS, EDS and ECDS), so a bootstrap never goes stale.
+import { isIP } from "node:net";
+import { stringify } from "yaml";
+import { nodeMetadata } from "../translate/index.ts";
+import { DEFAULT_PORTS, type ProxyIdentity } from "../translate/types.ts";
+
+export const XDS_CLUSTER = "wasmesh-xds";
+
+export interface BootstrapOptions {
+  proxy: ProxyIdentity;
+  /** host:port of the control plane's xDS server. */
+  xds: string;
+  adminPort?: number;
+  adminAddress?: string;
+  /** ADS flavour: state of the world (GRPC) or incremental (DELTA_GRPC). */
+  protocol?: "sotw" | "delta";
+}
+
+export function parseHostPort(value: string, flag: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
+  const port = Number(match?.[3]);
+  if (!match || !(port >= 1 && port <= 65_535)) {
+    throw new Error(`${flag}: expected HOST:PORT, got '${value}'`);
+  }
+  return { host: (match[1] ?? match[2]) as string, port };
+}
+
+export function bootstrap(options: BootstrapOptions): Record<string, unknown> {
+  const { host, port } = parseHostPort(options.xds, "--xds");
+  const ads = { ads: {}, resource_api_version: "V3" };
+  return {
+    node: {
+      id: options.proxy.nodeId,
+      cluster: options.proxy.service,
+      metadata: nodeMetadata(options.proxy),
+    },
+    admin: {
+      address: {
+        socket_address: {
+          address: options.adminAddress ?? "127.0.0.1",
+          port_value: options.adminPort ?? DEFAULT_PORTS.admin,
+        },
+      },
+    },
+    dynamic_resources: {
+      ads_config: {
+        api_type: options.protocol === "delta" ? "DELTA_GRPC" : "GRPC",
+        transport_api_version: "V3",
+        grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER } }],
+        set_node_on_first_message_only: true,
+      },
+      lds_config: ads,
+      cds_config: ads,
+    },
+    static_resources: {
+      clusters: [
+        {
+          name: XDS_CLUSTER,
+          // A name is resolved (and re-resolved) by DNS; an IP needs no resolver.
+          type: isIP(host) ? "STATIC" : "STRICT_DNS",
+          connect_timeout: "1s",
+          typed_extension_protocol_options: {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+              "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+              explicit_http_config: { http2_protocol_options: {} },
+            },
+          },
+          load_assignment: {
+            cluster_name: XDS_CLUSTER,
+            endpoints: [
+              {
+                lb_endpoints: [
+                  { endpoint: { address: { socket_address: { address: host, port_value: port } } } },
+                ],
+              },
+            ],
+          },
+        },
+      ],
+    },
+  };
+}
+
+export function bootstrapYaml(options: BootstrapOptions): string {
+  return stringify(bootstrap(options), { lineWidth: 0 });
+}

@@ -1,0 +1,144 @@
+// `wasmesh server`: the control plane's pieces wired together. The store is the source of truth;
+// every committed write (API, CLI, module push) bumps its revision, and the xDS server recomputes
+// each connected proxy's configuration and pushes what changed, labelled with that revision.
+import { mkdirSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
+import { createApi } from "./api/index.ts";
+import { MetricsRegistry } from "./metrics.ts";
+import { createFileBlobStore, createModuleRegistry, loadBuiltinModule } from "./modules/index.ts";
+import { type Resource, validateResource } from "./resources/index.ts";
+import { openSqliteStore, type ResourceStore } from "./store/index.ts";
+import { parseNodeIdentity, proxyClassKey, translateProxy } from "./translate/index.ts";
+import type { ModuleCode, ModuleDelivery, ProxyIdentity } from "./translate/types.ts";
+import { XdsServer } from "./xds/index.ts";
+
+export interface ControlPlaneOptions {
+  dataDir: string;
+  httpPort: number;
+  xdsPort: number;
+  address?: string;
+  moduleDelivery?: "inline" | "remote";
+  /** The API's URL as sidecars reach it, for remote module delivery. */
+  publicUrl?: string;
+  /** Path of the built-in module (default build/mesh.wasm). */
+  builtinModule?: string;
+  log?: (line: string) => void;
+}
+
+export interface ControlPlane {
+  httpPort: number;
+  xdsPort: number;
+  store: ResourceStore;
+  xds: XdsServer;
+  close(): Promise<void>;
+}
+
+/**
+ * What translation reads, kept in memory and refreshed after each committed write, so that a push
+ * to thousands of proxies never goes back to the database per proxy.
+ */
+interface MeshState {
+  revision: number;
+  resources: Resource[];
+  modules: Map<string, ModuleCode>;
+}
+
+export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const address = options.address ?? "127.0.0.1";
+  mkdirSync(options.dataDir, { recursive: true });
+
+  const builtin = await loadBuiltinModule(options.builtinModule);
+  const store = await openSqliteStore({ dataDir: options.dataDir });
+  const metrics = new MetricsRegistry();
+  const modules = createModuleRegistry({ store, blobs: createFileBlobStore(options.dataDir), builtin });
+
+  let state: MeshState = { revision: -1, resources: [], modules: new Map() };
+  let delivery: ModuleDelivery = { mode: "inline" };
+
+  async function load(): Promise<MeshState> {
+    const revision = await store.revision();
+    const resources: Resource[] = [];
+    for (const stored of await store.list()) {
+      // The store holds only validated resources; re-validating narrows the type and guards
+      // against a database edited by hand.
+      const result = validateResource(stored);
+      if (result.ok) resources.push(result.resource);
+      else
+        log(
+          `wasmesh: ignoring invalid stored ${stored.kind}/${stored.metadata.name}: ${result.errors[0]?.message}`,
+        );
+    }
+    const wasmModules = resources.flatMap((r) =>
+      r.kind === "WasmModule" ? [{ name: r.metadata.name, sha256: r.spec.sha256 }] : [],
+    );
+    return { revision, resources, modules: await modules.codes(wasmModules) };
+  }
+
+  const xds = new XdsServer({
+    metrics,
+    parseNode: parseNodeIdentity,
+    provider: {
+      keyFor: (proxy: ProxyIdentity) => proxyClassKey(proxy),
+      configFor: (proxy: ProxyIdentity) =>
+        translateProxy(state.resources, proxy, { modules: state.modules, delivery }),
+    },
+    log: (level, message, fields) =>
+      log(`xds ${level}: ${message}${fields ? ` ${JSON.stringify(fields)}` : ""}`),
+  });
+
+  // Reloads run one at a time, newest revision wins: a burst of writes costs one push each at most.
+  let reloading: Promise<void> = Promise.resolve();
+  const refresh = () => {
+    reloading = reloading.then(async () => {
+      const next = await load();
+      if (next.revision === state.revision) return;
+      state = next;
+      xds.update(String(state.revision));
+    });
+    reloading = reloading.catch((error: unknown) => log(`wasmesh: reload failed: ${(error as Error).stack}`));
+    return reloading;
+  };
+  store.watch(() => void refresh());
+  state = await load();
+  xds.update(String(state.revision));
+
+  const xdsPort = await xds.listen(options.xdsPort, address);
+
+  const app = createApi({ store, modules, status: () => xds.status(), metrics, version: "0.1.0" });
+  const http = serve({ fetch: app.fetch, port: options.httpPort, hostname: address });
+  await new Promise<void>((resolve, reject) => {
+    http.once("listening", resolve);
+    http.once("error", reject);
+  });
+  const httpPort = (http.address() as AddressInfo).port;
+  if (options.moduleDelivery === "remote") {
+    delivery = { mode: "remote", baseUrl: options.publicUrl ?? `http://${address}:${httpPort}` };
+    xds.update(String(state.revision));
+  }
+
+  log(
+    `wasmesh control plane: API http://${address}:${httpPort}  xDS grpc://${address}:${xdsPort}  data ${options.dataDir}  (revision ${state.revision}, modules ${options.moduleDelivery ?? "inline"})`,
+  );
+
+  let closed = false;
+  return {
+    httpPort,
+    xdsPort,
+    store,
+    xds,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await new Promise<void>((resolve) => {
+        http.close(() => resolve());
+        // Keep-alive connections would hold close() open.
+        (http as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+      });
+      await xds.close();
+      await reloading;
+      await store.close();
+    },
+  };
+}

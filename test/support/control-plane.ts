@@ -1,0 +1,257 @@
+// The control plane as users run it, for end-to-end tests: `wasmesh server` as a child process on
+// a data directory, the `wasmesh` CLI as a child process, and Envoy sidecars started from
+// `wasmesh bootstrap` output.
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type EnvoyProcess, freePort, REPO_ROOT, startEnvoy } from "./envoy.ts";
+
+export const WASMESH_BIN = join(REPO_ROOT, "bin", "wasmesh.js");
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `wasmesh <args>` with the Node running the tests; `input` goes to stdin. */
+export function wasmesh(args: string[], options: { api?: string; input?: string } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [WASMESH_BIN, ...args], {
+      env: { ...process.env, ...(options.api ? { WASMESH_API: options.api } : {}) },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString("utf8");
+    });
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString("utf8");
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.stdin.end(options.input ?? "");
+  });
+}
+
+export interface ControlPlaneProcess {
+  readonly dataDir: string;
+  readonly httpPort: number;
+  readonly xdsPort: number;
+  /** http://127.0.0.1:<httpPort> */
+  readonly api: string;
+  /** host:port for `wasmesh bootstrap --xds`. */
+  readonly xds: string;
+  readonly pid: number;
+  logs(): string;
+  /** GET/PUT/… against the API, JSON in and out. */
+  request(method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }>;
+  /** SIGKILL: a crash, not a shutdown. Resolves once the process is gone. */
+  kill(): Promise<void>;
+  /** SIGTERM and wait. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export interface StartControlPlaneOptions {
+  /** Reuse a data directory (e.g. after kill()); default a new temp dir, removed by stop(). */
+  dataDir?: string;
+  /** Fixed ports (to restart on the same ones); default free ports. */
+  httpPort?: number;
+  xdsPort?: number;
+  extraArgs?: string[];
+}
+
+export async function startControlPlaneProcess(
+  options: StartControlPlaneOptions = {},
+): Promise<ControlPlaneProcess> {
+  const ownDir = options.dataDir === undefined;
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "wasmesh-cp-"));
+  const httpPort = options.httpPort ?? (await freePort());
+  const xdsPort = options.xdsPort ?? (await freePort());
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [
+      WASMESH_BIN,
+      "server",
+      "--data",
+      dataDir,
+      "--http-port",
+      String(httpPort),
+      "--xds-port",
+      String(xdsPort),
+      ...(options.extraArgs ?? []),
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let logs = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    logs += chunk.toString("utf8");
+  });
+  child.stderr?.on("data", (chunk: Buffer) => {
+    logs += chunk.toString("utf8");
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  let gone = false;
+  void exited.then(() => {
+    gone = true;
+  });
+
+  const api = `http://127.0.0.1:${httpPort}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (gone) throw new Error(`wasmesh server exited during startup:\n${logs}`);
+    try {
+      const response = await fetch(`${api}/healthz`);
+      if (response.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`wasmesh server not healthy within 30 s:\n${logs}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+
+  const stopWith = async (signal: NodeJS.Signals) => {
+    if (!gone) {
+      child.kill(signal);
+      await exited;
+    }
+  };
+  let stopped = false;
+  return {
+    dataDir,
+    httpPort,
+    xdsPort,
+    api,
+    xds: `127.0.0.1:${xdsPort}`,
+    pid: child.pid ?? -1,
+    logs: () => logs,
+    async request(method, path, body) {
+      const response = await fetch(`${api}${path}`, {
+        method,
+        ...(body !== undefined
+          ? { body: JSON.stringify(body), headers: { "content-type": "application/json" } }
+          : {}),
+      });
+      const text = await response.text();
+      return { status: response.status, body: text ? (JSON.parse(text) as unknown) : undefined };
+    },
+    kill: () => stopWith("SIGKILL"),
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await stopWith("SIGTERM");
+      if (ownDir) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface SidecarOptions {
+  controlPlane: { xds: string };
+  nodeId: string;
+  service: string;
+  labels?: Record<string, string>;
+  /** The local app; without it the sidecar has no inbound listener. */
+  appPort?: number;
+  protocol?: "sotw" | "delta";
+  /**
+   * Extra Envoy flags. By default `--drain-time-s 2`: a changed listener (a plugin attached or
+   * detached) serves connections opened before the change with its old filter chain until they
+   * drain, 600 s by default; deployments shorten it the same way (see README).
+   */
+  envoyArgs?: string[];
+}
+
+export interface Sidecar {
+  readonly envoy: EnvoyProcess;
+  readonly nodeId: string;
+  readonly outboundPort: number;
+  readonly inboundPort: number;
+  readonly bootstrap: string;
+}
+
+/** An Envoy started from `wasmesh bootstrap` output, as a user would start it. */
+export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
+  const outboundPort = await freePort();
+  const inboundPort = await freePort();
+  const adminPort = await freePort();
+  const labels = Object.entries(options.labels ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(",");
+  const result = await wasmesh([
+    "bootstrap",
+    "--node-id",
+    options.nodeId,
+    "--service",
+    options.service,
+    ...(labels ? ["--labels", labels] : []),
+    "--xds",
+    options.controlPlane.xds,
+    "--outbound-port",
+    String(outboundPort),
+    "--inbound-port",
+    String(inboundPort),
+    ...(options.appPort !== undefined ? ["--app-port", String(options.appPort)] : []),
+    "--admin-port",
+    String(adminPort),
+    "--xds-protocol",
+    options.protocol ?? "sotw",
+  ]);
+  if (result.code !== 0) throw new Error(`wasmesh bootstrap failed (${result.code}): ${result.stderr}`);
+  const envoy = await startEnvoy({
+    bootstrap: result.stdout,
+    name: options.nodeId,
+    extraArgs: options.envoyArgs ?? ["--drain-time-s", "2"],
+  });
+  return { envoy, nodeId: options.nodeId, outboundPort, inboundPort, bootstrap: result.stdout };
+}
+
+export interface StatusProxy {
+  nodeId: string;
+  service: string;
+  protocol: string;
+  /** The newest control plane revision whose configuration this proxy has fully acknowledged. */
+  syncedVersion?: string;
+  acked: Record<string, string>;
+  nacks: number;
+  lastRejection?: { typeUrl: string; version: string; message: string };
+}
+
+/** GET /v1/status. */
+export async function proxyStatus(api: string): Promise<StatusProxy[]> {
+  const response = await fetch(`${api}/v1/status`);
+  if (!response.ok) throw new Error(`GET /v1/status: ${response.status} ${await response.text()}`);
+  return ((await response.json()) as { proxies: StatusProxy[] }).proxies;
+}
+
+/** Polls /v1/status until `check` holds for the proxies (10 ms steps); returns them. */
+export async function waitForStatus(
+  api: string,
+  check: (proxies: StatusProxy[]) => boolean,
+  timeoutMs = 20_000,
+): Promise<StatusProxy[]> {
+  const deadline = Date.now() + timeoutMs;
+  let last: StatusProxy[] = [];
+  for (;;) {
+    try {
+      last = await proxyStatus(api);
+      if (check(last)) return last;
+    } catch {
+      // the control plane may be restarting
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`status condition not met within ${timeoutMs} ms: ${JSON.stringify(last, null, 2)}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** The current store revision, from /healthz. */
+export async function revisionOf(api: string): Promise<number> {
+  const response = await fetch(`${api}/healthz`);
+  return ((await response.json()) as { revision: number }).revision;
+}
