@@ -289,6 +289,12 @@ export function selects(subset: Subset | undefined, workload: Workload): boolean
  * Checks the references between a set of (individually valid) resources: the complete state of
  * the mesh, e.g. what is stored plus what an apply adds. The built-in module "mesh" always exists.
  */
+const subsetKey = (subset: Subset | undefined) =>
+  Object.entries(subset ?? {})
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(",");
+
 export function validateReferences(resources: readonly Resource[]): ReferenceResult {
   const result: ReferenceResult = { errors: [], warnings: [] };
   const names = (kind: Kind) => new Set(resources.filter((r) => r.kind === kind).map((r) => r.metadata.name));
@@ -297,6 +303,9 @@ export function validateReferences(resources: readonly Resource[]): ReferenceRes
   const workloads = resources.filter((r): r is Workload => r.kind === "Workload");
 
   const seen = new Set<string>();
+  // One breaker per cluster: the filter keeps one circuit state per cluster, so a second
+  // CircuitBreaker on the same service and subset could only be ignored.
+  const breakerOwners = new Map<string, string>();
   for (const r of resources) {
     const at = (path: string, message: string): ReferenceError => ({
       kind: r.kind,
@@ -333,14 +342,23 @@ export function validateReferences(resources: readonly Resource[]): ReferenceRes
           });
         });
         break;
-      case "CircuitBreaker":
+      case "CircuitBreaker": {
         service("spec.service", r.spec.service);
         subset("spec.subset", r.spec.service, r.spec.subset);
+        const target = `${r.spec.service}|${subsetKey(r.spec.subset)}`;
+        const owner = breakerOwners.get(target);
+        if (owner !== undefined && owner !== r.metadata.name) {
+          error(
+            "spec.subset",
+            `CircuitBreaker '${owner}' already covers this service and subset; one breaker per subset`,
+          );
+        } else breakerOwners.set(target, r.metadata.name);
         if (r.spec.fallback !== undefined) {
           service("spec.fallback.service", r.spec.fallback.service);
           subset("spec.fallback.subset", r.spec.fallback.service, r.spec.fallback.subset);
         }
         break;
+      }
       case "AccessRule":
         if (r.spec.source !== "*") service("spec.source", r.spec.source);
         service("spec.destination", r.spec.destination);

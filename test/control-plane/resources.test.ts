@@ -646,6 +646,27 @@ describe("validateReferences", () => {
     ]);
   });
 
+  it("refuses a second CircuitBreaker on the same service and subset, naming the first", () => {
+    const resources = set();
+    const breaker = resources.find((r) => r.kind === "CircuitBreaker");
+    if (breaker?.kind !== "CircuitBreaker") throw new Error("no breaker");
+    const second = structuredClone(breaker);
+    second.metadata.name = "reviews-v2-again";
+    // Same selector written in another key order is the same subset.
+    second.spec.subset = Object.fromEntries(Object.entries(breaker.spec.subset ?? {}).reverse());
+    const { errors } = validateReferences([...resources, second]);
+    expect(errors).toEqual([
+      {
+        kind: "CircuitBreaker",
+        name: "reviews-v2-again",
+        path: "spec.subset",
+        message: "CircuitBreaker 'reviews-v2' already covers this service and subset; one breaker per subset",
+      },
+    ]);
+    second.spec.subset = { version: "v1" };
+    expect(validateReferences([...resources, second]).errors).toEqual([]);
+  });
+
   it("warns, without failing, about a subset that selects no workload", () => {
     const resources = set();
     const breaker = resources.find((r) => r.kind === "CircuitBreaker");
