@@ -10,6 +10,7 @@ export {
   type ModuleBlobStore,
   sha256Hex,
 } from "./blobs.ts";
+export { DEFAULT_VALIDATION_TIMEOUT_MS, type IsolationLimits, validateModuleIsolated } from "./isolate.ts";
 export {
   BUILTIN_MODULE_PATH,
   createModuleRegistry,

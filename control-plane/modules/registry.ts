@@ -15,8 +15,9 @@ import {
 import { ConflictError, type ResourceStore, type StoredResource } from "../store/index.ts";
 import type { ModuleCode } from "../translate/types.ts";
 import { isSha256, type ModuleBlobStore, sha256Hex } from "./blobs.ts";
+import { validateModuleIsolated } from "./isolate.ts";
 import { type ModuleRegistry, ModuleRejectedError, type PushOptions, type PushResult } from "./types.ts";
-import { type ValidateOptions, type ValidateResult, validateModule } from "./validate.ts";
+import type { ValidateOptions, ValidateResult } from "./validate.ts";
 
 const KIND = "WasmModule";
 
@@ -30,7 +31,7 @@ export interface ModuleRegistryOptions {
   builtin: ModuleCode;
   /** Where missing or damaged module bytes are reported (default console.warn). */
   log?: (line: string) => void;
-  /** Replaces validateModule (tests that need a verdict without a smoke run). */
+  /** Replaces the default validation (validateModuleIsolated: a worker thread with a time limit). */
   validate?: (bytes: Uint8Array, options: ValidateOptions) => Promise<ValidateResult>;
 }
 
@@ -53,7 +54,7 @@ export async function loadBuiltinModule(path: string = BUILTIN_MODULE_PATH): Pro
 export function createModuleRegistry(options: ModuleRegistryOptions): ModuleRegistry {
   const { store, blobs, builtin } = options;
   const log = options.log ?? ((line: string) => console.warn(line));
-  const validate = options.validate ?? validateModule;
+  const validate = options.validate ?? validateModuleIsolated;
   // Blobs never change under a digest, so bytes once read and verified can be kept. Bounded by what
   // the last codes() call needed (the modules in use), plus whatever bytes() fetched since.
   let cache = new Map<string, Uint8Array>();

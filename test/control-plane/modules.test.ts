@@ -25,6 +25,7 @@ import {
   type ModuleRegistry,
   ModuleRejectedError,
   validateModule,
+  validateModuleIsolated,
 } from "../../control-plane/modules/index.ts";
 import {
   ConflictError,
@@ -38,7 +39,14 @@ import { compileAssemblyScript } from "../support/asc.ts";
 import { tagModule } from "../support/tag-module.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const FIXTURES = ["trap-vm-start", "trap-request", "no-abi", "abi-0-1-0", "refuse-config"] as const;
+const FIXTURES = [
+  "trap-vm-start",
+  "trap-request",
+  "no-abi",
+  "abi-0-1-0",
+  "refuse-config",
+  "loop-configure",
+] as const;
 type Fixture = (typeof FIXTURES)[number];
 
 let mesh: Uint8Array;
@@ -96,7 +104,10 @@ async function open(dataDir?: string): Promise<Env> {
   const logs: string[] = [];
   const log = (line: string) => logs.push(line);
   const blobs = createFileBlobStore(dir, { log });
-  return { dataDir: dir, store, blobs, registry: createModuleRegistry({ store, blobs, builtin, log }), logs };
+  // In-thread validation keeps this file fast; the default (a worker per push) gives the same
+  // verdicts, checked under "validateModuleIsolated", and runs in the API and end-to-end tests.
+  const registry = createModuleRegistry({ store, blobs, builtin, log, validate: validateModule });
+  return { dataDir: dir, store, blobs, registry, logs };
 }
 
 /** The .wasm files in the blob directory (none if it was never created). */
@@ -493,6 +504,41 @@ describe("validateModule", () => {
         expect.stringMatching(/^missing export proxy_on_context_create/),
       ]);
     }
+  });
+});
+
+describe("validateModuleIsolated", () => {
+  it("gives the same verdicts as validateModule, from a worker thread", async () => {
+    const good = await validateModuleIsolated(mesh);
+    expect(good).toMatchObject({ ok: true, sha256: sha256(mesh), size: mesh.length });
+    const bad = await validateModuleIsolated(fixture("trap-vm-start"));
+    expect(bad).toEqual({
+      ok: false,
+      errors: [{ path: "module.smoke", message: "trapped in proxy_on_vm_start: unreachable" }],
+    });
+  });
+
+  it("gives up on a module that never returns, and the registry refuses it without storing it", async () => {
+    const verdict = await validateModuleIsolated(fixture("loop-configure"), {}, { timeoutMs: 500 });
+    expect(verdict).toEqual({
+      ok: false,
+      errors: [
+        { path: "module.smoke", message: "did not finish within 500 ms (a loop that never returns?)" },
+      ],
+    });
+
+    const env = await open();
+    const revision = await env.store.revision();
+    const registry = createModuleRegistry({
+      store: env.store,
+      blobs: env.blobs,
+      builtin,
+      validate: (bytes, options) => validateModuleIsolated(bytes, options, { timeoutMs: 500 }),
+    });
+    const error = await rejection(registry.push("spinner", fixture("loop-configure")));
+    expect(error.errors[0]?.path).toBe("module.smoke");
+    expect(await env.store.revision()).toBe(revision);
+    expect(blobFiles(env)).toEqual([]);
   });
 });
 
