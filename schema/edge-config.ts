@@ -1,0 +1,74 @@
+// What the control plane serves to edge workers (GET /v1/edge/config, or a KV key it writes), and
+// what the worker validates before it replaces its running configuration. Defined once, imported
+// by the control plane's edge generator and by the worker.
+import { type Static, Type } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
+import { type ConfigError, FilterConfig, schemaErrors, validateFilterConfig } from "./filter-config.ts";
+
+const strict = { additionalProperties: false } as const;
+
+/** An origin base URL the worker forwards to: http(s), no query or fragment. */
+const OriginUrl = Type.String({
+  pattern: "^https?://[^\\s/?#]+(/[^\\s?#]*)?$",
+  maxLength: 2048,
+  description: "http(s) base URL; the request's path and query are appended",
+});
+
+export const EdgeConfig = Type.Object(
+  {
+    /** Changes whenever anything below changes (the control plane's revision and a content hash). */
+    version: Type.String({ minLength: 1, maxLength: 128 }),
+    /** The mesh filter's plugin configuration, exactly as a sidecar's routing filter gets it. */
+    filter: FilterConfig,
+    /**
+     * Where each cluster the filter can choose is reached from the edge: one or more origins,
+     * used round-robin. A cluster the filter names but this map lacks is answered with a 503.
+     */
+    origins: Type.Record(
+      Type.String({ pattern: "^[\\x21-\\x7e]{1,200}$" }),
+      Type.Array(OriginUrl, { minItems: 1 }),
+      {
+        ...strict,
+      },
+    ),
+  },
+  { ...strict, $id: "https://wasmesh.io/schemas/edge-config.json", title: "wasmesh edge configuration" },
+);
+export type EdgeConfig = Static<typeof EdgeConfig>;
+
+export type EdgeValidationResult = { ok: true; config: EdgeConfig } | { ok: false; errors: ConfigError[] };
+
+/** Structural validation with field paths (the filter part is checked as validateFilterConfig does). */
+export function validateEdgeConfig(value: unknown): EdgeValidationResult {
+  if (Value.Check(EdgeConfig, value)) {
+    // Route destinations must be reachable: every cluster the filter can pick has an origin.
+    const config = value;
+    const errors: ConfigError[] = [];
+    (config.filter.routes ?? []).forEach((route, i) => {
+      route.destinations.forEach((d, j) => {
+        if (!(d.cluster in config.origins)) {
+          errors.push({
+            path: `filter.routes[${i}].destinations[${j}].cluster`,
+            message: `no origin for cluster '${d.cluster}' in origins`,
+          });
+        }
+      });
+    });
+    return errors.length === 0 ? { ok: true, config } : { ok: false, errors };
+  }
+  const errors = schemaErrors(EdgeConfig, value);
+  // Report the filter part with the filter schema's own messages and paths, prefixed.
+  if (typeof value === "object" && value !== null && "filter" in value) {
+    const filter = validateFilterConfig((value as { filter: unknown }).filter);
+    if (!filter.ok) {
+      return {
+        ok: false,
+        errors: [
+          ...errors.filter((e) => !e.path.startsWith("filter")),
+          ...filter.errors.map((e) => ({ ...e, path: e.path === "(root)" ? "filter" : `filter.${e.path}` })),
+        ],
+      };
+    }
+  }
+  return { ok: false, errors };
+}
