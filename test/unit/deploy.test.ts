@@ -1,0 +1,346 @@
+// deploy/: every Kubernetes manifest parses, and what its pods run agrees with the CLI, with Envoy
+// and with each other (names, namespaces, ports, volumes). No cluster here: the control plane's
+// exact server flags are run through the real `wasmesh server`, the initContainer's exact
+// bootstrap command through the real `wasmesh bootstrap` and its output through
+// `envoy --mode validate`, and the Dockerfile is checked to copy every file the CLI loads.
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, relative, resolve } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { parse, parseAllDocuments } from "yaml";
+import { DEFAULT_PORTS } from "../../control-plane/translate/types.ts";
+import { ENVOY_VERSION, findEnvoy, freePort, REPO_ROOT } from "../support/envoy.ts";
+
+const KUBERNETES_DIR = join(REPO_ROOT, "deploy", "kubernetes");
+const WASMESH_BIN = join(REPO_ROOT, "bin", "wasmesh.js");
+
+interface Probe {
+  httpGet?: { path: string; port: string | number };
+  tcpSocket?: { port: string | number };
+}
+interface Container {
+  name: string;
+  image: string;
+  command?: string[];
+  args?: string[];
+  ports?: { name?: string; containerPort: number }[];
+  env?: { name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
+  volumeMounts?: { name: string; mountPath: string }[];
+  readinessProbe?: Probe;
+  livenessProbe?: Probe;
+}
+interface PodTemplate {
+  metadata: { labels: Record<string, string> };
+  spec: {
+    serviceAccountName?: string;
+    initContainers?: Container[];
+    containers: Container[];
+    volumes?: { name: string; emptyDir?: object }[];
+  };
+}
+interface Manifest {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string };
+  spec?: unknown;
+}
+interface ServiceSpec {
+  selector: Record<string, string>;
+  ports: { name: string; port: number; targetPort: string | number; appProtocol?: string }[];
+}
+interface StatefulSetSpec {
+  replicas: number;
+  serviceName: string;
+  selector: { matchLabels: Record<string, string> };
+  template: PodTemplate;
+  volumeClaimTemplates: { metadata: { name: string } }[];
+}
+interface DeploymentSpec {
+  selector: { matchLabels: Record<string, string> };
+  template: PodTemplate;
+}
+
+/** Every document of a manifest file; a YAML error fails the test with its message. */
+function documents(file: string): Manifest[] {
+  const docs = parseAllDocuments(readFileSync(join(KUBERNETES_DIR, file), "utf8"));
+  if (!Array.isArray(docs)) throw new Error(`${file}: no documents`);
+  return docs.map((doc, i) => {
+    expect(
+      doc.errors.map((e) => e.message),
+      `${file} document ${i}`,
+    ).toEqual([]);
+    return doc.toJS() as Manifest;
+  });
+}
+
+function only<T>(manifests: Manifest[], kind: string): Manifest & { spec: T } {
+  const found = manifests.filter((m) => m.kind === kind);
+  expect(found, kind).toHaveLength(1);
+  return found[0] as Manifest & { spec: T };
+}
+
+function container(template: PodTemplate, name: string, init = false): Container {
+  const list = init ? (template.spec.initContainers ?? []) : template.spec.containers;
+  const found = list.find((c) => c.name === name);
+  if (!found) throw new Error(`no ${init ? "initContainer" : "container"} '${name}'`);
+  return found;
+}
+
+function port(c: Container, name: string): number {
+  const found = c.ports?.find((p) => p.name === name);
+  if (!found) throw new Error(`container '${c.name}' has no port '${name}'`);
+  return found.containerPort;
+}
+
+/** The value following `flag` in an argument list. */
+function flag(args: readonly string[], name: string): string {
+  const i = args.indexOf(name);
+  expect(i, `${name} in ${args.join(" ")}`).toBeGreaterThanOrEqual(0);
+  return args[i + 1] as string;
+}
+
+/** Replaces the value following `name` (for running the manifest's flags outside a pod). */
+function withFlag(args: readonly string[], name: string, value: string): string[] {
+  const out = [...args];
+  out[out.indexOf(name) + 1] = value;
+  return out;
+}
+
+const files = readdirSync(KUBERNETES_DIR).filter((f) => /\.ya?ml$/.test(f));
+const controlPlane = documents("control-plane.yaml");
+const sidecar = documents("sidecar-example.yaml");
+const namespace = only<unknown>(controlPlane, "Namespace").metadata.name;
+const service = only<ServiceSpec>(controlPlane, "Service");
+const statefulSet = only<StatefulSetSpec>(controlPlane, "StatefulSet");
+const server = container(statefulSet.spec.template, "control-plane");
+
+const cleanup: (() => void)[] = [];
+afterAll(() => {
+  for (const undo of cleanup.reverse()) undo();
+});
+
+describe("deploy/kubernetes", () => {
+  it("holds the two manifests, every document a named resource", () => {
+    expect(files.sort()).toEqual(["control-plane.yaml", "sidecar-example.yaml"]);
+    for (const file of files) {
+      for (const doc of documents(file)) {
+        expect(doc.apiVersion, file).toMatch(/^(v1|apps\/v1)$/);
+        expect(doc.metadata.name, `${file} ${doc.kind}`).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+      }
+    }
+  });
+});
+
+describe("control-plane.yaml", () => {
+  it("a namespace, a service account, one StatefulSet replica on a volume, a Service for both ports", () => {
+    expect(controlPlane.map((m) => m.kind).sort()).toEqual([
+      "Namespace",
+      "Service",
+      "ServiceAccount",
+      "StatefulSet",
+    ]);
+    expect(namespace).toBe("wasmesh-system");
+    for (const m of controlPlane.filter((m) => m.kind !== "Namespace"))
+      expect(m.metadata.namespace).toBe(namespace);
+
+    const spec = statefulSet.spec;
+    expect(spec.replicas).toBe(1); // SQLite: a single writer
+    expect(spec.serviceName).toBe(service.metadata.name);
+    expect(spec.template.spec.serviceAccountName).toBe(only(controlPlane, "ServiceAccount").metadata.name);
+    expect(spec.template.metadata.labels).toMatchObject(spec.selector.matchLabels);
+    expect(spec.template.metadata.labels).toMatchObject(service.spec.selector);
+
+    // The server's data directory is the claimed volume.
+    const args = [...(server.command ?? []), ...(server.args ?? [])];
+    const data = flag(args, "--data");
+    const claims = spec.volumeClaimTemplates.map((t) => t.metadata.name);
+    expect(server.volumeMounts?.filter((v) => claims.includes(v.name)).map((v) => v.mountPath)).toEqual([
+      data,
+    ]);
+  });
+
+  it("runs `npx wasmesh server` on all interfaces, with the Service and probes on its ports", () => {
+    expect(server.image).toBe("ghcr.io/wasmesh/control-plane:0.1.0");
+    const args = [...(server.command ?? []), ...(server.args ?? [])];
+    expect(args).toEqual([
+      "npx",
+      "wasmesh",
+      "server",
+      "--data",
+      "/var/lib/wasmesh",
+      "--address",
+      "0.0.0.0",
+      "--http-port",
+      "5681",
+      "--xds-port",
+      "5678",
+    ]);
+    // `npx wasmesh` in the image's /app runs the package's own bin.
+    const pkg = JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")) as {
+      bin: Record<string, string>;
+    };
+    expect(pkg.bin.wasmesh).toBe("bin/wasmesh.js");
+
+    expect(port(server, "http")).toBe(Number(flag(args, "--http-port")));
+    expect(port(server, "grpc")).toBe(Number(flag(args, "--xds-port")));
+    for (const probe of [server.readinessProbe, server.livenessProbe]) {
+      expect(probe?.httpGet).toEqual({ path: "/healthz", port: "http" });
+    }
+    expect(service.spec.ports).toEqual([
+      { name: "http", port: 5681, targetPort: "http", appProtocol: "http" },
+      { name: "grpc", port: 5678, targetPort: "grpc", appProtocol: "grpc" },
+    ]);
+  });
+
+  it("passes only flags `wasmesh server` accepts, and with them the server starts and answers the probe path", async () => {
+    const args = (server.args ?? []).slice(1); // after "server"
+    const help = execFileSync(process.execPath, [WASMESH_BIN, "server", "--help"], { encoding: "utf8" });
+    for (const arg of args.filter((a) => a.startsWith("--"))) expect(help).toContain(arg);
+
+    // The same flags with values this machine can use: a temp data dir, free loopback ports.
+    const dataDir = mkdtempSync(join(tmpdir(), "wasmesh-deploy-"));
+    cleanup.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const httpPort = await freePort();
+    let local = withFlag(args, "--data", dataDir);
+    local = withFlag(local, "--address", "127.0.0.1");
+    local = withFlag(local, "--http-port", String(httpPort));
+    local = withFlag(local, "--xds-port", String(await freePort()));
+    const child: ChildProcess = spawn(process.execPath, [WASMESH_BIN, "server", ...local], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    cleanup.push(() => child.kill("SIGKILL"));
+    let output = "";
+    child.stdout?.on("data", (chunk: Buffer) => {
+      output += chunk.toString("utf8");
+    });
+    child.stderr?.on("data", (chunk: Buffer) => {
+      output += chunk.toString("utf8");
+    });
+    const deadline = Date.now() + 20_000;
+    while (!output.includes("wasmesh control plane: API")) {
+      if (child.exitCode !== null || Date.now() > deadline)
+        throw new Error(`wasmesh server did not start:\n${output}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const probe = server.readinessProbe?.httpGet?.path ?? "";
+    const health = await fetch(`http://127.0.0.1:${httpPort}${probe}`);
+    expect(health.status).toBe(200);
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill("SIGTERM");
+    await exited;
+  });
+});
+
+describe("sidecar-example.yaml", () => {
+  const deployment = only<DeploymentSpec>(sidecar, "Deployment");
+  const template = deployment.spec.template;
+  const init = container(template, "wasmesh-bootstrap", true);
+  const envoy = container(template, "envoy");
+  const app = container(template, "app");
+  // sh -c "npx wasmesh bootstrap … > FILE"
+  const script = (init.args ?? [])[0] ?? "";
+  const match = /^npx wasmesh (bootstrap [^>"']+?) > (\S+)$/.exec(script);
+
+  it("an initContainer writes the bootstrap with `wasmesh bootstrap` into a volume Envoy reads", () => {
+    expect(sidecar.map((m) => m.kind)).toEqual(["Deployment"]);
+    expect(template.metadata.labels).toMatchObject(deployment.spec.selector.matchLabels);
+    expect(init.command).toEqual(["sh", "-c"]);
+    expect(init.args).toHaveLength(1);
+    expect(match, script).not.toBeNull();
+    expect(init.image).toBe(server.image);
+    // $(POD_NAME) is expanded by Kubernetes from this variable: one node id per pod.
+    expect(init.env).toContainEqual({
+      name: "POD_NAME",
+      valueFrom: { fieldRef: { fieldPath: "metadata.name" } },
+    });
+
+    const file = match?.[2] ?? "";
+    const shared = template.spec.volumes?.filter((v) => v.emptyDir !== undefined).map((v) => v.name) ?? [];
+    const mountOf = (c: Container) => c.volumeMounts?.find((m) => shared.includes(m.name));
+    expect(mountOf(init)?.name).toBeDefined();
+    expect(mountOf(envoy)?.name).toBe(mountOf(init)?.name);
+    expect(dirname(file)).toBe(mountOf(init)?.mountPath);
+    expect(dirname(file)).toBe(mountOf(envoy)?.mountPath);
+
+    expect(envoy.image).toBe(`envoyproxy/envoy:v${ENVOY_VERSION}`);
+    const envoyArgs = [...(envoy.command ?? []), ...(envoy.args ?? [])];
+    expect(flag(envoyArgs, "-c")).toBe(file);
+    expect(flag(envoyArgs, "--drain-time-s")).toBe("5");
+  });
+
+  it("points the sidecar at the control plane's Service and at the app's port", () => {
+    const args = (match?.[1] ?? "").split(/\s+/);
+    const grpc = service.spec.ports.find((p) => p.name === "grpc")?.port;
+    expect(flag(args, "--xds")).toBe(`${service.metadata.name}.${namespace}.svc:${grpc}`);
+    expect(Number(flag(args, "--app-port"))).toBe(port(app, "http"));
+    expect(flag(args, "--node-id")).toBe("$(POD_NAME)");
+    // The labels route subsets select on, as the pods carry them.
+    expect(flag(args, "--labels")).toBe(`version=${template.metadata.labels.version}`);
+    // The inbound listener (the bootstrap's default port) is what the pod exposes and probes.
+    expect(args).not.toContain("--inbound-port");
+    expect(port(envoy, "mesh-inbound")).toBe(DEFAULT_PORTS.inbound);
+    expect(envoy.readinessProbe?.tcpSocket?.port).toBe(DEFAULT_PORTS.inbound);
+  });
+
+  it("the initContainer's exact command prints a bootstrap that Envoy 1.37 validates", () => {
+    const args = (match?.[1] ?? "")
+      .split(/\s+/)
+      .map((a) => a.replace("$(POD_NAME)", "reviews-v1-5d8f9c-x7k2q"));
+    const yaml = execFileSync(process.execPath, [WASMESH_BIN, ...args], { encoding: "utf8" });
+    const bootstrap = parse(yaml) as { node: { id: string; cluster: string } };
+    expect(bootstrap.node).toMatchObject({ id: "reviews-v1-5d8f9c-x7k2q", cluster: flag(args, "--service") });
+
+    const dir = mkdtempSync(join(tmpdir(), "wasmesh-deploy-bootstrap-"));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, "bootstrap.yaml");
+    writeFileSync(file, yaml);
+    const validated = execFileSync(findEnvoy(), ["--mode", "validate", "-c", file, "--log-level", "warn"], {
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    expect(validated).toContain(`configuration '${file}' OK`);
+  });
+});
+
+describe("deploy/Dockerfile", () => {
+  const dockerfile = readFileSync(join(REPO_ROOT, "deploy", "Dockerfile"), "utf8");
+  const runtime = dockerfile.slice(dockerfile.lastIndexOf("\nFROM "));
+
+  it("Node 22, the filters built, a non-root user, the server as the default command", () => {
+    expect(dockerfile).toMatch(/^FROM node:22-\S+ AS build$/m);
+    expect(runtime).toMatch(/^FROM node:22-\S+$/m);
+    expect(dockerfile).toMatch(/^RUN npm run build:filters$/m);
+    expect(runtime).toMatch(/^USER node$/m);
+    expect(runtime).toMatch(/^ENTRYPOINT \["npx", "wasmesh"\]$/m);
+    expect(existsSync(join(REPO_ROOT, "deploy", "Dockerfile.dockerignore"))).toBe(true);
+  });
+
+  it("copies every directory the CLI loads, and the built-in module", () => {
+    const copied = [...runtime.matchAll(/^COPY (?:--from=\S+ )?(?:\S+ )*?(\S+) \.\/(\S+)$/gm)].map(
+      (m) => m[2],
+    );
+    for (const dir of topLevelDirsLoadedFrom(WASMESH_BIN)) expect(copied, dir).toContain(dir);
+    expect(runtime).toContain("COPY --from=build /app/build/mesh.wasm ./build/mesh.wasm");
+  });
+});
+
+/**
+ * The repository's top-level directories holding a file reachable from `entry` through relative
+ * static imports, dynamic imports and `new URL("…", import.meta.url)` (the validation worker).
+ */
+function topLevelDirsLoadedFrom(entry: string): Set<string> {
+  const seen = new Set<string>();
+  const queue = [entry];
+  const specifier = /(?:from\s+|import\(\s*|new URL\(\s*)"(\.{1,2}\/[^"]+)"/g;
+  for (let file = queue.pop(); file !== undefined; file = queue.pop()) {
+    if (seen.has(file)) continue;
+    seen.add(file);
+    if (!/\.[cm]?[jt]s$/.test(file)) continue;
+    for (const m of readFileSync(file, "utf8").matchAll(specifier)) {
+      const target = resolve(dirname(file), m[1] as string);
+      if (existsSync(target) && /\.[cm]?[jt]s$/.test(target)) queue.push(target);
+    }
+  }
+  return new Set([...seen].map((f) => relative(REPO_ROOT, f).split("/")[0] as string));
+}
