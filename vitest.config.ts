@@ -1,7 +1,7 @@
 import { defineConfig } from "vitest/config";
 
-// Two projects: fast suites run in parallel; suites that start real Envoy processes
-// run one file at a time so that two Envoys never compete for the two cores.
+// Three projects: fast suites run in parallel; suites that start real Envoy processes, and the
+// edge worker's suites in workerd, run one file at a time so they never compete for the two cores.
 export default defineConfig({
   test: {
     projects: [
@@ -24,6 +24,18 @@ export default defineConfig({
           include: ["test/envoy/**/*.test.ts"],
           testTimeout: 120_000,
           hookTimeout: 120_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        // The edge worker in real workerd (miniflare), built once by the global setup with
+        // `npm run build:worker`; one file at a time, as each starts its own workerd.
+        test: {
+          name: "workers",
+          include: ["test/workers/**/*.test.ts"],
+          globalSetup: ["test/workers/global-setup.ts"],
+          testTimeout: 30_000,
+          hookTimeout: 60_000,
           fileParallelism: false,
         },
       },

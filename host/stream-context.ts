@@ -472,6 +472,14 @@ export class StreamContext extends Context {
   releasedBody(direction: Direction): Uint8Array {
     return joined(this.sideOf(direction).released);
   }
+
+  /** The released bytes not taken yet, then forgotten: a streaming proxy keeps no copy of the body. */
+  takeReleasedBody(direction: Direction): Uint8Array {
+    const side = this.sideOf(direction);
+    const taken = side.released.length === 1 ? (side.released[0] as Uint8Array) : joined(side.released);
+    side.released = [];
+    return taken;
+  }
 }
 
 function joined(chunks: Uint8Array[]): Uint8Array {

@@ -94,9 +94,17 @@ export class HttpStream {
     return this.#context.response.trailers?.pairs() ?? [];
   }
 
-  /** Body bytes the plugin has let through so far in one direction. */
+  /** Body bytes the plugin has let through so far in one direction (since the last take). */
   releasedBody(direction: Direction): Uint8Array {
     return this.#context.releasedBody(direction);
+  }
+
+  /**
+   * Body bytes released since the last take (by a body call or by a module continuing the stream
+   * later), which the stream then forgets: what an embedder streaming the body forwards next.
+   */
+  takeReleasedBody(direction: Direction): Uint8Array {
+    return this.#context.takeReleasedBody(direction);
   }
 
   /** How often this stream called a foreign function (by name), e.g. "clear_route_cache". */

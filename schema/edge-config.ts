@@ -46,7 +46,8 @@ export function validateEdgeConfig(value: unknown): EdgeValidationResult {
     const errors: ConfigError[] = [];
     (config.filter.routes ?? []).forEach((route, i) => {
       route.destinations.forEach((d, j) => {
-        if (!(d.cluster in config.origins)) {
+        // hasOwn: a cluster named like an Object.prototype member ("constructor") is no origin.
+        if (!Object.hasOwn(config.origins, d.cluster)) {
           errors.push({
             path: `filter.routes[${i}].destinations[${j}].cluster`,
             message: `no origin for cluster '${d.cluster}' in origins`,

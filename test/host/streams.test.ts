@@ -106,6 +106,21 @@ describe("pause and continue", () => {
     expect(text(stream.releasedBody("request"))).toBe("abc");
   });
 
+  it("hands released body bytes to a streaming embedder once each (takeReleasedBody)", async () => {
+    const { host, plugin } = await start();
+    const stream = plugin.newHttpStream();
+    stream.requestHeaders(probeRequest("pause"), false);
+    stream.requestBody("ab", false);
+    expect(stream.takeReleasedBody("request").byteLength).toBe(0);
+    host.advanceTime(20); // the module continues from a tick: the held chunk goes on then
+    expect(text(stream.takeReleasedBody("request"))).toBe("ab");
+    expect(text(stream.requestBody("cd", true).body)).toBe("cd");
+    expect(text(stream.takeReleasedBody("request"))).toBe("cd");
+    // Taken bytes are forgotten: the stream holds no copy of what went on.
+    expect(stream.takeReleasedBody("request").byteLength).toBe(0);
+    expect(stream.releasedBody("request").byteLength).toBe(0);
+  });
+
   it("replays held body and trailers in order on continue", async () => {
     const { host, plugin } = await start();
     const stream = plugin.newHttpStream();

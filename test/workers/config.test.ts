@@ -1,0 +1,280 @@
+// The worker's live configuration in real workerd: it follows a split changed through the real
+// control plane's API within its revalidation interval with no failed request, revalidates with
+// If-None-Match, keeps its last good configuration whatever the source does, answers 503 until it
+// has one, and reads the same EdgeConfig from a KV namespace (miniflare's real KV).
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { stringify } from "yaml";
+import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
+import type { EdgeConfig } from "../../schema/edge-config.ts";
+import type { FilterConfig } from "../../schema/filter-config.ts";
+import type { HttpResponse } from "../support/mesh-envoy.ts";
+import { startUpstream, type Upstream } from "../support/upstreams.ts";
+import {
+  type ConfigServer,
+  type EdgeWorker,
+  edgeConfig,
+  sleep,
+  startConfigServer,
+  startEdgeWorker,
+  until,
+} from "./harness.ts";
+
+const REFRESH_MS = 100;
+/** A request's time to notice a refresh is due, plus the refresh itself, on a busy CI machine. */
+const SLACK_MS = 400;
+
+let v1: Upstream;
+let v2: Upstream;
+let control: ConfigServer;
+const cleanups: (() => Promise<void> | void)[] = [];
+
+beforeAll(async () => {
+  [v1, v2] = await Promise.all([startUpstream({ name: "v1" }), startUpstream({ name: "v2" })]);
+  control = await startConfigServer();
+});
+afterAll(async () => {
+  await Promise.all([v1?.close(), v2?.close(), control?.close()]);
+});
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  v1.reset();
+  v2.reset();
+});
+
+async function worker(vars: Record<string, string>, kv = false): Promise<EdgeWorker> {
+  const started = await startEdgeWorker({ vars: { CONFIG_REFRESH_MS: String(REFRESH_MS), ...vars }, kv });
+  cleanups.push(() => started.close());
+  return started;
+}
+
+/** All traffic to one cluster. */
+function allTo(version: string, cluster: "v1" | "v2"): EdgeConfig {
+  const filter: FilterConfig = { routes: [{ name: "all", destinations: [{ cluster }] }] };
+  return edgeConfig(version, filter, { v1: [v1.url], v2: [v2.url] });
+}
+
+const upstreamOf = (response: HttpResponse) =>
+  response.headers.get("x-upstream") ?? `status ${response.status}`;
+
+/** Sends requests for `ms`, each of which must reach `upstream`; resolves once `done()` holds too. */
+async function keepServing(
+  edge: EdgeWorker,
+  upstream: string,
+  done: () => boolean,
+  ms = 4 * REFRESH_MS,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline || !done()) {
+    if (Date.now() > deadline + 5_000) throw new Error(`timed out; worker logs:\n${edge.logs.join("\n")}`);
+    const response = await edge.send({ path: "/" });
+    expect(upstreamOf(response), response.body).toBe(upstream);
+    await sleep(10);
+  }
+}
+
+const logged = (edge: EdgeWorker, pattern: RegExp) => () => edge.logs.some((line) => pattern.test(line));
+
+describe("live configuration from the control plane (real control plane, its edge endpoint)", () => {
+  let plane: ControlPlane;
+  let dataDir: string;
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), "wasmesh-worker-cp-"));
+    plane = await startControlPlane({ dataDir, httpPort: 0, xdsPort: 0, log: () => {} });
+  });
+  afterAll(async () => {
+    await plane?.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  async function split(weightV1: number, weightV2: number): Promise<void> {
+    const response = await fetch(`http://127.0.0.1:${plane.httpPort}/v1/apply`, {
+      method: "POST",
+      headers: { "content-type": "application/yaml" },
+      body: meshYaml(weightV1, weightV2),
+    });
+    expect(response.status, await response.text()).toBe(200);
+  }
+
+  it("follows a split change within its revalidation interval, with no failed request in between", async () => {
+    await split(100, 0);
+    const edge = await worker({ CONFIG_URL: `http://127.0.0.1:${plane.httpPort}/v1/edge/config` });
+    expect(upstreamOf(await edge.send({ path: "/" }))).toBe("v1");
+
+    // Continuous traffic (two clients) across the change.
+    const seen: { at: number; status: number; upstream: string }[] = [];
+    let stop = false;
+    const clients = [0, 1].map(async () => {
+      while (!stop) {
+        const response = await edge.send({ path: "/" });
+        seen.push({ at: performance.now(), status: response.status, upstream: upstreamOf(response) });
+      }
+    });
+    await sleep(300);
+    const changing = performance.now();
+    await split(0, 100);
+    const changed = performance.now();
+    await sleep(REFRESH_MS + SLACK_MS + 300);
+    stop = true;
+    await Promise.all(clients);
+
+    expect(
+      seen.filter((s) => s.status !== 200),
+      "no failed request",
+    ).toEqual([]);
+    expect(seen.filter((s) => s.at < changing).every((s) => s.upstream === "v1")).toBe(true);
+    const firstV2 = seen.find((s) => s.upstream === "v2");
+    expect(firstV2, "the worker followed").toBeDefined();
+    const lag = (firstV2?.at ?? 0) - changed;
+    console.log(
+      `edge worker followed the control plane ${Math.max(0, lag).toFixed(0)} ms after the write (interval ${REFRESH_MS} ms)`,
+    );
+    // Within one interval, plus a request's time to notice it is due and the refresh itself.
+    expect(lag).toBeLessThan(REFRESH_MS + SLACK_MS);
+    const settled = seen.filter((s) => s.at > changed + REFRESH_MS + SLACK_MS);
+    expect(settled.length).toBeGreaterThan(0);
+    expect(settled.every((s) => s.upstream === "v2")).toBe(true);
+
+    // The control plane goes away: the worker keeps its configuration.
+    await plane.close();
+    await keepServing(edge, "v2", logged(edge, /keeping configuration .*unreachable/));
+  });
+});
+
+describe("revalidation and the last good configuration (a stand-in endpoint that misbehaves)", () => {
+  it("revalidates with If-None-Match and reconfigures only when the version changes", async () => {
+    control.serve(allTo("A", "v1"));
+    const edge = await worker({ CONFIG_URL: control.url });
+    await keepServing(edge, "v1", () => control.notModified >= 2);
+    expect(control.full).toBe(1);
+    // The same version with a new ETag is fetched, and not applied again.
+    control.serve(allTo("A", "v1"));
+    await keepServing(edge, "v1", () => control.full === 2);
+    expect(edge.logs.filter((line) => line.includes("serving configuration A"))).toHaveLength(1);
+  });
+
+  it("keeps its last good configuration while the source is down, failing or serving garbage", async () => {
+    control.serve(allTo("good", "v1"));
+    const edge = await worker({ CONFIG_URL: control.url });
+    expect(upstreamOf(await edge.send({ path: "/" }))).toBe("v1");
+
+    await control.stop();
+    await keepServing(edge, "v1", logged(edge, /keeping configuration good: .* is unreachable/));
+    await control.start();
+    control.serveRaw(500, "internal error");
+    await keepServing(edge, "v1", logged(edge, /keeping configuration good: .* answered 500/));
+    control.serveRaw(200, "<html>definitely not JSON");
+    await keepServing(edge, "v1", logged(edge, /keeping configuration good: .* served invalid JSON/));
+    control.serveRaw(
+      200,
+      JSON.stringify({ version: "no-origins", filter: allTo("x", "v2").filter, origins: {} }),
+    );
+    await keepServing(
+      edge,
+      "v1",
+      logged(edge, /invalid edge configuration: filter\.routes\[0\]\.destinations\[0\]\.cluster/),
+    );
+    // Valid for the schema, refused by the module (weights add up to 110): the old plugin stays.
+    const refused = allTo("refused", "v2");
+    refused.filter.routes = [
+      {
+        name: "bad",
+        destinations: [
+          { cluster: "v1", weight: 90 },
+          { cluster: "v2", weight: 20 },
+        ],
+      },
+    ];
+    control.serve(refused);
+    await keepServing(
+      edge,
+      "v1",
+      logged(edge, /the module refused configuration refused: .*weights must add up to 100/),
+    );
+
+    control.serve(allTo("better", "v2"));
+    await until("the worker to follow", async () => upstreamOf(await edge.send({ path: "/" })) === "v2");
+    expect(v2.count).toBeGreaterThan(0);
+  });
+
+  it("answers 503 with a clear body until it has ever had a configuration, never routing", async () => {
+    await control.stop();
+    const edge = await worker({ CONFIG_URL: control.url });
+    const unreachable = await edge.send({ path: "/" });
+    expect(unreachable.status).toBe(503);
+    expect(unreachable.body).toMatch(/^wasmesh edge has no configuration yet: .* is unreachable/);
+
+    await control.start();
+    control.serveRaw(200, "garbage");
+    await until("the garbage to be seen", async () =>
+      /invalid JSON/.test((await edge.send({ path: "/" })).body),
+    );
+    expect(v1.count + v2.count).toBe(0);
+
+    control.serve(allTo("first", "v2"));
+    await until("the first configuration", async () => (await edge.send({ path: "/" })).status === 200);
+    expect(v2.count).toBe(1);
+  });
+
+  it("says so when wrangler.toml is incomplete", async () => {
+    const edge = await worker({ CONFIG_SOURCE: "kv" });
+    const response = await edge.send({ path: "/" });
+    expect(response.status).toBe(503);
+    expect(response.body).toContain(
+      'wasmesh edge is misconfigured: CONFIG_SOURCE is "kv" but no CONFIG_KV namespace is bound',
+    );
+  });
+});
+
+describe("configuration from a KV namespace", () => {
+  it("reads the key, follows changes and keeps its last good value", async () => {
+    const edge = await worker({ CONFIG_SOURCE: "kv", CONFIG_KEY: "edge-test" }, true);
+    const missing = await edge.send({ path: "/" });
+    expect(missing.status).toBe(503);
+    expect(missing.body).toContain('KV key "edge-test" does not exist');
+
+    await edge.putKv("edge-test", JSON.stringify(allTo("kv-1", "v1")));
+    await until("the first KV value", async () => upstreamOf(await edge.send({ path: "/" })) === "v1");
+    await edge.putKv("edge-test", JSON.stringify(allTo("kv-2", "v2")));
+    await until("the second KV value", async () => upstreamOf(await edge.send({ path: "/" })) === "v2");
+    await edge.putKv("edge-test", "{ not json");
+    await keepServing(
+      edge,
+      "v2",
+      logged(edge, /keeping configuration kv-2: KV key "edge-test" served invalid JSON/),
+    );
+  });
+});
+
+/** A reviews service with v1 and v2 at the local origins, split by one Route. */
+function meshYaml(weightV1: number, weightV2: number): string {
+  const resource = (kind: string, name: string, spec: object) =>
+    stringify({ apiVersion: "wasmesh.io/v1alpha1", kind, metadata: { name }, spec });
+  const workload = (version: string, upstream: Upstream) =>
+    resource("Workload", `reviews-${version}`, {
+      service: "reviews",
+      address: "127.0.0.1",
+      port: upstream.port,
+      labels: { version },
+    });
+  return [
+    resource("Service", "reviews", { ports: [{ name: "http", port: 9080, protocol: "http" }] }),
+    workload("v1", v1),
+    workload("v2", v2),
+    resource("Route", "reviews", {
+      service: "reviews",
+      rules: [
+        {
+          name: "split",
+          destinations: [
+            { service: "reviews", subset: { version: "v1" }, weight: weightV1 },
+            { service: "reviews", subset: { version: "v2" }, weight: weightV2 },
+          ],
+        },
+      ],
+    }),
+  ].join("---\n");
+}

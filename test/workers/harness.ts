@@ -1,0 +1,198 @@
+// The edge worker as it ships: the bundle `npm run build:worker` (wrangler deploy --dry-run) writes
+// to build/worker, loaded into real workerd through miniflare with the compatibility settings and
+// vars of workers/wrangler.toml. Plus a stand-in for a config endpoint where a test must break it.
+import { readdirSync, readFileSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { fileURLToPath } from "node:url";
+import { Miniflare, type WorkerdStructuredLog } from "miniflare";
+import { unstable_getMiniflareWorkerOptions } from "wrangler";
+import type { EdgeConfig } from "../../schema/edge-config.ts";
+import type { FilterConfig } from "../../schema/filter-config.ts";
+import { type HttpRequest, type HttpResponse, sendHttp } from "../support/mesh-envoy.ts";
+
+export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+export const BUNDLE_DIR = `${ROOT}build/worker`;
+export const WRANGLER_TOML = `${ROOT}workers/wrangler.toml`;
+
+type ModuleType = "esm" | "wasm";
+type Manifest = Record<string, { type: ModuleType; contents: Uint8Array<ArrayBuffer> }>;
+
+/** The bundle's modules as wrangler would upload them: the script and the .wasm it imports. */
+export function bundleModules(): Manifest {
+  const modules: Manifest = {};
+  for (const file of readdirSync(BUNDLE_DIR)) {
+    const type: ModuleType | undefined = file.endsWith(".js")
+      ? "esm"
+      : file.endsWith(".wasm")
+        ? "wasm"
+        : undefined;
+    if (type) modules[file] = { type, contents: new Uint8Array(readFileSync(`${BUNDLE_DIR}/${file}`)) };
+  }
+  if (!modules["index.js"]) throw new Error(`no bundle in ${BUNDLE_DIR}: run npm run build:worker`);
+  return modules;
+}
+
+export interface EdgeWorker {
+  port: number;
+  /** One request (keep-alive connections); headers go as latin1 bytes, as given. */
+  send(request: HttpRequest): Promise<HttpResponse>;
+  /** What the worker logged (console.log), in order. */
+  readonly logs: string[];
+  /** Writes a key of the CONFIG_KV namespace (only with kv: true). */
+  putKv(key: string, value: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface EdgeWorkerOptions {
+  /** Vars overriding wrangler.toml's. */
+  vars: Record<string, string>;
+  /** Bind a local KV namespace as CONFIG_KV. */
+  kv?: boolean;
+}
+
+export async function startEdgeWorker(options: EdgeWorkerOptions): Promise<EdgeWorker> {
+  const { workerOptions } = unstable_getMiniflareWorkerOptions(WRANGLER_TOML);
+  const compatibilityDate = workerOptions.compatibilityDate;
+  if (!compatibilityDate) throw new Error("workers/wrangler.toml has no compatibility_date");
+  const tomlVars = Object.entries(workerOptions.bindings ?? {}).map(([name, value]) => [name, String(value)]);
+  const vars = { ...Object.fromEntries(tomlVars), ...options.vars };
+  const logs: string[] = [];
+  const mf = new Miniflare({
+    workers: [
+      {
+        config: {
+          name: "wasmesh-edge",
+          compatibilityDate,
+          compatibilityFlags: workerOptions.compatibilityFlags ?? [],
+          manifest: { mainModule: "index.js", modules: bundleModules() },
+          env: {
+            ...Object.fromEntries(
+              Object.entries(vars).map(([name, value]) => [name, { type: "text", value }]),
+            ),
+            ...(options.kv ? { CONFIG_KV: { type: "kv", id: "wasmesh-edge-test" } } : {}),
+          },
+        },
+      },
+    ],
+    host: "127.0.0.1",
+    port: 0,
+    handleStructuredLogs: (log: WorkerdStructuredLog) => {
+      logs.push(log.message);
+    },
+  });
+  const url = await mf.ready;
+  const port = Number(url.port);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+  return {
+    port,
+    logs,
+    send: (request) => sendHttp(port, request, agent),
+    async putKv(key, value) {
+      const kv = await mf.getKVNamespace("CONFIG_KV");
+      await kv.put(key, value);
+    },
+    async close() {
+      agent.destroy();
+      await mf.dispose();
+    },
+  };
+}
+
+/** An EdgeConfig whose clusters are reached at the given local origins. */
+export function edgeConfig(
+  version: string,
+  filter: FilterConfig,
+  origins: Record<string, string[]>,
+): EdgeConfig {
+  return { version, filter, origins };
+}
+
+/**
+ * A stand-in for a config endpoint that a test can make misbehave: down, 500, or garbage. It
+ * answers with an ETag and honours If-None-Match like the control plane's edge endpoint.
+ */
+export interface ConfigServer {
+  url: string;
+  serve(config: EdgeConfig): void;
+  /** Serves this status and body verbatim (with a fresh ETag for a 200). */
+  serveRaw(status: number, body: string): void;
+  /** Stops listening: connections are refused. */
+  stop(): Promise<void>;
+  /** Listens again on the same port. */
+  start(): Promise<void>;
+  /** Requests answered 200 / 304 so far. */
+  readonly full: number;
+  readonly notModified: number;
+  close(): Promise<void>;
+}
+
+export async function startConfigServer(): Promise<ConfigServer> {
+  let status = 404;
+  let body = "";
+  let etag = '"none"';
+  let revision = 0;
+  let full = 0;
+  let notModified = 0;
+  const server = http.createServer((req, res) => {
+    if (status === 200 && req.headers["if-none-match"] === etag) {
+      notModified++;
+      res.writeHead(304, { etag }).end();
+      return;
+    }
+    if (status === 200) full++;
+    res.writeHead(status, { etag, "content-type": "application/json" }).end(body);
+  });
+  const listen = (port: number) =>
+    new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ host: "127.0.0.1", port }, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+  await listen(0);
+  const port = (server.address() as AddressInfo).port;
+  const serveRaw = (nextStatus: number, nextBody: string) => {
+    status = nextStatus;
+    body = nextBody;
+    etag = `"r${++revision}"`;
+  };
+  const stop = () =>
+    new Promise<void>((resolve) => {
+      if (!server.listening) return resolve();
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  return {
+    url: `http://127.0.0.1:${port}/v1/edge/config`,
+    serve: (config) => serveRaw(200, JSON.stringify(config)),
+    serveRaw,
+    stop,
+    start: () => listen(port),
+    get full() {
+      return full;
+    },
+    get notModified() {
+      return notModified;
+    },
+    close: stop,
+  };
+}
+
+/** Polls `check` until it returns true (or throws when `timeoutMs` passes). */
+export async function until(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 5_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,163 @@
+// Where the worker's EdgeConfig comes from: the control plane's edge endpoint (HTTP with ETag) or a
+// KV key the control plane writes. Both are chosen in wrangler.toml and validated by the one schema.
+import { type EdgeConfig, validateEdgeConfig } from "../../schema/edge-config.ts";
+
+/** The part of Cloudflare's KVNamespace the worker uses (kept structural: no runtime types needed). */
+export interface KvReader {
+  get(key: string, type: "text"): Promise<string | null>;
+}
+
+export interface WorkerEnv {
+  /** "http" (default) or "kv". */
+  CONFIG_SOURCE?: string;
+  /** The control plane's `GET /v1/edge/config`. */
+  CONFIG_URL?: string;
+  /** How often the configuration is revalidated, in ms (default 5000). */
+  CONFIG_REFRESH_MS?: string | number;
+  CONFIG_KV?: KvReader;
+  /** The KV key holding the EdgeConfig JSON (default "wasmesh-edge-config"). */
+  CONFIG_KEY?: string;
+}
+
+export type LoadOutcome =
+  | { kind: "unchanged" }
+  | { kind: "config"; config: EdgeConfig; tag: string }
+  /** `tag`, when set, names the rejected document so that it is not fetched and reported again. */
+  | { kind: "rejected"; reason: string; tag?: string };
+
+export interface ConfigSource {
+  /** For messages: where the configuration comes from. */
+  readonly description: string;
+  /** Loads the configuration unless it is still the one identified by `tag`. Never throws. */
+  load(tag: string | undefined): Promise<LoadOutcome>;
+}
+
+export interface WorkerSettings {
+  source: ConfigSource;
+  refreshMs: number;
+}
+
+export const DEFAULT_REFRESH_MS = 5_000;
+/** Bounds on the revalidation interval: protects the control plane, and keeps staleness bounded. */
+export const MIN_REFRESH_MS = 100;
+export const MAX_REFRESH_MS = 300_000;
+/** A control plane that does not answer within this is treated as unreachable. */
+const FETCH_TIMEOUT_MS = 5_000;
+/** The key the control plane's KV publisher writes by default (control-plane/edge/kv.ts). */
+const DEFAULT_KV_KEY = "wasmesh-edge-config";
+
+/** Reads wrangler.toml's vars and bindings; an error says what to fix. */
+export function readSettings(
+  env: WorkerEnv,
+): { ok: true; settings: WorkerSettings } | { ok: false; error: string } {
+  const refreshMs = parseRefresh(env.CONFIG_REFRESH_MS);
+  if (refreshMs === undefined) {
+    return {
+      ok: false,
+      error: `CONFIG_REFRESH_MS must be an integer from ${MIN_REFRESH_MS} to ${MAX_REFRESH_MS} (got ${JSON.stringify(env.CONFIG_REFRESH_MS)})`,
+    };
+  }
+  const kind = env.CONFIG_SOURCE ?? "http";
+  if (kind === "http") {
+    const url = env.CONFIG_URL;
+    if (!url || !URL.canParse(url))
+      return { ok: false, error: "CONFIG_URL must be set to the control plane's /v1/edge/config URL" };
+    return { ok: true, settings: { source: httpSource(url), refreshMs } };
+  }
+  if (kind === "kv") {
+    if (!env.CONFIG_KV)
+      return { ok: false, error: 'CONFIG_SOURCE is "kv" but no CONFIG_KV namespace is bound' };
+    return {
+      ok: true,
+      settings: { source: kvSource(env.CONFIG_KV, env.CONFIG_KEY || DEFAULT_KV_KEY), refreshMs },
+    };
+  }
+  return { ok: false, error: `CONFIG_SOURCE must be "http" or "kv" (got ${JSON.stringify(kind)})` };
+}
+
+function parseRefresh(value: string | number | undefined): number | undefined {
+  if (value === undefined || value === "") return DEFAULT_REFRESH_MS;
+  const ms = Number(value);
+  return Number.isInteger(ms) && ms >= MIN_REFRESH_MS && ms <= MAX_REFRESH_MS ? ms : undefined;
+}
+
+/** GET with If-None-Match: a 304 costs the control plane nothing and the worker nothing. */
+export function httpSource(url: string): ConfigSource {
+  return {
+    description: url,
+    async load(tag) {
+      const etag = tag?.startsWith(ETAG) ? tag.slice(ETAG.length) : undefined;
+      let response: Response;
+      try {
+        response = await fetch(url, {
+          headers: { accept: "application/json", ...(etag !== undefined ? { "if-none-match": etag } : {}) },
+          signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
+        });
+      } catch (error) {
+        return { kind: "rejected", reason: `${url} is unreachable: ${describe(error)}` };
+      }
+      if (response.status === 304) return { kind: "unchanged" };
+      if (!response.ok) {
+        await response.body?.cancel();
+        return { kind: "rejected", reason: `${url} answered ${response.status}` };
+      }
+      let text: string;
+      try {
+        text = await response.text();
+      } catch (error) {
+        return { kind: "rejected", reason: `${url}: reading the body failed: ${describe(error)}` };
+      }
+      // Without an ETag the body itself identifies the document.
+      const served = response.headers.get("etag");
+      const identity = served !== null ? `${ETAG}${served}` : `${BODY}${text}`;
+      if (identity === tag) return { kind: "unchanged" };
+      return parse(text, url, identity);
+    },
+  };
+}
+
+/** KV has no conditional reads; the value's text identifies it, so an unchanged value is not reparsed. */
+export function kvSource(kv: KvReader, key: string): ConfigSource {
+  const where = `KV key ${JSON.stringify(key)}`;
+  return {
+    description: where,
+    async load(tag) {
+      let text: string | null;
+      try {
+        text = await kv.get(key, "text");
+      } catch (error) {
+        return { kind: "rejected", reason: `${where}: read failed: ${describe(error)}` };
+      }
+      if (text === null) return { kind: "rejected", reason: `${where} does not exist` };
+      const identity = `${BODY}${text}`;
+      if (identity === tag) return { kind: "unchanged" };
+      return parse(text, where, identity);
+    },
+  };
+}
+
+const ETAG = "etag:";
+const BODY = "body:";
+
+function parse(text: string, where: string, tag: string): LoadOutcome {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    return { kind: "rejected", reason: `${where} served invalid JSON: ${describe(error)}`, tag };
+  }
+  const result = validateEdgeConfig(value);
+  if (!result.ok) {
+    const errors = result.errors.slice(0, 5).map((e) => `${e.path}: ${e.message}`);
+    return {
+      kind: "rejected",
+      reason: `${where} served an invalid edge configuration: ${errors.join("; ")}`,
+      tag,
+    };
+  }
+  return { kind: "config", config: result.config, tag };
+}
+
+export function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,262 @@
+// One request through the mesh filters and on to an origin: request phase, origin chosen from the
+// routing header, fetch with both bodies streamed through the plugin, response phase.
+import type { Direction, HeaderPair, HttpStream, LocalResponse, ProxyWasmHost } from "../../host/index.ts";
+import type { Generation } from "./edge-mesh.ts";
+import { fetchUpstream, takeRouterPolicy } from "./router.ts";
+
+/** Set by the routing filter (docs/filters.md): the cluster the request goes to. */
+const ROUTE_HEADER = "x-wasmesh-cluster";
+/** Statuses whose responses cannot carry a body (the Response constructor refuses one). */
+const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
+const EMPTY = new Uint8Array(0);
+
+/** Opens the stream before its first await, so `generation` must be the one in force. */
+export async function proxyThroughMesh(request: Request, generation: Generation): Promise<Response> {
+  const host = generation.host;
+  // workerd gives an isolate no timers between requests: traffic drives the ticks that fell due.
+  host.runDueTicks();
+  const { stream, done } = generation.open();
+  // A client that goes away ends the stream without a response; the breaker does not count it.
+  request.signal?.addEventListener("abort", done);
+  try {
+    return await exchange(request, generation, host, stream, done);
+  } catch (error) {
+    done();
+    throw error;
+  }
+}
+
+async function exchange(
+  request: Request,
+  generation: Generation,
+  host: ProxyWasmHost,
+  stream: HttpStream,
+  done: () => void,
+): Promise<Response> {
+  const url = new URL(request.url);
+  const authority = request.headers.get("host") ?? url.host;
+  const scheme = url.protocol.slice(0, -1);
+  const pairs: HeaderPair[] = [
+    [":method", request.method],
+    [":scheme", scheme],
+    [":authority", authority],
+    [":path", url.pathname + url.search],
+  ];
+  request.headers.forEach((value, name) => {
+    if (name !== "host") pairs.push([name, value]);
+  });
+  const requestBody = request.body;
+
+  const head = stream.requestHeaders(pairs, requestBody === null);
+  if (head.action === "pause") await untilResumed(host, () => stream.paused);
+  const early = endedByFilter(stream, done);
+  if (early) return early;
+  if (stream.paused)
+    return reply(stream, done, 503, "wasmesh edge: a filter holds the request and nothing resumes it\n");
+
+  const forwarded = stream.requestHeaderPairs;
+  const cluster = first(forwarded, ROUTE_HEADER);
+  // As Envoy's cluster_header route does: no header is no route (404), an unknown cluster a 503.
+  if (cluster === undefined) return reply(stream, done, 404, "wasmesh edge: no route matches this request\n");
+  if (!generation.hasOrigin(cluster))
+    return reply(stream, done, 503, `wasmesh edge: no origin for cluster ${cluster}\n`);
+
+  const headers = new Headers();
+  for (const [name, value] of forwarded) {
+    if (!name.startsWith(":")) headers.append(name, value);
+  }
+  const policy = takeRouterPolicy(headers);
+  // fetch sets Host from the origin's URL; the origin still learns what the client asked for.
+  headers.set("x-forwarded-host", authority);
+  headers.set("x-forwarded-proto", scheme);
+  const method = first(forwarded, ":method") ?? request.method;
+  const path = first(forwarded, ":path") ?? "/";
+  const body =
+    requestBody === null
+      ? null
+      : keepLength(throughFilter(requestBody, stream, "request", host), first(forwarded, "content-length"));
+
+  const outcome = await fetchUpstream(
+    // Each attempt (a retry too) goes to the cluster's next origin.
+    (signal) =>
+      fetch(originUrl(generation.origin(cluster) ?? "", path), {
+        method,
+        headers,
+        body,
+        redirect: "manual",
+        signal,
+      }),
+    policy,
+    body === null,
+  );
+  if (outcome.kind !== "response") {
+    const ended = endedByFilter(stream, done);
+    if (ended) return ended;
+    // Envoy's own answers; the breaker counts them as failures.
+    if (outcome.kind === "timeout") return reply(stream, done, 504, "upstream request timeout\n");
+    return reply(
+      stream,
+      done,
+      503,
+      `upstream connect error or disconnect/reset before headers: ${outcome.reason}\n`,
+    );
+  }
+  const upstream = outcome.response;
+
+  const responsePairs: HeaderPair[] = [[":status", String(upstream.status)]];
+  upstream.headers.forEach((value, name) => {
+    responsePairs.push([name, value]);
+  });
+  const upstreamBody = NULL_BODY_STATUSES.has(upstream.status) ? null : upstream.body;
+  if (upstreamBody === null) await upstream.body?.cancel();
+  const answer = stream.responseHeaders(responsePairs, upstreamBody === null);
+  if (answer.action === "pause") await untilResumed(host, () => stream.responsePaused);
+  const replaced = endedByFilter(stream, done);
+  if (replaced) {
+    await upstream.body?.cancel();
+    return replaced;
+  }
+  if (upstreamBody === null) {
+    done();
+    return toResponse(stream.responseHeaderPairs, null);
+  }
+  const filtered = throughFilter(upstreamBody, stream, "response", host, done);
+  const length = first(stream.responseHeaderPairs, "content-length");
+  return toResponse(stream.responseHeaderPairs, keepLength(filtered, length));
+}
+
+/**
+ * The body, chunk by chunk, through the plugin's body callbacks: nothing is buffered unless a
+ * filter holds the body, and the stream forgets each chunk once it has gone on.
+ */
+function throughFilter(
+  source: ReadableStream<Uint8Array>,
+  stream: HttpStream,
+  direction: Direction,
+  host: ProxyWasmHost,
+  onEnd?: () => void,
+): ReadableStream<Uint8Array> {
+  const reader = source.getReader();
+  const paused = () => (direction === "request" ? stream.paused : stream.responsePaused);
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      // Loop until something goes out: a pull that enqueues nothing is not called again.
+      for (;;) {
+        let read: ReadableStreamReadResult<Uint8Array>;
+        try {
+          read = await reader.read();
+        } catch (error) {
+          // The source broke off (origin reset, route timeout, client gone): the stream is over.
+          onEnd?.();
+          throw error;
+        }
+        const { done, value } = read;
+        const chunk = value ?? EMPTY;
+        const result =
+          direction === "request" ? stream.requestBody(chunk, done) : stream.responseBody(chunk, done);
+        // A filter holding the body may release it later, from a tick.
+        if (done && paused()) await untilResumed(host, paused);
+        if (result.localResponse || result.reset || stream.localResponse || stream.reset) {
+          // Headers have gone already: like Envoy, the only answer left is to break the stream.
+          controller.error(new Error(`wasmesh edge: a filter ended the stream during the ${direction} body`));
+          await reader.cancel().catch(() => undefined);
+          onEnd?.();
+          return;
+        }
+        const released = stream.takeReleasedBody(direction);
+        if (released.byteLength > 0) controller.enqueue(released);
+        if (done) {
+          controller.close();
+          onEnd?.();
+          return;
+        }
+        if (released.byteLength > 0) return;
+      }
+    },
+    cancel(reason) {
+      onEnd?.();
+      return reader.cancel(reason);
+    },
+  });
+}
+
+/** workerd's FixedLengthStream: a body of known length keeps its Content-Length when streamed. */
+type FixedLengthStreamClass = new (length: number) => TransformStream<Uint8Array, Uint8Array>;
+const FixedLengthStream = (globalThis as { FixedLengthStream?: FixedLengthStreamClass }).FixedLengthStream;
+
+/**
+ * A stream made in JavaScript goes out chunked; origins that need a length (uploads to object
+ * stores) and clients (progress, HEAD) keep getting it when the header survived the filters. A
+ * filter that changes a body's size removes Content-Length, as it must in Envoy.
+ */
+function keepLength(
+  body: ReadableStream<Uint8Array>,
+  contentLength: string | undefined,
+): ReadableStream<Uint8Array> {
+  const length = Number(contentLength ?? Number.NaN);
+  if (FixedLengthStream === undefined || !Number.isSafeInteger(length) || length < 0) return body;
+  const fixed = new FixedLengthStream(length);
+  // A failure surfaces on the readable side (the piping aborts it); nothing to handle here.
+  body.pipeTo(fixed.writable).catch(() => undefined);
+  return fixed.readable;
+}
+
+/** Fires ticks as they fall due until the stream goes on, or until no tick could move it. */
+async function untilResumed(host: ProxyWasmHost, paused: () => boolean): Promise<void> {
+  while (paused()) {
+    const wait = host.nextTickDelayMs();
+    if (wait === undefined) return;
+    await new Promise((resolve) => setTimeout(resolve, Math.max(1, Math.ceil(wait))));
+    host.runDueTicks();
+  }
+}
+
+/** A local reply (deny, open circuit, fault) or a reset: answered here, no origin involved. */
+function endedByFilter(stream: HttpStream, done: () => void): Response | undefined {
+  const local: LocalResponse | undefined = stream.localResponse;
+  if (local) {
+    done();
+    return toResponse(local.headers, local.body.byteLength > 0 ? local.body.slice() : null);
+  }
+  if (stream.reset) {
+    done();
+    return new Response("wasmesh edge: a filter reset the stream\n", { status: 502 });
+  }
+  return undefined;
+}
+
+/** A reply made by the worker, through the response phase like Envoy's own local replies. */
+function reply(stream: HttpStream, done: () => void, status: number, text: string): Response {
+  const body = new TextEncoder().encode(text);
+  stream.responseHeaders(
+    [
+      [":status", String(status)],
+      ["content-type", "text/plain; charset=utf-8"],
+      ["content-length", String(body.byteLength)],
+    ],
+    false,
+  );
+  stream.responseBody(body, true);
+  const ended = endedByFilter(stream, done);
+  if (ended) return ended;
+  const released = stream.takeReleasedBody("response");
+  done();
+  return toResponse(stream.responseHeaderPairs, released.slice());
+}
+
+function toResponse(pairs: readonly HeaderPair[], body: BodyInit | null): Response {
+  const status = Number(first(pairs, ":status"));
+  const headers = new Headers();
+  for (const [name, value] of pairs) if (!name.startsWith(":")) headers.append(name, value);
+  return new Response(NULL_BODY_STATUSES.has(status) ? null : body, { status, headers });
+}
+
+function first(pairs: readonly HeaderPair[], name: string): string | undefined {
+  for (const [key, value] of pairs) if (key === name) return value;
+  return undefined;
+}
+
+/** The origin's base URL (it may carry a path prefix) followed by the request's path and query. */
+function originUrl(origin: string, path: string): string {
+  return (origin.endsWith("/") ? origin.slice(0, -1) : origin) + (path.startsWith("/") ? path : `/${path}`);
+}
