@@ -3,7 +3,7 @@
 import { Hono } from "hono";
 import { createMiddleware } from "hono/factory";
 import type { ModuleRegistry } from "../modules/types.ts";
-import { ResourceName } from "../resources/index.ts";
+import { MESH_MODULE, ResourceName } from "../resources/index.ts";
 import type { ResourceStore } from "../store/index.ts";
 import { accepts, etag, expectedVersion, limit, WASM_TYPES } from "./body.ts";
 import { ApiError, notFound } from "./errors.ts";
@@ -74,8 +74,14 @@ export function moduleRoutes(deps: ModuleDeps): Documented<Hono> {
     const name = c.req.param("name");
     const sha256 = WASM_FILE.exec(c.req.param("file"))?.[1];
     if (sha256 === undefined) throw notFound("module files are named <sha256>.wasm (lower-case hex)");
-    // Only bytes of a module that exists: deleting the WasmModule withdraws its versions.
-    if (!(await store.get("WasmModule", name))) throw notFound(`WasmModule '${name}' does not exist`);
+    if (name === MESH_MODULE) {
+      // The built-in has no WasmModule resource, and only its own digest is served under its name
+      // (every sidecar's routing filter fetches it when delivery is remote).
+      if (sha256 !== c.var.modules.builtinSha256) throw notFound(`no module version ${sha256}`);
+    } else if (!(await store.get("WasmModule", name))) {
+      // Only bytes of a module that exists: deleting the WasmModule withdraws its versions.
+      throw notFound(`WasmModule '${name}' does not exist`);
+    }
     const bytes = await c.var.modules.bytes(sha256);
     if (!bytes) throw notFound(`no module version ${sha256}`);
     // c.body wants bytes over a plain ArrayBuffer; copy only in the (unusual) shared-buffer case.

@@ -69,6 +69,8 @@ export function createModuleRegistry(options: ModuleRegistryOptions): ModuleRegi
   }
 
   return {
+    builtinSha256: builtin.sha256,
+
     async push(name: string, bytes: Uint8Array, pushOptions: PushOptions = {}): Promise<PushResult> {
       const request = requestErrors(name, pushOptions);
       if (request.length > 0) throw new ModuleRejectedError(request);

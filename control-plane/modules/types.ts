@@ -44,6 +44,8 @@ export interface PushResult {
 }
 
 export interface ModuleRegistry {
+  /** The built-in module's digest; its bytes are served under the reserved name "mesh". */
+  readonly builtinSha256: string;
   /** Validates (WebAssembly.validate, Proxy-Wasm exports and ABI, smoke run), stores, publishes. */
   push(name: string, bytes: Uint8Array, options?: PushOptions): Promise<PushResult>;
   /** The bytes of a stored version, for Envoy's remote fetch; undefined if unknown. */

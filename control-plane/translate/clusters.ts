@@ -1,12 +1,11 @@
-// CDS and EDS: one cluster per service and per subset in use, the local app's cluster, and the
-// control plane's HTTP cluster when Envoy fetches module bytes from it.
+// CDS and EDS: one cluster per service and per subset in use, and the local app's cluster.
 import type { Service, Workload } from "../resources/index.ts";
 import { duration, EXTENSION_TYPE } from "../xds/protos.ts";
 import { isIpAddress, socketAddress } from "./addresses.ts";
 import { adsConfigSource, envoyEnum } from "./enums.ts";
 import type { Mesh, OutboundCluster } from "./mesh.ts";
-import { CONTROL_PLANE_HTTP_CLUSTER, inboundCluster } from "./names.ts";
-import type { ModuleDelivery, ProxyIdentity, XdsResource } from "./types.ts";
+import { inboundCluster } from "./names.ts";
+import type { ProxyIdentity, XdsResource } from "./types.ts";
 
 const CLUSTER = "envoy.config.cluster.v3.Cluster";
 const discoveryType = (name: "STATIC" | "STRICT_DNS" | "EDS") => envoyEnum(`${CLUSTER}.DiscoveryType`, name);
@@ -24,8 +23,7 @@ export function isDnsCluster(cluster: OutboundCluster): boolean {
   return cluster.workloads.some((w) => !isIpAddress(w.spec.address));
 }
 
-/** Every proxy runs at least the routing filter, so remote delivery always needs the HTTP cluster. */
-export function clusterResources(mesh: Mesh, proxy: ProxyIdentity, delivery: ModuleDelivery): XdsResource[] {
+export function clusterResources(mesh: Mesh, proxy: ProxyIdentity): XdsResource[] {
   const out: XdsResource[] = mesh.clusters.map((cluster) => ({
     name: cluster.name,
     resource: outboundClusterResource(cluster),
@@ -43,7 +41,6 @@ export function clusterResources(mesh: Mesh, proxy: ProxyIdentity, delivery: Mod
       },
     });
   }
-  if (delivery.mode === "remote") out.push(controlPlaneCluster(delivery.baseUrl));
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
@@ -154,44 +151,4 @@ export function endpointResources(mesh: Mesh): XdsResource[] {
       name: cluster.name,
       resource: loadAssignment(cluster.name, cluster.workloads.map(endpointOf)),
     }));
-}
-
-/** The control plane's HTTP API as a cluster, for `remote.http_uri` of module code. */
-function controlPlaneCluster(baseUrl: string): XdsResource {
-  const url = controlPlaneUrl(baseUrl);
-  const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
-  const port = url.port !== "" ? Number(url.port) : url.protocol === "https:" ? 443 : 80;
-  const name = CONTROL_PLANE_HTTP_CLUSTER;
-  // No CA is configured, so the certificate is not verified: the sha256 pin is what vouches for
-  // the bytes, and TLS keeps them private.
-  const tls =
-    url.protocol === "https:"
-      ? {
-          transport_socket: {
-            name: "envoy.transport_sockets.tls",
-            typed_config: {
-              "@type": EXTENSION_TYPE.upstreamTlsContext,
-              ...(isIpAddress(host) ? {} : { sni: host }),
-            },
-          },
-        }
-      : {};
-  return {
-    name,
-    resource: {
-      name,
-      ...resolvedCluster(name, [{ address: host, port, zone: undefined }]),
-      connect_timeout: duration(CONNECT_TIMEOUT_MS),
-      ...tls,
-    },
-  };
-}
-
-/** The delivery's base URL, checked: a bad one is the operator's configuration error, not a proxy's. */
-export function controlPlaneUrl(baseUrl: string): URL {
-  const url = URL.canParse(baseUrl) ? new URL(baseUrl) : undefined;
-  if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:") || url.hostname === "") {
-    throw new Error(`module delivery: baseUrl must be an http(s) URL (got '${baseUrl}')`);
-  }
-  return url;
 }

@@ -2,11 +2,10 @@
 // WasmPlugins that apply to it), so a configuration or module change reaches Envoy without touching
 // its listeners.
 import { MESH_MODULE, type WasmPlugin } from "../resources/index.ts";
-import { duration, EXTENSION_TYPE } from "../xds/protos.ts";
-import { controlPlaneUrl } from "./clusters.ts";
+import { EXTENSION_TYPE } from "../xds/protos.ts";
 import type { Mesh } from "./mesh.ts";
-import { CONTROL_PLANE_HTTP_CLUSTER, pluginFilterName, ROUTING_FILTER } from "./names.ts";
-import type { ModuleCode, ModuleDelivery, ProxyIdentity, XdsResource } from "./types.ts";
+import { pluginFilterName, ROUTING_FILTER } from "./names.ts";
+import type { ModuleCode, ProxyIdentity, XdsResource } from "./types.ts";
 
 /** A Wasm filter on one of the sidecar's listeners. */
 export interface WasmFilter {
@@ -17,9 +16,6 @@ export interface WasmFilter {
   /** The plugin configuration as the module receives it. */
   configuration: string;
 }
-
-/** How long Envoy may take to fetch a module from the control plane before it retries. */
-const FETCH_TIMEOUT_MS = 30_000;
 
 export type Direction = "inbound" | "outbound";
 
@@ -54,10 +50,24 @@ export function routingFilter(configuration: unknown): WasmFilter {
   };
 }
 
+/**
+ * One TypedExtensionConfig per filter, with the module's bytes inline, whatever the server's
+ * --module-delivery. Envoy 1.37 cannot be trusted with `remote` code over ECDS (each case is
+ * reproduced by test/envoy/remote-modules.test.ts):
+ * - a new sha256 sent to a listener that is already warm is never fetched (the fetch is an init
+ *   target of the listener's init manager, initialised long ago), and the filter is then left out
+ *   of every request despite fail_open: false (or answers 503 where a draining filter chain made
+ *   Envoy load it twice); a module upgrade would switch a policy off;
+ * - a fetch that fails (unreachable, or bytes that break the sha256 pin) is ACKed, not NACKed: the
+ *   filter answers 503 and `wasmesh status` shows nothing;
+ * - vm_config.nack_on_code_cache_miss makes both safe (NACK, the previous module keeps serving, a
+ *   background fetch fills Envoy's cache) but then the config must be offered again to apply, which
+ *   the xDS server does not do, and a new listener serves 500s meanwhile.
+ * Inline bytes are applied atomically or NACKed with Envoy's reason, as ARCHITECTURE.md requires.
+ */
 export function extensionResources(
   filters: readonly WasmFilter[],
   modules: ReadonlyMap<string, ModuleCode>,
-  delivery: ModuleDelivery,
 ): XdsResource[] {
   return filters
     .map((filter) => {
@@ -81,7 +91,7 @@ export function extensionResources(
                 // breakers keep their state) outlives module versions.
                 vm_id: filter.module,
                 runtime: "envoy.wasm.runtime.v8",
-                code: moduleSource(filter.module, code, delivery),
+                code: { local: { inline_bytes: code.bytes } },
               },
               configuration: { "@type": EXTENSION_TYPE.stringValue, value: filter.configuration },
               // A filter that cannot run answers 503 rather than letting requests past it.
@@ -92,23 +102,6 @@ export function extensionResources(
       };
     })
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-}
-
-function moduleSource(module: string, code: ModuleCode, delivery: ModuleDelivery): Record<string, unknown> {
-  if (delivery.mode === "inline") return { local: { inline_bytes: code.bytes } };
-  const base = controlPlaneUrl(delivery.baseUrl).href.replace(/\/+$/, "");
-  return {
-    remote: {
-      http_uri: {
-        uri: `${base}/v1/modules/${module}/${code.sha256}.wasm`,
-        cluster: CONTROL_PLANE_HTTP_CLUSTER,
-        timeout: duration(FETCH_TIMEOUT_MS),
-      },
-      // Envoy refuses bytes with another digest: what runs is what was validated and stored.
-      sha256: code.sha256,
-      retry_policy: { num_retries: { value: 3 } },
-    },
-  };
 }
 
 /** JSON with object keys sorted, so equal configurations give equal text (and no needless update). */

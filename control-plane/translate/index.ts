@@ -1,6 +1,6 @@
 // Translation: the mesh's resources compiled into the xDS resources of ONE proxy, by one generator
 // per concern (clusters and endpoints, listeners and routes, the routing filter's configuration,
-// ECDS). A pure function of (resources, proxy identity, module codes, delivery): the same input
+// ECDS). A pure function of (resources, proxy identity, module codes): the same input
 // gives deep-equal output whatever the order of the resources and whatever the node id.
 import type { Resource } from "../resources/index.ts";
 import { TYPE_URL } from "../xds/protos.ts";
@@ -22,7 +22,6 @@ export {
 } from "./identity.ts";
 export {
   CLUSTER_HEADER,
-  CONTROL_PLANE_HTTP_CLUSTER,
   defaultDenyName,
   defaultRouteName,
   INBOUND,
@@ -47,6 +46,7 @@ export * from "./types.ts";
 export interface TranslateOptions {
   /** Module code by module name, including the built-in "mesh". */
   modules: ReadonlyMap<string, ModuleCode>;
+  /** The server's --module-delivery; Envoy gets module bytes inline in both modes (extensions.ts). */
   delivery: ModuleDelivery;
 }
 
@@ -70,12 +70,8 @@ export function translateProxy(
       inbound: inbound.map((f) => f.name),
     }),
     [TYPE_URL.route]: routeResources(proxy),
-    [TYPE_URL.cluster]: clusterResources(mesh, proxy, options.delivery),
+    [TYPE_URL.cluster]: clusterResources(mesh, proxy),
     [TYPE_URL.endpoint]: endpointResources(mesh),
-    [TYPE_URL.extensionConfig]: extensionResources(
-      [...outbound, ...inbound],
-      options.modules,
-      options.delivery,
-    ),
+    [TYPE_URL.extensionConfig]: extensionResources([...outbound, ...inbound], options.modules),
   };
 }

@@ -10,9 +10,6 @@ export const INBOUND = "inbound";
 /** ECDS name of the built-in routing filter on the outbound listener. */
 export const ROUTING_FILTER = "wasmesh.outbound.routing";
 
-/** The cluster through which Envoy fetches module bytes from the control plane (remote delivery). */
-export const CONTROL_PLANE_HTTP_CLUSTER = "wasmesh-control-plane-http";
-
 /** Set by the routing filter; read by the outbound route's `cluster_header`. */
 export const CLUSTER_HEADER = "x-wasmesh-cluster";
 

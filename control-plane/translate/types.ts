@@ -49,15 +49,17 @@ export interface XdsResource {
 /** Everything one proxy is sent, by type URL. A type with no resources is an empty array. */
 export type ProxyConfig = Record<TypeUrl, XdsResource[]>;
 
-/** The bytes of a module version, for inline delivery, or where Envoy fetches them. */
+/** The bytes of a module version and their digest. */
 export interface ModuleCode {
   sha256: string;
   bytes: Uint8Array;
 }
 
 /**
- * How module bytes reach Envoy: inline in the ECDS resource, or fetched by Envoy from the control
- * plane's HTTP API (GET `${baseUrl}/v1/modules/<name>/<sha256>.wasm`) with the sha256 pinned.
+ * The server's --module-delivery. "remote" was for Envoy to fetch module bytes from the control
+ * plane's HTTP API (GET `${baseUrl}/v1/modules/<name>/<sha256>.wasm`) with the sha256 pinned; Envoy
+ * 1.37 does that unsafely over ECDS (see extensionResources), so translation sends bytes inline in
+ * both modes. The API still serves the bytes (edge workers, operators, a future sidecar agent).
  */
 export type ModuleDelivery =
   | { mode: "inline" }
