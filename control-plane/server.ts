@@ -5,6 +5,8 @@ import { mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { createApi } from "./api/index.ts";
+import { createKvPublisher, type KvPublisherOptions } from "./edge/kv.ts";
+import { createEdgeConfigSource, storeSnapshot } from "./edge/source.ts";
 import { MetricsRegistry } from "./metrics.ts";
 import { createFileBlobStore, createModuleRegistry, loadBuiltinModule } from "./modules/index.ts";
 import { type Resource, validateResource } from "./resources/index.ts";
@@ -23,6 +25,8 @@ export interface ControlPlaneOptions {
   publicUrl?: string;
   /** Path of the built-in module (default build/mesh.wasm). */
   builtinModule?: string;
+  /** Also write the edge configuration into this Workers KV key after each change (edge/kv.ts). */
+  edgeKv?: Omit<KvPublisherOptions, "source" | "log" | "fetch">;
   log?: (line: string) => void;
 }
 
@@ -106,7 +110,17 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
 
   const xdsPort = await xds.listen(options.xdsPort, address);
 
-  const app = createApi({ store, modules, status: () => xds.status(), metrics, version: "0.1.0" });
+  // Read from the store (not the in-memory state) so that GET /v1/edge/config right after a write
+  // already answers for it; translated once per revision for the API and the KV publisher alike.
+  const edge = createEdgeConfigSource(storeSnapshot(store, log));
+  const edgeKv = options.edgeKv && createKvPublisher({ ...options.edgeKv, source: edge, log });
+  if (edgeKv) {
+    // Apart from the xDS reload: publishing runs in the background and never delays a push.
+    store.watch(() => edgeKv.notify());
+    edgeKv.notify();
+  }
+
+  const app = createApi({ store, modules, status: () => xds.status(), metrics, version: "0.1.0", edge });
   const http = serve({ fetch: app.fetch, port: options.httpPort, hostname: address });
   await new Promise<void>((resolve, reject) => {
     http.once("listening", resolve);
@@ -137,6 +151,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         (http as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
       });
       await xds.close();
+      await edgeKv?.close();
       await reloading;
       await store.close();
     },

@@ -4,11 +4,13 @@
 import { Hono } from "hono";
 import { methodNotAllowed } from "hono/method-not-allowed";
 import { matchedRoutes } from "hono/route";
+import { createEdgeConfigSource, type EdgeConfigSource, storeSnapshot } from "../edge/source.ts";
 import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "../metrics.ts";
 import type { ModuleRegistry } from "../modules/types.ts";
 import { KINDS } from "../resources/index.ts";
 import type { ResourceStore } from "../store/index.ts";
 import type { ProxyStatus } from "../xds/status.ts";
+import { edgeRoutes } from "./edge.ts";
 import { ApiError, type ErrorBody, toApiError } from "./errors.ts";
 import { moduleRoutes } from "./modules.ts";
 import { buildOpenApi, type Documented, errorResponse, json, type RouteDoc, ref } from "./openapi.ts";
@@ -33,6 +35,8 @@ export interface ApiOptions {
   maxModuleBytes?: number;
   /** Called after every committed write (the server triggers an xDS update); never for dry runs or 4xx. */
   onChange?: (revision: number) => void;
+  /** What GET /v1/edge/config serves; default translated from `store`, once per revision. */
+  edge?: EdgeConfigSource;
   /** Reported by /healthz and the OpenAPI document. */
   version?: string;
   /** Where unexpected errors go (default console.error); responses never carry them. */
@@ -106,6 +110,13 @@ export function createApi(options: ApiOptions): Hono {
       modules: options.modules,
       writer,
       maxModuleBytes: options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES,
+    }),
+  );
+
+  mount(
+    "/v1/edge",
+    edgeRoutes({
+      edge: options.edge ?? createEdgeConfigSource(storeSnapshot(store, (message) => log(`api: ${message}`))),
     }),
   );
 

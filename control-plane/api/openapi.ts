@@ -1,6 +1,7 @@
 // GET /v1/openapi.json: an OpenAPI 3.1 document assembled from the operation each router declares
 // next to the route it registers, with the resource model's TypeBox definitions (which are JSON
 // Schema) as components. A test checks the document against the routes Hono actually holds.
+import { EdgeConfig } from "../../schema/edge-config.ts";
 import { KINDS, type Kind, resourceSchemas } from "../resources/index.ts";
 import type { ErrorCode } from "./errors.ts";
 
@@ -182,6 +183,7 @@ function components() {
     required: ["status", "revision", "version"],
     properties: { status: { const: "ok" }, revision: { type: "integer" }, version: { type: "string" } },
   };
+  schemas.EdgeConfig = plain(EdgeConfig);
   return { schemas };
 }
 
@@ -201,7 +203,8 @@ export function buildOpenApi(docs: readonly RouteDoc[], version: string): Record
       title: "wasmesh control plane API",
       version,
       description:
-        "Resources (wasmesh.io/v1alpha1), manifests, Wasm modules and proxy status. Every error answers " +
+        "Resources (wasmesh.io/v1alpha1), manifests, Wasm modules, proxy status and the edge workers' " +
+        "configuration. Every error answers " +
         "{ error: { code, message, details } }.",
     },
     paths,

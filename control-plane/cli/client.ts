@@ -1,5 +1,9 @@
 // The CLI's HTTP client for the control plane's API: one place that turns a failed call into a
 // message a user can act on (the API's error and its field paths, or why the API is unreachable).
+// node:http rather than fetch: fetch joins repeated headers (Wasmesh-Warning, one per warning) with
+// ", ", which warnings themselves contain, and refuses "bad ports" (e.g. 6000) a control plane may use.
+import http, { type IncomingMessage } from "node:http";
+import https from "node:https";
 
 export const DEFAULT_API = "http://127.0.0.1:5681";
 
@@ -23,7 +27,11 @@ interface ApiErrorBody {
 
 function formatApiError(status: number, body: unknown): string {
   const error = (body as ApiErrorBody | undefined)?.error;
-  if (!error?.message) return `the control plane answered ${status}`;
+  if (!error?.message) {
+    // Not our API's error shape (a proxy in between, a wrong --api): show what came back.
+    const text = typeof body === "string" ? body.trim().slice(0, 200) : "";
+    return `the control plane answered HTTP ${status}${text ? `: ${text}` : ""}`;
+  }
   const lines = [error.message];
   for (const d of error.details ?? []) {
     const where = [
@@ -38,6 +46,70 @@ function formatApiError(status: number, body: unknown): string {
   return lines.join("\n");
 }
 
+// Why a connection failed, in words; the code stays for searching.
+const NETWORK_ERRORS: Record<string, string> = {
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset",
+  ENOTFOUND: "host not found",
+  EAI_AGAIN: "host name lookup failed",
+  ETIMEDOUT: "timed out",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+  UND_ERR_CONNECT_TIMEOUT: "connect timed out",
+  UND_ERR_SOCKET: "connection closed",
+};
+
+function networkReason(error: NodeJS.ErrnoException): string {
+  const code = error.code;
+  if (code) return NETWORK_ERRORS[code] ? `${NETWORK_ERRORS[code]}, ${code}` : code;
+  return error.message;
+}
+
+export interface ApiResponse {
+  status: number;
+  body: unknown;
+  /** Every value of a response header, in order (lower-case name). */
+  header(name: string): string[];
+}
+
+interface RawResponse {
+  status: number;
+  contentType: string;
+  text: string;
+  rawHeaders: string[];
+}
+
+function request(url: URL, method: string, body: string | Uint8Array | undefined, contentType?: string) {
+  return new Promise<RawResponse>((resolve, reject) => {
+    const send = url.protocol === "https:" ? https.request : http.request;
+    const req = send(
+      url,
+      {
+        method,
+        headers: {
+          ...(contentType ? { "content-type": contentType } : {}),
+          ...(body !== undefined ? { "content-length": Buffer.byteLength(body) } : {}),
+        },
+      },
+      (res: IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (chunk: Buffer) => chunks.push(chunk));
+        res.on("error", reject);
+        res.on("end", () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            contentType: res.headers["content-type"] ?? "",
+            text: Buffer.concat(chunks).toString("utf8"),
+            rawHeaders: res.rawHeaders,
+          }),
+        );
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
 export class ApiClient {
   readonly base: string;
 
@@ -46,7 +118,7 @@ export class ApiClient {
     try {
       url = new URL(base);
     } catch {
-      throw new CliError(`--api: not a URL: '${base}'`, 2);
+      throw new CliError(`--api: not a URL: '${base}' (expected e.g. ${DEFAULT_API})`, 2);
     }
     if (url.protocol !== "http:" && url.protocol !== "https:") {
       throw new CliError(`--api: must be an http(s) URL, got '${base}'`, 2);
@@ -55,30 +127,50 @@ export class ApiClient {
   }
 
   /** Calls the API; a non-2xx answer throws a CliError carrying the API's message. */
-  async call(method: string, path: string, init: { body?: BodyInit; contentType?: string } = {}) {
-    let response: Response;
+  async call(
+    method: string,
+    path: string,
+    init: { body?: string | Uint8Array; contentType?: string } = {},
+  ): Promise<ApiResponse> {
+    let response: RawResponse;
     try {
-      response = await fetch(`${this.base}${path}`, {
-        method,
-        ...(init.body !== undefined ? { body: init.body } : {}),
-        headers: init.contentType ? { "content-type": init.contentType } : {},
-      });
-    } catch (cause) {
-      const reason = (cause as { cause?: { code?: string } }).cause?.code ?? String(cause);
+      response = await request(new URL(`${this.base}${path}`), method, init.body, init.contentType);
+    } catch (error) {
       throw new CliError(
-        `cannot reach the control plane at ${this.base} (${reason}); start it with \`wasmesh server\` or pass --api`,
+        `cannot reach the control plane at ${this.base} (${networkReason(error as NodeJS.ErrnoException)}); ` +
+          "start it with `wasmesh server`, or pass --api URL (or set WASMESH_API)",
       );
     }
-    const text = await response.text();
-    let body: unknown = text;
-    if ((response.headers.get("content-type") ?? "").includes("json") && text) {
+    let body: unknown = response.text;
+    if (response.contentType.includes("json") && response.text) {
       try {
-        body = JSON.parse(text);
+        body = JSON.parse(response.text);
       } catch {
         // Not JSON after all: report the raw text.
       }
     }
-    if (!response.ok) throw new CliError(formatApiError(response.status, body));
-    return { status: response.status, body };
+    if (response.status < 200 || response.status > 299) {
+      throw new CliError(formatApiError(response.status, body));
+    }
+    const { rawHeaders } = response;
+    return {
+      status: response.status,
+      body,
+      header: (name) =>
+        rawHeaders.flatMap((value, i) =>
+          i % 2 === 1 && rawHeaders[i - 1]?.toLowerCase() === name.toLowerCase() ? [value] : [],
+        ),
+    };
+  }
+
+  /** Best-effort GET: the body, or undefined for a 404 or any failure (the caller can do without). */
+  async tryGet(path: string): Promise<unknown> {
+    try {
+      const response = await request(new URL(`${this.base}${path}`), "GET", undefined);
+      if (response.status === 200) return JSON.parse(response.text) as unknown;
+    } catch {
+      // A connection problem is reported in full by the call that follows.
+    }
+    return undefined;
   }
 }

@@ -1,12 +1,15 @@
 // The `wasmesh` command line: the control plane server, and a client of its HTTP API.
 // Contract: ARCHITECTURE.md, "Public contract". Every failure prints `wasmesh: <why>` on stderr and
 // exits non-zero (2 for a usage error, 1 otherwise).
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 import { stringify } from "yaml";
+import { validateEdgeConfig } from "../../schema/edge-config.ts";
+import { DEFAULT_KV_API_BASE, DEFAULT_KV_KEY, type KvTarget } from "../edge/kv.ts";
 import { KINDS, type Kind } from "../resources/index.ts";
-import { DEFAULT_PORTS, type ProxyIdentity } from "../translate/types.ts";
-import { bootstrapYaml } from "./bootstrap.ts";
+import { nodeMetadata, parseNodeIdentity } from "../translate/index.ts";
+import { DEFAULT_PORTS, NODE_METADATA, type ProxyIdentity } from "../translate/types.ts";
+import { bootstrapYaml, parseHostPort } from "./bootstrap.ts";
 import { ApiClient, CliError, DEFAULT_API } from "./client.ts";
 
 const HELP: Record<string, string> = {
@@ -22,41 +25,83 @@ Commands:
   bootstrap           print an Envoy bootstrap for a sidecar
   status              connected proxies, what they acknowledged, their last rejection
   modules push FILE   upload a Wasm module version
+  edge export         print the edge workers' configuration (e.g. for a Workers KV key)
 
-Every command takes --api URL (default $WASMESH_API, else ${DEFAULT_API}) and --help.
-Kinds: ${KINDS.join(", ")}`,
+Every command takes --help, and --api URL (before or after the command): the control plane's
+HTTP API (default $WASMESH_API, else ${DEFAULT_API}); server and bootstrap don't call it.
+Kinds: ${KINDS.join(", ")}
+
+Run 'wasmesh <command> --help' for a command's options.`,
   server: `Usage: wasmesh server [--data DIR] [--http-port 5681] [--xds-port 5678] [--address 127.0.0.1]
                       [--module-delivery inline|remote] [--public-url URL]
+                      [--edge-kv-account ID --edge-kv-namespace NS [--edge-kv-key KEY]]
 
 Runs the control plane: the HTTP API (--http-port) and the gRPC xDS server (--xds-port), with the
-resources in an embedded SQLite database under --data (default .wasmesh/).
+resources in an embedded SQLite database under --data (default .wasmesh/). Port 0 picks a free
+port (the startup line says which). SIGINT or SIGTERM shuts it down.
   --address          interface both servers listen on (0.0.0.0 for sidecars on other hosts)
   --module-delivery  inline: module bytes travel inside the ECDS resource (default);
                      remote: Envoy fetches them from --public-url with the sha256 pinned
-  --public-url       the API's URL as sidecars reach it (default http://<address>:<http-port>)`,
-  apply: `Usage: wasmesh apply -f FILE [--dry-run]
+  --public-url       the API's URL as sidecars reach it (default http://<address>:<http-port>)
+  --edge-kv-account, --edge-kv-namespace
+                     after each change, write the edge configuration into this Cloudflare
+                     Workers KV namespace (when its version changed; retried in the background),
+                     with the API token in $CLOUDFLARE_API_TOKEN
+  --edge-kv-key      the KV key (default ${DEFAULT_KV_KEY})
+  --edge-kv-api-base Cloudflare's API (default ${DEFAULT_KV_API_BASE})`,
+  edge: `Usage: wasmesh edge export [-o FILE] [--api URL]
+
+Prints the edge workers' configuration (GET /v1/edge/config: the routing filter's configuration
+for traffic from outside the mesh, and the origin URLs of its clusters) as JSON, or writes it to
+FILE, e.g. for: wrangler kv key put --binding CONFIG_KV ${DEFAULT_KV_KEY} --path FILE
+  -o, --output FILE  write to FILE instead of stdout`,
+  apply: `Usage: wasmesh apply -f FILE [--dry-run] [--api URL]
 
 Creates or updates every resource in FILE (multi-document YAML, or JSON; - reads stdin), all or
-nothing. --dry-run validates against the stored state and stores nothing.`,
-  get: `Usage: wasmesh get KIND [NAME] [-o table|yaml|json]
+nothing, and prints what happened to each: created, configured or unchanged. A document carrying
+metadata.resourceVersion (as \`get -o yaml\` prints it) applies only over that version.
+  -f, --file FILE  the manifest; - for stdin
+  --dry-run        validate against the stored state and store nothing`,
+  get: `Usage: wasmesh get KIND [NAME] [-o table|yaml|json] [--api URL]
 
-KIND is one of ${KINDS.join(", ")} (any case, singular or plural).`,
-  delete: "Usage: wasmesh delete KIND NAME",
+Shows the resources of a kind, or one of them. KIND is one of ${KINDS.join(", ")}
+(any case, singular or plural: route, routes, Route, meshpolicies).
+  -o, --output FORMAT  table (default), yaml (multi-document, re-appliable with apply -f) or json`,
+  delete: `Usage: wasmesh delete KIND NAME [--api URL]
+
+Deletes a resource. Deleting one that others still reference (e.g. a Service a Route sends
+traffic to) is refused, naming them.`,
   bootstrap: `Usage: wasmesh bootstrap --node-id ID --service NAME [--labels k=v,...] [--xds HOST:PORT]
                          [--outbound-port 15001] [--inbound-port 15006] [--app-port P]
                          [--admin-port 9901] [--xds-protocol sotw|delta]
 
 Prints (YAML) the bootstrap of an Envoy sidecar: node identity, admin and the ADS cluster only;
-everything else comes from the control plane over xDS. Without --app-port there is no inbound
-listener. --xds defaults to 127.0.0.1:5678.`,
-  status: `Usage: wasmesh status [-o table|json]
+everything else comes from the control plane over xDS. Needs no control plane to run.
+  --node-id ID          this proxy's unique id (required)
+  --service NAME        the service it belongs to (required)
+  --labels k=v,...      its workload labels, e.g. version=v2 (route subsets select on them)
+  --xds HOST:PORT       the control plane's xDS server (default 127.0.0.1:5678)
+  --outbound-port P     the listener the app sends outbound requests to (default 15001)
+  --inbound-port P      the listener for requests to this workload (default 15006)
+  --app-port P          the local app's port; without it there is no inbound listener
+  --admin-port P        Envoy's admin interface, on 127.0.0.1 (default 9901)
+  --xds-protocol        sotw (state of the world, default) or delta (incremental xDS)`,
+  status: `Usage: wasmesh status [-o table|json] [--api URL]
 
-The proxies connected to the control plane, the version each has acknowledged, and the last
-configuration each rejected (Envoy's reason).`,
-  modules: `Usage: wasmesh modules push FILE --name NAME [--description TEXT]
+The proxies connected to the control plane, the version (store revision) each has acknowledged,
+and the last configuration each rejected (Envoy's reason).
+  -o, --output FORMAT  table (default) or json`,
+  modules: `Usage: wasmesh modules push FILE --name NAME [--description TEXT] [--configuration JSON]
+                            [--root-id ID] [--api URL]
 
 Uploads a Proxy-Wasm module version. The control plane validates it (WebAssembly, Proxy-Wasm ABI
-0.2.1 exports, a smoke run) and stores it by sha256; WasmPlugins that name it pick it up.`,
+0.2.1 exports, a smoke run in the TypeScript host) and stores it by sha256; WasmPlugins that name
+it pick it up. What validation could not check is printed as warnings.
+  --name NAME           the module (WasmModule resource) name (required)
+  --description TEXT    stored with this version
+  --configuration JSON  plugin configuration for the smoke run (not stored); a module that
+                        refuses it is rejected
+  --root-id ID          plugin root_id for the smoke run`,
 };
 
 const commonOptions = {
@@ -81,11 +126,12 @@ export function kindPath(kind: Kind): string {
   return lower.endsWith("y") ? `${lower.slice(0, -1)}ies` : `${lower}s`;
 }
 
-function parsePort(value: string | undefined, flag: string, fallback?: number): number | undefined {
+/** A port flag; `min` 0 lets a server pick a free port. */
+function parsePort(value: string | undefined, flag: string, fallback?: number, min = 1): number | undefined {
   if (value === undefined) return fallback;
   const port = Number(value);
-  if (!/^\d+$/.test(value) || port < 1 || port > 65_535) {
-    throw new CliError(`${flag}: expected a port number 1-65535, got '${value}'`, 2);
+  if (!/^\d+$/.test(value) || port < min || port > 65_535) {
+    throw new CliError(`${flag}: expected a port number ${min}-65535, got '${value}'`, 2);
   }
   return port;
 }
@@ -95,8 +141,10 @@ function parseLabels(value: string | undefined): Record<string, string> {
   if (!value) return labels;
   for (const pair of value.split(",")) {
     const eq = pair.indexOf("=");
-    if (eq <= 0) throw new CliError(`--labels: expected k=v[,k=v...], got '${pair}'`, 2);
-    labels[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
+    const key = pair.slice(0, eq).trim();
+    if (eq < 0 || key === "") throw new CliError(`--labels: expected k=v[,k=v...], got '${pair}'`, 2);
+    if (key in labels) throw new CliError(`--labels: '${key}' is given twice`, 2);
+    labels[key] = pair.slice(eq + 1).trim();
   }
   return labels;
 }
@@ -104,6 +152,14 @@ function parseLabels(value: string | undefined): Record<string, string> {
 interface Parsed {
   values: Record<string, string | boolean | undefined>;
   positionals: string[];
+}
+
+/** A usage error: the problem, then the command's usage line and where to read more. */
+function usage(command: string, message: string): CliError {
+  const help = command === "main" ? "Usage: wasmesh <command> [options]\n\n" : (HELP[command] ?? "");
+  const usageLines = help.startsWith("Usage:") ? help.slice(0, help.indexOf("\n\n")) : "";
+  const more = command === "main" ? "wasmesh --help" : `wasmesh ${command} --help`;
+  return new CliError(`${message}\n${usageLines ? `${usageLines}\n` : ""}Run '${more}' for more.`, 2);
 }
 
 function parse(args: string[], options: ParseArgsOptionsConfig, command: string): Parsed {
@@ -116,8 +172,25 @@ function parse(args: string[], options: ParseArgsOptionsConfig, command: string)
     });
     return { values: values as Parsed["values"], positionals };
   } catch (error) {
-    throw new CliError(`${(error as Error).message}\n\n${HELP[command]}`, 2);
+    throw usage(command, parseArgsMessage(error as Error & { code?: string }, command));
   }
+}
+
+/** node:util's messages, without the advice that does not apply here. */
+function parseArgsMessage(error: Error & { code?: string }, command: string): string {
+  const option = /'(-{1,2}[^'\s]*)'/.exec(error.message)?.[1];
+  if (error.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && option) {
+    return `${command}: unknown option '${option}'`;
+  }
+  if (error.code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
+    // "Option '-o, --output <value>' argument missing" or "Option '--dry-run' does not take an argument".
+    return `${command}: ${error.message.replace(/^Option/, "option")}`;
+  }
+  return `${command}: ${error.message}`;
+}
+
+function noPositionals(positionals: string[], command: string): void {
+  if (positionals.length > 0) throw usage(command, `${command}: unexpected argument '${positionals[0]}'`);
 }
 
 function apiOf(values: { api?: string | boolean | undefined }): ApiClient {
@@ -154,6 +227,14 @@ function age(iso: string | undefined): string {
   return `${Math.round(seconds / 86_400)}d`;
 }
 
+/** `cannot read 'x': no such file or directory (ENOENT)` rather than a stack trace. */
+function readError(file: string, error: unknown): CliError {
+  const { code, message } = error as NodeJS.ErrnoException;
+  // Node's message is "ENOENT: no such file or directory, open 'x'": keep the words.
+  const why = code ? `${/^[A-Z]+: ([^,]+)/.exec(message)?.[1] ?? message} (${code})` : message;
+  return new CliError(`cannot read '${file}': ${why}`);
+}
+
 async function readInput(file: string): Promise<string> {
   if (file === "-") {
     const chunks: Buffer[] = [];
@@ -163,11 +244,11 @@ async function readInput(file: string): Promise<string> {
   try {
     return await readFile(file, "utf8");
   } catch (error) {
-    throw new CliError(`-f: cannot read '${file}': ${(error as NodeJS.ErrnoException).code ?? error}`);
+    throw readError(file, error);
   }
 }
 
-type Out = (text: string) => void;
+type Out = (text: string) => undefined;
 
 function isJson(text: string): boolean {
   try {
@@ -181,11 +262,51 @@ function isJson(text: string): boolean {
 interface StoredDoc {
   kind: string;
   metadata: { name: string; resourceVersion?: string; updatedAt?: string };
+  spec?: { sha256?: string };
 }
 
-const commands: Record<string, (args: string[], out: Out) => Promise<void>> = {
+const str = (value: string | boolean | undefined): string | undefined =>
+  typeof value === "string" ? value : undefined;
+
+/** A failed start of `wasmesh server`, as one line a user can act on. */
+function startupError(
+  error: unknown,
+  where: { httpPort: number; xdsPort: number; address: string; dataDir: string },
+): string {
+  const e = error as NodeJS.ErrnoException;
+  const message = e.message ?? String(error);
+  // node:net says "listen EADDRINUSE: address already in use 127.0.0.1:5681"; grpc-js wraps the same
+  // text in "No address added out of total 1 resolved errors: [...]".
+  const listen = /listen (E[A-Z]+): (.+?) (\S+):(\d+)/.exec(message);
+  if (listen) {
+    const [, code, words, host, portText] = listen;
+    const port = Number(portText);
+    const which =
+      port === where.xdsPort
+        ? "the xDS server (--xds-port)"
+        : port === where.httpPort
+          ? "the API (--http-port)"
+          : "";
+    const hint =
+      code === "EADDRINUSE"
+        ? "; another process (another wasmesh server?) is using it: stop it or choose another port"
+        : code === "EACCES"
+          ? "; ports below 1024 need privileges: choose another port"
+          : code === "EADDRNOTAVAIL"
+            ? `; --address ${where.address} is not an address of this host`
+            : "";
+    return `cannot listen on ${host}:${port}${which ? ` for ${which}` : ""}: ${words} (${code})${hint}`;
+  }
+  if (e.code && e.path !== undefined) {
+    return `cannot use the data directory --data ${where.dataDir}: ${/^[A-Z]+: ([^,]+)/.exec(message)?.[1] ?? message} (${e.code})`;
+  }
+  return `cannot start the control plane: ${message}`;
+}
+
+// A command resolves when done, or to "serving" when it leaves a server running until a signal.
+const commands: Record<string, (args: string[], out: Out) => Promise<undefined | "serving">> = {
   async server(args, out) {
-    const { values } = parse(
+    const { values, positionals } = parse(
       args,
       {
         data: { type: "string" },
@@ -194,48 +315,87 @@ const commands: Record<string, (args: string[], out: Out) => Promise<void>> = {
         address: { type: "string" },
         "module-delivery": { type: "string" },
         "public-url": { type: "string" },
+        "edge-kv-account": { type: "string" },
+        "edge-kv-namespace": { type: "string" },
+        "edge-kv-key": { type: "string" },
+        "edge-kv-api-base": { type: "string" },
       },
       "server",
     );
     if (values.help) return out(HELP.server as string);
-    const delivery = values["module-delivery"] ?? "inline";
+    noPositionals(positionals, "server");
+    const delivery = str(values["module-delivery"]) ?? "inline";
     if (delivery !== "inline" && delivery !== "remote") {
-      throw new CliError(`--module-delivery: expected inline or remote, got '${delivery}'`, 2);
+      throw usage("server", `--module-delivery: expected inline or remote, got '${delivery}'`);
     }
+    const httpPort = parsePort(str(values["http-port"]), "--http-port", 5681, 0) as number;
+    const xdsPort = parsePort(str(values["xds-port"]), "--xds-port", 5678, 0) as number;
+    if (httpPort !== 0 && httpPort === xdsPort) {
+      throw usage("server", `--http-port and --xds-port are both ${httpPort}; they must differ`);
+    }
+    const publicUrl = str(values["public-url"]);
+    if (publicUrl !== undefined && !/^https?:$/.test(URL.parse(publicUrl)?.protocol ?? "")) {
+      throw usage("server", `--public-url: expected an http(s) URL, got '${publicUrl}'`);
+    }
+    const dataDir = str(values.data) ?? ".wasmesh";
+    const address = str(values.address) ?? "127.0.0.1";
+    const edgeKv = edgeKvOptions(values);
     // Imported here so that client commands don't load the server's dependencies.
     const { startControlPlane } = await import("../server.ts");
-    const plane = await startControlPlane({
-      dataDir: (values.data as string | undefined) ?? ".wasmesh",
-      httpPort: parsePort(values["http-port"] as string | undefined, "--http-port", 5681) as number,
-      xdsPort: parsePort(values["xds-port"] as string | undefined, "--xds-port", 5678) as number,
-      address: (values.address as string | undefined) ?? "127.0.0.1",
-      moduleDelivery: delivery,
-      ...(values["public-url"] ? { publicUrl: values["public-url"] as string } : {}),
-      log: (line) => out(line),
-    });
-    const stop = async (signal: string) => {
+    let plane: Awaited<ReturnType<typeof startControlPlane>>;
+    try {
+      plane = await startControlPlane({
+        dataDir,
+        httpPort,
+        xdsPort,
+        address,
+        moduleDelivery: delivery,
+        ...(publicUrl ? { publicUrl } : {}),
+        ...(edgeKv ? { edgeKv } : {}),
+        log: (line) => out(line),
+      });
+    } catch (error) {
+      throw new CliError(startupError(error, { httpPort, xdsPort, address, dataDir }));
+    }
+    let stopping = false;
+    const stop = (signal: string) => {
+      // A second signal while closing changes nothing: close() is already bounded.
+      if (stopping) return;
+      stopping = true;
       out(`wasmesh: ${signal}, shutting down`);
-      await plane.close();
-      process.exit(0);
+      plane.close().then(
+        () => process.exit(0),
+        (error: unknown) => {
+          process.stderr.write(`wasmesh: shutdown failed: ${(error as Error).message}\n`);
+          process.exit(1);
+        },
+      );
     };
-    process.once("SIGINT", () => void stop("SIGINT"));
-    process.once("SIGTERM", () => void stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    return "serving";
   },
 
   async apply(args, out) {
-    const { values } = parse(
+    const { values, positionals } = parse(
       args,
       { file: { type: "string", short: "f" }, "dry-run": { type: "boolean" } },
       "apply",
     );
     if (values.help) return out(HELP.apply as string);
-    const file = values.file as string | undefined;
-    if (!file) throw new CliError(`apply: -f FILE is required\n\n${HELP.apply}`, 2);
+    noPositionals(positionals, "apply");
+    const file = str(values.file);
+    if (!file) throw usage("apply", "apply: -f FILE is required");
+    // Before reading stdin, so that a bad --api is not found only after the input was typed.
+    const api = apiOf(values);
     const text = await readInput(file);
+    if (text.trim() === "")
+      throw new CliError(`${file === "-" ? "stdin" : `'${file}'`} is empty: nothing to apply`);
     // JSON when it is JSON (one resource, an array, or {items}); anything else is sent as YAML,
     // including multi-document YAML whose documents are written as JSON objects.
     const json = file.endsWith(".json") || isJson(text);
-    const { body } = await apiOf(values).call("POST", `/v1/apply${values["dry-run"] ? "?dryRun=true" : ""}`, {
+    const dryRun = values["dry-run"] === true;
+    const { body } = await api.call("POST", `/v1/apply${dryRun ? "?dryRun=true" : ""}`, {
       body: text,
       contentType: json ? "application/json" : "application/yaml",
     });
@@ -243,10 +403,11 @@ const commands: Record<string, (args: string[], out: Out) => Promise<void>> = {
       results?: { kind: string; name: string; action: string }[];
       warnings?: { kind?: string; name?: string; path?: string; message: string }[];
     };
-    const suffix = values["dry-run"] ? " (dry run)" : "";
+    const suffix = dryRun ? " (dry run)" : "";
     for (const r of result.results ?? []) out(`${r.kind.toLowerCase()}/${r.name} ${r.action}${suffix}`);
     for (const w of result.warnings ?? []) {
-      process.stderr.write(`warning: ${w.kind ?? ""}/${w.name ?? ""} ${w.path ?? ""}: ${w.message}\n`);
+      const where = [w.kind && w.name ? `${w.kind}/${w.name}` : undefined, w.path].filter(Boolean).join(" ");
+      warn(`${where ? `${where}: ` : ""}${w.message}`);
     }
   },
 
@@ -254,7 +415,8 @@ const commands: Record<string, (args: string[], out: Out) => Promise<void>> = {
     const { values, positionals } = parse(args, { output: { type: "string", short: "o" } }, "get");
     if (values.help) return out(HELP.get as string);
     const [kindArg, name, extra] = positionals;
-    if (!kindArg || extra !== undefined) throw new CliError(`get: expected KIND [NAME]\n\n${HELP.get}`, 2);
+    if (!kindArg) throw usage("get", "get: KIND is required");
+    if (extra !== undefined) throw usage("get", `get: unexpected argument '${extra}'`);
     const kind = resolveKind(kindArg);
     const format = output(values, ["table", "yaml", "json"]);
     const api = apiOf(values);
@@ -262,7 +424,17 @@ const commands: Record<string, (args: string[], out: Out) => Promise<void>> = {
     const { body } = await api.call("GET", path);
     const items = name ? [body as StoredDoc] : ((body as { items: StoredDoc[] }).items ?? []);
     if (format === "json") return out(JSON.stringify(name ? body : { items }, null, 2));
-    if (format === "yaml") return out(items.map((item) => stringify(item, { lineWidth: 0 })).join("---\n"));
+    if (format === "yaml") {
+      // Documents as apply reads them; an empty list prints nothing rather than an empty document.
+      if (items.length > 0)
+        out(
+          items
+            .map((item) => stringify(item, { lineWidth: 0 }))
+            .join("---\n")
+            .trimEnd(),
+        );
+      return;
+    }
     if (items.length === 0) return out(`No ${kind} resources.`);
     out(
       table([
@@ -280,15 +452,15 @@ const commands: Record<string, (args: string[], out: Out) => Promise<void>> = {
     const { values, positionals } = parse(args, {}, "delete");
     if (values.help) return out(HELP.delete as string);
     const [kindArg, name, extra] = positionals;
-    if (!kindArg || !name || extra !== undefined)
-      throw new CliError(`delete: expected KIND NAME\n\n${HELP.delete}`, 2);
+    if (!kindArg || !name) throw usage("delete", "delete: KIND and NAME are required");
+    if (extra !== undefined) throw usage("delete", `delete: unexpected argument '${extra}'`);
     const kind = resolveKind(kindArg);
     await apiOf(values).call("DELETE", `/v1/${kindPath(kind)}/${encodeURIComponent(name)}`);
     out(`${kind.toLowerCase()}/${name} deleted`);
   },
 
   async bootstrap(args, out) {
-    const { values } = parse(
+    const { values, positionals } = parse(
       args,
       {
         "node-id": { type: "string" },
@@ -304,55 +476,72 @@ const commands: Record<string, (args: string[], out: Out) => Promise<void>> = {
       "bootstrap",
     );
     if (values.help) return out(HELP.bootstrap as string);
-    const nodeId = values["node-id"] as string | undefined;
-    const service = values.service as string | undefined;
-    if (!nodeId) throw new CliError(`bootstrap: --node-id is required\n\n${HELP.bootstrap}`, 2);
-    if (!service) throw new CliError(`bootstrap: --service is required\n\n${HELP.bootstrap}`, 2);
-    const protocol = (values["xds-protocol"] as string | undefined) ?? "sotw";
+    noPositionals(positionals, "bootstrap");
+    const nodeId = str(values["node-id"]);
+    const service = str(values.service);
+    if (!nodeId) throw usage("bootstrap", "bootstrap: --node-id is required");
+    if (!service) throw usage("bootstrap", "bootstrap: --service is required");
+    const protocol = str(values["xds-protocol"]) ?? "sotw";
     if (protocol !== "sotw" && protocol !== "delta") {
-      throw new CliError(`--xds-protocol: expected sotw or delta, got '${protocol}'`, 2);
+      throw usage("bootstrap", `--xds-protocol: expected sotw or delta, got '${protocol}'`);
     }
-    const appPort = parsePort(values["app-port"] as string | undefined, "--app-port");
+    const xds = str(values.xds) ?? "127.0.0.1:5678";
+    try {
+      parseHostPort(xds, "--xds");
+    } catch (error) {
+      throw usage("bootstrap", (error as Error).message);
+    }
+    const ports = {
+      "--outbound-port": parsePort(str(values["outbound-port"]), "--outbound-port", DEFAULT_PORTS.outbound),
+      "--inbound-port": parsePort(str(values["inbound-port"]), "--inbound-port", DEFAULT_PORTS.inbound),
+      "--app-port": parsePort(str(values["app-port"]), "--app-port"),
+      "--admin-port": parsePort(str(values["admin-port"]), "--admin-port", DEFAULT_PORTS.admin),
+    };
+    // Every one of them is bound on this host (the app's by the app): two equal ones cannot both work.
+    const seen = new Map<number, string>();
+    for (const [flag, port] of Object.entries(ports)) {
+      if (port === undefined) continue;
+      const other = seen.get(port);
+      if (other) throw usage("bootstrap", `${other} and ${flag} are both ${port}; they must differ`);
+      seen.set(port, flag);
+    }
+    const appPort = ports["--app-port"];
     const proxy: ProxyIdentity = {
       nodeId,
       service,
-      labels: parseLabels(values.labels as string | undefined),
-      outboundPort: parsePort(
-        values["outbound-port"] as string | undefined,
-        "--outbound-port",
-        DEFAULT_PORTS.outbound,
-      ) as number,
-      inboundPort: parsePort(
-        values["inbound-port"] as string | undefined,
-        "--inbound-port",
-        DEFAULT_PORTS.inbound,
-      ) as number,
+      labels: parseLabels(str(values.labels)),
+      outboundPort: ports["--outbound-port"] as number,
+      inboundPort: ports["--inbound-port"] as number,
       ...(appPort !== undefined ? { appPort } : {}),
       outboundAddress: "127.0.0.1",
       inboundAddress: "0.0.0.0",
       appAddress: "127.0.0.1",
     };
-    try {
-      out(
-        bootstrapYaml({
-          proxy,
-          xds: (values.xds as string | undefined) ?? "127.0.0.1:5678",
-          adminPort: parsePort(
-            values["admin-port"] as string | undefined,
-            "--admin-port",
-            DEFAULT_PORTS.admin,
-          ) as number,
-          protocol,
-        }).trimEnd(),
-      );
-    } catch (error) {
-      throw new CliError((error as Error).message, 2);
+    // The control plane refuses a stream whose identity it cannot read; say so now, not at run time.
+    const identity = parseNodeIdentity({ id: nodeId, cluster: service, metadata: nodeMetadata(proxy) });
+    if (!identity.ok) {
+      const flags: Record<string, string> = {
+        [`node.metadata["${NODE_METADATA.service}"]`]: "--service",
+        [`node.metadata["${NODE_METADATA.labels}"]`]: "--labels",
+      };
+      let message = identity.error.replace(/^invalid node identity: /, "");
+      for (const [field, flag] of Object.entries(flags)) message = message.replaceAll(field, flag);
+      throw usage("bootstrap", `bootstrap: the control plane would refuse this identity: ${message}`);
     }
+    out(
+      bootstrapYaml({
+        proxy,
+        xds,
+        adminPort: ports["--admin-port"] as number,
+        protocol,
+      }).trimEnd(),
+    );
   },
 
   async status(args, out) {
-    const { values } = parse(args, { output: { type: "string", short: "o" } }, "status");
+    const { values, positionals } = parse(args, { output: { type: "string", short: "o" } }, "status");
     if (values.help) return out(HELP.status as string);
+    noPositionals(positionals, "status");
     const format = output(values, ["table", "json"]);
     const { body } = await apiOf(values).call("GET", "/v1/status");
     const proxies = (body as { proxies: StatusRow[] }).proxies ?? [];
@@ -365,10 +554,11 @@ const commands: Record<string, (args: string[], out: Out) => Promise<void>> = {
           p.nodeId,
           p.service,
           p.protocol,
-          ackedSummary(p.acked),
+          p.syncedVersion ?? ackedSummary(p.acked),
           String(p.nacks ?? 0),
           p.lastRejection
-            ? `${shortType(p.lastRejection.typeUrl)} v${p.lastRejection.version}: ${p.lastRejection.message}`
+            ? // One line per proxy: Envoy's reasons can span several.
+              `${shortType(p.lastRejection.typeUrl)} v${p.lastRejection.version}: ${p.lastRejection.message.replace(/\s*\n\s*/g, " ")}`
             : "",
         ]),
       ]),
@@ -377,48 +567,132 @@ const commands: Record<string, (args: string[], out: Out) => Promise<void>> = {
 
   async modules(args, out) {
     const [sub, ...rest] = args;
-    if (sub === "--help" || sub === "-h" || sub === undefined) return out(HELP.modules as string);
-    if (sub !== "push") throw new CliError(`modules: unknown subcommand '${sub}'\n\n${HELP.modules}`, 2);
+    if (sub === "--help" || sub === "-h") return out(HELP.modules as string);
+    if (sub === undefined) throw usage("modules", "modules: a subcommand is required (push)");
+    if (sub !== "push") throw usage("modules", `modules: unknown subcommand '${sub}'`);
     const { values, positionals } = parse(
       rest,
-      { name: { type: "string" }, description: { type: "string" } },
+      {
+        name: { type: "string" },
+        description: { type: "string" },
+        configuration: { type: "string" },
+        "root-id": { type: "string" },
+      },
       "modules",
     );
     if (values.help) return out(HELP.modules as string);
     const [file, extra] = positionals;
-    const name = values.name as string | undefined;
-    if (!file || extra !== undefined) throw new CliError(`modules push: expected FILE\n\n${HELP.modules}`, 2);
-    if (!name) throw new CliError(`modules push: --name is required\n\n${HELP.modules}`, 2);
+    const name = str(values.name);
+    if (!file) throw usage("modules", "modules push: FILE is required");
+    if (extra !== undefined) throw usage("modules", `modules push: unexpected argument '${extra}'`);
+    if (!name) throw usage("modules", "modules push: --name is required");
+    const configuration = str(values.configuration);
+    if (configuration !== undefined) {
+      try {
+        JSON.parse(configuration);
+      } catch (error) {
+        throw usage("modules", `--configuration: not JSON: ${(error as Error).message}`);
+      }
+    }
+    const api = apiOf(values);
     let bytes: Buffer;
     try {
       bytes = await readFile(file);
     } catch (error) {
-      throw new CliError(`cannot read '${file}': ${(error as NodeJS.ErrnoException).code ?? error}`);
+      throw readError(file, error);
     }
-    const description = values.description
-      ? `?description=${encodeURIComponent(values.description as string)}`
-      : "";
-    const { status, body } = await apiOf(values).call(
-      "POST",
-      `/v1/modules/${encodeURIComponent(name)}${description}`,
-      {
-        body: new Uint8Array(bytes),
-        contentType: "application/wasm",
-      },
-    );
-    const resource =
-      (body as { resource?: { spec?: { sha256?: string } } }).resource ??
-      (body as { spec?: { sha256?: string } });
-    const sha = resource?.spec?.sha256 ?? "";
-    out(`wasmmodule/${name} ${status === 201 ? "created" : "pushed"} (sha256 ${sha}, ${bytes.length} bytes)`);
+    const query = new URLSearchParams();
+    const description = str(values.description);
+    const rootId = str(values["root-id"]);
+    if (description !== undefined) query.set("description", description);
+    if (configuration !== undefined) query.set("configuration", configuration);
+    if (rootId !== undefined) query.set("rootId", rootId);
+    const path = `/v1/modules/${encodeURIComponent(name)}${query.size > 0 ? `?${query}` : ""}`;
+    // The API answers 200 both for a new version and for the same bytes again; what was there
+    // before tells the two apart.
+    const before = (await api.tryGet(`/v1/wasmmodules/${encodeURIComponent(name)}`)) as StoredDoc | undefined;
+    const { status, body, header } = await api.call("POST", path, {
+      body: new Uint8Array(bytes),
+      contentType: "application/wasm",
+    });
+    for (const warning of header("wasmesh-warning")) warn(warning);
+    const resource = body as StoredDoc;
+    const action =
+      status === 201
+        ? "created"
+        : before?.metadata.resourceVersion === resource.metadata.resourceVersion
+          ? "unchanged"
+          : "configured";
+    out(`wasmmodule/${name} ${action} (sha256 ${resource.spec?.sha256 ?? "?"}, ${bytes.length} bytes)`);
   },
 };
+
+/** `wasmesh edge export`: the configuration the API serves, checked as a worker would check it. */
+commands.edge = async (args, out) => {
+  const [sub, ...rest] = args;
+  if (sub === "--help" || sub === "-h") return out(HELP.edge as string);
+  if (sub === undefined) throw usage("edge", "edge: a subcommand is required (export)");
+  if (sub !== "export") throw usage("edge", `edge: unknown subcommand '${sub}'`);
+  const { values, positionals } = parse(rest, { output: { type: "string", short: "o" } }, "edge");
+  if (values.help) return out(HELP.edge as string);
+  noPositionals(positionals, "edge");
+  const { body } = await apiOf(values).call("GET", "/v1/edge/config");
+  // What a worker would refuse must not reach a KV key by way of a script.
+  const checked = validateEdgeConfig(body);
+  if (!checked.ok) {
+    const detail = checked.errors.map((e) => `  ${e.path}: ${e.message}`).join("\n");
+    throw new CliError(`the control plane's edge configuration is invalid:\n${detail}`);
+  }
+  const text = JSON.stringify(checked.config, null, 2);
+  const file = str(values.output);
+  if (file === undefined) return out(text);
+  try {
+    await writeFile(file, `${text}\n`);
+  } catch (error) {
+    throw new CliError(`cannot write '${file}': ${(error as Error).message}`);
+  }
+  out(`edge configuration ${checked.config.version} written to ${file}`);
+};
+
+/** The server's --edge-kv-* flags as ControlPlaneOptions.edgeKv; undefined without them. */
+function edgeKvOptions(values: Parsed["values"]): KvTarget | undefined {
+  const accountId = str(values["edge-kv-account"]);
+  const namespaceId = str(values["edge-kv-namespace"]);
+  const key = str(values["edge-kv-key"]);
+  const apiBase = str(values["edge-kv-api-base"]);
+  if (accountId === undefined && namespaceId === undefined) {
+    if (key !== undefined || apiBase !== undefined) {
+      throw usage(
+        "server",
+        "--edge-kv-key and --edge-kv-api-base need --edge-kv-account and --edge-kv-namespace",
+      );
+    }
+    return undefined;
+  }
+  if (!accountId || !namespaceId) {
+    throw usage("server", "--edge-kv-account and --edge-kv-namespace go together");
+  }
+  if (key === "") throw usage("server", "--edge-kv-key: must not be empty");
+  if (apiBase !== undefined && !/^https?:$/.test(URL.parse(apiBase)?.protocol ?? "")) {
+    throw usage("server", `--edge-kv-api-base: expected an http(s) URL, got '${apiBase}'`);
+  }
+  const token = process.env.CLOUDFLARE_API_TOKEN;
+  if (!token) {
+    throw usage("server", "--edge-kv-account: set CLOUDFLARE_API_TOKEN to a token that can edit Workers KV");
+  }
+  return { accountId, namespaceId, token, ...(key ? { key } : {}), ...(apiBase ? { apiBase } : {}) };
+}
+
+function warn(message: string): void {
+  process.stderr.write(`warning: ${message}\n`);
+}
 
 interface StatusRow {
   nodeId: string;
   service: string;
   protocol: string;
   acked: Record<string, string>;
+  syncedVersion?: string;
   nacks?: number;
   lastRejection?: { typeUrl: string; version: string; message: string };
 }
@@ -430,26 +704,57 @@ function ackedSummary(acked: Record<string, string>): string {
   return versions.length === 0 ? "-" : versions.length === 1 ? (versions[0] as string) : versions.join("/");
 }
 
-/** Runs one invocation; returns the exit code. Output goes through `out`, errors to stderr. */
+/** `--api URL` / `--api=URL` before the command, moved after it so that each command parses it. */
+function hoistGlobalOptions(argv: string[]): string[] {
+  const global: string[] = [];
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === "--api") {
+      if (argv[i + 1] === undefined) throw usage("main", "--api: a URL is required");
+      global.push(arg, argv[i + 1] as string);
+      i++;
+    } else if (arg.startsWith("--api=")) global.push(arg);
+    else break;
+  }
+  const [command, ...rest] = argv.slice(i);
+  return command === undefined ? [] : [command, ...rest, ...global];
+}
+
+/**
+ * Runs one invocation. Resolves to the exit code, or to null while `wasmesh server` runs (it exits
+ * on SIGINT/SIGTERM). Output goes through `out`, errors to stderr as `wasmesh: <why>`.
+ */
 export async function main(
   argv: string[],
-  out: Out = (t) => process.stdout.write(`${t}\n`),
-): Promise<number> {
-  const [command, ...args] = argv;
-  if (command === undefined || command === "--help" || command === "-h" || command === "help") {
-    out(HELP.main as string);
-    return command === undefined ? 2 : 0;
-  }
-  const run = commands[command];
+  out: Out = (t) => {
+    process.stdout.write(`${t}\n`);
+  },
+): Promise<number | null> {
   try {
-    if (!run) throw new CliError(`unknown command '${command}'\n\n${HELP.main}`, 2);
-    await run(args, out);
-    return 0;
+    const [command, ...args] = hoistGlobalOptions(argv);
+    if (command === "--help" || command === "-h" || command === "help") {
+      out(HELP.main as string);
+      return 0;
+    }
+    // No command: the whole help, but as an error (stderr, exit 2) so that scripts notice.
+    if (command === undefined) throw new CliError(`a command is required\n\n${HELP.main}`, 2);
+    const run = commands[command];
+    if (!run) {
+      throw usage(
+        "main",
+        command.startsWith("-")
+          ? `unknown option '${command}' (options go after the command)`
+          : `unknown command '${command}'; commands: ${Object.keys(commands).join(", ")}`,
+      );
+    }
+    return (await run(args, out)) === "serving" ? null : 0;
   } catch (error) {
     if (error instanceof CliError) {
       process.stderr.write(`wasmesh: ${error.message}\n`);
       return error.exitCode;
     }
+    // A bug: the stack is what a report needs.
     process.stderr.write(`wasmesh: ${(error as Error).stack ?? error}\n`);
     return 1;
   }

@@ -1,0 +1,83 @@
+// GET /v1/edge/config: the edge workers' configuration (schema/edge-config.ts), with its content
+// hash as the ETag so that a worker revalidating with If-None-Match gets a bodiless 304 until the
+// configuration really changes (a write that leaves the edge's view alone keeps the ETag).
+import { Hono } from "hono";
+import type { EdgeConfigSource, EdgeState } from "../edge/source.ts";
+import { EdgeConfigUnavailable } from "../translate/edge.ts";
+import { ApiError } from "./errors.ts";
+import { type Documented, errorResponse, json, ref } from "./openapi.ts";
+
+export interface EdgeDeps {
+  edge: EdgeConfigSource;
+}
+
+/** Whether an If-None-Match header matches `etag` (weak comparison, as RFC 9110 wants for it). */
+export function noneMatchHits(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  return header
+    .split(",")
+    .map((tag) => tag.trim().replace(/^W\//, ""))
+    .some((tag) => tag === "*" || tag === etag);
+}
+
+export function edgeRoutes(deps: EdgeDeps): Documented<Hono> {
+  const router = new Hono();
+
+  router.get("/config", async (c) => {
+    let state: EdgeState;
+    try {
+      state = await deps.edge.current();
+    } catch (error) {
+      if (!(error instanceof EdgeConfigUnavailable)) throw error;
+      throw new ApiError(
+        503,
+        "unavailable",
+        `${error.message}; edge workers keep their last configuration`,
+        error.problems.map((p) => ({ path: p.path, message: p.message })),
+      );
+    }
+    // no-cache: caches may keep it but must revalidate, which is what the ETag is for.
+    const headers = { ETag: state.etag, "Cache-Control": "no-cache" };
+    if (noneMatchHits(c.req.header("if-none-match"), state.etag)) return c.body(null, 304, headers);
+    return c.body(state.body, 200, { ...headers, "Content-Type": "application/json" });
+  });
+
+  return {
+    router,
+    docs: [
+      {
+        method: "get",
+        path: "/config",
+        operation: {
+          operationId: "getEdgeConfig",
+          summary:
+            "The edge workers' configuration: the routing filter's configuration for traffic from outside the mesh, and the origins of its clusters",
+          tags: ["edge"],
+          parameters: [
+            {
+              name: "If-None-Match",
+              in: "header",
+              required: false,
+              description: "The ETag of the configuration the caller holds: 304 while it is current",
+              schema: { type: "string" },
+            },
+          ],
+          responses: {
+            "200": {
+              description: "the current configuration; ETag is its version, quoted",
+              headers: {
+                ETag: { description: '"<version>"', schema: { type: "string" } },
+                "Cache-Control": { description: "no-cache", schema: { type: "string" } },
+              },
+              content: json(ref("EdgeConfig")),
+            },
+            "304": { description: "If-None-Match names the current version; no body" },
+            "503": errorResponse(
+              "the mesh has no valid edge configuration (a route can choose a cluster without Workloads), or the store is unavailable",
+            ),
+          },
+        },
+      },
+    ],
+  };
+}
