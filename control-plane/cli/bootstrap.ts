@@ -84,5 +84,6 @@ export function bootstrap(options: BootstrapOptions): Record<string, unknown> {
 }
 
 export function bootstrapYaml(options: BootstrapOptions): string {
-  return stringify(bootstrap(options), { lineWidth: 0 });
+  // No anchors for the shared ADS config source: the file is read (and edited) by people.
+  return stringify(bootstrap(options), { lineWidth: 0, aliasDuplicateObjects: false });
 }

@@ -3,14 +3,29 @@
 // exits non-zero (2 for a usage error, 1 otherwise).
 import { readFile, writeFile } from "node:fs/promises";
 import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
-import { stringify } from "yaml";
-import { validateEdgeConfig } from "../../schema/edge-config.ts";
 import { DEFAULT_KV_API_BASE, DEFAULT_KV_KEY, type KvTarget } from "../edge/kv.ts";
-import { KINDS, type Kind } from "../resources/index.ts";
-import { nodeMetadata, parseNodeIdentity } from "../translate/index.ts";
-import { DEFAULT_PORTS, NODE_METADATA, type ProxyIdentity } from "../translate/types.ts";
-import { bootstrapYaml, parseHostPort } from "./bootstrap.ts";
+import type { Kind } from "../resources/index.ts";
+import type { ProxyIdentity } from "../translate/types.ts";
 import { ApiClient, CliError, DEFAULT_API } from "./client.ts";
+
+// Modules only some commands need (the YAML printer, the translation, the edge schema) are
+// imported where used: every command starts in a fresh process, and loading TypeScript costs.
+
+/**
+ * The resource kinds, in the resource model's order. Listed rather than imported: the model loads
+ * TypeBox and the YAML parser, a cost every command would pay at start. `satisfies` keeps each name
+ * a real kind; test/control-plane/cli.test.ts checks that none is missing.
+ */
+export const KINDS = [
+  "Service",
+  "Workload",
+  "Route",
+  "CircuitBreaker",
+  "AccessRule",
+  "MeshPolicy",
+  "WasmModule",
+  "WasmPlugin",
+] as const satisfies readonly Kind[];
 
 const HELP: Record<string, string> = {
   main: `wasmesh — a service mesh whose traffic policy is WebAssembly
@@ -341,7 +356,23 @@ const commands: Record<string, (args: string[], out: Out) => Promise<undefined |
     const address = str(values.address) ?? "127.0.0.1";
     const edgeKv = edgeKvOptions(values);
     // Imported here so that client commands don't load the server's dependencies.
-    const { startControlPlane } = await import("../server.ts");
+    const [{ startControlPlane }, grpc] = await Promise.all([
+      import("../server.ts"),
+      import("@grpc/grpc-js"),
+    ]);
+    // grpc-js logs a failed bind ("E No address added out of total 1 resolved") before the start
+    // fails; startupError says the same in full, so that one line goes. Other lines stay as they were.
+    const grpcLog =
+      (prefix: string) =>
+      (message: unknown, ...rest: unknown[]) =>
+        console.error(`${prefix} ${message}`, ...rest);
+    grpc.setLogger({
+      error: (message: unknown, ...rest: unknown[]) => {
+        if (!String(message).startsWith("No address added")) grpcLog("E")(message, ...rest);
+      },
+      info: grpcLog("I"),
+      debug: grpcLog("D"),
+    });
     let plane: Awaited<ReturnType<typeof startControlPlane>>;
     try {
       plane = await startControlPlane({
@@ -425,11 +456,12 @@ const commands: Record<string, (args: string[], out: Out) => Promise<undefined |
     const items = name ? [body as StoredDoc] : ((body as { items: StoredDoc[] }).items ?? []);
     if (format === "json") return out(JSON.stringify(name ? body : { items }, null, 2));
     if (format === "yaml") {
+      const yaml = await import("yaml");
       // Documents as apply reads them; an empty list prints nothing rather than an empty document.
       if (items.length > 0)
         out(
           items
-            .map((item) => stringify(item, { lineWidth: 0 }))
+            .map((item) => yaml.stringify(item, { lineWidth: 0 }))
             .join("---\n")
             .trimEnd(),
         );
@@ -481,6 +513,10 @@ const commands: Record<string, (args: string[], out: Out) => Promise<undefined |
     const service = str(values.service);
     if (!nodeId) throw usage("bootstrap", "bootstrap: --node-id is required");
     if (!service) throw usage("bootstrap", "bootstrap: --service is required");
+    const [
+      { bootstrapYaml, parseHostPort },
+      { nodeMetadata, parseNodeIdentity, DEFAULT_PORTS, NODE_METADATA },
+    ] = await Promise.all([import("./bootstrap.ts"), import("../translate/index.ts")]);
     const protocol = str(values["xds-protocol"]) ?? "sotw";
     if (protocol !== "sotw" && protocol !== "delta") {
       throw usage("bootstrap", `--xds-protocol: expected sotw or delta, got '${protocol}'`);
@@ -638,6 +674,7 @@ commands.edge = async (args, out) => {
   noPositionals(positionals, "edge");
   const { body } = await apiOf(values).call("GET", "/v1/edge/config");
   // What a worker would refuse must not reach a KV key by way of a script.
+  const { validateEdgeConfig } = await import("../../schema/edge-config.ts");
   const checked = validateEdgeConfig(body);
   if (!checked.ok) {
     const detail = checked.errors.map((e) => `  ${e.path}: ${e.message}`).join("\n");
@@ -734,7 +771,12 @@ export async function main(
   try {
     const [command, ...args] = hoistGlobalOptions(argv);
     if (command === "--help" || command === "-h" || command === "help") {
-      out(HELP.main as string);
+      // `wasmesh help get` as `wasmesh get --help`.
+      const topic = command === "help" ? args[0] : undefined;
+      if (topic !== undefined && (topic === "main" || HELP[topic] === undefined)) {
+        throw usage("main", `help: unknown command '${topic}'`);
+      }
+      out(HELP[topic ?? "main"] as string);
       return 0;
     }
     // No command: the whole help, but as an error (stderr, exit 2) so that scripts notice.
