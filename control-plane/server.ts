@@ -12,7 +12,7 @@ import { createFileBlobStore, createModuleRegistry, loadBuiltinModule } from "./
 import { type Resource, validateResource } from "./resources/index.ts";
 import { openSqliteStore, type ResourceStore } from "./store/index.ts";
 import { parseNodeIdentity, proxyClassKey, translateProxy } from "./translate/index.ts";
-import type { ModuleCode, ModuleDelivery, ProxyIdentity } from "./translate/types.ts";
+import type { ModuleCode, ProxyIdentity } from "./translate/types.ts";
 import { XdsServer } from "./xds/index.ts";
 
 export interface ControlPlaneOptions {
@@ -20,9 +20,6 @@ export interface ControlPlaneOptions {
   httpPort: number;
   xdsPort: number;
   address?: string;
-  moduleDelivery?: "inline" | "remote";
-  /** The API's URL as sidecars reach it, for remote module delivery. */
-  publicUrl?: string;
   /** Path of the built-in module (default build/mesh.wasm). */
   builtinModule?: string;
   /** Also write the edge configuration into this Workers KV key after each change (edge/kv.ts). */
@@ -59,7 +56,6 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const modules = createModuleRegistry({ store, blobs: createFileBlobStore(options.dataDir), builtin });
 
   let state: MeshState = { revision: -1, resources: [], modules: new Map() };
-  let delivery: ModuleDelivery = { mode: "inline" };
 
   async function load(): Promise<MeshState> {
     const revision = await store.revision();
@@ -85,8 +81,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     parseNode: parseNodeIdentity,
     provider: {
       keyFor: (proxy: ProxyIdentity) => proxyClassKey(proxy),
-      configFor: (proxy: ProxyIdentity) =>
-        translateProxy(state.resources, proxy, { modules: state.modules, delivery }),
+      configFor: (proxy: ProxyIdentity) => translateProxy(state.resources, proxy, { modules: state.modules }),
     },
     log: (level, message, fields) =>
       log(`xds ${level}: ${message}${fields ? ` ${JSON.stringify(fields)}` : ""}`),
@@ -127,13 +122,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     http.once("error", reject);
   });
   const httpPort = (http.address() as AddressInfo).port;
-  if (options.moduleDelivery === "remote") {
-    delivery = { mode: "remote", baseUrl: options.publicUrl ?? `http://${address}:${httpPort}` };
-    xds.update(String(state.revision));
-  }
 
   log(
-    `wasmesh control plane: API http://${address}:${httpPort}  xDS grpc://${address}:${xdsPort}  data ${options.dataDir}  (revision ${state.revision}, modules ${options.moduleDelivery ?? "inline"})`,
+    `wasmesh control plane: API http://${address}:${httpPort}  xDS grpc://${address}:${xdsPort}  data ${options.dataDir}  (revision ${state.revision})`,
   );
 
   let closed = false;

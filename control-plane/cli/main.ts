@@ -48,16 +48,12 @@ Kinds: ${KINDS.join(", ")}
 
 Run 'wasmesh <command> --help' for a command's options.`,
   server: `Usage: wasmesh server [--data DIR] [--http-port 5681] [--xds-port 5678] [--address 127.0.0.1]
-                      [--module-delivery inline|remote] [--public-url URL]
                       [--edge-kv-account ID --edge-kv-namespace NS [--edge-kv-key KEY]]
 
 Runs the control plane: the HTTP API (--http-port) and the gRPC xDS server (--xds-port), with the
 resources in an embedded SQLite database under --data (default .wasmesh/). Port 0 picks a free
 port (the startup line says which). SIGINT or SIGTERM shuts it down.
   --address          interface both servers listen on (0.0.0.0 for sidecars on other hosts)
-  --module-delivery  inline: module bytes travel inside the ECDS resource (default);
-                     remote: Envoy fetches them from --public-url with the sha256 pinned
-  --public-url       the API's URL as sidecars reach it (default http://<address>:<http-port>)
   --edge-kv-account, --edge-kv-namespace
                      after each change, write the edge configuration into this Cloudflare
                      Workers KV namespace (when its version changed; retried in the background),
@@ -328,8 +324,6 @@ const commands: Record<string, (args: string[], out: Out) => Promise<undefined |
         "http-port": { type: "string" },
         "xds-port": { type: "string" },
         address: { type: "string" },
-        "module-delivery": { type: "string" },
-        "public-url": { type: "string" },
         "edge-kv-account": { type: "string" },
         "edge-kv-namespace": { type: "string" },
         "edge-kv-key": { type: "string" },
@@ -339,18 +333,10 @@ const commands: Record<string, (args: string[], out: Out) => Promise<undefined |
     );
     if (values.help) return out(HELP.server as string);
     noPositionals(positionals, "server");
-    const delivery = str(values["module-delivery"]) ?? "inline";
-    if (delivery !== "inline" && delivery !== "remote") {
-      throw usage("server", `--module-delivery: expected inline or remote, got '${delivery}'`);
-    }
     const httpPort = parsePort(str(values["http-port"]), "--http-port", 5681, 0) as number;
     const xdsPort = parsePort(str(values["xds-port"]), "--xds-port", 5678, 0) as number;
     if (httpPort !== 0 && httpPort === xdsPort) {
       throw usage("server", `--http-port and --xds-port are both ${httpPort}; they must differ`);
-    }
-    const publicUrl = str(values["public-url"]);
-    if (publicUrl !== undefined && !/^https?:$/.test(URL.parse(publicUrl)?.protocol ?? "")) {
-      throw usage("server", `--public-url: expected an http(s) URL, got '${publicUrl}'`);
     }
     const dataDir = str(values.data) ?? ".wasmesh";
     const address = str(values.address) ?? "127.0.0.1";
@@ -380,8 +366,6 @@ const commands: Record<string, (args: string[], out: Out) => Promise<undefined |
         httpPort,
         xdsPort,
         address,
-        moduleDelivery: delivery,
-        ...(publicUrl ? { publicUrl } : {}),
         ...(edgeKv ? { edgeKv } : {}),
         log: (line) => out(line),
       });

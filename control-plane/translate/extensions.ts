@@ -51,8 +51,8 @@ export function routingFilter(configuration: unknown): WasmFilter {
 }
 
 /**
- * One TypedExtensionConfig per filter, with the module's bytes inline, whatever the server's
- * --module-delivery. Envoy 1.37 cannot be trusted with `remote` code over ECDS (each case is
+ * One TypedExtensionConfig per filter, with the module's bytes inline. Envoy 1.37 cannot be
+ * trusted with `remote` code over ECDS (each case is
  * reproduced by test/envoy/remote-modules.test.ts):
  * - a new sha256 sent to a listener that is already warm is never fetched (the fetch is an init
  *   target of the listener's init manager, initialised long ago), and the filter is then left out

@@ -9,7 +9,7 @@ import { extensionResources, pluginFilter, pluginsFor, routingFilter } from "./e
 import { listenerResources, routeResources } from "./listeners.ts";
 import { indexMesh } from "./mesh.ts";
 import { routingFilterConfig } from "./routing-filter.ts";
-import type { ModuleCode, ModuleDelivery, ProxyConfig, ProxyIdentity } from "./types.ts";
+import type { ModuleCode, ProxyConfig, ProxyIdentity } from "./types.ts";
 
 export { isIpAddress } from "./addresses.ts";
 export { adsConfigSource } from "./enums.ts";
@@ -46,8 +46,6 @@ export * from "./types.ts";
 export interface TranslateOptions {
   /** Module code by module name, including the built-in "mesh". */
   modules: ReadonlyMap<string, ModuleCode>;
-  /** The server's --module-delivery; Envoy gets module bytes inline in both modes (extensions.ts). */
-  delivery: ModuleDelivery;
 }
 
 export function translateProxy(

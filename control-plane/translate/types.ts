@@ -54,13 +54,3 @@ export interface ModuleCode {
   sha256: string;
   bytes: Uint8Array;
 }
-
-/**
- * The server's --module-delivery. "remote" was for Envoy to fetch module bytes from the control
- * plane's HTTP API (GET `${baseUrl}/v1/modules/<name>/<sha256>.wasm`) with the sha256 pinned; Envoy
- * 1.37 does that unsafely over ECDS (see extensionResources), so translation sends bytes inline in
- * both modes. The API still serves the bytes (edge workers, operators, a future sidecar agent).
- */
-export type ModuleDelivery =
-  | { mode: "inline" }
-  | { mode: "remote" /** e.g. http://10.0.0.5:5681 */; baseUrl: string };

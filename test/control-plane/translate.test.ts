@@ -10,7 +10,6 @@ import {
   CLUSTER_HEADER,
   type EnvoyNode,
   type ModuleCode,
-  type ModuleDelivery,
   NODE_METADATA,
   nodeMetadata,
   OUTBOUND_CLUSTER_PREFIX,
@@ -81,13 +80,12 @@ const TAGGER_CODE: ModuleCode = {
   bytes: new Uint8Array([0, 97, 115, 109, 1, 0, 0, 1]),
 };
 
-function options(delivery: ModuleDelivery = { mode: "inline" }): TranslateOptions {
+function options(): TranslateOptions {
   return {
     modules: new Map([
       ["mesh", MESH_CODE],
       ["tagger", TAGGER_CODE],
     ]),
-    delivery,
   };
 }
 
@@ -169,16 +167,9 @@ function expectProtoValid(config: ProxyConfig): void {
 }
 
 describe("output is valid Envoy configuration", () => {
-  it("every resource of the example mesh encodes, for sidecars with and without an app, inline and remote", () => {
-    for (const delivery of [
-      { mode: "inline" } as const,
-      { mode: "remote", baseUrl: "https://cp.example:5681" } as const,
-    ]) {
-      expectProtoValid(translateProxy(example(), proxy(), options(delivery)));
-      expectProtoValid(
-        translateProxy(example(), proxy({ service: "reviews", appPort: 9080 }), options(delivery)),
-      );
-    }
+  it("every resource of the example mesh encodes, for sidecars with and without an app", () => {
+    expectProtoValid(translateProxy(example(), proxy(), options()));
+    expectProtoValid(translateProxy(example(), proxy({ service: "reviews", appPort: 9080 }), options()));
   });
 
   it("is checked strictly: an unknown field inside an Any is an error", () => {
@@ -209,7 +200,7 @@ describe("output is valid Envoy configuration", () => {
   });
 });
 
-describe("a pure function of resources, identity, modules and delivery", () => {
+describe("a pure function of resources, identity and modules", () => {
   it("gives deep-equal output for the same input, in any order, for any node id and labels", () => {
     const resources = example();
     const first = translateProxy(resources, proxy(), options());
@@ -769,16 +760,10 @@ describe("module delivery", () => {
       }
     ).typed_config.config.vm_config.code;
 
-  it("the module's bytes in the ECDS resource, inline and remote alike, and no HTTP cluster", () => {
+  it("the module's bytes inline in the ECDS resource, and no HTTP cluster to fetch them from", () => {
     // Remote code over ECDS is unsafe in Envoy 1.37 (extensionResources; test/envoy/remote-modules).
     const inline = translateProxy(example(), proxy(), options());
-    const remote = translateProxy(
-      example(),
-      proxy(),
-      options({ mode: "remote", baseUrl: "http://10.0.0.5:5681/" }),
-    );
     expect(code(inline, ROUTING_FILTER)).toEqual({ local: { inline_bytes: MESH_CODE.bytes } });
-    expect(remote).toEqual(inline);
     expect(names(inline[TYPE_URL.cluster]).filter((n) => !n.startsWith("outbound|"))).toEqual([]);
   });
 });

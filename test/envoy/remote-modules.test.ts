@@ -8,9 +8,9 @@
 //    failed fetch (bytes that break the pin) is ACKed, the filter failing closed; with
 //    nack_on_code_cache_miss it is safe, but a config applies only when offered again. These tests
 //    pin that behaviour down: if a later Envoy changes it, they say so.
-// 2. What `wasmesh server --module-delivery remote` therefore does: module bytes inline in ECDS
-//    (control-plane/translate/extensions.ts), so a new version under load switches without a
-//    failed request, and the API serves stored bytes by sha256, never damaged ones.
+// 2. What `wasmesh server` therefore does: module bytes inline in ECDS (there is no remote mode;
+//    control-plane/translate/extensions.ts), so a new version under load switches without a
+//    failed request, and the API still serves stored bytes by sha256, never damaged ones.
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
@@ -120,7 +120,7 @@ interface WasmConfig {
 
 /**
  * The translation's output with every module's code fetched from `server` instead of inline, as
- * translation wrote it for `--module-delivery remote` (http_uri over a cluster for the API, the
+ * translation wrote it for the remote mode it once had (http_uri over a cluster for the API, the
  * sha256 pinned, three retries), and optionally Envoy's nack_on_code_cache_miss.
  */
 function withRemoteCode(
@@ -267,7 +267,7 @@ describe("Envoy 1.37 with remote Wasm code over ECDS", () => {
         keyFor: proxyClassKey,
         configFor: (proxy) =>
           withRemoteCode(
-            translateProxy(validated(), proxy, { modules: codes, delivery: { mode: "inline" } }),
+            translateProxy(validated(), proxy, { modules: codes }),
             modules,
             codes,
             nackOnCacheMiss,
@@ -437,9 +437,9 @@ describe("Envoy 1.37 with remote Wasm code over ECDS", () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// 2. `wasmesh server --module-delivery remote`
+// 2. `wasmesh server`: module bytes inline
 
-describe("wasmesh server --module-delivery remote", () => {
+describe("wasmesh server delivers module bytes inline", () => {
   let cp: ControlPlaneProcess;
   let app: Upstream;
   let sidecar: Sidecar;
@@ -479,7 +479,7 @@ describe("wasmesh server --module-delivery remote", () => {
     dir = mkdtempSync(join(tmpdir(), "wasmesh-remote-modules-"));
     tempDirs.push(dir);
     app = await startUpstream({ name: "reviews-app" });
-    cp = await startControlPlaneProcess({ extraArgs: ["--module-delivery", "remote"] });
+    cp = await startControlPlaneProcess();
     sidecar = await startSidecar({
       controlPlane: cp,
       nodeId: "reviews-1",
