@@ -15,6 +15,7 @@ import { mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { setTimeout as delay } from "node:timers/promises";
 import { type ExistingEntry, planApply, Watchers } from "./core.ts";
 import { StoreClosedError } from "./errors.ts";
 import type {
@@ -248,6 +249,28 @@ class SqliteStore implements SqliteResourceStore {
   }
 }
 
+const BUSY_TIMEOUT_MS = 5000;
+/** SQLite's primary result code for a lock held elsewhere (extended codes keep it in the low byte). */
+const SQLITE_BUSY = 5;
+
+/**
+ * PRAGMA journal_mode = WAL, retried while another process holds the lock. Switching a new file
+ * to WAL can fail with SQLITE_BUSY without SQLite's busy handler ever waiting (it gives up at
+ * once where waiting could deadlock), so processes opening one new file together need a retry.
+ */
+async function switchToWal(db: DatabaseSync): Promise<Record<string, unknown> | undefined> {
+  const deadline = Date.now() + BUSY_TIMEOUT_MS;
+  for (;;) {
+    try {
+      return db.prepare("PRAGMA journal_mode = WAL").get();
+    } catch (error) {
+      const busy = (((error as { errcode?: number }).errcode ?? 0) & 0xff) === SQLITE_BUSY;
+      if (!busy || Date.now() >= deadline) throw error;
+      await delay(10 + Math.random() * 40);
+    }
+  }
+}
+
 /** Opens (creating if needed) <dataDir>/wasmesh.db and brings its schema up to date. */
 export async function openSqliteStore(options: SqliteStoreOptions): Promise<SqliteResourceStore> {
   const { DatabaseSync } = loadSqlite();
@@ -255,17 +278,18 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
   const path = join(options.dataDir, DATABASE_FILE);
   const db = new DatabaseSync(path);
   try {
+    // First, before anything that takes a lock: another process (a second control plane during
+    // a rolling restart, or one started at the same moment on a new --data) may hold the write
+    // lock briefly. Wait instead of failing at once with SQLITE_BUSY.
+    db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     // WAL: readers do not block the writer and a commit is one sequential append + fsync.
-    const mode = db.prepare("PRAGMA journal_mode = WAL").get();
+    const mode = await switchToWal(db);
     if (String(mode?.journal_mode).toLowerCase() !== "wal") {
       throw new Error(`${path}: cannot enable WAL journal mode (got ${String(mode?.journal_mode)})`);
     }
     // FULL (not WAL's usual NORMAL): fsync the WAL at every commit, so an acknowledged
     // apply survives power loss, not only a process crash. Applies are rare; this is cheap.
     db.exec("PRAGMA synchronous = FULL");
-    // Another process (e.g. a second control plane during a rolling restart) may hold the
-    // write lock briefly; wait for it instead of failing with SQLITE_BUSY at once.
-    db.exec("PRAGMA busy_timeout = 5000");
     migrate(db);
     return new SqliteStore(path, db, options);
   } catch (error) {

@@ -3,7 +3,7 @@
 // SIGKILLed inside a 5,000-change apply) and the node:sqlite warning decision.
 // The behaviour shared with the memory store is in store.test.ts.
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { DatabaseSync as DatabaseSyncType } from "node:sqlite";
@@ -216,6 +216,48 @@ function spawnScript(dir: string, source: string, args: string[]): ChildProcess 
   });
   return child;
 }
+
+describe("sqlite store: processes sharing a data directory", () => {
+  it("opens one new data directory from six processes at once: every one starts and writes", async () => {
+    // Two control planes started together on a new --data (a rolling restart, a test harness)
+    // race to create the file and switch it to WAL; the loser must wait for the lock, not fail.
+    const dir = tempDir();
+    const dataDir = join(dir, "data");
+    const source = `
+      import { openSqliteStore } from ${JSON.stringify(STORE_URL)};
+      // Every child opens at the same instant, so they really collide on the new file.
+      const startAt = Number(process.argv[4]);
+      while (Date.now() < startAt);
+      const store = await openSqliteStore({ dataDir: process.argv[2] });
+      const name = "p" + process.argv[3];
+      await store.apply([{ op: "put", resource: { apiVersion: "wasmesh.io/v1alpha1", kind: "S", metadata: { name }, spec: {} } }]);
+      await store.close();
+      `;
+    const startAt = String(Date.now() + 1500);
+    const children = Array.from({ length: 6 }, (_, i) => {
+      const childDir = join(dir, `child-${i}`);
+      mkdirSync(childDir);
+      return lineWaiter(spawnScript(childDir, source, [dataDir, String(i), startAt]));
+    });
+    const exits = await Promise.all(children.map((c) => c.exited));
+    for (const [i, exit] of exits.entries()) {
+      expect({ exit, stderr: children[i]?.output().stderr }).toEqual({
+        exit: { code: 0, signal: null },
+        stderr: "",
+      });
+    }
+    const store = await open(dataDir);
+    expect((await store.list("S")).map((r) => r.metadata.name).sort()).toEqual([
+      "p0",
+      "p1",
+      "p2",
+      "p3",
+      "p4",
+      "p5",
+    ]);
+    expect(await store.revision()).toBe(6);
+  });
+});
 
 describe("sqlite store: crash safety", () => {
   it("keeps the previous state when the process is SIGKILLed inside a 5,000-put apply", async () => {
