@@ -39,7 +39,39 @@ export function signatureOf(resources: Iterable<WireResource>): string {
   return hash.digest("hex").slice(0, 16);
 }
 
-const EMPTY: TypeResources = { byName: new Map(), signature: signatureOf([]) };
+const EMPTY_SIGNATURE = signatureOf([]);
+
+// Byte arrays (module code inline in ECDS) stand in the content key by identity, not by content:
+// the same array is shared by every class, and spelling 60 KiB out as JSON would cost more than
+// encoding it.
+const byteArrayIds = new WeakMap<Uint8Array, number>();
+let nextByteArrayId = 0;
+function contentReplacer(_key: string, value: unknown): unknown {
+  if (value instanceof Uint8Array) {
+    let id = byteArrayIds.get(value);
+    if (id === undefined) {
+      id = ++nextByteArrayId;
+      byteArrayIds.set(value, id);
+    }
+    return `\0bytes:${id}`;
+  }
+  // JSON would write these as null (or 0), which encode differently.
+  if (typeof value === "number" && (!Number.isFinite(value) || Object.is(value, -0)))
+    return `\0number:${value}`;
+  return value;
+}
+
+/**
+ * What determines a resource's encoding, as a string: its type, name and content as JSON (arrays
+ * of bytes by identity). Undefined when the content has no JSON form (a bigint).
+ */
+function contentKey(typeUrl: string, name: string, resource: Record<string, unknown>): string | undefined {
+  try {
+    return JSON.stringify([typeUrl, name, resource], contentReplacer);
+  } catch {
+    return undefined;
+  }
+}
 
 interface Entry {
   /** The newest snapshot computed successfully for the key (possibly of an older generation). */
@@ -55,6 +87,10 @@ export class SnapshotCache {
   // Interned resources of this generation and the previous one, by type, name and version.
   private interned = new Map<string, WireResource>();
   private previouslyInterned = new Map<string, WireResource>();
+  // The same, by content key: most resources are equal across classes and generations, and
+  // JSON.stringify is several times cheaper than verifying and encoding them again (protos.ts).
+  private encoded = new Map<string, WireResource>();
+  private previouslyEncoded = new Map<string, WireResource>();
   private generation = 0;
   private label: string;
 
@@ -76,6 +112,8 @@ export class SnapshotCache {
     this.label = version;
     this.previouslyInterned = this.interned;
     this.interned = new Map();
+    this.previouslyEncoded = this.encoded;
+    this.encoded = new Map();
     return this.generation;
   }
 
@@ -121,13 +159,14 @@ export class SnapshotCache {
     for (const typeUrl of TYPE_URLS) {
       const list = config[typeUrl] ?? [];
       if (list.length === 0) {
-        types.set(typeUrl, EMPTY);
+        // A fresh object per snapshot: streams cache responses on it (stream.ts), for its lifetime.
+        types.set(typeUrl, { byName: new Map(), signature: EMPTY_SIGNATURE });
         continue;
       }
       const byName = new Map<string, WireResource>();
       for (const { name, resource } of list) {
         if (byName.has(name)) throw new Error(`${typeUrl}: two resources named '${name}'`);
-        byName.set(name, this.intern(typeUrl, name, encodeMessage(typeUrl, resource)));
+        byName.set(name, this.wire(typeUrl, name, resource));
       }
       const sorted = [...byName.keys()].sort();
       types.set(typeUrl, {
@@ -136,6 +175,16 @@ export class SnapshotCache {
       });
     }
     return { key, gen: this.generation, version: this.label, types };
+  }
+
+  /** The resource encoded, or its encoding of this or the previous generation if its content is unchanged. */
+  private wire(typeUrl: TypeUrl, name: string, resource: Record<string, unknown>): WireResource {
+    const key = contentKey(typeUrl, name, resource);
+    let wire = key === undefined ? undefined : (this.encoded.get(key) ?? this.previouslyEncoded.get(key));
+    if (wire) this.interned.set(`${typeUrl}\0${name}\0${wire.version}`, wire);
+    else wire = this.intern(typeUrl, name, encodeMessage(typeUrl, resource));
+    if (key !== undefined) this.encoded.set(key, wire);
+    return wire;
   }
 
   private intern(typeUrl: string, name: string, bytes: Uint8Array): WireResource {

@@ -27,6 +27,7 @@ export const PUSH_ORDER: readonly TypeUrl[] = [
   TYPE_URL.extensionConfig,
 ];
 const KNOWN_TYPES: ReadonlySet<string> = new Set(PUSH_ORDER);
+const NO_RESOURCES: TypeResources = { byName: new Map(), signature: "" };
 
 /** Listener and Cluster are wildcard types: no names (or "*") means all of them. */
 const WILDCARD_TYPES: ReadonlySet<string> = new Set([TYPE_URL.listener, TYPE_URL.cluster]);
@@ -146,7 +147,7 @@ export abstract class XdsStream<S extends TypeState = TypeState> {
   abstract push(snapshot: Snapshot, pushedAt: number): number;
 
   protected resourcesOf(typeUrl: TypeUrl, snapshot = this.snapshot): TypeResources {
-    return snapshot.types.get(typeUrl) ?? { byName: new Map(), signature: "" };
+    return snapshot.types.get(typeUrl) ?? NO_RESOURCES;
   }
 
   /** Records a response about to be written. */
@@ -216,8 +217,10 @@ export abstract class XdsStream<S extends TypeState = TypeState> {
 // State of the world
 
 interface SotwTypeState extends TypeState {
-  /** Subscribed names; undefined = wildcard. */
+  /** Subscribed names; undefined = wildcard. Shared between streams (subscription()): never mutate. */
   names: Set<string> | undefined;
+  /** Subscription key of the names: the key of the selection cache. */
+  namesKey: string;
   /** Signature of the set last sent, to send only on change. */
   signature: string;
   /** The resources the last response was cut from (shared with the snapshot, not copied). */
@@ -226,6 +229,84 @@ interface SotwTypeState extends TypeState {
 
 const sameNames = (a: Set<string> | undefined, b: Set<string> | undefined) =>
   a === undefined || b === undefined ? a === b : a.size === b.size && [...a].every((n) => b.has(n));
+
+/**
+ * A response encoded once and written as is to every stream that needs the same one (the proxies
+ * of a class, in a push): one shared nonce instead of one encoding, and one copy of every resource,
+ * per stream. Nonces stay unique where it matters: a stream is never sent again the nonce of the
+ * response it was sent last (meeting an older one again means identical content, so an answer to
+ * either is an answer to both).
+ */
+interface SharedResponse {
+  typeUrl: TypeUrl;
+  version: string;
+  nonce: string;
+  bytes: Uint8Array;
+}
+
+const reusable = (
+  response: SharedResponse | undefined,
+  typeUrl: TypeUrl,
+  version: string,
+  lastNonce: string,
+): response is SharedResponse =>
+  response !== undefined &&
+  response.typeUrl === typeUrl &&
+  response.version === version &&
+  response.nonce !== lastNonce;
+
+/** The cache kept on a TypeResources (so it goes with its snapshot). */
+function cacheOn<V>(caches: WeakMap<TypeResources, Map<string, V>>, from: TypeResources): Map<string, V> {
+  // NO_RESOURCES outlives every snapshot: what was cached on it would stay forever.
+  if (from === NO_RESOURCES) return new Map();
+  let cache = caches.get(from);
+  if (!cache) {
+    cache = new Map();
+    caches.set(from, cache);
+  }
+  return cache;
+}
+
+/** What a SotW response for a subscription holds: the resources, in name order, and their signature. */
+interface Selection {
+  from: TypeResources;
+  list: WireResource[];
+  signature: string;
+  response?: SharedResponse;
+}
+
+/** A subscription's names and their key, shared by the streams that subscribe to the same names. */
+interface Subscription {
+  names: Set<string> | undefined;
+  key: string;
+}
+
+/**
+ * Subscriptions by key. Every sidecar of a class asks for the same (often a hundred or more) EDS
+ * names: one shared copy instead of one per stream. Cleared when it grows past a bound; streams
+ * keep what they hold.
+ */
+const subscriptions = new Map<string, Subscription>();
+const MAX_SUBSCRIPTIONS = 10_000;
+
+function subscription(names: Set<string> | undefined): Subscription {
+  // A JSON array cannot be mistaken for another set, or for the wildcard.
+  const key = names === undefined ? "*" : JSON.stringify([...names].sort());
+  let shared = subscriptions.get(key);
+  if (!shared) {
+    if (subscriptions.size >= MAX_SUBSCRIPTIONS) subscriptions.clear();
+    shared = { names, key };
+    subscriptions.set(key, shared);
+  }
+  return shared;
+}
+
+/**
+ * Selections by name set, per TypeResources (so per class and generation): every stream of a class
+ * subscribes to the same names, and a push would otherwise sort and hash them once per stream —
+ * the largest cost of a push to thousands of proxies. Entries go with their snapshot.
+ */
+const selections = new WeakMap<TypeResources, Map<string, Selection>>();
 
 export class SotwStream extends XdsStream<SotwTypeState> {
   readonly protocol = "sotw";
@@ -236,7 +317,14 @@ export class SotwStream extends XdsStream<SotwTypeState> {
     const names = this.namesOf(typeUrl, request.resourceNames);
     let state = this.types.get(typeUrl);
     if (!state) {
-      state = { ...newTypeState(), names, signature: "", sentFrom: undefined };
+      const shared = subscription(names);
+      state = {
+        ...newTypeState(),
+        names: shared.names,
+        namesKey: shared.key,
+        signature: "",
+        sentFrom: undefined,
+      };
       this.types.set(typeUrl, state);
       this.respond(typeUrl, state, undefined);
       return;
@@ -245,7 +333,9 @@ export class SotwStream extends XdsStream<SotwTypeState> {
     // the proxy's next request, answering it, carries its complete current subscription anyway.
     if (this.answer(typeUrl, state, request.responseNonce, request.errorDetail) === "stale") return;
     if (!sameNames(names, state.names)) {
-      state.names = names;
+      const shared = subscription(names);
+      state.names = shared.names;
+      state.namesKey = shared.key;
       this.respond(typeUrl, state, undefined);
     }
   }
@@ -259,7 +349,7 @@ export class SotwStream extends XdsStream<SotwTypeState> {
     for (const typeUrl of PUSH_ORDER) {
       const state = this.types.get(typeUrl);
       if (!state) continue;
-      const selected = this.select(typeUrl, state.names);
+      const selected = this.select(typeUrl, state);
       if (selected.signature === state.signature) {
         state.sentFrom = selected.from;
         this.unchanged(state);
@@ -292,7 +382,7 @@ export class SotwStream extends XdsStream<SotwTypeState> {
     for (const typeUrl of PUSH_ORDER) {
       if (typeUrl === TYPE_URL.cluster) continue;
       const state = this.types.get(typeUrl);
-      if (state && this.select(typeUrl, state.names).signature !== state.signature) return true;
+      if (state && this.select(typeUrl, state).signature !== state.signature) return true;
     }
     return false;
   }
@@ -302,25 +392,40 @@ export class SotwStream extends XdsStream<SotwTypeState> {
     return new Set(names);
   }
 
-  private select(
-    typeUrl: TypeUrl,
-    names: Set<string> | undefined,
-  ): { from: TypeResources; list: WireResource[]; signature: string } {
+  /** The current snapshot's resources for the subscription; shared by streams, never mutate `list`. */
+  private select(typeUrl: TypeUrl, state: SotwTypeState): Selection {
     const from = this.resourcesOf(typeUrl);
-    if (names === undefined) return { from, list: [...from.byName.values()], signature: from.signature };
-    const list: WireResource[] = [];
-    for (const name of [...names].sort()) {
-      const r = from.byName.get(name);
-      if (r) list.push(r);
+    const cached = cacheOn(selections, from);
+    let selection = cached.get(state.namesKey);
+    if (selection) return selection;
+    const names = state.names;
+    if (names === undefined) selection = { from, list: [...from.byName.values()], signature: from.signature };
+    else {
+      const list: WireResource[] = [];
+      for (const name of [...names].sort()) {
+        const r = from.byName.get(name);
+        if (r) list.push(r);
+      }
+      selection = { from, list, signature: signatureOf(list) };
     }
-    return { from, list, signature: signatureOf(list) };
+    cached.set(state.namesKey, selection);
+    return selection;
   }
 
   private respond(typeUrl: TypeUrl, state: SotwTypeState, pushedAt: number | undefined): void {
-    const selected = this.select(typeUrl, state.names);
+    const selected = this.select(typeUrl, state);
     state.signature = selected.signature;
     state.sentFrom = selected.from;
-    this.sendList(typeUrl, state, selected.list, pushedAt);
+    const version = this.snapshot.version;
+    let response = selected.response;
+    if (!reusable(response, typeUrl, version, state.nonce)) {
+      const nonce = this.hooks.nonce();
+      const bytes = encodeDiscoveryResponse(version, typeUrl, nonce, selected.list);
+      response = { typeUrl, version, nonce, bytes };
+      selected.response = response;
+    }
+    this.sent(typeUrl, state, response.nonce, pushedAt);
+    this.hooks.send(response.bytes);
   }
 
   private sendList(
@@ -346,6 +451,9 @@ interface DeltaTypeState extends TypeState {
   /** What the proxy holds, name → version (as sent, or as it said in initial_resource_versions). */
   versions: Map<string, string>;
 }
+
+/** Delta responses by their content, per TypeResources (so per class and generation), as for SotW. */
+const deltaResponses = new WeakMap<TypeResources, Map<string, SharedResponse>>();
 
 interface DeltaChanges {
   updated: WireResource[];
@@ -451,15 +559,18 @@ export class DeltaStream extends XdsStream<DeltaTypeState> {
   ): void {
     for (const r of changes.updated) state.versions.set(r.name, r.version);
     for (const name of changes.removed) state.versions.delete(name);
-    const nonce = this.hooks.nonce();
-    const bytes = encodeDeltaDiscoveryResponse(
-      this.snapshot.version,
-      typeUrl,
-      nonce,
-      changes.updated,
-      changes.removed,
-    );
-    this.sent(typeUrl, state, nonce, pushedAt);
-    this.hooks.send(bytes);
+    const version = this.snapshot.version;
+    const shared = cacheOn(deltaResponses, this.resourcesOf(typeUrl));
+    // Interned resources: equal names and versions are equal bytes.
+    const key = JSON.stringify([typeUrl, changes.updated.map((r) => [r.name, r.version]), changes.removed]);
+    let response = shared.get(key);
+    if (!reusable(response, typeUrl, version, state.nonce)) {
+      const nonce = this.hooks.nonce();
+      const bytes = encodeDeltaDiscoveryResponse(version, typeUrl, nonce, changes.updated, changes.removed);
+      response = { typeUrl, version, nonce, bytes };
+      shared.set(key, response);
+    }
+    this.sent(typeUrl, state, response.nonce, pushedAt);
+    this.hooks.send(response.bytes);
   }
 }

@@ -394,6 +394,50 @@ describe("state of the world", () => {
     expect(metrics.render()).toMatch(/wasmesh_xds_nacks_total\{type="ecds"\} 1/);
   });
 
+  it("sends the proxies of a class one shared response, and tracks each one's ACK or NACK on its own", async () => {
+    const rejecting = await proxy("productpage", {
+      reject: (r) =>
+        r.typeUrl === ECDS &&
+        r.resources.some((x) => Buffer.from(x.bytes).toString("latin1").includes("pp-2"))
+          ? "rejected by this proxy only"
+          : undefined,
+    });
+    const accepting = await proxy("productpage", { id: "productpage-2" });
+    await subscribeAll(rejecting, "productpage");
+    await subscribeAll(accepting, "productpage");
+    await server.waitForAck("0");
+    const start = { rejecting: rejecting.responses.length, accepting: accepting.responses.length };
+
+    (mesh.productpage as ServiceData).filter = "pp-2";
+    await server.update("1");
+    // Waits for both: productpage-2's ACK, productpage-1's NACK.
+    await expect(server.waitForAck("1", 2000)).rejects.toThrow(
+      /productpage-1 rejected ecds version 1: rejected by this proxy only/,
+    );
+    const [toRejecting] = rejecting.responses.slice(start.rejecting);
+    const [toAccepting] = accepting.responses.slice(start.accepting);
+    // One encoding for the class: the same nonce, version and bytes.
+    expect(toAccepting?.nonce).toBe(toRejecting?.nonce);
+    expect(toAccepting?.version).toBe("1");
+    expect(Buffer.from(toAccepting?.resources[0]?.bytes ?? []).toString("latin1")).toContain("pp-2");
+    expect(statusOf("productpage-2")).toMatchObject({ nacks: 0, syncedVersion: "1", acked: { [ECDS]: "1" } });
+    expect(statusOf("productpage-1")).toMatchObject({
+      nacks: 1,
+      syncedVersion: "0",
+      acked: { [ECDS]: "0" },
+      lastRejection: { typeUrl: ECDS, version: "1", message: "rejected by this proxy only" },
+    });
+    expect(Buffer.from(rejecting.held(ECDS)[0]?.bytes ?? []).toString("latin1")).toContain("pp-1");
+
+    // The next push gets a new nonce, and an ACK of it clears the way for both.
+    (mesh.productpage as ServiceData).filter = "pp-3";
+    await server.update("2");
+    await server.waitForAck("2", 2000);
+    const nonces = [rejecting, accepting].map((c) => c.responses.at(-1)?.nonce);
+    expect(nonces[0]).toBe(nonces[1]);
+    expect(nonces[0]).not.toBe(toRejecting?.nonce);
+  });
+
   it("ignores requests with a stale nonce", async () => {
     const pp = await proxy("productpage", { autoAck: false });
     pp.subscribe(CDS);
