@@ -6,21 +6,23 @@
 // A fourth setup, wasm-floor, is the cheapest possible Wasm filter (see below).
 // Runs are interleaved (a, b, c, a, b, c, ...) and medians reported, because the machine is noisy;
 // the ratios c/a and c/b are what to read.
-import { execFile, execFileSync, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { RELEASE_WASM } from "../support/artifacts.ts";
-import { luaBenchBootstrap, nativeBenchBootstrap, wasmBenchBootstrap } from "../support/bench-envoy.ts";
 import {
-  type EnvoyProcess,
-  freePort,
-  httpListener,
-  REPO_ROOT,
-  startEnvoy,
-  staticBootstrap,
-} from "../support/envoy.ts";
+  BENCH_FULL_CHAIN_CONFIG,
+  BENCH_MESH_CONFIG,
+  BENCH_RESULTS_DIR,
+  cpuMs,
+  median,
+  runWrk,
+  startDirectOrigins,
+  type WrkResult,
+  wrkBinary,
+} from "../support/bench.ts";
+import { luaBenchBootstrap, nativeBenchBootstrap, wasmBenchBootstrap } from "../support/bench-envoy.ts";
+import { type EnvoyProcess, freePort, startEnvoy } from "../support/envoy.ts";
 import { MeshUnderTest } from "../support/mesh-host.ts";
 import { writeRouteWasm } from "../support/route-wasm.ts";
 
@@ -28,50 +30,6 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const HOST_REQUESTS = Number(process.env.BENCH_HOST_REQUESTS ?? 50_000);
-const OUT_DIR = join(REPO_ROOT, "bench-results");
-
-/** The policy all three setups implement: tester header → v2, otherwise 90/10, breakers. */
-const meshConfig = {
-  routes: [
-    {
-      name: "testers",
-      match: { headers: [{ name: "x-user", exact: "tester" }] },
-      destinations: [{ cluster: "v2" }],
-    },
-    {
-      name: "canary",
-      destinations: [
-        { cluster: "v1", weight: 90 },
-        { cluster: "v2", weight: 10 },
-      ],
-    },
-  ],
-  breakers: [
-    { cluster: "v1", consecutiveErrors: 5, intervalMs: 10_000, baseEjectionMs: 30_000 },
-    { cluster: "v2", consecutiveErrors: 5, intervalMs: 10_000, baseEjectionMs: 30_000 },
-  ],
-};
-
-/** Adds header rules so the chain exercises all three stages, as a mesh would run it. */
-const fullChainConfig = {
-  headerRules: [
-    { name: "deny-admin", match: { path: { prefix: "/admin" } }, deny: {} },
-    {
-      name: "tag",
-      match: { headers: [{ name: "user-agent", regex: ".*Mobile.*" }] },
-      requestHeaders: { set: [{ name: "x-client-class", value: "mobile" }] },
-    },
-  ],
-  ...meshConfig,
-};
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-}
 
 async function hostCost(): Promise<Record<string, number>> {
   const measure = async (config: unknown): Promise<number> => {
@@ -94,55 +52,12 @@ async function hostCost(): Promise<Record<string, number>> {
     return median(samples);
   };
   const emptyNs = await measure({});
-  const fullNs = await measure(fullChainConfig);
+  const fullNs = await measure(BENCH_FULL_CHAIN_CONFIG);
   return {
     emptyConfigNsPerRequest: emptyNs,
     fullChainNsPerRequest: fullNs,
     filterChainNsPerRequest: fullNs - emptyNs,
   };
-}
-
-/** Upstreams that cost as little as possible: an Envoy answering directly on two ports. */
-async function startUpstreams(): Promise<{ envoy: EnvoyProcess; v1: number; v2: number }> {
-  const v1 = await freePort();
-  const v2 = await freePort();
-  const listener = (name: string, port: number) =>
-    httpListener({
-      name,
-      port,
-      routeConfig: {
-        virtual_hosts: [
-          {
-            name,
-            domains: ["*"],
-            routes: [
-              { match: { prefix: "/" }, direct_response: { status: 200, body: { inline_string: name } } },
-            ],
-            response_headers_to_add: [{ header: { key: "x-upstream", value: name } }],
-          },
-        ],
-      },
-    });
-  const envoy = await startEnvoy({
-    name: "bench-upstreams",
-    concurrency: 1,
-    logLevel: "warning",
-    bootstrap: staticBootstrap({
-      adminPort: await freePort(),
-      listeners: [listener("v1", v1), listener("v2", v2)],
-      clusters: [],
-    }),
-  });
-  return { envoy, v1, v2 };
-}
-
-/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const ticksPerSecond = 100; // USER_HZ on Linux
-  return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
 }
 
 interface SetupSummary {
@@ -154,43 +69,9 @@ interface SetupSummary {
   non2xx: number;
 }
 
-interface WrkResult {
-  requests: number;
-  durationUs: number;
-  p50Us: number;
-  p99Us: number;
-  errors: number;
-  non2xx: number;
-}
-
-function wrkBinary(): string {
-  const found = spawnSync("sh", ["-c", "command -v wrk"], { encoding: "utf8" }).stdout.trim();
-  if (found) return found;
-  if (process.getuid?.() === 0) {
-    console.error("bench: installing wrk (Debian package) for the load generator");
-    execFileSync("apt-get", ["install", "-y", "-qq", "wrk"], { stdio: "inherit" });
-    return "wrk";
-  }
-  throw new Error("bench:filters needs wrk on PATH (apt-get install wrk)");
-}
-
-async function runWrk(wrk: string, port: number, seconds: number): Promise<WrkResult> {
-  const script = join(REPO_ROOT, "test", "bench", "wrk-mix.lua");
-  // Loopback only, bounded by time and connection count. Asynchronous, so this process keeps
-  // draining the Envoys' log pipes while wrk runs.
-  const { stdout: out } = await promisify(execFile)(
-    wrk,
-    ["-t1", `-c${CONNECTIONS}`, `-d${seconds}s`, "-s", script, `http://127.0.0.1:${port}/`],
-    { encoding: "utf8" },
-  );
-  const line = out.split("\n").find((l) => l.startsWith("{"));
-  if (!line) throw new Error(`wrk printed no result:\n${out}`);
-  return JSON.parse(line) as WrkResult;
-}
-
 async function envoySideBySide(): Promise<Record<string, unknown>> {
-  const wrk = wrkBinary();
-  const upstreams = await startUpstreams();
+  const wrk = wrkBinary("bench:filters");
+  const upstreams = await startDirectOrigins();
   const setups: { name: string; envoy: EnvoyProcess; port: number }[] = [];
   try {
     // wasm-floor: a 560-byte hand-written module that only copies one header into the routing
@@ -207,7 +88,7 @@ async function envoySideBySide(): Promise<Record<string, unknown>> {
             ? luaBenchBootstrap(ports)
             : name === "wasm-floor"
               ? wasm(floorWasm, "")
-              : wasm(RELEASE_WASM, JSON.stringify(meshConfig));
+              : wasm(RELEASE_WASM, JSON.stringify(BENCH_MESH_CONFIG));
       const envoy = await startEnvoy({
         name: `bench-${name}`,
         bootstrap,
@@ -216,15 +97,15 @@ async function envoySideBySide(): Promise<Record<string, unknown>> {
       });
       setups.push({ name, envoy, port: ports.listenerPort });
     }
-    for (const s of setups) await runWrk(wrk, s.port, 1); // warm-up
+    for (const s of setups) await runWrk(wrk, s.port, { seconds: 1, connections: CONNECTIONS }); // warm-up
     const runs = new Map<string, WrkResult[]>(setups.map((s) => [s.name, []]));
     // Envoy's own CPU time per request is steadier than throughput on a shared machine.
     const cpuUs = new Map<string, number[]>(setups.map((s) => [s.name, []]));
     for (let round = 0; round < ROUNDS; round++) {
       for (const s of setups) {
-        const before = cpuSeconds(s.envoy.pid);
-        const result = await runWrk(wrk, s.port, SECONDS);
-        cpuUs.get(s.name)?.push(((cpuSeconds(s.envoy.pid) - before) * 1e6) / result.requests);
+        const before = cpuMs(s.envoy.pid);
+        const result = await runWrk(wrk, s.port, { seconds: SECONDS, connections: CONNECTIONS });
+        cpuUs.get(s.name)?.push(((cpuMs(s.envoy.pid) - before) * 1e3) / result.requests);
         runs.get(s.name)?.push(result);
       }
     }
@@ -313,7 +194,7 @@ const results: Record<string, unknown> = {
   host: await hostCost(),
 };
 if (process.env.BENCH_SKIP_ENVOY !== "1") results.envoy = await envoySideBySide();
-mkdirSync(OUT_DIR, { recursive: true });
-writeFileSync(join(OUT_DIR, "filters.json"), `${JSON.stringify(results, null, 2)}\n`);
-if (results.envoy) writeFileSync(join(OUT_DIR, "filters.md"), markdown(results));
+mkdirSync(BENCH_RESULTS_DIR, { recursive: true });
+writeFileSync(join(BENCH_RESULTS_DIR, "filters.json"), `${JSON.stringify(results, null, 2)}\n`);
+if (results.envoy) writeFileSync(join(BENCH_RESULTS_DIR, "filters.md"), markdown(results));
 console.log(JSON.stringify(results, null, 2));
