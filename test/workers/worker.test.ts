@@ -35,7 +35,14 @@ beforeAll(async () => {
   )) as [Upstream, Upstream, Upstream, Upstream, Upstream, Upstream];
   slow.setDelay(1_000);
   control = await startConfigServer();
-  big = http.createServer((_req, res) => {
+  big = http.createServer((req, res) => {
+    if (req.url === "/big/chunked") {
+      // Small, but of unknown length: streamed, not read whole.
+      res.writeHead(200, { "x-upstream": "big" });
+      res.write("small ");
+      setTimeout(() => res.end("and chunked"), 50);
+      return;
+    }
     res.writeHead(200, { "content-length": String(2 * BIG_PART), "x-upstream": "big" });
     res.write(Buffer.alloc(BIG_PART, "a"));
     setTimeout(() => res.end(Buffer.alloc(BIG_PART, "b")), 300);
@@ -241,6 +248,31 @@ describe("the edge worker's traffic policy", () => {
     const received = retried.requests[1]?.headers ?? {};
     expect(received["x-wasmesh-cluster"]).toBe("retried");
     expect(Object.keys(received).filter((name) => name.startsWith("x-envoy-"))).toEqual([]);
+  });
+
+  it("reads a small request body whole, so it can retry it; a larger one streams and goes once", async () => {
+    resetCounts();
+    let answered = 0;
+    retried.setStatus(() => (++answered === 1 ? 503 : 200));
+    const small = await post(worker.port, "/retry", "a small body", {});
+    expect(small.status).toBe(200);
+    expect(retried.requests.map((r) => r.body)).toEqual(["a small body", "a small body"]);
+    expect(retried.requests[1]?.headers["content-length"]).toBe("12");
+
+    resetCounts();
+    retried.setStatus(503);
+    const large = "y".repeat(64 * 1024);
+    expect((await post(worker.port, "/retry", large, {})).status).toBe(503);
+    expect(retried.count, "a streamed body cannot be sent again").toBe(1);
+    expect(retried.requests[0]?.body).toBe(large);
+  });
+
+  it("streams a small response of unknown length as it comes", async () => {
+    const answer = await worker.send({ path: "/big/chunked", headers: { host: "reviews" } });
+    expect(answer.status).toBe(200);
+    expect(answer.body).toBe("small and chunked");
+    expect(answer.headers.get("x-upstream")).toBe("big");
+    expect(answer.headers.get("content-length")).toBeUndefined();
   });
 
   it("streams request and response bodies with their lengths", async () => {

@@ -71,10 +71,20 @@ async function exchange(
   headers.set("x-forwarded-proto", scheme);
   const method = first(forwarded, ":method") ?? request.method;
   const path = first(forwarded, ":path") ?? "/";
-  const body =
-    requestBody === null
-      ? null
-      : keepLength(throughFilter(requestBody, stream, "request", host), first(forwarded, "content-length"));
+  let body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null = null;
+  if (requestBody !== null && isSmall(request.headers.get("content-length"))) {
+    const chunk = new Uint8Array(await request.arrayBuffer());
+    try {
+      body = await filterChunk(stream, "request", host, chunk);
+    } catch (error) {
+      // Nothing has gone to the origin yet: a filter's local reply on the body is the answer.
+      const ended = endedByFilter(stream, done);
+      if (ended) return ended;
+      throw error;
+    }
+  } else if (requestBody !== null) {
+    body = throughFilter(requestBody, stream, "request", host, first(forwarded, "content-length"));
+  }
 
   const outcome = await fetchUpstream(
     // Each attempt (a retry too) goes to the cluster's next origin.
@@ -87,7 +97,8 @@ async function exchange(
         signal,
       }),
     policy,
-    body === null,
+    // A body read whole can be sent again; a streamed one is gone once sent.
+    !(body instanceof ReadableStream),
   );
   if (outcome.kind !== "response") {
     const ended = endedByFilter(stream, done);
@@ -120,85 +131,141 @@ async function exchange(
     done();
     return toResponse(stream.responseHeaderPairs, null);
   }
-  const filtered = throughFilter(upstreamBody, stream, "response", host, done);
+  if (isSmall(upstream.headers.get("content-length"))) {
+    let filtered: BodyInit;
+    try {
+      filtered = await filterChunk(stream, "response", host, new Uint8Array(await upstream.arrayBuffer()));
+    } catch (error) {
+      // The origin broke off, or a filter ended the stream: as when streaming, the headers go and
+      // the body breaks.
+      filtered = broken(error);
+    }
+    done();
+    return toResponse(stream.responseHeaderPairs, filtered);
+  }
   const length = first(stream.responseHeaderPairs, "content-length");
-  return toResponse(stream.responseHeaderPairs, keepLength(filtered, length));
+  return toResponse(
+    stream.responseHeaderPairs,
+    throughFilter(upstreamBody, stream, "response", host, length, done),
+  );
+}
+
+/**
+ * Bodies of a known length up to this are read whole and go through the body callbacks as one
+ * chunk with end_of_stream, as a small body usually reaches Envoy's filters (one HTTP/2 frame is
+ * 16 KiB). Streaming them through JavaScript costs the isolate more than all the filters together
+ * (npm run bench:worker), and a request body read whole can be retried. Anything larger, or of
+ * unknown length, streams.
+ */
+const SMALL_BODY_BYTES = 16 * 1024;
+
+function isSmall(contentLength: string | null): boolean {
+  return (
+    contentLength !== null && /^\d{1,5}$/.test(contentLength) && Number(contentLength) <= SMALL_BODY_BYTES
+  );
+}
+
+/** A body that fails when read: the answer's headers stand, its body breaks off. */
+function broken(error: unknown): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    start(controller) {
+      controller.error(error);
+    },
+  });
 }
 
 /**
  * The body, chunk by chunk, through the plugin's body callbacks: nothing is buffered unless a
- * filter holds the body, and the stream forgets each chunk once it has gone on.
+ * filter holds the body, and the stream forgets each chunk once it has gone on. One loop reads the
+ * source and writes into one of workerd's native streams (no JavaScript stream to pump on the other
+ * side): a FixedLengthStream while the Content-Length survived the filters, so a body of known
+ * length keeps it (origins that need a length, clients showing progress, HEAD); a filter that
+ * changes a body's size removes Content-Length, as it must in Envoy.
  */
 function throughFilter(
   source: ReadableStream<Uint8Array>,
   stream: HttpStream,
   direction: Direction,
   host: ProxyWasmHost,
+  contentLength: string | undefined,
   onEnd?: () => void,
 ): ReadableStream<Uint8Array> {
+  const { readable, writable } = passThrough(contentLength);
   const reader = source.getReader();
-  const paused = () => (direction === "request" ? stream.paused : stream.responsePaused);
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      // Loop until something goes out: a pull that enqueues nothing is not called again.
-      for (;;) {
-        let read: ReadableStreamReadResult<Uint8Array>;
-        try {
-          read = await reader.read();
-        } catch (error) {
-          // The source broke off (origin reset, route timeout, client gone): the stream is over.
-          onEnd?.();
-          throw error;
-        }
-        const { done, value } = read;
-        const chunk = value ?? EMPTY;
-        const result =
-          direction === "request" ? stream.requestBody(chunk, done) : stream.responseBody(chunk, done);
-        // A filter holding the body may release it later, from a tick.
-        if (done && paused()) await untilResumed(host, paused);
-        if (result.localResponse || result.reset || stream.localResponse || stream.reset) {
-          // Headers have gone already: like Envoy, the only answer left is to break the stream.
-          controller.error(new Error(`wasmesh edge: a filter ended the stream during the ${direction} body`));
-          await reader.cancel().catch(() => undefined);
-          onEnd?.();
-          return;
-        }
-        const released = stream.takeReleasedBody(direction);
-        if (released.byteLength > 0) controller.enqueue(released);
-        if (done) {
-          controller.close();
-          onEnd?.();
-          return;
-        }
-        if (released.byteLength > 0) return;
-      }
-    },
-    cancel(reason) {
-      onEnd?.();
-      return reader.cancel(reason);
-    },
+  const writer = writable.getWriter();
+  // The consumer went away (client gone, fetch failed): stop reading the source at once, even
+  // while a read is pending on a slow one.
+  writer.closed.catch((reason: unknown) => {
+    onEnd?.();
+    reader.cancel(reason).catch(() => undefined);
   });
+  pump(reader, writer, stream, direction, host).then(
+    () => onEnd?.(),
+    (error: unknown) => {
+      // The source broke off (origin reset, route timeout) or a filter ended the stream mid-body:
+      // headers have gone already, so like Envoy the only answer left is to break the stream.
+      onEnd?.();
+      writer.abort(error).catch(() => undefined);
+      reader.cancel(error).catch(() => undefined);
+    },
+  );
+  return readable;
 }
 
-/** workerd's FixedLengthStream: a body of known length keeps its Content-Length when streamed. */
-type FixedLengthStreamClass = new (length: number) => TransformStream<Uint8Array, Uint8Array>;
-const FixedLengthStream = (globalThis as { FixedLengthStream?: FixedLengthStreamClass }).FixedLengthStream;
+async function pump(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  writer: WritableStreamDefaultWriter<Uint8Array>,
+  stream: HttpStream,
+  direction: Direction,
+  host: ProxyWasmHost,
+): Promise<void> {
+  for (;;) {
+    const { done, value } = await reader.read();
+    const released = await filterChunk(stream, direction, host, value ?? EMPTY, done);
+    // Resolves as the consumer takes it: the origin (or client) sets the pace.
+    if (released.byteLength > 0) await writer.write(released);
+    if (done) return writer.close();
+  }
+}
 
 /**
- * A stream made in JavaScript goes out chunked; origins that need a length (uploads to object
- * stores) and clients (progress, HEAD) keep getting it when the header survived the filters. A
- * filter that changes a body's size removes Content-Length, as it must in Envoy.
+ * One chunk through the body callbacks, and what the filters release (of it and of what they held
+ * before). Throws when a filter ends the stream: a local reply or a reset.
  */
-function keepLength(
-  body: ReadableStream<Uint8Array>,
-  contentLength: string | undefined,
-): ReadableStream<Uint8Array> {
+async function filterChunk(
+  stream: HttpStream,
+  direction: Direction,
+  host: ProxyWasmHost,
+  chunk: Uint8Array,
+  endOfStream = true,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const result =
+    direction === "request"
+      ? stream.requestBody(chunk, endOfStream)
+      : stream.responseBody(chunk, endOfStream);
+  const paused = () => (direction === "request" ? stream.paused : stream.responsePaused);
+  // A filter holding the body may release it later, from a tick.
+  if (endOfStream && paused()) await untilResumed(host, paused);
+  if (result.localResponse || result.reset || stream.localResponse || stream.reset) {
+    throw new Error(`wasmesh edge: a filter ended the stream during the ${direction} body`);
+  }
+  // The host's chunks live in plain ArrayBuffers (its VMs have no shared memory).
+  return stream.takeReleasedBody(direction) as Uint8Array<ArrayBuffer>;
+}
+
+/** workerd's native pass-through streams (absent elsewhere; TransformStream stands in). */
+type NativeStreamClass<A extends unknown[]> = new (...args: A) => TransformStream<Uint8Array, Uint8Array>;
+const native = globalThis as {
+  FixedLengthStream?: NativeStreamClass<[number]>;
+  IdentityTransformStream?: NativeStreamClass<[]>;
+};
+
+function passThrough(contentLength: string | undefined): TransformStream<Uint8Array, Uint8Array> {
   const length = Number(contentLength ?? Number.NaN);
-  if (FixedLengthStream === undefined || !Number.isSafeInteger(length) || length < 0) return body;
-  const fixed = new FixedLengthStream(length);
-  // A failure surfaces on the readable side (the piping aborts it); nothing to handle here.
-  body.pipeTo(fixed.writable).catch(() => undefined);
-  return fixed.readable;
+  if (native.FixedLengthStream && Number.isSafeInteger(length) && length >= 0) {
+    return new native.FixedLengthStream(length);
+  }
+  return native.IdentityTransformStream ? new native.IdentityTransformStream() : new TransformStream();
 }
 
 /** Fires ticks as they fall due until the stream goes on, or until no tick could move it. */

@@ -54,25 +54,27 @@ export type UpstreamOutcome =
  * and are not kept to be sent twice.
  */
 export async function fetchUpstream(
-  attempt: (signal: AbortSignal) => Promise<Response>,
+  attempt: (signal: AbortSignal | undefined) => Promise<Response>,
   policy: RouterPolicy,
   replayable: boolean,
 ): Promise<UpstreamOutcome> {
   const overall = policy.timeoutMs !== undefined ? AbortSignal.timeout(policy.timeoutMs) : undefined;
   const attempts = 1 + (replayable ? policy.retries : 0);
   for (let tried = 1; ; tried++) {
-    const perTry = new AbortController();
+    // Signals and timers only for the timeouts the route has: most have none, and they cost.
+    const perTry = policy.perTryTimeoutMs !== undefined ? new AbortController() : undefined;
     const timer =
-      policy.perTryTimeoutMs !== undefined
+      perTry !== undefined
         ? setTimeout(() => perTry.abort(new Error("per-try timeout")), policy.perTryTimeoutMs)
         : undefined;
     let outcome: UpstreamOutcome;
     try {
-      const signal = overall ? AbortSignal.any([overall, perTry.signal]) : perTry.signal;
+      const signal =
+        overall && perTry ? AbortSignal.any([overall, perTry.signal]) : (overall ?? perTry?.signal);
       outcome = { kind: "response", response: await attempt(signal) };
     } catch (error) {
       if (overall?.aborted) return { kind: "timeout" };
-      outcome = { kind: "failed", reason: perTry.signal.aborted ? "per-try timeout" : describe(error) };
+      outcome = { kind: "failed", reason: perTry?.signal.aborted ? "per-try timeout" : describe(error) };
     } finally {
       clearTimeout(timer);
     }
