@@ -171,6 +171,29 @@ describe("the edge worker's traffic policy", () => {
     expect(v2.requests[0]?.headers["x-wasmesh-cluster"]).toBe("v2");
   });
 
+  it("tells the origin what the client asked for, in place of what the client claims, and its own Host", async () => {
+    resetCounts();
+    const response = await worker.send({
+      path: "/reviews?page=2",
+      headers: {
+        host: "reviews.example",
+        "x-user": "tester",
+        "x-forwarded-host": "spoofed.example",
+        "x-forwarded-proto": "gopher",
+        "x-request-id": "r-1",
+      },
+    });
+    expect(response.status).toBe(200);
+    const received = v2.requests[0];
+    expect(received?.path).toBe("/reviews?page=2");
+    expect(received?.headers).toMatchObject({
+      host: new URL(v2.url).host,
+      "x-forwarded-host": "reviews.example",
+      "x-forwarded-proto": "http",
+      "x-request-id": "r-1",
+    });
+  });
+
   it("denies locally: 403 with x-wasmesh-denied, and no origin sees the request", async () => {
     resetCounts();
     const response = await worker.send({ path: "/admin/users" });

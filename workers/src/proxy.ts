@@ -6,6 +6,8 @@ import { fetchUpstream, takeRouterPolicy } from "./router.ts";
 
 /** Set by the routing filter (docs/filters.md): the cluster the request goes to. */
 const ROUTE_HEADER = "x-wasmesh-cluster";
+/** Set by the worker itself, in place of any the client sent. */
+const FORWARDED_NAMES: ReadonlySet<string> = new Set(["x-forwarded-host", "x-forwarded-proto"]);
 /** Statuses whose responses cannot carry a body (the Response constructor refuses one). */
 const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
 const EMPTY = new Uint8Array(0);
@@ -61,14 +63,13 @@ async function exchange(
   if (!generation.hasOrigin(cluster))
     return reply(stream, done, 503, `wasmesh edge: no origin for cluster ${cluster}\n`);
 
-  const headers = new Headers();
-  for (const [name, value] of forwarded) {
-    if (!name.startsWith(":")) headers.append(name, value);
-  }
-  const policy = takeRouterPolicy(headers);
-  // fetch sets Host from the origin's URL; the origin still learns what the client asked for.
-  headers.set("x-forwarded-host", authority);
-  headers.set("x-forwarded-proto", scheme);
+  const { policy, forward } = takeRouterPolicy(forwarded);
+  // fetch sets Host from the origin's URL; the origin still learns what the client asked for
+  // (in place of any X-Forwarded-Host or -Proto the client sent).
+  const toOrigin = forward.filter(([name]) => !FORWARDED_NAMES.has(name));
+  toOrigin.push(["x-forwarded-host", authority], ["x-forwarded-proto", scheme]);
+  // One constructor call rather than a call into the runtime per header.
+  const headers = new Headers(toOrigin);
   const method = first(forwarded, ":method") ?? request.method;
   const path = first(forwarded, ":path") ?? "/";
   let body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null = null;
@@ -129,7 +130,7 @@ async function exchange(
   }
   if (upstreamBody === null) {
     done();
-    return toResponse(stream.responseHeaderPairs, null);
+    return toClient(stream, upstream, responsePairs, null);
   }
   if (isSmall(upstream.headers.get("content-length"))) {
     let filtered: BodyInit;
@@ -141,13 +142,36 @@ async function exchange(
       filtered = broken(error);
     }
     done();
-    return toResponse(stream.responseHeaderPairs, filtered);
+    return toClient(stream, upstream, responsePairs, filtered);
   }
   const length = first(stream.responseHeaderPairs, "content-length");
-  return toResponse(
-    stream.responseHeaderPairs,
+  return toClient(
+    stream,
+    upstream,
+    responsePairs,
     throughFilter(upstreamBody, stream, "response", host, length, done),
   );
+}
+
+/**
+ * The origin's answer as the filters leave it. Most leave the headers alone: then the origin's
+ * Headers are copied inside the runtime, rather than rebuilt from pairs, a call per header.
+ */
+function toClient(
+  stream: HttpStream,
+  upstream: Response,
+  given: readonly HeaderPair[],
+  body: BodyInit | null,
+): Response {
+  const pairs = stream.responseHeaderPairs;
+  const unchanged =
+    pairs.length === given.length &&
+    pairs.every(([name, value], i) => name === given[i]?.[0] && value === given[i]?.[1]);
+  if (!unchanged) return toResponse(pairs, body);
+  return new Response(NULL_BODY_STATUSES.has(upstream.status) ? null : body, {
+    status: upstream.status,
+    headers: upstream.headers,
+  });
 }
 
 /**
@@ -313,8 +337,8 @@ function reply(stream: HttpStream, done: () => void, status: number, text: strin
 
 function toResponse(pairs: readonly HeaderPair[], body: BodyInit | null): Response {
   const status = Number(first(pairs, ":status"));
-  const headers = new Headers();
-  for (const [name, value] of pairs) if (!name.startsWith(":")) headers.append(name, value);
+  const headers: [string, string][] = [];
+  for (const [name, value] of pairs) if (!name.startsWith(":")) headers.push([name, value]);
   return new Response(NULL_BODY_STATUSES.has(status) ? null : body, { status, headers });
 }
 

@@ -1,12 +1,14 @@
 // At the edge the worker is Envoy's router. The routing filter hands a route's timeout and retries
 // to the router in x-envoy-* request headers (docs/filters.md); the worker takes them off the
 // request (they are instructions to the router, not for the origin) and applies them to its fetch.
+import type { HeaderPair } from "../../host/index.ts";
 import { describe } from "./config-source.ts";
 
 const TIMEOUT = "x-envoy-upstream-rq-timeout-ms";
 const MAX_RETRIES = "x-envoy-max-retries";
 const RETRY_ON = "x-envoy-retry-on";
 const PER_TRY_TIMEOUT = "x-envoy-upstream-rq-per-try-timeout-ms";
+const ROUTER_HEADERS: ReadonlySet<string> = new Set([TIMEOUT, MAX_RETRIES, RETRY_ON, PER_TRY_TIMEOUT]);
 /** Envoy's default retry back-off: fully jittered, from 25 ms, at most 250 ms. */
 const BACKOFF_BASE_MS = 25;
 const BACKOFF_MAX_MS = 250;
@@ -20,24 +22,38 @@ export interface RouterPolicy {
   perTryTimeoutMs: number | undefined;
 }
 
-/** Reads the router's headers, and removes them from what the origin gets. */
-export function takeRouterPolicy(headers: Headers): RouterPolicy {
-  const take = (name: string) => {
-    const value = headers.get(name);
-    headers.delete(name);
-    return value;
-  };
-  const millis = (value: string | null) => {
+/**
+ * Splits the filtered request headers into what goes to the origin and the router's instructions,
+ * which the origin must not see. Works on the pairs, before they become Headers: fewer calls into
+ * the runtime than reading and deleting on a Headers object.
+ */
+export function takeRouterPolicy(pairs: readonly HeaderPair[]): {
+  policy: RouterPolicy;
+  forward: [string, string][];
+} {
+  const forward: [string, string][] = [];
+  const found = new Map<string, string>();
+  for (const [name, value] of pairs) {
+    if (name.startsWith(":")) continue;
+    if (ROUTER_HEADERS.has(name)) {
+      // A repeated instruction: the first one counts.
+      if (!found.has(name)) found.set(name, value);
+    } else forward.push([name, value]);
+  }
+  const millis = (value: string | undefined) => {
     const ms = Number(value ?? Number.NaN);
     return Number.isInteger(ms) && ms > 0 ? ms : undefined;
   };
-  const retries = Number(take(MAX_RETRIES) ?? 0);
-  const retryOn = (take(RETRY_ON) ?? "").split(",").map((condition) => condition.trim());
+  const retries = Number(found.get(MAX_RETRIES) ?? 0);
+  const retryOn = (found.get(RETRY_ON) ?? "").split(",").map((condition) => condition.trim());
   return {
-    timeoutMs: millis(take(TIMEOUT)),
-    retries: Number.isInteger(retries) && retries > 0 ? retries : 0,
-    retryOn: new Set(retryOn.filter((condition) => condition !== "")),
-    perTryTimeoutMs: millis(take(PER_TRY_TIMEOUT)),
+    policy: {
+      timeoutMs: millis(found.get(TIMEOUT)),
+      retries: Number.isInteger(retries) && retries > 0 ? retries : 0,
+      retryOn: new Set(retryOn.filter((condition) => condition !== "")),
+      perTryTimeoutMs: millis(found.get(PER_TRY_TIMEOUT)),
+    },
+    forward,
   };
 }
 
