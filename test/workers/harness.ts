@@ -19,17 +19,17 @@ type ModuleType = "esm" | "wasm";
 type Manifest = Record<string, { type: ModuleType; contents: Uint8Array<ArrayBuffer> }>;
 
 /** The bundle's modules as wrangler would upload them: the script and the .wasm it imports. */
-export function bundleModules(): Manifest {
+export function bundleModules(dir = BUNDLE_DIR): Manifest {
   const modules: Manifest = {};
-  for (const file of readdirSync(BUNDLE_DIR)) {
+  for (const file of readdirSync(dir)) {
     const type: ModuleType | undefined = file.endsWith(".js")
       ? "esm"
       : file.endsWith(".wasm")
         ? "wasm"
         : undefined;
-    if (type) modules[file] = { type, contents: new Uint8Array(readFileSync(`${BUNDLE_DIR}/${file}`)) };
+    if (type) modules[file] = { type, contents: new Uint8Array(readFileSync(`${dir}/${file}`)) };
   }
-  if (!modules["index.js"]) throw new Error(`no bundle in ${BUNDLE_DIR}: run npm run build:worker`);
+  if (!modules["index.js"]) throw new Error(`no bundle in ${dir}: run npm run build:worker`);
   return modules;
 }
 
@@ -49,6 +49,11 @@ export interface EdgeWorkerOptions {
   vars: Record<string, string>;
   /** Bind a local KV namespace as CONFIG_KV. */
   kv?: boolean;
+  /**
+   * Another bundle (index.js and its modules) to run with the edge worker's settings instead of
+   * the edge worker's own build/worker: the benchmark's baseline.
+   */
+  bundleDir?: string;
 }
 
 export async function startEdgeWorker(options: EdgeWorkerOptions): Promise<EdgeWorker> {
@@ -65,7 +70,7 @@ export async function startEdgeWorker(options: EdgeWorkerOptions): Promise<EdgeW
           name: "wasmesh-edge",
           compatibilityDate,
           compatibilityFlags: workerOptions.compatibilityFlags ?? [],
-          manifest: { mainModule: "index.js", modules: bundleModules() },
+          manifest: { mainModule: "index.js", modules: bundleModules(options.bundleDir) },
           env: {
             ...Object.fromEntries(
               Object.entries(vars).map(([name, value]) => [name, { type: "text", value }]),
