@@ -11,8 +11,8 @@ import { MetricsRegistry } from "./metrics.ts";
 import { createFileBlobStore, createModuleRegistry, loadBuiltinModule } from "./modules/index.ts";
 import { type Resource, validateResource } from "./resources/index.ts";
 import { openSqliteStore, type ResourceStore } from "./store/index.ts";
-import { parseNodeIdentity, proxyClassKey, translateProxy } from "./translate/index.ts";
-import type { ModuleCode, ProxyIdentity } from "./translate/types.ts";
+import { type CompiledMesh, compileMesh, parseNodeIdentity, proxyClassKey } from "./translate/index.ts";
+import type { ProxyIdentity } from "./translate/types.ts";
 import { XdsServer } from "./xds/index.ts";
 
 export interface ControlPlaneOptions {
@@ -41,8 +41,8 @@ export interface ControlPlane {
  */
 interface MeshState {
   revision: number;
-  resources: Resource[];
-  modules: Map<string, ModuleCode>;
+  /** The revision's resources compiled once, for every proxy class to translate from. */
+  mesh: CompiledMesh;
 }
 
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
@@ -55,7 +55,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const metrics = new MetricsRegistry();
   const modules = createModuleRegistry({ store, blobs: createFileBlobStore(options.dataDir), builtin });
 
-  let state: MeshState = { revision: -1, resources: [], modules: new Map() };
+  let state: MeshState = { revision: -1, mesh: compileMesh([], { modules: new Map() }) };
 
   async function load(): Promise<MeshState> {
     const revision = await store.revision();
@@ -73,7 +73,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     const wasmModules = resources.flatMap((r) =>
       r.kind === "WasmModule" ? [{ name: r.metadata.name, sha256: r.spec.sha256 }] : [],
     );
-    return { revision, resources, modules: await modules.codes(wasmModules) };
+    return { revision, mesh: compileMesh(resources, { modules: await modules.codes(wasmModules) }) };
   }
 
   const xds = new XdsServer({
@@ -81,7 +81,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     parseNode: parseNodeIdentity,
     provider: {
       keyFor: (proxy: ProxyIdentity) => proxyClassKey(proxy),
-      configFor: (proxy: ProxyIdentity) => translateProxy(state.resources, proxy, { modules: state.modules }),
+      configFor: (proxy: ProxyIdentity) => state.mesh.translate(proxy),
     },
     log: (level, message, fields) =>
       log(`xds ${level}: ${message}${fields ? ` ${JSON.stringify(fields)}` : ""}`),

@@ -23,11 +23,18 @@ export function isDnsCluster(cluster: OutboundCluster): boolean {
   return cluster.workloads.some((w) => !isIpAddress(w.spec.address));
 }
 
-export function clusterResources(mesh: Mesh, proxy: ProxyIdentity): XdsResource[] {
-  const out: XdsResource[] = mesh.clusters.map((cluster) => ({
-    name: cluster.name,
-    resource: outboundClusterResource(cluster),
-  }));
+/** The outbound clusters, the same for every proxy of the mesh. */
+export function outboundClusterResources(mesh: Mesh): XdsResource[] {
+  return mesh.clusters.map((cluster) => ({ name: cluster.name, resource: outboundClusterResource(cluster) }));
+}
+
+/** The outbound clusters and, for a sidecar with an app, the cluster of its app, sorted by name. */
+export function withInboundCluster(
+  outbound: readonly XdsResource[],
+  mesh: Mesh,
+  proxy: ProxyIdentity,
+): XdsResource[] {
+  const out = [...outbound];
   if (proxy.appPort !== undefined) {
     const name = inboundCluster(proxy.appPort);
     const own = mesh.service(proxy.service);

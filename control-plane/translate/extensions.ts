@@ -51,7 +51,7 @@ export function routingFilter(configuration: unknown): WasmFilter {
 }
 
 /**
- * One TypedExtensionConfig per filter, with the module's bytes inline. Envoy 1.37 cannot be
+ * The TypedExtensionConfig of one filter, with the module's bytes inline. Envoy 1.37 cannot be
  * trusted with `remote` code over ECDS (each case is
  * reproduced by test/envoy/remote-modules.test.ts):
  * - a new sha256 sent to a listener that is already warm is never fetched (the fetch is an init
@@ -65,44 +65,41 @@ export function routingFilter(configuration: unknown): WasmFilter {
  *   the xDS server does not do, and a new listener serves 500s meanwhile.
  * Inline bytes are applied atomically or NACKed with Envoy's reason, as ARCHITECTURE.md requires.
  */
-export function extensionResources(
-  filters: readonly WasmFilter[],
-  modules: ReadonlyMap<string, ModuleCode>,
-): XdsResource[] {
-  return filters
-    .map((filter) => {
-      const code = modules.get(filter.module);
-      if (code === undefined) {
-        // The registry hands over every stored module's code; a gap is an inconsistency to surface,
-        // not a filter to drop (dropping one could drop a security policy).
-        throw new Error(`no code for module '${filter.module}' (Wasm filter ${filter.name})`);
-      }
-      return {
-        name: filter.name,
-        resource: {
+export function extensionResource(filter: WasmFilter, modules: ReadonlyMap<string, ModuleCode>): XdsResource {
+  const code = modules.get(filter.module);
+  if (code === undefined) {
+    // The registry hands over every stored module's code; a gap is an inconsistency to surface,
+    // not a filter to drop (dropping one could drop a security policy).
+    throw new Error(`no code for module '${filter.module}' (Wasm filter ${filter.name})`);
+  }
+  return {
+    name: filter.name,
+    resource: {
+      name: filter.name,
+      typed_config: {
+        "@type": EXTENSION_TYPE.wasmFilter,
+        config: {
           name: filter.name,
-          typed_config: {
-            "@type": EXTENSION_TYPE.wasmFilter,
-            config: {
-              name: filter.name,
-              root_id: filter.rootId,
-              vm_config: {
-                // Plugins of one module share a VM per worker thread, and its shared data (where the
-                // breakers keep their state) outlives module versions.
-                vm_id: filter.module,
-                runtime: "envoy.wasm.runtime.v8",
-                code: { local: { inline_bytes: code.bytes } },
-              },
-              configuration: { "@type": EXTENSION_TYPE.stringValue, value: filter.configuration },
-              // A filter that cannot run answers 503 rather than letting requests past it.
-              fail_open: false,
-            },
+          root_id: filter.rootId,
+          vm_config: {
+            // Plugins of one module share a VM per worker thread, and its shared data (where the
+            // breakers keep their state) outlives module versions.
+            vm_id: filter.module,
+            runtime: "envoy.wasm.runtime.v8",
+            code: { local: { inline_bytes: code.bytes } },
           },
+          configuration: { "@type": EXTENSION_TYPE.stringValue, value: filter.configuration },
+          // A filter that cannot run answers 503 rather than letting requests past it.
+          fail_open: false,
         },
-      };
-    })
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      },
+    },
+  };
 }
+
+/** ECDS resources in name order, as every resource list of a proxy's configuration is. */
+export const sortedByName = (resources: XdsResource[]): XdsResource[] =>
+  resources.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
 /** JSON with object keys sorted, so equal configurations give equal text (and no needless update). */
 export function canonicalJson(value: unknown): string {

@@ -2,13 +2,21 @@
 // per concern (clusters and endpoints, listeners and routes, the routing filter's configuration,
 // ECDS). A pure function of (resources, proxy identity, module codes): the same input
 // gives deep-equal output whatever the order of the resources and whatever the node id.
-import type { Resource } from "../resources/index.ts";
+import type { Resource, WasmPlugin } from "../resources/index.ts";
 import { TYPE_URL } from "../xds/protos.ts";
-import { clusterResources, endpointResources } from "./clusters.ts";
-import { extensionResources, pluginFilter, pluginsFor, routingFilter } from "./extensions.ts";
+import { endpointResources, outboundClusterResources, withInboundCluster } from "./clusters.ts";
+import {
+  type Direction,
+  extensionResource,
+  pluginFilter,
+  pluginsFor,
+  routingFilter,
+  sortedByName,
+  type WasmFilter,
+} from "./extensions.ts";
 import { listenerResources, routeResources } from "./listeners.ts";
 import { indexMesh } from "./mesh.ts";
-import { routingFilterConfig } from "./routing-filter.ts";
+import { assembleRoutingConfig, denialsFor, routingParts } from "./routing-filter.ts";
 import type { ModuleCode, ProxyConfig, ProxyIdentity } from "./types.ts";
 
 export { isIpAddress } from "./addresses.ts";
@@ -53,23 +61,65 @@ export function translateProxy(
   proxy: ProxyIdentity,
   options: TranslateOptions,
 ): ProxyConfig {
+  return compileMesh(resources, options).translate(proxy);
+}
+
+/** One set of resources, ready to translate for any proxy. */
+export interface CompiledMesh {
+  /** translateProxy for these resources; deep-equal output, with what proxies share shared. */
+  translate(proxy: ProxyIdentity): ProxyConfig;
+}
+
+/**
+ * Compiles the resources once for every proxy that asks: the index, and what proxies have in
+ * common (the outbound clusters, the endpoints, the routing filter for each set of denials, each
+ * WasmPlugin's filter, and their ECDS resources), each made the first time a proxy needs it. The
+ * proxies that share a piece get the same object, which the xDS snapshot cache encodes once
+ * (xds/snapshot.ts): a write to a mesh of many services costs one translation of the shared parts
+ * and a little per proxy class, rather than a whole translation per class.
+ */
+export function compileMesh(resources: readonly Resource[], options: TranslateOptions): CompiledMesh {
   const mesh = indexMesh(resources);
-  const routing = routingFilter(routingFilterConfig(mesh, proxy.service));
-  const outbound = [...pluginsFor(mesh, proxy, "outbound").map((p) => pluginFilter(p, "outbound")), routing];
-  // Without an app there is no inbound listener, so nothing to run there.
-  const inbound =
-    proxy.appPort === undefined
-      ? []
-      : pluginsFor(mesh, proxy, "inbound").map((p) => pluginFilter(p, "inbound"));
+  const made = new Map<string, unknown>();
+  const once = <T>(key: string, make: () => T): T => {
+    if (made.has(key)) return made.get(key) as T;
+    const value = make();
+    made.set(key, value);
+    return value;
+  };
+  const withEcds = (filter: WasmFilter) => ({ filter, ecds: extensionResource(filter, options.modules) });
+  const plugin = (p: WasmPlugin, direction: Direction) =>
+    once(`plugin ${direction} ${p.metadata.name}`, () => withEcds(pluginFilter(p, direction)));
 
   return {
-    [TYPE_URL.listener]: listenerResources(proxy, {
-      outbound: outbound.map((f) => f.name),
-      inbound: inbound.map((f) => f.name),
-    }),
-    [TYPE_URL.route]: routeResources(proxy),
-    [TYPE_URL.cluster]: clusterResources(mesh, proxy),
-    [TYPE_URL.endpoint]: endpointResources(mesh),
-    [TYPE_URL.extensionConfig]: extensionResources([...outbound, ...inbound], options.modules),
+    translate(proxy) {
+      // Sources that may call the same services get the same routing filter.
+      const denials = denialsFor(mesh, proxy.service);
+      const routing = once(`routing ${JSON.stringify(denials)}`, () => {
+        const parts = once("routing parts", () => routingParts(mesh));
+        return withEcds(routingFilter(assembleRoutingConfig(parts, denials, proxy.service)));
+      });
+      const outbound = [...pluginsFor(mesh, proxy, "outbound").map((p) => plugin(p, "outbound")), routing];
+      // Without an app there is no inbound listener, so nothing to run there.
+      const inbound =
+        proxy.appPort === undefined
+          ? []
+          : pluginsFor(mesh, proxy, "inbound").map((p) => plugin(p, "inbound"));
+
+      return {
+        [TYPE_URL.listener]: listenerResources(proxy, {
+          outbound: outbound.map((f) => f.filter.name),
+          inbound: inbound.map((f) => f.filter.name),
+        }),
+        [TYPE_URL.route]: routeResources(proxy),
+        [TYPE_URL.cluster]: withInboundCluster(
+          once("outbound clusters", () => outboundClusterResources(mesh)),
+          mesh,
+          proxy,
+        ),
+        [TYPE_URL.endpoint]: [...once("endpoints", () => endpointResources(mesh))],
+        [TYPE_URL.extensionConfig]: sortedByName([...outbound, ...inbound].map((f) => f.ecds)),
+      };
+    },
   };
 }

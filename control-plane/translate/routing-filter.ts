@@ -61,18 +61,22 @@ export function accessDecision(mesh: Mesh, source: string, destination: string):
 
 /** The routing filter's configuration for the sidecars of `source`; throws if it would be invalid. */
 export function routingFilterConfig(mesh: Mesh, source: string): FilterConfig {
-  const denials: HeaderRule[] = [];
+  return assembleRoutingConfig(routingParts(mesh), denialsFor(mesh, source), source);
+}
+
+/** What the routing configuration of every source shares: the routes, their claims, the breakers. */
+export interface RoutingParts {
+  claims: HeaderRule[];
+  routes: FilterRoute[];
+  breakers: NonNullable<FilterConfig["breakers"]>;
+}
+
+export function routingParts(mesh: Mesh): RoutingParts {
   const claims: HeaderRule[] = [];
   const routes: FilterRoute[] = [];
-
   for (const service of mesh.services) {
     const name = service.metadata.name;
     const authority = authorityMatch(service);
-    const access = accessDecision(mesh, source, name);
-    // The denial matches every authority the routes below do, and header rules run first, so no
-    // request reaches them. They stay all the same: while the filter has any route it owns the
-    // routing header (see routeResources), so a denied source cannot bring its own.
-    if (!access.allow) denials.push({ name: access.rule, match: { authority }, deny: { status: 403 } });
     const rules = mesh
       .routesFor(name)
       .flatMap((route) =>
@@ -112,7 +116,37 @@ export function routingFilterConfig(mesh: Mesh, source: string): FilterConfig {
       },
     ];
   });
+  return { claims, routes, breakers };
+}
 
+/**
+ * What depends on the source: a denial for every service it may not call. It matches every
+ * authority the routes do, and header rules run first, so no request reaches them. The routes stay
+ * all the same: while the filter has any route it owns the routing header (see routeResources), so
+ * a denied source cannot bring its own.
+ */
+export function denialsFor(mesh: Mesh, source: string): HeaderRule[] {
+  const denials: HeaderRule[] = [];
+  for (const service of mesh.services) {
+    const access = accessDecision(mesh, source, service.metadata.name);
+    if (!access.allow) {
+      denials.push({
+        name: access.rule,
+        match: { authority: authorityMatch(service) },
+        deny: { status: 403 },
+      });
+    }
+  }
+  return denials;
+}
+
+/** The parts as one configuration, validated with the filter's schema; throws if it is invalid. */
+export function assembleRoutingConfig(
+  parts: RoutingParts,
+  denials: readonly HeaderRule[],
+  source: string,
+): FilterConfig {
+  const { claims, routes, breakers } = parts;
   const headerRules = [
     ...denials,
     ...(claims.length > 0 ? [{ name: STRIP_RULE_HEADER, requestHeaders: { remove: [RULE_HEADER] } }] : []),

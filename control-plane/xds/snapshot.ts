@@ -91,6 +91,8 @@ export class SnapshotCache {
   // JSON.stringify is several times cheaper than verifying and encoding them again (protos.ts).
   private encoded = new Map<string, WireResource>();
   private previouslyEncoded = new Map<string, WireResource>();
+  // The same, by the resource object, for this generation.
+  private byObject = new WeakMap<object, { typeUrl: TypeUrl; gen: number; wire: WireResource }>();
   private generation = 0;
   private label: string;
 
@@ -179,6 +181,18 @@ export class SnapshotCache {
 
   /** The resource encoded, or its encoding of this or the previous generation if its content is unchanged. */
   private wire(typeUrl: TypeUrl, name: string, resource: Record<string, unknown>): WireResource {
+    // The same object again: classes share what translation made once for all of them
+    // (translate/index.ts, compileMesh), and translation never changes what it has returned.
+    const same = this.byObject.get(resource);
+    if (same && same.typeUrl === typeUrl && same.wire.name === name && same.gen === this.generation) {
+      return same.wire;
+    }
+    const wire = this.wireByContent(typeUrl, name, resource);
+    this.byObject.set(resource, { typeUrl, gen: this.generation, wire });
+    return wire;
+  }
+
+  private wireByContent(typeUrl: TypeUrl, name: string, resource: Record<string, unknown>): WireResource {
     const key = contentKey(typeUrl, name, resource);
     let wire = key === undefined ? undefined : (this.encoded.get(key) ?? this.previouslyEncoded.get(key));
     if (wire) this.interned.set(`${typeUrl}\0${name}\0${wire.version}`, wire);

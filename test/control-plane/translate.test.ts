@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import { parseManifests, type Resource, validateResource } from "../../control-plane/resources/index.ts";
 import {
   CLUSTER_HEADER,
+  compileMesh,
   type EnvoyNode,
   type ModuleCode,
   NODE_METADATA,
@@ -216,6 +217,45 @@ describe("a pure function of resources, identity and modules", () => {
     const other = proxy({ nodeId: "productpage-7", labels: { version: "v9" } });
     expect(translateProxy(resources, other, options())).toEqual(first);
     expect(proxyClassKey(other)).toBe(proxyClassKey(proxy()));
+  });
+
+  it("compiled once, gives each proxy what translateProxy gives, sharing what proxies have in common", () => {
+    // The example allows productpage → reviews and denies every other call: ratings and details
+    // may call the same services (none), productpage may call reviews.
+    const resources = example();
+    const compiled = compileMesh(resources, options());
+    const identities = {
+      productpage: proxy(),
+      ratings: proxy({ nodeId: "ratings-1", service: "ratings", appPort: 9080 }),
+      details: proxy({ nodeId: "details-1", service: "details" }),
+    };
+    const configs = Object.fromEntries(
+      Object.entries(identities).map(([name, identity]) => [name, compiled.translate(identity)]),
+    ) as Record<keyof typeof identities, ProxyConfig>;
+    for (const [name, identity] of Object.entries(identities)) {
+      expect(configs[name as keyof typeof identities]).toEqual(
+        translateProxy(resources, identity, options()),
+      );
+    }
+    const { productpage, ratings, details } = configs;
+    const resourceOf = (config: ProxyConfig, typeUrl: keyof ProxyConfig, name: string) =>
+      config[typeUrl].find((r) => r.name === name)?.resource;
+    // The same objects, which the snapshot cache then encodes once.
+    const cluster = outboundCluster("reviews", { version: "v2" });
+    expect(resourceOf(ratings, TYPE_URL.cluster, cluster)).toBe(
+      resourceOf(productpage, TYPE_URL.cluster, cluster),
+    );
+    expect(resourceOf(details, TYPE_URL.endpoint, cluster)).toBe(
+      resourceOf(productpage, TYPE_URL.endpoint, cluster),
+    );
+    const routing = (config: ProxyConfig) => resourceOf(config, TYPE_URL.extensionConfig, ROUTING_FILTER);
+    expect(routing(ratings)).toBe(routing(details));
+    // A source that may call other services has a routing filter of its own.
+    expect(routing(productpage)).not.toBe(routing(details));
+    expect(routingConfig(details).headerRules?.map((r) => r.name)).toContain("default-deny:reviews");
+    expect(routingConfig(productpage).headerRules?.map((r) => r.name)).not.toContain("default-deny:reviews");
+    // Lists are each proxy's own: a consumer changing one does not change another's.
+    expect(details[TYPE_URL.endpoint]).not.toBe(productpage[TYPE_URL.endpoint]);
   });
 
   it("does not modify its input", () => {
@@ -761,7 +801,7 @@ describe("module delivery", () => {
     ).typed_config.config.vm_config.code;
 
   it("the module's bytes inline in the ECDS resource, and no HTTP cluster to fetch them from", () => {
-    // Remote code over ECDS is unsafe in Envoy 1.37 (extensionResources; test/envoy/remote-modules).
+    // Remote code over ECDS is unsafe in Envoy 1.37 (extensionResource; test/envoy/remote-modules).
     const inline = translateProxy(example(), proxy(), options());
     expect(code(inline, ROUTING_FILTER)).toEqual({ local: { inline_bytes: MESH_CODE.bytes } });
     expect(names(inline[TYPE_URL.cluster]).filter((n) => !n.startsWith("outbound|"))).toEqual([]);
