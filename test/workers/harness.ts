@@ -33,6 +33,13 @@ export function bundleModules(dir = BUNDLE_DIR): Manifest {
   return modules;
 }
 
+function withModule(manifest: Manifest, module: Uint8Array<ArrayBuffer> | undefined): Manifest {
+  if (module === undefined) return manifest;
+  const wasm = Object.keys(manifest).filter((name) => manifest[name]?.type === "wasm");
+  if (wasm.length !== 1) throw new Error(`expected one .wasm in the bundle, found ${wasm.join(", ")}`);
+  return { ...manifest, [wasm[0] as string]: { type: "wasm", contents: module } };
+}
+
 export interface EdgeWorker {
   port: number;
   /** One request (keep-alive connections); headers go as latin1 bytes, as given. */
@@ -54,6 +61,11 @@ export interface EdgeWorkerOptions {
    * the edge worker's own build/worker: the benchmark's baseline.
    */
   bundleDir?: string;
+  /**
+   * Another Proxy-Wasm module in place of the bundle's mesh.wasm: the same script, host and glue
+   * around a module that exercises what mesh.wasm does not (body callbacks).
+   */
+  module?: Uint8Array<ArrayBuffer>;
 }
 
 export async function startEdgeWorker(options: EdgeWorkerOptions): Promise<EdgeWorker> {
@@ -70,7 +82,10 @@ export async function startEdgeWorker(options: EdgeWorkerOptions): Promise<EdgeW
           name: "wasmesh-edge",
           compatibilityDate,
           compatibilityFlags: workerOptions.compatibilityFlags ?? [],
-          manifest: { mainModule: "index.js", modules: bundleModules(options.bundleDir) },
+          manifest: {
+            mainModule: "index.js",
+            modules: withModule(bundleModules(options.bundleDir), options.module),
+          },
           env: {
             ...Object.fromEntries(
               Object.entries(vars).map(([name, value]) => [name, { type: "text", value }]),
