@@ -109,10 +109,13 @@ interface SetupSummary {
   requests: number;
 }
 
+/** Requests per second of a sample's throughput run. */
+const rps = (s: Pick<Sample, "throughput">) => s.throughput.requests / (s.throughput.durationUs / 1e6);
+
 function summarize(samples: Sample[]): SetupSummary {
   const sum = (of: (s: Sample) => number) => samples.reduce((n, s) => n + of(s), 0);
   return {
-    rps: median(samples.map((s) => s.throughput.requests / (s.throughput.durationUs / 1e6))),
+    rps: median(samples.map(rps)),
     cpuUsPerRequest: median(samples.map((s) => s.cpuUsPerRequest)),
     loadedP50Ms: median(samples.map((s) => s.throughput.p50Us / 1000)),
     loadedP99Ms: median(samples.map((s) => s.throughput.p99Us / 1000)),
@@ -193,7 +196,7 @@ try {
       const latency = await latencyRun(worker.port);
       samples.get(name)?.push({ throughput, cpuUsPerRequest, latency });
       console.error(
-        `bench:worker round ${round} ${name}: ${(throughput.requests / (throughput.durationUs / 1e6)).toFixed(0)} req/s, ` +
+        `bench:worker round ${round} ${name}: ${rps({ throughput }).toFixed(0)} req/s, ` +
           `${cpuUsPerRequest.toFixed(0)} µs CPU/request, p50 ${latency.p50.toFixed(3)} ms, ` +
           `p99 ${latency.p99.toFixed(3)} ms (one at a time)`,
       );
@@ -208,7 +211,6 @@ try {
   const setups = Object.fromEntries(
     SETUPS.map((name) => [name, summarize(samples.get(name) ?? [])]),
   ) as Record<Setup, SetupSummary>;
-  const rps = (s: Sample) => s.throughput.requests / (s.throughput.durationUs / 1e6);
   /** The median over rounds of a comparison of the two workers within the round. */
   const paired = (compare: (wasmesh: Sample, plain: Sample) => number) => {
     const plain = samples.get("plain") ?? [];

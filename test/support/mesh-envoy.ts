@@ -31,6 +31,9 @@ export interface HttpRequest {
   path?: string;
   authority?: string;
   headers?: Record<string, string>;
+  /** Sent with its Content-Length, or with `chunked` in two chunks without one. */
+  body?: string;
+  chunked?: boolean;
 }
 
 export interface HttpResponse {
@@ -48,7 +51,13 @@ export function sendHttp(port: number, request: HttpRequest, agent?: http.Agent)
         port,
         method: request.method ?? "GET",
         path: request.path ?? "/",
-        headers: { host: request.authority ?? "reviews", ...request.headers },
+        headers: {
+          host: request.authority ?? "reviews",
+          ...(request.body !== undefined && !request.chunked
+            ? { "content-length": String(Buffer.byteLength(request.body)) }
+            : {}),
+          ...request.headers,
+        },
         agent: agent ?? false,
       },
       (res) => {
@@ -65,7 +74,12 @@ export function sendHttp(port: number, request: HttpRequest, agent?: http.Agent)
       },
     );
     req.on("error", reject);
-    req.end();
+    const body = request.body;
+    if (body !== undefined && request.chunked) {
+      // Two writes without a length: Node sends them as two chunks of a chunked body.
+      req.write(body.slice(0, body.length / 2));
+      req.end(body.slice(body.length / 2));
+    } else req.end(body);
   });
 }
 
