@@ -187,25 +187,42 @@ export function createWriter(
     const before = validateReferences(baseline);
     const after = validateReferences([...state.values()]);
     const signature = (e: ReferenceProblem) => `${e.kind}/${e.name}\0${e.path}\0${e.message}`;
-    const relevant = (existing: readonly ReferenceProblem[], found: readonly ReferenceProblem[]) => {
+    const relevantOf = (existing: readonly ReferenceProblem[], found: readonly ReferenceProblem[]) => {
       const known = new Set(existing.map(signature));
-      return found
-        .filter((e) => puts.has(keyOf(e.kind, e.name)) || !known.has(signature(e)))
-        .map((e): ErrorDetail => {
-          const document = puts.has(keyOf(e.kind, e.name)) ? documents.get(keyOf(e.kind, e.name)) : undefined;
-          return { ...at(document), kind: e.kind, name: e.name, path: e.path, message: e.message };
-        });
+      return found.filter((e) => puts.has(keyOf(e.kind, e.name)) || !known.has(signature(e)));
     };
-    const errors = relevant(before.errors, after.errors);
+    const detailsOf = (problems: readonly ReferenceProblem[]) =>
+      problems.map((e): ErrorDetail => {
+        const document = puts.has(keyOf(e.kind, e.name)) ? documents.get(keyOf(e.kind, e.name)) : undefined;
+        return { ...at(document), kind: e.kind, name: e.name, path: e.path, message: e.message };
+      });
+    const errors = relevantOf(before.errors, after.errors);
     if (errors.length > 0) {
-      const deletes = desired.filter((d) => d.op === "delete").map((d) => keyOf(d.kind, d.name));
-      const message =
-        deletes.length > 0 && errors.every((e) => !puts.has(keyOf(e.kind ?? "", e.name ?? "")))
-          ? `cannot delete ${deletes.join(", ")}: still referenced by ${[...new Set(errors.map((e) => `${e.kind}/${e.name} (${e.path})`))].join(", ")}`
-          : "the resources reference resources that do not exist";
-      throw invalid(message, errors);
+      // A delete refused because others still refer to what it deletes: each reference is listed
+      // once, as a reference ("… does not exist" would describe the state the delete would leave).
+      const deleted = new Set(desired.flatMap((d) => (d.op === "delete" ? [keyOf(d.kind, d.name)] : [])));
+      const references = errors.flatMap((e) =>
+        e.target !== undefined &&
+        deleted.has(keyOf(e.target.kind, e.target.name)) &&
+        !puts.has(keyOf(e.kind, e.name))
+          ? [{ ...e, target: e.target }]
+          : [],
+      );
+      if (references.length === errors.length) {
+        const targets = [...new Set(references.map((e) => `${e.target.kind} '${e.target.name}'`))];
+        const holders = new Set(references.map((e) => keyOf(e.kind, e.name))).size;
+        const count = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+        throw invalid(
+          `cannot delete ${targets.join(", ")}: still referenced by ${count(holders, "resource")} ` +
+            `(${count(references.length, "reference")}); change or delete them first`,
+          detailsOf(
+            references.map((e) => ({ ...e, message: `refers to ${e.target.kind} '${e.target.name}'` })),
+          ),
+        );
+      }
+      throw invalid("the resources reference resources that do not exist", detailsOf(errors));
     }
-    const warnings = relevant(before.warnings, after.warnings);
+    const warnings = detailsOf(relevantOf(before.warnings, after.warnings));
 
     if (changes.length === 0) {
       // Nothing to store: no transaction, no revision, no onChange.

@@ -34,6 +34,8 @@ export type ResourceResult = { ok: true; resource: Resource } | { ok: false; err
 export interface ReferenceError extends FieldError {
   kind: Kind;
   name: string;
+  /** For a reference to a resource that is not in the set: the resource referred to. */
+  target?: { kind: Kind; name: string };
 }
 
 export interface ReferenceResult {
@@ -314,8 +316,10 @@ export function validateReferences(resources: readonly Resource[]): ReferenceRes
       message,
     });
     const error = (path: string, message: string) => result.errors.push(at(path, message));
+    const missing = (path: string, kind: Kind, name: string) =>
+      result.errors.push({ ...at(path, `${kind} '${name}' does not exist`), target: { kind, name } });
     const service = (path: string, name: string) => {
-      if (!services.has(name)) error(path, `Service '${name}' does not exist`);
+      if (!services.has(name)) missing(path, "Service", name);
     };
     const subset = (path: string, name: string, selector: Subset | undefined) => {
       if (selector === undefined || !services.has(name)) return;
@@ -364,7 +368,7 @@ export function validateReferences(resources: readonly Resource[]): ReferenceRes
         service("spec.destination", r.spec.destination);
         break;
       case "WasmPlugin":
-        if (!modules.has(r.spec.module)) error("spec.module", `WasmModule '${r.spec.module}' does not exist`);
+        if (!modules.has(r.spec.module)) missing("spec.module", "WasmModule", r.spec.module);
         r.spec.services.forEach((name, i) => {
           if (name !== "*") service(`spec.services[${i}]`, name);
         });

@@ -707,15 +707,24 @@ describe("request edges", () => {
     );
   });
 
-  it("refuses to delete a service that a route references, naming the route and field", async () => {
+  it("refuses to delete a service that a route references, naming each reference once", async () => {
     const h = await setup();
     await seed(h, [...base(), route([50, 50])]);
     const reply = await call(h.app, "DELETE", "/v1/services/reviews");
     expectError(reply, 400, "invalid");
-    expect(reply.body.error.message).toContain("Route/reviews");
-    expect(reply.body.error.details).toContainEqual(
-      expect.objectContaining({ kind: "Route", name: "reviews", path: "spec.service" }),
+    // The message sums up; the details list every reference, once each, as a reference (the
+    // Service does exist: saying it does not would be wrong).
+    expect(reply.body.error.message).toBe(
+      "cannot delete Service 'reviews': still referenced by 3 resources (5 references); change or delete them first",
     );
+    const refers = "refers to Service 'reviews'";
+    expect(reply.body.error.details).toEqual([
+      { kind: "Route", name: "reviews", path: "spec.service", message: refers },
+      { kind: "Route", name: "reviews", path: "spec.rules[0].destinations[0].service", message: refers },
+      { kind: "Route", name: "reviews", path: "spec.rules[0].destinations[1].service", message: refers },
+      { kind: "Workload", name: "reviews-v1", path: "spec.service", message: refers },
+      { kind: "Workload", name: "reviews-v2", path: "spec.service", message: refers },
+    ]);
     expect(await h.store.get("Service", "reviews")).toBeDefined();
     expect(h.changes).toEqual([1]);
     // Once the route and workloads are gone, so can the service be.

@@ -612,6 +612,7 @@ describe("validateReferences", () => {
         name: "reviews",
         path: "spec.rules[1].destinations[2].service",
         message: "Service 'ratings' does not exist",
+        target: { kind: "Service", name: "ratings" },
       },
     ]);
     expect(warnings).toEqual([]);
