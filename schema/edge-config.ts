@@ -21,16 +21,14 @@ export const EdgeConfig = Type.Object(
     /** The mesh filter's plugin configuration, exactly as a sidecar's routing filter gets it. */
     filter: FilterConfig,
     /**
-     * Where each cluster the filter can choose is reached from the edge: one or more origins,
-     * used round-robin. A cluster the filter names but this map lacks is answered with a 503.
+     * Where each cluster the filter can choose is reached from the edge: its origins, used
+     * round-robin. Every route destination is listed. An empty list is a cluster without origins
+     * (it selects no Workload): the worker answers the requests routed to it with 503 "no healthy
+     * upstream", as Envoy does for a cluster without endpoints, and serves every other route.
      */
-    origins: Type.Record(
-      Type.String({ pattern: "^[\\x21-\\x7e]{1,200}$" }),
-      Type.Array(OriginUrl, { minItems: 1 }),
-      {
-        ...strict,
-      },
-    ),
+    origins: Type.Record(Type.String({ pattern: "^[\\x21-\\x7e]{1,200}$" }), Type.Array(OriginUrl), {
+      ...strict,
+    }),
   },
   { ...strict, $id: "https://wasmesh.io/schemas/edge-config.json", title: "wasmesh edge configuration" },
 );
@@ -41,16 +39,17 @@ export type EdgeValidationResult = { ok: true; config: EdgeConfig } | { ok: fals
 /** Structural validation with field paths (the filter part is checked as validateFilterConfig does). */
 export function validateEdgeConfig(value: unknown): EdgeValidationResult {
   if (Value.Check(EdgeConfig, value)) {
-    // Route destinations must be reachable: every cluster the filter can pick has an origin.
+    // Every cluster a route can pick is listed (with no origins, it is a per-request 503): a name
+    // the map lacks is a mistake in the document, such as a misspelt cluster, not a state.
     const config = value;
     const errors: ConfigError[] = [];
     (config.filter.routes ?? []).forEach((route, i) => {
       route.destinations.forEach((d, j) => {
-        // hasOwn: a cluster named like an Object.prototype member ("constructor") is no origin.
+        // hasOwn: a cluster named like an Object.prototype member ("constructor") is not listed.
         if (!Object.hasOwn(config.origins, d.cluster)) {
           errors.push({
             path: `filter.routes[${i}].destinations[${j}].cluster`,
-            message: `no origin for cluster '${d.cluster}' in origins`,
+            message: `cluster '${d.cluster}' is not in origins (list it with [] when it has no origins)`,
           });
         }
       });

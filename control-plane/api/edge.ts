@@ -2,9 +2,7 @@
 // hash as the ETag so that a worker revalidating with If-None-Match gets a bodiless 304 until the
 // configuration really changes (a write that leaves the edge's view alone keeps the ETag).
 import { Hono } from "hono";
-import type { EdgeConfigSource, EdgeState } from "../edge/source.ts";
-import { EdgeConfigUnavailable } from "../translate/edge.ts";
-import { ApiError } from "./errors.ts";
+import type { EdgeConfigSource } from "../edge/source.ts";
 import { type Documented, errorResponse, json, ref } from "./openapi.ts";
 
 export interface EdgeDeps {
@@ -24,18 +22,7 @@ export function edgeRoutes(deps: EdgeDeps): Documented<Hono> {
   const router = new Hono();
 
   router.get("/config", async (c) => {
-    let state: EdgeState;
-    try {
-      state = await deps.edge.current();
-    } catch (error) {
-      if (!(error instanceof EdgeConfigUnavailable)) throw error;
-      throw new ApiError(
-        503,
-        "unavailable",
-        `${error.message}; edge workers keep their last configuration`,
-        error.problems.map((p) => ({ path: p.path, message: p.message })),
-      );
-    }
+    const state = await deps.edge.current();
     // no-cache: caches may keep it but must revalidate, which is what the ETag is for.
     const headers = { ETag: state.etag, "Cache-Control": "no-cache" };
     if (noneMatchHits(c.req.header("if-none-match"), state.etag)) return c.body(null, 304, headers);
@@ -72,9 +59,7 @@ export function edgeRoutes(deps: EdgeDeps): Documented<Hono> {
               content: json(ref("EdgeConfig")),
             },
             "304": { description: "If-None-Match names the current version; no body" },
-            "503": errorResponse(
-              "the mesh has no valid edge configuration (a route can choose a cluster without Workloads), or the store is unavailable",
-            ),
+            "503": errorResponse("the store is closed or failing"),
           },
         },
       },

@@ -4,7 +4,7 @@
 import type { EdgeConfig } from "../../schema/edge-config.ts";
 import { type Resource, validateResource } from "../resources/index.ts";
 import type { ResourceStore } from "../store/index.ts";
-import { EdgeConfigUnavailable, translateEdge } from "../translate/edge.ts";
+import { translateEdge } from "../translate/edge.ts";
 
 /** Where the mesh's resources come from: the store, or the server's in-memory copy of it. */
 export interface MeshSnapshot {
@@ -24,7 +24,7 @@ export interface EdgeState {
 }
 
 export interface EdgeConfigSource {
-  /** Rejects with EdgeConfigUnavailable when the mesh has no valid edge configuration. */
+  /** Every mesh has one (a cluster without Workloads is a per-request 503 at the edge). */
   current(): Promise<EdgeState>;
 }
 
@@ -37,10 +37,9 @@ export function createEdgeConfigSource(snapshot: MeshSnapshot): EdgeConfigSource
       if (cached?.revision === revision) return cached.state;
       const entry = { revision, state: translate(revision) };
       cached = entry;
-      entry.state.catch((error: unknown) => {
-        // A revision without an edge configuration stays without one; any other failure (the store)
-        // is not the revision's outcome, so the next call tries again.
-        if (cached === entry && !(error instanceof EdgeConfigUnavailable)) cached = undefined;
+      entry.state.catch(() => {
+        // A failure (the store) is not the revision's outcome: the next call tries again.
+        if (cached === entry) cached = undefined;
       });
       return entry.state;
     },

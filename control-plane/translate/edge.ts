@@ -18,28 +18,6 @@ import { routingFilterConfig } from "./routing-filter.ts";
  */
 export const EDGE_SOURCE = "*";
 
-/** One problem that keeps the edge configuration from being served; see EdgeConfigUnavailable. */
-export interface EdgeProblem {
-  /** Field path in the EdgeConfig, as validateEdgeConfig writes it. */
-  path: string;
-  message: string;
-}
-
-/**
- * The mesh, as it stands, has no valid edge configuration: a route can choose a cluster that selects
- * no Workload, so the edge has no origin for it, and the edge schema (validateEdgeConfig, which the
- * worker applies too) requires one. Not a bug: it goes away when the Workloads exist (or the route
- * changes); meanwhile the workers keep their last good configuration.
- */
-export class EdgeConfigUnavailable extends Error {
-  readonly problems: EdgeProblem[];
-  constructor(problems: EdgeProblem[]) {
-    super(`the mesh has no valid edge configuration: ${problems.map((p) => p.message).join("; ")}`);
-    this.name = "EdgeConfigUnavailable";
-    this.problems = problems;
-  }
-}
-
 /**
  * The edge configuration of a set of resources: a pure function, order-independent, whose version
  * is a content hash (sha256 of the canonical JSON of filter and origins), so equal configurations
@@ -48,10 +26,12 @@ export class EdgeConfigUnavailable extends Error {
  * - `filter`: routingFilterConfig for EDGE_SOURCE (see there for the access semantics).
  * - `origins`: for each cluster a route can choose or a breaker can fall back to, the base URLs of
  *   the Workloads it selects, `http://<address>:<port>` (IPv6 in brackets, URL-normalised, sorted,
- *   duplicates merged). Clusters nothing at the edge can choose are left out.
+ *   duplicates merged). A cluster that selects no Workload (a client-only service's default route,
+ *   a subset not deployed yet) is listed with no origins: like a cluster without endpoints in
+ *   Envoy, the worker answers the requests routed to it with 503 and serves the rest. Clusters
+ *   nothing at the edge can choose are left out.
  *
- * Throws EdgeConfigUnavailable when a route can choose a cluster without Workloads, and a plain
- * Error when the result fails validateEdgeConfig otherwise (a translation bug).
+ * Throws only when the result fails validateEdgeConfig, which is a translation bug.
  */
 export function translateEdge(resources: readonly Resource[]): EdgeConfig {
   const mesh = indexMesh(resources);
@@ -61,31 +41,18 @@ export function translateEdge(resources: readonly Resource[]): EdgeConfig {
   const origins: Record<string, string[]> = {};
   for (const name of [...choosable(filter)].sort()) {
     const cluster = byName.get(name);
-    const urls = cluster === undefined ? [] : originsOf(cluster);
-    // An empty cluster gets no entry: the schema wants at least one origin (see EdgeConfigUnavailable).
-    if (urls.length > 0) origins[name] = urls;
+    origins[name] = cluster === undefined ? [] : originsOf(cluster);
   }
 
   const content = { filter, origins };
   const config: EdgeConfig = { version: contentHash(content), ...content };
   const checked = validateEdgeConfig(config);
   if (!checked.ok) {
-    const unreachable = checked.errors.flatMap((e) => {
-      const at = DESTINATION.exec(e.path);
-      const route = filter.routes?.[Number(at?.[1])];
-      const cluster = route?.destinations[Number(at?.[2])]?.cluster;
-      if (route === undefined || cluster === undefined || cluster in origins) return [];
-      const message = `route '${route.name}' can choose cluster '${cluster}', which selects no Workload, so the edge has no origin for it`;
-      return [{ path: e.path, message }];
-    });
-    if (unreachable.length === checked.errors.length) throw new EdgeConfigUnavailable(unreachable);
     const detail = checked.errors.map((e) => `${e.path}: ${e.message}`).join("; ");
     throw new Error(`translation bug: invalid edge configuration: ${detail}`);
   }
   return config;
 }
-
-const DESTINATION = /^filter\.routes\[(\d+)\]\.destinations\[(\d+)\]\.cluster$/;
 
 /** Every cluster the filter can send a request to: route destinations and breaker fallbacks. */
 function choosable(filter: FilterConfig): Set<string> {

@@ -1,8 +1,8 @@
 // GET /v1/edge/config, in process (app.request) against a real SQLite store in a temp dir: the body
 // is a valid EdgeConfig, the ETag is its version and stays put across identical reads and writes
 // the edge does not see, If-None-Match gets a bodiless 304, a change of a Route's split changes
-// ETag and body, an empty mesh serves an empty configuration, a cluster without Workloads is a 503
-// in the API's error shape, and the OpenAPI document describes the route. Then `wasmesh edge
+// ETag and body, an empty mesh serves an empty configuration, a client-only service or a cluster
+// without Workloads is served (listed with no origins), and the OpenAPI document describes the route. Then `wasmesh edge
 // export` against the API served over HTTP, and the checks on `wasmesh server --edge-kv-*`.
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
@@ -130,27 +130,27 @@ describe("GET /v1/edge/config", () => {
     expect(empty.headers.get("etag")).toBe(`"${empty.body.version}"`);
   });
 
-  it("answers 503 naming the route and cluster when a route can choose a cluster without Workloads", async () => {
+  it("serves a mesh with a client-only service and a route to a cluster without Workloads", async () => {
     const app = await setup();
-    await apply(app, EXAMPLE);
-    expect((await getConfig(app)).status).toBe(200);
+    const frontend = stringify({
+      apiVersion: "wasmesh.io/v1alpha1",
+      kind: "Service",
+      metadata: { name: "frontend" },
+      spec: { ports: [{ name: "http", port: 8080, protocol: "http" }] },
+    });
+    await apply(app, `${EXAMPLE}\n---\n${EDGE_ALLOW}\n---\n${frontend}`);
+    // The canary and testers rules can now choose v2, which has no Workload left.
     const deleted = await app.request("/v1/workloads/reviews-v2-a", { method: "DELETE" });
     expect(deleted.status).toBe(200);
     const reply = await getConfig(app);
-    expect(reply.status).toBe(503);
-    expect(reply.body.error.code).toBe("unavailable");
-    expect(reply.body.error.message).toMatch(/edge workers keep their last configuration/);
-    const unreachable = "can choose cluster 'outbound|reviews|version=v2', which selects no Workload";
-    expect(reply.body.error.details).toEqual([
-      {
-        path: expect.stringMatching(/^filter\.routes\[\d+\]\.destinations\[\d+\]\.cluster$/),
-        message: expect.stringContaining(`route 'reviews/testers' ${unreachable}`),
-      },
-      {
-        path: expect.stringMatching(/^filter\.routes\[\d+\]\.destinations\[\d+\]\.cluster$/),
-        message: expect.stringContaining(`route 'reviews/canary' ${unreachable}`),
-      },
-    ]);
+    expect(reply.status, reply.text).toBe(200);
+    const config = reply.body as EdgeConfig;
+    expect(validateEdgeConfig(config).ok).toBe(true);
+    expect(reply.headers.get("etag")).toBe(`"${config.version}"`);
+    expect(config.filter.routes?.some((r) => r.name === "frontend:default")).toBe(true);
+    expect(config.origins["outbound|frontend"]).toEqual([]);
+    expect(config.origins["outbound|reviews|version=v2"]).toEqual([]);
+    expect(config.origins["outbound|reviews|version=v1"]).toEqual(["http://10.0.1.11:9080"]);
   });
 
   it("is in the OpenAPI document, with the EdgeConfig schema", async () => {
@@ -210,14 +210,13 @@ describe("wasmesh edge export", () => {
     expect(JSON.parse(readFileSync(file, "utf8"))).toEqual(expected);
   });
 
-  it("fails with the API's reason when there is no valid configuration", async () => {
+  it("exports a mesh whose clusters have no Workloads, listed with no origins", async () => {
     const app = await setup();
     await apply(app, EXAMPLE);
     await app.request("/v1/workloads/reviews-v2-a", { method: "DELETE" });
     const result = await cli(["edge", "export", "--api", await served(app)]);
-    expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/^wasmesh: the mesh has no valid edge configuration/);
-    expect(result.stderr).toContain("'outbound|reviews|version=v2'");
+    expect(result.code, result.stderr).toBe(0);
+    expect((JSON.parse(result.stdout) as EdgeConfig).origins["outbound|reviews|version=v2"]).toEqual([]);
   });
 
   it("refuses unknown subcommands and incomplete --edge-kv-* flags as usage errors", async () => {

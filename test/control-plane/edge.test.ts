@@ -1,13 +1,14 @@
 // The edge configuration (translateEdge): the example mesh's filter and origins, the access
 // semantics of traffic from outside the mesh, purity and a version that is a content hash (also
-// across processes), schema validity, clusters without Workloads, and the filter part run through
+// across processes), schema validity, clusters without Workloads (listed with no origins: a per-request
+// 503 at the edge, never a missing configuration), and the filter part run through
 // the real build/mesh.wasm in the TypeScript host (a 90/10 split onto clusters that have origins).
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { parseManifests, type Resource, validateResource } from "../../control-plane/resources/index.ts";
-import { EDGE_SOURCE, EdgeConfigUnavailable, translateEdge } from "../../control-plane/translate/edge.ts";
+import { EDGE_SOURCE, translateEdge } from "../../control-plane/translate/edge.ts";
 import { RULE_HEADER, routingFilterConfig } from "../../control-plane/translate/index.ts";
 import { indexMesh } from "../../control-plane/translate/mesh.ts";
 import { validateEdgeConfig } from "../../schema/edge-config.ts";
@@ -210,27 +211,46 @@ describe("origins", () => {
     expect(Object.keys(config.origins)).toEqual(["outbound|api", "outbound|api|version=v1"]);
   });
 
-  it("refuses, naming route and cluster, when a route can choose a cluster without Workloads", () => {
+  it("lists a client-only service and a subset without Workloads with no origins, and stays valid", () => {
     const resources = [
       ...exampleOpenToEdge(),
+      // A frontend that only calls others: a Service with no Workload, so its default route's
+      // cluster selects nothing.
+      service("frontend"),
       resource("Route", "productpage", {
         service: "productpage",
         rules: [{ name: "v9", destinations: [{ service: "productpage", subset: { version: "v9" } }] }],
       }),
     ];
-    let error: unknown;
-    try {
-      translateEdge(resources);
-    } catch (e) {
-      error = e;
-    }
-    expect(error).toBeInstanceOf(EdgeConfigUnavailable);
-    expect((error as EdgeConfigUnavailable).problems).toEqual([
-      {
-        path: "filter.routes[0].destinations[0].cluster",
-        message:
-          "route 'productpage/v9' can choose cluster 'outbound|productpage|version=v9', which selects no Workload, so the edge has no origin for it",
-      },
+    const config = translateEdge(resources);
+    expect(validateEdgeConfig(config)).toEqual({ ok: true, config });
+    expect(config.filter.routes?.map((r) => r.name)).toEqual(
+      expect.arrayContaining(["frontend:default", "productpage/v9"]),
+    );
+    expect(config.origins).toEqual({
+      "outbound|frontend": [],
+      "outbound|productpage": ["http://productpage-0.bookinfo.svc.cluster.local:9080"],
+      "outbound|productpage|version=v9": [],
+      "outbound|reviews": ["http://10.0.1.11:9080", "http://10.0.1.12:9080"],
+      "outbound|reviews|version=v1": ["http://10.0.1.11:9080"],
+      "outbound|reviews|version=v2": ["http://10.0.1.12:9080"],
+    });
+    // Deploying the Workloads fills the lists in, with a new version.
+    const deployed = translateEdge([...resources, workload("frontend-1", "frontend", "10.0.2.1")]);
+    expect(deployed.origins["outbound|frontend"]).toEqual(["http://10.0.2.1:8080"]);
+    expect(deployed.version).not.toBe(config.version);
+  });
+
+  it("is refused by the schema when a route's cluster is not listed at all (a misspelt name)", () => {
+    const config = translateEdge(exampleOpenToEdge());
+    const { "outbound|reviews|version=v2": _dropped, ...rest } = config.origins;
+    const checked = validateEdgeConfig({ ...config, origins: rest });
+    expect(checked.ok ? [] : checked.errors).toEqual([
+      expect.objectContaining({
+        path: expect.stringMatching(/^filter\.routes\[\d+\]\.destinations\[\d+\]\.cluster$/),
+        message: expect.stringContaining("cluster 'outbound|reviews|version=v2' is not in origins"),
+      }),
+      expect.objectContaining({ message: expect.stringContaining("'outbound|reviews|version=v2'") }),
     ]);
   });
 });
