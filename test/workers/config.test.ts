@@ -144,6 +144,70 @@ describe("live configuration from the control plane (real control plane, its edg
   });
 });
 
+describe("clusters without origins (real control plane)", () => {
+  let plane: ControlPlane;
+  let dataDir: string;
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), "wasmesh-worker-cp-"));
+    plane = await startControlPlane({ dataDir, httpPort: 0, xdsPort: 0, log: () => {} });
+  });
+  afterAll(async () => {
+    await plane?.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("answers 503 'no healthy upstream' for a cluster without Workloads and serves every other route", async () => {
+    const resource = (kind: string, name: string, spec: object) =>
+      stringify({ apiVersion: "wasmesh.io/v1alpha1", kind, metadata: { name }, spec });
+    const http = { ports: [{ name: "http", port: 9080, protocol: "http" }] };
+    const mesh = [
+      resource("Service", "reviews", http),
+      // A client-only service: no Workload, so its default route's cluster has no origin.
+      resource("Service", "frontend", http),
+      resource("Workload", "reviews-v1", {
+        service: "reviews",
+        address: "127.0.0.1",
+        port: v1.port,
+        labels: { version: "v1" },
+      }),
+      resource("Route", "reviews", {
+        service: "reviews",
+        rules: [
+          {
+            // v3 is not deployed yet.
+            name: "testers",
+            match: { headers: [{ name: "x-user", exact: "tester" }] },
+            destinations: [{ service: "reviews", subset: { version: "v3" } }],
+          },
+          { name: "rest", destinations: [{ service: "reviews", subset: { version: "v1" } }] },
+        ],
+      }),
+    ].join("---\n");
+    const applied = await fetch(`http://127.0.0.1:${plane.httpPort}/v1/apply`, {
+      method: "POST",
+      headers: { "content-type": "application/yaml" },
+      body: mesh,
+    });
+    expect(applied.status, await applied.text()).toBe(200);
+
+    const edge = await worker({ CONFIG_URL: `http://127.0.0.1:${plane.httpPort}/v1/edge/config` });
+    const served = await edge.send({ path: "/reviews/1" });
+    expect(served.status, `${served.body}\n${edge.logs.join("\n")}`).toBe(200);
+    expect(upstreamOf(served)).toBe("v1");
+
+    const tester = await edge.send({ path: "/reviews/1", headers: { "x-user": "tester" } });
+    expect(tester.status).toBe(503);
+    expect(tester.body).toBe("no healthy upstream: cluster outbound|reviews|version=v3 has no origins\n");
+    const frontend = await edge.send({ path: "/", authority: "frontend" });
+    expect(frontend.status).toBe(503);
+    expect(frontend.body).toBe("no healthy upstream: cluster outbound|frontend has no origins\n");
+    expect(v1.count, "only the request routed to v1 reached an origin").toBe(1);
+    // And the other routes go on working after those replies.
+    expect(upstreamOf(await edge.send({ path: "/reviews/2" }))).toBe("v1");
+  });
+});
+
 describe("revalidation and the last good configuration (a stand-in endpoint that misbehaves)", () => {
   it("revalidates with If-None-Match and reconfigures only when the version changes", async () => {
     control.serve(allTo("A", "v1"));

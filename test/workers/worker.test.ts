@@ -109,6 +109,12 @@ describe("the edge worker's traffic policy", () => {
       },
       { name: "flaky", match: { path: { prefix: "/flaky" } }, destinations: [{ cluster: "flaky" }] },
       { name: "big", match: { path: { prefix: "/big" } }, destinations: [{ cluster: "big" }] },
+      // A cluster without origins (its service has no Workload yet).
+      {
+        name: "unstaffed",
+        match: { path: { prefix: "/unstaffed" } },
+        destinations: [{ cluster: "unstaffed" }],
+      },
       {
         name: "timeout",
         match: { path: { prefix: "/timeout" } },
@@ -142,6 +148,7 @@ describe("the edge worker's traffic policy", () => {
       big: [bigUrl],
       slow: [slow.url],
       retried: [retried.url],
+      unstaffed: [],
     };
     control.serve(edgeConfig("policy", filter, origins));
     worker = await startEdgeWorker({ vars: { CONFIG_URL: control.url } });
@@ -201,6 +208,17 @@ describe("the edge worker's traffic policy", () => {
     expect(response.headers.get("x-wasmesh-denied")).toBe("deny-admin");
     expect(response.body).toBe("admin is closed\n");
     expect(v1.count + v1b.count + v2.count + flaky.count).toBe(0);
+  });
+
+  it("answers a route to a cluster without origins with 503 'no healthy upstream', as Envoy does", async () => {
+    resetCounts();
+    const response = await worker.send({ path: "/unstaffed/1" });
+    expect(response.status).toBe(503);
+    expect(response.body).toBe("no healthy upstream: cluster unstaffed has no origins\n");
+    expect(v1.count + v1b.count + v2.count + flaky.count + slow.count + retried.count).toBe(0);
+    // The configuration is in force for every other route.
+    expect((await worker.send({ path: "/reviews", headers: { "x-user": "tester" } })).status).toBe(200);
+    expect(v2.count).toBe(1);
   });
 
   it("aborts locally with the injected fault", async () => {

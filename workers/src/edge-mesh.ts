@@ -26,15 +26,19 @@ export class Generation {
     this.host = host;
   }
 
-  hasOrigin(cluster: string): boolean {
+  /**
+   * The origins of `cluster`: empty for a cluster the configuration lists without any (it selects
+   * no Workload), undefined for one it does not list.
+   */
+  originsOf(cluster: string): readonly string[] | undefined {
     // hasOwn: a cluster named like an Object.prototype member must not find one.
-    return Object.hasOwn(this.config.origins, cluster);
+    return Object.hasOwn(this.config.origins, cluster) ? this.config.origins[cluster] : undefined;
   }
 
   /** The next origin of `cluster`, round-robin; undefined when the configuration has none. */
   origin(cluster: string): string | undefined {
-    if (!this.hasOrigin(cluster)) return undefined;
-    const origins = this.config.origins[cluster] ?? [];
+    const origins = this.originsOf(cluster);
+    if (origins === undefined || origins.length === 0) return undefined;
     const turn = this.#nextOrigin.get(cluster) ?? 0;
     this.#nextOrigin.set(cluster, (turn + 1) % origins.length);
     return origins[turn % origins.length];

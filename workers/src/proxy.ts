@@ -58,10 +58,14 @@ async function exchange(
 
   const forwarded = stream.requestHeaderPairs;
   const cluster = first(forwarded, ROUTE_HEADER);
-  // As Envoy's cluster_header route does: no header is no route (404), an unknown cluster a 503.
+  // As Envoy's cluster_header route does: no header is no route (404), an unknown cluster a 503,
+  // and a cluster without endpoints (here: origins) Envoy's 503 "no healthy upstream".
   if (cluster === undefined) return reply(stream, done, 404, "wasmesh edge: no route matches this request\n");
-  if (!generation.hasOrigin(cluster))
-    return reply(stream, done, 503, `wasmesh edge: no origin for cluster ${cluster}\n`);
+  const origins = generation.originsOf(cluster);
+  if (origins === undefined)
+    return reply(stream, done, 503, `wasmesh edge: cluster ${cluster} is not in the configuration\n`);
+  if (origins.length === 0)
+    return reply(stream, done, 503, `no healthy upstream: cluster ${cluster} has no origins\n`);
 
   const { policy, forward } = takeRouterPolicy(forwarded);
   // fetch sets Host from the origin's URL; the origin still learns what the client asked for
