@@ -6,6 +6,14 @@
 // generation whose content equals what it last sent (sentGen) and the newest one the proxy has
 // confirmed (ackedGen). A type whose content did not change in an update is not re-sent; if the
 // proxy had ACKed it, it is confirmed for the new generation at once. waitForAck() compares these.
+//
+// Cluster warming: Envoy replaces a cluster that changed with a new one, which waits ("warms") for
+// a ClusterLoadAssignment response even when the endpoints did not change, and Envoy holds the CDS
+// ACK until then; without one it gives up after the initial fetch timeout (15 s) and logs "initial
+// fetch timed out". So after a CDS response the endpoints of the clusters it carries are answered
+// again: in SotW when Envoy re-requests them (with the names and nonce it already sent), in delta
+// (where Envoy asks for nothing, the names being subscribed already) right after the CDS response.
+// wasmesh names an EDS cluster's ClusterLoadAssignment after the cluster (translate/clusters.ts).
 
 import {
   type DeltaDiscoveryRequest,
@@ -225,6 +233,8 @@ interface SotwTypeState extends TypeState {
   signature: string;
   /** The resources the last response was cut from (shared with the snapshot, not copied). */
   sentFrom: TypeResources | undefined;
+  /** EDS: a push replaced clusters the proxy had after the last EDS response: they are warming. */
+  warming: boolean;
 }
 
 const sameNames = (a: Set<string> | undefined, b: Set<string> | undefined) =>
@@ -273,6 +283,8 @@ interface Selection {
   list: WireResource[];
   signature: string;
   response?: SharedResponse;
+  /** replacesClusters(), for the streams whose previous clusters were `before`. */
+  replaces?: { before: TypeResources; result: boolean };
 }
 
 /** A subscription's names and their key, shared by the streams that subscribe to the same names. */
@@ -324,6 +336,7 @@ export class SotwStream extends XdsStream<SotwTypeState> {
         namesKey: shared.key,
         signature: "",
         sentFrom: undefined,
+        warming: false,
       };
       this.types.set(typeUrl, state);
       this.respond(typeUrl, state, undefined);
@@ -336,6 +349,10 @@ export class SotwStream extends XdsStream<SotwTypeState> {
       const shared = subscription(names);
       state.names = shared.names;
       state.namesKey = shared.key;
+      this.respond(typeUrl, state, undefined);
+    } else if (state.warming && !request.errorDetail) {
+      // The same names again after a CDS response: a changed cluster is warming and waits for its
+      // endpoints (the header). Once only: Envoy asks once more when the old cluster goes.
       this.respond(typeUrl, state, undefined);
     }
   }
@@ -354,6 +371,10 @@ export class SotwStream extends XdsStream<SotwTypeState> {
         state.sentFrom = selected.from;
         this.unchanged(state);
         continue;
+      }
+      if (typeUrl === TYPE_URL.cluster && this.replacesClusters(state, selected)) {
+        const eds = this.types.get(TYPE_URL.endpoint);
+        if (eds) eds.warming = true;
       }
       if (typeUrl === TYPE_URL.cluster && state.sentFrom) {
         removedClusters = [...state.sentFrom.byName.values()].filter(
@@ -428,6 +449,37 @@ export class SotwStream extends XdsStream<SotwTypeState> {
     this.hooks.send(response.bytes);
   }
 
+  protected override sent(
+    typeUrl: TypeUrl,
+    state: SotwTypeState,
+    nonce: string,
+    pushedAt: number | undefined,
+  ) {
+    super.sent(typeUrl, state, nonce, pushedAt);
+    if (typeUrl === TYPE_URL.endpoint) state.warming = false;
+  }
+
+  /**
+   * Whether the clusters about to be pushed replace any the proxy has (new ones are not a concern:
+   * Envoy asks for their endpoints by a new name). Memoized on the selection for the streams that
+   * had the same clusters before.
+   */
+  private replacesClusters(state: SotwTypeState, selected: Selection): boolean {
+    const before = state.sentFrom;
+    if (!before) return false;
+    if (selected.replaces?.before === before) return selected.replaces.result;
+    let result = false;
+    for (const r of selected.list) {
+      const old = before.byName.get(r.name);
+      if (old !== undefined && old.version !== r.version) {
+        result = true;
+        break;
+      }
+    }
+    selected.replaces = { before, result };
+    return result;
+  }
+
   private sendList(
     typeUrl: TypeUrl,
     state: SotwTypeState,
@@ -462,6 +514,8 @@ interface DeltaChanges {
 
 export class DeltaStream extends XdsStream<DeltaTypeState> {
   readonly protocol = "delta";
+  /** Clusters replaced since their ClusterLoadAssignment was last sent: it goes again (the header). */
+  private readonly warming = new Set<string>();
 
   handle(request: DeltaDiscoveryRequest): void {
     const typeUrl = request.typeUrl;
@@ -497,6 +551,13 @@ export class DeltaStream extends XdsStream<DeltaTypeState> {
       // initialization does not wait for a timeout.
       if (first || changes.updated.length > 0 || changes.removed.length > 0)
         this.sendChanges(typeUrl, state, changes, undefined);
+      // Clusters sent in answer: their endpoints follow at once, as in a push.
+      const eds = this.types.get(TYPE_URL.endpoint);
+      if (typeUrl === TYPE_URL.cluster && eds && this.warming.size > 0) {
+        const endpoints = this.changes(TYPE_URL.endpoint, eds);
+        if (endpoints.updated.length > 0 || endpoints.removed.length > 0)
+          this.sendChanges(TYPE_URL.endpoint, eds, endpoints, undefined);
+      }
     }
   }
 
@@ -534,6 +595,10 @@ export class DeltaStream extends XdsStream<DeltaTypeState> {
     return state.wildcard || state.names.has(name);
   }
 
+  /**
+   * What the proxy lacks of a type. For CDS it also notes the clusters about to be sent as warming;
+   * for EDS it adds the endpoints of warming clusters that the proxy holds already.
+   */
   private changes(typeUrl: TypeUrl, state: DeltaTypeState): DeltaChanges {
     const { byName } = this.resourcesOf(typeUrl);
     const updated: WireResource[] = [];
@@ -548,6 +613,19 @@ export class DeltaStream extends XdsStream<DeltaTypeState> {
       }
     const removed: string[] = [];
     for (const name of state.versions.keys()) if (!byName.has(name)) removed.push(name);
+    if (typeUrl === TYPE_URL.cluster) {
+      // Only clusters the proxy has are replaced (and warm); it subscribes to a new one's endpoints.
+      for (const r of updated) if (state.versions.has(r.name)) this.warming.add(r.name);
+      for (const name of removed) this.warming.delete(name);
+    } else if (typeUrl === TYPE_URL.endpoint && this.warming.size > 0) {
+      for (const name of this.warming) {
+        const r = byName.get(name);
+        // No ClusterLoadAssignment: not an EDS cluster (its endpoints are inline), nothing to wait for.
+        if (!r) this.warming.delete(name);
+        // Endpoints not held (or not subscribed) yet go out anyway once subscribed.
+        else if (state.versions.get(name) === r.version && this.covers(state, name)) updated.push(r);
+      }
+    }
     return { updated, removed };
   }
 
@@ -559,6 +637,7 @@ export class DeltaStream extends XdsStream<DeltaTypeState> {
   ): void {
     for (const r of changes.updated) state.versions.set(r.name, r.version);
     for (const name of changes.removed) state.versions.delete(name);
+    if (typeUrl === TYPE_URL.endpoint) for (const r of changes.updated) this.warming.delete(r.name);
     const version = this.snapshot.version;
     const shared = cacheOn(deltaResponses, this.resourcesOf(typeUrl));
     // Interned resources: equal names and versions are equal bytes.

@@ -23,6 +23,8 @@ interface ServiceData {
   calls: string[];
   endpoints: { address: string; port: number }[];
   filter: string;
+  /** The connect timeout of the service's cluster: changes the cluster, not its endpoints. */
+  connectTimeoutS?: number;
 }
 let mesh: Record<string, ServiceData>;
 
@@ -99,7 +101,7 @@ function configFor(service: string): ProxyConfig {
         name: c,
         type: EDS_DISCOVERY,
         eds_cluster_config: { eds_config: ADS_SOURCE },
-        connect_timeout: { seconds: 1, nanos: 0 },
+        connect_timeout: { seconds: mesh[c]?.connectTimeoutS ?? 1, nanos: 0 },
       },
     })),
     [EDS]: calls.map((c) => ({
@@ -438,6 +440,46 @@ describe("state of the world", () => {
     expect(nonces[0]).not.toBe(toRejecting?.nonce);
   });
 
+  it("answers the endpoints again when Envoy re-requests them after a cluster changed (warming), once", async () => {
+    // Envoy's side, by hand: a changed cluster warms, Envoy asks for the endpoints with the names
+    // and nonce it sent before, and ACKs the clusters only once the endpoints have arrived.
+    const pp = await proxy("productpage", { autoAck: false });
+    pp.subscribe(CDS);
+    await pp.next(CDS);
+    pp.ack(CDS);
+    pp.subscribe(EDS, ["details", "reviews"]);
+    await pp.next(EDS);
+    pp.ack(EDS);
+    await server.waitForAck("0", 2000);
+
+    (mesh.reviews as ServiceData).connectTimeoutS = 2;
+    await server.update("1");
+    const clusters = await pp.next(CDS);
+    expect(clusters.version).toBe("1");
+    const acked = server.waitForAck("1", 2000);
+    pp.subscribe(EDS, ["details", "reviews"]);
+    const endpoints = await pp.next(EDS);
+    expect(endpoints.version).toBe("1");
+    expect(names(endpoints.resources)).toEqual(["details", "reviews"]);
+    expect(statusOf("productpage-1")?.sent[EDS]).toBe("1");
+    pp.ack(EDS);
+    pp.ack(CDS);
+    await acked;
+    expect(statusOf("productpage-1")).toMatchObject({
+      syncedVersion: "1",
+      acked: { [CDS]: "1", [EDS]: "1" },
+    });
+
+    // Envoy asks once more when the old cluster is gone: nothing is warming, so no answer. The
+    // answer to the next change of names, in order on the stream, shows the request was read.
+    const count = pp.received(EDS);
+    pp.subscribe(EDS, ["details", "reviews"]);
+    pp.subscribe(EDS, ["reviews"]);
+    const renamed = await pp.next(EDS);
+    expect(names(renamed.resources)).toEqual(["reviews"]);
+    expect(pp.received(EDS)).toBe(count + 1);
+  });
+
   it("ignores requests with a stale nonce", async () => {
     const pp = await proxy("productpage", { autoAck: false });
     pp.subscribe(CDS);
@@ -516,6 +558,70 @@ describe("delta", () => {
       [EDS, [], ["details"]],
     ]);
     expect(names(pp.held(CDS))).toEqual(["reviews"]);
+  });
+
+  it("sends the endpoints of a changed cluster again right after it (warming), though they did not change", async () => {
+    const pp = await proxy("productpage", { protocol: "delta" });
+    await pp.fetch(CDS);
+    await pp.fetch(EDS, ["reviews", "details"]);
+    await server.waitForAck("0");
+    const held = new Map(pp.held(EDS).map((r) => [r.name, r.version]));
+
+    (mesh.reviews as ServiceData).connectTimeoutS = 2;
+    const start = pp.responses.length;
+    await server.update("1");
+    await server.waitForAck("1", 2000);
+    const pushed = pp.responses.slice(start);
+    expect(pushed.map((r) => [r.typeUrl, names(r.resources)])).toEqual([
+      [CDS, ["reviews"]],
+      [EDS, ["reviews"]],
+    ]);
+    expect(pushed[1]?.resources[0]?.version).toBe(held.get("reviews"));
+    expect(statusOf("productpage-1")).toMatchObject({
+      syncedVersion: "1",
+      acked: { [CDS]: "1", [EDS]: "1" },
+    });
+
+    // Sent once: a later change of other endpoints sends only those.
+    (mesh.details as ServiceData).endpoints = [{ address: "10.0.0.33", port: 9080 }];
+    const mid = pp.responses.length;
+    await server.update("2");
+    await server.waitForAck("2", 2000);
+    expect(pp.responses.slice(mid).map((r) => [r.typeUrl, names(r.resources)])).toEqual([[EDS, ["details"]]]);
+
+    // A cluster and its endpoints changed together: the new endpoints, once.
+    (mesh.reviews as ServiceData).connectTimeoutS = 3;
+    (mesh.reviews as ServiceData).endpoints = [{ address: "10.0.0.22", port: 9080 }];
+    const last = pp.responses.length;
+    await server.update("3");
+    await server.waitForAck("3", 2000);
+    expect(pp.responses.slice(last).map((r) => [r.typeUrl, names(r.resources)])).toEqual([
+      [CDS, ["reviews"]],
+      [EDS, ["reviews"]],
+    ]);
+  });
+
+  it("follows clusters sent in answer to a request with their endpoints (a reconnect)", async () => {
+    const first = await proxy("productpage", { protocol: "delta" });
+    const clusters = await first.fetch(CDS);
+    const endpoints = await first.fetch(EDS, ["reviews", "details"]);
+    first.close();
+    (mesh.reviews as ServiceData).connectTimeoutS = 2;
+    await server.update("1");
+
+    // Envoy reconnects holding what it had: its endpoints are current, its reviews cluster is not.
+    const again = await proxy("productpage", { protocol: "delta", id: "productpage-1" });
+    const versions = (list: { name: string; version: string }[]) =>
+      Object.fromEntries(list.map((r) => [r.name, r.version]));
+    again.subscribeWith(EDS, ["reviews", "details"], versions(endpoints));
+    expect((await again.next(EDS)).resources).toEqual([]);
+    again.subscribeWith(CDS, [], versions(clusters));
+    expect(names((await again.next(CDS)).resources)).toEqual(["reviews"]);
+    const warmed = await again.next(EDS);
+    expect(warmed.resources.map((r) => [r.name, r.version])).toEqual([
+      ["reviews", versions(endpoints).reviews],
+    ]);
+    await server.waitForAck("1", 2000);
   });
 
   it("honours unsubscribe", async () => {
