@@ -1,0 +1,92 @@
+// `./dev`, the entry point of a fresh machine: with no task or a help flag it prints its own usage
+// and provisions nothing. Run on a copy in an empty folder with a PATH that has bash, dirname and
+// cat only (no node, no npm): anything that tried to provision would fail there, loudly.
+import { execFile } from "node:child_process";
+import {
+  accessSync,
+  constants,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { delimiter, join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { REPO_ROOT } from "../support/envoy.ts";
+
+let dir: string;
+let bin: string;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "wasmesh-dev-"));
+  bin = join(dir, "bin");
+  mkdirSync(bin);
+  for (const tool of ["bash", "dirname", "cat"]) symlinkSync(which(tool), join(bin, tool));
+  copyFileSync(join(REPO_ROOT, "dev"), join(dir, "dev"));
+});
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function which(tool: string): string {
+  for (const folder of (process.env.PATH ?? "").split(delimiter)) {
+    try {
+      accessSync(join(folder, tool), constants.X_OK);
+      return join(folder, tool);
+    } catch {
+      // not in this folder
+    }
+  }
+  throw new Error(`${tool} is not on PATH`);
+}
+
+function dev(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      join(bin, "bash"),
+      [join(dir, "dev"), ...args],
+      { env: { PATH: bin }, cwd: tmpdir(), timeout: 20_000 },
+      (error, stdout, stderr) => {
+        resolve({ code: error ? (typeof error.code === "number" ? error.code : -1) : 0, stdout, stderr });
+      },
+    );
+  });
+}
+
+describe("./dev", () => {
+  it("with no task, help, -h or --help prints its tasks and exits 0 without provisioning", async () => {
+    const results = await Promise.all([dev([]), dev(["help"]), dev(["-h"]), dev(["--help"])]);
+    for (const result of results) {
+      expect(result.stderr).toBe("");
+      expect(result.code).toBe(0);
+      expect(result.stdout).toMatch(/^Usage: \.\/dev TASK \[args\]\n/);
+      for (const task of ["demo", "test", "setup", "<npm script>"]) {
+        expect(result.stdout).toMatch(new RegExp(`^ {2}${task.replace(/[<>]/g, "\\$&")}\\s`, "m"));
+      }
+      expect(result.stdout).toBe(results[0]?.stdout);
+    }
+  });
+
+  it("refuses an unknown option with its usage, exit 2", async () => {
+    const result = await dev(["--frob"]);
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe("");
+    expect(result.stderr).toMatch(/^\.\/dev: unknown option '--frob'\nUsage: \.\/dev TASK/);
+  });
+
+  it("provisions first for a real task (here it cannot: no node, no npm on PATH)", async () => {
+    // The other cases ran in the same place: had they provisioned, they would have failed so.
+    const result = await dev(["test"]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("need Node >= 22.18 (or any npm to fetch it)");
+  });
+
+  it("keeps the README's two commands and CI's", () => {
+    const readme = readFileSync(join(REPO_ROOT, "README.md"), "utf8");
+    expect(readme).toContain("./dev demo    #");
+    expect(readme).toContain("./dev test    #");
+    expect(readFileSync(join(REPO_ROOT, ".ci", "run"), "utf8")).toMatch(/^\.\/dev test$/m);
+  });
+});
