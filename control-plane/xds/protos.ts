@@ -90,14 +90,94 @@ export function messageType(typeUrl: string): protobuf.Type {
 
 /**
  * Encodes a resource written as a plain object (snake_case fields, nested Any as
- * `{ "@type": url, ...fields }`, Duration as `{ seconds, nanos }`). Throws, naming the field, if the
- * object does not fit the message, so a generator bug surfaces before anything reaches a proxy.
+ * `{ "@type": url, ...fields }`, Duration as `{ seconds, nanos }`). Throws, naming the type and the
+ * field path, if the object does not fit the message, so a generator bug surfaces before anything
+ * reaches a proxy.
+ *
+ * protobufjs alone is not enough: fromObject drops keys the message does not have (a misspelled
+ * field would silently vanish), verify() ignores them too, and neither looks inside an Any. So the
+ * object is walked first (checkMessage) and verify() runs on the top message and on every Any's
+ * content. Scalars, enums and bytes are left to verify(), which checks a byte array by its length
+ * alone: module code (tens of KiB inline) is never walked.
  */
 export function encodeMessage(typeUrl: string, value: Record<string, unknown>): Uint8Array {
   const type = messageType(typeUrl);
+  const path: string[] = [];
+  const fail = (problem: string) => {
+    const at = path.join("");
+    throw new Error(`${typeUrl}: ${at ? `${at.replace(/^\./, "")}: ` : ""}${problem}`);
+  };
+  checkMessage(type, value, path, fail);
   const problem = type.verify(value);
-  if (problem) throw new Error(`${typeUrl}: ${problem}`);
+  if (problem) fail(problem);
   return type.encode(type.fromObject(value)).finish();
+}
+
+const ANY = ".google.protobuf.Any";
+const isPlainObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value) && !ArrayBuffer.isView(value);
+
+/**
+ * Refuses keys that are not fields of the message, through nested messages, repeated fields, map
+ * values and Any (whose `@type` must name a loaded message type; its content is verify()ed here,
+ * as protobufjs' verify() does not look inside). `path` is the stack of field segments for errors.
+ */
+function checkMessage(
+  type: protobuf.Type,
+  object: Record<string, unknown>,
+  path: string[],
+  fail: (problem: string) => never,
+): void {
+  if (type.fullName === ANY && "@type" in object) {
+    checkAny(object, path, fail);
+    return;
+  }
+  for (const key of Object.keys(object)) {
+    // Own fields only: `constructor` or `toString` is no field either.
+    const field = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
+    if (field === undefined) {
+      path.push(`.${key}`);
+      fail(`${type.fullName.slice(1)} has no field '${key}'`);
+    }
+    const value = object[key];
+    const message = field.resolvedType;
+    // Absent (protobufjs skips null and undefined), or not a message: verify()'s business.
+    if (value === null || value === undefined || !(message instanceof protobuf.Type)) continue;
+    path.push(`.${key}`);
+    if (field.map) {
+      if (isPlainObject(value))
+        for (const [k, item] of Object.entries(value)) {
+          path.push(`[${JSON.stringify(k)}]`);
+          if (isPlainObject(item)) checkMessage(message, item, path, fail);
+          path.pop();
+        }
+    } else if (field.repeated) {
+      if (Array.isArray(value))
+        value.forEach((item, i) => {
+          path.push(`[${i}]`);
+          if (isPlainObject(item)) checkMessage(message, item, path, fail);
+          path.pop();
+        });
+    } else if (isPlainObject(value)) checkMessage(message, value, path, fail);
+    path.pop();
+  }
+}
+
+function checkAny(object: Record<string, unknown>, path: string[], fail: (problem: string) => never): void {
+  const url = object["@type"];
+  let inner: protobuf.Type | undefined;
+  if (typeof url === "string") {
+    try {
+      inner = messageType(url);
+    } catch {
+      // reported below
+    }
+  }
+  if (inner === undefined) fail(`@type ${JSON.stringify(url)} is not a message type of the Envoy API`);
+  const { "@type": _, ...content } = object;
+  checkMessage(inner, content, path, fail);
+  const problem = inner.verify(content);
+  if (problem) fail(`${inner.fullName.slice(1)}: ${problem}`);
 }
 
 /** Decodes into the same plain-object shape encodeMessage takes (enums as names, longs as numbers). */
