@@ -4,8 +4,8 @@
 import { bodyLimit } from "hono/body-limit";
 import { createMiddleware } from "hono/factory";
 import type { MiddlewareHandler } from "hono/types";
-import { LineCounter, parse as parseYaml, YAMLParseError } from "yaml";
-import { ApiError, badRequest, type ErrorDetail } from "./errors.ts";
+import { parseYaml } from "../resources/index.ts";
+import { ApiError, badRequest, type ErrorDetail, invalid } from "./errors.ts";
 
 export const JSON_TYPES = ["application/json"] as const;
 export const YAML_TYPES = ["application/yaml", "text/yaml", "application/x-yaml"] as const;
@@ -84,21 +84,26 @@ export function parseJson(text: string): unknown {
   }
 }
 
-/** One YAML document (the body of a single-resource write), with the parser's line and column on error. */
+/**
+ * One YAML document (the body of a single-resource write), read as manifests are (parseYaml): a
+ * syntax error is a 400 with its line and column; a tag or nesting a resource cannot hold, an
+ * invalid document.
+ */
 export function parseYamlDocument(text: string): unknown {
-  const lines = new LineCounter();
-  try {
-    // As parseManifests: YAML 1.2 core schema, duplicate keys are errors, aliases bounded.
-    return parseYaml(text, { uniqueKeys: true, maxAliasCount: 100, prettyErrors: false, lineCounter: lines });
-  } catch (error) {
-    if (!(error instanceof Error)) throw error;
-    const detail: ErrorDetail = { path: "(root)", message: `invalid YAML: ${error.message}` };
-    if (error instanceof YAMLParseError) {
-      const at = lines.linePos(error.pos[0]);
-      Object.assign(detail, { line: at.line, column: at.col });
+  const result = parseYaml(text);
+  if (!result.ok) {
+    const details = result.errors.map(({ document: _, ...e }): ErrorDetail => e);
+    if (details.some((d) => d.message.startsWith("invalid YAML"))) {
+      throw badRequest("the request body is not valid YAML", details);
     }
-    throw badRequest("the request body is not valid YAML", [detail]);
+    throw invalid("the request body is not a valid resource", details);
   }
+  if (result.values.length > 1) {
+    throw badRequest(
+      `the request body holds ${result.values.length} YAML documents: write one resource here, or use POST /v1/apply`,
+    );
+  }
+  return result.values[0] ?? null;
 }
 
 /** `?dryRun`, `?dryRun=true|false|1|0`; anything else is a 400 rather than a silent real write. */

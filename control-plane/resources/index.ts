@@ -1,6 +1,13 @@
 // The resource model's public surface: schemas and types (schema.ts), validation of one resource and
 // of references across a set (validate.ts), and parsing of YAML/JSON manifests (manifests.ts).
-export { formatManifestError, type ManifestError, type ManifestResult, parseManifests } from "./manifests.ts";
+export {
+  formatManifestError,
+  type ManifestError,
+  type ManifestResult,
+  parseManifests,
+  parseYaml,
+  type YamlResult,
+} from "./manifests.ts";
 export {
   AccessRule,
   API_VERSION,
@@ -26,6 +33,7 @@ export {
 } from "./schema.ts";
 export {
   type FieldError,
+  MAX_DEPTH,
   type ReferenceError,
   type ReferenceResult,
   type ResourceResult,

@@ -45,11 +45,66 @@ export interface ReferenceResult {
   warnings: ReferenceError[];
 }
 
+/**
+ * How deeply objects and arrays may nest in a resource (the resource itself is level 1). Real
+ * resources need about 8 levels; a plugin's configuration gets the rest. The bound keeps every
+ * recursive walk downstream (schema checks, JSON.stringify, the filters' parser) far from the
+ * stack's limit, so that a deep document gets this message instead of V8's "Maximum call stack
+ * size exceeded".
+ */
+export const MAX_DEPTH = 64;
+
+const NUL = "contains a NUL character (\\u0000)";
+
+/**
+ * What plain data must not hold: nesting past MAX_DEPTH (then the one error: a value that contains
+ * itself, which a YAML alias can build, is infinitely deep) and NUL characters in strings and keys
+ * (C strings in Envoy and the filters end there). The recursion stops at MAX_DEPTH, so any input is
+ * safe; a value shared by several parents is walked again only when reached deeper than before.
+ */
+function plainDataErrors(root: unknown): FieldError[] {
+  const errors: FieldError[] = [];
+  const deepest = new Map<object, number>();
+  let tooDeep: FieldError | undefined;
+  const walk = (value: unknown, path: string, depth: number, report: boolean): void => {
+    const at = path === "" ? "(root)" : path;
+    if (tooDeep !== undefined) return;
+    if (typeof value === "string") {
+      if (report && value.includes("\0")) errors.push({ path: at, message: NUL });
+      return;
+    }
+    if (typeof value !== "object" || value === null) return;
+    if (depth > MAX_DEPTH) {
+      tooDeep = { path: at, message: `nested more than ${MAX_DEPTH} levels deep (objects and arrays)` };
+      return;
+    }
+    const before = deepest.get(value);
+    if (before !== undefined && before >= depth) return;
+    deepest.set(value, depth);
+    // Reached again, deeper: only the depth is news, its strings were reported the first time.
+    const fresh = report && before === undefined;
+    if (Array.isArray(value)) {
+      for (const [i, v] of value.entries()) walk(v, `${path}[${i}]`, depth + 1, fresh);
+      return;
+    }
+    for (const [key, v] of Object.entries(value)) {
+      if (fresh && key.includes("\0"))
+        errors.push({ path: at, message: `key ${JSON.stringify(key)} ${NUL}` });
+      walk(v, path === "" ? key : `${path}.${key}`, depth + 1, fresh);
+    }
+  };
+  walk(root, "", 1, true);
+  return tooDeep !== undefined ? [tooDeep] : errors;
+}
+
 /** Validates one resource document: structure, then the rules JSON Schema cannot express. */
 export function validateResource(value: unknown): ResourceResult {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     return { ok: false, errors: [{ path: "(root)", message: "must be an object (a resource)" }] };
   }
+  // First: the schema checks below recurse, and must not meet a value deeper than the stack.
+  const data = plainDataErrors(value);
+  if (data.length > 0) return { ok: false, errors: data };
   const doc = value as Record<string, unknown>;
   const header: FieldError[] = [];
   if (doc.apiVersion !== API_VERSION) {

@@ -21,7 +21,7 @@ import {
   createModuleRegistry,
   loadBuiltinModule,
 } from "../../control-plane/modules/index.ts";
-import { KINDS, type Kind } from "../../control-plane/resources/index.ts";
+import { KINDS, type Kind, MAX_DEPTH } from "../../control-plane/resources/index.ts";
 import { openSqliteStore, type ResourceStore, type StoredResource } from "../../control-plane/store/index.ts";
 import type { ProxyStatus } from "../../control-plane/xds/status.ts";
 import { DEBUG_WASM, RELEASE_WASM } from "../support/artifacts.ts";
@@ -577,6 +577,85 @@ describe("POST /v1/apply", () => {
     );
     expect(await h.store.revision()).toBe(0);
     expect(h.changes).toEqual([]);
+  });
+
+  it("refuses YAML tags, nesting past MAX_DEPTH and NUL characters, in YAML and JSON, naming where", async () => {
+    const h = await setup();
+    const yaml = (description: string) =>
+      `apiVersion: ${API}\nkind: Service\nmetadata: { name: tagged }\nspec:\n  description: ${description}\n  ports: [{ name: http, port: 80, protocol: http }]\n`;
+    const tag =
+      "YAML tag !foo is not allowed: resources hold plain data (maps, lists, strings, numbers, booleans, null)";
+    const tagged = { path: "spec.description", line: 5, column: 21, message: tag };
+    const applied = await call(
+      h.app,
+      "POST",
+      "/v1/apply",
+      `${yamlOf([service("first")])}---\n${yaml("!foo bar")}`,
+    );
+    expectError(applied, 400, "invalid");
+    expect(applied.body.error.details).toEqual([{ document: 1, ...tagged, line: 15 }]);
+    const put = await call(h.app, "PUT", "/v1/services/tagged", yaml("!foo bar"));
+    expectError(put, 400, "invalid");
+    expect(put.body.error.details).toEqual([tagged]);
+
+    // 100,000 levels: far past what the parsers' and JSON.stringify's recursion survive.
+    const deep = (levels: number) =>
+      `{"apiVersion":"${API}","kind":"WasmPlugin","metadata":{"name":"deep"},"spec":{"module":"request-id",` +
+      `"services":["*"],"configuration":{"x":${"[".repeat(levels - 3)}${"]".repeat(levels - 3)}}}}`;
+    const tooDeep = {
+      path: `spec.configuration.x${"[0]".repeat(MAX_DEPTH - 3)}`,
+      message: `nested more than ${MAX_DEPTH} levels deep (objects and arrays)`,
+    };
+    const json = { "content-type": "application/json" };
+    for (const [method, path, body, headers, detail] of [
+      [
+        "POST",
+        "/v1/apply",
+        deep(100_000),
+        json,
+        { document: 0, kind: "WasmPlugin", name: "deep", ...tooDeep },
+      ],
+      ["PUT", "/v1/wasmplugins/deep", deep(100_000), json, { kind: "WasmPlugin", name: "deep", ...tooDeep }],
+      [
+        "POST",
+        "/v1/apply",
+        deep(100_000),
+        {},
+        { document: 0, line: 1, column: expect.any(Number), ...tooDeep },
+      ],
+      [
+        "PUT",
+        "/v1/wasmplugins/deep",
+        deep(MAX_DEPTH + 1),
+        {},
+        { line: 1, column: expect.any(Number), ...tooDeep },
+      ],
+    ] as const) {
+      const reply = await call(h.app, method, path, body, headers);
+      expectError(reply, 400, "invalid");
+      expect(reply.body.error.details, `${method} ${path} ${JSON.stringify(headers)}`).toEqual([detail]);
+    }
+    // At the limit, the document is fine: what stops it is the module it names.
+    const atLimit = await call(h.app, "PUT", "/v1/wasmplugins/deep", deep(MAX_DEPTH));
+    expect(atLimit.body.error.details).toEqual([
+      expect.objectContaining({ path: "spec.module", message: "WasmModule 'request-id' does not exist" }),
+    ]);
+
+    const nul = { path: "spec.description", message: "contains a NUL character (\\u0000)" };
+    const withNul = {
+      ...service("nul"),
+      spec: { ...(service("nul").spec as object), description: "a\u0000b" },
+    };
+    for (const reply of [
+      await call(h.app, "POST", "/v1/apply", withNul),
+      await call(h.app, "POST", "/v1/services", withNul),
+      await call(h.app, "POST", "/v1/apply", yaml('"a\\0b"').replace("tagged", "nul")),
+    ]) {
+      expectError(reply, 400, "invalid");
+      expect(reply.body.error.details).toEqual([expect.objectContaining(nul)]);
+    }
+    expect(await h.store.list()).toEqual([]);
+    expect(h.logs).toEqual([]);
   });
 
   it("takes JSON as one resource, an array or a list, and preconditions on resourceVersion", async () => {

@@ -6,6 +6,7 @@ import {
   formatManifestError,
   KINDS,
   type Kind,
+  MAX_DEPTH,
   parseManifests,
   Resource,
   RouteRule,
@@ -561,6 +562,64 @@ describe("validateResource", () => {
     expect(validateResource(plugin).ok).toBe(true);
   });
 
+  it("refuses a NUL character in any string or key, naming each field", () => {
+    const service = valid().Service;
+    spec(service).description = "Book\u0000reviews";
+    const plugin = valid().WasmPlugin;
+    spec(plugin).module = "request-id";
+    spec(plugin).configuration = { headers: ["x-a", "x-\u0000b"], "k\u0000": 1 };
+    expect(validateResource(service)).toEqual({
+      ok: false,
+      errors: [{ path: "spec.description", message: "contains a NUL character (\\u0000)" }],
+    });
+    expect(validateResource(plugin)).toEqual({
+      ok: false,
+      errors: [
+        { path: "spec.configuration.headers[1]", message: "contains a NUL character (\\u0000)" },
+        { path: "spec.configuration", message: 'key "k\\u0000" contains a NUL character (\\u0000)' },
+      ],
+    });
+  });
+
+  it(`refuses objects and arrays nested more than MAX_DEPTH (${MAX_DEPTH}) levels, and a value inside itself`, () => {
+    // The resource is level 1, spec 2, configuration 3, configuration.x 4, ...
+    const plugin = (levels: number) => {
+      const p = valid().WasmPlugin;
+      spec(p).module = "request-id";
+      spec(p).configuration = { x: nested(levels - 3) };
+      return p;
+    };
+    expect(validateResource(plugin(MAX_DEPTH)).ok).toBe(true);
+    expect(validateResource(plugin(MAX_DEPTH + 1))).toEqual({
+      ok: false,
+      errors: [
+        {
+          path: `spec.configuration.x${"[0]".repeat(MAX_DEPTH - 3)}`,
+          message: `nested more than ${MAX_DEPTH} levels deep (objects and arrays)`,
+        },
+      ],
+    });
+    // Far deeper than the stack allows JSON.stringify to go: still this one error.
+    const deep = validateResource(plugin(200_000));
+    expect(deep.ok === false && deep.errors.map((e) => e.message)).toEqual([
+      `nested more than ${MAX_DEPTH} levels deep (objects and arrays)`,
+    ]);
+    // What a YAML alias can build (`&a [*a]`), and a tree that shares one value many times over.
+    const cyclic = plugin(4);
+    const loop: unknown[] = [];
+    loop.push(loop, loop);
+    spec(cyclic).configuration = { loop };
+    const refused = validateResource(cyclic);
+    expect(refused.ok === false && refused.errors.map((e) => e.message)).toEqual([
+      `nested more than ${MAX_DEPTH} levels deep (objects and arrays)`,
+    ]);
+    let shared: unknown = ["leaf"];
+    for (let i = 0; i < 50; i++) shared = [shared, shared];
+    const wide = plugin(4);
+    spec(wide).configuration = { shared };
+    expect(validateResource(wide).ok).toBe(true);
+  });
+
   for (const c of invalid) {
     it(`refuses ${c.name} at ${c.path}`, () => {
       const base = valid()[c.kind];
@@ -759,6 +818,73 @@ describe("parseManifests", () => {
     expect(formatManifestError(first)).toMatch(/^document 2 \(line \d+\): \(root\): /);
   });
 
+  it("refuses YAML tags other than plain data's, naming the document, line and field", () => {
+    const plugin = (configuration: string) => `apiVersion: wasmesh.io/v1alpha1
+kind: WasmPlugin
+metadata: { name: p }
+spec:
+  module: request-id
+  services: ["*"]
+  configuration:
+${configuration}`;
+    const text = [
+      plugin("    port: !!int '80'\n    name: !!str 80\n    plain: ! text\n"),
+      "apiVersion: wasmesh.io/v1alpha1\nkind: Service\nmetadata: { name: a }\nspec:\n  description: !foo bar\n  ports: [{ name: http, port: 80, protocol: http }]\n",
+      plugin("    f: !!js/function 'function () {}'\n    b: !!binary aGVsbG8=\n    s: !!set { a }\n"),
+    ].join("---\n");
+    const result = parseManifests(text);
+    expect(result.ok === false && result.errors).toEqual([
+      {
+        document: 1,
+        line: 16,
+        column: 21, // the tagged value's
+        path: "spec.description",
+        message:
+          "YAML tag !foo is not allowed: resources hold plain data (maps, lists, strings, numbers, booleans, null)",
+      },
+      ...[
+        [26, 22, "spec.configuration.f", "!!js/function"],
+        [27, 17, "spec.configuration.b", "!!binary"],
+        [28, 14, "spec.configuration.s", "!!set"],
+      ].map(([line, column, path, tag]) => ({
+        document: 2,
+        line,
+        column,
+        path,
+        message: `YAML tag ${tag} is not allowed: resources hold plain data (maps, lists, strings, numbers, booleans, null)`,
+      })),
+    ]);
+    // The core schema's own tags are plain data.
+    const first = parseManifests(plugin("    port: !!int '80'\n    name: !!str 80\n    plain: ! text\n"));
+    expect(first.ok && first.resources[0]?.spec).toMatchObject({
+      configuration: { port: 80, name: "80", plain: "text" },
+    });
+  });
+
+  it(`refuses nesting deeper than MAX_DEPTH (${MAX_DEPTH}) with the line, however deep, and alias loops`, () => {
+    // JSON text (JSON is YAML), written out: JSON.stringify itself cannot go 100,000 levels deep.
+    const plugin = (levels: number) =>
+      `{"apiVersion":"wasmesh.io/v1alpha1","kind":"WasmPlugin","metadata":{"name":"p"},` +
+      `"spec":{"module":"request-id","services":["*"],"configuration":{"x":${brackets(levels - 3)}}}}`;
+    const message = `nested more than ${MAX_DEPTH} levels deep (objects and arrays)`;
+    expect(parseManifests(plugin(MAX_DEPTH)).ok).toBe(true);
+    for (const levels of [MAX_DEPTH + 1, 5000, 100_000]) {
+      const line = plugin(levels);
+      const result = parseManifests(`# a comment line\n${line}`);
+      // x's value is level 4: level MAX_DEPTH + 1 is the (MAX_DEPTH - 2)th of its "[".
+      const column = line.indexOf('"x":[') + '"x":'.length + (MAX_DEPTH - 3) + 1;
+      expect(result.ok === false && result.errors, String(levels)).toEqual([
+        { document: 0, line: 2, column, path: `spec.configuration.x${"[0]".repeat(MAX_DEPTH - 3)}`, message },
+      ]);
+    }
+    // A list document of resources: each resource counts from itself, as in a JSON array body.
+    expect(parseManifests(`[${plugin(MAX_DEPTH)}]`).ok).toBe(true);
+    const loop = parseManifests(
+      "apiVersion: wasmesh.io/v1alpha1\nkind: WasmPlugin\nmetadata: { name: p }\nspec:\n  module: request-id\n  services: ['*']\n  configuration: { loop: &a [*a] }\n",
+    );
+    expect(loop.ok === false && loop.errors.map((e) => [e.document, e.message])).toEqual([[0, message]]);
+  });
+
   it("refuses duplicate keys", () => {
     const result = parseManifests("apiVersion: wasmesh.io/v1alpha1\nkind: Service\nkind: Route\n");
     expect(result.ok === false && result.errors[0]?.document).toBe(0);
@@ -787,3 +913,13 @@ describe("parseManifests", () => {
     );
   });
 });
+
+/** `levels` arrays, each the only element of the one before: `[[[...]]]`. */
+function nested(levels: number): unknown {
+  let value: unknown[] = [];
+  for (let i = 1; i < levels; i++) value = [value];
+  return value;
+}
+
+/** `[[[...]]]`, `levels` deep, as text. */
+const brackets = (levels: number) => "[".repeat(levels) + "]".repeat(levels);
