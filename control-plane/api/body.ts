@@ -5,6 +5,7 @@ import { bodyLimit } from "hono/body-limit";
 import { createMiddleware } from "hono/factory";
 import type { MiddlewareHandler } from "hono/types";
 import { parseYaml } from "../resources/index.ts";
+import { decodeUtf8, describeInvalidUtf8 } from "../utf8.ts";
 import { ApiError, badRequest, type ErrorDetail, invalid } from "./errors.ts";
 
 export const JSON_TYPES = ["application/json"] as const;
@@ -49,16 +50,14 @@ export function limit(maxBytes: number): MiddlewareHandler {
   });
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
-
 /** The body as UTF-8 text (after accepts() and limit()); invalid UTF-8 is a 400, not mojibake. */
 export function decodeText(bytes: ArrayBuffer): string {
-  try {
-    // A BOM is legal at the start of JSON and YAML text; the parsers don't want it.
-    return utf8.decode(bytes).replace(/^\uFEFF/, "");
-  } catch {
-    throw badRequest("the request body is not valid UTF-8");
-  }
+  // A BOM is legal at the start of JSON and YAML text; decodeUtf8 drops it, as the parsers want.
+  const result = decodeUtf8(bytes);
+  if (result.ok) return result.text;
+  throw badRequest("the request body is not valid UTF-8", [
+    { path: "(root)", message: `not UTF-8: ${describeInvalidUtf8(result)}`, line: result.line },
+  ]);
 }
 
 /** Line and column (1-based) of a character offset. */

@@ -21,7 +21,14 @@ interface ApiErrorBody {
   error?: {
     code?: string;
     message?: string;
-    details?: { kind?: string; name?: string; document?: number; path?: string; message?: string }[];
+    details?: {
+      kind?: string;
+      name?: string;
+      document?: number;
+      line?: number;
+      path?: string;
+      message?: string;
+    }[];
   };
 }
 
@@ -36,6 +43,7 @@ function formatApiError(status: number, body: unknown): string {
   for (const d of error.details ?? []) {
     const where = [
       d.document !== undefined ? `document ${d.document}` : undefined,
+      d.line !== undefined ? `(line ${d.line})` : undefined,
       d.kind && d.name ? `${d.kind}/${d.name}` : undefined,
       d.path,
     ]

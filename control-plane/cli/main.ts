@@ -6,6 +6,7 @@ import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 import { DEFAULT_KV_API_BASE, DEFAULT_KV_KEY, type KvTarget } from "../edge/kv.ts";
 import type { Kind } from "../resources/index.ts";
 import type { ProxyIdentity } from "../translate/types.ts";
+import { decodeUtf8, describeInvalidUtf8 } from "../utf8.ts";
 import { ApiClient, CliError, DEFAULT_API } from "./client.ts";
 
 // Modules only some commands need (the YAML printer, the translation, the edge schema) are
@@ -246,17 +247,24 @@ function readError(file: string, error: unknown): CliError {
   return new CliError(`cannot read '${file}': ${why}`);
 }
 
+/** The file's (or stdin's) text; invalid UTF-8 is refused, as the API does, not sent as U+FFFD. */
 async function readInput(file: string): Promise<string> {
+  let bytes: Buffer;
   if (file === "-") {
     const chunks: Buffer[] = [];
     for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks).toString("utf8");
+    bytes = Buffer.concat(chunks);
+  } else {
+    try {
+      bytes = await readFile(file);
+    } catch (error) {
+      throw readError(file, error);
+    }
   }
-  try {
-    return await readFile(file, "utf8");
-  } catch (error) {
-    throw readError(file, error);
-  }
+  const decoded = decodeUtf8(bytes);
+  if (decoded.ok) return decoded.text;
+  const name = file === "-" ? "stdin" : `'${file}'`;
+  throw new CliError(`${name} is not valid UTF-8: ${describeInvalidUtf8(decoded)}; save it as UTF-8`);
 }
 
 type Out = (text: string) => undefined;

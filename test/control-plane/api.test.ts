@@ -575,6 +575,19 @@ describe("POST /v1/apply", () => {
       400,
       "bad_request",
     );
+    // Where the bytes stop being UTF-8, past a U+FFFD the text really holds.
+    const latin1 = await call(
+      h.app,
+      "POST",
+      "/v1/apply",
+      new Uint8Array([...new TextEncoder().encode("a: \uFFFD\nb: caf"), 0xe9, 0x0a]),
+    );
+    expectError(latin1, 400, "bad_request");
+    expect(latin1.body.error).toEqual({
+      code: "bad_request",
+      message: "the request body is not valid UTF-8",
+      details: [{ path: "(root)", message: "not UTF-8: byte 0xe9 at offset 13 (line 2)", line: 2 }],
+    });
     expect(await h.store.revision()).toBe(0);
     expect(h.changes).toEqual([]);
   });

@@ -45,7 +45,7 @@ afterAll(async () => {
 });
 
 /** `wasmesh <args>` against the test's control plane (through WASMESH_API). */
-const cli = (args: string[], input?: string): Promise<CliResult> =>
+const cli = (args: string[], input?: string | Uint8Array): Promise<CliResult> =>
   wasmesh(args, { api, ...(input !== undefined ? { input } : {}) });
 
 function file(name: string, contents: string | Uint8Array): string {
@@ -343,6 +343,43 @@ spec:
     expectFailure(empty, "stdin is empty: nothing to apply");
     expectFailure(yaml, "the request body is not valid YAML");
     expectFailure(json, /wasmesh: .*JSON/);
+  });
+
+  it("refuses invalid UTF-8 (file or stdin), YAML tags, deep nesting and NUL characters, saying where", async () => {
+    const revision = await plane.store.revision();
+    // A description saved as Latin-1: "café" with é as the single byte 0xe9.
+    const before = Buffer.from(`${service("latin1")}  description: caf`);
+    const latin1 = Buffer.concat([before, Buffer.from([0xe9]), Buffer.from("\n")]);
+    const line = before.toString().split("\n").length;
+    const where = `byte 0xe9 at offset ${before.length} (line ${line}); save it as UTF-8`;
+    const path = file("latin1.yaml", latin1);
+    const deep = `{"apiVersion":"wasmesh.io/v1alpha1","kind":"WasmPlugin","metadata":{"name":"deep"},"spec":{"module":"mesh","services":["*"],"configuration":{"x":${"[".repeat(100_000)}${"]".repeat(100_000)}}}}`;
+    const [fromFile, fromStdin, tagged, nested, nul] = await Promise.all([
+      cli(["apply", "-f", path]),
+      cli(["apply", "-f", "-"], latin1),
+      cli(
+        ["apply", "-f", "-"],
+        `${service("first")}---\n${service("tagged")}  description: !!js/function 'f'\n`,
+      ),
+      cli(["apply", "-f", file("deep.json", deep)]),
+      cli(["apply", "-f", "-"], `${service("nul")}  description: "a\\0b"\n`),
+    ]);
+    expect(fromFile.stderr).toBe(`wasmesh: '${path}' is not valid UTF-8: ${where}\n`);
+    expect(fromStdin.stderr).toBe(`wasmesh: stdin is not valid UTF-8: ${where}\n`);
+    expect(tagged.stderr).toBe(
+      "wasmesh: 1 document is invalid; nothing was applied\n" +
+        "  document 1 (line 20) spec.description: YAML tag !!js/function is not allowed: resources hold plain data (maps, lists, strings, numbers, booleans, null)\n",
+    );
+    expect(nested.stderr).toBe(
+      "wasmesh: 1 document is invalid; nothing was applied\n" +
+        `  document 0 WasmPlugin/deep spec.configuration.x${"[0]".repeat(61)}: nested more than 64 levels deep (objects and arrays)\n`,
+    );
+    expect(nul.stderr).toBe(
+      "wasmesh: 1 document is invalid; nothing was applied\n" +
+        "  document 0 spec.description: contains a NUL character (\\u0000)\n",
+    );
+    for (const result of [fromFile, fromStdin, tagged, nested, nul]) expectFailure(result, /^wasmesh: /);
+    expect(await plane.store.revision()).toBe(revision);
   });
 
   it("prints the API's warnings on stderr and still applies", async () => {

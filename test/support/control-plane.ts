@@ -16,7 +16,10 @@ export interface CliResult {
 }
 
 /** Runs `wasmesh <args>` with the Node running the tests; `input` goes to stdin. */
-export function wasmesh(args: string[], options: { api?: string; input?: string } = {}): Promise<CliResult> {
+export function wasmesh(
+  args: string[],
+  options: { api?: string; input?: string | Uint8Array } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [WASMESH_BIN, ...args], {
       env: { ...process.env, ...(options.api ? { WASMESH_API: options.api } : {}) },
