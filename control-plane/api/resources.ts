@@ -3,7 +3,14 @@
 // a validated Resource and only decide what to write.
 import { Hono } from "hono";
 import { createMiddleware } from "hono/factory";
-import { KINDS, type Kind, parseManifests, type Resource, validateResource } from "../resources/index.ts";
+import {
+  KINDS,
+  type Kind,
+  MESH_MODULE,
+  parseManifests,
+  type Resource,
+  validateResource,
+} from "../resources/index.ts";
 import type { ResourceStore } from "../store/index.ts";
 import {
   accepts,
@@ -123,7 +130,14 @@ function kindRoutes(kind: Kind, deps: ResourceDeps): Documented<Hono> {
   router.get("/:name", async (c) => {
     const name = c.req.param("name");
     const resource = await store.get(kind, name);
-    if (!resource) throw notFound(`${kind} '${name}' does not exist`);
+    if (!resource) {
+      // WasmPlugins name the built-in module as they name stored ones; say why it is not here.
+      const builtin =
+        kind === "WasmModule" && name === MESH_MODULE
+          ? `: "${MESH_MODULE}" is the built-in module (build/mesh.wasm), part of the control plane rather than a stored WasmModule; WasmPlugins can name it, and it is never listed`
+          : "";
+      throw notFound(`${kind} '${name}' does not exist${builtin}`);
+    }
     return c.json(resource, 200, { ETag: etag(resource.metadata.resourceVersion) });
   });
   docs.push({

@@ -4,10 +4,11 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 import { DEFAULT_KV_API_BASE, DEFAULT_KV_KEY, type KvTarget } from "../edge/kv.ts";
-import type { Kind } from "../resources/index.ts";
+import type { Kind, Resource } from "../resources/index.ts";
 import type { ProxyIdentity } from "../translate/types.ts";
 import { decodeUtf8, describeInvalidUtf8 } from "../utf8.ts";
 import { ApiClient, CliError, DEFAULT_API } from "./client.ts";
+import { resourceTable, table } from "./printers.ts";
 
 // Modules only some commands need (the YAML printer, the translation, the edge schema) are
 // imported where used: every command starts in a fresh process, and loading TypeScript costs.
@@ -74,11 +75,13 @@ nothing, and prints what happened to each: created, configured or unchanged. A d
 metadata.resourceVersion (as \`get -o yaml\` prints it) applies only over that version.
   -f, --file FILE  the manifest; - for stdin
   --dry-run        validate against the stored state and store nothing`,
-  get: `Usage: wasmesh get KIND [NAME] [-o table|yaml|json] [--api URL]
+  get: `Usage: wasmesh get KIND [NAME] [-o table|wide|yaml|json] [--api URL]
 
 Shows the resources of a kind, or one of them. KIND is one of ${KINDS.join(", ")}
 (any case, singular or plural: route, routes, Route, meshpolicies).
-  -o, --output FORMAT  table (default), yaml (multi-document, re-appliable with apply -f) or json`,
+  -o, --output FORMAT  table (default: each kind's main fields), wide (more columns: resource
+                       labels, resource versions, full digests...), yaml (multi-document,
+                       re-appliable with apply -f) or json`,
   delete: `Usage: wasmesh delete KIND NAME [--api URL]
 
 Deletes a resource. Deleting one that others still reference (e.g. a Service a Route sends
@@ -216,27 +219,6 @@ function output(values: { output?: string | boolean | undefined }, allowed: stri
     throw new CliError(`-o: expected one of ${allowed.join(", ")}, got '${String(values.output)}'`, 2);
   }
   return format;
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
-  return rows
-    .map((r) =>
-      r
-        .map((cell, i) => cell.padEnd(widths[i] ?? 0))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n");
-}
-
-function age(iso: string | undefined): string {
-  if (!iso) return "";
-  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
-  if (seconds < 120) return `${seconds}s`;
-  if (seconds < 7200) return `${Math.round(seconds / 60)}m`;
-  if (seconds < 172_800) return `${Math.round(seconds / 3600)}h`;
-  return `${Math.round(seconds / 86_400)}d`;
 }
 
 /** `cannot read 'x': no such file or directory (ENOENT)` rather than a stack trace. */
@@ -441,11 +423,11 @@ const commands: Record<string, (args: string[], out: Out) => Promise<undefined |
     if (!kindArg) throw usage("get", "get: KIND is required");
     if (extra !== undefined) throw usage("get", `get: unexpected argument '${extra}'`);
     const kind = resolveKind(kindArg);
-    const format = output(values, ["table", "yaml", "json"]);
+    const format = output(values, ["table", "wide", "yaml", "json"]);
     const api = apiOf(values);
     const path = `/v1/${kindPath(kind)}${name ? `/${encodeURIComponent(name)}` : ""}`;
     const { body } = await api.call("GET", path);
-    const items = name ? [body as StoredDoc] : ((body as { items: StoredDoc[] }).items ?? []);
+    const items = name ? [body as Resource] : ((body as { items: Resource[] }).items ?? []);
     if (format === "json") return out(JSON.stringify(name ? body : { items }, null, 2));
     if (format === "yaml") {
       const yaml = await import("yaml");
@@ -460,16 +442,7 @@ const commands: Record<string, (args: string[], out: Out) => Promise<undefined |
       return;
     }
     if (items.length === 0) return out(`No ${kind} resources.`);
-    out(
-      table([
-        ["NAME", "VERSION", "AGE"],
-        ...items.map((item) => [
-          item.metadata.name,
-          item.metadata.resourceVersion ?? "",
-          age(item.metadata.updatedAt),
-        ]),
-      ]),
-    );
+    out(resourceTable(kind, items, format === "wide"));
   },
 
   async delete(args, out) {

@@ -213,7 +213,7 @@ describe("usage", () => {
     expectUsage(noSub, "modules: a subcommand is required (push)");
     expectUsage(missing, "get: option '-o, --output <value>' argument missing");
     expectUsage(extra, "status: unexpected argument 'extra'");
-    expectUsage(format, "-o: expected one of table, yaml, json, got 'xml'");
+    expectUsage(format, "-o: expected one of table, wide, yaml, json, got 'xml'");
     expectUsage(statusFormat, "-o: expected one of table, json, got 'yaml'");
   });
 
@@ -406,7 +406,7 @@ spec:
     const result = await cli(["get", "services"]);
     expectOk(result);
     const lines = result.stdout.trimEnd().split("\n");
-    expect(lines[0]).toMatch(/^NAME\s+VERSION\s+AGE$/);
+    expect(lines[0]).toMatch(/^NAME\s+PORTS\s+AGE$/);
     expect(lines.slice(1).map((l) => l.split(/\s+/)[0])).toEqual([
       "details",
       "productpage",
@@ -429,7 +429,7 @@ spec:
     const policies = await Promise.all([cli(["get", "meshpolicies"]), cli(["get", "MeshPolicy", "default"])]);
     for (const result of policies) {
       expectOk(result);
-      expect(result.stdout).toMatch(/^default\s+\d+/m);
+      expect(result.stdout).toMatch(/^default\s+deny\s+\d+s$/m);
     }
   });
 
@@ -477,6 +477,87 @@ spec:
     });
   });
 
+  it("get shows each kind's own columns; -o wide shows more", async () => {
+    // deploy/examples/mesh.yaml as applied above (the Route's timeout edited since).
+    const cases: [string[], Record<string, string>, Record<string, string>][] = [
+      [
+        ["service", "reviews"],
+        { NAME: "reviews", PORTS: "9080/http" },
+        { PORTS: "http:9080/http", LABELS: "app.kubernetes.io/part-of=bookinfo" },
+      ],
+      [
+        ["workload", "reviews-v1-a"],
+        {
+          NAME: "reviews-v1-a",
+          SERVICE: "reviews",
+          ADDRESS: "10.0.1.11",
+          PORT: "9080",
+          LABELS: "version=v1",
+        },
+        { ZONE: "zone-a" },
+      ],
+      [
+        ["route", "reviews"],
+        {
+          NAME: "reviews",
+          SERVICE: "reviews",
+          RULES: "2",
+          DESTINATIONS:
+            "testers: reviews{version=v2}; canary: reviews{version=v1} 90%, reviews{version=v2} 10%",
+        },
+        { LABELS: "<none>" },
+      ],
+      [
+        ["circuitbreaker", "reviews-v2"],
+        {
+          NAME: "reviews-v2",
+          SERVICE: "reviews",
+          SUBSET: "version=v2",
+          ERRORS: "5",
+          INTERVAL: "10s",
+          EJECTION: "30s",
+          "MAX CONCURRENT": "100",
+        },
+        { "MAX EJECTION": "5m", "MAX EJECTED": "50%", FALLBACK: "reviews{version=v1}" },
+      ],
+      [
+        ["accessrule", "productpage-to-reviews"],
+        { NAME: "productpage-to-reviews", SOURCE: "productpage", DESTINATION: "reviews", ACTION: "allow" },
+        {},
+      ],
+      [["meshpolicy", "default"], { NAME: "default", "DEFAULT ACCESS": "deny" }, {}],
+      [
+        ["wasmplugin", "reviews-tagging"],
+        {
+          NAME: "reviews-tagging",
+          MODULE: "mesh",
+          SERVICES: "reviews",
+          DIRECTION: "inbound",
+          PRIORITY: "10",
+        },
+        { "ROOT ID": "<none>" },
+      ],
+    ];
+    const results = await Promise.all(
+      cases.flatMap(([args]) => [cli(["get", ...args]), cli(["get", ...args, "-o", "wide"])]),
+    );
+    for (const [i, [args, columns, wideColumns]] of cases.entries()) {
+      const table = results[2 * i] as CliResult;
+      const wide = results[2 * i + 1] as CliResult;
+      expectOk(table);
+      expectOk(wide);
+      const row = tableRows(table.stdout)[0] as Record<string, string>;
+      expect(Object.keys(row), args[0]).toEqual([...Object.keys(columns), "AGE"]);
+      expect(row, args[0]).toMatchObject(columns);
+      expect(row.AGE).toMatch(/^\d+[smhd]$/);
+      const wideRow = tableRows(wide.stdout)[0] as Record<string, string>;
+      // The table's columns (some showing more), then AGE, then the wide ones.
+      expect(Object.keys(wideRow).slice(0, Object.keys(row).length), args[0]).toEqual(Object.keys(row));
+      expect(wideRow, args[0]).toMatchObject(wideColumns);
+      expect(wideRow.VERSION, args[0]).toMatch(/^\d+$/);
+    }
+  });
+
   it("get of a missing resource is exit 1 naming it", async () => {
     expectFailure(await cli(["get", "route", "nosuch"]), "wasmesh: Route 'nosuch' does not exist");
   });
@@ -513,6 +594,7 @@ spec:
 describe("modules push", () => {
   const mesh = () => readFileSync(RELEASE_WASM);
   const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+  const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)}KiB`;
 
   it("uploads a module under a name; the same bytes again are unchanged", async () => {
     const size = mesh().length;
@@ -546,7 +628,32 @@ describe("modules push", () => {
     expectOk(described);
     expect(described.stdout).toMatch(/^wasmmodule\/tagger configured /);
     const listed = await cli(["get", "wasmmodules"]);
-    expect(listed.stdout).toMatch(/^tagger\s+\d+/m);
+    // A digest prefix and the size, as the table shows them.
+    expect(listed.stdout).toMatch(
+      new RegExp(`^tagger\\s+${sha.slice(0, 12)}\\s+${kib(size)}\\s+\\d+s$`, "m"),
+    );
+  });
+
+  it("get wasmmodules lists the pushed modules, never the built-in 'mesh', which get explains", async () => {
+    const [list, wide, builtin] = await Promise.all([
+      cli(["get", "wasmmodules", "-o", "json"]),
+      cli(["get", "wasmmodules", "-o", "wide"]),
+      cli(["get", "wasmmodule", "mesh"]),
+    ]);
+    expectOk(list);
+    const names = (JSON.parse(list.stdout) as { items: { metadata: { name: string } }[] }).items.map(
+      (i) => i.metadata.name,
+    );
+    expect(names).toContain("tagger");
+    expect(names).not.toContain("mesh");
+    // The WasmPlugin of deploy/examples/mesh.yaml runs the built-in.
+    expect(await stored("WasmPlugin", "reviews-tagging")).toMatchObject({ spec: { module: "mesh" } });
+    const tagger = tableRows(wide.stdout).find((r) => r.NAME === "tagger");
+    expect(tagger).toMatchObject({ SHA256: sha256(mesh()), SIZE: kib(mesh().length), ABI: "0.2.1" });
+    expectFailure(
+      builtin,
+      `wasmesh: WasmModule 'mesh' does not exist: "mesh" is the built-in module (build/mesh.wasm), part of the control plane rather than a stored WasmModule`,
+    );
   });
 
   it("smoke-runs with --configuration: refused is exit 1 with the module's reason; not JSON is exit 2", async () => {
@@ -1029,6 +1136,15 @@ interface Bootstrap {
       };
     }[];
   };
+}
+
+/** A `get` table as rows of header → cell (cells are 2 or more spaces apart; headers may hold one). */
+function tableRows(text: string): Record<string, string>[] {
+  const [header = "", ...rows] = text.trimEnd().split("\n");
+  const names = header.split(/ {2,}/);
+  return rows.map((line) =>
+    Object.fromEntries(line.split(/ {2,}/).map((cell, i) => [names[i] ?? `#${i}`, cell])),
+  );
 }
 
 function run(
