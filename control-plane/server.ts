@@ -13,6 +13,7 @@ import { type Resource, validateResource } from "./resources/index.ts";
 import { openSqliteStore, type ResourceStore } from "./store/index.ts";
 import { type CompiledMesh, compileMesh, parseNodeIdentity, proxyClassKey } from "./translate/index.ts";
 import type { ProxyIdentity } from "./translate/types.ts";
+import { VERSION } from "./version.ts";
 import { XdsServer } from "./xds/index.ts";
 
 export interface ControlPlaneOptions {
@@ -115,7 +116,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     edgeKv.notify();
   }
 
-  const app = createApi({ store, modules, status: () => xds.status(), metrics, version: "0.1.0", edge });
+  const app = createApi({ store, modules, status: () => xds.status(), metrics, version: VERSION, edge });
   const http = serve({ fetch: app.fetch, port: options.httpPort, hostname: address });
   await new Promise<void>((resolve, reject) => {
     http.once("listening", resolve);

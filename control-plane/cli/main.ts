@@ -7,6 +7,7 @@ import { DEFAULT_KV_API_BASE, DEFAULT_KV_KEY, type KvTarget } from "../edge/kv.t
 import type { Kind, Resource } from "../resources/index.ts";
 import type { ProxyIdentity } from "../translate/types.ts";
 import { decodeUtf8, describeInvalidUtf8 } from "../utf8.ts";
+import { VERSION } from "../version.ts";
 import { ApiClient, CliError, DEFAULT_API } from "./client.ts";
 import { resourceTable, table } from "./printers.ts";
 
@@ -43,6 +44,7 @@ Commands:
   status              connected proxies, what they acknowledged, their last rejection
   modules push FILE   upload a Wasm module version
   edge export         print the edge workers' configuration (e.g. for a Workers KV key)
+  version             the CLI's version and the control plane's (--version: the CLI's only)
 
 Every command takes --help, and --api URL (before or after the command): the control plane's
 HTTP API (default $WASMESH_API, else ${DEFAULT_API}); server and bootstrap don't call it.
@@ -101,6 +103,12 @@ everything else comes from the control plane over xDS. Needs no control plane to
   --app-port P          the local app's port; without it there is no inbound listener
   --admin-port P        Envoy's admin interface, on 127.0.0.1 (default 9901)
   --xds-protocol        sotw (state of the world, default) or delta (incremental xDS)`,
+  version: `Usage: wasmesh version [--client] [-o text|json] [--api URL]
+
+Prints the CLI's version and, when the control plane answers, its version (GET /healthz). An
+unreachable control plane is a warning on stderr, not a failure: the exit status is 0.
+  --client             the CLI's version only; no call to the control plane
+  -o, --output FORMAT  text (default) or json`,
   status: `Usage: wasmesh status [-o table|json] [--api URL]
 
 The proxies connected to the control plane, the version (store revision) each has acknowledged,
@@ -656,6 +664,39 @@ commands.edge = async (args, out) => {
   out(`edge configuration ${checked.config.version} written to ${file}`);
 };
 
+/** `wasmesh version`: the CLI's version, and the control plane's when it answers. */
+commands.version = async (args, out) => {
+  const { values, positionals } = parse(
+    args,
+    { client: { type: "boolean" }, output: { type: "string", short: "o" } },
+    "version",
+  );
+  if (values.help) return out(HELP.version as string);
+  noPositionals(positionals, "version");
+  const format = output(values, ["text", "json"]);
+  const client = { version: VERSION };
+  if (values.client === true) {
+    return out(format === "json" ? JSON.stringify({ client }, null, 2) : `Client Version: ${VERSION}`);
+  }
+  const api = apiOf(values);
+  let server: { api: string; version?: string; error?: string };
+  try {
+    const { body } = await api.call("GET", "/healthz");
+    const version = (body as { version?: unknown }).version;
+    server =
+      typeof version === "string"
+        ? { api: api.base, version }
+        : { api: api.base, error: `the control plane at ${api.base} does not report its version` };
+  } catch (error) {
+    if (!(error instanceof CliError)) throw error;
+    server = { api: api.base, error: error.message };
+  }
+  if (format === "json") return out(JSON.stringify({ client, server }, null, 2));
+  out(`Client Version: ${VERSION}`);
+  if (server.version !== undefined) out(`Server Version: ${server.version} (${server.api})`);
+  else warn(`server version unknown: ${server.error}`);
+};
+
 /** The server's --edge-kv-* flags as ControlPlaneOptions.edgeKv; undefined without them. */
 function edgeKvOptions(values: Parsed["values"]): KvTarget | undefined {
   const accountId = str(values["edge-kv-account"]);
@@ -742,6 +783,11 @@ export async function main(
         throw usage("main", `help: unknown command '${topic}'`);
       }
       out(HELP[topic ?? "main"] as string);
+      return 0;
+    }
+    // The CLI's own version, without a call to the control plane (`wasmesh version` makes one).
+    if (command === "--version") {
+      out(`wasmesh ${VERSION}`);
       return 0;
     }
     // No command: the whole help, but as an error (stderr, exit 2) so that scripts notice.

@@ -155,6 +155,7 @@ describe("usage", () => {
           "--xds-protocol",
         ],
       ],
+      [["version"], ["--client", "-o, --output", "--api URL"]],
       [["status"], ["-o, --output", "json", "--api URL"]],
       [
         ["modules", "push"],
@@ -802,6 +803,57 @@ describe("status", () => {
       proxies: { nodeId: string }[];
     };
     expect(json.proxies.map((p) => p.nodeId).sort()).toEqual(["cli-probe-1", "cli-probe-2"]);
+  });
+});
+
+describe("version", () => {
+  const VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")) as { version: string })
+    .version;
+
+  it("prints the CLI's version and the control plane's", async () => {
+    const [text, json] = await Promise.all([cli(["version"]), cli(["version", "-o", "json"])]);
+    expectOk(text);
+    expect(text.stderr).toBe("");
+    expect(text.stdout).toBe(`Client Version: ${VERSION}\nServer Version: ${VERSION} (${api})\n`);
+    expectOk(json);
+    expect(JSON.parse(json.stdout)).toEqual({
+      client: { version: VERSION },
+      server: { api, version: VERSION },
+    });
+  });
+
+  it("says when the control plane cannot be reached, and still exits 0", async () => {
+    const closed = `http://127.0.0.1:${await freePort()}`;
+    const [text, json] = await Promise.all([
+      cli(["version", "--api", closed]),
+      cli(["version", "--api", closed, "-o", "json"]),
+    ]);
+    expectOk(text);
+    expect(text.stdout).toBe(`Client Version: ${VERSION}\n`);
+    expect(text.stderr).toBe(
+      `warning: server version unknown: cannot reach the control plane at ${closed} (connection refused, ECONNREFUSED); start it with \`wasmesh server\`, or pass --api URL (or set WASMESH_API)\n`,
+    );
+    expectOk(json);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      client: { version: VERSION },
+      server: { api: closed, error: expect.stringContaining("cannot reach the control plane") },
+    });
+  });
+
+  it("--version and version --client print the CLI's version without calling the control plane", async () => {
+    const closed = `http://127.0.0.1:${await freePort()}`;
+    const [flag, client, withApi] = await Promise.all([
+      wasmesh(["--version"], { api: closed }),
+      wasmesh(["version", "--client"], { api: closed }),
+      wasmesh(["--api", closed, "--version"]),
+    ]);
+    for (const result of [flag, client, withApi]) {
+      expectOk(result);
+      expect(result.stderr).toBe("");
+    }
+    expect(flag.stdout).toBe(`wasmesh ${VERSION}\n`);
+    expect(withApi.stdout).toBe(flag.stdout);
+    expect(client.stdout).toBe(`Client Version: ${VERSION}\n`);
   });
 });
 
