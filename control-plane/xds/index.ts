@@ -26,4 +26,4 @@ export {
 // The pieces, for tests and tools that drive the protocol without gRPC.
 export { type Snapshot, SnapshotCache, type TypeResources } from "./snapshot.ts";
 export type { ProxyStatus, Rejection } from "./status.ts";
-export { DeltaStream, PUSH_ORDER, SotwStream, type StreamHooks, XdsStream } from "./stream.ts";
+export { DeltaStream, PUSH_ORDER, SotwStream, StreamCaches, type StreamHooks, XdsStream } from "./stream.ts";

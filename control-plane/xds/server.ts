@@ -15,7 +15,7 @@ import {
 import type { TypeUrl } from "./protos.ts";
 import { SnapshotCache } from "./snapshot.ts";
 import type { ProxyStatus, Rejection } from "./status.ts";
-import { DeltaStream, SHORT_TYPE, SotwStream, type StreamHooks } from "./stream.ts";
+import { DeltaStream, SHORT_TYPE, SotwStream, StreamCaches, type StreamHooks } from "./stream.ts";
 
 export interface ConfigProvider {
   /** Identity of the proxy class; proxies with equal keys get identical config (memoize encoding per key per generation). */
@@ -143,7 +143,10 @@ const nodeArgument = (node: NodeInfo) => ({ id: node.id, cluster: node.cluster, 
 
 export class XdsServer {
   private readonly options: XdsServerOptions;
+  // The snapshot cache and the caches its streams share are this server's alone, for its lifetime:
+  // close() empties them, so nothing of its proxies stays in memory with a closed server.
   private readonly cache: SnapshotCache;
+  private readonly streamCaches = new StreamCaches();
   private readonly connections = new Set<Connection>();
   private readonly versionGens = new Map<string, number>();
   private readonly waiters = new Set<Waiter>();
@@ -357,7 +360,9 @@ export class XdsServer {
     }
     const connection = new Connection(this, call, proxy, key);
     connection.stream =
-      protocol === "sotw" ? new SotwStream(snapshot, connection) : new DeltaStream(snapshot, connection);
+      protocol === "sotw"
+        ? new SotwStream(snapshot, connection, this.streamCaches)
+        : new DeltaStream(snapshot, connection, this.streamCaches);
     this.connections.add(connection);
     this.log("info", "proxy connected", {
       nodeId: proxy.nodeId,
@@ -489,17 +494,19 @@ export class XdsServer {
     }
     this.connections.clear();
     const server = this.grpcServer;
-    if (!server) return;
-    await new Promise<void>((resolve) => {
-      const force = setTimeout(() => {
-        server.forceShutdown();
-        resolve();
-      }, this.options.shutdownGraceMs ?? 1000);
-      server.tryShutdown(() => {
-        clearTimeout(force);
-        resolve();
+    if (server)
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, this.options.shutdownGraceMs ?? 1000);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
       });
-    });
     await this.pushing;
+    this.streamCaches.clear();
+    this.cache.clear();
   }
 }

@@ -41,38 +41,6 @@ export function signatureOf(resources: Iterable<WireResource>): string {
 
 const EMPTY_SIGNATURE = signatureOf([]);
 
-// Byte arrays (module code inline in ECDS) stand in the content key by identity, not by content:
-// the same array is shared by every class, and spelling 60 KiB out as JSON would cost more than
-// encoding it.
-const byteArrayIds = new WeakMap<Uint8Array, number>();
-let nextByteArrayId = 0;
-function contentReplacer(_key: string, value: unknown): unknown {
-  if (value instanceof Uint8Array) {
-    let id = byteArrayIds.get(value);
-    if (id === undefined) {
-      id = ++nextByteArrayId;
-      byteArrayIds.set(value, id);
-    }
-    return `\0bytes:${id}`;
-  }
-  // JSON would write these as null (or 0), which encode differently.
-  if (typeof value === "number" && (!Number.isFinite(value) || Object.is(value, -0)))
-    return `\0number:${value}`;
-  return value;
-}
-
-/**
- * What determines a resource's encoding, as a string: its type, name and content as JSON (arrays
- * of bytes by identity). Undefined when the content has no JSON form (a bigint).
- */
-function contentKey(typeUrl: string, name: string, resource: Record<string, unknown>): string | undefined {
-  try {
-    return JSON.stringify([typeUrl, name, resource], contentReplacer);
-  } catch {
-    return undefined;
-  }
-}
-
 interface Entry {
   /** The newest snapshot computed successfully for the key (possibly of an older generation). */
   snapshot: Snapshot | undefined;
@@ -95,6 +63,11 @@ export class SnapshotCache {
   private byObject = new WeakMap<object, { typeUrl: TypeUrl; gen: number; wire: WireResource }>();
   private generation = 0;
   private label: string;
+  // Byte arrays (module code inline in ECDS) stand in content keys by identity, not by content: the
+  // same array is shared by every class, and spelling 60 KiB out as JSON would cost more than
+  // encoding it. The ids are this cache's (its content keys are its own); an array's id goes with it.
+  private byteArrayIds = new WeakMap<Uint8Array, number>();
+  private nextByteArrayId = 0;
 
   constructor(provider: ConfigProvider, initialVersion = "0") {
     this.provider = provider;
@@ -146,6 +119,17 @@ export class SnapshotCache {
     }
   }
 
+  /** Forgets everything: the owner (XdsServer) is done with it. */
+  clear(): void {
+    this.entries.clear();
+    this.interned = new Map();
+    this.previouslyInterned = new Map();
+    this.encoded = new Map();
+    this.previouslyEncoded = new Map();
+    this.byObject = new WeakMap();
+    this.byteArrayIds = new WeakMap();
+  }
+
   /** Forgets classes no connected proxy belongs to. */
   retain(keys: ReadonlySet<string>): void {
     for (const key of this.entries.keys()) if (!keys.has(key)) this.entries.delete(key);
@@ -193,13 +177,40 @@ export class SnapshotCache {
   }
 
   private wireByContent(typeUrl: TypeUrl, name: string, resource: Record<string, unknown>): WireResource {
-    const key = contentKey(typeUrl, name, resource);
+    const key = this.contentKey(typeUrl, name, resource);
     let wire = key === undefined ? undefined : (this.encoded.get(key) ?? this.previouslyEncoded.get(key));
     if (wire) this.interned.set(`${typeUrl}\0${name}\0${wire.version}`, wire);
     else wire = this.intern(typeUrl, name, encodeMessage(typeUrl, resource));
     if (key !== undefined) this.encoded.set(key, wire);
     return wire;
   }
+
+  /**
+   * What determines a resource's encoding, as a string: its type, name and content as JSON (arrays
+   * of bytes by identity). Undefined when the content has no JSON form (a bigint).
+   */
+  private contentKey(typeUrl: string, name: string, resource: Record<string, unknown>): string | undefined {
+    try {
+      return JSON.stringify([typeUrl, name, resource], this.contentReplacer);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private readonly contentReplacer = (_key: string, value: unknown): unknown => {
+    if (value instanceof Uint8Array) {
+      let id = this.byteArrayIds.get(value);
+      if (id === undefined) {
+        id = ++this.nextByteArrayId;
+        this.byteArrayIds.set(value, id);
+      }
+      return `\0bytes:${id}`;
+    }
+    // JSON would write these as null (or 0), which encode differently.
+    if (typeof value === "number" && (!Number.isFinite(value) || Object.is(value, -0)))
+      return `\0number:${value}`;
+    return value;
+  };
 
   private intern(typeUrl: string, name: string, bytes: Uint8Array): WireResource {
     const version = contentVersion(bytes);

@@ -103,15 +103,18 @@ export interface TypeStatus {
 export abstract class XdsStream<S extends TypeState = TypeState> {
   abstract readonly protocol: "sotw" | "delta";
   protected readonly hooks: StreamHooks;
+  /** Shared with the other streams of the same server. */
+  protected readonly caches: StreamCaches;
   protected readonly types = new Map<TypeUrl, S>();
   /** The snapshot responses are built from; the server moves it forward on update. */
   snapshot: Snapshot;
   nacks = 0;
   lastRejection: Rejection | undefined;
 
-  constructor(snapshot: Snapshot, hooks: StreamHooks) {
+  constructor(snapshot: Snapshot, hooks: StreamHooks, caches: StreamCaches) {
     this.snapshot = snapshot;
     this.hooks = hooks;
+    this.caches = caches;
   }
 
   /** Types the proxy has subscribed to. */
@@ -225,7 +228,7 @@ export abstract class XdsStream<S extends TypeState = TypeState> {
 // State of the world
 
 interface SotwTypeState extends TypeState {
-  /** Subscribed names; undefined = wildcard. Shared between streams (subscription()): never mutate. */
+  /** Subscribed names; undefined = wildcard. Shared between streams (StreamCaches): never mutate. */
   names: Set<string> | undefined;
   /** Subscription key of the names: the key of the selection cache. */
   namesKey: string;
@@ -265,18 +268,6 @@ const reusable = (
   response.version === version &&
   response.nonce !== lastNonce;
 
-/** The cache kept on a TypeResources (so it goes with its snapshot). */
-function cacheOn<V>(caches: WeakMap<TypeResources, Map<string, V>>, from: TypeResources): Map<string, V> {
-  // NO_RESOURCES outlives every snapshot: what was cached on it would stay forever.
-  if (from === NO_RESOURCES) return new Map();
-  let cache = caches.get(from);
-  if (!cache) {
-    cache = new Map();
-    caches.set(from, cache);
-  }
-  return cache;
-}
-
 /** What a SotW response for a subscription holds: the resources, in name order, and their signature. */
 interface Selection {
   from: TypeResources;
@@ -293,32 +284,73 @@ interface Subscription {
   key: string;
 }
 
-/**
- * Subscriptions by key. Every sidecar of a class asks for the same (often a hundred or more) EDS
- * names: one shared copy instead of one per stream. Cleared when it grows past a bound; streams
- * keep what they hold.
- */
-const subscriptions = new Map<string, Subscription>();
+/** Subscriptions a StreamCaches keeps before it starts over (streams keep what they hold). */
 const MAX_SUBSCRIPTIONS = 10_000;
 
-function subscription(names: Set<string> | undefined): Subscription {
-  // A JSON array cannot be mistaken for another set, or for the wildcard.
-  const key = names === undefined ? "*" : JSON.stringify([...names].sort());
-  let shared = subscriptions.get(key);
-  if (!shared) {
-    if (subscriptions.size >= MAX_SUBSCRIPTIONS) subscriptions.clear();
-    shared = { names, key };
-    subscriptions.set(key, shared);
+/** The cache kept on a TypeResources (so it goes with its snapshot). */
+function cacheOn<V>(caches: WeakMap<TypeResources, Map<string, V>>, from: TypeResources): Map<string, V> {
+  // NO_RESOURCES outlives every snapshot: what was cached on it would stay forever.
+  if (from === NO_RESOURCES) return new Map();
+  let cache = caches.get(from);
+  if (!cache) {
+    cache = new Map();
+    caches.set(from, cache);
   }
-  return shared;
+  return cache;
 }
 
 /**
- * Selections by name set, per TypeResources (so per class and generation): every stream of a class
- * subscribes to the same names, and a push would otherwise sort and hash them once per stream —
- * the largest cost of a push to thousands of proxies. Entries go with their snapshot.
+ * What the streams of one server share, so that the proxies of a class cost one copy of each
+ * subscription, selection and response instead of one per stream. The XdsServer that owns it
+ * passes it to its streams; servers in one process share nothing.
+ *
+ * Lifetime: the owner's, until clear() (XdsServer.close()). Subscriptions are kept up to a bound,
+ * then the map starts over; selections and delta responses are kept on their TypeResources
+ * (WeakMaps), so they also go with their snapshot.
  */
-const selections = new WeakMap<TypeResources, Map<string, Selection>>();
+export class StreamCaches {
+  /**
+   * Subscriptions by key. Every sidecar of a class asks for the same (often a hundred or more) EDS
+   * names: one shared copy instead of one per stream.
+   */
+  private subscriptions = new Map<string, Subscription>();
+  /**
+   * SotW selections by name set, per TypeResources (so per class and generation): every stream of
+   * a class subscribes to the same names, and a push would otherwise sort and hash them once per
+   * stream — the largest cost of a push to thousands of proxies.
+   */
+  private selectionsOf = new WeakMap<TypeResources, Map<string, Selection>>();
+  /** Delta responses by their content, per TypeResources, as for SotW. */
+  private deltaResponsesOf = new WeakMap<TypeResources, Map<string, SharedResponse>>();
+
+  /** The shared subscription to `names` (undefined = wildcard). */
+  subscription(names: Set<string> | undefined): Subscription {
+    // A JSON array cannot be mistaken for another set, or for the wildcard.
+    const key = names === undefined ? "*" : JSON.stringify([...names].sort());
+    let shared = this.subscriptions.get(key);
+    if (!shared) {
+      if (this.subscriptions.size >= MAX_SUBSCRIPTIONS) this.subscriptions.clear();
+      shared = { names, key };
+      this.subscriptions.set(key, shared);
+    }
+    return shared;
+  }
+
+  selections(from: TypeResources): Map<string, Selection> {
+    return cacheOn(this.selectionsOf, from);
+  }
+
+  deltaResponses(from: TypeResources): Map<string, SharedResponse> {
+    return cacheOn(this.deltaResponsesOf, from);
+  }
+
+  /** Forgets everything (streams keep what they hold). */
+  clear(): void {
+    this.subscriptions = new Map();
+    this.selectionsOf = new WeakMap();
+    this.deltaResponsesOf = new WeakMap();
+  }
+}
 
 export class SotwStream extends XdsStream<SotwTypeState> {
   readonly protocol = "sotw";
@@ -329,7 +361,7 @@ export class SotwStream extends XdsStream<SotwTypeState> {
     const names = this.namesOf(typeUrl, request.resourceNames);
     let state = this.types.get(typeUrl);
     if (!state) {
-      const shared = subscription(names);
+      const shared = this.caches.subscription(names);
       state = {
         ...newTypeState(),
         names: shared.names,
@@ -346,7 +378,7 @@ export class SotwStream extends XdsStream<SotwTypeState> {
     // the proxy's next request, answering it, carries its complete current subscription anyway.
     if (this.answer(typeUrl, state, request.responseNonce, request.errorDetail) === "stale") return;
     if (!sameNames(names, state.names)) {
-      const shared = subscription(names);
+      const shared = this.caches.subscription(names);
       state.names = shared.names;
       state.namesKey = shared.key;
       this.respond(typeUrl, state, undefined);
@@ -416,7 +448,7 @@ export class SotwStream extends XdsStream<SotwTypeState> {
   /** The current snapshot's resources for the subscription; shared by streams, never mutate `list`. */
   private select(typeUrl: TypeUrl, state: SotwTypeState): Selection {
     const from = this.resourcesOf(typeUrl);
-    const cached = cacheOn(selections, from);
+    const cached = this.caches.selections(from);
     let selection = cached.get(state.namesKey);
     if (selection) return selection;
     const names = state.names;
@@ -503,9 +535,6 @@ interface DeltaTypeState extends TypeState {
   /** What the proxy holds, name → version (as sent, or as it said in initial_resource_versions). */
   versions: Map<string, string>;
 }
-
-/** Delta responses by their content, per TypeResources (so per class and generation), as for SotW. */
-const deltaResponses = new WeakMap<TypeResources, Map<string, SharedResponse>>();
 
 interface DeltaChanges {
   updated: WireResource[];
@@ -639,7 +668,7 @@ export class DeltaStream extends XdsStream<DeltaTypeState> {
     for (const name of changes.removed) state.versions.delete(name);
     if (typeUrl === TYPE_URL.endpoint) for (const r of changes.updated) this.warming.delete(r.name);
     const version = this.snapshot.version;
-    const shared = cacheOn(deltaResponses, this.resourcesOf(typeUrl));
+    const shared = this.caches.deltaResponses(this.resourcesOf(typeUrl));
     // Interned resources: equal names and versions are equal bytes.
     const key = JSON.stringify([typeUrl, changes.updated.map((r) => [r.name, r.version]), changes.removed]);
     let response = shared.get(key);

@@ -1,6 +1,9 @@
 // The xDS server over real gRPC on 127.0.0.1: ADS state of the world and delta, driven by the raw
 // grpc-js client in test/support/xds-client.ts, with a small in-test ConfigProvider that returns
 // real Envoy resources (encoded and verified by protobufjs) computed from data the tests change.
+
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import * as grpc from "@grpc/grpc-js";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { MetricsRegistry } from "../../control-plane/metrics.ts";
@@ -44,10 +47,11 @@ function initialMesh(): Record<string, ServiceData> {
 const routeName = (service: string) => `${service}-outbound`;
 const filterName = (service: string) => `wasmesh.${service}`;
 
-function configFor(service: string): ProxyConfig {
-  const self = mesh[service];
+/** The config of a service's sidecar in `of` (the tests' mesh unless told). */
+function configFor(service: string, of = mesh): ProxyConfig {
+  const self = of[service];
   if (!self) throw new Error(`unknown service ${service}`);
-  const calls = self.calls.filter((c) => mesh[c]);
+  const calls = self.calls.filter((c) => of[c]);
   return {
     [LDS]: [
       {
@@ -101,7 +105,7 @@ function configFor(service: string): ProxyConfig {
         name: c,
         type: EDS_DISCOVERY,
         eds_cluster_config: { eds_config: ADS_SOURCE },
-        connect_timeout: { seconds: mesh[c]?.connectTimeoutS ?? 1, nanos: 0 },
+        connect_timeout: { seconds: of[c]?.connectTimeoutS ?? 1, nanos: 0 },
       },
     })),
     [EDS]: calls.map((c) => ({
@@ -110,7 +114,7 @@ function configFor(service: string): ProxyConfig {
         cluster_name: c,
         endpoints: [
           {
-            lb_endpoints: (mesh[c]?.endpoints ?? []).map((e) => ({
+            lb_endpoints: (of[c]?.endpoints ?? []).map((e) => ({
               endpoint: { address: { socket_address: { address: e.address, port_value: e.port } } },
             })),
           },
@@ -218,6 +222,9 @@ async function subscribeAll(client: AdsClient, service: string): Promise<void> {
 }
 
 const names = (resources: { name: string }[]) => resources.map((r) => r.name).sort();
+// A full garbage collection on demand, to see what a closed server leaves in memory.
+setFlagsFromString("--expose-gc");
+const gc = runInNewContext("gc") as () => void;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const statusOf = (nodeId: string) => server.status().find((s) => s.nodeId === nodeId);
 
@@ -696,6 +703,16 @@ describe("delta", () => {
   });
 });
 
+/** Subscribes to EDS with 5,000 names of 500 characters, then disconnects (its client is dropped). */
+async function subscribeAndLeave(client: AdsClient, i: number): Promise<void> {
+  await client.fetch(
+    EDS,
+    Array.from({ length: 5000 }, (_, n) => `${String(i)}-${String(n)}-`.padEnd(500, "x")),
+  );
+  client.close();
+  await client.status;
+}
+
 describe("server", () => {
   it("ends a stream whose node cannot be parsed with INVALID_ARGUMENT and the parse error", async () => {
     const bad = await connectAds({ address, node: { id: "x-1", cluster: "nosuch" } });
@@ -752,6 +769,88 @@ describe("server", () => {
     pp.close();
     await sleep(100);
     expect(metrics.render()).toContain('wasmesh_xds_connected_proxies{protocol="sotw"} 0');
+  });
+
+  it("shares nothing with another server in the process, and keeps nothing of its proxies once closed", async () => {
+    // A second server on a mesh of its own: the same services, classes and resource names, with
+    // other endpoints, so that anything cached by class, name or subscription would leak across.
+    const otherMesh = initialMesh();
+    for (const data of Object.values(otherMesh)) data.endpoints = [{ address: "10.9.0.1", port: 1 }];
+    const other = new XdsServer({
+      provider: { keyFor: (p) => p.service, configFor: (p) => configFor(p.service, otherMesh) },
+      parseNode,
+    });
+    const otherAddress = `127.0.0.1:${await other.listen(0, "127.0.0.1")}`;
+    const otherProxy = (id: string, protocol: "sotw" | "delta") =>
+      connectAds({
+        address: otherAddress,
+        node: { id, cluster: "productpage", metadata: { "wasmesh.service": "productpage" } },
+        protocol,
+      });
+    let theirs: AdsClient[] = [];
+    try {
+      const endpointOf = (client: AdsClient, name: string) =>
+        JSON.stringify(client.held(EDS).find((r) => r.name === name)?.resource).match(
+          /10\.\d+\.\d+\.\d+/,
+        )?.[0];
+
+      const mine = [
+        await proxy("productpage"),
+        await proxy("productpage", { id: "pp-delta", protocol: "delta" }),
+      ];
+      theirs = [await otherProxy("productpage-1", "sotw"), await otherProxy("pp-delta", "delta")];
+      for (const client of [...mine, ...theirs]) await subscribeAll(client, "productpage");
+      await server.waitForAck("0");
+      await other.waitForAck("0");
+      for (const client of mine) expect(endpointOf(client, "reviews")).toBe("10.0.0.2");
+      for (const client of theirs) expect(endpointOf(client, "reviews")).toBe("10.9.0.1");
+      // The same change in both meshes, and a change in one only: each proxy gets its own server's.
+      (mesh.reviews as ServiceData).endpoints = [{ address: "10.0.0.7", port: 9080 }];
+      (otherMesh.reviews as ServiceData).endpoints = [{ address: "10.9.0.7", port: 1 }];
+      (mesh.details as ServiceData).connectTimeoutS = 4;
+      await Promise.all([server.update("1"), other.update("1")]);
+      await Promise.all([server.waitForAck("1", 2000), other.waitForAck("1", 2000)]);
+      for (const client of mine) expect(endpointOf(client, "reviews")).toBe("10.0.0.7");
+      for (const client of theirs) expect(endpointOf(client, "reviews")).toBe("10.9.0.7");
+      const timeout = (client: AdsClient) =>
+        JSON.stringify(client.held(CDS).find((r) => r.name === "details")?.resource).match(
+          /"connect_timeout":\{"seconds":(\d+)/,
+        )?.[1];
+      for (const client of mine) expect(timeout(client)).toBe("4");
+      for (const client of theirs) expect(timeout(client)).toBe("1");
+
+      // Memory: proxies subscribe to large sets of names, which a server keeps to share between its
+      // streams, also after they are gone. Each server keeps its own: closing the other frees all of
+      // its proxies' and none of this one's.
+      for (const client of theirs) client.close();
+      theirs = [];
+      const heap = () => {
+        gc();
+        gc();
+        return process.memoryUsage().heapUsed;
+      };
+      // A subscription of 5,000 names of 500 characters takes two copies of them (the names and
+      // their key) and more; what is freed leaves only the process's own noise (about 1-2 MB).
+      const payload = 5000 * 500;
+      const start = heap();
+      await subscribeAndLeave(await connectAds({ address, node: { id: "big", cluster: "productpage" } }), 9);
+      expect(heap() - start).toBeGreaterThan(payload);
+      const before = heap();
+      for (let i = 0; i < 4; i++) await subscribeAndLeave(await otherProxy(`big-${i}`, "sotw"), i);
+      expect(heap() - before).toBeGreaterThan(4 * payload);
+      await other.close();
+      expect(heap() - before).toBeLessThan(2 * payload);
+      expect(heap() - start).toBeGreaterThan(payload);
+
+      // This server was not touched: it keeps serving its proxies.
+      (mesh.reviews as ServiceData).endpoints = [{ address: "10.0.0.8", port: 9080 }];
+      await server.update("2");
+      await server.waitForAck("2", 2000);
+      for (const client of mine) expect(endpointOf(client, "reviews")).toBe("10.0.0.8");
+    } finally {
+      for (const client of theirs) client.close();
+      await other.close();
+    }
   });
 
   it("close() ends the streams and shuts down promptly", async () => {
