@@ -8,6 +8,15 @@ import { DEFAULT_PORTS, type ProxyIdentity } from "../translate/types.ts";
 
 export const XDS_CLUSTER = "wasmesh-xds";
 
+/**
+ * How to start Envoy on a bootstrap (the README's command too). --disable-hot-restart: otherwise
+ * every Envoy on a host claims hot restart's domain socket of --base-id 0 and the second one fails
+ * ("unable to bind domain socket with base_id=0"); a sidecar gets every change over xDS and is
+ * never hot-restarted (Istio's and Kuma's agents start Envoy the same way). --drain-time-s: a
+ * changed listener serves the connections opened before it until they drain, 600 s by default.
+ */
+export const ENVOY_FLAGS = ["--disable-hot-restart", "--drain-time-s", "5"] as const;
+
 export interface BootstrapOptions {
   proxy: ProxyIdentity;
   /** host:port of the control plane's xDS server. */
@@ -84,6 +93,11 @@ export function bootstrap(options: BootstrapOptions): Record<string, unknown> {
 }
 
 export function bootstrapYaml(options: BootstrapOptions): string {
+  const header = [
+    "# An Envoy sidecar's bootstrap from `wasmesh bootstrap`. Saved as envoy.yaml, start it with:",
+    `#   envoy -c envoy.yaml ${ENVOY_FLAGS.join(" ")}`,
+    "# --disable-hot-restart lets several sidecars run on one host.",
+  ].join("\n");
   // No anchors for the shared ADS config source: the file is read (and edited) by people.
-  return stringify(bootstrap(options), { lineWidth: 0, aliasDuplicateObjects: false });
+  return `${header}\n${stringify(bootstrap(options), { lineWidth: 0, aliasDuplicateObjects: false })}`;
 }

@@ -90,10 +90,12 @@ Deletes a resource. Deleting one that others still reference (e.g. a Service a R
 traffic to) is refused, naming them.`,
   bootstrap: `Usage: wasmesh bootstrap --node-id ID --service NAME [--labels k=v,...] [--xds HOST:PORT]
                          [--outbound-port 15001] [--inbound-port 15006] [--app-port P]
-                         [--admin-port 9901] [--xds-protocol sotw|delta]
+                         [--inbound-address 0.0.0.0] [--admin-port 9901] [--xds-protocol sotw|delta]
 
 Prints (YAML) the bootstrap of an Envoy sidecar: node identity, admin and the ADS cluster only;
-everything else comes from the control plane over xDS. Needs no control plane to run.
+everything else comes from the control plane over xDS. Needs no control plane to run. Start Envoy
+on it with --disable-hot-restart (as its first lines say): without it, a second Envoy on the same
+host fails with "unable to bind domain socket with base_id=0".
   --node-id ID          this proxy's unique id (required)
   --service NAME        the service it belongs to (required)
   --labels k=v,...      its workload labels, e.g. version=v2 (route subsets select on them)
@@ -101,6 +103,10 @@ everything else comes from the control plane over xDS. Needs no control plane to
   --outbound-port P     the listener the app sends outbound requests to (default 15001)
   --inbound-port P      the listener for requests to this workload (default 15006)
   --app-port P          the local app's port; without it there is no inbound listener
+  --inbound-address A   the IP address the inbound listener binds (default 0.0.0.0, every
+                        interface: sidecars on other hosts call this workload through it; give
+                        the workload's own IP to expose less, or 127.0.0.1 when all its callers
+                        are on this host)
   --admin-port P        Envoy's admin interface, on 127.0.0.1 (default 9901)
   --xds-protocol        sotw (state of the world, default) or delta (incremental xDS)`,
   version: `Usage: wasmesh version [--client] [-o text|json] [--api URL]
@@ -475,6 +481,7 @@ const commands: Record<string, (args: string[], out: Out) => Promise<undefined |
         "outbound-port": { type: "string" },
         "inbound-port": { type: "string" },
         "app-port": { type: "string" },
+        "inbound-address": { type: "string" },
         "admin-port": { type: "string" },
         "xds-protocol": { type: "string" },
       },
@@ -488,7 +495,7 @@ const commands: Record<string, (args: string[], out: Out) => Promise<undefined |
     if (!service) throw usage("bootstrap", "bootstrap: --service is required");
     const [
       { bootstrapYaml, parseHostPort },
-      { nodeMetadata, parseNodeIdentity, DEFAULT_PORTS, NODE_METADATA },
+      { nodeMetadata, parseNodeIdentity, DEFAULT_ADDRESSES, DEFAULT_PORTS, NODE_METADATA },
     ] = await Promise.all([import("./bootstrap.ts"), import("../translate/index.ts")]);
     const protocol = str(values["xds-protocol"]) ?? "sotw";
     if (protocol !== "sotw" && protocol !== "delta") {
@@ -522,9 +529,9 @@ const commands: Record<string, (args: string[], out: Out) => Promise<undefined |
       outboundPort: ports["--outbound-port"] as number,
       inboundPort: ports["--inbound-port"] as number,
       ...(appPort !== undefined ? { appPort } : {}),
-      outboundAddress: "127.0.0.1",
-      inboundAddress: "0.0.0.0",
-      appAddress: "127.0.0.1",
+      outboundAddress: DEFAULT_ADDRESSES.outbound,
+      inboundAddress: str(values["inbound-address"]) ?? DEFAULT_ADDRESSES.inbound,
+      appAddress: DEFAULT_ADDRESSES.app,
     };
     // The control plane refuses a stream whose identity it cannot read; say so now, not at run time.
     const identity = parseNodeIdentity({ id: nodeId, cluster: service, metadata: nodeMetadata(proxy) });
@@ -532,6 +539,7 @@ const commands: Record<string, (args: string[], out: Out) => Promise<undefined |
       const flags: Record<string, string> = {
         [`node.metadata["${NODE_METADATA.service}"]`]: "--service",
         [`node.metadata["${NODE_METADATA.labels}"]`]: "--labels",
+        [`node.metadata["${NODE_METADATA.inboundAddress}"]`]: "--inbound-address",
       };
       let message = identity.error.replace(/^invalid node identity: /, "");
       for (const [field, flag] of Object.entries(flags)) message = message.replaceAll(field, flag);

@@ -151,8 +151,10 @@ describe("usage", () => {
           "--outbound-port",
           "--inbound-port",
           "--app-port",
+          "--inbound-address",
           "--admin-port",
           "--xds-protocol",
+          "--disable-hot-restart",
         ],
       ],
       [["version"], ["--client", "-o, --output", "--api URL"]],
@@ -936,6 +938,43 @@ describe("bootstrap", () => {
     ];
     const results = await Promise.all(cases.map(([args]) => cli([...base, ...args])));
     for (const [i, result] of results.entries()) expectUsage(result, (cases[i] as [string[], string])[1]);
+  });
+
+  it("--inbound-address goes into the node metadata; a host name is refused, exit 2", async () => {
+    const [v4, v6, name, empty, defaulted] = await Promise.all([
+      cli([...base, "--app-port", "9080", "--inbound-address", "127.0.0.1"]),
+      cli([...base, "--app-port", "9080", "--inbound-address", "::1"]),
+      cli([...base, "--inbound-address", "localhost"]),
+      cli([...base, "--inbound-address", ""]),
+      cli(base),
+    ]);
+    const inbound = (result: CliResult) => {
+      expectOk(result);
+      return (parse(result.stdout) as Bootstrap).node.metadata["wasmesh.inbound_address"];
+    };
+    expect(inbound(v4)).toBe("127.0.0.1");
+    expect(inbound(v6)).toBe("::1");
+    // Every interface unless told: other hosts' sidecars call the workload through it.
+    expect(inbound(defaulted)).toBe("0.0.0.0");
+    expectUsage(
+      name,
+      'the control plane would refuse this identity: --inbound-address: must be an IPv4 or IPv6 address (got "localhost")',
+    );
+    expectUsage(empty, "--inbound-address: must be an IPv4 or IPv6 address");
+  });
+
+  it("starts with how to run Envoy on it, --disable-hot-restart included", async () => {
+    const result = await cli(base);
+    expectOk(result);
+    expect(result.stdout.split("\n").slice(0, 3)).toEqual([
+      "# An Envoy sidecar's bootstrap from `wasmesh bootstrap`. Saved as envoy.yaml, start it with:",
+      "#   envoy -c envoy.yaml --disable-hot-restart --drain-time-s 5",
+      "# --disable-hot-restart lets several sidecars run on one host.",
+    ]);
+    // The README gives the same command.
+    expect(readFileSync(join(REPO_ROOT, "README.md"), "utf8")).toContain(
+      "\nenvoy -c envoy.yaml --disable-hot-restart --drain-time-s 5\n",
+    );
   });
 
   it("parses --labels into the node metadata the control plane reads", async () => {

@@ -216,6 +216,13 @@ export interface StartEnvoyOptions {
   logBufferBytes?: number;
   /** Extra command line arguments, appended last. */
   extraArgs?: string[];
+  /**
+   * Envoy's flags exactly as a user gives them (e.g. the README's command), instead of the
+   * harness's (--concurrency, --disable-hot-restart, --base-id, --log-level, componentLogLevel,
+   * extraArgs). -c and --admin-address-path are still added: they change nothing but where the
+   * harness finds things.
+   */
+  userArgs?: readonly string[];
 }
 
 export interface EnvoyProcess {
@@ -309,21 +316,23 @@ export async function startEnvoy(options: StartEnvoyOptions): Promise<EnvoyProce
   );
   const logPath = join(dir, "envoy.log");
   const adminAddressPath = join(dir, "admin-address.txt");
-  const args = [
-    "-c",
-    bootstrapPath,
-    "--concurrency",
-    String(options.concurrency ?? 1),
-    "--disable-hot-restart",
-    "--base-id",
-    String(uniqueBaseId()),
-    "--admin-address-path",
-    adminAddressPath,
-    "--log-level",
-    options.logLevel ?? "info",
-    ...(options.componentLogLevel ? ["--component-log-level", options.componentLogLevel] : []),
-    ...(options.extraArgs ?? []),
-  ];
+  const args = options.userArgs
+    ? ["-c", bootstrapPath, "--admin-address-path", adminAddressPath, ...options.userArgs]
+    : [
+        "-c",
+        bootstrapPath,
+        "--concurrency",
+        String(options.concurrency ?? 1),
+        "--disable-hot-restart",
+        "--base-id",
+        String(uniqueBaseId()),
+        "--admin-address-path",
+        adminAddressPath,
+        "--log-level",
+        options.logLevel ?? "info",
+        ...(options.componentLogLevel ? ["--component-log-level", options.componentLogLevel] : []),
+        ...(options.extraArgs ?? []),
+      ];
 
   const buffer = new LogBuffer(options.logBufferBytes ?? 8 * 1024 * 1024);
   const logFile: WriteStream = createWriteStream(logPath);
