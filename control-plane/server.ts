@@ -1,14 +1,20 @@
 // `wasmesh server`: the control plane's pieces wired together. The store is the source of truth;
 // every committed write (API, CLI, module push) bumps its revision, and the xDS server recomputes
 // each connected proxy's configuration and pushes what changed, labelled with that revision.
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { serve } from "@hono/node-server";
 import { createApi } from "./api/index.ts";
 import { createKvPublisher, type KvPublisherOptions } from "./edge/kv.ts";
 import { createEdgeConfigSource, storeSnapshot } from "./edge/source.ts";
 import { MetricsRegistry } from "./metrics.ts";
-import { createFileBlobStore, createModuleRegistry, loadBuiltinModule } from "./modules/index.ts";
+import {
+  createFileBlobStore,
+  createModuleRegistry,
+  loadBuiltinModule,
+  MODULES_DIR,
+} from "./modules/index.ts";
 import { type Resource, validateResource } from "./resources/index.ts";
 import { openSqliteStore, type ResourceStore } from "./store/index.ts";
 import { type CompiledMesh, compileMesh, parseNodeIdentity, proxyClassKey } from "./translate/index.ts";
@@ -46,13 +52,26 @@ interface MeshState {
   mesh: CompiledMesh;
 }
 
+/** The module registry's blobs in dataDir, relative to it. */
+function blobFiles(dataDir: string): string[] {
+  const dir = join(dataDir, MODULES_DIR);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((name) => name.endsWith(".wasm"))
+    .map((name) => join(MODULES_DIR, name));
+}
+
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const log = options.log ?? ((line: string) => console.log(line));
   const address = options.address ?? "127.0.0.1";
   mkdirSync(options.dataDir, { recursive: true });
 
   const builtin = await loadBuiltinModule(options.builtinModule);
-  const store = await openSqliteStore({ dataDir: options.dataDir });
+  // Module blobs without a database: the database was lost, this is no new directory.
+  const store = await openSqliteStore({
+    dataDir: options.dataDir,
+    otherData: () => blobFiles(options.dataDir),
+  });
   const metrics = new MetricsRegistry();
   const modules = createModuleRegistry({ store, blobs: createFileBlobStore(options.dataDir), builtin });
 

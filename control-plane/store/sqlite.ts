@@ -10,8 +10,25 @@
 //   before COMMIT leaves only uncommitted WAL frames, which SQLite ignores on the next open:
 //   the previous state is intact (test/control-plane/store-sqlite.test.ts SIGKILLs a process
 //   inside a 5,000-change apply to prove it).
+//
+// A data directory that held a database never comes up empty by accident: an empty control plane
+// would push an empty mesh to every sidecar. The database is created complete (in a temp file,
+// then linked into place), so a wasmesh.db that exists always holds the schema; a zero-byte or
+// schema-less wasmesh.db, or a missing one next to its -wal/-shm or other data, is refused with
+// what to do instead. Starting empty is then a deliberate act: a new --data, or moving files away.
 
-import { mkdirSync } from "node:fs";
+import { randomUUID } from "node:crypto";
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
@@ -41,6 +58,12 @@ export interface SqliteStoreOptions {
    * use: anything slow here holds the database's write lock.
    */
   onBeforeCommit?: (info: { revision: number; writes: number }) => void;
+  /**
+   * Files of dataDir besides the database that only a directory that held one has (the module
+   * registry's blobs), relative to dataDir. While wasmesh.db is missing, any of them means it was
+   * lost: the store refuses to create an empty one.
+   */
+  otherData?: () => string[];
 }
 
 export interface SqliteResourceStore extends ResourceStore {
@@ -103,14 +126,32 @@ export function loadSqlite(): SqliteModule {
   return sqliteModule;
 }
 
-function migrate(db: DatabaseSync): void {
+/** The schema version the database records; undefined when it has no wasmesh tables at all. */
+function schemaVersion(db: DatabaseSync): number | undefined {
+  const table = db
+    .prepare("SELECT 1 AS found FROM sqlite_schema WHERE type = 'table' AND name = 'schema_version'")
+    .get();
+  if (table === undefined) return undefined;
+  const row = db.prepare("SELECT coalesce(max(version), 0) AS version FROM schema_version").get();
+  return Number(row?.version ?? 0);
+}
+
+/**
+ * Brings the schema up to date. Read first, so that an up-to-date database is opened without a
+ * write transaction (a read-only one still serves reads); a new one is only ever migrated in its
+ * temp file (createDatabase), so here a database without the schema is refused, not initialised.
+ */
+function migrate(db: DatabaseSync, path: string, fresh = false): void {
+  const found = schemaVersion(db);
+  if (found === undefined && !fresh) throw notInitialised(path);
+  if (found === MIGRATIONS.length) return;
   db.exec("BEGIN IMMEDIATE");
   try {
     db.exec(
       "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
     );
-    const row = db.prepare("SELECT coalesce(max(version), 0) AS version FROM schema_version").get();
-    const current = Number(row?.version ?? 0);
+    // Again, under the write lock: another process may have migrated meanwhile.
+    const current = schemaVersion(db) ?? 0;
     if (current > MIGRATIONS.length) {
       throw new Error(
         `database schema version ${current} is newer than this wasmesh supports (${MIGRATIONS.length}); ` +
@@ -126,6 +167,72 @@ function migrate(db: DatabaseSync): void {
   } catch (error) {
     if (db.isTransaction) db.exec("ROLLBACK");
     throw error;
+  }
+}
+
+const REFUSAL =
+  "Refusing to start with no resources, which would remove every route, rule and plugin from every " +
+  `connected sidecar. Restore ${DATABASE_FILE} from a backup, or start on a new data directory (--data)`;
+
+/** wasmesh.db exists but holds no wasmesh schema: truncated, emptied or replaced. */
+function notInitialised(path: string): Error {
+  const size = statSync(path, { throwIfNoEntry: false })?.size ?? 0;
+  const what =
+    size === 0
+      ? `${path} is empty (0 bytes), but wasmesh only ever creates it complete: it was truncated or replaced`
+      : `${path} is not a wasmesh database (it has no wasmesh tables)`;
+  return new Error(`${what}. ${REFUSAL}; to start empty here on purpose, move ${path} away first.`);
+}
+
+/** Why a missing wasmesh.db must not be created afresh: what shows that dataDir held one. */
+function leftovers(dataDir: string, options: SqliteStoreOptions): string[] {
+  const own = ["-wal", "-shm", "-journal"].map((suffix) => `${DATABASE_FILE}${suffix}`);
+  return [...own.filter((name) => existsSync(join(dataDir, name))), ...(options.otherData?.() ?? [])];
+}
+
+/**
+ * Creates <dataDir>/wasmesh.db complete: the schema is written to a temp file, which is then
+ * hard-linked into place, so no process ever sees a wasmesh.db without the schema (which the open
+ * refuses). link() fails if another process got there first; its database is as new as ours.
+ */
+function createDatabase(dataDir: string, path: string): void {
+  const { DatabaseSync } = loadSqlite();
+  const temp = join(dataDir, `.${DATABASE_FILE}.new-${process.pid}-${randomUUID().slice(0, 8)}`);
+  try {
+    const db = new DatabaseSync(temp);
+    try {
+      db.exec("PRAGMA journal_mode = WAL");
+      db.exec("PRAGMA synchronous = FULL");
+      migrate(db, temp, true);
+    } finally {
+      // The last connection to close checkpoints the WAL into the file and deletes it.
+      db.close();
+    }
+    try {
+      linkSync(temp, path);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "EEXIST") return;
+      // A file system without hard links: rename, which is atomic but not exclusive.
+      if (!["EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS"].includes(code ?? "") || existsSync(path)) throw error;
+      renameSync(temp, path);
+    }
+    // The new name must survive a power loss too.
+    syncDirectory(dataDir);
+  } finally {
+    for (const suffix of ["", "-wal", "-shm"]) rmSync(`${temp}${suffix}`, { force: true });
+  }
+}
+
+function syncDirectory(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, "r");
+    fsyncSync(fd);
+  } catch {
+    // Some platforms cannot open or fsync a directory; the rename itself has happened.
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
 
@@ -271,17 +378,37 @@ async function switchToWal(db: DatabaseSync): Promise<Record<string, unknown> | 
   }
 }
 
-/** Opens (creating if needed) <dataDir>/wasmesh.db and brings its schema up to date. */
+/**
+ * Opens <dataDir>/wasmesh.db and brings its schema up to date; creates it in a directory that never
+ * held one. Refuses (with what to do) a database that was emptied or lost: see the top of this file.
+ */
 export async function openSqliteStore(options: SqliteStoreOptions): Promise<SqliteResourceStore> {
   const { DatabaseSync } = loadSqlite();
-  mkdirSync(options.dataDir, { recursive: true });
-  const path = join(options.dataDir, DATABASE_FILE);
+  const { dataDir } = options;
+  mkdirSync(dataDir, { recursive: true });
+  const path = join(dataDir, DATABASE_FILE);
+  if (!existsSync(path)) {
+    const found = leftovers(dataDir, options);
+    // Checked again: a process creating the database this very moment may have opened it already.
+    if (found.length > 0 && !existsSync(path)) {
+      const named =
+        found.length > 3 ? `${found.slice(0, 3).join(", ")} and ${found.length - 3} more` : found.join(", ");
+      throw new Error(
+        `${path} is missing, but ${named} ${found.length === 1 ? "is" : "are"} in ${dataDir}: ` +
+          `this data directory held a database. ${REFUSAL}; to start empty here on purpose, move ` +
+          `${found.length === 1 ? "it" : "them"} away first.`,
+      );
+    }
+    if (found.length === 0) createDatabase(dataDir, path);
+  }
   const db = new DatabaseSync(path);
   try {
     // First, before anything that takes a lock: another process (a second control plane during
     // a rolling restart, or one started at the same moment on a new --data) may hold the write
     // lock briefly. Wait instead of failing at once with SQLITE_BUSY.
     db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    // Before anything that writes: switching to WAL would give an emptied file a header.
+    if (schemaVersion(db) === undefined) throw notInitialised(path);
     // WAL: readers do not block the writer and a commit is one sequential append + fsync.
     const mode = await switchToWal(db);
     if (String(mode?.journal_mode).toLowerCase() !== "wal") {
@@ -290,7 +417,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     // FULL (not WAL's usual NORMAL): fsync the WAL at every commit, so an acknowledged
     // apply survives power loss, not only a process crash. Applies are rare; this is cheap.
     db.exec("PRAGMA synchronous = FULL");
-    migrate(db);
+    migrate(db, path);
     return new SqliteStore(path, db, options);
   } catch (error) {
     db.close();

@@ -3,7 +3,16 @@
 // child process. Bootstrap output goes through a real Envoy's `--mode validate`.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  accessSync,
+  constants,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -1123,6 +1132,41 @@ describe("server", () => {
     );
   });
 
+  it("refuses a data directory whose database was emptied or lost, exit 1, saying what to do", async () => {
+    const emptied = mkdtempSync(join(work, "emptied-"));
+    writeFileSync(join(emptied, "wasmesh.db"), "");
+    const lost = mkdtempSync(join(work, "lost-"));
+    const blob = join("modules", `${"ab".repeat(32)}.wasm`);
+    mkdirSync(join(lost, "modules"));
+    writeFileSync(join(lost, blob), "a module's bytes");
+    // Through run(), whose time limit kills a server that started instead of refusing.
+    const [fromEmptied, fromLost] = await Promise.all(
+      [emptied, lost].map((data) =>
+        run(
+          process.execPath,
+          [WASMESH_BIN, "server", "--data", data, "--http-port", "0", "--xds-port", "0"],
+          {
+            timeout: 15_000,
+          },
+        ),
+      ),
+    );
+    const advice = "Restore wasmesh.db from a backup, or start on a new data directory (--data)";
+    expectFailure(
+      fromEmptied as CliResult,
+      `wasmesh: cannot start the control plane: ${join(emptied, "wasmesh.db")} is empty (0 bytes)`,
+    );
+    expect(fromEmptied?.stderr).toContain(advice);
+    expectFailure(
+      fromLost as CliResult,
+      `wasmesh: cannot start the control plane: ${join(lost, "wasmesh.db")} is missing, but ${blob} is in ${lost}`,
+    );
+    expect(fromLost?.stderr).toContain(advice);
+    // Nothing was created or changed.
+    expect(readFileSync(join(emptied, "wasmesh.db")).length).toBe(0);
+    expect(readdirSync(lost)).toEqual(["modules"]);
+  });
+
   it("says when the data directory cannot be used, exit 1", async () => {
     const notADir = file("not-a-dir", "");
     const result = await cli([
@@ -1241,7 +1285,7 @@ function tableRows(text: string): Record<string, string>[] {
 function run(
   command: string,
   args: string[],
-  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeout?: number } = {},
 ): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(command, args, { timeout: 30_000, ...options }, (error, stdout, stderr) => {

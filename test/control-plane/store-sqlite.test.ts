@@ -3,7 +3,17 @@
 // SIGKILLed inside a 5,000-change apply) and the node:sqlite warning decision.
 // The behaviour shared with the memory store is in store.test.ts.
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { DatabaseSync as DatabaseSyncType } from "node:sqlite";
@@ -89,6 +99,82 @@ describe("sqlite store: files and schema", () => {
       /schema version 2 is newer than this wasmesh supports \(1\)/,
     );
     expect(raw(dataDir).prepare("SELECT count(*) AS n FROM schema_version").get()).toEqual({ n: 2 });
+  });
+});
+
+describe("sqlite store: a data directory that held a database never comes up empty", () => {
+  const refusal =
+    "Refusing to start with no resources, which would remove every route, rule and plugin from every " +
+    `connected sidecar. Restore ${DATABASE_FILE} from a backup, or start on a new data directory (--data)`;
+
+  /** A data directory with one resource in it, closed cleanly (no -wal or -shm left). */
+  async function initialised(): Promise<string> {
+    const dataDir = tempDir();
+    const store = await openSqliteStore({ dataDir });
+    await store.apply([put(res("Service", "web"))]);
+    await store.close();
+    expect(readdirSync(dataDir)).toEqual([DATABASE_FILE]);
+    return dataDir;
+  }
+
+  it("refuses a zero-byte wasmesh.db, naming it and what to do, and leaves it as it was", async () => {
+    const dataDir = await initialised();
+    const path = join(dataDir, DATABASE_FILE);
+    truncateSync(path, 0);
+    await expect(openSqliteStore({ dataDir })).rejects.toThrow(
+      `${path} is empty (0 bytes), but wasmesh only ever creates it complete: it was truncated or replaced. ` +
+        `${refusal}; to start empty here on purpose, move ${path} away first.`,
+    );
+    expect(statSync(path).size).toBe(0);
+    expect(readdirSync(dataDir)).toEqual([DATABASE_FILE]);
+    // As the message says: moved away, the directory starts empty.
+    renameSync(path, `${path}.empty`);
+    rmSync(`${path}.empty`);
+    expect(await (await open(dataDir)).revision()).toBe(0);
+  });
+
+  it("refuses a wasmesh.db without the wasmesh tables", async () => {
+    const dataDir = tempDir();
+    const path = join(dataDir, DATABASE_FILE);
+    const other = new DatabaseSync(path);
+    other.exec("CREATE TABLE unrelated (x)");
+    other.close();
+    await expect(openSqliteStore({ dataDir })).rejects.toThrow(
+      `${path} is not a wasmesh database (it has no wasmesh tables). ${refusal}`,
+    );
+  });
+
+  it("refuses to create a database next to its -wal or -shm, or the data it is told of", async () => {
+    for (const leftover of [`${DATABASE_FILE}-wal`, `${DATABASE_FILE}-shm`]) {
+      const dataDir = await initialised();
+      renameSync(join(dataDir, DATABASE_FILE), join(dataDir, "moved.db"));
+      writeFileSync(join(dataDir, leftover), "left over");
+      await expect(openSqliteStore({ dataDir })).rejects.toThrow(
+        `${join(dataDir, DATABASE_FILE)} is missing, but ${leftover} is in ${dataDir}: this data directory held a database. ${refusal}; to start empty here on purpose, move it away first.`,
+      );
+      expect(existsSync(join(dataDir, DATABASE_FILE))).toBe(false);
+    }
+    const dataDir = tempDir();
+    const otherData = () => ["modules/a.wasm", "modules/b.wasm"];
+    await expect(openSqliteStore({ dataDir, otherData })).rejects.toThrow(
+      "is missing, but modules/a.wasm, modules/b.wasm are in",
+    );
+    expect(readdirSync(dataDir)).toEqual([]);
+    // With the database there, other data is what it should be.
+    const store = await openSqliteStore({ dataDir: await initialised(), otherData });
+    expect(await store.revision()).toBe(1);
+    await store.close();
+  });
+
+  it("creates a new database complete, under its name only: no temp file is left", async () => {
+    const dataDir = join(tempDir(), "new");
+    const store = await open(dataDir);
+    expect(await store.revision()).toBe(0);
+    expect(readdirSync(dataDir).sort()).toEqual([
+      DATABASE_FILE,
+      `${DATABASE_FILE}-shm`,
+      `${DATABASE_FILE}-wal`,
+    ]);
   });
 });
 
