@@ -3,6 +3,11 @@
 //   then per pair the key bytes, NUL, the value bytes, NUL.
 import { fromUtf8, utf8Length, writeUtf8 } from "./memory.ts";
 
+/**
+ * A header as strings. Names and values are bytes in Envoy; a string carries them losslessly as
+ * host/memory.ts converts: UTF-8 text, and each byte that is not valid UTF-8 as U+DC80 + (byte -
+ * 0x80), so `"tester\udcff"` is the bytes of "tester" and then 0xff.
+ */
 export type HeaderPair = [name: string, value: string];
 export type HeaderInput = Iterable<readonly [string, string]>;
 

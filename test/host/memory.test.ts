@@ -141,26 +141,42 @@ describe("WasmMemory", () => {
     }
   });
 
-  it("decodes UTF-8 like TextDecoder, invalid sequences included", () => {
+  it("decodes valid UTF-8 like TextDecoder, and every ill-formed byte as its own escape", () => {
     const { memory, wasm } = setup();
-    const decoder = new TextDecoder();
-    const samples: number[][] = [
+    const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+    const valid: number[][] = [
       [...encoder.encode("grüße ✓ 日本 \u{1F680}")],
-      [0x61, 0xff, 0x62], // invalid byte
-      [0xe2, 0x82], // truncated sequence
-      [0xed, 0xa0, 0x80], // an encoded surrogate
       [0x00, 0x41, 0x00], // NULs are characters too
+      [0xef, 0xbb, 0xbf, 0x41], // a BOM is kept
       [...encoder.encode(`${"a".repeat(63)}é`)], // around the short-string bound
       [...encoder.encode("b".repeat(200))],
       [...encoder.encode(`${"c".repeat(100)}ü`)],
     ];
-    for (const bytes of samples) {
+    for (const bytes of valid) {
       u8(memory).set(bytes, 500);
       expect(wasm.readString(500, bytes.length)).toBe(decoder.decode(Uint8Array.from(bytes)));
     }
+    // U+DC80 + (byte - 0x80) for each byte of an ill-formed sequence, which encodes back to it.
+    const illFormed: [number[], string][] = [
+      [[0x61, 0xff, 0x62], "a\udcffb"], // invalid byte
+      [[0x74, 0xe9], "t\udce9"], // a Latin-1 é at the end
+      [[0xe2, 0x82], "\udce2\udc82"], // truncated sequence
+      [[0xed, 0xa0, 0x80], "\udced\udca0\udc80"], // an encoded surrogate
+      [[0xc0, 0xaf], "\udcc0\udcaf"], // overlong
+      [[0xf4, 0x90, 0x80, 0x80], "\udcf4\udc90\udc80\udc80"], // above U+10FFFF
+      [[...encoder.encode("ü"), 0xff, ...encoder.encode("\u{1F680}")], "ü\udcff\u{1F680}"],
+      [[...encoder.encode("d".repeat(100)), 0x80], `${"d".repeat(100)}\udc80`],
+    ];
+    for (const [bytes, text] of illFormed) {
+      u8(memory).set(bytes, 500);
+      expect(wasm.readString(500, bytes.length)).toBe(text);
+      expect(utf8Length(text)).toBe(bytes.length);
+      expect(wasm.returnString(text, 0, 4)).toBe(true);
+      expect(returned(memory, 0, 4)).toEqual(Uint8Array.from(bytes));
+    }
   });
 
-  it("encodes strings exactly as TextEncoder does, lone surrogates included", () => {
+  it("encodes strings without escapes exactly as TextEncoder does, other lone surrogates included", () => {
     const { memory, wasm } = setup();
     const samples = [
       "",
