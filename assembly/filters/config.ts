@@ -41,7 +41,7 @@ export class StringMatcher {
       const regex = this.regex;
       return regex !== null && regex.fullMatch(subject);
     }
-    const s = this.ignoreCase ? subject.toLowerCase() : subject;
+    const s = this.ignoreCase ? lowerAscii(subject) : subject;
     switch (this.kind) {
       case StringMatchKind.Exact:
         return s == this.value;
@@ -53,6 +53,28 @@ export class StringMatcher {
         return s.includes(this.value);
     }
   }
+}
+
+/**
+ * `s` with ASCII letters lowered and nothing else changed: ignoreCase folds ASCII letters only (as
+ * Envoy's and the regex's do), so other bytes still compare as bytes; toLowerCase would also fold
+ * É onto é and can change a string's length.
+ */
+export function lowerAscii(s: string): string {
+  const n = s.length;
+  const base = changetype<usize>(s);
+  let i = 0;
+  while (i < n && <u32>(load<u16>(base + ((<usize>i) << 1)) - 0x41) >= 26) i++;
+  if (i == n) return s;
+  // A copy to change in place (substring of the whole string would hand back `s` itself).
+  const out = __new((<usize>n) << 1, idof<string>());
+  memory.copy(out, base, (<usize>n) << 1);
+  for (; i < n; i++) {
+    const at = out + ((<usize>i) << 1);
+    const c = <u32>load<u16>(at);
+    if (c - 0x41 < 26) store<u16>(at, <u16>(c | 0x20));
+  }
+  return changetype<string>(out);
 }
 
 export class NamedMatcher {
@@ -437,7 +459,7 @@ function readCondition(r: Reader, obj: JsonObject, path: string, allowPresence: 
     }
     m.regex = compiled.regex;
   } else if (m.ignoreCase) {
-    m.value = m.value.toLowerCase();
+    m.value = lowerAscii(m.value);
   }
   return m;
 }

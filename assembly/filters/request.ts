@@ -1,6 +1,7 @@
 // A read-mostly view of the request that rules match against. Header pairs are fetched from the
 // host once per request (one boundary crossing) and kept in step with the changes rules make.
 import { requestHeaders } from "../sdk";
+import { decodeText, encodeText } from "../sdk/memory";
 
 export class QueryParam {
   constructor(
@@ -163,10 +164,15 @@ export function percentDecode(s: string): string {
     } else if (c < 128) {
       bytes[n++] = <u8>c;
     } else {
-      // Non-ASCII text in a query is already decoded; re-encode it as UTF-8.
-      const encoded = Uint8Array.wrap(String.UTF8.encode(String.fromCharCode(c)));
+      // Non-ASCII in a query is already decoded (from the :path bytes): the run of it goes back
+      // to those bytes, surrogate pairs and escaped bytes included.
+      let end = i + 1;
+      while (end < s.length && s.charCodeAt(end) >= 128) end++;
+      const encoded = Uint8Array.wrap(encodeText(s.substring(i, end)));
       for (let j = 0; j < encoded.length; j++) bytes[n++] = encoded[j];
+      i = end - 1;
     }
   }
-  return String.UTF8.decodeUnsafe(bytes.dataStart, n);
+  // %FF and the like are bytes too: decoded as header values are, so they cannot collide.
+  return decodeText(bytes.dataStart, n);
 }

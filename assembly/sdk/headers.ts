@@ -11,6 +11,7 @@ import {
   WasmResult,
 } from "./abi";
 import {
+  decodeText,
   ptrOf,
   RETURN_DATA,
   RETURN_SIZE,
@@ -21,6 +22,10 @@ import {
   utf8,
 } from "./memory";
 
+/**
+ * A header as strings, decoded from the proxy's bytes by decodeText (memory.ts): bytes that are not
+ * valid UTF-8 are kept as escapes, so equal strings are equal bytes, and set/add send them back.
+ */
 export class HeaderPair {
   constructor(
     public name: string,
@@ -85,9 +90,9 @@ export function deserializeHeaders(buffer: ArrayBuffer): HeaderPair[] {
     // Each length is checked against what is left on its own, so that their sum cannot wrap.
     const left = end - data;
     if (left < 2 || nameSize > left - 2 || valueSize > left - 2 - nameSize) break;
-    const name = String.UTF8.decodeUnsafe(data, nameSize);
+    const name = decodeText(data, nameSize);
     data += nameSize + 1;
-    const value = String.UTF8.decodeUnsafe(data, valueSize);
+    const value = decodeText(data, valueSize);
     data += valueSize + 1;
     out.push(new HeaderPair(name, value));
   }

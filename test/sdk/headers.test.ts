@@ -40,6 +40,30 @@ describe("HeaderMap on the request headers", () => {
     expect(runOp(p, "get", ":authority").r).toEqual({ found: "1", value: "probe" });
   });
 
+  it("keeps bytes that are not UTF-8 in names and values, through get, set and pairs", async () => {
+    const p = await plugin();
+    // The host's strings carry such bytes as escapes, U+DC80 + (byte - 0x80) (host/memory.ts).
+    const extra: HeaderPair[] = [
+      ["x-bytes", "tester\udcff"],
+      ["x-latin1", "t\udce9ster"],
+      ["x-cut", "caf\udcc3"],
+      ["x-\udcff", "by a name of bytes"],
+    ];
+    expect(runOp(p, "get", "x-bytes", undefined, extra).r).toEqual({ found: "1", value: "tester\udcff" });
+    expect(runOp(p, "get", "x-latin1", undefined, extra).r).toEqual({ found: "1", value: "t\udce9ster" });
+    expect(runOp(p, "get", "x-cut", undefined, extra).r).toEqual({ found: "1", value: "caf\udcc3" });
+    expect(runOp(p, "get", "x-\udcff", undefined, extra).r).toEqual({
+      found: "1",
+      value: "by a name of bytes",
+    });
+    expect(runOp(p, "get", "x-\udcfe", undefined, extra).r).toEqual({ found: "0" });
+    const set = runOp(p, "set", "x-out", "v\udcfe\udc80", extra);
+    expect(header(set.headers, "x-out")).toBe("v\udcfe\udc80");
+    // pairs() and setPairs() hand every pair back as it came.
+    const copied = runOp(p, "copy", undefined, undefined, extra);
+    for (const [name, value] of extra) expect(header(copied.headers, name)).toBe(value);
+  });
+
   it("set replaces a value or adds the header; add appends; remove drops every value", async () => {
     const p = await plugin();
     const existing: HeaderPair[] = [["x-h", "old"]];
@@ -228,6 +252,20 @@ describe("serializeHeaders / deserializeHeaders", () => {
     const wire = encodePairs(pairs);
     expect(Buffer.from(codec(p, wire)).equals(Buffer.from(wire))).toBe(true);
     expect(decoded(p, wire)).toEqual(pairs);
+  });
+
+  it("round-trips bytes that are not UTF-8 byte for byte", async () => {
+    const p = await plugin();
+    const wire = encodePairs([
+      ["x-bytes", "tester\udcff"],
+      ["x-\udce9", "caf\udce9"],
+      ["x-cut", "\udce2\udc82"],
+      ["x-surrogate", "\udced\udca0\udc80"],
+      ["x-bom", "\ufeffbom"],
+      ["x-mixed", "ü\udcff\u{1F680}\udc80"],
+    ]);
+    expect(Buffer.from(wire).includes(Buffer.from([0x72, 0xff, 0]))).toBe(true);
+    expect(Buffer.from(codec(p, wire)).equals(Buffer.from(wire))).toBe(true);
   });
 
   /** Little-endian u32 words followed by raw bytes. */
