@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { FilterConfig } from "../../schema/filter-config.ts";
 import meshConfig from "../conformance/mesh-config.json" with { type: "json" };
 import table from "../conformance/vectors.json" with { type: "json" };
-import { type ConformanceVector, expectDecision } from "../support/conformance.ts";
+import { type ConformanceVector, expectDecision, requestFor } from "../support/conformance.ts";
 import { startUpstream, type Upstream } from "../support/upstreams.ts";
 import {
   type ConfigServer,
@@ -74,18 +74,22 @@ describe("conformance vectors through the edge worker", () => {
   for (const vector of table.vectors as ConformanceVector[]) {
     it(vector.name, async () => {
       resetCounts();
-      const response = await worker.send(vector.request);
+      const response = await worker.send(requestFor(vector, "latin1"));
       const answered = [v1, v2].filter((u) => u.count > 0);
       const upstream = answered[0];
       const received = upstream?.requests[0];
-      expectDecision(vector, {
-        status: response.status,
-        cluster: answered.length === 1 && upstream ? upstream.name : answered.length === 0 ? null : "both",
-        upstreamHeaders: received
-          ? new Map(Object.entries(received.headers).map(([k, v]) => [k, String(v)]))
-          : null,
-        responseHeaders: response.headers,
-      });
+      expectDecision(
+        vector,
+        {
+          status: response.status,
+          cluster: answered.length === 1 && upstream ? upstream.name : answered.length === 0 ? null : "both",
+          upstreamHeaders: received
+            ? new Map(Object.entries(received.headers).map(([k, v]) => [k, String(v)]))
+            : null,
+          responseHeaders: response.headers,
+        },
+        "latin1",
+      );
     });
   }
 });
