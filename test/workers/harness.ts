@@ -21,15 +21,19 @@ type Manifest = Record<string, { type: ModuleType; contents: Uint8Array<ArrayBuf
 /** The bundle's modules as wrangler would upload them: the script and the .wasm it imports. */
 export function bundleModules(dir = BUNDLE_DIR): Manifest {
   const modules: Manifest = {};
-  for (const file of readdirSync(dir)) {
+  const files = readdirSync(dir);
+  if (!files.includes("index.js")) throw new Error(`no bundle in ${dir}: run npm run build:worker`);
+  const script = readFileSync(`${dir}/index.js`, "utf8");
+  for (const file of files) {
+    // wrangler names each .wasm by its hash and leaves earlier builds' in the directory: only the
+    // one the script imports belongs to the bundle.
     const type: ModuleType | undefined = file.endsWith(".js")
       ? "esm"
-      : file.endsWith(".wasm")
+      : file.endsWith(".wasm") && script.includes(`"./${file}"`)
         ? "wasm"
         : undefined;
     if (type) modules[file] = { type, contents: new Uint8Array(readFileSync(`${dir}/${file}`)) };
   }
-  if (!modules["index.js"]) throw new Error(`no bundle in ${dir}: run npm run build:worker`);
   return modules;
 }
 
