@@ -28,9 +28,11 @@
 // min > max in {n,m}, patterns longer than 1024 characters, programs over 2000 instructions
 // (after counted repetitions are expanded) and groups nested deeper than 100.
 //
-// Characters are UTF-16 code units (AssemblyScript strings). Paths and header values are ASCII,
-// where a code unit is a byte. Outside ASCII, a character outside the BMP is two units: '.' or a
-// negated class matches each half separately, and class ranges compare code units.
+// Characters are UTF-16 code units (AssemblyScript strings). The SDK decodes header bytes
+// losslessly (assembly/sdk/memory.ts): ASCII is one unit per byte, and so is each byte that is not
+// valid UTF-8 (U+DC80 + byte - 0x80, which only '.' and negated classes match, since a pattern has
+// no lone surrogates). A character outside the BMP is two units: '.' or a negated class matches
+// each half separately, and class ranges compare code units.
 //
 // compileRegex(pattern, ignoreCase = true) makes ASCII letters match in either case.
 //
