@@ -8,7 +8,7 @@ import { explainFailure, Plugin } from "./plugin.ts";
 import { RootContext } from "./root-context.ts";
 import { SharedData } from "./shared-data.ts";
 import type { ForeignFunction, HostOptions, LogEntry, PluginOptions, VmFailure } from "./types.ts";
-import { checkModule, type ModuleCheck, Vm } from "./vm.ts";
+import { checkModule, DEFAULT_MEMORY_LIMIT_BYTES, type ModuleCheck, Vm } from "./vm.ts";
 
 /** Why a plugin could not be created. */
 export type PluginFailureReason =
@@ -93,6 +93,7 @@ export class ProxyWasmHost {
         properties: o.properties ?? {},
         foreignFunctions: foreign,
         httpCall: o.httpCall,
+        memoryLimitBytes: o.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT_BYTES,
       });
       this.#ready = vm;
       return vm;
@@ -226,6 +227,14 @@ export class ProxyWasmHost {
   /** Size of the VM's linear memory in bytes (0 before the first plugin instantiated it). */
   memoryBytes(): number {
     return this.#ready?.memoryBytes() ?? 0;
+  }
+
+  /**
+   * The value of a global the module exports (undefined before the VM is instantiated, or without
+   * one of that name): for tools that instrument modules, like the control plane's validation.
+   */
+  exportedGlobal(name: string): unknown {
+    return this.#ready?.global(name);
   }
 
   /** Resolves once every outstanding proxy_http_call has been answered to the module. */

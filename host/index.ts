@@ -41,7 +41,7 @@ export type {
   TrailersResult,
   VmFailure,
 } from "./types.ts";
-export { MAX_LOG_ENTRIES, type ModuleCheck, ModuleError } from "./vm.ts";
+export { DEFAULT_MEMORY_LIMIT_BYTES, MAX_LOG_ENTRIES, type ModuleCheck, ModuleError, mib } from "./vm.ts";
 
 /** Compiles module bytes (Node; workerd only accepts modules compiled at deploy time). */
 export function compileModule(bytes: ArrayBuffer | ArrayBufferView): Promise<WebAssembly.Module> {

@@ -40,6 +40,8 @@ export interface VmFailure {
   message: string;
   /** The last error or critical message the module logged during that call (an abort reason). */
   moduleMessage?: string;
+  /** Set when the VM failed because its memory grew past the host's limit (memoryLimitBytes). */
+  memory?: { bytes: number; limitBytes: number };
 }
 
 export interface ForeignCall {
@@ -97,6 +99,13 @@ export interface HostOptions {
   vmConfiguration?: string | Uint8Array;
   /** Serves proxy_http_call; without it the call returns Unimplemented. */
   httpCall?: HttpCallHandler;
+  /**
+   * The most linear memory the module may have (default DEFAULT_MEMORY_LIMIT_BYTES, 128 MiB). A
+   * module that starts above it is refused; one that grows past it fails its VM when the callback
+   * that grew it returns, as a trap does (JavaScript cannot stop a running callback, nor cap a
+   * memory the module defines itself; workerd's isolate limit applies meanwhile).
+   */
+  memoryLimitBytes?: number;
 }
 
 export interface PluginOptions {

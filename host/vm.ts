@@ -70,7 +70,14 @@ export interface VmConfig {
   properties: PropertyTree;
   foreignFunctions: Map<string, ForeignFunction>;
   httpCall: HttpCallHandler | undefined;
+  memoryLimitBytes: number;
 }
+
+/**
+ * The default ceiling of a module's linear memory: Envoy runs a VM per worker thread and module,
+ * and a workerd isolate has 128 MB in all, so a filter needing more could not run at the edge.
+ */
+export const DEFAULT_MEMORY_LIMIT_BYTES = 128 * 1024 * 1024;
 
 /** Logs kept in memory per host; older entries are dropped beyond this. */
 export const MAX_LOG_ENTRIES = 10_000;
@@ -86,6 +93,7 @@ export class Vm implements QueueListener {
   readonly properties: PropertyTree;
   readonly foreignFunctions: Map<string, ForeignFunction>;
   readonly httpCallHandler: HttpCallHandler | undefined;
+  readonly memoryLimitBytes: number;
   readonly contexts = new Map<number, Context>();
   failure: VmFailure | undefined;
   /** Set by proxy_send_local_response: the running callback's result becomes "stop". */
@@ -96,7 +104,13 @@ export class Vm implements QueueListener {
   private readonly collectors = new Set<LogEntry[]>();
   private readonly vmContext: VmContext;
   private exports: Record<string, ExportedFunction> = {};
+  private globals: Record<string, WebAssembly.Global> = {};
   private memoryAccess: WasmMemory | undefined;
+  private memoryObject: WebAssembly.Memory | undefined;
+  /** The memory's buffer and size as last seen, for the check after every callback. */
+  private seenBuffer: ArrayBufferLike = new ArrayBuffer(0);
+  private seenBytes = 0;
+  private sharedMemory = false;
   private nextContextId = 1;
   private current: Context | null = null;
   private effectiveId = 0;
@@ -124,6 +138,7 @@ export class Vm implements QueueListener {
     this.properties = config.properties;
     this.foreignFunctions = config.foreignFunctions;
     this.httpCallHandler = config.httpCall;
+    this.memoryLimitBytes = config.memoryLimitBytes;
     this.vmContext = new VmContext(this, 0);
   }
 
@@ -142,6 +157,12 @@ export class Vm implements QueueListener {
       throw new ModuleError([`instantiation failed: ${describe(error)}`]);
     }
     vm.attach(instance);
+    const initial = vm.memoryBytes();
+    if (initial > vm.memoryLimitBytes) {
+      throw new ModuleError([
+        `its memory starts at ${mib(initial)}, more than the limit of ${mib(vm.memoryLimitBytes)}`,
+      ]);
+    }
     vm.initialize();
     return vm;
   }
@@ -149,8 +170,11 @@ export class Vm implements QueueListener {
   private attach(instance: WebAssembly.Instance): void {
     for (const [name, value] of Object.entries(instance.exports)) {
       if (typeof value === "function") this.exports[name] = value as ExportedFunction;
+      else if (value instanceof WebAssembly.Global) this.globals[name] = value;
     }
     const memory = instance.exports.memory as WebAssembly.Memory;
+    this.memoryObject = memory;
+    this.sharedMemory = !(memory.buffer instanceof ArrayBuffer);
     const allocate = this.exports.malloc ?? (this.exports.proxy_on_memory_allocate as ExportedFunction);
     this.memoryAccess = new WasmMemory(memory, (size) => {
       // Envoy's SaveRestoreContext: the allocator runs without an effective context.
@@ -182,6 +206,28 @@ export class Vm implements QueueListener {
 
   memoryBytes(): number {
     return this.memoryAccess?.byteLength() ?? 0;
+  }
+
+  /**
+   * memoryBytes() for the check after each callback. Growing a non-shared memory detaches its old
+   * buffer (length 0), so while the buffer last seen keeps its length nothing grew, and the
+   * memory.buffer getter (a call into the runtime) is skipped; a shared one is always asked.
+   */
+  private grownMemoryBytes(): number {
+    const seen = this.seenBuffer;
+    if (seen.byteLength === this.seenBytes && this.seenBytes > 0 && !this.sharedMemory) {
+      return this.seenBytes;
+    }
+    const buffer = this.memoryObject?.buffer;
+    if (!buffer) return 0;
+    this.seenBuffer = buffer;
+    this.seenBytes = buffer.byteLength;
+    return this.seenBytes;
+  }
+
+  /** The value of a global the module exports, if it exports one by that name. */
+  global(name: string): unknown {
+    return this.globals[name]?.value;
   }
 
   allocContextId(): number {
@@ -239,15 +285,27 @@ export class Vm implements QueueListener {
       this.effectiveId = 0;
       this.running = true;
       this.lastModuleError = undefined;
+      let thrown: { error: unknown } | undefined;
       try {
         value = toU32(fn(...args));
       } catch (error) {
-        return { ok: false, failure: this.fail(name, context, error) };
+        thrown = { error };
       } finally {
         this.running = false;
         this.current = null;
         this.effectiveId = 0;
       }
+      // Only now can the host see what the callback (or an allocation it asked for) grew; past the
+      // limit, that is the failure to report, whether or not the module trapped afterwards.
+      const bytes = this.grownMemoryBytes();
+      if (bytes > this.memoryLimitBytes) {
+        const memory = { bytes, limitBytes: this.memoryLimitBytes };
+        const error = new Error(
+          `memory limit exceeded: the module's memory grew to ${mib(bytes)}, more than the limit of ${mib(memory.limitBytes)}`,
+        );
+        return { ok: false, failure: this.fail(name, context, error, memory) };
+      }
+      if (thrown) return { ok: false, failure: this.fail(name, context, thrown.error) };
     }
     const stopped = this.stopNextIteration;
     this.stopNextIteration = false;
@@ -256,7 +314,7 @@ export class Vm implements QueueListener {
     return { ok: true, value, stopped };
   }
 
-  private fail(name: string, context: Context, error: unknown): VmFailure {
+  private fail(name: string, context: Context, error: unknown, memory?: VmFailure["memory"]): VmFailure {
     const message = describe(error);
     const moduleMessage = this.lastModuleError;
     this.failure = {
@@ -264,6 +322,7 @@ export class Vm implements QueueListener {
       contextId: context.id,
       message,
       ...(moduleMessage !== undefined ? { moduleMessage } : {}),
+      ...(memory ? { memory } : {}),
     };
     this.deferred = [];
     this.stopNextIteration = false;
@@ -365,6 +424,12 @@ function toU32(value: unknown): number {
   if (typeof value === "number") return value >>> 0;
   if (typeof value === "bigint") return Number(BigInt.asUintN(32, value));
   return 0;
+}
+
+/** Bytes as MiB, with a decimal only when needed ("128 MiB", "4096.1 MiB"). */
+export function mib(bytes: number): string {
+  const value = bytes / (1024 * 1024);
+  return `${Number.isInteger(value) ? value : value.toFixed(1)} MiB`;
 }
 
 function describe(error: unknown): string {
