@@ -4,7 +4,7 @@ import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { ModuleRejectedError } from "../modules/types.ts";
 import type { FieldError } from "../resources/index.ts";
-import { ConflictError, InvalidChangeError, StoreClosedError } from "../store/index.ts";
+import { ConflictError, InvalidChangeError, StoreClosedError, StoreUnwritableError } from "../store/index.ts";
 
 export type ErrorCode =
   | "invalid"
@@ -82,6 +82,12 @@ const STATUS_CODES: Partial<Record<number, ErrorCode>> = {
   503: "unavailable",
 };
 
+const FILE_SYSTEM_FULL_OR_READ_ONLY: Partial<Record<string, string>> = {
+  ENOSPC: "no space left on device",
+  EDQUOT: "disk quota exceeded",
+  EROFS: "read-only file system",
+};
+
 /**
  * The ApiError for an error thrown by a handler, the store or the module registry; undefined for
  * an unexpected error (a bug), which the caller answers with a 500 and logs.
@@ -102,6 +108,17 @@ export function toApiError(error: unknown): ApiError | undefined {
   }
   if (error instanceof InvalidChangeError) return badRequest(error.message);
   if (error instanceof StoreClosedError) return new ApiError(503, "unavailable", error.message);
+  // Nothing the client sent can fix it, and it says why: "…: attempt to write a readonly database".
+  if (error instanceof StoreUnwritableError) return new ApiError(503, "unavailable", error.message);
+  const errno = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (errno !== undefined && FILE_SYSTEM_FULL_OR_READ_ONLY[errno] !== undefined) {
+    // The module registry's blobs are files next to the database.
+    return new ApiError(
+      503,
+      "unavailable",
+      `the module store cannot be written: ${FILE_SYSTEM_FULL_OR_READ_ONLY[errno]} (${errno})`,
+    );
+  }
   if (error instanceof ModuleRejectedError) {
     return invalid("the module was rejected", fieldDetails(error.errors, {}));
   }

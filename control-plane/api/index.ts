@@ -136,6 +136,23 @@ export function createApi(options: ApiOptions): Hono {
     }
     return c.json({ status: "ok", revision, version });
   });
+  // Readiness, not liveness: a control plane whose store cannot be written still serves what it
+  // has (reads, xDS) and should not be restarted, but should not take writes.
+  system.get("/readyz", async (c) => {
+    try {
+      await store.checkWritable();
+    } catch (error) {
+      const known = toApiError(error);
+      if (known !== undefined) throw known;
+      log("api: readiness check failed", error);
+      throw new ApiError(
+        503,
+        "unavailable",
+        `the resource store is unavailable: ${(error as Error).message}`,
+      );
+    }
+    return c.json({ status: "ok", revision: await store.revision(), version });
+  });
   system.get("/metrics", async (c) => {
     try {
       const next = new Map<string, number>();
@@ -176,6 +193,23 @@ export function createApi(options: ApiOptions): Hono {
           responses: {
             "200": { description: "healthy", content: json(ref("Health")) },
             "503": errorResponse("the store is closed or failing"),
+          },
+        },
+      },
+      {
+        method: "get",
+        path: "/readyz",
+        operation: {
+          operationId: "ready",
+          summary: "Readiness: whether a write can be stored now (probed without writing)",
+          description:
+            "503 while the resource store cannot be written (a read-only database or file system, a full " +
+            "disk, a lock another process holds), with the reason; writes answer the same 503 meanwhile. " +
+            "/healthz stays 200: reads and xDS still work.",
+          tags: ["system"],
+          responses: {
+            "200": { description: "ready to take writes", content: json(ref("Health")) },
+            "503": errorResponse("the store cannot be written now, and why"),
           },
         },
       },

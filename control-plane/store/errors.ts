@@ -1,5 +1,6 @@
 // Errors the store throws. Classes (not codes) so the API layer can map them with
-// instanceof: ConflictError -> 409, InvalidChangeError -> 400, StoreClosedError -> 503.
+// instanceof: ConflictError -> 409, InvalidChangeError -> 400, StoreClosedError and
+// StoreUnwritableError -> 503.
 
 /** An optimistic-concurrency precondition failed; the whole apply was rejected. */
 export class ConflictError extends Error {
@@ -40,5 +41,20 @@ export class StoreClosedError extends Error {
   constructor() {
     super("the resource store is closed");
     this.name = "StoreClosedError";
+  }
+}
+
+/**
+ * Nothing can be stored right now, for a reason outside the request: a read-only database or file
+ * system, a full disk, a lock another process holds, an I/O error. Reads may still work.
+ */
+export class StoreUnwritableError extends Error {
+  /** Why, in the storage's words, e.g. "attempt to write a readonly database". */
+  readonly reason: string;
+
+  constructor(reason: string, options?: { cause?: unknown }) {
+    super(`the resource store cannot be written: ${reason}`, options);
+    this.name = "StoreUnwritableError";
+    this.reason = reason;
   }
 }

@@ -1,7 +1,7 @@
 // The control plane's resource store. Other layers depend on ResourceStore only;
 // openSqliteStore is the default implementation, createMemoryStore the one for unit tests.
 
-export { ConflictError, InvalidChangeError, StoreClosedError } from "./errors.ts";
+export { ConflictError, InvalidChangeError, StoreClosedError, StoreUnwritableError } from "./errors.ts";
 export { createMemoryStore, type MemoryStoreOptions } from "./memory.ts";
 export {
   DATABASE_FILE,

@@ -91,6 +91,10 @@ class MemoryStore implements ResourceStore {
     return this.#revision;
   }
 
+  async checkWritable(): Promise<void> {
+    this.#assertOpen();
+  }
+
   watch(listener: WatchListener): () => void {
     this.#assertOpen();
     return this.#watchers.add(listener);

@@ -19,7 +19,9 @@
 
 import { randomUUID } from "node:crypto";
 import {
+  accessSync,
   closeSync,
+  constants,
   existsSync,
   fsyncSync,
   linkSync,
@@ -27,14 +29,15 @@ import {
   openSync,
   renameSync,
   rmSync,
+  statfsSync,
   statSync,
 } from "node:fs";
 import { createRequire } from "node:module";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { setTimeout as delay } from "node:timers/promises";
 import { type ExistingEntry, planApply, Watchers } from "./core.ts";
-import { StoreClosedError } from "./errors.ts";
+import { StoreClosedError, StoreUnwritableError } from "./errors.ts";
 import type {
   ApplyOptions,
   ApplyResult,
@@ -51,6 +54,11 @@ export interface SqliteStoreOptions {
   dataDir: string;
   /** Clock for createdAt/updatedAt; tests inject a fixed one. Defaults to the system clock. */
   now?: () => Date;
+  /**
+   * How long a write waits for a lock another process (another control plane on this file) holds,
+   * before it fails with StoreUnwritableError; default 5000 ms.
+   */
+  busyTimeoutMs?: number;
   /**
    * TEST-ONLY hook, called inside the apply transaction after every statement has run and
    * immediately before COMMIT. The crash test uses it to announce "inside the transaction"
@@ -250,6 +258,10 @@ class SqliteStore implements SqliteResourceStore {
   readonly #delete: StatementSync;
   readonly #readRevision: StatementSync;
   readonly #writeRevision: StatementSync;
+  readonly #touchRevision: StatementSync;
+  readonly #busyTimeoutMs: number;
+  /** The writability probe in progress, which concurrent checks share. */
+  #probe: Promise<void> | undefined;
   #closed = false;
 
   constructor(path: string, db: DatabaseSync, options: SqliteStoreOptions) {
@@ -270,6 +282,8 @@ class SqliteStore implements SqliteResourceStore {
     this.#delete = db.prepare("DELETE FROM resources WHERE kind = ? AND name = ?");
     this.#readRevision = db.prepare("SELECT revision FROM store_state WHERE id = 1");
     this.#writeRevision = db.prepare("UPDATE store_state SET revision = ? WHERE id = 1");
+    this.#touchRevision = db.prepare("UPDATE store_state SET revision = revision WHERE id = 1");
+    this.#busyTimeoutMs = options.busyTimeoutMs ?? BUSY_TIMEOUT_MS;
   }
 
   #assertOpen(): void {
@@ -306,7 +320,11 @@ class SqliteStore implements SqliteResourceStore {
     const db = this.#db;
     // Everything from BEGIN to COMMIT is synchronous, so no other call on this connection
     // can interleave; BEGIN IMMEDIATE excludes writers in other processes.
-    db.exec("BEGIN IMMEDIATE");
+    try {
+      db.exec("BEGIN IMMEDIATE");
+    } catch (error) {
+      throw unwritable(error) ?? error;
+    }
     let plan: ReturnType<typeof planApply>;
     try {
       plan = planApply(
@@ -332,7 +350,7 @@ class SqliteStore implements SqliteResourceStore {
     } catch (error) {
       // SQLite may already have rolled back by itself (e.g. on SQLITE_FULL).
       if (db.isTransaction) db.exec("ROLLBACK");
-      throw error;
+      throw unwritable(error) ?? error;
     }
     this.#watchers.notify(plan.event);
     return plan.result;
@@ -341,6 +359,67 @@ class SqliteStore implements SqliteResourceStore {
   async revision(): Promise<number> {
     this.#assertOpen();
     return this.#currentRevision();
+  }
+
+  checkWritable(): Promise<void> {
+    try {
+      this.#assertOpen();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.#probe ??= this.#checkWritable().finally(() => {
+      this.#probe = undefined;
+    });
+    return this.#probe;
+  }
+
+  async #checkWritable(): Promise<void> {
+    // A file system remounted read-only (after an I/O error) fails the next commit; the rolled-back
+    // write below never reaches the disk, so ask the file system. (EACCES is no answer: an open
+    // database stays writable through its descriptor; a read-only one is found below.)
+    try {
+      accessSync(this.path, constants.W_OK);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "EROFS") {
+        throw new StoreUnwritableError(`${this.path} is on a read-only file system`);
+      }
+    }
+    // Nor does it find a full disk: what a commit needs must be free (the WAL, then its checkpoint).
+    const dir = dirname(this.path);
+    const fs = statfsSync(dir);
+    const free = (process.getuid?.() === 0 ? fs.bfree : fs.bavail) * fs.bsize;
+    if (free < MIN_FREE_BYTES) {
+      throw new StoreUnwritableError(`database or disk is full (${free} bytes free in ${dir})`);
+    }
+    // The write lock, and a row changed under it, rolled back: finds a database SQLite opened
+    // read-only (its file was) and a lock another process holds, and writes nothing.
+    const deadline = Date.now() + Math.min(this.#busyTimeoutMs, PROBE_WAIT_MS);
+    for (;;) {
+      this.#assertOpen();
+      try {
+        this.#tryWrite();
+        return;
+      } catch (error) {
+        if (!isBusy(error) || Date.now() >= deadline) throw unwritable(error) ?? error;
+      }
+      // Not SQLite's busy handler: that would block the event loop for the whole wait.
+      await delay(20);
+    }
+  }
+
+  #tryWrite(): void {
+    const db = this.#db;
+    db.exec("PRAGMA busy_timeout = 0");
+    try {
+      db.exec("BEGIN IMMEDIATE");
+      try {
+        this.#touchRevision.run();
+      } finally {
+        if (db.isTransaction) db.exec("ROLLBACK");
+      }
+    } finally {
+      db.exec(`PRAGMA busy_timeout = ${this.#busyTimeoutMs}`);
+    }
   }
 
   watch(listener: WatchListener): () => void {
@@ -357,22 +436,45 @@ class SqliteStore implements SqliteResourceStore {
 }
 
 const BUSY_TIMEOUT_MS = 5000;
+/** How long checkWritable waits for a lock another process holds (a write waits busyTimeoutMs). */
+const PROBE_WAIT_MS = 1000;
+/** Below this much free space, checkWritable reports the disk full: a commit would likely fail. */
+export const MIN_FREE_BYTES = 1024 * 1024;
 /** SQLite's primary result code for a lock held elsewhere (extended codes keep it in the low byte). */
 const SQLITE_BUSY = 5;
+
+const primaryCode = (error: unknown) => ((error as { errcode?: number }).errcode ?? 0) & 0xff;
+const isBusy = (error: unknown) => primaryCode(error) === SQLITE_BUSY;
+
+/**
+ * SQLite's primary result codes that say the file cannot be written now, for a reason no request
+ * can fix: PERM, BUSY, LOCKED, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB.
+ */
+const UNWRITABLE = new Set([3, 5, 6, 8, 10, 11, 13, 14, 15, 26]);
+
+/** The StoreUnwritableError for a SQLite error that means one; undefined for any other error. */
+function unwritable(error: unknown): StoreUnwritableError | undefined {
+  if (typeof (error as { errcode?: unknown }).errcode !== "number" || !UNWRITABLE.has(primaryCode(error))) {
+    return undefined;
+  }
+  return new StoreUnwritableError((error as Error).message, { cause: error });
+}
 
 /**
  * PRAGMA journal_mode = WAL, retried while another process holds the lock. Switching a new file
  * to WAL can fail with SQLITE_BUSY without SQLite's busy handler ever waiting (it gives up at
  * once where waiting could deadlock), so processes opening one new file together need a retry.
  */
-async function switchToWal(db: DatabaseSync): Promise<Record<string, unknown> | undefined> {
-  const deadline = Date.now() + BUSY_TIMEOUT_MS;
+async function switchToWal(
+  db: DatabaseSync,
+  timeoutMs: number,
+): Promise<Record<string, unknown> | undefined> {
+  const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
       return db.prepare("PRAGMA journal_mode = WAL").get();
     } catch (error) {
-      const busy = (((error as { errcode?: number }).errcode ?? 0) & 0xff) === SQLITE_BUSY;
-      if (!busy || Date.now() >= deadline) throw error;
+      if (!isBusy(error) || Date.now() >= deadline) throw error;
       await delay(10 + Math.random() * 40);
     }
   }
@@ -406,11 +508,12 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     // First, before anything that takes a lock: another process (a second control plane during
     // a rolling restart, or one started at the same moment on a new --data) may hold the write
     // lock briefly. Wait instead of failing at once with SQLITE_BUSY.
-    db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    const busyTimeoutMs = options.busyTimeoutMs ?? BUSY_TIMEOUT_MS;
+    db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
     // Before anything that writes: switching to WAL would give an emptied file a header.
     if (schemaVersion(db) === undefined) throw notInitialised(path);
     // WAL: readers do not block the writer and a commit is one sequential append + fsync.
-    const mode = await switchToWal(db);
+    const mode = await switchToWal(db, busyTimeoutMs);
     if (String(mode?.journal_mode).toLowerCase() !== "wal") {
       throw new Error(`${path}: cannot enable WAL journal mode (got ${String(mode?.journal_mode)})`);
     }
@@ -421,6 +524,17 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     return new SqliteStore(path, db, options);
   } catch (error) {
     db.close();
+    // SQLite's own words ("attempt to write a readonly database") do not say which file, nor that
+    // the directory may be what is read-only.
+    if (typeof (error as { errcode?: unknown }).errcode === "number") {
+      let hint = "";
+      try {
+        accessSync(dataDir, constants.W_OK);
+      } catch {
+        hint = ` (${dataDir} is not writable, and SQLite keeps ${DATABASE_FILE}-wal and -shm there)`;
+      }
+      throw new Error(`cannot open ${path}: ${(error as Error).message}${hint}`, { cause: error });
+    }
     throw error;
   }
 }

@@ -98,12 +98,18 @@ export interface ResourceStore {
   list(kind?: string): Promise<StoredResource[]>;
   /**
    * All or nothing, in one transaction. Throws ConflictError if any precondition fails and
-   * InvalidChangeError for a malformed change (including two changes to the same key);
-   * in both cases nothing is stored and the revision does not move.
+   * InvalidChangeError for a malformed change (including two changes to the same key), and
+   * StoreUnwritableError when the storage cannot take the write; in every case nothing is stored
+   * and the revision does not move.
    */
   apply(changes: readonly Change[], options?: ApplyOptions): Promise<ApplyResult>;
   /** The current store revision: 0 for an empty new store, +1 per committed apply. */
   revision(): Promise<number>;
+  /**
+   * Resolves if an apply could be stored now; rejects with StoreUnwritableError saying why not
+   * (apply() then rejects with it too). Writes nothing: for readiness checks, cheap to call often.
+   */
+  checkWritable(): Promise<void>;
   /**
    * Called synchronously after each committed apply of this store instance (writes by other
    * processes sharing the database are not observed). Returns the unsubscribe function.

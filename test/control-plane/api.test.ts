@@ -3,9 +3,11 @@
 // reference errors with field paths, the error shape for every 4xx/5xx, onChange, health, metrics,
 // status, modules (with the real registry) and the OpenAPI document checked against the routes Hono holds. One test serves
 // the app over real HTTP to check that an endless body is cut off with a 413.
+
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { once } from "node:events";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -17,16 +19,26 @@ import { stringify } from "yaml";
 import { type ApiOptions, createApi, openApiPath, pluralOf } from "../../control-plane/api/index.ts";
 import { MetricsRegistry } from "../../control-plane/metrics.ts";
 import {
+  createFileBlobStore,
   createMemoryBlobStore,
   createModuleRegistry,
   loadBuiltinModule,
 } from "../../control-plane/modules/index.ts";
 import { KINDS, type Kind, MAX_DEPTH } from "../../control-plane/resources/index.ts";
-import { openSqliteStore, type ResourceStore, type StoredResource } from "../../control-plane/store/index.ts";
+import {
+  DATABASE_FILE,
+  openSqliteStore,
+  type ResourceStore,
+  type StoredResource,
+} from "../../control-plane/store/index.ts";
+import { loadSqlite } from "../../control-plane/store/sqlite.ts";
 import type { ProxyStatus } from "../../control-plane/xds/status.ts";
 import { DEBUG_WASM, RELEASE_WASM } from "../support/artifacts.ts";
+import { WASMESH_BIN } from "../support/control-plane.ts";
+import { canMountTmpfs, fill, mountTmpfs } from "../support/tmpfs.ts";
 
 const API = "wasmesh.io/v1alpha1";
+const { DatabaseSync } = loadSqlite();
 type Doc = Record<string, unknown> & { kind: string; metadata: { name: string; resourceVersion?: string } };
 
 const cleanups: (() => void | Promise<void>)[] = [];
@@ -720,6 +732,7 @@ describe("concurrent writes", () => {
       },
       apply: (changes, options) => store.apply(changes, options),
       revision: () => store.revision(),
+      checkWritable: () => store.checkWritable(),
       watch: (listener) => store.watch(listener),
       close: () => store.close(),
     };
@@ -843,6 +856,7 @@ describe("request edges", () => {
       list: () => Promise.reject(new Error("disk on fire")),
       apply: (changes, options) => h.store.apply(changes, options),
       revision: () => h.store.revision(),
+      checkWritable: () => h.store.checkWritable(),
       watch: (listener) => h.store.watch(listener),
       close: () => h.store.close(),
     };
@@ -1089,6 +1103,172 @@ describe("modules", () => {
 });
 
 // --- over real HTTP -----------------------------------------------------------------------------
+
+describe("when the store cannot be written", () => {
+  const unwritable = (reason: string) => ({
+    error: { code: "unavailable", message: `the resource store cannot be written: ${reason}`, details: [] },
+  });
+
+  it("a lock another process holds: writes and /readyz answer 503 saying why; /healthz and reads stay 200", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "wasmesh-api-"));
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const store = await openSqliteStore({ dataDir, busyTimeoutMs: 100 });
+    cleanups.push(() => store.close());
+    const app = createApi({ store, version: "1.2.3", log: () => {} });
+    expect((await call(app, "POST", "/v1/services", service("reviews"))).status).toBe(201);
+    expect((await call(app, "GET", "/readyz")).body).toEqual({ status: "ok", revision: 1, version: "1.2.3" });
+
+    // What a second control plane on the same file does while it applies (for longer than a write waits).
+    const other = new DatabaseSync(join(dataDir, DATABASE_FILE));
+    cleanups.push(() => other.close());
+    other.exec("BEGIN IMMEDIATE");
+    for (const reply of [
+      await call(app, "POST", "/v1/services", service("ratings")),
+      await call(app, "DELETE", "/v1/services/reviews"),
+      await call(app, "GET", "/readyz"),
+    ]) {
+      expectError(reply, 503, "unavailable");
+      expect(reply.body).toEqual(unwritable("database is locked"));
+    }
+    expect((await call(app, "GET", "/healthz")).status).toBe(200);
+    expect((await call(app, "GET", "/v1/services")).body.items).toHaveLength(1);
+
+    other.exec("ROLLBACK");
+    expect((await call(app, "GET", "/readyz")).status).toBe(200);
+    expect((await call(app, "POST", "/v1/services", service("ratings"))).status).toBe(201);
+  });
+
+  it("a read-only wasmesh.db, as the issue found it: `wasmesh server` answers 503 with SQLite's reason", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "wasmesh-api-ro-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const dataDir = join(dir, "data");
+    const seeded = await openSqliteStore({ dataDir });
+    await call(createApi({ store: seeded }), "POST", "/v1/services", service("reviews"));
+    await seeded.close();
+    const user = unprivileged(dir, [dataDir, join(dataDir, DATABASE_FILE)]);
+    chmodSync(join(dataDir, DATABASE_FILE), 0o444);
+    const server = await startServer(dataDir, user);
+
+    const post = await fetch(`${server.api}/v1/services`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(service("ratings")),
+    });
+    expect({ status: post.status, body: await post.json() }).toEqual({
+      status: 503,
+      body: unwritable("attempt to write a readonly database"),
+    });
+    const ready = await fetch(`${server.api}/readyz`);
+    expect({ status: ready.status, body: await ready.json() }).toEqual({
+      status: 503,
+      body: unwritable("attempt to write a readonly database"),
+    });
+    expect((await fetch(`${server.api}/healthz`)).status).toBe(200);
+    const list = (await (await fetch(`${server.api}/v1/services`)).json()) as { items: Doc[] };
+    expect(list.items.map((r) => r.metadata.name)).toEqual(["reviews"]);
+    expect(server.stderr()).toBe("");
+  });
+
+  it("a read-only data directory: `wasmesh server` refuses to start, naming the file and the directory", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "wasmesh-api-ro-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const dataDir = join(dir, "data");
+    await (await openSqliteStore({ dataDir })).close();
+    const user = unprivileged(dir, [dataDir, join(dataDir, DATABASE_FILE)]);
+    chmodSync(dataDir, 0o555);
+    const child = spawn(
+      process.execPath,
+      [WASMESH_BIN, "server", "--data", dataDir, "--http-port", "0", "--xds-port", "0"],
+      { ...user, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const [code] = await once(child, "exit");
+    expect({ code, stderr }).toEqual({
+      code: 1,
+      stderr:
+        `wasmesh: cannot start the control plane: cannot open ${join(dataDir, DATABASE_FILE)}: attempt to write a ` +
+        `readonly database (${dataDir} is not writable, and SQLite keeps wasmesh.db-wal and -shm there)\n`,
+    });
+  });
+
+  // Skipped where no tmpfs can be mounted (test/support/tmpfs.ts).
+  it.skipIf(!canMountTmpfs())(
+    "a full disk: /readyz says so, a module push answers 503 naming ENOSPC",
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), "wasmesh-api-full-"));
+      cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+      const tmpfs = mountTmpfs(dir, 2 * 1024 * 1024);
+      cleanups.push(tmpfs.unmount);
+      const store = await openSqliteStore({ dataDir: tmpfs.dir });
+      cleanups.push(() => store.close());
+      const modules = createModuleRegistry({
+        store,
+        blobs: createFileBlobStore(tmpfs.dir),
+        builtin: await builtin(),
+      });
+      const app = createApi({ store, modules, log: () => {} });
+      expect((await call(app, "GET", "/readyz")).status).toBe(200);
+      fill(join(tmpfs.dir, "filler"));
+
+      const ready = await call(app, "GET", "/readyz");
+      expectError(ready, 503, "unavailable");
+      expect(ready.body.error.message).toMatch(
+        /^the resource store cannot be written: database or disk is full \(\d+ bytes free in .*tmpfs\)$/,
+      );
+      const push = await call(app, "POST", "/v1/modules/tagger", UPLOAD, {
+        "content-type": "application/wasm",
+      });
+      expectError(push, 503, "unavailable");
+      expect(push.body.error.message).toBe(
+        "the module store cannot be written: no space left on device (ENOSPC)",
+      );
+      expect(await store.list()).toEqual([]);
+    },
+  );
+});
+
+/**
+ * Root writes any file whatever its mode: as root, a child that must meet file modes runs as an
+ * unprivileged user (nobody), who is given `paths` and may enter `dir`. Spawn options for the child.
+ */
+function unprivileged(dir: string, paths: string[]): { uid?: number; gid?: number } {
+  if (process.getuid?.() !== 0) return {};
+  const user = { uid: 65_534, gid: 65_534 };
+  chmodSync(dir, 0o755);
+  for (const path of paths) chownSync(path, user.uid, user.gid);
+  return user;
+}
+
+/** `wasmesh server` on `dataDir` in a child process (as `user`, if given), stopped after the test. */
+async function startServer(dataDir: string, user: { uid?: number; gid?: number }) {
+  const child = spawn(
+    process.execPath,
+    [WASMESH_BIN, "server", "--data", dataDir, "--http-port", "0", "--xds-port", "0"],
+    { ...user, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  const exited = once(child, "exit");
+  cleanups.push(async () => {
+    child.kill("SIGTERM");
+    await exited;
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stderr.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const port = await new Promise<string>((resolve, reject) => {
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString();
+      const started = /API http:\/\/127\.0\.0\.1:(\d+)/.exec(stdout);
+      if (started?.[1]) resolve(started[1]);
+    });
+    exited.then(() => reject(new Error(`wasmesh server exited before it started:\n${stdout}${stderr}`)));
+  });
+  return { api: `http://127.0.0.1:${port}`, stderr: () => stderr };
+}
 
 describe("over HTTP (@hono/node-server)", () => {
   it("answers 413 to an endless streamed body without reading it all", async () => {

@@ -27,8 +27,10 @@ import {
   type ResourceInput,
   type ResourceStore,
   SCHEMA_VERSION,
+  StoreUnwritableError,
 } from "../../control-plane/store/index.ts";
 import { loadSqlite } from "../../control-plane/store/sqlite.ts";
+import { canMountTmpfs, fill, mountTmpfs } from "../support/tmpfs.ts";
 
 // The store's loader: without SQLite's one-time ExperimentalWarning (see sqlite.ts).
 const { DatabaseSync } = loadSqlite();
@@ -176,6 +178,79 @@ describe("sqlite store: a data directory that held a database never comes up emp
       `${DATABASE_FILE}-wal`,
     ]);
   });
+});
+
+describe("sqlite store: when the database cannot be written", () => {
+  const locked = "the resource store cannot be written: database is locked";
+
+  it("a lock another process holds: writes fail with why, after busyTimeoutMs; reads and the probe carry on", async () => {
+    const dataDir = tempDir();
+    const store = await openSqliteStore({ dataDir, busyTimeoutMs: 100 });
+    cleanups.push(() => store.close());
+    await store.apply([put(res("S", "a"))]);
+    const other = raw(dataDir, false);
+    other.exec("BEGIN IMMEDIATE");
+    const failure = await store.apply([put(res("S", "b"))]).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(StoreUnwritableError);
+    expect(failure).toMatchObject({ message: locked, reason: "database is locked" });
+    await expect(store.checkWritable()).rejects.toThrow(locked);
+    expect((await store.list()).map((r) => r.metadata.name)).toEqual(["a"]);
+
+    // Released while the probe waits for it: the probe succeeds.
+    const probe = store.checkWritable();
+    setTimeout(() => other.exec("ROLLBACK"), 50);
+    await probe;
+    expect((await store.apply([put(res("S", "b"))])).revision).toBe(2);
+  });
+
+  it("checkWritable writes nothing: no revision, no WAL frame", async () => {
+    const dataDir = tempDir();
+    const store = await open(dataDir);
+    await store.apply([put(res("S", "a"))]);
+    const wal = join(dataDir, `${DATABASE_FILE}-wal`);
+    const before = {
+      size: statSync(wal).size,
+      data: raw(dataDir).prepare("SELECT * FROM store_state").all(),
+    };
+    for (let i = 0; i < 5; i++) await store.checkWritable();
+    expect({
+      size: statSync(wal).size,
+      data: raw(dataDir).prepare("SELECT * FROM store_state").all(),
+    }).toEqual(before);
+    expect(await store.revision()).toBe(1);
+  });
+
+  // Skipped where no tmpfs can be mounted (test/support/tmpfs.ts).
+  it.skipIf(!canMountTmpfs())(
+    "a full disk: writes fail with why; the probe says so until space is freed",
+    async () => {
+      const tmpfs = mountTmpfs(tempDir(), 2 * 1024 * 1024);
+      // After the store closes (cleanups run last first), before the temp dir goes.
+      cleanups.unshift(tmpfs.unmount);
+      const dataDir = tmpfs.dir;
+      const store = await open(dataDir);
+      await store.apply([put(res("S", "a"))]);
+      await store.checkWritable();
+      const filler = join(dataDir, "filler");
+      fill(filler);
+      const failure = await store
+        .apply([put(res("S", "big", { pad: "x".repeat(256 * 1024) }))])
+        .catch((error: unknown) => error);
+      expect(failure).toBeInstanceOf(StoreUnwritableError);
+      expect((failure as Error).message).toBe(
+        "the resource store cannot be written: database or disk is full",
+      );
+      await expect(store.checkWritable()).rejects.toThrow(
+        new RegExp(
+          `^the resource store cannot be written: database or disk is full \\(\\d+ bytes free in ${dataDir}\\)$`,
+        ),
+      );
+      expect(await store.revision()).toBe(1);
+      rmSync(filler);
+      await store.checkWritable();
+      expect((await store.apply([put(res("S", "big", { pad: "x".repeat(256 * 1024) }))])).revision).toBe(2);
+    },
+  );
 });
 
 describe("sqlite store: durability", () => {

@@ -447,7 +447,21 @@ describe.each(implementations)("$name store", ({ open }) => {
       await expect(store.list()).rejects.toBeInstanceOf(StoreClosedError);
       await expect(store.revision()).rejects.toBeInstanceOf(StoreClosedError);
       await expect(store.apply([put(res("S", "b"))])).rejects.toBeInstanceOf(StoreClosedError);
+      await expect(store.checkWritable()).rejects.toBeInstanceOf(StoreClosedError);
       expect(() => store.watch(() => {})).toThrow(StoreClosedError);
+    });
+  });
+
+  describe("checkWritable", () => {
+    it("resolves for a store that can be written, and writes nothing", async () => {
+      const store = await fresh();
+      await store.apply([put(res("S", "a"))]);
+      const before = await snapshot(store);
+      const events: WatchEvent[] = [];
+      store.watch((event) => events.push(event));
+      await Promise.all([store.checkWritable(), store.checkWritable()]);
+      expect(await snapshot(store)).toEqual(before);
+      expect(events).toEqual([]);
     });
   });
 });
