@@ -83,7 +83,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     for (const stored of await store.list()) {
       // The store holds only validated resources; re-validating narrows the type and guards
       // against a database edited by hand.
-      const result = validateResource(stored);
+      const result = validateResource(stored, { stored: true });
       if (result.ok) resources.push(result.resource);
       else
         log(

@@ -101,7 +101,7 @@ export function createWriter(
       stored.set(key, s);
       // Only validated resources take part in reference checks (as in translation); a row that
       // no longer validates (edited by hand, older schema) is left out, not fatal.
-      const result = validateResource(s);
+      const result = validateResource(s, { stored: true });
       if (result.ok) state.set(key, result.resource);
       else
         log(`api: stored ${key} is invalid and ignored for reference checks: ${result.errors[0]?.message}`);

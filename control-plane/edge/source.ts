@@ -61,7 +61,7 @@ export function storeSnapshot(
     async resources() {
       const resources: Resource[] = [];
       for (const stored of await store.list()) {
-        const result = validateResource(stored);
+        const result = validateResource(stored, { stored: true });
         if (result.ok) resources.push(result.resource);
         else
           log(

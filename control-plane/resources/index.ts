@@ -38,6 +38,7 @@ export {
   type ReferenceResult,
   type ResourceResult,
   selects,
+  type ValidateOptions,
   validateReferences,
   validateResource,
 } from "./validate.ts";

@@ -97,13 +97,23 @@ function plainDataErrors(root: unknown): FieldError[] {
   return tooDeep !== undefined ? [tooDeep] : errors;
 }
 
+export interface ValidateOptions {
+  /**
+   * The document was read back from the store. It was accepted when it was written, so the rules on
+   * input added since (plain data: no NUL characters, no nesting past MAX_DEPTH) do not drop it from
+   * the mesh after an upgrade; everything else is checked as always. (A stored document came from
+   * JSON text, so it holds no cycle, and its depth was within what JSON.stringify could write.)
+   */
+  stored?: boolean;
+}
+
 /** Validates one resource document: structure, then the rules JSON Schema cannot express. */
-export function validateResource(value: unknown): ResourceResult {
+export function validateResource(value: unknown, options: ValidateOptions = {}): ResourceResult {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     return { ok: false, errors: [{ path: "(root)", message: "must be an object (a resource)" }] };
   }
   // First: the schema checks below recurse, and must not meet a value deeper than the stack.
-  const data = plainDataErrors(value);
+  const data = options.stored ? [] : plainDataErrors(value);
   if (data.length > 0) return { ok: false, errors: data };
   const doc = value as Record<string, unknown>;
   const header: FieldError[] = [];

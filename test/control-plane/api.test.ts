@@ -683,6 +683,18 @@ describe("POST /v1/apply", () => {
     expect(h.logs).toEqual([]);
   });
 
+  it("keeps what an older version stored, though today's input rules refuse it (a NUL character)", async () => {
+    const h = await setup();
+    const ports = [{ name: "http", port: 9080, protocol: "http" }];
+    const spec = { ports, description: "a\u0000b" };
+    await h.store.apply([
+      { op: "put", resource: { apiVersion: API, kind: "Service", metadata: { name: "reviews" }, spec } },
+    ]);
+    // Still a Service that others may refer to, and that translation and the edge see.
+    expect((await call(h.app, "POST", "/v1/workloads", workload("reviews-v1", "v1"))).status).toBe(201);
+    expect(h.logs).toEqual([]);
+  });
+
   it("takes JSON as one resource, an array or a list, and preconditions on resourceVersion", async () => {
     const h = await setup();
     expect((await call(h.app, "POST", "/v1/apply", service("reviews"))).status).toBe(200);

@@ -620,6 +620,21 @@ describe("validateResource", () => {
     expect(validateResource(wide).ok).toBe(true);
   });
 
+  it("checks a stored document without the plain-data rules added since, so an upgrade drops nothing", () => {
+    const service = valid().Service;
+    spec(service).description = "Book\u0000reviews";
+    const plugin = valid().WasmPlugin;
+    spec(plugin).module = "request-id";
+    spec(plugin).configuration = { x: nested(MAX_DEPTH) };
+    for (const doc of [service, plugin]) {
+      expect(validateResource(doc).ok).toBe(false);
+      expect(validateResource(doc, { stored: true })).toEqual({ ok: true, resource: doc });
+    }
+    // The rest is checked as always.
+    spec(service).ports = [];
+    expect(validateResource(service, { stored: true }).ok).toBe(false);
+  });
+
   for (const c of invalid) {
     it(`refuses ${c.name} at ${c.path}`, () => {
       const base = valid()[c.kind];
