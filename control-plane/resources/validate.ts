@@ -58,8 +58,8 @@ const NUL = "contains a NUL character (\\u0000)";
 
 /**
  * What plain data must not hold: nesting past MAX_DEPTH (then the one error: a value that contains
- * itself, which a YAML alias can build, is infinitely deep) and NUL characters in strings and keys
- * (C strings in Envoy and the filters end there). The recursion stops at MAX_DEPTH, so any input is
+ * itself, which a YAML alias can build, is infinitely deep), NUL characters in strings and keys
+ * (C strings in Envoy and the filters end there) and objects other than plain ones and arrays. The recursion stops at MAX_DEPTH, so any input is
  * safe; a value shared by several parents is walked again only when reached deeper than before.
  */
 function plainDataErrors(root: unknown): FieldError[] {
@@ -74,6 +74,15 @@ function plainDataErrors(root: unknown): FieldError[] {
       return;
     }
     if (typeof value !== "object" || value === null) return;
+    const prototype = Object.getPrototypeOf(value);
+    if (!Array.isArray(value) && prototype !== Object.prototype && prototype !== null) {
+      // E.g. a Date: what a YAML 1.1 timestamp (`%YAML 1.1`) becomes, and JSON would turn into text.
+      if (report) {
+        const type = (prototype as { constructor?: { name?: string } }).constructor?.name ?? "object";
+        errors.push({ path: at, message: `is a ${type}, not plain data: quote it to keep it as text` });
+      }
+      return;
+    }
     if (depth > MAX_DEPTH) {
       tooDeep = { path: at, message: `nested more than ${MAX_DEPTH} levels deep (objects and arrays)` };
       return;

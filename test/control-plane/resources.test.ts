@@ -869,6 +869,15 @@ ${configuration}`;
         message: `YAML tag ${tag} is not allowed: resources hold plain data (maps, lists, strings, numbers, booleans, null)`,
       })),
     ]);
+    // A YAML 1.1 document's timestamps are Dates, which JSON would turn into other text.
+    const yaml11 = parseManifests(`%YAML 1.1\n---\n${plugin("    when: 2001-12-14\n")}`);
+    expect(yaml11.ok === false && yaml11.errors).toEqual([
+      {
+        document: 0,
+        path: "spec.configuration.when",
+        message: "is a Date, not plain data: quote it to keep it as text",
+      },
+    ]);
     // The core schema's own tags are plain data.
     const first = parseManifests(plugin("    port: !!int '80'\n    name: !!str 80\n    plain: ! text\n"));
     expect(first.ok && first.resources[0]?.spec).toMatchObject({
