@@ -133,6 +133,14 @@ type Doc = Record<string, unknown>;
 type Any = any;
 const spec = (r: Doc): Any => r.spec;
 
+/** A valid WasmPlugin of a module other than the built-in, whose configuration is not checked. */
+function otherPlugin(configuration: unknown): Doc {
+  const plugin = valid().WasmPlugin;
+  spec(plugin).module = "request-id";
+  spec(plugin).configuration = configuration;
+  return plugin;
+}
+
 interface InvalidCase {
   name: string;
   kind: Kind;
@@ -556,18 +564,13 @@ describe("validateResource", () => {
   });
 
   it("does not check another module's configuration against the filter schema", () => {
-    const plugin = valid().WasmPlugin;
-    spec(plugin).module = "request-id";
-    spec(plugin).configuration = { anything: ["goes"] };
-    expect(validateResource(plugin).ok).toBe(true);
+    expect(validateResource(otherPlugin({ anything: ["goes"] })).ok).toBe(true);
   });
 
   it("refuses a NUL character in any string or key, naming each field", () => {
     const service = valid().Service;
     spec(service).description = "Book\u0000reviews";
-    const plugin = valid().WasmPlugin;
-    spec(plugin).module = "request-id";
-    spec(plugin).configuration = { headers: ["x-a", "x-\u0000b"], "k\u0000": 1 };
+    const plugin = otherPlugin({ headers: ["x-a", "x-\u0000b"], "k\u0000": 1 });
     expect(validateResource(service)).toEqual({
       ok: false,
       errors: [{ path: "spec.description", message: "contains a NUL character (\\u0000)" }],
@@ -583,12 +586,7 @@ describe("validateResource", () => {
 
   it(`refuses objects and arrays nested more than MAX_DEPTH (${MAX_DEPTH}) levels, and a value inside itself`, () => {
     // The resource is level 1, spec 2, configuration 3, configuration.x 4, ...
-    const plugin = (levels: number) => {
-      const p = valid().WasmPlugin;
-      spec(p).module = "request-id";
-      spec(p).configuration = { x: nested(levels - 3) };
-      return p;
-    };
+    const plugin = (levels: number) => otherPlugin({ x: nested(levels - 3) });
     expect(validateResource(plugin(MAX_DEPTH)).ok).toBe(true);
     expect(validateResource(plugin(MAX_DEPTH + 1))).toEqual({
       ok: false,
@@ -605,27 +603,21 @@ describe("validateResource", () => {
       `nested more than ${MAX_DEPTH} levels deep (objects and arrays)`,
     ]);
     // What a YAML alias can build (`&a [*a]`), and a tree that shares one value many times over.
-    const cyclic = plugin(4);
     const loop: unknown[] = [];
     loop.push(loop, loop);
-    spec(cyclic).configuration = { loop };
-    const refused = validateResource(cyclic);
+    const refused = validateResource(otherPlugin({ loop }));
     expect(refused.ok === false && refused.errors.map((e) => e.message)).toEqual([
       `nested more than ${MAX_DEPTH} levels deep (objects and arrays)`,
     ]);
     let shared: unknown = ["leaf"];
     for (let i = 0; i < 50; i++) shared = [shared, shared];
-    const wide = plugin(4);
-    spec(wide).configuration = { shared };
-    expect(validateResource(wide).ok).toBe(true);
+    expect(validateResource(otherPlugin({ shared })).ok).toBe(true);
   });
 
   it("checks a stored document without the plain-data rules added since, so an upgrade drops nothing", () => {
     const service = valid().Service;
     spec(service).description = "Book\u0000reviews";
-    const plugin = valid().WasmPlugin;
-    spec(plugin).module = "request-id";
-    spec(plugin).configuration = { x: nested(MAX_DEPTH) };
+    const plugin = otherPlugin({ x: nested(MAX_DEPTH) });
     for (const doc of [service, plugin]) {
       expect(validateResource(doc).ok).toBe(false);
       expect(validateResource(doc, { stored: true })).toEqual({ ok: true, resource: doc });
