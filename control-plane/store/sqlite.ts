@@ -219,10 +219,11 @@ function createDatabase(dataDir: string, path: string): void {
     try {
       linkSync(temp, path);
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
+      const code = (error as NodeJS.ErrnoException).code ?? "";
       if (code === "EEXIST") return;
+      if (!["EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS"].includes(code)) throw error;
       // A file system without hard links: rename, which is atomic but not exclusive.
-      if (!["EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS"].includes(code ?? "") || existsSync(path)) throw error;
+      if (existsSync(path)) return;
       renameSync(temp, path);
     }
     // The new name must survive a power loss too.
@@ -238,7 +239,7 @@ function syncDirectory(dir: string): void {
     fd = openSync(dir, "r");
     fsyncSync(fd);
   } catch {
-    // Some platforms cannot open or fsync a directory; the rename itself has happened.
+    // Some platforms cannot open or fsync a directory; the link (or rename) itself has happened.
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
