@@ -235,16 +235,23 @@ describe("the Workers KV publisher", () => {
     expect(publisher.published).toBe(cloudflare.published()[1]?.version);
   });
 
-  it("publishes nothing while the mesh has no valid edge configuration", async () => {
+  it("publishes nothing while the store cannot be read, and the next change after it recovers", async () => {
     const { store, cloudflare, logs, publisher } = await setup();
-    await put(
-      store,
-      example().filter((r) => r.metadata.name !== "reviews-v2-a"),
-    );
+    await put(store, example());
+    // Every mesh has an edge configuration (a cluster without Workloads is a per-request 503), so
+    // only a failing store leaves nothing to publish; the key keeps what it had.
+    const list = store.list.bind(store);
+    store.list = () => Promise.reject(new Error("disk I/O error"));
     publisher.notify();
     await publisher.idle();
     expect(cloudflare.requests).toHaveLength(0);
     expect(logs).toContainEqual(expect.stringContaining("not publishing"));
+    expect(logs).toContainEqual(expect.stringContaining("disk I/O error"));
+
+    store.list = list;
+    publisher.notify();
+    await publisher.idle();
+    expect(cloudflare.requests).toHaveLength(1);
   });
 
   it("returns from notify() at once and aborts a hanging request on close()", async () => {
