@@ -63,7 +63,7 @@ export function moduleRoutes(deps: ModuleDeps): Documented<Hono> {
     // in headers so that clients can show it.
     // Header values must be printable ASCII on one line.
     for (const warning of result.warnings)
-      c.header("Wasmesh-Warning", warning.replace(/[^\x20-\x7e]+/g, " "), { append: true });
+      c.header("Wasmesh-Warning", warning.message.replace(/[^\x20-\x7e]+/g, " "), { append: true });
     return c.json(result.resource, result.created ? 201 : 200, {
       ETag: etag(result.resource.metadata.resourceVersion),
       ...(result.created ? { Location: `/v1/wasmmodules/${name}` } : {}),

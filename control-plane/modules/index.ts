@@ -10,7 +10,16 @@ export {
   type ModuleBlobStore,
   sha256Hex,
 } from "./blobs.ts";
-export { DEFAULT_VALIDATION_TIMEOUT_MS, type IsolationLimits, validateModuleIsolated } from "./isolate.ts";
+export {
+  DEFAULT_VALIDATION_HEAP_MB,
+  DEFAULT_VALIDATION_TIMEOUT_MS,
+  defaultPoolSize,
+  type IsolationLimits,
+  ValidationPool,
+  type ValidationPoolOptions,
+  validateModuleIsolated,
+} from "./isolate.ts";
+export { declaredMemories, limitMemory, MEMORY_REQUEST_EXPORT, PAGE_BYTES } from "./memory-limit.ts";
 export {
   BUILTIN_MODULE_PATH,
   createModuleRegistry,

@@ -1,55 +1,275 @@
-// Module validation off the main thread, with a time limit. The smoke run calls into the uploaded
-// module (VM start, configure, one request); a module that loops forever or grows its heap without
-// bound would otherwise hang or exhaust the control plane that every sidecar depends on.
+// Module validation off the main thread: a pool of worker threads, a time limit per validation,
+// and memory bounds per worker. The smoke run calls into the uploaded module (VM start, configure,
+// one request); a module that loops forever or grows its memory without bound would otherwise
+// hang or exhaust the control plane that every sidecar depends on, and one slow validation would
+// hold up every other push.
+//
+// CPU: a validation still running after a moment (healthy ones take milliseconds) has its thread
+// moved to the lowest scheduling priority (Linux), so that modules spinning out their time limit
+// leave the cores to healthy validations and to the rest of the control plane; such a worker is not
+// reused. One idle worker is kept warm whenever the pool has room, so a push does not wait for a
+// thread to start.
+//
+// Memory: a worker's JavaScript heap is capped by resourceLimits; the module's linear memory lives
+// outside that heap, so validate.ts runs a copy of the module that cannot grow past the memory
+// ceiling (memory-limit.ts). A validation thus holds at most the ceiling plus the heap cap, and the
+// pool at most `size` of them.
+import { availableParallelism, setPriority } from "node:os";
 import { Worker } from "node:worker_threads";
+import { DEFAULT_MEMORY_LIMIT_BYTES, mib } from "../../host/index.ts";
 import type { ValidateOptions, ValidateResult } from "./validate.ts";
 
 export interface IsolationLimits {
-  /** Wall-clock bound of the whole validation, default 10 s. */
+  /** Wall-clock bound of one validation, from when a worker takes it; default 10 s. */
   timeoutMs?: number;
-  /** The worker's JS heap cap (V8 old generation), default 256 MiB. */
+  /** A worker's JS heap cap (V8 old generation), default 64 MiB. */
   maxHeapMb?: number;
+  /** The module's memory ceiling (ValidateOptions.memoryLimitBytes), default the host's 128 MiB. */
+  memoryLimitBytes?: number;
+}
+
+export interface ValidationPoolOptions extends IsolationLimits {
+  /** Worker threads at most (default defaultPoolSize()); more validations wait their turn. */
+  size?: number;
+  /** An idle worker exits after this long (default 30 s); the next validation starts a new one. */
+  idleMs?: number;
+  /** A validation still running after this long runs at the lowest CPU priority (default 200 ms). */
+  lowerPriorityAfterMs?: number;
 }
 
 export const DEFAULT_VALIDATION_TIMEOUT_MS = 10_000;
+export const DEFAULT_VALIDATION_HEAP_MB = 64;
+const DEFAULT_IDLE_MS = 30_000;
+const DEFAULT_LOWER_PRIORITY_AFTER_MS = 200;
+/** The nice value of a validation that has run long (the lowest priority there is). */
+const LOW_PRIORITY = 19;
 
-export function validateModuleIsolated(
+/**
+ * Twice the CPUs, at least 6 and at most 16. A healthy validation takes a few milliseconds of CPU;
+ * a hostile one holds its worker until the time limit. More workers than cores keep healthy pushes
+ * flowing while a few hostile ones run out their time (the per-client bound of the API keeps one
+ * client from taking them all), and the cap bounds the memory the pool can hold.
+ */
+export function defaultPoolSize(cpus: number = availableParallelism()): number {
+  return Math.min(16, Math.max(6, 2 * cpus));
+}
+
+interface Job {
+  bytes: Uint8Array;
+  options: ValidateOptions;
+  resolve: (result: ValidateResult) => void;
+}
+
+interface PoolWorker {
+  worker: Worker;
+  /** The worker's OS thread id (Linux), for setPriority. */
+  tid?: number;
+  job?: Job;
+  timer?: ReturnType<typeof setTimeout>;
+  lowerTimer?: ReturnType<typeof setTimeout>;
+  /** When its current job started (performance.now()). */
+  startedAt?: number;
+  /** Running at low priority: it cannot be raised again, so the worker is retired after its job. */
+  lowered: boolean;
+  /** Terminated or crashed: its events are no longer news. */
+  gone: boolean;
+}
+
+/** What a worker posts: its thread id once started, then the result of each job. */
+export type WorkerMessage = { kind: "started"; tid?: number } | { kind: "result"; result: ValidateResult };
+
+const smokeFailure = (message: string): ValidateResult => ({
+  ok: false,
+  errors: [{ path: "module.smoke", message }],
+});
+
+export class ValidationPool {
+  readonly size: number;
+  readonly timeoutMs: number;
+  readonly memoryLimitBytes: number;
+  readonly #heapMb: number;
+  readonly #idleMs: number;
+  readonly #lowerAfterMs: number;
+  readonly #workers = new Set<PoolWorker>();
+  readonly #idle: PoolWorker[] = [];
+  readonly #queue: Job[] = [];
+  #closed = false;
+
+  constructor(options: ValidationPoolOptions = {}) {
+    this.size = Math.max(1, Math.floor(options.size ?? defaultPoolSize()));
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_VALIDATION_TIMEOUT_MS;
+    this.memoryLimitBytes = options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT_BYTES;
+    this.#heapMb = options.maxHeapMb ?? DEFAULT_VALIDATION_HEAP_MB;
+    this.#idleMs = options.idleMs ?? DEFAULT_IDLE_MS;
+    this.#lowerAfterMs = options.lowerPriorityAfterMs ?? DEFAULT_LOWER_PRIORITY_AFTER_MS;
+  }
+
+  /** Validations being run by a worker now. */
+  get running(): number {
+    return this.#workers.size - this.#idle.length;
+  }
+
+  /** Validations waiting for a worker. */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  /** validateModule in a worker of the pool, with the pool's time and memory limits. */
+  validate(bytes: Uint8Array, options: ValidateOptions = {}): Promise<ValidateResult> {
+    if (this.#closed) return Promise.resolve(smokeFailure("the control plane is shutting down"));
+    return new Promise((resolve) => {
+      this.#queue.push({ bytes, options: { memoryLimitBytes: this.memoryLimitBytes, ...options }, resolve });
+      this.#dispatch();
+    });
+  }
+
+  /** Stops every worker; validations still running or waiting are answered with a failure. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const job of this.#queue.splice(0)) job.resolve(smokeFailure("the control plane is shutting down"));
+    const workers = [...this.#workers];
+    for (const entry of workers) this.#retire(entry, smokeFailure("the control plane is shutting down"));
+    await Promise.all(workers.map((entry) => entry.worker.terminate()));
+  }
+
+  #dispatch(): void {
+    while (this.#queue.length > 0) {
+      let entry = this.#idle.pop();
+      if (!entry) {
+        if (this.#workers.size >= this.size) return;
+        entry = this.#spawn();
+      }
+      this.#start(entry, this.#queue.shift() as Job);
+    }
+    // A warm spare for the next push, while there is room for one.
+    if (
+      !this.#closed &&
+      this.#idle.length === 0 &&
+      this.#workers.size > 0 &&
+      this.#workers.size < this.size
+    ) {
+      this.#idleFrom(this.#spawn());
+    }
+  }
+
+  #spawn(): PoolWorker {
+    const worker = new Worker(new URL("./validate-worker.ts", import.meta.url), {
+      resourceLimits: { maxOldGenerationSizeMb: this.#heapMb },
+    });
+    const entry: PoolWorker = { worker, lowered: false, gone: false };
+    this.#workers.add(entry);
+    worker.on("message", (message: WorkerMessage) => {
+      if (entry.gone) return;
+      if (message.kind === "started") {
+        if (message.tid !== undefined) entry.tid = message.tid;
+        // A job handed over before the worker said its thread id may already be due to be lowered.
+        if (entry.job && entry.lowerTimer === undefined && entry.lowered === false)
+          this.#scheduleLowering(entry);
+      } else if (entry.job) {
+        this.#finish(entry, message.result);
+      }
+    });
+    worker.once("error", (error: Error) => {
+      const message =
+        (error as NodeJS.ErrnoException).code === "ERR_WORKER_OUT_OF_MEMORY"
+          ? `ran out of memory during the smoke run: its JavaScript heap is limited to ${this.#heapMb} MiB ` +
+            "(a module that logs or allocates through the host without end?)"
+          : `validation failed: ${error.message}`;
+      this.#retire(entry, smokeFailure(message));
+    });
+    worker.once("exit", (code) =>
+      this.#retire(entry, smokeFailure(`validation stopped unexpectedly (exit ${code})`)),
+    );
+    return entry;
+  }
+
+  #start(entry: PoolWorker, job: Job): void {
+    clearTimeout(entry.timer);
+    entry.worker.ref();
+    entry.job = job;
+    entry.startedAt = performance.now();
+    this.#scheduleLowering(entry);
+    entry.timer = setTimeout(() => {
+      // The module's memory cannot have passed the ceiling (validate.ts caps it), so a timeout is
+      // time spent running, not memory: say both.
+      const limit = mib(job.options.memoryLimitBytes ?? this.memoryLimitBytes);
+      this.#retire(
+        entry,
+        smokeFailure(
+          `did not finish within ${this.timeoutMs} ms: it was still running (a loop that never returns?); ` +
+            `its memory stayed within the ${limit} limit`,
+        ),
+      );
+    }, this.timeoutMs);
+    entry.worker.postMessage({ bytes: job.bytes, options: job.options });
+  }
+
+  /** Lowers the worker's priority once its job has run #lowerAfterMs (when its thread id is known). */
+  #scheduleLowering(entry: PoolWorker): void {
+    clearTimeout(entry.lowerTimer);
+    entry.lowerTimer = undefined;
+    if (entry.tid === undefined || entry.startedAt === undefined) return;
+    const tid = entry.tid;
+    const wait = Math.max(0, this.#lowerAfterMs - (performance.now() - entry.startedAt));
+    entry.lowerTimer = setTimeout(() => {
+      if (entry.gone || !entry.job) return;
+      try {
+        setPriority(tid, LOW_PRIORITY);
+        entry.lowered = true;
+      } catch {
+        // Not permitted or not supported here: the time limit still bounds it.
+      }
+    }, wait);
+  }
+
+  #finish(entry: PoolWorker, result: ValidateResult): void {
+    clearTimeout(entry.timer);
+    clearTimeout(entry.lowerTimer);
+    const job = entry.job;
+    entry.job = undefined;
+    entry.startedAt = undefined;
+    if (entry.lowered) this.#retire(entry);
+    else this.#idleFrom(entry);
+    job?.resolve(result);
+    this.#dispatch();
+  }
+
+  /** Keeps a worker for the next job; idle workers neither keep the process alive nor stay for ever. */
+  #idleFrom(entry: PoolWorker): void {
+    entry.worker.unref();
+    clearTimeout(entry.timer);
+    entry.timer = setTimeout(() => this.#retire(entry), this.#idleMs);
+    entry.timer.unref();
+    this.#idle.push(entry);
+  }
+
+  /** Ends a worker (a stuck one is terminated) and answers its validation, if it had one. */
+  #retire(entry: PoolWorker, result?: ValidateResult): void {
+    if (entry.gone) return;
+    entry.gone = true;
+    clearTimeout(entry.timer);
+    clearTimeout(entry.lowerTimer);
+    this.#workers.delete(entry);
+    const idle = this.#idle.indexOf(entry);
+    if (idle >= 0) this.#idle.splice(idle, 1);
+    void entry.worker.terminate();
+    const job = entry.job;
+    entry.job = undefined;
+    if (job) job.resolve(result ?? smokeFailure("validation stopped unexpectedly"));
+    if (!this.#closed) this.#dispatch();
+  }
+}
+
+/** One validation in a worker of its own (a pool of one, closed after). */
+export async function validateModuleIsolated(
   bytes: Uint8Array,
   options: ValidateOptions = {},
   limits: IsolationLimits = {},
 ): Promise<ValidateResult> {
-  const timeoutMs = limits.timeoutMs ?? DEFAULT_VALIDATION_TIMEOUT_MS;
-  const worker = new Worker(new URL("./validate-worker.ts", import.meta.url), {
-    workerData: { bytes, options },
-    resourceLimits: { maxOldGenerationSizeMb: limits.maxHeapMb ?? 256 },
-  });
-  const smokeFailure = (message: string): ValidateResult => ({
-    ok: false,
-    errors: [{ path: "module.smoke", message }],
-  });
-  return new Promise<ValidateResult>((resolve) => {
-    let settled = false;
-    const settle = (result: ValidateResult) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      void worker.terminate();
-      resolve(result);
-    };
-    const timer = setTimeout(
-      () => settle(smokeFailure(`did not finish within ${timeoutMs} ms (a loop that never returns?)`)),
-      timeoutMs,
-    );
-    worker.once("message", (result: ValidateResult) => settle(result));
-    worker.once("error", (error: Error) =>
-      settle(
-        smokeFailure(
-          (error as NodeJS.ErrnoException).code === "ERR_WORKER_OUT_OF_MEMORY"
-            ? "ran out of memory during the smoke run"
-            : `validation failed: ${error.message}`,
-        ),
-      ),
-    );
-    worker.once("exit", (code) => settle(smokeFailure(`validation stopped unexpectedly (exit ${code})`)));
-  });
+  const pool = new ValidationPool({ ...limits, size: 1 });
+  try {
+    return await pool.validate(bytes, options);
+  } finally {
+    await pool.close();
+  }
 }

@@ -4,6 +4,7 @@
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { Value } from "@sinclair/typebox/value";
+import { DEFAULT_MEMORY_LIMIT_BYTES } from "../../host/index.ts";
 import {
   API_VERSION,
   type FieldError,
@@ -16,6 +17,7 @@ import { ConflictError, type ResourceStore, type StoredResource } from "../store
 import type { ModuleCode } from "../translate/types.ts";
 import { isSha256, type ModuleBlobStore, sha256Hex } from "./blobs.ts";
 import { validateModuleIsolated } from "./isolate.ts";
+import { capMemoryMaximum, PAGE_BYTES } from "./memory-limit.ts";
 import { type ModuleRegistry, ModuleRejectedError, type PushOptions, type PushResult } from "./types.ts";
 import type { ValidateOptions, ValidateResult } from "./validate.ts";
 
@@ -33,6 +35,12 @@ export interface ModuleRegistryOptions {
   log?: (line: string) => void;
   /** Replaces the default validation (validateModuleIsolated: a worker thread with a time limit). */
   validate?: (bytes: Uint8Array, options: ValidateOptions) => Promise<ValidateResult>;
+  /**
+   * The modules' memory ceiling (default the host's, 128 MiB): the code handed to translation,
+   * which Envoy runs, declares at most this much memory, so V8 refuses to grow a module past it.
+   * Stored bytes (and bytes()) stay as uploaded. Validation has its own setting (ValidateOptions).
+   */
+  memoryLimitBytes?: number;
 }
 
 /** Reads the built-in module; tells the user how to build it when it is not there. */
@@ -55,9 +63,16 @@ export function createModuleRegistry(options: ModuleRegistryOptions): ModuleRegi
   const { store, blobs, builtin } = options;
   const log = options.log ?? ((line: string) => console.warn(line));
   const validate = options.validate ?? validateModuleIsolated;
+  const limitPages = Math.floor((options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT_BYTES) / PAGE_BYTES);
   // Blobs never change under a digest, so bytes once read and verified can be kept. Bounded by what
   // the last codes() call needed (the modules in use), plus whatever bytes() fetched since.
   let cache = new Map<string, Uint8Array>();
+  /** What codes() hands out: the bytes with their memory capped (capMemoryMaximum), by digest. */
+  let deployable = new Map<string, Uint8Array>();
+  const builtinCode: ModuleCode = {
+    sha256: builtin.sha256,
+    bytes: capMemoryMaximum(builtin.bytes, limitPages),
+  };
 
   async function load(sha256: string): Promise<Uint8Array | undefined> {
     if (sha256 === builtin.sha256) return builtin.bytes;
@@ -66,6 +81,55 @@ export function createModuleRegistry(options: ModuleRegistryOptions): ModuleRegi
     const bytes = await blobs.get(sha256);
     if (bytes) cache.set(sha256, bytes);
     return bytes;
+  }
+
+  /** The store part of a push, for bytes validation accepted. */
+  async function storeValidated(
+    name: string,
+    bytes: Uint8Array,
+    verdict: Extract<ValidateResult, { ok: true }>,
+    pushOptions: PushOptions,
+  ): Promise<PushResult> {
+    const { sha256, size, abiVersion, warnings } = verdict;
+
+    const current = await store.get(KIND, name);
+    const currentSpec = current?.spec as WasmModule["spec"] | undefined;
+    const description =
+      pushOptions.description ?? (currentSpec?.sha256 === sha256 ? currentSpec.description : undefined);
+    if (current && currentSpec?.sha256 === sha256 && currentSpec.description === description) {
+      // Nothing to write, but the caller's precondition still holds or fails as an apply's would.
+      checkExpected(name, pushOptions.expectedVersion, current);
+      // Repairs a blob lost or damaged since: the resource must keep pointing at real bytes.
+      if (!(await blobs.has(sha256))) await blobs.put(sha256, bytes);
+      return { resource: current, created: false, unchanged: true, warnings };
+    }
+
+    const spec: WasmModule["spec"] = {
+      sha256,
+      size,
+      abiVersion,
+      ...(description !== undefined ? { description } : {}),
+    };
+    const labels = current?.metadata.labels;
+    const resource = {
+      apiVersion: API_VERSION,
+      kind: KIND,
+      metadata: { name, ...(labels ? { labels } : {}) },
+      spec,
+    };
+    // The store knows nothing of the model: check the document as the API would before storing it.
+    const checked = validateResource(resource);
+    if (!checked.ok) throw new ModuleRejectedError(checked.errors);
+
+    await blobs.put(sha256, bytes);
+    const applied = await store.apply([
+      pushOptions.expectedVersion === undefined
+        ? { op: "put", resource }
+        : { op: "put", resource, expectedVersion: pushOptions.expectedVersion },
+    ]);
+    const change = applied.changes[0];
+    if (change?.op !== "put") throw new Error(`store apply returned ${JSON.stringify(change)} for a put`);
+    return { resource: change.resource, created: change.created, unchanged: false, warnings };
   }
 
   return {
@@ -80,46 +144,8 @@ export function createModuleRegistry(options: ModuleRegistryOptions): ModuleRegi
         ...(pushOptions.rootId !== undefined ? { rootId: pushOptions.rootId } : {}),
       });
       if (!verdict.ok) throw new ModuleRejectedError(verdict.errors);
-      const { sha256, size, abiVersion, warnings } = verdict;
-
-      const current = await store.get(KIND, name);
-      const currentSpec = current?.spec as WasmModule["spec"] | undefined;
-      const description =
-        pushOptions.description ?? (currentSpec?.sha256 === sha256 ? currentSpec.description : undefined);
-      if (current && currentSpec?.sha256 === sha256 && currentSpec.description === description) {
-        // Nothing to write, but the caller's precondition still holds or fails as an apply's would.
-        checkExpected(name, pushOptions.expectedVersion, current);
-        // Repairs a blob lost or damaged since: the resource must keep pointing at real bytes.
-        if (!(await blobs.has(sha256))) await blobs.put(sha256, bytes);
-        return { resource: current, created: false, unchanged: true, warnings };
-      }
-
-      const spec: WasmModule["spec"] = {
-        sha256,
-        size,
-        abiVersion,
-        ...(description !== undefined ? { description } : {}),
-      };
-      const labels = current?.metadata.labels;
-      const resource = {
-        apiVersion: API_VERSION,
-        kind: KIND,
-        metadata: { name, ...(labels ? { labels } : {}) },
-        spec,
-      };
-      // The store knows nothing of the model: check the document as the API would before storing it.
-      const checked = validateResource(resource);
-      if (!checked.ok) throw new ModuleRejectedError(checked.errors);
-
-      await blobs.put(sha256, bytes);
-      const applied = await store.apply([
-        pushOptions.expectedVersion === undefined
-          ? { op: "put", resource }
-          : { op: "put", resource, expectedVersion: pushOptions.expectedVersion },
-      ]);
-      const change = applied.changes[0];
-      if (change?.op !== "put") throw new Error(`store apply returned ${JSON.stringify(change)} for a put`);
-      return { resource: change.resource, created: change.created, unchanged: false, warnings };
+      const write = () => storeValidated(name, bytes, verdict, pushOptions);
+      return pushOptions.exclusive ? pushOptions.exclusive(write) : write();
     },
 
     async bytes(sha256: string): Promise<Uint8Array | undefined> {
@@ -130,19 +156,27 @@ export function createModuleRegistry(options: ModuleRegistryOptions): ModuleRegi
     async codes(modules: readonly { name: string; sha256: string }[]): Promise<Map<string, ModuleCode>> {
       const codes = new Map<string, ModuleCode>();
       const used = new Map<string, Uint8Array>();
+      const capped = new Map<string, Uint8Array>();
       for (const { name, sha256 } of modules) {
         if (name === MESH_MODULE) continue; // reserved: the built-in always wins
+        if (sha256 === builtin.sha256) {
+          codes.set(name, builtinCode);
+          continue;
+        }
         const bytes = await load(sha256);
         if (bytes === undefined) {
           // Translation refuses a plugin whose module has no code, so the gap shows up there too.
           log(`wasmesh: no bytes for module '${name}' (sha256 ${sha256}): push it again`);
           continue;
         }
-        codes.set(name, { sha256, bytes });
-        if (sha256 !== builtin.sha256) used.set(sha256, bytes);
+        const code = deployable.get(sha256) ?? capMemoryMaximum(bytes, limitPages);
+        codes.set(name, { sha256, bytes: code });
+        used.set(sha256, bytes);
+        capped.set(sha256, code);
       }
-      codes.set(MESH_MODULE, builtin);
+      codes.set(MESH_MODULE, builtinCode);
       cache = used;
+      deployable = capped;
       return codes;
     },
   };

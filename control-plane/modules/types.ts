@@ -8,7 +8,7 @@ import type { ModuleCode } from "../translate/types.ts";
 /**
  * Thrown by push() for bytes that are not a usable Proxy-Wasm module, or a name or description it
  * cannot be stored under; nothing is stored. Error paths: "module", "module.exports",
- * "module.imports", "module.smoke", "configuration", "name", "description".
+ * "module.imports", "module.memory", "module.smoke", "configuration", "name", "description".
  */
 export class ModuleRejectedError extends Error {
   readonly errors: FieldError[];
@@ -31,6 +31,11 @@ export interface PushOptions {
   configuration?: unknown;
   /** The plugin root_id for the smoke run (default ""). */
   rootId?: string;
+  /**
+   * The caller's write lock (the API's): the store part of the push (read, compare, write) runs
+   * under it, the validation before it and outside it, so that pushes validate side by side.
+   */
+  exclusive?: <T>(fn: () => Promise<T>) => Promise<T>;
 }
 
 export interface PushResult {
@@ -40,7 +45,7 @@ export interface PushResult {
   /** The same bytes were already the module's current version: nothing changed. */
   unchanged: boolean;
   /** What validation could not check (e.g. no request ran: every default configuration was refused). */
-  warnings: string[];
+  warnings: FieldError[];
 }
 
 export interface ModuleRegistry {

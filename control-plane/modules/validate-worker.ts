@@ -1,7 +1,25 @@
-// Runs validateModule in a worker thread (see isolate.ts): the smoke run executes uploaded code,
-// which must not be able to stall or crash the control plane's event loop.
-import { parentPort, workerData } from "node:worker_threads";
+// A worker of the validation pool (see isolate.ts): says its OS thread id (so the pool can lower
+// the priority of a validation that runs long), then runs validateModule for each job it is
+// handed, one at a time, so that the smoke run's calls into uploaded code never stall or crash the
+// control plane's event loop.
+import { readlinkSync } from "node:fs";
+import { parentPort } from "node:worker_threads";
+import type { WorkerMessage } from "./isolate.ts";
 import { type ValidateOptions, validateModule } from "./validate.ts";
 
-const { bytes, options } = workerData as { bytes: Uint8Array; options: ValidateOptions };
-parentPort?.postMessage(await validateModule(bytes, options));
+/** This thread's id on Linux ("<pid>/task/<tid>"); undefined elsewhere. */
+function threadId(): number | undefined {
+  try {
+    const tid = Number(readlinkSync("/proc/thread-self").split("/").pop());
+    return Number.isInteger(tid) ? tid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const post = (message: WorkerMessage) => parentPort?.postMessage(message);
+const tid = threadId();
+post({ kind: "started", ...(tid !== undefined ? { tid } : {}) });
+parentPort?.on("message", async ({ bytes, options }: { bytes: Uint8Array; options: ValidateOptions }) => {
+  post({ kind: "result", result: await validateModule(bytes, options) });
+});

@@ -3,9 +3,17 @@
 // then a smoke run in the TypeScript Proxy-Wasm host: start the VM, configure a plugin, and take
 // one request and its response through it. Every failure is a FieldError that says what is wrong,
 // so the CLI can print it as is.
-import { compileModule, type Plugin, ProxyWasmHost, type VmFailure } from "../../host/index.ts";
+import {
+  compileModule,
+  DEFAULT_MEMORY_LIMIT_BYTES,
+  mib,
+  type Plugin,
+  ProxyWasmHost,
+  type VmFailure,
+} from "../../host/index.ts";
 import type { FieldError } from "../resources/index.ts";
 import { sha256Hex } from "./blobs.ts";
+import { declaredMemories, limitMemory, MEMORY_REQUEST_EXPORT, PAGE_BYTES } from "./memory-limit.ts";
 
 /** The only Proxy-Wasm ABI the mesh's Envoy and the edge host are built for. */
 export const ABI_VERSION = "0.2.1";
@@ -26,6 +34,11 @@ export interface ValidateOptions {
   configuration?: unknown;
   /** The plugin's root_id for the smoke run (default ""). */
   rootId?: string;
+  /**
+   * The ceiling of the module's linear memory (default the host's, 128 MiB): a module declaring
+   * more, or asking for more in the smoke run, is refused, and the smoke run never holds more.
+   */
+  memoryLimitBytes?: number;
 }
 
 export type ValidateResult =
@@ -36,7 +49,7 @@ export type ValidateResult =
       size: number;
       abiVersion: typeof ABI_VERSION;
       /** What the smoke run could not exercise, e.g. no request when every configuration was refused. */
-      warnings: string[];
+      warnings: FieldError[];
     }
   | { ok: false; errors: FieldError[] };
 
@@ -67,15 +80,61 @@ export async function validateModule(
   const contract = checkContract(module);
   if (contract.length > 0) return { ok: false, errors: contract };
 
-  const smoke = await smokeRun(module, configuration, options.rootId ?? "");
+  const limitBytes = options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT_BYTES;
+  const memory = checkMemory(bytes, limitBytes);
+  if (memory.length > 0) return { ok: false, errors: memory };
+  // The smoke run executes a copy that cannot grow past the limit and says what it asked for.
+  const limited = limitMemory(bytes, Math.floor(limitBytes / PAGE_BYTES));
+  let smokeModule: WebAssembly.Module;
+  try {
+    smokeModule = await compileModule(limited.bytes);
+  } catch (error) {
+    return smokeFailure(`the smoke run failed in the host: ${describe(error)}`);
+  }
+  const smoke = await smokeRun(smokeModule, configuration, options.rootId ?? "", limitBytes);
   if (!smoke.ok) return { ok: false, errors: smoke.errors };
+  const warnings = [...smoke.warnings];
+  if (!limited.observed) {
+    warnings.push({
+      path: "module.memory",
+      message:
+        `its memory growth could not be watched (${limited.reason}): the smoke run held its memory to ` +
+        `the limit of ${mib(limitBytes)}, so a module that asked for more failed as it would in Envoy with that limit`,
+    });
+  }
   return {
     ok: true,
     sha256: sha256Hex(bytes),
     size: bytes.byteLength,
     abiVersion: ABI_VERSION,
-    warnings: smoke.warnings,
+    warnings,
   };
+}
+
+/** What the module declares: one 32-bit memory, starting within the limit. */
+function checkMemory(bytes: Uint8Array, limitBytes: number): FieldError[] {
+  const fail = (message: string): FieldError[] => [{ path: "module.memory", message }];
+  const memories = declaredMemories(bytes);
+  if (memories.length > 1) {
+    return fail(
+      `defines ${memories.length} memories; a Proxy-Wasm module has one linear memory, exported as "memory"`,
+    );
+  }
+  const memory = memories[0];
+  if (memory === undefined) return []; // an imported memory is refused with the imports
+  if (memory.memory64)
+    return fail("is a 64-bit memory (memory64): the Proxy-Wasm ABI passes 32-bit pointers");
+  if (memory.pageSizeLog2 !== undefined && memory.pageSizeLog2 !== 16) {
+    return fail(`uses ${2 ** memory.pageSizeLog2}-byte pages; Proxy-Wasm hosts run 64 KiB pages`);
+  }
+  const initial = memory.initialPages * PAGE_BYTES;
+  if (initial > limitBytes) {
+    return fail(
+      `uses too much memory: it declares an initial memory of ${mib(initial)} (${memory.initialPages} pages); ` +
+        `the limit is ${mib(limitBytes)}`,
+    );
+  }
+  return [];
 }
 
 /** Size, magic, version, then the engine's own validation (which says only yes or no). */
@@ -169,7 +228,7 @@ function checkContract(module: WebAssembly.Module): FieldError[] {
   return errors;
 }
 
-type SmokeResult = { ok: true; warnings: string[] } | { ok: false; errors: FieldError[] };
+type SmokeResult = { ok: true; warnings: FieldError[] } | { ok: false; errors: FieldError[] };
 
 /**
  * Envoy's sequence in a fresh VM per attempt (a trap fails the VM for good): _initialize,
@@ -179,18 +238,22 @@ async function smokeRun(
   module: WebAssembly.Module,
   configuration: string | Uint8Array | undefined,
   rootId: string,
+  memoryLimitBytes: number,
 ): Promise<SmokeResult> {
   const given = configuration !== undefined;
   const attempts: (string | Uint8Array)[] = given ? [configuration] : ["", "{}"];
   const refusals: string[] = [];
   try {
     for (const attempt of attempts) {
-      const host = new ProxyWasmHost({ module });
+      const host = new ProxyWasmHost({ module, memoryLimitBytes });
       const created = await host.tryCreatePlugin({ configuration: attempt, rootId, name: "wasmesh-smoke" });
       if (created.ok) {
-        const errors = runRequest(host, created.plugin);
+        const errors = runRequest(host, created.plugin, memoryLimitBytes);
         return errors.length > 0 ? { ok: false, errors } : { ok: true, warnings: [] };
       }
+      // Whatever the callback, memory past the limit is the module's fault, never a refusal.
+      const memory = memoryError(host, memoryLimitBytes);
+      if (memory) return { ok: false, errors: [memory] };
       const failure = host.failure;
       const label = describeConfiguration(attempt, given);
       switch (created.reason) {
@@ -220,15 +283,22 @@ async function smokeRun(
   return {
     ok: true,
     warnings: [
-      `the module refused every default configuration (${refusals.join("; ")}), so no request was run through it; ` +
-        "push it with a configuration to test one",
+      {
+        path: "module.smoke",
+        message:
+          `the module refused every default configuration (${refusals.join("; ")}), so no request was run through it; ` +
+          "push it with a configuration to test one",
+      },
     ],
   };
 }
 
 /** One GET through the plugin and a 200 back, as Envoy drives a filter; any VM failure is an error. */
-function runRequest(host: ProxyWasmHost, plugin: Plugin): FieldError[] {
-  const failed = () => (host.failure ? smokeFailure(trapped(host.failure)).errors : undefined);
+function runRequest(host: ProxyWasmHost, plugin: Plugin, memoryLimitBytes: number): FieldError[] {
+  const failed = () => {
+    if (!host.failure) return undefined;
+    return [memoryError(host, memoryLimitBytes) ?? { path: "module.smoke", message: trapped(host.failure) }];
+  };
   const stream = plugin.newHttpStream();
   const request = stream.requestHeaders(
     [
@@ -261,6 +331,26 @@ function runRequest(host: ProxyWasmHost, plugin: Plugin): FieldError[] {
   return failed() ?? [];
 }
 
+/**
+ * The refusal of a module whose memory went past the limit: what the grow function added by
+ * limitMemory recorded (the size asked for), else what the host saw after a callback.
+ */
+function memoryError(host: ProxyWasmHost, limitBytes: number): FieldError | undefined {
+  const failure = host.failure;
+  const where = failure ? ` in ${failure.callback}` : "";
+  const asked = host.exportedGlobal(MEMORY_REQUEST_EXPORT);
+  let what: string;
+  if (typeof asked === "bigint" && asked > 0n) {
+    const pages = Number(asked);
+    what = `it asked to grow its memory to ${mib(pages * PAGE_BYTES)} (${pages} pages)${where}`;
+  } else if (failure?.memory) {
+    what = `its memory grew to ${mib(failure.memory.bytes)}${where}`;
+  } else {
+    return undefined;
+  }
+  return { path: "module.memory", message: `uses too much memory: ${what}; the limit is ${mib(limitBytes)}` };
+}
+
 function smokeFailure(message: string): { ok: false; errors: FieldError[] } {
   return { ok: false, errors: [{ path: "module.smoke", message }] };
 }
@@ -290,10 +380,6 @@ function encodeConfiguration(value: unknown): string | Uint8Array | { error: str
   } catch (error) {
     return { error: `must be JSON-serialisable: ${describe(error)}` };
   }
-}
-
-function mib(bytes: number): string {
-  return `${(bytes / (1024 * 1024)).toFixed(bytes % (1024 * 1024) === 0 ? 0 : 1)} MiB`;
 }
 
 /** A copy backed by a plain ArrayBuffer: Node's Buffer may sit on a shared pool. */

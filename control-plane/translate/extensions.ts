@@ -84,6 +84,10 @@ export function extensionResource(filter: WasmFilter, modules: ReadonlyMap<strin
           vm_config: {
             // Plugins of one module share a VM per worker thread, and its shared data (where the
             // breakers keep their state) outlives module versions.
+            // Envoy 1.37 has no per-VM memory setting (VmConfig has none, nor has the V8 runtime a
+            // runtime key for it; proxy-wasm-cpp-host caps every memory at 1 GiB when Envoy is
+            // built, PROXY_WASM_HOST_MAX_WASM_MEMORY_SIZE_BYTES): the memory ceiling reaches Envoy
+            // in the code itself, whose declared maximum the module registry caps (codes()).
             vm_id: filter.module,
             runtime: "envoy.wasm.runtime.v8",
             code: { local: { inline_bytes: code.bytes } },

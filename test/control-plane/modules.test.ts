@@ -14,14 +14,18 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import asc from "assemblyscript/asc";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   createFileBlobStore,
   createMemoryBlobStore,
   createModuleRegistry,
+  declaredMemories,
   type FileBlobStore,
+  limitMemory,
   loadBuiltinModule,
   MAX_MODULE_BYTES,
+  MEMORY_REQUEST_EXPORT,
   type ModuleRegistry,
   ModuleRejectedError,
   validateModule,
@@ -46,6 +50,9 @@ const FIXTURES = [
   "abi-0-1-0",
   "refuse-config",
   "loop-configure",
+  "trap-configure",
+  "grow-vm-start",
+  "grow-touch",
 ] as const;
 type Fixture = (typeof FIXTURES)[number];
 
@@ -54,6 +61,8 @@ let builtin: ModuleCode;
 let tag1: Uint8Array;
 let tag2: Uint8Array;
 const fixtures = new Map<Fixture, Uint8Array>();
+/** A module whose memory section asks for 2049 pages (128 MiB and one page) from the start. */
+let bigInitial: Uint8Array;
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 const fixture = (name: Fixture) => fixtures.get(name) as Uint8Array;
@@ -78,6 +87,11 @@ beforeAll(async () => {
       ),
     );
   }
+  bigInitial = await compileAssemblyScript(
+    "test/fixtures/modules/refuse-config.ts",
+    ["--config", "asconfig.json", "--target", "release", "--initialMemory", "2049"],
+    { baseDir: ROOT },
+  );
 }, 120_000);
 
 interface Env {
@@ -90,8 +104,10 @@ interface Env {
 
 const tempDirs: string[] = [];
 const stores: ResourceStore[] = [];
+const cleanups: (() => Promise<void>)[] = [];
 
 afterEach(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup();
   for (const store of stores.splice(0)) await store.close();
   for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
@@ -113,6 +129,21 @@ async function open(dataDir?: string): Promise<Env> {
 /** The .wasm files in the blob directory (none if it was never created). */
 function blobFiles(env: Env): string[] {
   return existsSync(env.blobs.dir) ? readdirSync(env.blobs.dir).filter((f) => f.endsWith(".wasm")) : [];
+}
+
+/**
+ * `code` is `original` as Envoy is to run it: the same digest and exports, and a declared maximum
+ * memory of `pages` (the ceiling: 128 MiB by default).
+ */
+function expectDeployable(code: ModuleCode | undefined, original: Uint8Array, pages = 2048): void {
+  expect(code?.sha256).toBe(sha256(original));
+  const bytes = code?.bytes ?? new Uint8Array();
+  expect(declaredMemories(bytes)).toEqual([
+    { ...(declaredMemories(original)[0] as object), maximumPages: pages },
+  ]);
+  const exportsOf = (wasm: Uint8Array) =>
+    WebAssembly.Module.exports(new WebAssembly.Module(new Uint8Array(wasm)));
+  expect(exportsOf(bytes)).toEqual(exportsOf(original));
 }
 
 async function rejection(promise: Promise<unknown>): Promise<ModuleRejectedError> {
@@ -162,7 +193,7 @@ describe("push", () => {
     expect(await again.registry.bytes(digest)).toEqual(mesh);
     expect(await again.blobs.has(digest)).toBe(true);
     const codes = await again.registry.codes([{ name: "routing", sha256: digest }]);
-    expect(codes.get("routing")).toEqual({ sha256: digest, bytes: mesh });
+    expectDeployable(codes.get("routing"), mesh);
   });
 
   it("answers unchanged, without a store write, when the same bytes are pushed again", async () => {
@@ -219,9 +250,12 @@ describe("push", () => {
     const result = await env.registry.push("picky", fixture("refuse-config"));
     expect(result.created).toBe(true);
     expect(result.warnings).toEqual([
-      expect.stringMatching(/refused every default configuration .*no request was run/),
+      {
+        path: "module.smoke",
+        message: expect.stringMatching(/refused every default configuration .*no request was run/),
+      },
     ]);
-    expect(result.warnings[0]).toContain("refuse-config: no configuration is good enough");
+    expect(result.warnings[0]?.message).toContain("refuse-config: no configuration is good enough");
   });
 });
 
@@ -304,6 +338,27 @@ describe("push refuses", () => {
       path: "module.smoke",
       message:
         /^trapped in proxy_on_request_headers: unreachable \(the module logged: .*smoke request exploded/,
+    },
+    {
+      what: "a module that grows its memory to 4 GiB as the VM starts",
+      bytes: () => fixture("grow-vm-start"),
+      path: "module.memory",
+      message:
+        "uses too much memory: it asked to grow its memory to 4096 MiB (65536 pages) in proxy_on_vm_start; the limit is 128 MiB",
+    },
+    {
+      what: "a module that grows its memory and uses it, 16 MiB at a time, past the limit",
+      bytes: () => fixture("grow-touch"),
+      path: "module.memory",
+      message:
+        "uses too much memory: it asked to grow its memory to 128.1 MiB (2049 pages) in proxy_on_vm_start; the limit is 128 MiB",
+    },
+    {
+      what: "a module whose memory starts above the limit",
+      bytes: () => bigInitial,
+      path: "module.memory",
+      message:
+        "uses too much memory: it declares an initial memory of 128.1 MiB (2049 pages); the limit is 128 MiB",
     },
     {
       what: "a module over the size limit",
@@ -399,15 +454,33 @@ describe("bytes and codes", () => {
     }));
     const codes = await env.registry.codes(modules);
     expect([...codes.keys()].sort()).toEqual(["mesh", "routing", "tag"]);
-    expect(codes.get("mesh")).toBe(builtin);
-    expect(codes.get("tag")).toEqual({ sha256: sha256(tag1), bytes: tag1 });
-    expect(codes.get("routing")).toEqual({ sha256: sha256(mesh), bytes: mesh });
+    expectDeployable(codes.get("mesh"), builtin.bytes);
+    expectDeployable(codes.get("tag"), tag1);
+    expectDeployable(codes.get("routing"), mesh);
 
     expect([...(await env.registry.codes([])).keys()]).toEqual(["mesh"]);
     // A module whose bytes are gone is left out (translation then refuses it) and logged.
     const missing = await env.registry.codes([{ name: "gone", sha256: "0".repeat(64) }]);
     expect([...missing.keys()]).toEqual(["mesh"]);
     expect(env.logs.join("\n")).toContain("no bytes for module 'gone'");
+  });
+
+  it("hands translation code that cannot grow its memory past the ceiling; the stored bytes stay as uploaded", async () => {
+    const store = createMemoryStore();
+    stores.push(store);
+    const registry = createModuleRegistry({
+      store,
+      blobs: createMemoryBlobStore(),
+      builtin,
+      validate: validateModule,
+      memoryLimitBytes: 32 * 1024 * 1024,
+    });
+    await registry.push("tag", tag1);
+    const codes = await registry.codes([{ name: "tag", sha256: sha256(tag1) }]);
+    expectDeployable(codes.get("tag"), tag1, 512);
+    expectDeployable(codes.get("mesh"), builtin.bytes, 512);
+    expect(await registry.bytes(sha256(tag1))).toEqual(tag1);
+    expect(declaredMemories(tag1)).toEqual([{ initialPages: 1, shared: false, memory64: false }]);
   });
 
   it("works over the in-memory store and blobs", async () => {
@@ -523,7 +596,11 @@ describe("validateModuleIsolated", () => {
     expect(verdict).toEqual({
       ok: false,
       errors: [
-        { path: "module.smoke", message: "did not finish within 500 ms (a loop that never returns?)" },
+        {
+          path: "module.smoke",
+          message:
+            "did not finish within 500 ms: it was still running (a loop that never returns?); its memory stayed within the 128 MiB limit",
+        },
       ],
     });
 
@@ -539,6 +616,102 @@ describe("validateModuleIsolated", () => {
     expect(error.errors[0]?.path).toBe("module.smoke");
     expect(await env.store.revision()).toBe(revision);
     expect(blobFiles(env)).toEqual([]);
+  });
+});
+
+describe("the memory ceiling", () => {
+  it("is configurable, and what the module asked for is named against it", async () => {
+    expect(await validateModule(fixture("grow-touch"), { memoryLimitBytes: 32 * 1024 * 1024 })).toEqual({
+      ok: false,
+      errors: [
+        {
+          path: "module.memory",
+          message:
+            "uses too much memory: it asked to grow its memory to 32.1 MiB (513 pages) in proxy_on_vm_start; the limit is 32 MiB",
+        },
+      ],
+    });
+    // The built-in module lives well within a small ceiling.
+    expect(await validateModule(mesh, { memoryLimitBytes: 1024 * 1024 })).toMatchObject({ ok: true });
+  });
+
+  it("holds in the worker thread: validating a module that wants 1 GiB leaves the control plane's memory alone", async () => {
+    // grow-touch writes to every page it gets, 16 MiB at a time up to 1 GiB, then spins: without the
+    // ceiling it took this process past 1 GiB of RSS, then timed out as "a loop". The peak RSS of the
+    // process (worker threads included) must stay far below what the module wanted.
+    const before = process.memoryUsage().rss;
+    const verdict = await validateModuleIsolated(fixture("grow-touch"), {}, { timeoutMs: 20_000 });
+    expect(verdict).toEqual({
+      ok: false,
+      errors: [
+        {
+          path: "module.memory",
+          message:
+            "uses too much memory: it asked to grow its memory to 128.1 MiB (2049 pages) in proxy_on_vm_start; the limit is 128 MiB",
+        },
+      ],
+    });
+    const peak = process.resourceUsage().maxRSS * 1024;
+    expect(peak - before).toBeLessThan(512 * 1024 * 1024);
+  });
+
+  it("runs the smoke test on a copy whose memory cannot pass it, and which says what it asked for", async () => {
+    const limited = limitMemory(mesh, 2048);
+    expect(limited.observed).toBe(true);
+    expect(declaredMemories(mesh)).toEqual([{ initialPages: 1, shared: false, memory64: false }]);
+    expect(declaredMemories(limited.bytes)).toEqual([
+      { initialPages: 1, maximumPages: 2048, shared: false, memory64: false },
+    ]);
+
+    // SIMD, atomics, bulk memory and a shared memory: instructions the copy's decoder steps over.
+    const compiled = await asc.compileString(
+      `export function grow(p: usize, pages: i32): i32 {
+        const v = i32x4.add(v128.load(p), i32x4.splat(3));
+        v128.store(p, v);
+        memory.copy(p + 16, p, 16);
+        memory.fill(p + 32, 7, 8);
+        atomic.add<i32>(p, 1);
+        return i32x4.extract_lane(v, 2) + atomic.load<i32>(p) + memory.grow(pages);
+      }`,
+      {
+        runtime: "stub",
+        enable: ["simd", "threads", "bulk-memory"],
+        sharedMemory: true,
+        initialMemory: 1,
+        maximumMemory: 100,
+        noAssert: true,
+      },
+    );
+    if (compiled.error || !compiled.binary) throw new Error(compiled.stderr.toString());
+    const features = limitMemory(new Uint8Array(compiled.binary), 4);
+    expect(features.observed).toBe(true);
+    expect(declaredMemories(features.bytes)).toEqual([
+      { initialPages: 1, maximumPages: 4, shared: true, memory64: false },
+    ]);
+    const { instance } = await WebAssembly.instantiate(features.bytes, { env: { abort: () => {} } });
+    const grow = instance.exports.grow as (p: number, pages: number) => number;
+    const asked = instance.exports[MEMORY_REQUEST_EXPORT] as WebAssembly.Global;
+    grow(64, 2); // 3 pages: within the 4
+    expect(asked.value).toBe(0n);
+    expect(() => grow(64, 5)).toThrow(/unreachable/);
+    expect(asked.value).toBe(8n); // the 3 it had and the 5 it asked for
+
+    // A module whose types this decoder does not read (a GC recursion group) is only capped.
+    const gc = new Uint8Array([
+      ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+      ...[0x01, 0x06, 0x01, 0x4e, 0x01, 0x60, 0x00, 0x00], // types: rec { func }
+      ...[0x03, 0x02, 0x01, 0x00], // one function
+      ...[0x05, 0x03, 0x01, 0x00, 0x01], // memory: 1 page, no maximum
+      ...[0x07, 0x0a, 0x01, 0x06, ...new TextEncoder().encode("memory"), 0x02, 0x00],
+      ...[0x0a, 0x09, 0x01, 0x07, 0x00, 0x3f, 0x00, 0x40, 0x00, 0x1a, 0x0b], // memory.grow(memory.size)
+    ]);
+    expect(WebAssembly.validate(gc)).toBe(true);
+    const capped = limitMemory(gc, 16);
+    expect(capped).toMatchObject({ observed: false, reason: "its type section uses GC type definitions" });
+    expect(WebAssembly.validate(capped.bytes)).toBe(true);
+    expect(declaredMemories(capped.bytes)).toEqual([
+      { initialPages: 1, maximumPages: 16, shared: false, memory64: false },
+    ]);
   });
 });
 
