@@ -14,6 +14,7 @@ export type ErrorCode =
   | "unsupported_media_type"
   | "bad_request"
   | "method_not_allowed"
+  | "too_many_requests"
   | "unavailable"
   | "internal";
 
@@ -79,6 +80,7 @@ const STATUS_CODES: Partial<Record<number, ErrorCode>> = {
   409: "conflict",
   413: "too_large",
   415: "unsupported_media_type",
+  429: "too_many_requests",
   503: "unavailable",
 };
 

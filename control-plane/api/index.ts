@@ -6,13 +6,14 @@ import { methodNotAllowed } from "hono/method-not-allowed";
 import { matchedRoutes } from "hono/route";
 import { createEdgeConfigSource, type EdgeConfigSource, storeSnapshot } from "../edge/source.ts";
 import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "../metrics.ts";
+import { DEFAULT_VALIDATION_TIMEOUT_MS } from "../modules/isolate.ts";
 import type { ModuleRegistry } from "../modules/types.ts";
 import { KINDS } from "../resources/index.ts";
 import type { ResourceStore } from "../store/index.ts";
 import type { ProxyStatus } from "../xds/status.ts";
 import { edgeRoutes } from "./edge.ts";
 import { ApiError, type ErrorBody, toApiError } from "./errors.ts";
-import { moduleRoutes } from "./modules.ts";
+import { DEFAULT_VALIDATIONS_PER_CLIENT, moduleRoutes } from "./modules.ts";
 import { buildOpenApi, type Documented, errorResponse, json, type RouteDoc, ref } from "./openapi.ts";
 import { applyRoutes, resourceRoutes } from "./resources.ts";
 import { createWriter } from "./writer.ts";
@@ -33,6 +34,10 @@ export interface ApiOptions {
   maxBodyBytes?: number;
   /** Limit on module uploads; default 32 MiB. */
   maxModuleBytes?: number;
+  /** Module validations one client (remote address) may have running at once; default 2, then 429. */
+  validationsPerClient?: number;
+  /** Retry-After of that 429, in seconds; default the default validation time limit (10 s). */
+  validationRetryAfterSeconds?: number;
   /** Called after every committed write (the server triggers an xDS update); never for dry runs or 4xx. */
   onChange?: (revision: number) => void;
   /** What GET /v1/edge/config serves; default translated from `store`, once per revision. */
@@ -110,6 +115,9 @@ export function createApi(options: ApiOptions): Hono {
       modules: options.modules,
       writer,
       maxModuleBytes: options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES,
+      validationsPerClient: options.validationsPerClient ?? DEFAULT_VALIDATIONS_PER_CLIENT,
+      validationRetryAfterSeconds:
+        options.validationRetryAfterSeconds ?? Math.ceil(DEFAULT_VALIDATION_TIMEOUT_MS / 1000),
     }),
   );
 

@@ -1,6 +1,7 @@
 // Module routes: uploading a module version (the only way a WasmModule resource is written) and
 // serving stored bytes by sha256, which is what Envoy's remote code fetch asks for.
-import { Hono } from "hono";
+import { getConnInfo } from "@hono/node-server/conninfo";
+import { type Context, Hono } from "hono";
 import { createMiddleware } from "hono/factory";
 import type { ModuleRegistry } from "../modules/types.ts";
 import { MESH_MODULE, ResourceName } from "../resources/index.ts";
@@ -15,16 +16,35 @@ export interface ModuleDeps {
   modules: ModuleRegistry | undefined;
   writer: Writer;
   maxModuleBytes: number;
+  /** Module validations one client (remote address) may have running at once; more get 429. */
+  validationsPerClient: number;
+  /** The Retry-After of that 429: about how long a validation can take. */
+  validationRetryAfterSeconds: number;
 }
+
+/** The default of ModuleDeps.validationsPerClient. */
+export const DEFAULT_VALIDATIONS_PER_CLIENT = 2;
 
 const DESCRIPTION_MAX = 1024; // as WasmModule's spec.description
 const WASM_FILE = /^([0-9a-f]{64})\.wasm$/;
 
 type ModulesEnv = { Variables: { modules: ModuleRegistry } };
 
+/** The client of a request: its remote address (behind a proxy, the proxy's). */
+function clientOf(c: Context): string {
+  try {
+    return getConnInfo(c).remote.address ?? "unknown";
+  } catch {
+    // Not served by @hono/node-server (app.request in tests): one client.
+    return "unknown";
+  }
+}
+
 export function moduleRoutes(deps: ModuleDeps): Documented<Hono> {
   const { store, writer } = deps;
   const router = new Hono();
+  /** Validations running (or waiting for a worker) per client address. */
+  const validating = new Map<string, number>();
 
   // First on both routes: without a registry there is nothing to read or store, so say so before
   // reading a possibly large body.
@@ -48,23 +68,45 @@ export function moduleRoutes(deps: ModuleDeps): Documented<Hono> {
     const configuration = c.req.query("configuration");
     const rootId = c.req.query("rootId");
     const version = expectedVersion(c.req.header("if-match"), undefined, "");
-    const bytes = new Uint8Array(await c.req.arrayBuffer());
-    // Under the write lock like every other write, so reference checks never race a push.
-    const result = await writer.exclusive(() =>
-      c.var.modules.push(name, bytes, {
+    // One client's slow or hostile uploads must not hold up everyone's: each validation takes a
+    // worker of the pool, so a client gets a bounded share of them (checked before the body is read).
+    const client = clientOf(c);
+    const running = validating.get(client) ?? 0;
+    if (running >= deps.validationsPerClient) {
+      throw new ApiError(
+        429,
+        "too_many_requests",
+        `${client} already has ${running} module validations running, the most one client may have at once ` +
+          `(${deps.validationsPerClient}); retry when one has finished`,
+        [],
+        { "Retry-After": String(deps.validationRetryAfterSeconds) },
+      );
+    }
+    validating.set(client, running + 1);
+    let result: Awaited<ReturnType<ModuleRegistry["push"]>>;
+    try {
+      const bytes = new Uint8Array(await c.req.arrayBuffer());
+      // Validation runs outside the write lock (pushes validate side by side); storing runs under
+      // it like every other write, so reference checks never race a push.
+      result = await c.var.modules.push(name, bytes, {
         ...(description !== undefined ? { description } : {}),
         ...(version !== undefined ? { expectedVersion: version } : {}),
         ...(configuration !== undefined ? { configuration } : {}),
         ...(rootId !== undefined ? { rootId } : {}),
-      }),
-    );
+        exclusive: writer.exclusive,
+      });
+    } finally {
+      const left = (validating.get(client) ?? 1) - 1;
+      if (left > 0) validating.set(client, left);
+      else validating.delete(client);
+    }
     if (!result.unchanged) writer.committed(Number(result.resource.metadata.resourceVersion));
-    // The body is the resource, as for every other write; what validation could not check travels
-    // in headers so that clients can show it.
-    // Header values must be printable ASCII on one line.
+    // The body is the resource, as for every other write, plus what validation could not check;
+    // each warning also travels in a header, which the CLI prints. Header values must be printable
+    // ASCII on one line.
     for (const warning of result.warnings)
       c.header("Wasmesh-Warning", warning.message.replace(/[^\x20-\x7e]+/g, " "), { append: true });
-    return c.json(result.resource, result.created ? 201 : 200, {
+    return c.json({ ...result.resource, warnings: result.warnings }, result.created ? 201 : 200, {
       ETag: etag(result.resource.metadata.resourceVersion),
       ...(result.created ? { Location: `/v1/wasmmodules/${name}` } : {}),
     });
@@ -95,10 +137,17 @@ export function moduleRoutes(deps: ModuleDeps): Documented<Hono> {
     });
   });
 
+  const pushed = (description: string) => ({
+    description,
+    headers: { "Wasmesh-Warning": warningHeader },
+    content: json(ref("ModulePushResult")),
+  });
   const nameParam = pathParam("name", "module name (the WasmModule resource's name)", plain(ResourceName));
   const unavailable = errorResponse("no module registry on this control plane");
   const warningHeader = {
-    description: "one per thing validation could not check (e.g. the smoke run sent no request)",
+    description:
+      "one per thing validation could not check (e.g. the smoke run sent no request): the message of " +
+      "each of the body's `warnings`",
     schema: { type: "string" },
   };
   return {
@@ -111,8 +160,10 @@ export function moduleRoutes(deps: ModuleDeps): Documented<Hono> {
           operationId: "pushModule",
           summary: "Upload a module version",
           description:
-            "Validates the bytes (WebAssembly, Proxy-Wasm ABI exports, a smoke run), stores them by sha256 " +
-            "and creates or updates the WasmModule resource of this name, which is returned.",
+            "Validates the bytes (WebAssembly, Proxy-Wasm ABI exports, the memory ceiling, a smoke run in a " +
+            "worker pool), stores them by sha256 and creates or updates the WasmModule resource of this " +
+            "name, which is returned with the warnings of the validation (what it could not check). A " +
+            "client may have a bounded number of validations running at once; beyond it, 429.",
           tags: ["WasmModule"],
           parameters: [
             nameParam,
@@ -148,20 +199,23 @@ export function moduleRoutes(deps: ModuleDeps): Documented<Hono> {
             },
           },
           responses: {
-            "200": {
-              description: "updated (or the same bytes again)",
-              headers: { "Wasmesh-Warning": warningHeader },
-              content: json(ref("WasmModule")),
-            },
-            "201": {
-              description: "created",
-              headers: { "Wasmesh-Warning": warningHeader },
-              content: json(ref("WasmModule")),
-            },
-            "400": errorResponse("the module was rejected (details say why) or the name is invalid"),
+            "200": pushed("updated (or the same bytes again)"),
+            "201": pushed("created"),
+            "400": errorResponse(
+              "the module was rejected (details say why: path module.memory for the memory ceiling) or the name is invalid",
+            ),
             "409": errorResponse("stale If-Match"),
             "413": errorResponse("module too large"),
             "415": errorResponse("not application/wasm or application/octet-stream"),
+            "429": {
+              ...errorResponse("this client already has as many validations running as it may"),
+              headers: {
+                "Retry-After": {
+                  description: "seconds after which a validation of this client will have finished",
+                  schema: { type: "integer" },
+                },
+              },
+            },
             "503": unavailable,
           },
         },

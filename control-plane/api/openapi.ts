@@ -61,6 +61,7 @@ const ERROR_CODES: ErrorCode[] = [
   "unsupported_media_type",
   "bad_request",
   "method_not_allowed",
+  "too_many_requests",
   "unavailable",
   "internal",
 ];
@@ -137,6 +138,21 @@ function components() {
       },
       warnings: { type: "array", items: ref("ErrorDetail") },
     },
+  };
+  // POST /v1/modules/<name>: the WasmModule as stored, and what validation could not check.
+  const wasmModule = plain(resourceSchemas.WasmModule) as {
+    properties: Record<string, unknown>;
+    required: string[];
+  };
+  schemas.ModulePushResult = {
+    type: "object",
+    title: "ModulePushResult",
+    description:
+      "The WasmModule resource as stored, plus `warnings`: what validation could not check (each also " +
+      "sent as a Wasmesh-Warning header); empty when the smoke run checked everything",
+    required: [...wasmModule.required, "warnings"],
+    properties: { ...wasmModule.properties, warnings: { type: "array", items: ref("ErrorDetail") } },
+    additionalProperties: false,
   };
   schemas.DeleteResult = {
     type: "object",

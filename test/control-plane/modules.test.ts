@@ -11,11 +11,15 @@ import {
   utimesSync,
   writeFileSync,
 } from "node:fs";
+import { request as httpRequest, type IncomingHttpHeaders } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { serve } from "@hono/node-server";
 import asc from "assemblyscript/asc";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { createApi } from "../../control-plane/api/index.ts";
 import {
   createFileBlobStore,
   createMemoryBlobStore,
@@ -28,6 +32,7 @@ import {
   MEMORY_REQUEST_EXPORT,
   type ModuleRegistry,
   ModuleRejectedError,
+  ValidationPool,
   validateModule,
   validateModuleIsolated,
 } from "../../control-plane/modules/index.ts";
@@ -712,6 +717,200 @@ describe("the memory ceiling", () => {
     expect(declaredMemories(capped.bytes)).toEqual([
       { initialPages: 1, maximumPages: 16, shared: false, memory64: false },
     ]);
+  });
+});
+
+/** A response of the API over HTTP, its body parsed. */
+interface Reply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  // biome-ignore lint/suspicious/noExplicitAny: test assertions walk the JSON freely.
+  body: any;
+}
+
+/**
+ * POST /v1/modules/<name> from the source address `from` (127.0.0.x: each address is a client of
+ * its own for the per-client bound); test/support's sendHttp cannot choose its source address.
+ */
+function upload(port: number, name: string, bytes: Uint8Array, from: string): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: "127.0.0.1",
+        port,
+        method: "POST",
+        path: `/v1/modules/${name}`,
+        localAddress: from,
+        agent: false,
+        headers: { "content-type": "application/wasm", "content-length": String(bytes.byteLength) },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (chunk: Buffer) => chunks.push(chunk));
+        res.on("end", () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: JSON.parse(Buffer.concat(chunks).toString("utf8")),
+          }),
+        );
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(bytes);
+  });
+}
+
+/** The API over real HTTP, its module registry validating in `pool`. */
+async function serveApi(pool: ValidationPool): Promise<number> {
+  const store = createMemoryStore();
+  stores.push(store);
+  const registry = createModuleRegistry({
+    store,
+    blobs: createMemoryBlobStore(),
+    builtin,
+    validate: (bytes, options) => pool.validate(bytes, options),
+  });
+  const app = createApi({
+    store,
+    modules: registry,
+    log: () => {},
+    validationRetryAfterSeconds: Math.ceil(pool.timeoutMs / 1000),
+  });
+  const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" });
+  await new Promise<void>((resolve) => server.once("listening", () => resolve()));
+  cleanups.push(async () => {
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+    });
+    await pool.close();
+  });
+  return (server.address() as AddressInfo).port;
+}
+
+describe("pushes over the API", () => {
+  it("validate side by side: a healthy push is stored while four looping ones are still being validated", async () => {
+    // Before, every push validated under the write lock, one at a time: four looping uploads were
+    // answered after 10, 20, 30 and 40 s, and any other push after them.
+    const pool = new ValidationPool({ timeoutMs: 5_000 });
+    const port = await serveApi(pool);
+    const answered: string[] = [];
+    const track = (label: string, reply: Promise<Reply>) =>
+      reply.then((r) => {
+        answered.push(label);
+        return r;
+      });
+    const loop = fixture("loop-configure");
+    const loopers = [
+      track("loop-1", upload(port, "spin-1", loop, "127.0.0.2")),
+      track("loop-2", upload(port, "spin-2", loop, "127.0.0.2")),
+      track("loop-3", upload(port, "spin-3", loop, "127.0.0.3")),
+      track("loop-4", upload(port, "spin-4", loop, "127.0.0.3")),
+    ];
+    await vi.waitFor(() => expect(pool.running).toBe(4), { timeout: 4_000, interval: 20 });
+
+    // A client past its bound is answered at once, and told when to come back.
+    const refused = await track("loop-5", upload(port, "spin-5", loop, "127.0.0.2"));
+    expect(refused.status).toBe(429);
+    expect(refused.headers["retry-after"]).toBe("5");
+    expect(refused.body.error).toEqual({
+      code: "too_many_requests",
+      message:
+        "127.0.0.2 already has 2 module validations running, the most one client may have at once (2); retry when one has finished",
+      details: [],
+    });
+
+    const started = performance.now();
+    const healthy = await track("healthy", upload(port, "tagger", tag1, "127.0.0.1"));
+    const elapsed = performance.now() - started;
+    expect(healthy.status).toBe(201);
+    expect(healthy.body).toMatchObject({ kind: "WasmModule", spec: { sha256: sha256(tag1) }, warnings: [] });
+    // The order of the answers, not a duration: no looping upload had been answered yet.
+    expect(answered).toEqual(["loop-5", "healthy"]);
+    console.log(
+      `a healthy push took ${elapsed.toFixed(0)} ms while ${pool.running} looping ones were validated`,
+    );
+
+    for (const reply of await Promise.all(loopers)) {
+      expect(reply.status).toBe(400);
+      expect(reply.body.error.details).toEqual([
+        {
+          path: "module.smoke",
+          message: expect.stringMatching(/^did not finish within 5000 ms: it was still running/),
+        },
+      ]);
+    }
+    expect(answered.slice(2).sort()).toEqual(["loop-1", "loop-2", "loop-3", "loop-4"]);
+  });
+
+  it("answer what validation could not check in the body (and in a header per warning)", async () => {
+    const store = createMemoryStore();
+    stores.push(store);
+    const registry = createModuleRegistry({
+      store,
+      blobs: createMemoryBlobStore(),
+      builtin,
+      validate: validateModule,
+    });
+    const app = createApi({ store, modules: registry, log: () => {} });
+    const push = (name: string, bytes: Uint8Array) =>
+      app.request(`/v1/modules/${name}`, {
+        method: "POST",
+        body: new Uint8Array(bytes),
+        headers: { "content-type": "application/wasm" },
+      });
+
+    // Traps in every proxy_on_configure: accepted (a real configuration may suit it), with a warning
+    // every client sees, not only the CLI.
+    const crashy = await push("crashy", fixture("trap-configure"));
+    expect(crashy.status).toBe(201);
+    const body = await crashy.json();
+    expect(body).toEqual({
+      apiVersion: "wasmesh.io/v1alpha1",
+      kind: "WasmModule",
+      metadata: expect.objectContaining({ name: "crashy", resourceVersion: "1" }),
+      spec: {
+        sha256: sha256(fixture("trap-configure")),
+        size: fixture("trap-configure").byteLength,
+        abiVersion: "0.2.1",
+      },
+      warnings: [
+        {
+          path: "module.smoke",
+          message:
+            "the module refused every default configuration (empty configuration: trapped in proxy_on_configure: unreachable; " +
+            "configuration {}: trapped in proxy_on_configure: unreachable), so no request was run through it; " +
+            "push it with a configuration to test one",
+        },
+      ],
+    });
+    expect(crashy.headers.get("wasmesh-warning")).toBe(body.warnings[0].message);
+    // What is stored is the resource alone.
+    expect(await store.get("WasmModule", "crashy")).not.toHaveProperty("warnings");
+
+    const clean = await push("tagger", tag1);
+    expect(clean.status).toBe(201);
+    expect((await clean.json()).warnings).toEqual([]);
+    expect(clean.headers.get("wasmesh-warning")).toBeNull();
+
+    // The OpenAPI document says where they are.
+    const doc = await (await app.request("/v1/openapi.json")).json();
+    for (const status of ["200", "201"]) {
+      expect(
+        doc.paths["/v1/modules/{name}"].post.responses[status].content["application/json"].schema,
+      ).toEqual({
+        $ref: "#/components/schemas/ModulePushResult",
+      });
+    }
+    const schema = doc.components.schemas.ModulePushResult;
+    expect(schema.properties.warnings).toEqual({
+      type: "array",
+      items: { $ref: "#/components/schemas/ErrorDetail" },
+    });
+    expect([...schema.required].sort()).toEqual(Object.keys(body).sort());
+    expect(doc.paths["/v1/modules/{name}"].post.responses["429"].headers).toHaveProperty("Retry-After");
   });
 });
 
