@@ -14,6 +14,8 @@ import {
   createModuleRegistry,
   loadBuiltinModule,
   MODULES_DIR,
+  ValidationPool,
+  type ValidationPoolOptions,
 } from "./modules/index.ts";
 import { type Resource, validateResource } from "./resources/index.ts";
 import { openSqliteStore, type ResourceStore } from "./store/index.ts";
@@ -29,6 +31,13 @@ export interface ControlPlaneOptions {
   address?: string;
   /** Path of the built-in module (default build/mesh.wasm). */
   builtinModule?: string;
+  /**
+   * Module validation: its worker pool (size, time limit per validation, the modules' memory
+   * ceiling; defaults in modules/isolate.ts) and how many validations one client may run at once.
+   */
+  validation?: Pick<ValidationPoolOptions, "size" | "timeoutMs" | "memoryLimitBytes"> & {
+    perClient?: number;
+  };
   /** Also write the edge configuration into this Workers KV key after each change (edge/kv.ts). */
   edgeKv?: Omit<KvPublisherOptions, "source" | "log" | "fetch">;
   log?: (line: string) => void;
@@ -73,7 +82,16 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     otherData: () => blobFiles(options.dataDir),
   });
   const metrics = new MetricsRegistry();
-  const modules = createModuleRegistry({ store, blobs: createFileBlobStore(options.dataDir), builtin });
+  const validation = options.validation ?? {};
+  const pool = new ValidationPool(validation);
+  const modules = createModuleRegistry({
+    store,
+    blobs: createFileBlobStore(options.dataDir),
+    builtin,
+    validate: (bytes, validateOptions) => pool.validate(bytes, validateOptions),
+    // The code sidecars get declares the same ceiling as its maximum memory.
+    memoryLimitBytes: pool.memoryLimitBytes,
+  });
 
   let state: MeshState = { revision: -1, mesh: compileMesh([], { modules: new Map() }) };
 
@@ -135,7 +153,16 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     edgeKv.notify();
   }
 
-  const app = createApi({ store, modules, status: () => xds.status(), metrics, version: VERSION, edge });
+  const app = createApi({
+    store,
+    modules,
+    status: () => xds.status(),
+    metrics,
+    version: VERSION,
+    edge,
+    ...(validation.perClient !== undefined ? { validationsPerClient: validation.perClient } : {}),
+    validationRetryAfterSeconds: Math.ceil(pool.timeoutMs / 1000),
+  });
   const http = serve({ fetch: app.fetch, port: options.httpPort, hostname: address });
   await new Promise<void>((resolve, reject) => {
     http.once("listening", resolve);
@@ -162,6 +189,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         (http as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
       });
       await xds.close();
+      await pool.close();
       await edgeKv?.close();
       await reloading;
       await store.close();

@@ -53,11 +53,22 @@ Kinds: ${KINDS.join(", ")}
 Run 'wasmesh <command> --help' for a command's options.`,
   server: `Usage: wasmesh server [--data DIR] [--http-port 5681] [--xds-port 5678] [--address 127.0.0.1]
                       [--edge-kv-account ID --edge-kv-namespace NS [--edge-kv-key KEY]]
+                      [--module-memory-limit MIB] [--validation-workers N]
+                      [--validations-per-client N] [--validation-timeout SECONDS]
 
 Runs the control plane: the HTTP API (--http-port) and the gRPC xDS server (--xds-port), with the
 resources in an embedded SQLite database under --data (default .wasmesh/). Port 0 picks a free
 port (the startup line says which). SIGINT or SIGTERM shuts it down.
   --address          interface both servers listen on (0.0.0.0 for sidecars on other hosts)
+  --module-memory-limit MIB
+                     linear memory a module may use (default 128, at most 1024: Envoy's own cap);
+                     module validation refuses a module that asks for more
+  --validation-workers N
+                     module validations run at once (default twice the CPUs, from 6 to 16)
+  --validations-per-client N
+                     how many of those one client address may run (default 2); more get 429
+  --validation-timeout SECONDS
+                     time one module validation may take (default 10)
   --edge-kv-account, --edge-kv-namespace
                      after each change, write the edge configuration into this Cloudflare
                      Workers KV namespace (when its version changed; retried in the background),
@@ -163,6 +174,16 @@ function parsePort(value: string | undefined, flag: string, fallback?: number, m
     throw new CliError(`${flag}: expected a port number ${min}-65535, got '${value}'`, 2);
   }
   return port;
+}
+
+/** A whole number from min to max, for a numeric flag; undefined when not given. */
+function parseCount(value: string | undefined, flag: string, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const count = Number(value);
+  if (!/^\d+$/.test(value) || count < min || count > max) {
+    throw new CliError(`${flag}: expected a whole number ${min}-${max}, got '${value}'`, 2);
+  }
+  return count;
 }
 
 function parseLabels(value: string | undefined): Record<string, string> {
@@ -332,6 +353,10 @@ const commands: Record<string, (args: string[], out: Out) => Promise<undefined |
         "edge-kv-namespace": { type: "string" },
         "edge-kv-key": { type: "string" },
         "edge-kv-api-base": { type: "string" },
+        "module-memory-limit": { type: "string" },
+        "validation-workers": { type: "string" },
+        "validations-per-client": { type: "string" },
+        "validation-timeout": { type: "string" },
       },
       "server",
     );
@@ -345,6 +370,16 @@ const commands: Record<string, (args: string[], out: Out) => Promise<undefined |
     const dataDir = str(values.data) ?? ".wasmesh";
     const address = str(values.address) ?? "127.0.0.1";
     const edgeKv = edgeKvOptions(values);
+    const memoryMib = parseCount(str(values["module-memory-limit"]), "--module-memory-limit", 1, 1024);
+    const workers = parseCount(str(values["validation-workers"]), "--validation-workers", 1, 64);
+    const perClient = parseCount(str(values["validations-per-client"]), "--validations-per-client", 1, 64);
+    const timeoutS = parseCount(str(values["validation-timeout"]), "--validation-timeout", 1, 600);
+    const validation = {
+      ...(memoryMib !== undefined ? { memoryLimitBytes: memoryMib * 1024 * 1024 } : {}),
+      ...(workers !== undefined ? { size: workers } : {}),
+      ...(perClient !== undefined ? { perClient } : {}),
+      ...(timeoutS !== undefined ? { timeoutMs: timeoutS * 1000 } : {}),
+    };
     // Imported here so that client commands don't load the server's dependencies.
     const [{ startControlPlane }, grpc] = await Promise.all([
       import("../server.ts"),
@@ -371,6 +406,7 @@ const commands: Record<string, (args: string[], out: Out) => Promise<undefined |
         xdsPort,
         address,
         ...(edgeKv ? { edgeKv } : {}),
+        validation,
         log: (line) => out(line),
       });
     } catch (error) {

@@ -45,6 +45,7 @@ import {
 import type { ModuleCode } from "../../control-plane/translate/types.ts";
 import { RELEASE_WASM } from "../support/artifacts.ts";
 import { compileAssemblyScript } from "../support/asc.ts";
+import { startControlPlaneProcess } from "../support/control-plane.ts";
 import { tagModule } from "../support/tag-module.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -911,6 +912,54 @@ describe("pushes over the API", () => {
     });
     expect([...schema.required].sort()).toEqual(Object.keys(body).sort());
     expect(doc.paths["/v1/modules/{name}"].post.responses["429"].headers).toHaveProperty("Retry-After");
+  });
+});
+
+describe("wasmesh server", () => {
+  it("takes the memory ceiling, the per-client bound and the time limit from its flags", async () => {
+    const server = await startControlPlaneProcess({
+      extraArgs: [
+        "--module-memory-limit",
+        "32",
+        "--validations-per-client",
+        "1",
+        "--validation-timeout",
+        "3",
+      ],
+    });
+    cleanups.push(() => server.stop());
+    const port = server.httpPort;
+
+    const greedy = await upload(port, "greedy", fixture("grow-touch"), "127.0.0.1");
+    expect(greedy.status).toBe(400);
+    expect(greedy.body.error.details).toEqual([
+      {
+        path: "module.memory",
+        message:
+          "uses too much memory: it asked to grow its memory to 32.1 MiB (513 pages) in proxy_on_vm_start; the limit is 32 MiB",
+      },
+    ]);
+
+    // While its looping upload is being validated, the client's one slot is taken: a push from the
+    // same address is refused until then (pushes before the looper got its slot may go through).
+    const looping = upload(port, "spin", fixture("loop-configure"), "127.0.0.1");
+    let refused: Reply | undefined;
+    while (!refused) {
+      const reply = await upload(port, "tagger", tag1, "127.0.0.1");
+      if (reply.status === 429) refused = reply;
+      else expect(reply.status).toBeOneOf([200, 201]);
+    }
+    expect(refused.headers["retry-after"]).toBe("3");
+    expect(refused.body.error.message).toMatch(
+      /^127\.0\.0\.1 already has 1 module validations running.* \(1\)/,
+    );
+    // Another client is not held up.
+    expect((await upload(port, "tagger", tag2, "127.0.0.2")).status).toBeOneOf([200, 201]);
+    const timedOut = await looping;
+    expect(timedOut.status).toBe(400);
+    expect(timedOut.body.error.details[0].message).toMatch(
+      /^did not finish within 3000 ms: it was still running/,
+    );
   });
 });
 
