@@ -1,104 +1,29 @@
 // deploy/: every Kubernetes manifest parses, and what its pods run agrees with the CLI, with Envoy
 // and with each other (names, namespaces, ports, volumes). No cluster here: the control plane's
-// exact server flags are run through the real `wasmesh server`, the initContainer's exact
-// bootstrap command through the real `wasmesh bootstrap` and its output through
-// `envoy --mode validate`, and the Dockerfile is checked to copy every file the CLI loads.
+// exact server flags are run through the real `wasmesh server`, and the Dockerfile is checked to
+// copy every file the CLI loads. (The initContainer's exact bootstrap command goes through a real
+// Envoy's `--mode validate` in test/envoy/deploy.test.ts.)
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { parse, parseAllDocuments } from "yaml";
 import { DEFAULT_PORTS } from "../../control-plane/translate/types.ts";
-import { ENVOY_VERSION, findEnvoy, freePort, REPO_ROOT } from "../support/envoy.ts";
-
-const KUBERNETES_DIR = join(REPO_ROOT, "deploy", "kubernetes");
-const WASMESH_BIN = join(REPO_ROOT, "bin", "wasmesh.js");
-
-interface Probe {
-  httpGet?: { path: string; port: string | number };
-  tcpSocket?: { port: string | number };
-}
-interface Container {
-  name: string;
-  image: string;
-  command?: string[];
-  args?: string[];
-  ports?: { name?: string; containerPort: number }[];
-  env?: { name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
-  volumeMounts?: { name: string; mountPath: string }[];
-  readinessProbe?: Probe;
-  livenessProbe?: Probe;
-}
-interface PodTemplate {
-  metadata: { labels: Record<string, string> };
-  spec: {
-    serviceAccountName?: string;
-    initContainers?: Container[];
-    containers: Container[];
-    volumes?: { name: string; emptyDir?: object }[];
-  };
-}
-interface Manifest {
-  apiVersion: string;
-  kind: string;
-  metadata: { name: string; namespace?: string };
-  spec?: unknown;
-}
-interface ServiceSpec {
-  selector: Record<string, string>;
-  ports: { name: string; port: number; targetPort: string | number; appProtocol?: string }[];
-}
-interface StatefulSetSpec {
-  replicas: number;
-  serviceName: string;
-  selector: { matchLabels: Record<string, string> };
-  template: PodTemplate;
-  volumeClaimTemplates: { metadata: { name: string } }[];
-}
-interface DeploymentSpec {
-  selector: { matchLabels: Record<string, string> };
-  template: PodTemplate;
-}
-
-/** Every document of a manifest file; a YAML error fails the test with its message. */
-function documents(file: string): Manifest[] {
-  const docs = parseAllDocuments(readFileSync(join(KUBERNETES_DIR, file), "utf8"));
-  if (!Array.isArray(docs)) throw new Error(`${file}: no documents`);
-  return docs.map((doc, i) => {
-    expect(
-      doc.errors.map((e) => e.message),
-      `${file} document ${i}`,
-    ).toEqual([]);
-    return doc.toJS() as Manifest;
-  });
-}
-
-function only<T>(manifests: Manifest[], kind: string): Manifest & { spec: T } {
-  const found = manifests.filter((m) => m.kind === kind);
-  expect(found, kind).toHaveLength(1);
-  return found[0] as Manifest & { spec: T };
-}
-
-function container(template: PodTemplate, name: string, init = false): Container {
-  const list = init ? (template.spec.initContainers ?? []) : template.spec.containers;
-  const found = list.find((c) => c.name === name);
-  if (!found) throw new Error(`no ${init ? "initContainer" : "container"} '${name}'`);
-  return found;
-}
-
-function port(c: Container, name: string): number {
-  const found = c.ports?.find((p) => p.name === name);
-  if (!found) throw new Error(`container '${c.name}' has no port '${name}'`);
-  return found.containerPort;
-}
-
-/** The value following `flag` in an argument list. */
-function flag(args: readonly string[], name: string): string {
-  const i = args.indexOf(name);
-  expect(i, `${name} in ${args.join(" ")}`).toBeGreaterThanOrEqual(0);
-  return args[i + 1] as string;
-}
+import { WASMESH_BIN } from "../support/control-plane.ts";
+import {
+  type Container,
+  container,
+  documents,
+  flag,
+  KUBERNETES_DIR,
+  only,
+  port,
+  type ServiceSpec,
+  type StatefulSetSpec,
+  sidecarExample,
+} from "../support/deploy.ts";
+import { ENVOY_VERSION, freePort, REPO_ROOT } from "../support/envoy.ts";
+import { until } from "../support/wait.ts";
 
 /** Replaces the value following `name` (for running the manifest's flags outside a pod). */
 function withFlag(args: readonly string[], name: string, value: string): string[] {
@@ -109,7 +34,6 @@ function withFlag(args: readonly string[], name: string, value: string): string[
 
 const files = readdirSync(KUBERNETES_DIR).filter((f) => /\.ya?ml$/.test(f));
 const controlPlane = documents("control-plane.yaml");
-const sidecar = documents("sidecar-example.yaml");
 const namespace = only<unknown>(controlPlane, "Namespace").metadata.name;
 const service = only<ServiceSpec>(controlPlane, "Service");
 const statefulSet = only<StatefulSetSpec>(controlPlane, "StatefulSet");
@@ -217,12 +141,14 @@ describe("control-plane.yaml", () => {
     child.stderr?.on("data", (chunk: Buffer) => {
       output += chunk.toString("utf8");
     });
-    const deadline = Date.now() + 20_000;
-    while (!output.includes("wasmesh control plane: API")) {
-      if (child.exitCode !== null || Date.now() > deadline)
-        throw new Error(`wasmesh server did not start:\n${output}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await until(
+      () => `wasmesh server to start:\n${output}`,
+      () => {
+        if (child.exitCode !== null) throw new Error(`wasmesh server exited:\n${output}`);
+        return output.includes("wasmesh control plane: API");
+      },
+      20_000,
+    );
     const probe = server.readinessProbe?.httpGet?.path ?? "";
     const health = await fetch(`http://127.0.0.1:${httpPort}${probe}`);
     expect(health.status).toBe(200);
@@ -233,21 +159,15 @@ describe("control-plane.yaml", () => {
 });
 
 describe("sidecar-example.yaml", () => {
-  const deployment = only<DeploymentSpec>(sidecar, "Deployment");
-  const template = deployment.spec.template;
-  const init = container(template, "wasmesh-bootstrap", true);
-  const envoy = container(template, "envoy");
-  const app = container(template, "app");
-  // sh -c "npx wasmesh bootstrap … > FILE"
-  const script = (init.args ?? [])[0] ?? "";
-  const match = /^npx wasmesh (bootstrap [^>"']+?) > (\S+)$/.exec(script);
+  const { manifests, deployment, template, init, envoy, app, script, bootstrapArgs, bootstrapFile } =
+    sidecarExample();
 
   it("an initContainer writes the bootstrap with `wasmesh bootstrap` into a volume Envoy reads", () => {
-    expect(sidecar.map((m) => m.kind)).toEqual(["Deployment"]);
+    expect(manifests.map((m) => m.kind)).toEqual(["Deployment"]);
     expect(template.metadata.labels).toMatchObject(deployment.spec.selector.matchLabels);
     expect(init.command).toEqual(["sh", "-c"]);
     expect(init.args).toHaveLength(1);
-    expect(match, script).not.toBeNull();
+    expect(bootstrapArgs, script).toBeDefined();
     expect(init.image).toBe(server.image);
     // $(POD_NAME) is expanded by Kubernetes from this variable: one node id per pod.
     expect(init.env).toContainEqual({
@@ -255,7 +175,7 @@ describe("sidecar-example.yaml", () => {
       valueFrom: { fieldRef: { fieldPath: "metadata.name" } },
     });
 
-    const file = match?.[2] ?? "";
+    const file = bootstrapFile ?? "";
     const shared = template.spec.volumes?.filter((v) => v.emptyDir !== undefined).map((v) => v.name) ?? [];
     const mountOf = (c: Container) => c.volumeMounts?.find((m) => shared.includes(m.name));
     expect(mountOf(init)?.name).toBeDefined();
@@ -270,7 +190,7 @@ describe("sidecar-example.yaml", () => {
   });
 
   it("points the sidecar at the control plane's Service and at the app's port", () => {
-    const args = (match?.[1] ?? "").split(/\s+/);
+    const args = bootstrapArgs ?? [];
     const grpc = service.spec.ports.find((p) => p.name === "grpc")?.port;
     expect(flag(args, "--xds")).toBe(`${service.metadata.name}.${namespace}.svc:${grpc}`);
     expect(Number(flag(args, "--app-port"))).toBe(port(app, "http"));
@@ -281,25 +201,6 @@ describe("sidecar-example.yaml", () => {
     expect(args).not.toContain("--inbound-port");
     expect(port(envoy, "mesh-inbound")).toBe(DEFAULT_PORTS.inbound);
     expect(envoy.readinessProbe?.tcpSocket?.port).toBe(DEFAULT_PORTS.inbound);
-  });
-
-  it("the initContainer's exact command prints a bootstrap that Envoy 1.37 validates", () => {
-    const args = (match?.[1] ?? "")
-      .split(/\s+/)
-      .map((a) => a.replace("$(POD_NAME)", "reviews-v1-5d8f9c-x7k2q"));
-    const yaml = execFileSync(process.execPath, [WASMESH_BIN, ...args], { encoding: "utf8" });
-    const bootstrap = parse(yaml) as { node: { id: string; cluster: string } };
-    expect(bootstrap.node).toMatchObject({ id: "reviews-v1-5d8f9c-x7k2q", cluster: flag(args, "--service") });
-
-    const dir = mkdtempSync(join(tmpdir(), "wasmesh-deploy-bootstrap-"));
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-    const file = join(dir, "bootstrap.yaml");
-    writeFileSync(file, yaml);
-    const validated = execFileSync(findEnvoy(), ["--mode", "validate", "-c", file, "--log-level", "warn"], {
-      encoding: "utf8",
-      timeout: 30_000,
-    });
-    expect(validated).toContain(`configuration '${file}' OK`);
   });
 });
 

@@ -1,0 +1,34 @@
+// deploy/kubernetes/sidecar-example.yaml with a real Envoy: the initContainer's exact
+// `wasmesh bootstrap` command prints a bootstrap that Envoy 1.37 accepts (`envoy --mode validate`).
+// test/unit/deploy.test.ts checks the rest of deploy/ without Envoy.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { WASMESH_BIN } from "../support/control-plane.ts";
+import { flag, sidecarExample } from "../support/deploy.ts";
+import { findEnvoy } from "../support/envoy.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "wasmesh-deploy-bootstrap-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("sidecar-example.yaml", () => {
+  it("the initContainer's exact command prints a bootstrap that Envoy 1.37 validates", () => {
+    const { bootstrapArgs, script } = sidecarExample();
+    expect(bootstrapArgs, script).toBeDefined();
+    const args = (bootstrapArgs ?? []).map((a) => a.replace("$(POD_NAME)", "reviews-v1-5d8f9c-x7k2q"));
+    const yaml = execFileSync(process.execPath, [WASMESH_BIN, ...args], { encoding: "utf8" });
+    const bootstrap = parse(yaml) as { node: { id: string; cluster: string } };
+    expect(bootstrap.node).toMatchObject({ id: "reviews-v1-5d8f9c-x7k2q", cluster: flag(args, "--service") });
+
+    const file = join(dir, "bootstrap.yaml");
+    writeFileSync(file, yaml);
+    const validated = execFileSync(findEnvoy(), ["--mode", "validate", "-c", file, "--log-level", "warn"], {
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    expect(validated).toContain(`configuration '${file}' OK`);
+  });
+});
