@@ -1,7 +1,7 @@
 // The `wasmesh` CLI as users run it: bin/wasmesh.js in a child process, against a real control
 // plane (in this process, on a temp data dir and free ports), and `wasmesh server` itself as a
-// child process. Bootstrap output goes through a real Envoy's `--mode validate`.
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+// child process. Bootstrap output through a real Envoy's `--mode validate`: test/envoy/cli-bootstrap.test.ts.
+import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   accessSync,
@@ -25,8 +25,16 @@ import { type ControlPlane, startControlPlane } from "../../control-plane/server
 import { TYPE_URL } from "../../control-plane/xds/protos.ts";
 import { RELEASE_WASM } from "../support/artifacts.ts";
 import { compileAssemblyScript } from "../support/asc.ts";
-import { type CliResult, WASMESH_BIN, wasmesh } from "../support/control-plane.ts";
-import { findEnvoy, freePort, REPO_ROOT } from "../support/envoy.ts";
+import {
+  type Bootstrap,
+  type CliResult,
+  runCommand,
+  WASMESH_BIN,
+  waitForStatus,
+  wasmesh,
+} from "../support/control-plane.ts";
+import { freePort, REPO_ROOT } from "../support/envoy.ts";
+import { until } from "../support/wait.ts";
 import { type AdsClient, connectAds } from "../support/xds-client.ts";
 
 const MESH_YAML = join(REPO_ROOT, "deploy", "examples", "mesh.yaml");
@@ -101,7 +109,7 @@ describe("the bin", () => {
     // npm 9+ runs a bin of the project's own package.json (it links the package into its npx
     // cache); --no makes sure nothing is ever fetched from the registry instead.
     const npx = (args: string[]) =>
-      run("npx", ["--no", "--", "wasmesh", ...args], {
+      runCommand("npx", ["--no", "--", "wasmesh", ...args], {
         cwd: REPO_ROOT,
         env: {
           ...process.env,
@@ -793,22 +801,17 @@ describe("status", () => {
     });
     clients.push(bad);
     await bad.fetch(TYPE_URL.cluster);
-    await bad.waitFor(() => bad.received(TYPE_URL.cluster) > 0);
-    // The NACK travels after the response; give the server a moment to record it.
-    let status: CliResult | undefined;
-    for (let i = 0; i < 50; i++) {
-      status = await cli(["status"]);
-      if (status.stdout.includes("refused on purpose")) break;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    expectOk(status as CliResult);
-    expect(status?.stdout).toMatch(
+    // The NACK travels after the response: wait until the control plane has recorded it.
+    await waitForStatus(api, (proxies) => proxies.some((p) => p.nodeId === "cli-probe-2" && p.nacks > 0));
+    const status = await cli(["status"]);
+    expectOk(status);
+    expect(status.stdout).toMatch(
       new RegExp(
         `^cli-probe-2\\s+productpage\\s+delta\\s+\\S+\\s+1\\s+Cluster v${revision}: test: refused on purpose$`,
         "m",
       ),
     );
-    expect(status?.stdout).toMatch(/^cli-probe-1\s+reviews\s+sotw/m);
+    expect(status.stdout).toMatch(/^cli-probe-1\s+reviews\s+sotw/m);
 
     const json = JSON.parse((await cli(["status", "-o", "json"])).stdout) as {
       proxies: { nodeId: string }[];
@@ -1004,97 +1007,6 @@ describe("bootstrap", () => {
       },
     });
   });
-
-  it("prints only node, admin and the ADS cluster, and a real Envoy accepts it", async () => {
-    const envoy = findEnvoy();
-    const variants: { name: string; args: string[]; api: string; xds: { address: string; type: string } }[] =
-      [
-        { name: "sotw", args: [], api: "GRPC", xds: { address: "127.0.0.1", type: "STATIC" } },
-        {
-          name: "delta-app",
-          args: [
-            "--xds-protocol",
-            "delta",
-            "--app-port",
-            "9080",
-            "--labels",
-            "version=v2",
-            "--admin-port",
-            "19901",
-          ],
-          api: "DELTA_GRPC",
-          xds: { address: "127.0.0.1", type: "STATIC" },
-        },
-        {
-          name: "sotw-app-dns",
-          args: [
-            "--app-port",
-            "9080",
-            "--xds",
-            "wasmesh-control-plane.wasmesh.svc:5678",
-            "--xds-protocol",
-            "sotw",
-          ],
-          api: "GRPC",
-          xds: { address: "wasmesh-control-plane.wasmesh.svc", type: "STRICT_DNS" },
-        },
-        {
-          name: "delta-ipv6",
-          args: [
-            "--xds-protocol",
-            "delta",
-            "--xds",
-            "[::1]:5678",
-            "--outbound-port",
-            "25001",
-            "--inbound-port",
-            "25006",
-          ],
-          api: "DELTA_GRPC",
-          xds: { address: "::1", type: "STATIC" },
-        },
-      ];
-    const outputs = await Promise.all(variants.map((v) => cli([...base, ...v.args])));
-    for (const [i, variant] of variants.entries()) {
-      const result = outputs[i] as CliResult;
-      expectOk(result);
-      expect(result.stdout).not.toMatch(/[&*]a\d/); // no YAML anchors or aliases
-      const config = parse(result.stdout) as Bootstrap;
-      expect(Object.keys(config).sort(), variant.name).toEqual([
-        "admin",
-        "dynamic_resources",
-        "node",
-        "static_resources",
-      ]);
-      expect(Object.keys(config.static_resources)).toEqual(["clusters"]);
-      expect(config.static_resources.clusters.map((c) => c.name)).toEqual(["wasmesh-xds"]);
-      const [cluster] = config.static_resources.clusters;
-      expect(cluster?.type).toBe(variant.xds.type);
-      expect(cluster?.load_assignment.endpoints[0]?.lb_endpoints[0]?.endpoint.address.socket_address).toEqual(
-        { address: variant.xds.address, port_value: 5678 },
-      );
-      expect(Object.keys(config.dynamic_resources).sort()).toEqual([
-        "ads_config",
-        "cds_config",
-        "lds_config",
-      ]);
-      expect(config.dynamic_resources.ads_config.api_type).toBe(variant.api);
-      expect(config.admin.address.socket_address.address).toBe("127.0.0.1");
-      const appPort = config.node.metadata["wasmesh.app_port"];
-      expect(appPort).toBe(variant.args.includes("--app-port") ? "9080" : undefined);
-
-      const path = file(`bootstrap-${variant.name}.yaml`, result.stdout);
-      const validated = await run(envoy, ["--mode", "validate", "-c", path, "-l", "warning"]);
-      expect(validated.code, `${variant.name}: ${validated.stdout}${validated.stderr}`).toBe(0);
-      expect(validated.stdout).toContain(`configuration '${path}' OK`);
-    }
-    // The check has teeth: Envoy refuses a bootstrap it cannot use.
-    const broken = file(
-      "bootstrap-broken.yaml",
-      (outputs[0] as CliResult).stdout.replace("type: STATIC", "type: BOGUS"),
-    );
-    expect((await run(envoy, ["--mode", "validate", "-c", broken, "-l", "warning"])).code).not.toBe(0);
-  });
 });
 
 describe("server", () => {
@@ -1139,10 +1051,10 @@ describe("server", () => {
     const blob = join("modules", `${"ab".repeat(32)}.wasm`);
     mkdirSync(join(lost, "modules"));
     writeFileSync(join(lost, blob), "a module's bytes");
-    // Through run(), whose time limit kills a server that started instead of refusing.
+    // Through runCommand(), whose time limit kills a server that started instead of refusing.
     const [fromEmptied, fromLost] = await Promise.all(
       [emptied, lost].map((data) =>
-        run(
+        runCommand(
           process.execPath,
           [WASMESH_BIN, "server", "--data", data, "--http-port", "0", "--xds-port", "0"],
           {
@@ -1253,26 +1165,6 @@ spec:
 `;
 }
 
-interface SocketAddress {
-  address: string;
-  port_value: number;
-}
-
-interface Bootstrap {
-  node: { id: string; cluster: string; metadata: Record<string, unknown> };
-  admin: { address: { socket_address: SocketAddress } };
-  dynamic_resources: { ads_config: { api_type: string } };
-  static_resources: {
-    clusters: {
-      name: string;
-      type: string;
-      load_assignment: {
-        endpoints: { lb_endpoints: { endpoint: { address: { socket_address: SocketAddress } } }[] }[];
-      };
-    }[];
-  };
-}
-
 /** A `get` table as rows of header → cell (cells are 2 or more spaces apart; headers may hold one). */
 function tableRows(text: string): Record<string, string>[] {
   const [header = "", ...rows] = text.trimEnd().split("\n");
@@ -1280,24 +1172,6 @@ function tableRows(text: string): Record<string, string>[] {
   return rows.map((line) =>
     Object.fromEntries(line.split(/ {2,}/).map((cell, i) => [names[i] ?? `#${i}`, cell])),
   );
-}
-
-function run(
-  command: string,
-  args: string[],
-  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeout?: number } = {},
-): Promise<CliResult> {
-  return new Promise((resolve) => {
-    execFile(command, args, { timeout: 30_000, ...options }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
-      // Not started at all (e.g. ENOENT): the reason is in the error only.
-      resolve({
-        code,
-        stdout,
-        stderr: stderr || (error && typeof error.code !== "number" ? error.message : ""),
-      });
-    });
-  });
 }
 
 function collect(child: ChildProcess): { stdout: string; stderr: string } {
@@ -1315,12 +1189,12 @@ async function waitForLine(
   output: { stdout: string; stderr: string },
   pattern: RegExp,
 ): Promise<RegExpExecArray> {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const match = pattern.exec(output.stdout);
-    if (match) return match;
-    if (Date.now() > deadline)
-      throw new Error(`no ${pattern} within 15 s:\n${output.stdout}${output.stderr}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
+  // The output only grows: once found, the line stays found.
+  const found = () => pattern.exec(output.stdout);
+  await until(
+    () => `${pattern}:\n${output.stdout}${output.stderr}`,
+    () => found() !== null,
+    15_000,
+  );
+  return found() as RegExpExecArray;
 }

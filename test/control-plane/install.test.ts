@@ -2,13 +2,13 @@
 // into a temporary npm prefix, then the command by name through PATH from another folder, against
 // a real control plane. And what the bin says where it cannot run: a packed copy under
 // node_modules, a Node without type stripping, an older Node.
-import { execFile, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
-import type { CliResult } from "../support/control-plane.ts";
+import { runCommand } from "../support/control-plane.ts";
 import { REPO_ROOT } from "../support/envoy.ts";
 
 const VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")) as { version: string })
@@ -46,23 +46,9 @@ afterAll(async () => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-function run(
-  command: string,
-  args: string[],
-  options: { cwd: string; env: NodeJS.ProcessEnv },
-): Promise<CliResult> {
-  return new Promise((resolve) => {
-    // With options.env, the command is looked up on options.env.PATH: a name runs what PATH finds.
-    execFile(command, args, { timeout: 60_000, ...options }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === "number" ? error.code : -1) : 0;
-      resolve({
-        code,
-        stdout,
-        stderr: stderr || (error && typeof error.code !== "number" ? error.message : ""),
-      });
-    });
-  });
-}
+/** A command, given a minute (npm installs). */
+const run = (command: string, args: string[], options: { cwd: string; env: NodeJS.ProcessEnv }) =>
+  runCommand(command, args, { timeout: 60_000, ...options });
 
 /** npm with the test's Node first on PATH, as the README says to run it. */
 const npm = (args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) =>

@@ -1,7 +1,7 @@
 // The control plane as users run it, for end-to-end tests: `wasmesh server` as a child process on
 // a data directory, the `wasmesh` CLI as a child process, and Envoy sidecars started from
 // `wasmesh bootstrap` output.
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -37,6 +37,50 @@ export function wasmesh(
     child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
     child.stdin.end(options.input ?? "");
   });
+}
+
+/**
+ * Runs a command to its end (killed after `timeout`, default 30 s). `code` is -1 when it did not
+ * exit with a code (not started, or killed): never mistaken for a failure exit.
+ */
+export function runCommand(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeout?: number } = {},
+): Promise<CliResult> {
+  return new Promise((resolve) => {
+    // With options.env, a command given by name is looked up on options.env.PATH.
+    execFile(command, args, { timeout: 30_000, ...options }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === "number" ? error.code : -1) : 0;
+      // Not started at all (e.g. ENOENT) or killed: the reason is in the error only.
+      resolve({
+        code,
+        stdout,
+        stderr: stderr || (error && typeof error.code !== "number" ? error.message : ""),
+      });
+    });
+  });
+}
+
+interface SocketAddress {
+  address: string;
+  port_value: number;
+}
+
+/** The parts of `wasmesh bootstrap` output the tests read. */
+export interface Bootstrap {
+  node: { id: string; cluster: string; metadata: Record<string, unknown> };
+  admin: { address: { socket_address: SocketAddress } };
+  dynamic_resources: { ads_config: { api_type: string } };
+  static_resources: {
+    clusters: {
+      name: string;
+      type: string;
+      load_assignment: {
+        endpoints: { lb_endpoints: { endpoint: { address: { socket_address: SocketAddress } } }[] }[];
+      };
+    }[];
+  };
 }
 
 export interface ControlPlaneProcess {
