@@ -10,7 +10,13 @@ import { MetricsRegistry } from "../../control-plane/metrics.ts";
 import type { ProxyConfig, ProxyIdentity } from "../../control-plane/translate/types.ts";
 import { type ConfigProvider, TYPE_URL, XdsServer } from "../../control-plane/xds/index.ts";
 import { EXTENSION_TYPE } from "../../control-plane/xds/protos.ts";
-import { type AdsClient, type AdsClientOptions, connectAds } from "../support/xds-client.ts";
+import { until } from "../support/wait.ts";
+import {
+  type AdsClient,
+  type AdsClientOptions,
+  connectAds,
+  type ReceivedResponse,
+} from "../support/xds-client.ts";
 
 const { listener: LDS, route: RDS, cluster: CDS, endpoint: EDS, extensionConfig: ECDS } = TYPE_URL;
 // Enums as numbers: encodeMessage verify()s before fromObject, and verify() wants enum values.
@@ -225,7 +231,20 @@ const names = (resources: { name: string }[]) => resources.map((r) => r.name).so
 // A full garbage collection on demand, to see what a closed server leaves in memory.
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const types = (responses: ReceivedResponse[]) => responses.map((r) => r.typeUrl);
+
+/**
+ * The responses `client` received from index `from` on, up to a barrier on a type and resource the
+ * test does not count there: all that the server sent before the barrier was asked for.
+ */
+async function sentUntilBarrier(
+  client: AdsClient,
+  from: number,
+  barrierType: string,
+  barrierName: string,
+): Promise<ReceivedResponse[]> {
+  return client.responses.slice(from, await client.barrier(barrierType, barrierName));
+}
 const statusOf = (nodeId: string) => server.status().find((s) => s.nodeId === nodeId);
 
 describe("state of the world", () => {
@@ -284,38 +303,36 @@ describe("state of the world", () => {
     mesh.details = { ...(mesh.details as ServiceData), endpoints: [{ address: "10.0.0.33", port: 9080 }] };
     await server.update("1");
     await server.waitForAck("1", 2000);
-    await sleep(50);
 
     expect(configCalls.sort()).toEqual(["productpage", "reviews"]);
-    const ppNew = pp.responses.slice(before.pp);
-    expect(ppNew.map((r) => r.typeUrl)).toEqual([EDS]);
-    expect(ppNew[0]?.version).toBe("1");
-    // SotW: the full set of subscribed resources of the type.
-    expect(names(ppNew[0]?.resources ?? [])).toEqual(["details", "reviews"]);
-    expect(pp2.responses.slice(before.pp2).map((r) => r.typeUrl)).toEqual([EDS]);
-    expect(rv.responses.length).toBe(before.rv);
-
     // The unaffected proxy is still confirmed at the new version without being sent anything.
     expect(statusOf("reviews-1")).toMatchObject({ syncedVersion: "1", acked: { [EDS]: "0" } });
     expect(statusOf("productpage-1")).toMatchObject({
       syncedVersion: "1",
       acked: { [EDS]: "1", [CDS]: "0" },
     });
+    const ppNew = await sentUntilBarrier(pp, before.pp, ECDS, filterName("productpage"));
+    expect(ppNew.map((r) => r.typeUrl)).toEqual([EDS]);
+    expect(ppNew[0]?.version).toBe("1");
+    // SotW: the full set of subscribed resources of the type.
+    expect(names(ppNew[0]?.resources ?? [])).toEqual(["details", "reviews"]);
+    expect(types(await sentUntilBarrier(pp2, before.pp2, ECDS, filterName("productpage")))).toEqual([EDS]);
+    expect(types(await sentUntilBarrier(rv, before.rv, ECDS, filterName("reviews")))).toEqual([]);
 
     // A change to one proxy class's filter config: ECDS only.
+    const second = { pp: pp.responses.length, rv: rv.responses.length };
     mesh.reviews = { ...(mesh.reviews as ServiceData), filter: "rv-2" };
     await server.update("2");
     await server.waitForAck("2", 2000);
-    await sleep(50);
-    expect(rv.responses.slice(before.rv).map((r) => r.typeUrl)).toEqual([ECDS]);
-    expect(pp.responses.length).toBe(before.pp + 1);
+    expect(types(await sentUntilBarrier(rv, second.rv, RDS, routeName("reviews")))).toEqual([ECDS]);
+    expect(types(await sentUntilBarrier(pp, second.pp, ECDS, filterName("productpage")))).toEqual([]);
 
     // An update that changes nothing sends nothing.
+    const third = { pp: pp.responses.length, rv: rv.responses.length };
     await server.update("3");
     await server.waitForAck("3", 2000);
-    await sleep(50);
-    expect(pp.responses.length).toBe(before.pp + 1);
-    expect(rv.responses.length).toBe(before.rv + 1);
+    expect(types(await sentUntilBarrier(pp, third.pp, ECDS, filterName("productpage")))).toEqual([]);
+    expect(types(await sentUntilBarrier(rv, third.rv, ECDS, filterName("reviews")))).toEqual([]);
   });
 
   it("pushes clusters and endpoints before listeners and routes, and drops removed clusters last", async () => {
@@ -367,7 +384,9 @@ describe("state of the world", () => {
     await expect(server.waitForAck("1", 2000)).rejects.toThrow(
       /productpage-1 rejected ecds version 1: .*bad filter/,
     );
-    await sleep(100);
+    // A resend, in answer to the NACK or later in the push, arrives before the barrier's answers
+    // (and is NACKed again before the barrier is read: nacks would say 2).
+    await pp.barrier(EDS, "reviews");
     expect(pp.received(ECDS)).toBe(start + 1);
     const status = statusOf("productpage-1");
     expect(status?.nacks).toBe(1);
@@ -385,9 +404,10 @@ describe("state of the world", () => {
 
     // An update elsewhere in the mesh does not resend the rejected config.
     (mesh.details as ServiceData).endpoints = [{ address: "10.9.9.9", port: 1 }];
+    const endpoints = pp.received(EDS);
     await server.update("2");
-    await pp.waitFor(() => pp.received(EDS) >= 2);
-    await sleep(100);
+    await pp.waitFor(() => pp.received(EDS) > endpoints);
+    await pp.barrier(RDS, routeName("productpage"));
     expect(pp.received(ECDS)).toBe(start + 1);
     expect(statusOf("productpage-1")?.acked[EDS]).toBe("2");
     expect(logs.some((l) => l.level === "warn" && l.message.includes("rejected"))).toBe(true);
@@ -506,10 +526,14 @@ describe("state of the world", () => {
       responseNonce: first.nonce,
       errorDetail: { code: 3, message: "stale" },
     });
-    await sleep(100);
+    // A barrier (manual mode, so by hand): the answer to a first request for another type, in
+    // order on the stream, comes after anything the server did on reading those two.
+    pp.subscribe(EDS, ["reviews"]);
+    await pp.next(EDS);
     expect(statusOf("productpage-1")).toMatchObject({ nacks: 0, acked: {} });
     expect(pp.received(CDS)).toBe(2);
 
+    pp.ack(EDS);
     pp.ack(CDS);
     await server.waitForAck("1", 2000);
     expect(statusOf("productpage-1")?.acked[CDS]).toBe("1");
@@ -637,14 +661,14 @@ describe("delta", () => {
     await pp.fetch(EDS, ["reviews", "details"]);
     await server.waitForAck("0");
     pp.unsubscribe(EDS, ["details"]);
-    await sleep(50);
+    await pp.barrier(RDS, routeName("productpage"));
     const count = pp.received(EDS);
     expect(count).toBe(1); // unsubscribing is not answered
 
     (mesh.details as ServiceData).endpoints = [{ address: "10.0.0.99", port: 1 }];
     await server.update("1");
     await server.waitForAck("1", 2000);
-    await sleep(50);
+    await pp.barrier(RDS, routeName("productpage"));
     expect(pp.received(EDS)).toBe(count);
 
     // Subscribing again sends the current version.
@@ -693,7 +717,7 @@ describe("delta", () => {
     await expect(server.waitForAck("1", 2000)).rejects.toThrow(/bad endpoint/);
     (mesh.productpage as ServiceData).filter = "unrelated";
     await server.update("2");
-    await sleep(100);
+    await pp.barrier(RDS, routeName("productpage"));
     expect(pp.received(EDS)).toBe(2);
     expect(statusOf("productpage-1")).toMatchObject({
       nacks: 1,
@@ -767,8 +791,9 @@ describe("server", () => {
     expect(text).toContain("wasmesh_xds_push_latency_seconds_count 1");
 
     pp.close();
-    await sleep(100);
-    expect(metrics.render()).toContain('wasmesh_xds_connected_proxies{protocol="sotw"} 0');
+    await until("the closed stream to leave the gauge", () =>
+      metrics.render().includes('wasmesh_xds_connected_proxies{protocol="sotw"} 0'),
+    );
   });
 
   it("shares nothing with another server in the process, and keeps nothing of its proxies once closed", async () => {

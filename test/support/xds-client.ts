@@ -105,6 +105,8 @@ export class AdsClient {
   private readonly listeners = new Set<() => void>();
   /** Delta types subscribed at least once (the first request of a type is special). */
   private readonly subscribedDelta = new Set<string>();
+  /** Delta types whose first subscription named nothing or "*": all of them (a wildcard). */
+  private readonly wildcardDelta = new Set<string>();
   private nodeSent = false;
   private ended: StreamStatus | undefined;
 
@@ -154,6 +156,7 @@ export class AdsClient {
     } else {
       const first = state.count === 0 && !this.subscribedDelta.has(typeUrl);
       this.subscribedDelta.add(typeUrl);
+      if (first && (names.length === 0 || names.includes("*"))) this.wildcardDelta.add(typeUrl);
       const fresh = names.filter((n) => !state.names.includes(n));
       state.names.push(...fresh);
       if (!first && fresh.length === 0) return;
@@ -171,6 +174,8 @@ export class AdsClient {
   subscribeWith(typeUrl: string, names: string[], initialResourceVersions: Record<string, string>): void {
     if (this.protocol !== "delta") throw new Error("initial_resource_versions is a delta feature");
     const state = this.typeState(typeUrl);
+    if (!this.subscribedDelta.has(typeUrl) && (names.length === 0 || names.includes("*")))
+      this.wildcardDelta.add(typeUrl);
     this.subscribedDelta.add(typeUrl);
     state.names.push(...names);
     this.send({ typeUrl, subscribe: names, unsubscribe: [], initialResourceVersions, responseNonce: "" });
@@ -249,6 +254,58 @@ export class AdsClient {
     this.subscribe(typeUrl, names);
     await this.next(typeUrl, timeoutMs);
     return this.held(typeUrl);
+  }
+
+  /**
+   * A barrier: resolves once the server has read every request this client sent before, and all
+   * it wrote before answering them has arrived. The stream is ordered both ways, so the answer to a
+   * request the server certainly answers comes after all of that: a test that must show the server
+   * sent nothing (more) waits for this instead of sleeping.
+   *
+   * The request asks again for `name` of `typeUrl`. SotW: the subscription with the name toggled,
+   * then as it was (each change of names is answered); delta: the name unsubscribed and subscribed
+   * again (answered with the resource, which must exist; a type subscribed by name). The
+   * subscription ends as it was, but the type gets one or two more responses, answered as any
+   * other: use a type and a resource the test does not count. Resolves with the number of
+   * responses that had arrived before the barrier's (an end for `responses.slice`).
+   */
+  async barrier(typeUrl: string, name: string, timeoutMs = 5000): Promise<number> {
+    if (!(this.options.autoAck ?? true))
+      throw new Error("barrier() needs autoAck: it answers its own responses");
+    const state = this.typeState(typeUrl);
+    let upTo: number | undefined;
+    const answered = async (request: () => void) => {
+      const before = state.count;
+      request();
+      await this.waitFor(
+        () => {
+          if (state.count > before) upTo ??= this.responses.length - (state.count - before);
+          return state.count > before;
+        },
+        timeoutMs,
+        `the answer to a barrier request for ${typeUrl} ${name}`,
+      );
+    };
+    const names = [...state.names];
+    if (this.protocol === "sotw") {
+      const toggled = names.includes(name) ? names.filter((n) => n !== name) : [...names, name];
+      await answered(() => this.subscribe(typeUrl, toggled));
+      await answered(() => this.subscribe(typeUrl, names));
+    } else if (names.includes(name)) {
+      await answered(() => {
+        this.unsubscribe(typeUrl, [name]);
+        this.subscribe(typeUrl, [name]);
+      });
+    } else {
+      if (this.wildcardDelta.has(typeUrl)) {
+        throw new Error(
+          `barrier(): ${typeUrl} is a delta wildcard subscription; use a type subscribed by name`,
+        );
+      }
+      await answered(() => this.subscribe(typeUrl, [name]));
+      this.unsubscribe(typeUrl, [name]);
+    }
+    return Math.max(0, upTo ?? this.responses.length);
   }
 
   /** Resolves when `check` holds, re-checked on every response and at the end of the stream. */
