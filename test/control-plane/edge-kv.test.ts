@@ -19,6 +19,7 @@ import { startControlPlane } from "../../control-plane/server.ts";
 import { openSqliteStore, type ResourceStore } from "../../control-plane/store/index.ts";
 import { type EdgeConfig, validateEdgeConfig } from "../../schema/edge-config.ts";
 import { RELEASE_WASM } from "../support/artifacts.ts";
+import { until } from "../support/wait.ts";
 
 const EXAMPLE = readFileSync(new URL("../../deploy/examples/mesh.yaml", import.meta.url), "utf8");
 const TOKEN = "test-token-not-a-secret";
@@ -78,14 +79,6 @@ async function fakeCloudflare(script: Answer[] = []) {
   /** The EdgeConfig of each PUT, in order. */
   const published = () => requests.map((r) => JSON.parse(r.body) as EdgeConfig);
   return { requests, apiBase, published, script };
-}
-
-async function until(condition: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 function example(): Resource[] {
@@ -208,7 +201,7 @@ describe("the Workers KV publisher", () => {
     const { store, cloudflare, publisher } = await setup([503], { backoff: { initialMs: 200, maxMs: 200 } });
     await put(store, example());
     publisher.notify();
-    await until(() => cloudflare.requests.length === 1, "the first PUT");
+    await until("the first PUT", () => cloudflare.requests.length === 1);
     await put(store, resplit(0, 100));
     publisher.notify();
     await publisher.idle();
@@ -260,7 +253,7 @@ describe("the Workers KV publisher", () => {
     const started = performance.now();
     publisher.notify();
     expect(performance.now() - started).toBeLessThan(50);
-    await until(() => cloudflare.requests.length === 1, "the PUT");
+    await until("the PUT", () => cloudflare.requests.length === 1);
     await publisher.close();
     expect(publisher.published).toBeUndefined();
   });
@@ -298,12 +291,12 @@ describe("wasmesh server with --edge-kv-*", () => {
     };
 
     // At start: the empty mesh's configuration, after one retried 500.
-    await until(() => cloudflare.requests.length === 2, "the first publish");
+    await until("the first publish", () => cloudflare.requests.length === 2);
     expect(cloudflare.published()[1]).toMatchObject({ filter: {}, origins: {} });
     expect(cloudflare.requests.every((r) => r.authorization === `Bearer ${TOKEN}`)).toBe(true);
 
     await apply(EXAMPLE);
-    await until(() => cloudflare.requests.length === 3, "the publish of the example");
+    await until("the publish of the example", () => cloudflare.requests.length === 3);
     const served = (await (await fetch(`${api}/v1/edge/config`)).json()) as EdgeConfig;
     expect(cloudflare.published()[2]).toEqual(served);
 
@@ -314,7 +307,7 @@ describe("wasmesh server with --edge-kv-*", () => {
     const started = performance.now();
     await apply(resplitYaml);
     expect(performance.now() - started).toBeLessThan(2_000);
-    await until(() => cloudflare.requests.length === 4, "the publish of the new split");
+    await until("the publish of the new split", () => cloudflare.requests.length === 4);
     const health = (await (await fetch(`${api}/healthz`)).json()) as { revision: number };
     expect(health.revision).toBe(2);
     expect(cloudflare.requests.slice(0, 3).every((r) => r.path === KEY_PATH)).toBe(true);
