@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type EnvoyProcess, freePort, REPO_ROOT, startEnvoy } from "./envoy.ts";
+import { until } from "./wait.ts";
 
 export const WASMESH_BIN = join(REPO_ROOT, "bin", "wasmesh.js");
 
@@ -146,20 +147,20 @@ export async function startControlPlaneProcess(
   });
 
   const api = `http://127.0.0.1:${httpPort}`;
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (gone) throw new Error(`wasmesh server exited during startup:\n${logs}`);
-    try {
-      const response = await fetch(`${api}/healthz`);
-      if (response.ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) {
-      child.kill("SIGKILL");
-      throw new Error(`wasmesh server not healthy within 30 s:\n${logs}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
+  try {
+    await until(
+      () => `wasmesh server to be healthy:\n${logs}`,
+      async () => {
+        if (gone) throw new Error(`wasmesh server exited during startup:\n${logs}`);
+        // Not listening yet: an error, so not healthy yet.
+        return (await fetch(`${api}/healthz`).catch(() => undefined))?.ok === true;
+      },
+      30_000,
+      50,
+    );
+  } catch (error) {
+    child.kill("SIGKILL");
+    throw error;
   }
 
   const stopWith = async (signal: NodeJS.Signals) => {
@@ -281,20 +282,21 @@ export async function waitForStatus(
   check: (proxies: StatusProxy[]) => boolean,
   timeoutMs = 20_000,
 ): Promise<StatusProxy[]> {
-  const deadline = Date.now() + timeoutMs;
   let last: StatusProxy[] = [];
-  for (;;) {
-    try {
-      last = await proxyStatus(api);
-      if (check(last)) return last;
-    } catch {
-      // the control plane may be restarting
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`status condition not met within ${timeoutMs} ms: ${JSON.stringify(last, null, 2)}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  await until(
+    () => `the status condition: ${JSON.stringify(last, null, 2)}`,
+    async () => {
+      try {
+        last = await proxyStatus(api);
+      } catch {
+        return false; // the control plane may be restarting
+      }
+      return check(last);
+    },
+    timeoutMs,
+    10,
+  );
+  return last;
 }
 
 /** The current store revision, from /healthz. */
