@@ -19,10 +19,11 @@ import {
   waitForStatus,
   wasmesh,
 } from "../support/control-plane.ts";
-import { runLoad } from "../support/load.ts";
+import { runLoad, startLoad } from "../support/load.ts";
 import { sendHttp } from "../support/mesh-envoy.ts";
 import { tagModule } from "../support/tag-module.ts";
 import { startUpstream, type Upstream } from "../support/upstreams.ts";
+import { eventually, until } from "../support/wait.ts";
 import { connectAds } from "../support/xds-client.ts";
 
 const API_VERSION = "wasmesh.io/v1alpha1";
@@ -229,8 +230,8 @@ describe("filter and module updates", () => {
       expect(first.headers.get("x-tag")).toBe('1 {"tag":"a"}');
     });
 
-    // 200 requests/s for 10 s; the configuration changes at ~2 s, the module at ~5 s.
-    const load = runLoad({
+    // 200 requests/s for 10 s; the configuration changes after 400 answers, the module 200 later.
+    const load = startLoad({
       url: `http://127.0.0.1:${client.outboundPort}/`,
       headers: { host: "reviews" },
       requests: 2000,
@@ -239,7 +240,7 @@ describe("filter and module updates", () => {
       timeoutMs: 10_000,
       recordHeader: "x-tag",
     });
-    await sleep(2000);
+    await until("400 answers with the first configuration", () => load.progress.recorded.length >= 400);
     const put = await cp.request("PUT", "/v1/wasmplugins/tagger", {
       ...resource("WasmPlugin", "tagger", {
         module: "tagger",
@@ -250,10 +251,14 @@ describe("filter and module updates", () => {
     });
     expect(put.status).toBe(200);
     await waitForSync();
-    await sleep(1000);
+    const synced = load.progress.recorded.length;
+    await until(
+      "200 answers with the new configuration",
+      () => load.progress.recorded.length >= synced + 200,
+    );
     expect((await pushModule("tagger", 2)).code).toBe(0);
     await waitForSync();
-    const result = await load;
+    const result = await load.result;
 
     expect(result.errorMessages).toEqual([]);
     expect(result.errors).toBe(0);
@@ -322,7 +327,7 @@ describe("filter and module updates", () => {
 describe("control plane restart", () => {
   it("Envoy keeps serving while the control plane is down, then reconnects and resyncs from the same data", async () => {
     const revision = await revisionOf(cp.api);
-    const load = runLoad({
+    const load = startLoad({
       url: `http://127.0.0.1:${client.outboundPort}/`,
       headers: { host: "reviews" },
       requests: 800,
@@ -330,12 +335,14 @@ describe("control plane restart", () => {
       concurrency: 4,
       timeoutMs: 10_000,
     });
-    await sleep(1500);
+    const answered = () => load.progress.ok + load.progress.non2xx + load.progress.errors;
+    await until("150 answers with the control plane up", () => answered() >= 150);
     await cp.kill();
-    await sleep(2000);
+    const down = answered();
+    await until("200 answers with the control plane down", () => answered() >= down + 200);
     const { dataDir, httpPort, xdsPort } = cp;
     cp = await startControlPlaneProcess({ dataDir, httpPort, xdsPort });
-    const result = await load;
+    const result = await load.result;
     expect(result.errors).toBe(0);
     expect(result.non2xx).toBe(0);
     expect(result.ok).toBe(800);
@@ -382,21 +389,4 @@ function pushModule(name: string, version: 1 | 2) {
     writeFileSync(file, bytes);
     return wasmesh(["modules", "push", file, "--name", name], { api: cp.api });
   });
-}
-
-/** Retries `check` every 100 ms until it passes or timeoutMs is over (then rethrows its error). */
-async function eventually(check: () => Promise<void>, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await sleep(100);
-    }
-  }
-}
-
-function sleep(ms: number) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

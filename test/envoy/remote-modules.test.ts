@@ -38,10 +38,11 @@ import {
   waitForStatus,
   wasmesh,
 } from "../support/control-plane.ts";
-import { runLoad } from "../support/load.ts";
+import { runLoad, startLoad } from "../support/load.ts";
 import { sendHttp } from "../support/mesh-envoy.ts";
 import { tagModule } from "../support/tag-module.ts";
 import { startUpstream, type Upstream } from "../support/upstreams.ts";
+import { eventually, until } from "../support/wait.ts";
 
 const API_VERSION = "wasmesh.io/v1alpha1";
 /** The cluster name translation gave the control plane's HTTP API when it wrote remote code. */
@@ -243,6 +244,15 @@ describe("Envoy 1.37 with remote Wasm code over ECDS", () => {
   const get = () => sendHttp(sidecar.outboundPort, { path: "/", headers: { host: "reviews" } });
   const stat = async (name: string) =>
     (await sidecar.envoy.stats(`^${name.replace(/\./g, "\\.")}$`)).get(name) ?? 0;
+  /** What Envoy started towards the module server: connections, and requests sent or queued. */
+  const moduleClusterTraffic = async () =>
+    Object.fromEntries(
+      await Promise.all(
+        ["upstream_cx_total", "upstream_rq_total", "upstream_rq_pending_total"].map(
+          async (counter) => [counter, await stat(`cluster.${HTTP_CLUSTER}.${counter}`)] as const,
+        ),
+      ),
+    );
   /** Remote fetches Envoy started through a listener's init manager (init:debug log lines). */
   const initFetches = () =>
     sidecar.envoy
@@ -322,7 +332,7 @@ describe("Envoy 1.37 with remote Wasm code over ECDS", () => {
 
   it("with nack_on_code_cache_miss, a new version is NACKed and fetched in the background; the old one serves until the config is offered again", async () => {
     nackOnCacheMiss = true;
-    const load = runLoad({
+    const load = startLoad({
       url: `http://127.0.0.1:${sidecar.outboundPort}/`,
       headers: { host: "reviews" },
       requests: 300,
@@ -331,13 +341,13 @@ describe("Envoy 1.37 with remote Wasm code over ECDS", () => {
       timeoutMs: 10_000,
       recordHeader: "x-tag",
     });
-    await sleep(1000);
+    await until("100 answers before the change", () => load.progress.recorded.length >= 100);
     setModule("tagger", v2);
     expect(await publishRejected()).toBe(
       `${TYPE_URL.extensionConfig}: Unable to create Wasm plugin wasmesh.inbound.tagger`,
     );
     await eventually(async () => expect(modules.fetches(sha256(v2))).toBe(1));
-    const during = await load;
+    const during = await load.result;
     expect(during.errorMessages).toEqual([]);
     expect(during.ok).toBe(300);
     expect(new Set(during.recorded)).toEqual(new Set([tag(1, '{"tag":"a"}')]));
@@ -381,11 +391,14 @@ describe("Envoy 1.37 with remote Wasm code over ECDS", () => {
     });
     const v3 = variant(v1, "v3");
     const fetchesBefore = initFetches();
+    const trafficBefore = await moduleClusterTraffic();
     setModule("tagger", v3);
     await publish(); // ACKed
     const [status] = xds.status();
     expect(status?.syncedVersion).toBe(String(version));
-    await sleep(1500); // time enough for a fetch that never starts
+    // No sleeping for a fetch: Envoy would start it on its main thread while it applies the update,
+    // before the ACK, and count it on the module server's cluster at once (a connection or a request).
+    expect(await moduleClusterTraffic()).toEqual(trafficBefore);
     expect(modules.fetches(sha256(v3))).toBe(0);
     // The fetch is an init target added to the warm listener's init manager, which has finished
     // initialising: nothing ever starts it.
@@ -523,7 +536,7 @@ describe("wasmesh server delivers module bytes inline", () => {
   });
 
   it("a new module version under light load: no failed request, and responses switch to it", async () => {
-    const load = runLoad({
+    const load = startLoad({
       url: `http://127.0.0.1:${sidecar.outboundPort}/`,
       headers: { host: "reviews" },
       requests: 1200,
@@ -532,10 +545,10 @@ describe("wasmesh server delivers module bytes inline", () => {
       timeoutMs: 10_000,
       recordHeader: "x-tag",
     });
-    await sleep(2500);
+    await until("200 answers before the new version", () => load.progress.recorded.length >= 200);
     await push("tag-v2.wasm", await tagModule(2));
     await synced();
-    const result = await load;
+    const result = await load.result;
     expect(result.errorMessages).toEqual([]);
     expect(result.non2xx).toBe(0);
     expect(result.ok).toBe(1200);
@@ -571,21 +584,4 @@ describe("wasmesh server delivers module bytes inline", () => {
 function flipLastByte(bytes: Buffer): void {
   const last = bytes.length - 1;
   bytes.writeUInt8(bytes.readUInt8(last) ^ 0xff, last);
-}
-
-/** Retries `check` every 100 ms until it passes or timeoutMs is over (then rethrows its error). */
-async function eventually(check: () => Promise<void>, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await sleep(100);
-    }
-  }
-}
-
-function sleep(ms: number) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -82,6 +82,21 @@ export function percentile(sorted: readonly number[], p: number): number {
 }
 
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
+  return startLoad(options).result;
+}
+
+export interface RunningLoad {
+  /** The counts so far (ok, non2xx, errors, statuses, byUpstream, recorded), for waiting on. */
+  readonly progress: Readonly<LoadResult>;
+  /** The whole run's result, once every request has its answer (or error). */
+  readonly result: Promise<LoadResult>;
+}
+
+/**
+ * Starts the load and returns at once: a test waits on `progress` (e.g. until enough answers came
+ * before it changes something) instead of sleeping, then on `result`.
+ */
+export function startLoad(options: LoadOptions): RunningLoad {
   const url = checkedUrl(options.url);
   if (!Number.isInteger(options.requests) || options.requests < 0 || options.requests > MAX_REQUESTS) {
     throw new Error(`runLoad: requests must be an integer in 0 … ${MAX_REQUESTS}, got ${options.requests}`);
@@ -162,32 +177,36 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   let next = 0;
   const rate = options.ratePerSecond;
   if (rate !== undefined && !(rate > 0)) throw new Error(`runLoad: ratePerSecond must be > 0, got ${rate}`);
-  const started = performance.now();
-  const worker = async () => {
-    while (next < options.requests) {
-      const i = next;
-      next += 1;
-      if (rate !== undefined) {
-        const wait = started + (i * 1000) / rate - performance.now();
-        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+  return { progress: result, result: run() };
+
+  async function run(): Promise<LoadResult> {
+    const started = performance.now();
+    const worker = async () => {
+      while (next < options.requests) {
+        const i = next;
+        next += 1;
+        if (rate !== undefined) {
+          const wait = started + (i * 1000) / rate - performance.now();
+          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        }
+        await one(i);
       }
-      await one(i);
+    };
+    try {
+      await Promise.all(
+        Array.from({ length: Math.min(options.concurrency, Math.max(1, options.requests)) }, worker),
+      );
+    } finally {
+      agent.destroy();
     }
-  };
-  try {
-    await Promise.all(
-      Array.from({ length: Math.min(options.concurrency, Math.max(1, options.requests)) }, worker),
-    );
-  } finally {
-    agent.destroy();
+    result.durationMs = performance.now() - started;
+    const sorted = [...result.latenciesMs].sort((a, b) => a - b);
+    result.p50 = percentile(sorted, 50);
+    result.p99 = percentile(sorted, 99);
+    const answered = result.ok + result.non2xx;
+    result.rps = result.durationMs > 0 ? (answered * 1000) / result.durationMs : 0;
+    return result;
   }
-  result.durationMs = performance.now() - started;
-  const sorted = [...result.latenciesMs].sort((a, b) => a - b);
-  result.p50 = percentile(sorted, 50);
-  result.p99 = percentile(sorted, 99);
-  const answered = result.ok + result.non2xx;
-  result.rps = result.durationMs > 0 ? (answered * 1000) / result.durationMs : 0;
-  return result;
 }
 
 /** n requests one after another on one keep-alive connection. */
