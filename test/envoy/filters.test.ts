@@ -1,7 +1,8 @@
 // The release mesh.wasm in a real Envoy (V8 runtime), with two upstreams that count requests.
 import http from "node:http";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type MeshEnvoy, startMeshEnvoy } from "../support/mesh-envoy.ts";
+import { type MeshEnvoy, probeAfterEjection, startMeshEnvoy } from "../support/mesh-envoy.ts";
+import { until } from "../support/wait.ts";
 
 const canary = {
   headerRules: [{ name: "deny-admin", match: { path: { prefix: "/admin" } }, deny: { status: 403 } }],
@@ -33,15 +34,6 @@ function findListenerDump(dump: unknown, name: string): ListenerDump {
   const listener = configs.find((l) => l.name === name);
   if (!listener) throw new Error(`listener ${name} not in config_dump`);
   return listener;
-}
-
-async function waitFor(condition: () => Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await condition()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 describe("mesh.wasm in Envoy: split, header routing, deny", () => {
@@ -135,8 +127,7 @@ describe("mesh.wasm in Envoy: circuit breaker", () => {
     expect(mesh.v2.count).toBe(5); // the open circuit kept every request away from v2
 
     mesh.v2.setStatus(200);
-    await new Promise((r) => setTimeout(r, 1_600));
-    const probe = await mesh.send({ path: "/" });
+    const probe = await probeAfterEjection(() => mesh.send({ path: "/" }));
     expect(probe.status).toBe(200);
     expect(mesh.v2.count).toBe(6);
     for (let i = 0; i < 10; i++) expect((await mesh.send({ path: "/" })).status).toBe(200);
@@ -200,24 +191,23 @@ describe("mesh.wasm in Envoy: clients that go away", () => {
   });
 
   it("do not open the breaker: a downstream reset says nothing about the upstream", async () => {
+    const resets = async () => (await mesh.envoy.stats()).get("http.mesh.downstream_rq_rx_reset") ?? 0;
     mesh.v2.setDelay(1_000);
     for (let i = 0; i < 5; i++) {
-      await new Promise<void>((resolve) => {
-        const req = http.request({
-          host: "127.0.0.1",
-          port: mesh.port,
-          path: "/",
-          headers: { host: "reviews" },
-        });
-        req.on("error", () => resolve());
-        req.end();
-        setTimeout(() => {
-          req.destroy();
-          resolve();
-        }, 100);
+      const req = http.request({
+        host: "127.0.0.1",
+        port: mesh.port,
+        path: "/",
+        headers: { host: "reviews" },
       });
+      req.on("error", () => {});
+      req.end();
+      // The client goes away while v2 holds the request (it answers after 1 s).
+      await until(`v2 to have request ${i + 1}`, () => mesh.v2.count === i + 1);
+      req.destroy();
     }
-    await waitFor(async () => mesh.v2.count === 5, "v2 to have seen the five requests");
+    // Envoy has seen the resets (and the filter the ends of those streams) before the next request.
+    await until("Envoy to count the five resets", async () => (await resets()) === 5);
     mesh.v2.setDelay(0);
     const response = await mesh.send({ path: "/" });
     expect(response.headers.get("x-wasmesh-circuit") ?? null).toBeNull();
@@ -251,7 +241,7 @@ describe("mesh.wasm in Envoy: invalid plugin configuration", () => {
         ],
       }),
     );
-    await waitFor(async () => (await rejected()) > before, "Envoy to reject the listener update");
+    await until("Envoy to reject the listener update", async () => (await rejected()) > before, 15_000);
     expect(mesh.envoy.logs()).toContain(
       "wasmesh: invalid plugin configuration: routes[0].destinations: weights must add up to 100",
     );
@@ -273,9 +263,10 @@ describe("mesh.wasm in Envoy: invalid plugin configuration", () => {
     mesh.pushConfiguration(
       JSON.stringify({ routes: [{ name: "all-v2", destinations: [{ cluster: "v2" }] }] }),
     );
-    await waitFor(
-      async () => (await mesh.send({ path: "/admin" })).headers.get("x-upstream") === "v2",
+    await until(
       "the new configuration to serve",
+      async () => (await mesh.send({ path: "/admin" })).headers.get("x-upstream") === "v2",
+      15_000,
     );
     const info = await mesh.envoy.serverInfo();
     expect(info.state).toBe("LIVE");

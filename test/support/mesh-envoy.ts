@@ -14,6 +14,7 @@ import {
   wasmHttpFilter,
 } from "./envoy.ts";
 import { startUpstream, type Upstream } from "./upstreams.ts";
+import { until } from "./wait.ts";
 
 export interface MeshEnvoy {
   envoy: EnvoyProcess;
@@ -81,6 +82,30 @@ export function sendHttp(port: number, request: HttpRequest, agent?: http.Agent)
       req.end(body.slice(body.length / 2));
     } else req.end(body);
   });
+}
+
+/**
+ * Sends requests until one is let through an open circuit, and returns it: the probe. The ejection
+ * is a timer in the module, so a test waits it out with requests, each answered locally (503,
+ * `x-wasmesh-circuit: open`) while the circuit is open; the caller counts what reached the origin.
+ */
+export async function probeAfterEjection(
+  send: () => Promise<HttpResponse>,
+  timeoutMs = 10_000,
+): Promise<HttpResponse> {
+  let response = await send();
+  await until(
+    "the open circuit to let a probe through",
+    async () => {
+      if (response.headers.get("x-wasmesh-circuit") !== "open") return true;
+      if (response.status !== 503) throw new Error(`the open circuit answered ${response.status}, not 503`);
+      response = await send();
+      return false;
+    },
+    timeoutMs,
+    50,
+  );
+  return response;
 }
 
 export interface MeshEnvoyOptions {
