@@ -8,12 +8,12 @@ import type { FilterConfig } from "../../schema/filter-config.ts";
 import meshConfig from "../conformance/mesh-config.json" with { type: "json" };
 import table from "../conformance/vectors.json" with { type: "json" };
 import { type ConformanceVector, expectDecision, requestFor } from "../support/conformance.ts";
+import { probeAfterEjection } from "../support/mesh-envoy.ts";
 import { startUpstream, type Upstream } from "../support/upstreams.ts";
 import {
   type ConfigServer,
   type EdgeWorker,
   edgeConfig,
-  sleep,
   startConfigServer,
   startEdgeWorker,
 } from "./harness.ts";
@@ -260,9 +260,9 @@ describe("the edge worker's traffic policy", () => {
     expect((await worker.send({ path: "/reviews", headers: { "x-user": "tester" } })).status).toBe(200);
 
     flaky.setStatus(200);
-    await sleep(850);
     // The first request after the ejection time is the probe; its success closes the circuit.
-    for (let i = 0; i < 5; i++) expect((await worker.send({ path: "/flaky" })).status).toBe(200);
+    expect((await probeAfterEjection(() => worker.send({ path: "/flaky" }))).status).toBe(200);
+    for (let i = 0; i < 4; i++) expect((await worker.send({ path: "/flaky" })).status).toBe(200);
     expect(flaky.count).toBe(8);
   });
 
