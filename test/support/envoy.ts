@@ -19,6 +19,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { until } from "./wait.ts";
 
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 /** The version scripts/install-envoy.sh pins (keep the two in step). */
@@ -494,24 +495,24 @@ export async function startEnvoy(options: StartEnvoyOptions): Promise<EnvoyProce
       return JSON.parse(await adminOk("/server_info")) as ServerInfo;
     },
     async waitForListener(nameOrPort: string | number, timeoutMs = 15_000) {
-      const until = Date.now() + timeoutMs;
       let seen: ListenerInfo[] = [];
-      for (;;) {
-        seen = await listeners().catch(() => seen);
-        const found = seen.find((l) =>
-          typeof nameOrPort === "number" ? l.port === nameOrPort : l.name === nameOrPort,
-        );
-        if (found) return found;
-        if (exitInfo !== undefined)
-          throw new Error(`Envoy "${name}" ${describeExit()} while waiting for a listener`);
-        if (Date.now() > until) {
-          throw new Error(
-            `Envoy "${name}": no listener ${JSON.stringify(nameOrPort)} after ${timeoutMs} ms; active: ${JSON.stringify(seen)}\n` +
-              `--- last log lines ---\n${buffer.tail(8 * 1024)}`,
-          );
-        }
-        await sleep(50);
-      }
+      const find = () =>
+        seen.find((l) => (typeof nameOrPort === "number" ? l.port === nameOrPort : l.name === nameOrPort));
+      await until(
+        () =>
+          `Envoy "${name}" to have listener ${JSON.stringify(nameOrPort)}; active: ${JSON.stringify(seen)}\n` +
+          `--- last log lines ---\n${buffer.tail(8 * 1024)}`,
+        async () => {
+          seen = await listeners().catch(() => seen);
+          if (find()) return true;
+          if (exitInfo !== undefined)
+            throw new Error(`Envoy "${name}" ${describeExit()} while waiting for a listener`);
+          return false;
+        },
+        timeoutMs,
+        50,
+      );
+      return find() as ListenerInfo;
     },
     logs: () => buffer.text(),
     logTail: (bytes = 16 * 1024) => buffer.tail(bytes),
