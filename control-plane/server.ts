@@ -8,6 +8,8 @@ import { serve } from "@hono/node-server";
 import { createApi } from "./api/index.ts";
 import { createKvPublisher, type KvPublisherOptions } from "./edge/kv.ts";
 import { createEdgeConfigSource, storeSnapshot } from "./edge/source.ts";
+import type { ProxyIdentity } from "./envoy/index.ts";
+import { parseNodeIdentity } from "./envoy/index.ts";
 import { MetricsRegistry } from "./metrics.ts";
 import {
   createFileBlobStore,
@@ -19,10 +21,9 @@ import {
 } from "./modules/index.ts";
 import { type Resource, validateResource } from "./resources/index.ts";
 import { openSqliteStore, type ResourceStore } from "./store/index.ts";
-import { type CompiledMesh, compileMesh, parseNodeIdentity, proxyClassKey } from "./translate/index.ts";
-import type { ProxyIdentity } from "./translate/types.ts";
+import { type CompiledMesh, compileMesh, proxyClassKey } from "./translate/index.ts";
 import { VERSION } from "./version.ts";
-import { XdsServer } from "./xds/index.ts";
+import { SnapshotCache, XdsServer } from "./xds/index.ts";
 
 export interface ControlPlaneOptions {
   dataDir: string;
@@ -117,10 +118,10 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const xds = new XdsServer({
     metrics,
     parseNode: parseNodeIdentity,
-    provider: {
+    cache: new SnapshotCache({
       keyFor: (proxy: ProxyIdentity) => proxyClassKey(proxy),
       configFor: (proxy: ProxyIdentity) => state.mesh.translate(proxy),
-    },
+    }),
     log: (level, message, fields) =>
       log(`xds ${level}: ${message}${fields ? ` ${JSON.stringify(fields)}` : ""}`),
   });

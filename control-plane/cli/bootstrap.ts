@@ -3,8 +3,7 @@
 // arrive over ADS (LDS and CDS, which bring RDS, EDS and ECDS), so a bootstrap never goes stale.
 import { isIP } from "node:net";
 import { stringify } from "yaml";
-import { nodeMetadata } from "../translate/index.ts";
-import { DEFAULT_PORTS, type ProxyIdentity } from "../translate/types.ts";
+import { DEFAULT_PORTS, nodeMetadata, type ProxyIdentity } from "../envoy/index.ts";
 
 export const XDS_CLUSTER = "wasmesh-xds";
 

@@ -4,8 +4,8 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 import { DEFAULT_KV_API_BASE, DEFAULT_KV_KEY, type KvTarget } from "../edge/kv.ts";
+import type { ProxyIdentity } from "../envoy/index.ts";
 import type { Kind, Resource } from "../resources/index.ts";
-import type { ProxyIdentity } from "../translate/types.ts";
 import { decodeUtf8, describeInvalidUtf8 } from "../utf8.ts";
 import { VERSION } from "../version.ts";
 import { ApiClient, CliError, DEFAULT_API } from "./client.ts";
@@ -532,7 +532,7 @@ const commands: Record<string, (args: string[], out: Out) => Promise<undefined |
     const [
       { bootstrapYaml, parseHostPort },
       { nodeMetadata, parseNodeIdentity, DEFAULT_ADDRESSES, DEFAULT_PORTS, NODE_METADATA },
-    ] = await Promise.all([import("./bootstrap.ts"), import("../translate/index.ts")]);
+    ] = await Promise.all([import("./bootstrap.ts"), import("../envoy/index.ts")]);
     const protocol = str(values["xds-protocol"]) ?? "sotw";
     if (protocol !== "sotw" && protocol !== "delta") {
       throw usage("bootstrap", `--xds-protocol: expected sotw or delta, got '${protocol}'`);

@@ -5,6 +5,7 @@ import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { Value } from "@sinclair/typebox/value";
 import { DEFAULT_MEMORY_LIMIT_BYTES } from "../../host/index.ts";
+import type { ModuleCode } from "../envoy/index.ts";
 import {
   API_VERSION,
   type FieldError,
@@ -14,7 +15,6 @@ import {
   type WasmModule,
 } from "../resources/index.ts";
 import { ConflictError, type ResourceStore, type StoredResource } from "../store/index.ts";
-import type { ModuleCode } from "../translate/types.ts";
 import { isSha256, type ModuleBlobStore, sha256Hex } from "./blobs.ts";
 import { validateModuleIsolated } from "./isolate.ts";
 import { capMemoryMaximum, PAGE_BYTES } from "./memory-limit.ts";

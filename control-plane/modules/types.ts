@@ -1,9 +1,10 @@
 // The module registry's contract, as the API and the translation use it (implementation:
 // registry.ts). Module bytes are content-addressed by sha256; a WasmModule resource in the store
 // names the current version of a module.
+
+import type { ModuleCode } from "../envoy/index.ts";
 import type { FieldError } from "../resources/index.ts";
 import type { StoredResource } from "../store/index.ts";
-import type { ModuleCode } from "../translate/types.ts";
 
 /**
  * Thrown by push() for bytes that are not a usable Proxy-Wasm module, or a name or description it

@@ -1,5 +1,6 @@
 // The resource model's public surface: schemas and types (schema.ts), validation of one resource and
-// of references across a set (validate.ts), and parsing of YAML/JSON manifests (manifests.ts).
+// of references across a set (validate.ts), parsing of YAML/JSON manifests (manifests.ts), and the
+// names resources take in the data plane (names.ts).
 export {
   formatManifestError,
   type ManifestError,
@@ -8,6 +9,21 @@ export {
   parseYaml,
   type YamlResult,
 } from "./manifests.ts";
+export {
+  CLUSTER_HEADER,
+  defaultDenyName,
+  defaultRouteName,
+  INBOUND,
+  inboundCluster,
+  OUTBOUND,
+  OUTBOUND_CLUSTER_PREFIX,
+  outboundCluster,
+  pluginFilterName,
+  ROUTING_FILTER,
+  RULE_HEADER,
+  ruleName,
+  STRIP_RULE_HEADER,
+} from "./names.ts";
 export {
   AccessRule,
   API_VERSION,

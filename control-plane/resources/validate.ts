@@ -10,7 +10,7 @@ import {
   pluginFilterName,
   ROUTING_FILTER,
   ruleName,
-} from "../translate/names.ts";
+} from "./names.ts";
 import {
   API_VERSION,
   type CircuitBreaker,

@@ -1,11 +1,17 @@
 // CDS and EDS: one cluster per service and per subset in use, and the local app's cluster.
+
+import type { ProxyIdentity, XdsResource } from "../envoy/index.ts";
+import {
+  adsConfigSource,
+  duration,
+  EXTENSION_TYPE,
+  envoyEnum,
+  isIpAddress,
+  socketAddress,
+} from "../envoy/index.ts";
 import type { Service, Workload } from "../resources/index.ts";
-import { duration, EXTENSION_TYPE } from "../xds/protos.ts";
-import { isIpAddress, socketAddress } from "./addresses.ts";
-import { adsConfigSource, envoyEnum } from "./enums.ts";
+import { inboundCluster } from "../resources/names.ts";
 import type { Mesh, OutboundCluster } from "./mesh.ts";
-import { inboundCluster } from "./names.ts";
-import type { ProxyIdentity, XdsResource } from "./types.ts";
 
 const CLUSTER = "envoy.config.cluster.v3.Cluster";
 const discoveryType = (name: "STATIC" | "STRICT_DNS" | "EDS") => envoyEnum(`${CLUSTER}.DiscoveryType`, name);

@@ -1,11 +1,12 @@
 // ECDS: one TypedExtensionConfig per Wasm filter of the sidecar (the built-in routing filter and the
 // WasmPlugins that apply to it), so a configuration or module change reaches Envoy without touching
 // its listeners.
+
+import type { ModuleCode, ProxyIdentity, XdsResource } from "../envoy/index.ts";
+import { EXTENSION_TYPE } from "../envoy/index.ts";
 import { MESH_MODULE, type WasmPlugin } from "../resources/index.ts";
-import { EXTENSION_TYPE } from "../xds/protos.ts";
+import { pluginFilterName, ROUTING_FILTER } from "../resources/names.ts";
 import type { Mesh } from "./mesh.ts";
-import { pluginFilterName, ROUTING_FILTER } from "./names.ts";
-import type { ModuleCode, ProxyIdentity, XdsResource } from "./types.ts";
 
 /** A Wasm filter on one of the sidecar's listeners. */
 export interface WasmFilter {

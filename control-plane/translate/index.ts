@@ -2,8 +2,9 @@
 // per concern (clusters and endpoints, listeners and routes, the routing filter's configuration,
 // ECDS). A pure function of (resources, proxy identity, module codes): the same input
 // gives deep-equal output whatever the order of the resources and whatever the node id.
+
+import { type ModuleCode, type ProxyConfig, type ProxyIdentity, TYPE_URL } from "../envoy/index.ts";
 import type { Resource, WasmPlugin } from "../resources/index.ts";
-import { TYPE_URL } from "../xds/protos.ts";
 import { endpointResources, outboundClusterResources, withInboundCluster } from "./clusters.ts";
 import {
   type Direction,
@@ -17,39 +18,14 @@ import {
 import { listenerResources, routeResources } from "./listeners.ts";
 import { indexMesh } from "./mesh.ts";
 import { assembleRoutingConfig, denialsFor, routingParts } from "./routing-filter.ts";
-import type { ModuleCode, ProxyConfig, ProxyIdentity } from "./types.ts";
 
-export { isIpAddress } from "./addresses.ts";
-export { adsConfigSource } from "./enums.ts";
-export {
-  type EnvoyNode,
-  type NodeIdentityResult,
-  nodeMetadata,
-  parseNodeIdentity,
-  proxyClassKey,
-} from "./identity.ts";
-export {
-  CLUSTER_HEADER,
-  defaultDenyName,
-  defaultRouteName,
-  INBOUND,
-  inboundCluster,
-  OUTBOUND,
-  OUTBOUND_CLUSTER_PREFIX,
-  outboundCluster,
-  pluginFilterName,
-  ROUTING_FILTER,
-  RULE_HEADER,
-  ruleName,
-  STRIP_RULE_HEADER,
-} from "./names.ts";
+export { proxyClassKey } from "./class-key.ts";
 export {
   type AccessDecision,
   accessDecision,
   authorityMatch,
   routingFilterConfig,
 } from "./routing-filter.ts";
-export * from "./types.ts";
 
 export interface TranslateOptions {
   /** Module code by module name, including the built-in "mesh". */

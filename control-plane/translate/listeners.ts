@@ -1,8 +1,8 @@
 // LDS and RDS: the outbound listener (the app's calls into the mesh) and, when the sidecar fronts an
 // app, the inbound listener; each an HTTP connection manager whose Wasm filters come over ECDS.
-import { EXTENSION_TYPE } from "../xds/protos.ts";
-import { socketAddress } from "./addresses.ts";
-import { adsConfigSource, envoyEnum } from "./enums.ts";
+
+import type { ProxyIdentity, XdsResource } from "../envoy/index.ts";
+import { adsConfigSource, EXTENSION_TYPE, envoyEnum, socketAddress } from "../envoy/index.ts";
 import {
   CLUSTER_HEADER,
   INBOUND,
@@ -10,8 +10,7 @@ import {
   OUTBOUND,
   OUTBOUND_CLUSTER_PREFIX,
   RULE_HEADER,
-} from "./names.ts";
-import type { ProxyIdentity, XdsResource } from "./types.ts";
+} from "../resources/names.ts";
 
 /** The ECDS filter names of each listener, in chain order (the router is appended). */
 export interface FilterChains {

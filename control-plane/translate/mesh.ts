@@ -12,7 +12,7 @@ import {
   type WasmPlugin,
   type Workload,
 } from "../resources/index.ts";
-import { outboundCluster } from "./names.ts";
+import { outboundCluster } from "../resources/names.ts";
 
 /** One outbound cluster: a service, or the part of it a subset selects. */
 export interface OutboundCluster {

@@ -17,7 +17,6 @@ import {
   validateFilterConfig,
 } from "../../schema/filter-config.ts";
 import type { RouteRule, Service } from "../resources/index.ts";
-import type { Mesh } from "./mesh.ts";
 import {
   defaultDenyName,
   defaultRouteName,
@@ -25,7 +24,8 @@ import {
   RULE_HEADER,
   ruleName,
   STRIP_RULE_HEADER,
-} from "./names.ts";
+} from "../resources/names.ts";
+import type { Mesh } from "./mesh.ts";
 
 type StringMatch = NonNullable<RequestMatch["authority"]>;
 

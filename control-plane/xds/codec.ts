@@ -7,7 +7,7 @@
 // every proxy of a class, so a response costs one copy of those bytes and no object graph.
 import type * as grpc from "@grpc/grpc-js";
 import protobuf from "protobufjs";
-import { envoyProtos } from "./protos.ts";
+import { envoyProtos } from "../envoy/index.ts";
 
 export const ADS_SERVICE_NAME = "envoy.service.discovery.v3.AggregatedDiscoveryService";
 export const SOTW_METHOD = `/${ADS_SERVICE_NAME}/StreamAggregatedResources`;

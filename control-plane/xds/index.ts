@@ -1,4 +1,6 @@
 // The xDS server (ADS over gRPC, state of the world and delta) and its contracts.
+
+export type { ConfigCache, ConfigProvider, Snapshot, TypeResources } from "./cache.ts";
 export type {
   DecodedDeltaResponse,
   DecodedResponse,
@@ -8,22 +10,12 @@ export type {
 } from "./codec.ts";
 export { ADS_SERVICE_NAME, DELTA_METHOD, SOTW_METHOD } from "./codec.ts";
 export {
-  decodeMessage,
-  encodeMessage,
-  envoyProtos,
-  messageType,
-  TYPE_URL,
-  TYPE_URLS,
-  type TypeUrl,
-} from "./protos.ts";
-export {
-  type ConfigProvider,
   type ParseNode,
   type XdsLog,
   XdsServer,
   type XdsServerOptions,
 } from "./server.ts";
 // The pieces, for tests and tools that drive the protocol without gRPC.
-export { type Snapshot, SnapshotCache, type TypeResources } from "./snapshot.ts";
+export { SnapshotCache } from "./snapshot.ts";
 export type { ProxyStatus, Rejection } from "./status.ts";
 export { DeltaStream, PUSH_ORDER, SotwStream, StreamCaches, type StreamHooks, XdsStream } from "./stream.ts";

@@ -1,27 +1,20 @@
 // The gRPC xDS server: ADS over grpc-js, state of the world and delta. It owns the connections;
-// the snapshot cache (snapshot.ts) owns what each class of proxy is sent, and the streams
-// (stream.ts) own the protocol rules. update() moves the cache to a new generation and lets every
-// stream push what changed for it.
+// a ConfigCache (cache.ts; SnapshotCache in snapshot.ts) owns what each class of proxy is sent, and
+// the streams (stream.ts) own the protocol rules. update() moves the cache to a new generation and
+// lets every stream push what changed for it.
 import { performance } from "node:perf_hooks";
 import * as grpc from "@grpc/grpc-js";
+import type { ProxyIdentity, TypeUrl } from "../envoy/index.ts";
 import type { Counter, Histogram, MetricsRegistry } from "../metrics.ts";
-import type { ProxyConfig, ProxyIdentity } from "../translate/types.ts";
+import type { ConfigCache } from "./cache.ts";
 import {
   adsServiceDefinition,
   type DeltaDiscoveryRequest,
   type DiscoveryRequest,
   type NodeInfo,
 } from "./codec.ts";
-import type { TypeUrl } from "./protos.ts";
-import { SnapshotCache } from "./snapshot.ts";
 import type { ProxyStatus, Rejection } from "./status.ts";
 import { DeltaStream, SHORT_TYPE, SotwStream, StreamCaches, type StreamHooks } from "./stream.ts";
-
-export interface ConfigProvider {
-  /** Identity of the proxy class; proxies with equal keys get identical config (memoize encoding per key per generation). */
-  keyFor(proxy: ProxyIdentity): string;
-  configFor(proxy: ProxyIdentity): ProxyConfig;
-}
 
 export type ParseNode = (node: {
   id?: string;
@@ -36,12 +29,11 @@ export type XdsLog = (
 ) => void;
 
 export interface XdsServerOptions {
-  provider: ConfigProvider;
+  /** What proxies are sent (e.g. a SnapshotCache); the server owns it from now on and clears it on close(). */
+  cache: ConfigCache;
   parseNode: ParseNode;
   metrics?: MetricsRegistry;
   log?: XdsLog;
-  /** The version label before the first update() (default "0"). */
-  initialVersion?: string;
   /** How long close() lets streams finish before forcing the server down (default 1000 ms). */
   shutdownGraceMs?: number;
 }
@@ -67,9 +59,18 @@ interface Metrics {
 
 type ServerCall<Req> = grpc.ServerDuplexStream<Req, Uint8Array>;
 
+/** What a connection needs of its server: no more, so that it cannot reach into the rest. */
+interface ConnectionContext {
+  nonce(): string;
+  /** While a push runs, the write promises that update() waits for; otherwise undefined. */
+  writes(): Promise<void>[] | undefined;
+  readonly metrics: Metrics | undefined;
+  log(level: "info" | "warn" | "error", message: string, fields?: Record<string, unknown>): void;
+}
+
 /** One ADS stream: the gRPC call, who is on it, and its protocol state. */
 class Connection implements StreamHooks {
-  readonly server: XdsServer;
+  private readonly context: ConnectionContext;
   readonly call: ServerCall<unknown>;
   readonly proxy: ProxyIdentity;
   readonly peer: string;
@@ -79,8 +80,8 @@ class Connection implements StreamHooks {
   closed = false;
   private inFlight: Set<() => void> | undefined;
 
-  constructor(server: XdsServer, call: ServerCall<unknown>, proxy: ProxyIdentity, key: string) {
-    this.server = server;
+  constructor(context: ConnectionContext, call: ServerCall<unknown>, proxy: ProxyIdentity, key: string) {
+    this.context = context;
     this.call = call;
     this.proxy = proxy;
     this.key = key;
@@ -90,7 +91,7 @@ class Connection implements StreamHooks {
 
   send(bytes: Uint8Array): void {
     if (this.closed) return;
-    const writes = this.server.collectWrites;
+    const writes = this.context.writes();
     if (!writes) {
       this.call.write(bytes);
       return;
@@ -114,17 +115,17 @@ class Connection implements StreamHooks {
     this.inFlight = undefined;
   }
   nonce(): string {
-    return this.server.nextNonce();
+    return this.context.nonce();
   }
   pushed(typeUrl: TypeUrl): void {
-    this.server.metrics?.pushes.inc({ type: SHORT_TYPE[typeUrl] });
+    this.context.metrics?.pushes.inc({ type: SHORT_TYPE[typeUrl] });
   }
   acked(_typeUrl: TypeUrl, pushedAt: number | undefined): void {
-    if (pushedAt !== undefined) this.server.metrics?.latency.observe((performance.now() - pushedAt) / 1000);
+    if (pushedAt !== undefined) this.context.metrics?.latency.observe((performance.now() - pushedAt) / 1000);
   }
   nacked(typeUrl: TypeUrl, rejection: Rejection): void {
-    this.server.metrics?.nacks.inc({ type: SHORT_TYPE[typeUrl] });
-    this.server.log("warn", "proxy rejected configuration", {
+    this.context.metrics?.nacks.inc({ type: SHORT_TYPE[typeUrl] });
+    this.context.log("warn", "proxy rejected configuration", {
       nodeId: this.proxy.nodeId,
       type: SHORT_TYPE[typeUrl],
       version: rejection.version,
@@ -132,7 +133,7 @@ class Connection implements StreamHooks {
     });
   }
   unknownType(typeUrl: string): void {
-    this.server.log("warn", "request for a type this server does not serve", {
+    this.context.log("warn", "request for a type this server does not serve", {
       nodeId: this.proxy.nodeId,
       typeUrl,
     });
@@ -145,7 +146,7 @@ export class XdsServer {
   private readonly options: XdsServerOptions;
   // The snapshot cache and the caches its streams share are this server's alone, for its lifetime:
   // close() empties them, so nothing of its proxies stays in memory with a closed server.
-  private readonly cache: SnapshotCache;
+  private readonly cache: ConfigCache;
   private readonly streamCaches = new StreamCaches();
   private readonly connections = new Set<Connection>();
   private readonly versionGens = new Map<string, number>();
@@ -154,16 +155,15 @@ export class XdsServer {
   private pushing: Promise<void> = Promise.resolve();
   private nonces = 0;
   private closed = false;
-  /** @internal While a push runs, the write promises that update() waits for. */
-  collectWrites: Promise<void>[] | undefined;
-  /** @internal */
-  readonly metrics: Metrics | undefined;
+  /** While a push runs, the write promises that update() waits for. */
+  private collectWrites: Promise<void>[] | undefined;
+  private readonly metrics: Metrics | undefined;
+  private readonly context: ConnectionContext;
 
   constructor(options: XdsServerOptions) {
     this.options = options;
-    const initial = options.initialVersion ?? "0";
-    this.cache = new SnapshotCache(options.provider, initial);
-    this.versionGens.set(initial, 0);
+    this.cache = options.cache;
+    this.versionGens.set(this.cache.version, this.cache.gen);
     const registry = options.metrics;
     if (registry) {
       registry
@@ -185,16 +185,16 @@ export class XdsServer {
         ),
       };
     }
+    this.context = {
+      nonce: () => (++this.nonces).toString(36),
+      writes: () => this.collectWrites,
+      metrics: this.metrics,
+      log: (level, message, fields) => this.log(level, message, fields),
+    };
   }
 
-  /** @internal */
-  log(level: "info" | "warn" | "error", message: string, fields?: Record<string, unknown>): void {
+  private log(level: "info" | "warn" | "error", message: string, fields?: Record<string, unknown>): void {
     this.options.log?.(level, message, fields);
-  }
-
-  /** @internal */
-  nextNonce(): string {
-    return (++this.nonces).toString(36);
   }
 
   /** Binds with insecure credentials; returns the bound port (port 0 → ephemeral). */
@@ -358,7 +358,7 @@ export class XdsServer {
       );
       return undefined;
     }
-    const connection = new Connection(this, call, proxy, key);
+    const connection = new Connection(this.context, call, proxy, key);
     connection.stream =
       protocol === "sotw"
         ? new SotwStream(snapshot, connection, this.streamCaches)

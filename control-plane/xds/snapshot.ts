@@ -7,30 +7,13 @@
 // version across generations and is never re-sent; equal resources of different classes are interned
 // to one copy of their bytes.
 import { createHash } from "node:crypto";
-import type { ProxyIdentity } from "../translate/types.ts";
+import { encodeMessage, type ProxyIdentity, TYPE_URLS, type TypeUrl } from "../envoy/index.ts";
+import type { ConfigCache, ConfigProvider, Snapshot, TypeResources } from "./cache.ts";
 import { encodeAny, type WireResource } from "./codec.ts";
-import { encodeMessage, TYPE_URLS, type TypeUrl } from "./protos.ts";
-import type { ConfigProvider } from "./server.ts";
 
 /** 16 hex digits (64 bits) of sha256: enough to tell versions of one resource apart. */
 export const contentVersion = (bytes: Uint8Array | string) =>
   createHash("sha256").update(bytes).digest("hex").slice(0, 16);
-
-/** The resources of one type for one proxy class. */
-export interface TypeResources {
-  readonly byName: ReadonlyMap<string, WireResource>;
-  /** Content version of the whole set (names and versions): equal signatures, equal bytes. */
-  readonly signature: string;
-}
-
-export interface Snapshot {
-  readonly key: string;
-  /** Generation of the cache this was computed in (one per update()). */
-  readonly gen: number;
-  /** The version label of that generation (the store revision given to update()). */
-  readonly version: string;
-  readonly types: ReadonlyMap<TypeUrl, TypeResources>;
-}
 
 /** Signature of a list of resources in the order given (callers pass a stable order). */
 export function signatureOf(resources: Iterable<WireResource>): string {
@@ -49,7 +32,7 @@ interface Entry {
   error?: string;
 }
 
-export class SnapshotCache {
+export class SnapshotCache implements ConfigCache {
   private readonly provider: ConfigProvider;
   private readonly entries = new Map<string, Entry>();
   // Interned resources of this generation and the previous one, by type, name and version.

@@ -1,5 +1,5 @@
 // What `wasmesh status` and GET /v1/status show of the proxies connected to the xDS server.
-import type { ProxyIdentity } from "../translate/types.ts";
+import type { ProxyIdentity } from "../envoy/index.ts";
 
 export interface Rejection {
   typeUrl: string;

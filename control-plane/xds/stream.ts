@@ -15,6 +15,8 @@
 // (where Envoy asks for nothing, the names being subscribed already) right after the CDS response.
 // wasmesh names an EDS cluster's ClusterLoadAssignment after the cluster (translate/clusters.ts).
 
+import { TYPE_URL, type TypeUrl } from "../envoy/index.ts";
+import type { Snapshot, TypeResources } from "./cache.ts";
 import {
   type DeltaDiscoveryRequest,
   type DiscoveryRequest,
@@ -22,8 +24,7 @@ import {
   encodeDiscoveryResponse,
   type WireResource,
 } from "./codec.ts";
-import { TYPE_URL, type TypeUrl } from "./protos.ts";
-import { type Snapshot, signatureOf, type TypeResources } from "./snapshot.ts";
+import { signatureOf } from "./snapshot.ts";
 import type { Rejection } from "./status.ts";
 
 /** Make before break: clusters and their endpoints before the listeners and routes that use them. */

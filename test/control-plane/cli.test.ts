@@ -20,9 +20,9 @@ import { delimiter, dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
 import { KINDS as CLI_KINDS } from "../../control-plane/cli/main.ts";
+import { TYPE_URL } from "../../control-plane/envoy/index.ts";
 import { KINDS as MODEL_KINDS } from "../../control-plane/resources/index.ts";
 import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
-import { TYPE_URL } from "../../control-plane/xds/protos.ts";
 import { RELEASE_WASM } from "../support/artifacts.ts";
 import { compileAssemblyScript } from "../support/asc.ts";
 import {

@@ -7,9 +7,14 @@ import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { parseManifests, type Resource, validateResource } from "../../control-plane/resources/index.ts";
+import {
+  parseManifests,
+  type Resource,
+  RULE_HEADER,
+  validateResource,
+} from "../../control-plane/resources/index.ts";
 import { EDGE_SOURCE, translateEdge } from "../../control-plane/translate/edge.ts";
-import { RULE_HEADER, routingFilterConfig } from "../../control-plane/translate/index.ts";
+import { routingFilterConfig } from "../../control-plane/translate/index.ts";
 import { indexMesh } from "../../control-plane/translate/mesh.ts";
 import { validateEdgeConfig } from "../../schema/edge-config.ts";
 import { MeshUnderTest } from "../support/mesh-host.ts";

@@ -20,6 +20,7 @@ import { serve } from "@hono/node-server";
 import asc from "assemblyscript/asc";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { createApi } from "../../control-plane/api/index.ts";
+import type { ModuleCode } from "../../control-plane/envoy/index.ts";
 import {
   createFileBlobStore,
   createMemoryBlobStore,
@@ -42,7 +43,6 @@ import {
   openSqliteStore,
   type ResourceStore,
 } from "../../control-plane/store/index.ts";
-import type { ModuleCode } from "../../control-plane/translate/types.ts";
 import { RELEASE_WASM } from "../support/artifacts.ts";
 import { compileAssemblyScript } from "../support/asc.ts";
 import { startControlPlaneProcess } from "../support/control-plane.ts";

@@ -4,29 +4,38 @@
 // routing-header spoofing).
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { parseManifests, type Resource, validateResource } from "../../control-plane/resources/index.ts";
 import {
-  CLUSTER_HEADER,
-  compileMesh,
+  decodeMessage,
   type EnvoyNode,
+  EXTENSION_TYPE,
+  encodeMessage,
   type ModuleCode,
   NODE_METADATA,
   nodeMetadata,
-  OUTBOUND_CLUSTER_PREFIX,
-  outboundCluster,
   type ProxyConfig,
   type ProxyIdentity,
   parseNodeIdentity,
-  proxyClassKey,
+  TYPE_URL,
+  type XdsResource,
+} from "../../control-plane/envoy/index.ts";
+import {
+  CLUSTER_HEADER,
+  OUTBOUND_CLUSTER_PREFIX,
+  outboundCluster,
+  parseManifests,
+  type Resource,
   ROUTING_FILTER,
   RULE_HEADER,
+  validateResource,
+} from "../../control-plane/resources/index.ts";
+import {
+  compileMesh,
+  proxyClassKey,
   routingFilterConfig,
   type TranslateOptions,
   translateProxy,
-  type XdsResource,
 } from "../../control-plane/translate/index.ts";
 import { indexMesh } from "../../control-plane/translate/mesh.ts";
-import { decodeMessage, EXTENSION_TYPE, encodeMessage, TYPE_URL } from "../../control-plane/xds/protos.ts";
 import type { FilterConfig } from "../../schema/filter-config.ts";
 import { MeshUnderTest } from "../support/mesh-host.ts";
 

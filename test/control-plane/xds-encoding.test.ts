@@ -2,7 +2,7 @@
 // a key the message does not have, at any depth (nested messages, repeated fields, map values,
 // the content of an Any and of an Any inside it, well-known types), naming the type and the path.
 import { describe, expect, it } from "vitest";
-import { decodeMessage, EXTENSION_TYPE, encodeMessage, TYPE_URL } from "../../control-plane/xds/protos.ts";
+import { decodeMessage, EXTENSION_TYPE, encodeMessage, TYPE_URL } from "../../control-plane/envoy/index.ts";
 
 const EDS = 3; // envoy.config.cluster.v3.Cluster.DiscoveryType.EDS
 const ADS_SOURCE = { ads: {}, resource_api_version: 2 };

@@ -6,10 +6,10 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import * as grpc from "@grpc/grpc-js";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { ProxyConfig, ProxyIdentity } from "../../control-plane/envoy/index.ts";
+import { EXTENSION_TYPE, TYPE_URL } from "../../control-plane/envoy/index.ts";
 import { MetricsRegistry } from "../../control-plane/metrics.ts";
-import type { ProxyConfig, ProxyIdentity } from "../../control-plane/translate/types.ts";
-import { type ConfigProvider, TYPE_URL, XdsServer } from "../../control-plane/xds/index.ts";
-import { EXTENSION_TYPE } from "../../control-plane/xds/protos.ts";
+import { type ConfigProvider, SnapshotCache, XdsServer } from "../../control-plane/xds/index.ts";
 import { until } from "../support/wait.ts";
 import {
   type AdsClient,
@@ -184,7 +184,7 @@ beforeEach(async () => {
   logs = [];
   metrics = new MetricsRegistry();
   server = new XdsServer({
-    provider,
+    cache: new SnapshotCache(provider),
     parseNode,
     metrics,
     log: (level, message, fields) => logs.push({ level, message, fields }),
@@ -802,7 +802,10 @@ describe("server", () => {
     const otherMesh = initialMesh();
     for (const data of Object.values(otherMesh)) data.endpoints = [{ address: "10.9.0.1", port: 1 }];
     const other = new XdsServer({
-      provider: { keyFor: (p) => p.service, configFor: (p) => configFor(p.service, otherMesh) },
+      cache: new SnapshotCache({
+        keyFor: (p) => p.service,
+        configFor: (p) => configFor(p.service, otherMesh),
+      }),
       parseNode,
     });
     const otherAddress = `127.0.0.1:${await other.listen(0, "127.0.0.1")}`;

@@ -18,17 +18,17 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadBuiltinModule } from "../../control-plane/modules/index.ts";
-import { type Resource, validateResource } from "../../control-plane/resources/index.ts";
 import {
+  duration,
   type ModuleCode,
   type ProxyConfig,
   parseNodeIdentity,
-  proxyClassKey,
-  translateProxy,
-} from "../../control-plane/translate/index.ts";
-import { XdsServer } from "../../control-plane/xds/index.ts";
-import { duration, TYPE_URL } from "../../control-plane/xds/protos.ts";
+  TYPE_URL,
+} from "../../control-plane/envoy/index.ts";
+import { loadBuiltinModule } from "../../control-plane/modules/index.ts";
+import { type Resource, validateResource } from "../../control-plane/resources/index.ts";
+import { proxyClassKey, translateProxy } from "../../control-plane/translate/index.ts";
+import { SnapshotCache, XdsServer } from "../../control-plane/xds/index.ts";
 import {
   type ControlPlaneProcess,
   revisionOf,
@@ -273,7 +273,7 @@ describe("Envoy 1.37 with remote Wasm code over ECDS", () => {
     codes.set("mesh", mesh);
     xds = new XdsServer({
       parseNode: parseNodeIdentity,
-      provider: {
+      cache: new SnapshotCache({
         keyFor: proxyClassKey,
         configFor: (proxy) =>
           withRemoteCode(
@@ -282,7 +282,7 @@ describe("Envoy 1.37 with remote Wasm code over ECDS", () => {
             codes,
             nackOnCacheMiss,
           ),
-      },
+      }),
       log: () => {},
     });
     const port = await xds.listen(0, "127.0.0.1");

@@ -8,7 +8,7 @@
 // Times are epoch milliseconds (performance.timeOrigin + performance.now()), so that the bench
 // process, which writes the change, and these processes, which see the ACKs, share one clock.
 import * as grpc from "@grpc/grpc-js";
-import { EXTENSION_TYPE, envoyProtos, messageType, TYPE_URL } from "../../control-plane/xds/protos.ts";
+import { EXTENSION_TYPE, envoyProtos, messageType, TYPE_URL } from "../../control-plane/envoy/index.ts";
 import type { SimulatedProxy } from "./bench-xds-mesh.ts";
 import { type AdsClient, type AdsProtocol, connectAds, type ReceivedResource } from "./xds-client.ts";
 

@@ -1,8 +1,8 @@
 // The mesh bench:xds applies (through the HTTP API, as an operator would) and the identities of the
 // simulated sidecars spread over it. Shared by the bench and its client processes.
+
+import { DEFAULT_ADDRESSES, DEFAULT_PORTS, nodeMetadata } from "../../control-plane/envoy/index.ts";
 import { API_VERSION } from "../../control-plane/resources/schema.ts";
-import { nodeMetadata } from "../../control-plane/translate/identity.ts";
-import { DEFAULT_ADDRESSES, DEFAULT_PORTS } from "../../control-plane/translate/types.ts";
 
 export const APP_PORT = 9080;
 

@@ -4,6 +4,7 @@
 // complete subscription in every SotW request, subscribe/unsubscribe deltas), and exposes what it
 // received decoded with the same protobufjs Root the server uses.
 import * as grpc from "@grpc/grpc-js";
+import { decodeMessage } from "../../control-plane/envoy/index.ts";
 import {
   DELTA_METHOD,
   type DecodedDeltaResponse,
@@ -17,7 +18,6 @@ import {
   type NodeInfo,
   SOTW_METHOD,
 } from "../../control-plane/xds/codec.ts";
-import { decodeMessage } from "../../control-plane/xds/protos.ts";
 
 export type AdsProtocol = "sotw" | "delta";
 

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { DEFAULT_PORTS } from "../../control-plane/translate/types.ts";
+import { DEFAULT_PORTS } from "../../control-plane/envoy/index.ts";
 import { WASMESH_BIN } from "../support/control-plane.ts";
 import {
   type Container,

@@ -1,10 +1,47 @@
 // A sidecar's identity as it travels in Envoy's node: written by `wasmesh bootstrap` (nodeMetadata),
-// read back by the xDS server from the first request of a stream (parseNodeIdentity), and reduced
-// to what the translation depends on (proxyClassKey).
+// read back by the xDS server from the first request of a stream (parseNodeIdentity), and what
+// translation, the xDS server and `wasmesh status` know a proxy by.
 import { Value } from "@sinclair/typebox/value";
 import { Labels, ResourceName } from "../resources/schema.ts";
 import { isIpAddress } from "./addresses.ts";
-import { DEFAULT_ADDRESSES, DEFAULT_PORTS, NODE_METADATA, type ProxyIdentity } from "./types.ts";
+
+/**
+ * Who a sidecar is: what `wasmesh bootstrap` writes into Envoy's node (id, cluster = service, and
+ * the metadata below) and what the xDS server reads back from the first request of a stream.
+ */
+export interface ProxyIdentity {
+  nodeId: string;
+  /** The service whose workload this sidecar fronts: the source of its outbound calls. */
+  service: string;
+  labels: Record<string, string>;
+  /** Outbound listener: the app sends plain HTTP here with `Host: <destination service>`. */
+  outboundPort: number;
+  /** Inbound listener: forwards to the local app on appPort. Absent appPort: no inbound listener. */
+  inboundPort: number;
+  appPort?: number;
+  /** Address the listeners bind (default 127.0.0.1 for outbound, 0.0.0.0 for inbound). */
+  outboundAddress: string;
+  inboundAddress: string;
+  /** Address of the local app (default 127.0.0.1). */
+  appAddress: string;
+}
+
+/** Keys of Envoy's node.metadata that carry a ProxyIdentity; values are strings or a string map. */
+export const NODE_METADATA = {
+  service: "wasmesh.service",
+  labels: "wasmesh.labels",
+  outboundPort: "wasmesh.outbound_port",
+  inboundPort: "wasmesh.inbound_port",
+  appPort: "wasmesh.app_port",
+  outboundAddress: "wasmesh.outbound_address",
+  inboundAddress: "wasmesh.inbound_address",
+  appAddress: "wasmesh.app_address",
+} as const;
+
+export const DEFAULT_PORTS = { outbound: 15001, inbound: 15006, admin: 9901 } as const;
+
+/** Listener and app addresses when the node metadata does not say (see ProxyIdentity). */
+export const DEFAULT_ADDRESSES = { outbound: "127.0.0.1", inbound: "0.0.0.0", app: "127.0.0.1" } as const;
 
 /** Envoy's node as the xDS server sees it, metadata already converted from a protobuf Struct. */
 export interface EnvoyNode {
@@ -123,21 +160,4 @@ export function nodeMetadata(proxy: Omit<ProxyIdentity, "nodeId">): Record<strin
     [NODE_METADATA.inboundAddress]: proxy.inboundAddress,
     [NODE_METADATA.appAddress]: proxy.appAddress,
   };
-}
-
-/**
- * Everything in the identity that the translation reads. The node id and the labels are left out:
- * the configuration of a sidecar depends on its service and its listeners, not on which instance it
- * is, so every instance of a service shares one memoized configuration.
- */
-export function proxyClassKey(proxy: ProxyIdentity): string {
-  return JSON.stringify([
-    proxy.service,
-    proxy.outboundAddress,
-    proxy.outboundPort,
-    proxy.inboundAddress,
-    proxy.inboundPort,
-    proxy.appAddress,
-    proxy.appPort ?? null,
-  ]);
 }

@@ -1,7 +1,7 @@
-// Names shared by the translation, the bootstrap and tests: clusters, listeners, route
+// Names shared by validation, the translation, the bootstrap and tests: clusters, listeners, route
 // configurations, ECDS resources and the request headers the mesh reserves. A name that Envoy, the
 // filter and an operator reading `/clusters` all see must be built in one place.
-import type { Subset } from "../resources/schema.ts";
+import type { Subset } from "./schema.ts";
 
 /** Listener and RouteConfiguration names (one of each per direction). */
 export const OUTBOUND = "outbound";

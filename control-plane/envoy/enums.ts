@@ -1,7 +1,7 @@
 // Envoy enum values for the resources' plain objects. encodeMessage() checks objects with
 // protobufjs's verify(), which takes enum values only as numbers, so generators write numbers,
 // looked up by name in the loaded protos (never typed in by hand, so they cannot drift).
-import { envoyProtos } from "../xds/protos.ts";
+import { envoyProtos } from "./protos.ts";
 
 const cache = new Map<string, number>();
 

@@ -1,0 +1,28 @@
+// Envoy's API as wasmesh speaks it: the type URLs and protos of the resources it sends (loaded from
+// the pinned @grpc/grpc-js-xds), their strict encoding, enum values, addresses, the sidecar's
+// identity in Envoy's node, and what a proxy is sent. The layer the others share: it imports
+// nothing of the control plane but the resource model (for the names a node may carry).
+export { isIpAddress, socketAddress } from "./addresses.ts";
+export { adsConfigSource, envoyEnum } from "./enums.ts";
+export {
+  DEFAULT_ADDRESSES,
+  DEFAULT_PORTS,
+  type EnvoyNode,
+  NODE_METADATA,
+  type NodeIdentityResult,
+  nodeMetadata,
+  type ProxyIdentity,
+  parseNodeIdentity,
+} from "./node.ts";
+export {
+  decodeMessage,
+  duration,
+  EXTENSION_TYPE,
+  encodeMessage,
+  envoyProtos,
+  messageType,
+  TYPE_URL,
+  TYPE_URLS,
+  type TypeUrl,
+} from "./protos.ts";
+export type { ModuleCode, ProxyConfig, XdsResource } from "./resources.ts";
