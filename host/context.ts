@@ -3,21 +3,12 @@
 // _initialize, and root contexts); StreamContext overrides it.
 import { BufferType, MapType, Status, StreamType } from "./abi.ts";
 import { ConstBuffer, EMPTY_BUFFER, type HostBuffer } from "./buffers.ts";
-import type { HeaderMap, HeaderPair } from "./headers.ts";
+import type { HeaderMap } from "./headers.ts";
+import type { AbiContext, AbiRoot, ContextVm, LocalReplyRequest } from "./interfaces.ts";
 import { lookupLayers, type PropertyTree, serializeProperty } from "./properties.ts";
-import type { RootContext } from "./root-context.ts";
-import type { Vm } from "./vm.ts";
 
-export interface LocalReplyRequest {
-  status: number;
-  details: string;
-  body: Uint8Array;
-  headers: HeaderPair[];
-  grpcStatus?: number;
-}
-
-export abstract class Context {
-  readonly vm: Vm;
+export abstract class Context implements AbiContext {
+  readonly vm: ContextVm;
   readonly id: number;
   /** Envoy's in_vm_context_created_: proxy_on_context_create ran (or needed not run). */
   created = false;
@@ -26,14 +17,14 @@ export abstract class Context {
   /** Made on the first foreign call: most contexts never make one. */
   private foreign: Map<string, number> | null = null;
 
-  constructor(vm: Vm, id: number) {
+  constructor(vm: ContextVm, id: number) {
     this.vm = vm;
     this.id = id;
     vm.contexts.set(id, this);
   }
 
   /** The root context whose tick and http calls this context uses (null for the VM context). */
-  abstract get root(): RootContext | null;
+  abstract get root(): AbiRoot | null;
 
   abstract get pluginName(): string | undefined;
 
@@ -111,7 +102,7 @@ export abstract class Context {
 
 /** Context 0: the VM itself, current while _initialize / _start run. */
 export class VmContext extends Context {
-  get root(): RootContext | null {
+  get root(): AbiRoot | null {
     return null;
   }
 

@@ -11,10 +11,10 @@ import {
   StreamType,
 } from "./abi.ts";
 import { decodePairs, encodePairs, HeaderMap, type HeaderPair } from "./headers.ts";
+import type { AbiVm } from "./interfaces.ts";
 import { type HostFunction, u32 } from "./memory.ts";
 import { splitPath } from "./properties.ts";
 import type { ForeignFunction } from "./types.ts";
-import type { Vm } from "./vm.ts";
 import { WASI_ENOSYS, WASI_FUNCTIONS, WASI_MODULES, wasiFunctions } from "./wasi.ts";
 
 /** Proxy-Wasm imports this host implements (0.2.1, plus 0.1.0 names that are trivial). */
@@ -92,7 +92,7 @@ export function checkImports(imports: WebAssembly.ModuleImportDescriptor[]): {
   return { errors, stubbed };
 }
 
-export function buildImports(vm: Vm, imports: WebAssembly.ModuleImportDescriptor[]): WebAssembly.Imports {
+export function buildImports(vm: AbiVm, imports: WebAssembly.ModuleImportDescriptor[]): WebAssembly.Imports {
   const env: Record<string, HostFunction> = { ...proxyFunctions(vm) };
   const wasi: Record<string, HostFunction> = { ...wasiFunctions(vm) };
   const namespaces: Record<string, Record<string, HostFunction>> = {
@@ -123,7 +123,7 @@ export function buildImports(vm: Vm, imports: WebAssembly.ModuleImportDescriptor
 const WHITESPACE = /[ \t\f\v\n\r]/g;
 const EMPTY = new Uint8Array(0);
 
-function proxyFunctions(vm: Vm): Record<(typeof PROXY_FUNCTIONS)[number], HostFunction> {
+function proxyFunctions(vm: AbiVm): Record<(typeof PROXY_FUNCTIONS)[number], HostFunction> {
   const ctx = () => vm.contextOrEffective();
   const mem = () => vm.memory;
   const readString = (ptr: number, size: number) => mem().readString(u32(ptr), u32(size));

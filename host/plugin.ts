@@ -1,11 +1,12 @@
 // A configured plugin (Envoy: one filter config = one root context in the VM).
 import { LogLevel } from "./abi.ts";
 import { NANOS_PER_MS } from "./clock.ts";
+import type { InvokeResult } from "./interfaces.ts";
 import { type RootContext, toBytes } from "./root-context.ts";
 import { HttpStream } from "./stream.ts";
 import { StreamContext } from "./stream-context.ts";
 import type { LogEntry, StreamOptions, VmFailure } from "./types.ts";
-import type { InvokeResult, Vm } from "./vm.ts";
+import type { Vm } from "./vm.ts";
 
 export type ConfigureResult = { ok: true } | { ok: false; error: string; logs: LogEntry[] };
 

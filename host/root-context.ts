@@ -4,18 +4,12 @@ import { ConstBuffer, type HostBuffer } from "./buffers.ts";
 import { NANOS_PER_MS } from "./clock.ts";
 import { Context } from "./context.ts";
 import { HeaderMap } from "./headers.ts";
+import type { AbiRoot, ContextVm, HttpCallData, InvokeResult } from "./interfaces.ts";
 import { utf8 } from "./memory.ts";
 import type { PropertyTree } from "./properties.ts";
 import type { HttpCallRequest, HttpCallResponse, PluginOptions } from "./types.ts";
-import type { InvokeResult, Vm } from "./vm.ts";
 
-export interface HttpCallData {
-  headers: HeaderMap;
-  body: Uint8Array;
-  trailers: HeaderMap;
-}
-
-export class RootContext extends Context {
+export class RootContext extends Context implements AbiRoot {
   readonly name: string;
   readonly rootId: string;
   readonly failOpen: boolean;
@@ -34,7 +28,7 @@ export class RootContext extends Context {
   pendingDone = false;
   deleted = false;
 
-  constructor(vm: Vm, id: number, options: PluginOptions) {
+  constructor(vm: ContextVm, id: number, options: PluginOptions) {
     super(vm, id);
     this.rootId = options.rootId ?? "";
     this.name = options.name ?? this.rootId;

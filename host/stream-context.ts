@@ -2,8 +2,9 @@
 // (which maps and buffers the module may touch in which callback, pauses, local replies, failure).
 import { BufferType, GRPC_UNAVAILABLE, MapType, Status, StreamType } from "./abi.ts";
 import { BodyBuffer, concat, EMPTY_BUFFER, type HostBuffer } from "./buffers.ts";
-import { Context, type LocalReplyRequest } from "./context.ts";
+import { Context } from "./context.ts";
 import { HeaderMap, type HeaderPair } from "./headers.ts";
+import type { ContextVm, LocalReplyRequest } from "./interfaces.ts";
 import type { PropertyTree, PropertyValue } from "./properties.ts";
 import type { RootContext } from "./root-context.ts";
 import type {
@@ -15,7 +16,6 @@ import type {
   TrailersResult,
   VmFailure,
 } from "./types.ts";
-import type { Vm } from "./vm.ts";
 
 export type Direction = "request" | "response";
 type StopPoint = "headers" | "body" | "trailers";
@@ -58,7 +58,7 @@ export class StreamContext extends Context {
   /** Made on the first proxy_set_property: most streams never set one. */
   private setProperties: Map<string, Uint8Array> | null = null;
 
-  constructor(vm: Vm, id: number, root: RootContext, options: StreamOptions) {
+  constructor(vm: ContextVm, id: number, root: RootContext, options: StreamOptions) {
     super(vm, id);
     this.rootContext = root;
     this.options = options;

@@ -9,17 +9,16 @@ import {
   Status,
 } from "./abi.ts";
 import type { Clock } from "./clock.ts";
-import { type Context, VmContext } from "./context.ts";
+import { VmContext } from "./context.ts";
 import { buildImports, checkImports } from "./imports.ts";
+import type { AbiContext, AbiVm, ContextVm, InvokeResult } from "./interfaces.ts";
 import { WasmMemory } from "./memory.ts";
 import type { MetricStore } from "./metrics.ts";
 import type { PropertyTree } from "./properties.ts";
-import type { QueueListener, SharedData } from "./shared-data.ts";
+import type { SharedData } from "./shared-data.ts";
 import type { ForeignFunction, HttpCallHandler, LogEntry, LogSink, VmFailure } from "./types.ts";
 
 type ExportedFunction = (...args: (number | bigint)[]) => unknown;
-
-export type InvokeResult = { ok: true; value: number; stopped: boolean } | { ok: false; failure: VmFailure };
 
 export interface ModuleCheck {
   ok: boolean;
@@ -82,7 +81,7 @@ export const DEFAULT_MEMORY_LIMIT_BYTES = 128 * 1024 * 1024;
 /** Logs kept in memory per host; older entries are dropped beyond this. */
 export const MAX_LOG_ENTRIES = 10_000;
 
-export class Vm implements QueueListener {
+export class Vm implements AbiVm, ContextVm {
   readonly abiVersion: AbiVersion;
   readonly clock: Clock;
   readonly logLevel: LogLevel;
@@ -94,7 +93,7 @@ export class Vm implements QueueListener {
   readonly foreignFunctions: Map<string, ForeignFunction>;
   readonly httpCallHandler: HttpCallHandler | undefined;
   readonly memoryLimitBytes: number;
-  readonly contexts = new Map<number, Context>();
+  readonly contexts = new Map<number, AbiContext>();
   failure: VmFailure | undefined;
   /** Set by proxy_send_local_response: the running callback's result becomes "stop". */
   stopNextIteration = false;
@@ -112,7 +111,7 @@ export class Vm implements QueueListener {
   private seenBytes = 0;
   private sharedMemory = false;
   private nextContextId = 1;
-  private current: Context | null = null;
+  private current: AbiContext | null = null;
   private effectiveId = 0;
   private running = false;
   private deferred: (() => void)[] = [];
@@ -236,7 +235,7 @@ export class Vm implements QueueListener {
   }
 
   /** The context host calls act on: the effective one if the module set one, else the current. */
-  contextOrEffective(): Context {
+  contextOrEffective(): AbiContext {
     const current = this.current ?? this.vmContext;
     if (this.effectiveId === 0) return current;
     return this.contexts.get(this.effectiveId) ?? current;
@@ -270,7 +269,7 @@ export class Vm implements QueueListener {
    * a local reply forced a stop) before the deferred actions run, as in Envoy.
    */
   invoke(
-    context: Context,
+    context: AbiContext,
     name: string,
     args: (number | bigint)[],
     fallback = 0,
@@ -314,7 +313,7 @@ export class Vm implements QueueListener {
     return { ok: true, value, stopped };
   }
 
-  private fail(name: string, context: Context, error: unknown, memory?: VmFailure["memory"]): VmFailure {
+  private fail(name: string, context: AbiContext, error: unknown, memory?: VmFailure["memory"]): VmFailure {
     const message = describe(error);
     const moduleMessage = this.lastModuleError;
     this.failure = {
@@ -336,7 +335,7 @@ export class Vm implements QueueListener {
     return this.failure;
   }
 
-  log(level: LogLevel, message: string, source: "module" | "host", context: Context | null): void {
+  log(level: LogLevel, message: string, source: "module" | "host", context: AbiContext | null): void {
     if (source === "module" && level >= LogLevel.Error) this.lastModuleError = message;
     if (level < this.logLevel) return;
     const plugin = context?.pluginName;
