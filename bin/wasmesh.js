@@ -24,6 +24,7 @@ if (!process.features.typescript) {
     ]);
   }
   const nodeBin = join(root, ".tools", "node22", "node_modules", "node", "bin");
+  const dev = join(root, "dev");
   fail([
     "needs Node.js >= 22.18, which runs TypeScript sources directly (type stripping); " +
       `this is Node.js ${process.version} (${process.execPath}).`,
@@ -31,7 +32,20 @@ if (!process.features.typescript) {
       ? "This clone has Node.js 22 (./dev installed it): put it first on PATH:"
       : `Install Node.js 22 (https://nodejs.org), or run ./dev setup in ${root}, which installs it into .tools/node22, then:`,
     `  export PATH=${nodeBin}:$PATH`,
+    ...(existsSync(dev)
+      ? [
+          "or run this command through ./dev, which installs that Node if needed and uses it:",
+          `  ${dev} wasmesh ${shellWords(process.argv.slice(2))}`.trimEnd(),
+        ]
+      : []),
   ]);
+}
+
+/** The arguments as a shell would need them typed again. */
+function shellWords(args) {
+  return args
+    .map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, "'\\''")}'`))
+    .join(" ");
 }
 
 if (root.split(sep).includes("node_modules")) {

@@ -161,6 +161,8 @@ describe("the bin under a Node that cannot run it", () => {
       expect(result.stderr).toContain(
         `export PATH=${join(realpathSync(REPO_ROOT), ".tools", "node22", "node_modules", "node", "bin")}:$PATH`,
       );
+      // Or the same command through ./dev, which provisions that Node and runs it.
+      expect(result.stderr).toContain(`\n  ${join(realpathSync(REPO_ROOT), "dev")} wasmesh version\n`);
       expect(result.stderr).not.toContain("ERR_");
     },
   );

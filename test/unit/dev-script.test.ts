@@ -1,6 +1,8 @@
 // `./dev`, the entry point of a fresh machine: with no task or a help flag it prints its own usage
 // and provisions nothing. Run on a copy in an empty folder with a PATH that has bash, dirname and
 // cat only (no node, no npm): anything that tried to provision would fail there, loudly.
+// `./dev wasmesh ARGS` runs on a copy that looks provisioned (its Node 22 in .tools, its npm
+// dependencies up to date), with an older `node` first on PATH, as on a machine with Node 20.
 import { execFile } from "node:child_process";
 import {
   accessSync,
@@ -11,6 +13,8 @@ import {
   readFileSync,
   rmSync,
   symlinkSync,
+  utimesSync,
+  writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
@@ -42,12 +46,15 @@ function which(tool: string): string {
   throw new Error(`${tool} is not on PATH`);
 }
 
-function dev(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function dev(
+  args: string[],
+  where: { clone?: string; cwd?: string; path?: string } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(
       join(bin, "bash"),
-      [join(dir, "dev"), ...args],
-      { env: { PATH: bin }, cwd: tmpdir(), timeout: 20_000 },
+      [join(where.clone ?? dir, "dev"), ...args],
+      { env: { PATH: where.path ?? bin }, cwd: where.cwd ?? tmpdir(), timeout: 20_000 },
       (error, stdout, stderr) => {
         resolve({ code: error ? (typeof error.code === "number" ? error.code : -1) : 0, stdout, stderr });
       },
@@ -62,7 +69,7 @@ describe("./dev", () => {
       expect(result.stderr).toBe("");
       expect(result.code).toBe(0);
       expect(result.stdout).toMatch(/^Usage: \.\/dev TASK \[args\]\n/);
-      for (const task of ["demo", "test", "setup", "<npm script>"]) {
+      for (const task of ["demo", "test", "wasmesh", "setup", "<npm script>"]) {
         expect(result.stdout).toMatch(new RegExp(`^ {2}${task.replace(/[<>]/g, "\\$&")}\\s`, "m"));
       }
       expect(result.stdout).toBe(results[0]?.stdout);
@@ -88,5 +95,64 @@ describe("./dev", () => {
     expect(readme).toContain("./dev demo    #");
     expect(readme).toContain("./dev test    #");
     expect(readFileSync(join(REPO_ROOT, ".ci", "run"), "utf8")).toMatch(/^\.\/dev test$/m);
+  });
+});
+
+describe("./dev wasmesh ARGS", () => {
+  let clone: string;
+  let caller: string;
+  let oldNodeBin: string;
+
+  beforeAll(() => {
+    // A clone as ./dev leaves it: Node 22 in .tools/node22 (the one running this test), npm
+    // dependencies installed after the lock was written (so ./dev installs nothing), the bin.
+    clone = join(dir, "clone");
+    const nodeBin = join(clone, ".tools", "node22", "node_modules", "node", "bin");
+    mkdirSync(nodeBin, { recursive: true });
+    symlinkSync(process.execPath, join(nodeBin, "node"));
+    mkdirSync(join(clone, "bin"));
+    symlinkSync(join(REPO_ROOT, "bin", "wasmesh.js"), join(clone, "bin", "wasmesh.js"));
+    copyFileSync(join(REPO_ROOT, "dev"), join(clone, "dev"));
+    writeFileSync(join(clone, "package-lock.json"), "{}");
+    mkdirSync(join(clone, "node_modules"));
+    writeFileSync(join(clone, "node_modules", ".package-lock.json"), "{}");
+    const past = new Date(Date.now() - 60_000);
+    utimesSync(join(clone, "package-lock.json"), past, past);
+    // The machine's own Node, too old: running it fails the test loudly.
+    oldNodeBin = join(dir, "old-node");
+    mkdirSync(oldNodeBin);
+    writeFileSync(
+      join(oldNodeBin, "node"),
+      `#!${which("bash")}\necho "the machine's old node ran" >&2\nexit 9\n`,
+      {
+        mode: 0o755,
+      },
+    );
+    caller = join(dir, "elsewhere");
+    mkdirSync(caller);
+    writeFileSync(join(caller, "empty.yaml"), "");
+  });
+
+  const run = (args: string[]) =>
+    dev(["wasmesh", ...args], { clone, cwd: caller, path: `${oldNodeBin}${delimiter}${bin}` });
+
+  it("runs the CLI with the clone's Node 22, not the older one on PATH, and prints only the CLI's output", async () => {
+    const version = JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")).version as string;
+    const result = await run(["version", "--client"]);
+    expect(result.stderr).toBe("");
+    expect(result.stdout).toBe(`Client Version: ${version}\n`);
+    expect(result.code).toBe(0);
+  });
+
+  it("runs in the caller's folder, so relative paths are the caller's", async () => {
+    const result = await run(["apply", "-f", "empty.yaml"]);
+    expect(result.stderr).toBe("wasmesh: 'empty.yaml' is empty: nothing to apply\n");
+    expect(result.code).toBe(1);
+  });
+
+  it("is in the README, beside the PATH line for Node 22", () => {
+    const readme = readFileSync(join(REPO_ROOT, "README.md"), "utf8");
+    expect(readme).toMatch(/^\.\/dev wasmesh /m);
+    expect(readme).toContain("export PATH=$PWD/.tools/node22/node_modules/node/bin:$PATH");
   });
 });
