@@ -1,0 +1,94 @@
+// The layers of wasmesh and the direction imports may take, checked by `npm run lint` (depcruise).
+// Drawn in control-plane/README.md. Type-only imports count: a type is a dependency too.
+//
+//   libraries   schema/ (filter and edge configuration)   host/ (Proxy-Wasm host: Node and workerd)
+//   model       control-plane/resources/      the resource model, validation, names
+//   vocabulary  control-plane/envoy/          Envoy's API, the proxy's identity, what a proxy is sent
+//   services    store/  translate/  modules/  xds/ (behind its ConfigCache; never translate/)
+//   consumers   revision/  edge/  api/
+//   roots       server.ts (wires everything)   cli/ (the command line; runs the server)
+// Leaves anyone may import: control-plane/{metrics,utf8,version}.ts.
+
+/** A rule: files under `from` may import, inside control-plane/, only what `allowed` matches. */
+const layer = (name, from, allowed) => ({
+  name,
+  severity: "error",
+  comment: `${from} may import from control-plane/ only ${allowed}`,
+  from: { path: `^control-plane/${from}` },
+  to: { path: "^control-plane/", pathNot: `^control-plane/(?:${allowed}|(?:metrics|utf8|version)\\.ts$)` },
+});
+
+/** @type {import('dependency-cruiser').IConfiguration} */
+module.exports = {
+  forbidden: [
+    {
+      name: "no-circular",
+      severity: "error",
+      comment: "Import cycles hide which module owns what; break them with a narrower interface below both.",
+      from: {},
+      to: { circular: true },
+    },
+    {
+      name: "libraries-stand-alone",
+      severity: "error",
+      comment:
+        "schema/ and host/ serve the control plane, the worker and tests alike: they import none of them.",
+      from: { path: "^(?:schema|host)/" },
+      to: { path: "^(?:control-plane|workers|test|scripts|bin)/" },
+    },
+    {
+      name: "host-runs-in-workerd",
+      severity: "error",
+      comment: "host/ runs in workerd too: no Node built-in modules.",
+      from: { path: "^host/" },
+      to: { dependencyTypes: ["core"] },
+    },
+    {
+      name: "worker-uses-libraries-only",
+      severity: "error",
+      comment:
+        "The edge worker is the same module through host/, configured by schema/: nothing of the control plane.",
+      from: { path: "^workers/src/" },
+      to: { path: "^(?:control-plane|test|scripts|bin)/" },
+    },
+    {
+      name: "leaves-stay-leaves",
+      severity: "error",
+      from: { path: "^control-plane/(?:metrics|utf8|version)\\.ts$" },
+      to: { path: "^control-plane/" },
+    },
+    layer("resources-is-the-model", "resources/", "resources/"),
+    layer("envoy-is-vocabulary", "envoy/", "envoy/|resources/"),
+    layer("store-below-services", "store/", "store/|resources/"),
+    layer("translate-below-consumers", "translate/", "translate/|resources/|envoy/"),
+    layer("xds-knows-envoy-only", "xds/", "xds/|envoy/"),
+    layer("modules-below-consumers", "modules/", "modules/|resources/|envoy/|store/"),
+    layer("revision-below-api", "revision/", "revision/|translate/|modules/|resources/|envoy/|store/"),
+    layer("edge-below-api", "edge/", "edge/|revision/|translate/|resources/|envoy/|store/"),
+    layer(
+      "api-below-roots",
+      "api/",
+      "api/|edge/|revision/|modules/|xds/|translate/|resources/|envoy/|store/",
+    ),
+    {
+      name: "only-the-cli-runs-the-server",
+      severity: "error",
+      from: { path: "^control-plane/", pathNot: "^control-plane/cli/" },
+      to: { path: "^control-plane/server\\.ts$" },
+    },
+    {
+      name: "product-code-never-imports-tests",
+      severity: "error",
+      from: { path: "^(?:control-plane|host|schema|workers/src|bin)/" },
+      to: { path: "^(?:test|scripts)/" },
+    },
+  ],
+  options: {
+    doNotFollow: { path: "node_modules" },
+    exclude: { path: "^(?:node_modules|build|\\.tools)/" },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: "tsconfig.json" },
+    // .ts sources imported with their extension, as Node runs them.
+    enhancedResolveOptions: { extensions: [".ts", ".js"] },
+  },
+};
