@@ -2,26 +2,31 @@
 // driven by it. Local upstreams play reviews v1, reviews v2 and ratings; productpage's Envoy
 // sidecar is started from `wasmesh bootstrap` output and gets everything else over xDS. The demo
 // applies deploy/demo/mesh.yaml through the HTTP API, sends sample traffic, prints what the mesh
-// did, then keeps running until Ctrl-C.
-//   --once   temporary data dir and free ports; exit after the sample traffic (the demo's test)
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+// did (the split as the upstreams counted it, and as the Route in the store says), then keeps
+// running until Ctrl-C.
+//   --once         temporary data dir and free ports; exit after the sample traffic (the demo's test)
+//   --mesh FILE    another mesh file than deploy/demo/mesh.yaml (e.g. a copy with other weights)
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
 import { bootstrapYaml } from "../control-plane/cli/bootstrap.ts";
 import { DEFAULT_PORTS } from "../control-plane/envoy/index.ts";
 import { startControlPlane } from "../control-plane/server.ts";
 import { freePort, REPO_ROOT, startEnvoy } from "../test/support/envoy.ts";
 import { runLoad } from "../test/support/load.ts";
 import { sendHttp } from "../test/support/mesh-envoy.ts";
-import { startUpstream } from "../test/support/upstreams.ts";
+import { DEMO_MESH_FILE, demoMeshYaml, routeSplit, startDemoUpstreams } from "./demo-mesh.ts";
 
-const once = process.argv.includes("--once");
+const { values: options } = parseArgs({
+  options: { once: { type: "boolean" }, mesh: { type: "string" } },
+});
+const once = options.once === true;
 const dataDir = once ? mkdtempSync(join(tmpdir(), "wasmesh-demo-")) : join(REPO_ROOT, ".wasmesh");
-const meshFile = join(REPO_ROOT, "deploy", "demo", "mesh.yaml");
+const meshFile = options.mesh === undefined ? DEMO_MESH_FILE : resolve(options.mesh);
 
-const [v1, v2, ratings] = await Promise.all(
-  ["reviews-v1", "reviews-v2", "ratings"].map((name) => startUpstream({ name })),
-);
+const upstreams = await startDemoUpstreams();
+const { v1, v2, ratings } = upstreams;
 const plane = await startControlPlane({
   dataDir,
   httpPort: once ? 0 : 5681,
@@ -36,18 +41,7 @@ async function call(method: string, path: string, body: string, contentType: str
   return response.json() as Promise<{ revision: number }>;
 }
 
-const workloads = [
-  { name: "reviews-v1-1", service: "reviews", port: v1?.port, labels: { version: "v1" } },
-  { name: "reviews-v2-1", service: "reviews", port: v2?.port, labels: { version: "v2" } },
-  { name: "ratings-1", service: "ratings", port: ratings?.port, labels: {} },
-].map(({ name, service, port, labels }) => ({
-  apiVersion: "wasmesh.io/v1alpha1",
-  kind: "Workload",
-  metadata: { name },
-  spec: { service, address: "127.0.0.1", port, labels },
-}));
-const yaml = [readFileSync(meshFile, "utf8"), ...workloads.map((w) => JSON.stringify(w))].join("\n---\n");
-const { revision } = await call("POST", "/v1/apply", yaml, "application/yaml");
+const { revision } = await call("POST", "/v1/apply", demoMeshYaml(upstreams, meshFile), "application/yaml");
 
 const outboundPort = once ? await freePort() : DEFAULT_PORTS.outbound;
 const adminPort = once ? await freePort() : DEFAULT_PORTS.admin;
@@ -73,7 +67,7 @@ await plane.xds.waitForAck(String(revision), 20_000);
 const stop = async () => {
   await envoy.stop();
   await plane.close();
-  await Promise.all([v1, v2, ratings].map((u) => u?.close()));
+  await upstreams.close();
   if (once) rmSync(dataDir, { recursive: true, force: true });
   process.exit(0);
 };
@@ -81,13 +75,21 @@ process.on("SIGINT", stop);
 process.on("SIGTERM", stop);
 
 const url = `http://127.0.0.1:${outboundPort}/reviews`;
+const requests = 100;
+v1.reset();
+v2.reset();
 const canary = await runLoad({
   url,
   headers: { host: "reviews" },
-  requests: 100,
+  requests,
   concurrency: 1,
   timeoutMs: 5000,
 });
+// What reached each version, counted where it arrived.
+const measured = { v1: v1.count, v2: v2.count };
+const share = (count: number) => `${Math.round((1000 * count) / requests) / 10}%`;
+const failed = canary.non2xx + canary.errors;
+const split = await routeSplit(api, "reviews");
 const tester = await sendHttp(outboundPort, {
   path: "/reviews/1",
   headers: { host: "reviews", "x-user": "tester" },
@@ -102,7 +104,8 @@ console.log(`wasmesh demo: a control plane and a mesh driven by it
   mesh            ${meshFile} (store revision ${revision})
 
 sample traffic through the sidecar:
-  100 requests to reviews, 90/10 canary  -> v1 ${canary.byUpstream.get("reviews-v1") ?? 0}, v2 ${canary.byUpstream.get("reviews-v2") ?? 0}
+  split of Route reviews in the store    -> ${split}
+  ${`${requests} requests to reviews, measured`.padEnd(37)}  -> v1 ${measured.v1} (${share(measured.v1)}), v2 ${measured.v2} (${share(measured.v2)})${failed > 0 ? `, ${failed} failed` : ""}
   x-user: tester                         -> ${tester.headers.get("x-upstream")}
   productpage -> ratings                 -> ${denied.status} (x-wasmesh-denied: ${denied.headers.get("x-wasmesh-denied")})
 `);
@@ -111,9 +114,9 @@ if (once) await stop();
 else {
   console.log(`try (in another terminal):
   curl -s http://127.0.0.1:${outboundPort}/ -H 'host: reviews' -H 'x-user: tester' -D - -o /dev/null
-  npx wasmesh get routes
-  npx wasmesh status
-  edit deploy/demo/mesh.yaml (e.g. weights 50/50), then: npx wasmesh apply -f deploy/demo/mesh.yaml
+  ./dev wasmesh get routes
+  ./dev wasmesh status
+  edit deploy/demo/mesh.yaml (e.g. weights 50/50), then: ./dev wasmesh apply -f deploy/demo/mesh.yaml
 
 Ctrl-C to stop.`);
 }

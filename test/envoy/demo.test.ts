@@ -1,19 +1,69 @@
-// The README's main command must keep working: run the demo once and check what it reports.
+// The README's main command must keep working: run the demo once and check what it reports. The
+// split it prints is the Route's weights as the store holds them and what the upstreams counted,
+// so a mesh file with other weights prints other figures.
 import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { promisify } from "node:util";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
+import { DEMO_MESH_FILE } from "../../scripts/demo-mesh.ts";
 import { REPO_ROOT } from "../support/envoy.ts";
+
+const work = mkdtempSync(join(tmpdir(), "wasmesh-demo-test-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+async function demo(...args: string[]): Promise<string> {
+  const { stdout } = await promisify(execFile)(process.execPath, ["scripts/demo.ts", "--once", ...args], {
+    cwd: REPO_ROOT,
+    timeout: 60_000,
+  });
+  return stdout;
+}
+
+/** The demo's split lines: the weights it read from the store, and the counts and shares it printed. */
+function printedSplit(stdout: string) {
+  const weights = /^ {2}split of Route reviews in the store {4}-> (.*)$/m.exec(stdout)?.[1];
+  const measured =
+    /^ {2}100 requests to reviews, measured {6}-> v1 (\d+) \(([\d.]+)%\), v2 (\d+) \(([\d.]+)%\)$/m.exec(
+      stdout,
+    );
+  expect(measured, stdout).not.toBeNull();
+  const [v1, v1Share, v2, v2Share] = (measured ?? []).slice(1).map(Number);
+  return { weights, v1, v1Share, v2, v2Share };
+}
 
 describe("the demo mesh (./dev demo)", () => {
   it("runs the control plane, a sidecar driven over xDS, and shows the split, the header route and a denial", async () => {
-    const { stdout } = await promisify(execFile)(process.execPath, ["scripts/demo.ts", "--once"], {
-      cwd: REPO_ROOT,
-      timeout: 60_000,
+    const stdout = await demo();
+    expect(printedSplit(stdout)).toEqual({
+      weights: "rule canary: version=v1 90, version=v2 10",
+      v1: 90,
+      v1Share: 90,
+      v2: 10,
+      v2Share: 10,
     });
-    expect(stdout).toContain("100 requests to reviews, 90/10 canary  -> v1 90, v2 10");
     expect(stdout).toContain("x-user: tester                         -> reviews-v2");
     expect(stdout).toContain(
       "productpage -> ratings                 -> 403 (x-wasmesh-denied: no-ratings-from-productpage)",
     );
+  });
+
+  it("prints the split of the mesh it was given, as measured: other weights, other figures", async () => {
+    const mesh = readFileSync(DEMO_MESH_FILE, "utf8");
+    const changed = mesh
+      .replace("subset: { version: v1 }, weight: 90", "subset: { version: v1 }, weight: 30")
+      .replace("subset: { version: v2 }, weight: 10", "subset: { version: v2 }, weight: 70");
+    expect(changed).not.toBe(mesh);
+    const file = join(work, "mesh-30-70.yaml");
+    writeFileSync(file, changed);
+
+    expect(printedSplit(await demo("--mesh", file))).toEqual({
+      weights: "rule canary: version=v1 30, version=v2 70",
+      v1: 30,
+      v1Share: 30,
+      v2: 70,
+      v2Share: 70,
+    });
   });
 });
