@@ -1,6 +1,8 @@
 // The edge worker as it ships: the bundle `npm run build:worker` (wrangler deploy --dry-run) writes
 // to build/worker, loaded into real workerd through miniflare with the compatibility settings and
-// vars of workers/wrangler.toml. Plus a stand-in for a config endpoint where a test must break it.
+// vars of workers/wrangler.toml. Plus a stand-in for a config endpoint where a test must break it,
+// and `wrangler dev` as workers/README.md runs it against a local control plane.
+import { spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -9,7 +11,9 @@ import { Miniflare, type WorkerdStructuredLog } from "miniflare";
 import { unstable_getMiniflareWorkerOptions } from "wrangler";
 import type { EdgeConfig } from "../../schema/edge-config.ts";
 import type { FilterConfig } from "../../schema/filter-config.ts";
+import { freePort } from "../support/envoy.ts";
 import { type HttpRequest, type HttpResponse, sendHttp } from "../support/mesh-envoy.ts";
+import { until } from "../support/wait.ts";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const BUNDLE_DIR = `${ROOT}build/worker`;
@@ -201,5 +205,99 @@ export async function startConfigServer(): Promise<ConfigServer> {
       return notModified;
     },
     close: stop,
+  };
+}
+
+export interface WranglerDev {
+  port: number;
+  /** One request (keep-alive connections); headers go as latin1 bytes, as given. */
+  send(request: HttpRequest): Promise<HttpResponse>;
+  /** What wrangler printed so far, the worker's console.log lines among it. */
+  output(): string;
+  close(): Promise<void>;
+}
+
+/**
+ * `wrangler dev` in workers/, as workers/README.md runs it: wrangler bundles src/ and
+ * build/mesh.wasm itself and runs them in local workerd, with `--var NAME:VALUE` over
+ * wrangler.toml's vars. Offline: no fetch of Request.cf's data, no metrics.
+ */
+export async function startWranglerDev(vars: Record<string, string>): Promise<WranglerDev> {
+  const port = await freePort();
+  const inspectorPort = await freePort();
+  const args = [
+    `${ROOT}node_modules/wrangler/bin/wrangler.js`,
+    "dev",
+    "--ip",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    "--inspector-port",
+    String(inspectorPort),
+    "--show-interactive-dev-session=false",
+    ...Object.entries(vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
+  ];
+  // Its own process group: wrangler starts workerd, and close() ends both.
+  const child = spawn(process.execPath, args, {
+    cwd: `${ROOT}workers`,
+    env: {
+      ...process.env,
+      CLOUDFLARE_CF_FETCH_ENABLED: "false",
+      WRANGLER_SEND_METRICS: "false",
+      NO_COLOR: "1",
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  let output = "";
+  const append = (chunk: Buffer) => {
+    output += chunk.toString("utf8");
+  };
+  child.stdout?.on("data", append);
+  child.stderr?.on("data", append);
+  let exited = false;
+  const exit = new Promise<void>((resolve) =>
+    child.once("exit", () => {
+      exited = true;
+      resolve();
+    }),
+  );
+  const signal = (name: NodeJS.Signals) => {
+    if (child.pid === undefined) return;
+    try {
+      process.kill(-child.pid, name);
+    } catch {
+      // the group is gone already
+    }
+  };
+  const close = async () => {
+    agent.destroy();
+    signal("SIGTERM");
+    const timer = setTimeout(() => signal("SIGKILL"), 5_000);
+    await exit;
+    clearTimeout(timer);
+    // workerd may outlive wrangler by a moment.
+    signal("SIGKILL");
+  };
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+  try {
+    await until(
+      () => `wrangler dev to be ready:\n${output}`,
+      () => {
+        if (exited) throw new Error(`wrangler dev exited:\n${output}`);
+        return output.includes(`Ready on http://127.0.0.1:${port}`);
+      },
+      45_000,
+      50,
+    );
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return {
+    port,
+    send: (request) => sendHttp(port, request, agent),
+    output: () => output,
+    close,
   };
 }
