@@ -104,6 +104,20 @@ describe("header maps", () => {
   });
 });
 
+describe("memory access", () => {
+  it("answers InvalidMemoryAccess for pointers outside the memory, after the argument checks, and runs on", async () => {
+    const { host, plugin } = await start();
+    const { result, r } = run(plugin, "oob,get", [["x-in", "v"]]);
+    // log, header key, header value's return slot, replace value, bad map type (BadArgument comes
+    // first), set pairs, shared data key, time slot, foreign result slot, status slot, local reply
+    expect(r("oob")).toBe("6|6|6|6|2|6|6|6|6|6|6");
+    expect(result.action).toBe("continue");
+    expect(result.localResponse).toBeUndefined();
+    expect(r("get")).toBe("0|v");
+    expect(host.failure).toBeUndefined();
+  });
+});
+
 describe("buffers", () => {
   it("clips reads, refuses writes to configuration and knows which buffers exist when", async () => {
     const { host, plugin } = await start(
