@@ -10,7 +10,7 @@ import {
 } from "./abi.ts";
 import type { Clock } from "./clock.ts";
 import { VmContext } from "./context.ts";
-import { buildImports, checkImports } from "./imports.ts";
+import { buildImports, checkImports } from "./imports/index.ts";
 import type { AbiContext, AbiVm, ContextVm, InvokeResult } from "./interfaces.ts";
 import { WasmMemory } from "./memory.ts";
 import type { MetricStore } from "./metrics.ts";

@@ -1,8 +1,11 @@
 // The small WASI subset Envoy gives modules built by Rust, Go or C++ toolchains; output goes to the
 // log. AssemblyScript modules built for Proxy-Wasm import none of it.
-import { LogLevel } from "./abi.ts";
-import type { AbiVm } from "./interfaces.ts";
-import { fromUtf8, type HostFunction, u32 } from "./memory.ts";
+import { LogLevel } from "../abi.ts";
+import type { AbiVm } from "../interfaces.ts";
+import { fromUtf8, type HostFunction, u32 } from "../memory.ts";
+
+/** What WASI needs of the VM: memory, the clock, and the log for stdout and stderr. */
+export type WasiVm = Pick<AbiVm, "memory" | "clock" | "log" | "contextOrEffective">;
 
 export const WASI_FUNCTIONS = [
   "fd_write",
@@ -24,7 +27,7 @@ export const WASI_MODULES = ["wasi_snapshot_preview1", "wasi_unstable"];
 export const WASI_ENOSYS = 52;
 
 /** The WASI calls Envoy answers for Rust, Go and C++ modules; output goes to the log. */
-export function wasiFunctions(vm: AbiVm): Record<(typeof WASI_FUNCTIONS)[number], HostFunction> {
+export function wasiFunctions(vm: WasiVm): Record<(typeof WASI_FUNCTIONS)[number], HostFunction> {
   const mem = () => vm.memory;
   const EBADF = 8;
   const EFAULT = 21;
