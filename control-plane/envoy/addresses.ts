@@ -1,5 +1,6 @@
 // Addresses as Envoy wants them. Envoy takes only IP literals where it binds (listeners) and where it
 // does not resolve (STATIC and EDS endpoints); a host name needs a STRICT_DNS cluster.
+import type { Address } from "./types.generated.ts";
 
 const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
 
@@ -9,6 +10,6 @@ export function isIpAddress(address: string): boolean {
   return IPV4.test(address);
 }
 
-export function socketAddress(address: string, port: number): Record<string, unknown> {
+export function socketAddress(address: string, port: number): Address {
   return { socket_address: { address, port_value: port } };
 }

@@ -26,3 +26,5 @@ export {
   type TypeUrl,
 } from "./protos.ts";
 export type { ModuleCode, ProxyConfig, XdsResource } from "./resources.ts";
+// The messages wasmesh sends, typed from the same protos (Cluster, Listener, KnownAny, ...).
+export type * from "./types.generated.ts";

@@ -98,10 +98,15 @@ export function messageType(typeUrl: string): protobuf.Type {
  * field would silently vanish), verify() ignores them too, and neither looks inside an Any. So the
  * object is walked first (checkMessage) and verify() runs on the top message and on every Any's
  * content. Scalars, enums and bytes are left to verify(), which checks a byte array by its length
- * alone: module code (tens of KiB inline) is never walked.
+ * alone: module code (tens of KiB inline) is never walked. translate/ writes its objects with the
+ * types generated from these protos (types.generated.ts), so there a misspelled field does not
+ * compile; this check covers the rest (objects built at run time, tests) and the values.
  */
-export function encodeMessage(typeUrl: string, value: Record<string, unknown>): Uint8Array {
+export function encodeMessage(typeUrl: string, message: object): Uint8Array {
   const type = messageType(typeUrl);
+  // Read as what it is at run time, a record of fields: the generated interfaces have no index
+  // signature, and this is the check for objects no type vouches for.
+  const value = message as Record<string, unknown>;
   const path: string[] = [];
   const fail = (problem: string) => {
     const at = path.join("");

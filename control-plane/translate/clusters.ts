@@ -1,6 +1,12 @@
 // CDS and EDS: one cluster per service and per subset in use, and the local app's cluster.
 
-import type { ProxyIdentity, XdsResource } from "../envoy/index.ts";
+import type {
+  Cluster,
+  ClusterLoadAssignment,
+  HttpProtocolOptions,
+  ProxyIdentity,
+  XdsResource,
+} from "../envoy/index.ts";
 import {
   adsConfigSource,
   duration,
@@ -30,16 +36,16 @@ export function isDnsCluster(cluster: OutboundCluster): boolean {
 }
 
 /** The outbound clusters, the same for every proxy of the mesh. */
-export function outboundClusterResources(mesh: Mesh): XdsResource[] {
+export function outboundClusterResources(mesh: Mesh): XdsResource<Cluster>[] {
   return mesh.clusters.map((cluster) => ({ name: cluster.name, resource: outboundClusterResource(cluster) }));
 }
 
 /** The outbound clusters and, for a sidecar with an app, the cluster of its app, sorted by name. */
 export function withInboundCluster(
-  outbound: readonly XdsResource[],
+  outbound: readonly XdsResource<Cluster>[],
   mesh: Mesh,
   proxy: ProxyIdentity,
-): XdsResource[] {
+): XdsResource<Cluster>[] {
   const out = [...outbound];
   if (proxy.appPort !== undefined) {
     const name = inboundCluster(proxy.appPort);
@@ -57,8 +63,8 @@ export function withInboundCluster(
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-function outboundClusterResource(cluster: OutboundCluster): Record<string, unknown> {
-  const discovery = isDnsCluster(cluster)
+function outboundClusterResource(cluster: OutboundCluster): Cluster {
+  const discovery: Cluster = isDnsCluster(cluster)
     ? resolvedCluster(cluster.name, cluster.workloads.map(endpointOf))
     : {
         type: discoveryType("EDS"),
@@ -104,7 +110,7 @@ function outboundClusterResource(cluster: OutboundCluster): Record<string, unkno
 }
 
 /** STATIC when every address is an IP, else STRICT_DNS (which also takes IPs); endpoints inline. */
-function resolvedCluster(name: string, endpoints: Endpoint[]): Record<string, unknown> {
+function resolvedCluster(name: string, endpoints: Endpoint[]): Cluster {
   const dns = endpoints.some((e) => !isIpAddress(e.address));
   return {
     type: discoveryType(dns ? "STRICT_DNS" : "STATIC"),
@@ -117,10 +123,10 @@ function resolvedCluster(name: string, endpoints: Endpoint[]): Record<string, un
  * HTTP/2 to a service whose HTTP ports all speak gRPC; the downstream's protocol when it mixes gRPC
  * with HTTP (the cluster serves every port); Envoy's default HTTP/1.1 otherwise.
  */
-function upstreamProtocol(service: Service): Record<string, unknown> {
+function upstreamProtocol(service: Service): Cluster {
   const protocols = service.spec.ports.map((p) => p.protocol).filter((p) => p !== "tcp");
   if (!protocols.includes("grpc")) return {};
-  const options = protocols.every((p) => p === "grpc")
+  const options: HttpProtocolOptions = protocols.every((p) => p === "grpc")
     ? { explicit_http_config: { http2_protocol_options: {} } }
     : { use_downstream_protocol_config: { http_protocol_options: {}, http2_protocol_options: {} } };
   return {
@@ -138,7 +144,7 @@ function endpointOf(workload: Workload): Endpoint {
 }
 
 /** Endpoints grouped into one locality per zone (workloads without a zone share one). */
-function loadAssignment(clusterName: string, endpoints: Endpoint[]): Record<string, unknown> {
+function loadAssignment(clusterName: string, endpoints: Endpoint[]): ClusterLoadAssignment {
   const zones = new Map<string, Endpoint[]>();
   for (const endpoint of endpoints) {
     const zone = endpoint.zone ?? "";
@@ -157,7 +163,7 @@ function loadAssignment(clusterName: string, endpoints: Endpoint[]): Record<stri
 }
 
 /** ClusterLoadAssignments of the EDS clusters; an empty one for a cluster without workloads. */
-export function endpointResources(mesh: Mesh): XdsResource[] {
+export function endpointResources(mesh: Mesh): XdsResource<ClusterLoadAssignment>[] {
   return mesh.clusters
     .filter((cluster) => !isDnsCluster(cluster))
     .map((cluster) => ({

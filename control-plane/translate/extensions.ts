@@ -2,7 +2,7 @@
 // WasmPlugins that apply to it), so a configuration or module change reaches Envoy without touching
 // its listeners.
 
-import type { ModuleCode, ProxyIdentity, XdsResource } from "../envoy/index.ts";
+import type { ModuleCode, ProxyIdentity, TypedExtensionConfig, XdsResource } from "../envoy/index.ts";
 import { EXTENSION_TYPE } from "../envoy/index.ts";
 import { MESH_MODULE, type WasmPlugin } from "../resources/index.ts";
 import { pluginFilterName, ROUTING_FILTER } from "../resources/names.ts";
@@ -66,7 +66,10 @@ export function routingFilter(configuration: unknown): WasmFilter {
  *   the xDS server does not do, and a new listener serves 500s meanwhile.
  * Inline bytes are applied atomically or NACKed with Envoy's reason, as ARCHITECTURE.md requires.
  */
-export function extensionResource(filter: WasmFilter, modules: ReadonlyMap<string, ModuleCode>): XdsResource {
+export function extensionResource(
+  filter: WasmFilter,
+  modules: ReadonlyMap<string, ModuleCode>,
+): XdsResource<TypedExtensionConfig> {
   const code = modules.get(filter.module);
   if (code === undefined) {
     // The registry hands over every stored module's code; a gap is an inconsistency to surface,
@@ -103,7 +106,7 @@ export function extensionResource(filter: WasmFilter, modules: ReadonlyMap<strin
 }
 
 /** ECDS resources in name order, as every resource list of a proxy's configuration is. */
-export const sortedByName = (resources: XdsResource[]): XdsResource[] =>
+export const sortedByName = <R extends XdsResource>(resources: R[]): R[] =>
   resources.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
 /** JSON with object keys sorted, so equal configurations give equal text (and no needless update). */

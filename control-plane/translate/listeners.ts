@@ -1,7 +1,7 @@
 // LDS and RDS: the outbound listener (the app's calls into the mesh) and, when the sidecar fronts an
 // app, the inbound listener; each an HTTP connection manager whose Wasm filters come over ECDS.
 
-import type { ProxyIdentity, XdsResource } from "../envoy/index.ts";
+import type { Listener, ProxyIdentity, RouteConfiguration, XdsResource } from "../envoy/index.ts";
 import { adsConfigSource, EXTENSION_TYPE, envoyEnum, socketAddress } from "../envoy/index.ts";
 import {
   CLUSTER_HEADER,
@@ -18,7 +18,7 @@ export interface FilterChains {
   inbound: string[];
 }
 
-export function listenerResources(proxy: ProxyIdentity, chains: FilterChains): XdsResource[] {
+export function listenerResources(proxy: ProxyIdentity, chains: FilterChains): XdsResource<Listener>[] {
   const out = [listener(OUTBOUND, "OUTBOUND", proxy.outboundAddress, proxy.outboundPort, chains.outbound)];
   if (proxy.appPort !== undefined) {
     out.push(listener(INBOUND, "INBOUND", proxy.inboundAddress, proxy.inboundPort, chains.inbound));
@@ -32,7 +32,7 @@ function listener(
   address: string,
   port: number,
   filters: string[],
-): XdsResource {
+): XdsResource<Listener> {
   return {
     name,
     resource: {
@@ -86,8 +86,8 @@ function listener(
  * still keeps the mesh's headers from the upstream). `internal_only_headers` would not either: the
  * app is a loopback client, which Envoy counts as internal, and its own x-forwarded-for decides.
  */
-export function routeResources(proxy: ProxyIdentity): XdsResource[] {
-  const outbound = {
+export function routeResources(proxy: ProxyIdentity): XdsResource<RouteConfiguration>[] {
+  const outbound: RouteConfiguration = {
     name: OUTBOUND,
     virtual_hosts: [
       {
@@ -115,7 +115,7 @@ export function routeResources(proxy: ProxyIdentity): XdsResource[] {
       },
     ],
   };
-  const out: XdsResource[] = [{ name: OUTBOUND, resource: outbound }];
+  const out: XdsResource<RouteConfiguration>[] = [{ name: OUTBOUND, resource: outbound }];
   if (proxy.appPort !== undefined) {
     out.push({
       name: INBOUND,

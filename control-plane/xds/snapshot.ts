@@ -147,7 +147,7 @@ export class SnapshotCache implements ConfigCache {
   }
 
   /** The resource encoded, or its encoding of this or the previous generation if its content is unchanged. */
-  private wire(typeUrl: TypeUrl, name: string, resource: Record<string, unknown>): WireResource {
+  private wire(typeUrl: TypeUrl, name: string, resource: object): WireResource {
     // The same object again: classes share what translation made once for all of them
     // (translate/index.ts, compileMesh), and translation never changes what it has returned.
     const same = this.byObject.get(resource);
@@ -159,7 +159,7 @@ export class SnapshotCache implements ConfigCache {
     return wire;
   }
 
-  private wireByContent(typeUrl: TypeUrl, name: string, resource: Record<string, unknown>): WireResource {
+  private wireByContent(typeUrl: TypeUrl, name: string, resource: object): WireResource {
     const key = this.contentKey(typeUrl, name, resource);
     let wire = key === undefined ? undefined : (this.encoded.get(key) ?? this.previouslyEncoded.get(key));
     if (wire) this.interned.set(`${typeUrl}\0${name}\0${wire.version}`, wire);
@@ -172,7 +172,7 @@ export class SnapshotCache implements ConfigCache {
    * What determines a resource's encoding, as a string: its type, name and content as JSON (arrays
    * of bytes by identity). Undefined when the content has no JSON form (a bigint).
    */
-  private contentKey(typeUrl: string, name: string, resource: Record<string, unknown>): string | undefined {
+  private contentKey(typeUrl: string, name: string, resource: object): string | undefined {
     try {
       return JSON.stringify([typeUrl, name, resource], this.contentReplacer);
     } catch {

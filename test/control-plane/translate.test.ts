@@ -15,7 +15,9 @@ import {
   type ProxyConfig,
   type ProxyIdentity,
   parseNodeIdentity,
+  type ResourceTypes,
   TYPE_URL,
+  type TypeUrl,
   type XdsResource,
 } from "../../control-plane/envoy/index.ts";
 import {
@@ -92,8 +94,9 @@ function options(): TranslateOptions {
 }
 
 const names = (list: readonly XdsResource[]) => list.map((r) => r.name);
-const find = (config: ProxyConfig, typeUrl: keyof ProxyConfig, name: string) => {
-  const found = config[typeUrl].find((r) => r.name === name);
+const find = <U extends TypeUrl>(config: ProxyConfig, typeUrl: U, name: string): ResourceTypes[U] => {
+  const list: XdsResource<ResourceTypes[U]>[] = config[typeUrl];
+  const found = list.find((r) => r.name === name);
   if (!found) throw new Error(`no ${typeUrl} named ${name}; have ${names(config[typeUrl]).join(", ")}`);
   return found.resource;
 };
