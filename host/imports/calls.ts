@@ -9,7 +9,7 @@ import type { HeaderMap } from "../headers.ts";
 import type { AbiContext, AbiVm } from "../interfaces.ts";
 import { type HostFunction, u32 } from "../memory.ts";
 
-/** A host call answered with `status` before it did anything. */
+/** A host call ended early: the module gets `status`. */
 class Refusal {
   readonly status: Status;
 
@@ -27,7 +27,7 @@ const REFUSALS = new Map<Status, Refusal>(
 );
 
 /** Ends the host call: the module gets `status`. Only inside a guarded function. */
-export function refuse(status: Status): never {
+function refuse(status: Status): never {
   throw REFUSALS.get(status) as Refusal;
 }
 
