@@ -1,8 +1,11 @@
-// Translation of the mesh's resources into one proxy's xDS resources: proto-valid output, a pure and
-// order-independent function, the example mesh's clusters, endpoints and filter routes, and the
+// Translation of the mesh's resources into one proxy's xDS resources: what each case of
+// testdata/translate gives, against its golden file (clusters, endpoints, listeners, routes and ECDS
+// as Envoy receives them); proto-valid output, a pure and order-independent function; and the
 // generated routing configuration run through the real build/mesh.wasm (split, access denial,
 // routing-header spoofing).
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import {
   decodeMessage,
@@ -22,9 +25,10 @@ import {
 } from "../../control-plane/envoy/index.ts";
 import {
   CLUSTER_HEADER,
-  OUTBOUND_CLUSTER_PREFIX,
+  formatManifestError,
   outboundCluster,
   parseManifests,
+  parseYaml,
   type Resource,
   ROUTING_FILTER,
   RULE_HEADER,
@@ -39,6 +43,8 @@ import {
 } from "../../control-plane/translate/index.ts";
 import { indexMesh } from "../../control-plane/translate/mesh.ts";
 import type { FilterConfig } from "../../schema/filter-config.ts";
+import { REPO_ROOT } from "../support/envoy.ts";
+import { expectGolden, proxyConfigYaml } from "../support/golden.ts";
 import { MeshUnderTest } from "../support/mesh-host.ts";
 
 const API = "wasmesh.io/v1alpha1";
@@ -109,14 +115,6 @@ function routingConfig(config: ProxyConfig): FilterConfig {
   return JSON.parse(ecds.typed_config.config.configuration.value) as FilterConfig;
 }
 
-/** http_filters of a listener's connection manager, by name. */
-function httpFilters(config: ProxyConfig, listener: string): string[] {
-  const l = find(config, TYPE_URL.listener, listener) as {
-    filter_chains: { filters: { typed_config: { http_filters: { name: string }[] } }[] }[];
-  };
-  return l.filter_chains[0]?.filters[0]?.typed_config.http_filters.map((f) => f.name) ?? [];
-}
-
 function expectProtoValid(config: ProxyConfig): void {
   for (const [typeUrl, list] of Object.entries(config)) {
     for (const { name, resource: value } of list) {
@@ -128,6 +126,70 @@ function expectProtoValid(config: ProxyConfig): void {
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Golden files: testdata/translate/<case>.input.yaml (the proxy's identity over proxy()'s, manifest
+// files to include, from the repository's root, and resources) is translated, with the modules of
+// options(), and compared with <case>.golden.yaml, the resources as Envoy receives them
+// (proxyConfigYaml). `npm run test:golden` rewrites the golden files: review the diff.
+
+const TESTDATA = fileURLToPath(new URL("./testdata/translate/", import.meta.url));
+const INPUT = ".input.yaml";
+const GOLDEN = ".golden.yaml";
+const CASES = readdirSync(TESTDATA)
+  .filter((f) => f.endsWith(INPUT))
+  .map((f) => f.slice(0, -INPUT.length))
+  .sort();
+
+interface GoldenCase {
+  proxy: ProxyIdentity;
+  resources: Resource[];
+}
+
+/** Reads a case, naming the file and the field of anything it cannot use. */
+function readCase(name: string): GoldenCase {
+  const file = `${name}${INPUT}`;
+  const fail = (problem: string): never => {
+    throw new Error(`testdata/translate/${file}: ${problem}`);
+  };
+  const parsed = parseYaml(readFileSync(join(TESTDATA, file), "utf8"));
+  if (!parsed.ok) return fail(parsed.errors.map(formatManifestError).join("; "));
+  const input = (parsed.values[0] ?? {}) as Record<string, unknown>;
+  for (const key of Object.keys(input))
+    if (!["proxy", "include", "resources"].includes(key)) fail(`${key}: not proxy, include or resources`);
+  const resources: Resource[] = [];
+  for (const path of (input.include ?? []) as string[]) {
+    const manifests = parseManifests(readFileSync(join(REPO_ROOT, path), "utf8"));
+    if (!manifests.ok)
+      return fail(`include ${path}: ${manifests.errors.map(formatManifestError).join("; ")}`);
+    resources.push(...manifests.resources);
+  }
+  ((input.resources ?? []) as unknown[]).forEach((raw, i) => {
+    const result = validateResource(raw);
+    if (!result.ok)
+      fail(`resources[${i}]: ${result.errors.map((e) => `${e.path}: ${e.message}`).join("; ")}`);
+    else resources.push(result.resource);
+  });
+  return { proxy: proxy((input.proxy ?? {}) as Partial<ProxyIdentity>), resources };
+}
+
+describe("golden files (testdata/translate)", () => {
+  it("has an input for every golden file", () => {
+    const goldens = readdirSync(TESTDATA).filter((f) => f.endsWith(GOLDEN));
+    expect(goldens.map((f) => f.slice(0, -GOLDEN.length)).filter((c) => !CASES.includes(c))).toEqual([]);
+  });
+
+  it.each(CASES)("%s", (name) => {
+    const { proxy: identity, resources } = readCase(name);
+    const config = translateProxy(resources, identity, options());
+    expectProtoValid(config);
+    const header = [
+      ` ${name}${INPUT} translated for its ${identity.service} sidecar, as Envoy receives it`,
+      " (test/support/golden.ts). Written by `npm run test:golden`: review the diff.",
+    ].join("\n");
+    expectGolden(join(TESTDATA, `${name}${GOLDEN}`), proxyConfigYaml(config, header));
+  });
+});
 
 describe("output is valid Envoy configuration", () => {
   it("every resource of the example mesh encodes, for sidecars with and without an app", () => {
@@ -149,16 +211,6 @@ describe("output is valid Envoy configuration", () => {
     expect(() => encodeMessage(TYPE_URL.listener, listener)).toThrow(
       "filter_chains[0].filters[0].typed_config.stat_prefx: envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager has no field 'stat_prefx'",
     );
-  });
-
-  it("every type URL is present, empty when there is nothing of it", () => {
-    const config = translateProxy([], proxy(), options());
-    expect(Object.keys(config).sort()).toEqual(Object.values(TYPE_URL).sort());
-    expect(config[TYPE_URL.cluster]).toEqual([]);
-    expect(config[TYPE_URL.endpoint]).toEqual([]);
-    expect(names(config[TYPE_URL.listener])).toEqual(["outbound"]);
-    expect(routingConfig(config)).toEqual({});
-    expectProtoValid(config);
   });
 });
 
@@ -250,24 +302,6 @@ describe("a pure function of resources, identity and modules", () => {
 describe("the example mesh (deploy/examples/mesh.yaml)", () => {
   const config = translateProxy(example(), proxy(), options());
 
-  it("has a cluster per service and per subset in use", () => {
-    expect(names(config[TYPE_URL.cluster])).toEqual([
-      "outbound|productpage",
-      "outbound|reviews",
-      "outbound|reviews|version=v1",
-      "outbound|reviews|version=v2",
-    ]);
-    const reviews = find(config, TYPE_URL.cluster, "outbound|reviews|version=v1");
-    expect(decodeMessage(TYPE_URL.cluster, encodeMessage(TYPE_URL.cluster, reviews))).toMatchObject({
-      type: "EDS",
-      lb_policy: "ROUND_ROBIN",
-      eds_cluster_config: {
-        eds_config: { ads: {}, resource_api_version: "V3" },
-        service_name: "outbound|reviews|version=v1",
-      },
-    });
-  });
-
   it("names clusters so that the filter's schema accepts them", () => {
     const pattern = /^[\x21-\x7e]{1,200}$/;
     for (const name of names(config[TYPE_URL.cluster])) expect(name).toMatch(pattern);
@@ -277,216 +311,6 @@ describe("the example mesh (deploy/examples/mesh.yaml)", () => {
     expect(outboundCluster("reviews", { b: "1", a: "2" })).toBe(
       outboundCluster("reviews", { a: "2", b: "1" }),
     );
-  });
-
-  it("turns the CircuitBreaker into outlier detection and a request limit on its subset's cluster", () => {
-    const v2 = find(config, TYPE_URL.cluster, "outbound|reviews|version=v2");
-    expect(decodeMessage(TYPE_URL.cluster, encodeMessage(TYPE_URL.cluster, v2))).toMatchObject({
-      outlier_detection: {
-        consecutive_5xx: { value: 5 },
-        interval: { seconds: 10 },
-        base_ejection_time: { seconds: 30 },
-        max_ejection_time: { seconds: 300 },
-        max_ejection_percent: { value: 50 },
-      },
-      circuit_breakers: { thresholds: [{ max_requests: { value: 100 } }] },
-    });
-    expect(find(config, TYPE_URL.cluster, "outbound|reviews|version=v1")).not.toHaveProperty(
-      "outlier_detection",
-    );
-  });
-
-  it("sends each EDS cluster its subset's workloads, by zone", () => {
-    expect(names(config[TYPE_URL.endpoint])).toEqual([
-      "outbound|reviews",
-      "outbound|reviews|version=v1",
-      "outbound|reviews|version=v2",
-    ]);
-    const endpoint = (address: string) => ({
-      endpoint: { address: { socket_address: { address, port_value: 9080 } } },
-    });
-    expect(find(config, TYPE_URL.endpoint, "outbound|reviews")).toEqual({
-      cluster_name: "outbound|reviews",
-      endpoints: [
-        { locality: { zone: "zone-a" }, lb_endpoints: [endpoint("10.0.1.11"), endpoint("10.0.1.12")] },
-      ],
-    });
-    expect(find(config, TYPE_URL.endpoint, "outbound|reviews|version=v2")).toEqual({
-      cluster_name: "outbound|reviews|version=v2",
-      endpoints: [{ locality: { zone: "zone-a" }, lb_endpoints: [endpoint("10.0.1.12")] }],
-    });
-  });
-
-  it("makes a service whose workload has a host name a STRICT_DNS cluster with its endpoints inline", () => {
-    const productpage = find(config, TYPE_URL.cluster, "outbound|productpage");
-    expect(decodeMessage(TYPE_URL.cluster, encodeMessage(TYPE_URL.cluster, productpage))).toMatchObject({
-      type: "STRICT_DNS",
-      load_assignment: {
-        cluster_name: "outbound|productpage",
-        endpoints: [
-          {
-            lb_endpoints: [
-              {
-                endpoint: {
-                  address: {
-                    socket_address: { address: "productpage-0.bookinfo.svc.cluster.local", port_value: 9080 },
-                  },
-                },
-              },
-            ],
-          },
-        ],
-      },
-    });
-    expect(productpage).not.toHaveProperty("eds_cluster_config");
-    expect(names(config[TYPE_URL.endpoint])).not.toContain("outbound|productpage");
-  });
-
-  it("compiles the Route into filter routes in rule order, then a default route per service", () => {
-    const routes = routingConfig(config).routes ?? [];
-    expect(routes.map((r) => r.name)).toEqual([
-      "productpage:default",
-      "reviews/testers",
-      "reviews/canary",
-      "reviews:default",
-    ]);
-    expect(routes[2]).toMatchObject({
-      destinations: [
-        { cluster: "outbound|reviews|version=v1", weight: 90 },
-        { cluster: "outbound|reviews|version=v2", weight: 10 },
-      ],
-      sticky: { header: "x-user" },
-      timeoutMs: 2000,
-      retries: { attempts: 2, on: "5xx,reset", perTryTimeoutMs: 500 },
-    });
-    expect(routes[3]).toEqual({
-      name: "reviews:default",
-      match: { authority: { regex: "reviews(?::(?:9080))?", ignoreCase: true } },
-      destinations: [{ cluster: "outbound|reviews" }],
-    });
-    expect(routingConfig(config).breakers).toEqual([
-      {
-        cluster: "outbound|reviews|version=v2",
-        consecutiveErrors: 5,
-        intervalMs: 10_000,
-        baseEjectionMs: 30_000,
-        maxEjectionMs: 300_000,
-        maxConcurrent: 100,
-        fallback: "outbound|reviews|version=v1",
-      },
-    ]);
-  });
-
-  it("uses the rules' own matches when no rule changes headers or injects faults", () => {
-    const resources = example().map((r) =>
-      r.kind === "Route"
-        ? {
-            ...r,
-            spec: { ...r.spec, rules: r.spec.rules.map(({ responseHeaders: _, ...rule }) => rule) },
-          }
-        : r,
-    );
-    const filter = routingConfig(translateProxy(resources, proxy(), options()));
-    expect(filter.routes?.find((r) => r.name === "reviews/canary")?.match).toEqual({
-      path: { prefix: "/" },
-      authority: { regex: "reviews(?::(?:9080))?", ignoreCase: true },
-      methods: ["GET", "HEAD"],
-    });
-    expect(filter.headerRules?.map((r) => r.name)).toEqual(["default-deny:productpage"]);
-  });
-
-  it("builds listeners on the identity's addresses with ECDS filters, then the router", () => {
-    expect(names(config[TYPE_URL.listener])).toEqual(["outbound"]);
-    const outbound = find(config, TYPE_URL.listener, "outbound");
-    expect(outbound).toMatchObject({
-      address: { socket_address: { address: "127.0.0.1", port_value: 15001 } },
-    });
-    expect(httpFilters(config, "outbound")).toEqual([ROUTING_FILTER, "envoy.filters.http.router"]);
-    const decoded = decodeMessage(TYPE_URL.listener, encodeMessage(TYPE_URL.listener, outbound)) as {
-      traffic_direction: string;
-      filter_chains: { filters: { typed_config: { type_url: string; value: Uint8Array } }[] }[];
-    };
-    expect(decoded.traffic_direction).toBe("OUTBOUND");
-    // decodeMessage leaves Any packed: unpack the connection manager to see what Envoy gets.
-    const any = decoded.filter_chains[0]?.filters[0]?.typed_config;
-    expect(any?.type_url).toBe(EXTENSION_TYPE.httpConnectionManager);
-    expect(decodeMessage(EXTENSION_TYPE.httpConnectionManager, any?.value ?? new Uint8Array())).toMatchObject(
-      {
-        stat_prefix: "outbound",
-        rds: { route_config_name: "outbound", config_source: { ads: {}, resource_api_version: "V3" } },
-        http_filters: [
-          {
-            name: ROUTING_FILTER,
-            config_discovery: {
-              config_source: { ads: {}, resource_api_version: "V3" },
-              type_urls: [EXTENSION_TYPE.wasmFilter],
-            },
-          },
-          { name: "envoy.filters.http.router" },
-        ],
-      },
-    );
-  });
-
-  it("routes outbound only to outbound clusters named by the filter, and answers 404 otherwise", () => {
-    expect(find(config, TYPE_URL.route, "outbound")).toEqual({
-      name: "outbound",
-      virtual_hosts: [
-        {
-          name: "outbound",
-          domains: ["*"],
-          routes: [
-            {
-              name: "mesh",
-              match: {
-                prefix: "/",
-                headers: [{ name: CLUSTER_HEADER, string_match: { prefix: OUTBOUND_CLUSTER_PREFIX } }],
-              },
-              route: { cluster_header: CLUSTER_HEADER },
-              request_headers_to_remove: [CLUSTER_HEADER, RULE_HEADER],
-            },
-            {
-              name: "no-route",
-              match: { prefix: "/" },
-              direct_response: { status: 404, body: { inline_string: expect.any(String) } },
-            },
-          ],
-        },
-      ],
-    });
-    for (const cluster of names(config[TYPE_URL.cluster]))
-      expect(cluster.startsWith(OUTBOUND_CLUSTER_PREFIX)).toBe(true);
-  });
-
-  it("gives a sidecar with an app an inbound listener, route and STATIC cluster to the app", () => {
-    const reviews = translateProxy(
-      example(),
-      proxy({ service: "reviews", appPort: 9080, appAddress: "127.0.0.5" }),
-      options(),
-    );
-    expect(names(reviews[TYPE_URL.listener])).toEqual(["inbound", "outbound"]);
-    expect(find(reviews, TYPE_URL.listener, "inbound")).toMatchObject({
-      address: { socket_address: { address: "0.0.0.0", port_value: 15006 } },
-    });
-    expect(find(reviews, TYPE_URL.route, "inbound")).toMatchObject({
-      virtual_hosts: [
-        { domains: ["*"], routes: [{ match: { prefix: "/" }, route: { cluster: "inbound|9080" } }] },
-      ],
-    });
-    const app = find(reviews, TYPE_URL.cluster, "inbound|9080");
-    expect(decodeMessage(TYPE_URL.cluster, encodeMessage(TYPE_URL.cluster, app))).toMatchObject({
-      load_assignment: {
-        endpoints: [
-          { lb_endpoints: [{ endpoint: { address: { socket_address: { address: "127.0.0.5" } } } }] },
-        ],
-      },
-    });
-    expect(app.type).toBe(0); // STATIC, the enum's default
-    // The example's plugin runs on the reviews sidecars' inbound side (the default direction).
-    expect(httpFilters(reviews, "inbound")).toEqual([
-      "wasmesh.inbound.reviews-tagging",
-      "envoy.filters.http.router",
-    ]);
   });
 });
 
@@ -617,20 +441,6 @@ describe("the generated routing configuration in the real filter (build/mesh.was
     expect(mesh.request({ authority: "other:9090", path: "/" }).cluster).toBeNull();
   });
 
-  it("keeps one breaker per cluster, the first by name, as the filter allows", () => {
-    const breaker = (name: string, consecutiveErrors: number) =>
-      resource("CircuitBreaker", name, {
-        service: "reviews",
-        consecutiveErrors,
-        intervalMs: 1000,
-        baseEjectionMs: 1000,
-      });
-    const config = translateProxy([service("reviews"), breaker("b", 9), breaker("a", 3)], proxy(), options());
-    expect(routingConfig(config).breakers).toEqual([
-      { cluster: "outbound|reviews", consecutiveErrors: 3, intervalMs: 1000, baseEjectionMs: 1000 },
-    ]);
-  });
-
   it("opens the breaker with the generated thresholds and falls back to v1", async () => {
     const mesh = await MeshUnderTest.start(productpage);
     const tester = { authority: "reviews", path: "/", headers: { "x-user": "tester" } };
@@ -681,158 +491,7 @@ describe("access rules", () => {
   });
 });
 
-describe("clusters", () => {
-  it("speaks HTTP/2 to gRPC services, and the client's protocol to mixed ones", () => {
-    const resources = [service("grpc", ["grpc"]), service("mixed", ["http", "grpc", "tcp"]), service("web")];
-    const config = translateProxy(resources, proxy({ service: "grpc", appPort: 50051 }), options());
-    const options_ = (name: string) =>
-      (
-        find(config, TYPE_URL.cluster, name).typed_extension_protocol_options as
-          | Record<string, unknown>
-          | undefined
-      )?.["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
-    expect(options_("outbound|grpc")).toMatchObject({ explicit_http_config: { http2_protocol_options: {} } });
-    expect(options_("outbound|mixed")).toMatchObject({
-      use_downstream_protocol_config: { http_protocol_options: {}, http2_protocol_options: {} },
-    });
-    expect(options_("outbound|web")).toBeUndefined();
-    // The local app of a gRPC service speaks gRPC too.
-    expect(options_("inbound|50051")).toMatchObject({ explicit_http_config: { http2_protocol_options: {} } });
-    expectProtoValid(config);
-  });
-
-  it("gives a cluster without workloads an empty assignment, so Envoy does not wait for one", () => {
-    const config = translateProxy([service("lonely")], proxy(), options());
-    expect(find(config, TYPE_URL.endpoint, "outbound|lonely")).toEqual({
-      cluster_name: "outbound|lonely",
-      endpoints: [],
-    });
-  });
-
-  it("turns a subset into STRICT_DNS when any of its workloads has a host name", () => {
-    const resources = [
-      service("db"),
-      resource("Workload", "db-a", { service: "db", address: "10.0.0.1", port: 5432, labels: { role: "a" } }),
-      resource("Workload", "db-b", {
-        service: "db",
-        address: "db-b.example",
-        port: 5432,
-        labels: { role: "b" },
-      }),
-      resource("Route", "db", {
-        service: "db",
-        rules: [{ name: "a", destinations: [{ service: "db", subset: { role: "a" } }] }],
-      }),
-    ];
-    const config = translateProxy(resources, proxy(), options());
-    expect(find(config, TYPE_URL.cluster, "outbound|db").type).toBe(1); // STRICT_DNS
-    expect(find(config, TYPE_URL.cluster, "outbound|db|role=a").type).toBe(3); // EDS: only an IP in it
-    expect(names(config[TYPE_URL.endpoint])).toEqual(["outbound|db|role=a"]);
-  });
-
-  it("groups endpoints into localities by zone, sorted", () => {
-    const resources = [
-      service("api"),
-      resource("Workload", "c", { service: "api", address: "10.0.0.3", port: 80, zone: "b" }),
-      resource("Workload", "a", { service: "api", address: "10.0.0.1", port: 80, zone: "a" }),
-      resource("Workload", "n", { service: "api", address: "10.0.0.9", port: 80 }),
-      resource("Workload", "b", { service: "api", address: "10.0.0.2", port: 80, zone: "a" }),
-    ];
-    const assignment = find(
-      translateProxy(resources, proxy(), options()),
-      TYPE_URL.endpoint,
-      "outbound|api",
-    ) as {
-      endpoints: { locality?: { zone: string }; lb_endpoints: unknown[] }[];
-    };
-    expect(assignment.endpoints.map((e) => [e.locality?.zone, e.lb_endpoints.length])).toEqual([
-      [undefined, 1],
-      ["a", 2],
-      ["b", 1],
-    ]);
-  });
-});
-
-describe("module delivery", () => {
-  const code = (config: ProxyConfig, name: string) =>
-    (
-      find(config, TYPE_URL.extensionConfig, name) as {
-        typed_config: { config: { vm_config: { code: unknown } } };
-      }
-    ).typed_config.config.vm_config.code;
-
-  it("the module's bytes inline in the ECDS resource, and no HTTP cluster to fetch them from", () => {
-    // Remote code over ECDS is unsafe in Envoy 1.37 (extensionResource; test/envoy/remote-modules).
-    const inline = translateProxy(example(), proxy(), options());
-    expect(code(inline, ROUTING_FILTER)).toEqual({ local: { inline_bytes: MESH_CODE.bytes } });
-    expect(names(inline[TYPE_URL.cluster]).filter((n) => !n.startsWith("outbound|"))).toEqual([]);
-  });
-});
-
 describe("WasmPlugins", () => {
-  const plugin = (name: string, spec: Record<string, unknown>) =>
-    resource("WasmPlugin", name, { module: "tagger", services: ["*"], configuration: {}, ...spec });
-
-  it("run where their direction and services say, ordered by priority then name, before the routing filter", () => {
-    const resources = [
-      service("web"),
-      plugin("zeta", { direction: "outbound" }),
-      plugin("alpha", { direction: "outbound" }),
-      plugin("first", { direction: "outbound", priority: 10 }),
-      plugin("other", { direction: "outbound", services: ["api"] }),
-      plugin("in-low", { priority: -1 }),
-      plugin("in-web", { services: ["web"] }),
-    ];
-    const config = translateProxy(resources, proxy({ service: "web", appPort: 8080 }), options());
-    expect(httpFilters(config, "outbound")).toEqual([
-      "wasmesh.outbound.first",
-      "wasmesh.outbound.alpha",
-      "wasmesh.outbound.zeta",
-      ROUTING_FILTER,
-      "envoy.filters.http.router",
-    ]);
-    expect(httpFilters(config, "inbound")).toEqual([
-      "wasmesh.inbound.in-web",
-      "wasmesh.inbound.in-low",
-      "envoy.filters.http.router",
-    ]);
-    expect(names(config[TYPE_URL.extensionConfig])).toEqual([
-      "wasmesh.inbound.in-low",
-      "wasmesh.inbound.in-web",
-      "wasmesh.outbound.alpha",
-      "wasmesh.outbound.first",
-      ROUTING_FILTER,
-      "wasmesh.outbound.zeta",
-    ]);
-    // Without an app there is no inbound listener and nothing of the inbound plugins is sent.
-    const noApp = translateProxy(resources, proxy({ service: "web" }), options());
-    expect(names(noApp[TYPE_URL.extensionConfig]).filter((n) => n.startsWith("wasmesh.inbound."))).toEqual(
-      [],
-    );
-  });
-
-  it("hand the module its configuration as JSON with sorted keys, through the shared per-module VM", () => {
-    const resources = [
-      plugin("tag", { rootId: "tagger", configuration: { z: 1, a: { y: [2, { d: 1, c: 0 }], b: 3 } } }),
-    ];
-    const config = translateProxy(resources, proxy({ appPort: 8080 }), options());
-    expect(find(config, TYPE_URL.extensionConfig, "wasmesh.inbound.tag")).toMatchObject({
-      typed_config: {
-        config: {
-          name: "wasmesh.inbound.tag",
-          root_id: "tagger",
-          vm_config: {
-            vm_id: "tagger",
-            runtime: "envoy.wasm.runtime.v8",
-            code: { local: { inline_bytes: TAGGER_CODE.bytes } },
-          },
-          configuration: { value: '{"a":{"b":3,"y":[2,{"c":0,"d":1}]},"z":1}' },
-          fail_open: false,
-        },
-      },
-    });
-  });
-
   it("refuses to translate a plugin whose module has no code", () => {
     const resources = [
       resource("WasmPlugin", "x", { module: "missing", services: ["*"], configuration: {} }),
