@@ -2,8 +2,14 @@ import { defineConfig } from "vitest/config";
 
 // Three projects: fast suites run in parallel; suites that start real Envoy processes, and the
 // edge worker's suites in workerd, run one file at a time so they never compete for the two cores.
+// Every project removes the temp directories a test file made with tempDir() once the file is done
+// (test/support/temp.ts); the run's temp folder is its own and must end empty (temp-guard.ts).
+const setupFiles = ["test/support/temp-cleanup.ts"];
+
 export default defineConfig({
   test: {
+    // The root config's global setup runs once per run, for whichever projects run.
+    globalSetup: ["test/support/temp-guard.ts"],
     projects: [
       {
         test: {
@@ -16,6 +22,7 @@ export default defineConfig({
             "test/control-plane/**/*.test.ts",
           ],
           testTimeout: 30_000,
+          setupFiles,
         },
       },
       {
@@ -25,6 +32,7 @@ export default defineConfig({
           testTimeout: 120_000,
           hookTimeout: 120_000,
           fileParallelism: false,
+          setupFiles,
         },
       },
       {
@@ -34,6 +42,7 @@ export default defineConfig({
           name: "workers",
           include: ["test/workers/**/*.test.ts"],
           globalSetup: ["test/workers/global-setup.ts"],
+          setupFiles,
           testTimeout: 30_000,
           hookTimeout: 60_000,
           fileParallelism: false,

@@ -6,8 +6,6 @@
 // running until Ctrl-C.
 //   --once         temporary data dir and free ports; exit after the sample traffic (the demo's test)
 //   --mesh FILE    another mesh file than deploy/demo/mesh.yaml (e.g. a copy with other weights)
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { bootstrapYaml } from "../control-plane/cli/bootstrap.ts";
@@ -16,13 +14,14 @@ import { startControlPlane } from "../control-plane/server.ts";
 import { freePort, REPO_ROOT, startEnvoy } from "../test/support/envoy.ts";
 import { runLoad } from "../test/support/load.ts";
 import { sendHttp } from "../test/support/mesh-envoy.ts";
+import { removeDir, tempDir } from "../test/support/temp.ts";
 import { DEMO_MESH_FILE, demoMeshYaml, routeSplit, startDemoUpstreams } from "./demo-mesh.ts";
 
 const { values: options } = parseArgs({
   options: { once: { type: "boolean" }, mesh: { type: "string" } },
 });
 const once = options.once === true;
-const dataDir = once ? mkdtempSync(join(tmpdir(), "wasmesh-demo-")) : join(REPO_ROOT, ".wasmesh");
+const dataDir = once ? tempDir("demo") : join(REPO_ROOT, ".wasmesh");
 const meshFile = options.mesh === undefined ? DEMO_MESH_FILE : resolve(options.mesh);
 
 const upstreams = await startDemoUpstreams();
@@ -68,7 +67,7 @@ const stop = async () => {
   await envoy.stop();
   await plane.close();
   await upstreams.close();
-  if (once) rmSync(dataDir, { recursive: true, force: true });
+  if (once) removeDir(dataDir);
   process.exit(0);
 };
 process.on("SIGINT", stop);

@@ -6,8 +6,7 @@
 // A fourth setup, wasm-floor, is the cheapest possible Wasm filter (see below).
 // Runs are interleaved (a, b, c, a, b, c, ...) and medians reported, because the machine is noisy;
 // the ratios c/a and c/b are what to read.
-import { mkdirSync, mkdtempSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { RELEASE_WASM } from "../support/artifacts.ts";
 import {
@@ -25,6 +24,7 @@ import { luaBenchBootstrap, nativeBenchBootstrap, wasmBenchBootstrap } from "../
 import { type EnvoyProcess, freePort, startEnvoy } from "../support/envoy.ts";
 import { MeshUnderTest } from "../support/mesh-host.ts";
 import { writeRouteWasm } from "../support/route-wasm.ts";
+import { removeDir, tempDir } from "../support/temp.ts";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -73,10 +73,11 @@ async function envoySideBySide(): Promise<Record<string, unknown>> {
   const wrk = wrkBinary("bench:filters");
   const upstreams = await startDirectOrigins();
   const setups: { name: string; envoy: EnvoyProcess; port: number }[] = [];
+  const floorDir = tempDir("bench");
   try {
     // wasm-floor: a 560-byte hand-written module that only copies one header into the routing
     // header. No Wasm filter can cost less, so it separates Envoy's per-request Wasm cost from ours.
-    const floorWasm = writeRouteWasm(mkdtempSync(join(tmpdir(), "wasmesh-bench-")));
+    const floorWasm = writeRouteWasm(floorDir);
     for (const name of ["native", "lua", "wasm-floor", "wasm"] as const) {
       const ports = { adminPort: await freePort(), listenerPort: await freePort(), upstreams };
       const wasm = (wasmPath: string, configuration: string) =>
@@ -146,6 +147,7 @@ async function envoySideBySide(): Promise<Record<string, unknown>> {
   } finally {
     for (const s of setups) await s.envoy.stop();
     await upstreams.envoy.stop();
+    removeDir(floorDir);
   }
 }
 

@@ -4,9 +4,8 @@
 // ETag and body, an empty mesh serves an empty configuration, a client-only service or a cluster
 // without Workloads is served (listed with no origins), and the OpenAPI document describes the route. Then `wasmesh edge
 // export` against the API served over HTTP, and the checks on `wasmesh server --edge-kv-*`.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { serve } from "@hono/node-server";
 import type { Hono } from "hono";
@@ -16,6 +15,7 @@ import { createApi } from "../../control-plane/api/index.ts";
 import { main } from "../../control-plane/cli/main.ts";
 import { openSqliteStore } from "../../control-plane/store/index.ts";
 import { type EdgeConfig, validateEdgeConfig } from "../../schema/edge-config.ts";
+import { tempDir } from "../support/temp.ts";
 
 const EXAMPLE = readFileSync(new URL("../../deploy/examples/mesh.yaml", import.meta.url), "utf8");
 const EDGE_ALLOW = stringify({
@@ -31,9 +31,8 @@ afterEach(async () => {
 });
 
 async function setup(): Promise<Hono> {
-  const dataDir = mkdtempSync(join(tmpdir(), "wasmesh-edge-api-"));
+  const dataDir = tempDir("edge-api");
   const store = await openSqliteStore({ dataDir });
-  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
   cleanups.push(() => store.close());
   return createApi({ store, log: () => {} });
 }
@@ -201,8 +200,7 @@ describe("wasmesh edge export", () => {
     expect(printed.code, printed.stderr).toBe(0);
     expect(JSON.parse(printed.stdout)).toEqual(expected);
 
-    const dir = mkdtempSync(join(tmpdir(), "wasmesh-edge-export-"));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const dir = tempDir("edge-export");
     const file = join(dir, "edge.json");
     const written = await cli(["edge", "export", "-o", file, "--api", api]);
     expect(written.code, written.stderr).toBe(0);

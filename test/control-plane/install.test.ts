@@ -3,13 +3,13 @@
 // a real control plane. And what the bin says where it cannot run: a packed copy under
 // node_modules, a Node without type stripping, an older Node.
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, realpathSync, symlinkSync } from "node:fs";
 import { delimiter, dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
 import { runCommand } from "../support/control-plane.ts";
 import { REPO_ROOT } from "../support/envoy.ts";
+import { tempDir } from "../support/temp.ts";
 
 const VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")) as { version: string })
   .version;
@@ -23,7 +23,7 @@ let scratch: string;
 let elsewhere: string;
 
 beforeAll(async () => {
-  scratch = mkdtempSync(join(tmpdir(), "wasmesh-install-"));
+  scratch = tempDir("install");
   elsewhere = join(scratch, "elsewhere");
   mkdirSync(elsewhere);
   plane = await startControlPlane({ dataDir: join(scratch, "data"), httpPort: 0, xdsPort: 0, log: () => {} });
@@ -43,7 +43,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await plane?.close();
-  rmSync(scratch, { recursive: true, force: true });
 });
 
 /** A command, given a minute (npm installs). */

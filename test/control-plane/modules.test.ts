@@ -2,15 +2,7 @@
 // TypeScript host), content-addressed blobs on disk, and WasmModule resources in a real SQLite store.
 // Broken modules are AssemblyScript fixtures (test/fixtures/modules/) compiled in memory.
 import { createHash } from "node:crypto";
-import {
-  existsSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  utimesSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { request as httpRequest, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -47,6 +39,7 @@ import { RELEASE_WASM } from "../support/artifacts.ts";
 import { compileAssemblyScript } from "../support/asc.ts";
 import { startControlPlaneProcess } from "../support/control-plane.ts";
 import { tagModule } from "../support/tag-module.ts";
+import { tempDir } from "../support/temp.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const FIXTURES = [
@@ -108,19 +101,16 @@ interface Env {
   logs: string[];
 }
 
-const tempDirs: string[] = [];
 const stores: ResourceStore[] = [];
 const cleanups: (() => Promise<void>)[] = [];
 
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0)) await cleanup();
   for (const store of stores.splice(0)) await store.close();
-  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
 async function open(dataDir?: string): Promise<Env> {
-  const dir = dataDir ?? mkdtempSync(join(tmpdir(), "wasmesh-modules-"));
-  if (!dataDir) tempDirs.push(dir);
+  const dir = dataDir ?? tempDir("modules");
   const store = await openSqliteStore({ dataDir: dir });
   stores.push(store);
   const logs: string[] = [];

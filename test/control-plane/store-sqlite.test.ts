@@ -6,7 +6,6 @@ import { type ChildProcess, spawn } from "node:child_process";
 import {
   existsSync,
   mkdirSync,
-  mkdtempSync,
   readdirSync,
   renameSync,
   rmSync,
@@ -14,7 +13,6 @@ import {
   truncateSync,
   writeFileSync,
 } from "node:fs";
-import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { DatabaseSync as DatabaseSyncType } from "node:sqlite";
 import { pathToFileURL } from "node:url";
@@ -30,6 +28,7 @@ import {
   StoreUnwritableError,
 } from "../../control-plane/store/index.ts";
 import { loadSqlite } from "../../control-plane/store/sqlite.ts";
+import { tempDir } from "../support/temp.ts";
 import { canMountTmpfs, fill, mountTmpfs } from "../support/tmpfs.ts";
 
 // The store's loader: without SQLite's one-time ExperimentalWarning (see sqlite.ts).
@@ -37,19 +36,11 @@ const { DatabaseSync } = loadSqlite();
 
 const STORE_URL = pathToFileURL(resolve(import.meta.dirname, "../../control-plane/store/index.ts")).href;
 
-const tempDirs: string[] = [];
 const cleanups: (() => void | Promise<void>)[] = [];
 
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
-
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), "wasmesh-store-sqlite-"));
-  tempDirs.push(dir);
-  return dir;
-}
 
 async function open(dataDir: string): Promise<ResourceStore> {
   const store = await openSqliteStore({ dataDir });
@@ -76,7 +67,7 @@ const put = (resource: ResourceInput): Change => ({ op: "put", resource });
 
 describe("sqlite store: files and schema", () => {
   it("creates a missing data directory and one wasmesh.db in WAL mode with the current schema", async () => {
-    const dataDir = join(tempDir(), "nested", "data");
+    const dataDir = join(tempDir("store-sqlite"), "nested", "data");
     const store = await open(dataDir);
     await store.apply([put(res("S", "a"))]);
     expect(existsSync(join(dataDir, DATABASE_FILE))).toBe(true);
@@ -90,7 +81,7 @@ describe("sqlite store: files and schema", () => {
   });
 
   it("refuses to open a database written by a newer schema, without touching it", async () => {
-    const dataDir = tempDir();
+    const dataDir = tempDir("store-sqlite");
     await (await openSqliteStore({ dataDir })).close();
     const db = raw(dataDir, false);
     db.prepare("INSERT INTO schema_version (version, applied_at) VALUES (?, 'future')").run(
@@ -111,7 +102,7 @@ describe("sqlite store: a data directory that held a database never comes up emp
 
   /** A data directory with one resource in it, closed cleanly (no -wal or -shm left). */
   async function initialised(): Promise<string> {
-    const dataDir = tempDir();
+    const dataDir = tempDir("store-sqlite");
     const store = await openSqliteStore({ dataDir });
     await store.apply([put(res("Service", "web"))]);
     await store.close();
@@ -136,7 +127,7 @@ describe("sqlite store: a data directory that held a database never comes up emp
   });
 
   it("refuses a wasmesh.db without the wasmesh tables", async () => {
-    const dataDir = tempDir();
+    const dataDir = tempDir("store-sqlite");
     const path = join(dataDir, DATABASE_FILE);
     const other = new DatabaseSync(path);
     other.exec("CREATE TABLE unrelated (x)");
@@ -156,7 +147,7 @@ describe("sqlite store: a data directory that held a database never comes up emp
       );
       expect(existsSync(join(dataDir, DATABASE_FILE))).toBe(false);
     }
-    const dataDir = tempDir();
+    const dataDir = tempDir("store-sqlite");
     const otherData = () => ["modules/a.wasm", "modules/b.wasm"];
     await expect(openSqliteStore({ dataDir, otherData })).rejects.toThrow(
       "is missing, but modules/a.wasm, modules/b.wasm are in",
@@ -169,7 +160,7 @@ describe("sqlite store: a data directory that held a database never comes up emp
   });
 
   it("creates a new database complete, under its name only: no temp file is left", async () => {
-    const dataDir = join(tempDir(), "new");
+    const dataDir = join(tempDir("store-sqlite"), "new");
     const store = await open(dataDir);
     expect(await store.revision()).toBe(0);
     expect(readdirSync(dataDir).sort()).toEqual([
@@ -184,7 +175,7 @@ describe("sqlite store: when the database cannot be written", () => {
   const locked = "the resource store cannot be written: database is locked";
 
   it("a lock another process holds: writes fail with why, after busyTimeoutMs; reads and the probe carry on", async () => {
-    const dataDir = tempDir();
+    const dataDir = tempDir("store-sqlite");
     const store = await openSqliteStore({ dataDir, busyTimeoutMs: 100 });
     cleanups.push(() => store.close());
     await store.apply([put(res("S", "a"))]);
@@ -204,7 +195,7 @@ describe("sqlite store: when the database cannot be written", () => {
   });
 
   it("checkWritable writes nothing: no revision, no WAL frame", async () => {
-    const dataDir = tempDir();
+    const dataDir = tempDir("store-sqlite");
     const store = await open(dataDir);
     await store.apply([put(res("S", "a"))]);
     const wal = join(dataDir, `${DATABASE_FILE}-wal`);
@@ -224,7 +215,7 @@ describe("sqlite store: when the database cannot be written", () => {
   it.skipIf(!canMountTmpfs())(
     "a full disk: writes fail with why; the probe says so until space is freed",
     async () => {
-      const tmpfs = mountTmpfs(tempDir(), 2 * 1024 * 1024);
+      const tmpfs = mountTmpfs(tempDir("store-sqlite"), 2 * 1024 * 1024);
       // After the store closes (cleanups run last first), before the temp dir goes.
       cleanups.unshift(tmpfs.unmount);
       const dataDir = tmpfs.dir;
@@ -255,7 +246,7 @@ describe("sqlite store: when the database cannot be written", () => {
 
 describe("sqlite store: durability", () => {
   it("keeps resources, versions and the revision across close and reopen, without re-migrating", async () => {
-    const dataDir = tempDir();
+    const dataDir = tempDir("store-sqlite");
     const first = await openSqliteStore({ dataDir });
     await first.apply([put(res("Service", "web", { port: 80 })), put(res("Route", "r"))]);
     await first.apply([put(res("Service", "api")), { op: "delete", kind: "Route", name: "r" }]);
@@ -278,7 +269,7 @@ describe("sqlite store: durability", () => {
   });
 
   it("keeps the revision in the database: two stores on one file see each other's writes", async () => {
-    const dataDir = tempDir();
+    const dataDir = tempDir("store-sqlite");
     const a = await open(dataDir);
     const b = await open(dataDir);
     await a.apply([put(res("S", "x", { by: "a" }))]);
@@ -294,7 +285,7 @@ describe("sqlite store: durability", () => {
 
 describe("sqlite store: transactions", () => {
   it("makes an apply invisible to other connections until COMMIT, and rolls back if the hook throws", async () => {
-    const dataDir = tempDir();
+    const dataDir = tempDir("store-sqlite");
     const seenInside: unknown[] = [];
     let reader: DatabaseSyncType | undefined;
     let fail = false;
@@ -382,7 +373,7 @@ describe("sqlite store: processes sharing a data directory", () => {
   it("opens one new data directory from six processes at once: every one starts and writes", async () => {
     // Two control planes started together on a new --data (a rolling restart, a test harness)
     // race to create the file and switch it to WAL; the loser must wait for the lock, not fail.
-    const dir = tempDir();
+    const dir = tempDir("store-sqlite");
     const dataDir = join(dir, "data");
     const source = `
       import { openSqliteStore } from ${JSON.stringify(STORE_URL)};
@@ -422,7 +413,7 @@ describe("sqlite store: processes sharing a data directory", () => {
 
 describe("sqlite store: crash safety", () => {
   it("keeps the previous state when the process is SIGKILLed inside a 5,000-put apply", async () => {
-    const dir = tempDir();
+    const dir = tempDir("store-sqlite");
     const dataDir = join(dir, "data");
     // The child commits a baseline, then starts an apply of 5,000 puts (about 2 KiB each, so
     // SQLite's 2 MiB page cache spills uncommitted pages into the WAL file) plus an update
@@ -501,7 +492,7 @@ describe("sqlite store: crash safety", () => {
 
 describe("sqlite store: node:sqlite ExperimentalWarning", () => {
   it("suppresses only SQLite's experimental warning; other warnings still print", async () => {
-    const dir = tempDir();
+    const dir = tempDir("store-sqlite");
     const child = spawnScript(
       dir,
       `

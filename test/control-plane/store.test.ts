@@ -2,9 +2,6 @@
 // file in a temp dir, and the in-memory store) so that they cannot drift apart.
 // SQLite-only properties (files, durability, crash safety, migrations) are in
 // store-sqlite.test.ts.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   type Change,
@@ -17,6 +14,7 @@ import {
   StoreClosedError,
   type WatchEvent,
 } from "../../control-plane/store/index.ts";
+import { tempDir } from "../support/temp.ts";
 
 /** A clock that advances one second per reading, so createdAt/updatedAt are predictable. */
 function steppingClock(): () => Date {
@@ -25,12 +23,10 @@ function steppingClock(): () => Date {
 }
 const t = (seconds: number) => new Date(Date.UTC(2025, 0, 1, 0, 0, seconds)).toISOString();
 
-const tempDirs: string[] = [];
 const openStores: ResourceStore[] = [];
 
 afterEach(async () => {
   for (const store of openStores.splice(0)) await store.close();
-  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
   vi.restoreAllMocks();
 });
 
@@ -38,8 +34,7 @@ const implementations: { name: string; open: (now: () => Date) => Promise<Resour
   {
     name: "sqlite",
     open: async (now) => {
-      const dataDir = mkdtempSync(join(tmpdir(), "wasmesh-store-"));
-      tempDirs.push(dataDir);
+      const dataDir = tempDir("store");
       return openSqliteStore({ dataDir, now });
     },
   },

@@ -1,12 +1,10 @@
 // Smoke test for the benchmark's Envoy setups (test/support/bench-envoy.ts): each starts, sends
 // x-user: tester to v2, and splits everything else 90/10.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type RunningBenchSetup, startBenchSetup } from "../support/bench-envoy.ts";
 import { runLoad, sequential } from "../support/load.ts";
 import { ROUTE_TO_HEADER, writeRouteWasm } from "../support/route-wasm.ts";
+import { tempDir } from "../support/temp.ts";
 
 const TESTER = { "x-user": "tester" };
 
@@ -124,12 +122,11 @@ describe("bench setup (c): Wasm filter", () => {
   let dir: string;
   beforeAll(async () => {
     // Until build/mesh.wasm exists, the routing fixture module stands in for it.
-    dir = mkdtempSync(join(tmpdir(), "wasmesh-bench-wasm-"));
+    dir = tempDir("bench-wasm");
     bench = await startBenchSetup({ setup: "wasm", wasmPath: writeRouteWasm(dir), configuration: "{}" });
   });
   afterAll(async () => {
     await bench?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it("starts, loads the module in V8 and routes by x-wasmesh-cluster", async () => {

@@ -1,16 +1,15 @@
 // `wasmesh bootstrap` output through a real Envoy 1.37's `--mode validate`, for each kind of flags
 // (SotW and delta, an app port, a DNS name and an IPv6 address for the control plane).
 // test/control-plane/cli.test.ts covers the rest of the CLI without Envoy.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { type Bootstrap, type CliResult, runCommand, wasmesh } from "../support/control-plane.ts";
 import { findEnvoy } from "../support/envoy.ts";
+import { tempDir } from "../support/temp.ts";
 
-const work = mkdtempSync(join(tmpdir(), "wasmesh-cli-bootstrap-"));
-afterAll(() => rmSync(work, { recursive: true, force: true }));
+const work = tempDir("cli-bootstrap");
 
 function file(name: string, contents: string): string {
   const path = join(work, name);

@@ -3,8 +3,7 @@
 // state-of-the-world ADS, one on delta ADS), resources applied with the CLI and the API, and local
 // upstreams for reviews v1 and v2. Every behaviour is observed from outside: which upstream
 // answered, status codes, Envoy's admin API, `wasmesh status`.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
@@ -22,6 +21,7 @@ import {
 import { runLoad, startLoad } from "../support/load.ts";
 import { sendHttp } from "../support/mesh-envoy.ts";
 import { tagModule } from "../support/tag-module.ts";
+import { tempDir } from "../support/temp.ts";
 import { startUpstream, type Upstream } from "../support/upstreams.ts";
 import { eventually, until } from "../support/wait.ts";
 import { connectAds } from "../support/xds-client.ts";
@@ -33,7 +33,6 @@ let v1: Upstream;
 let v2: Upstream;
 let client: Sidecar; // productpage's sidecar: SotW ADS, outbound only
 let reviews: Sidecar; // reviews-v2's sidecar: delta ADS, inbound to the v2 app
-const tempDirs: string[] = [];
 
 const resource = (kind: string, name: string, spec: unknown) => ({
   apiVersion: API_VERSION,
@@ -134,7 +133,6 @@ afterAll(async () => {
   await cp?.stop();
   await v1?.close();
   await v2?.close();
-  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
 });
 
 describe("sidecars from `wasmesh bootstrap`", () => {
@@ -313,8 +311,7 @@ describe("filter and module updates", () => {
 
   it("an invalid module is refused at upload and nothing changes", async () => {
     const revision = await revisionOf(cp.api);
-    const dir = mkdtempSync(join(tmpdir(), "wasmesh-bad-module-"));
-    tempDirs.push(dir);
+    const dir = tempDir("bad-module");
     const file = join(dir, "bad.wasm");
     writeFileSync(file, Buffer.from("not a module"));
     const result = await wasmesh(["modules", "push", file, "--name", "tagger"], { api: cp.api });
@@ -383,8 +380,7 @@ describe("a second, independent xDS client", () => {
 
 function pushModule(name: string, version: 1 | 2) {
   return tagModule(version).then((bytes) => {
-    const dir = mkdtempSync(join(tmpdir(), "wasmesh-module-"));
-    tempDirs.push(dir);
+    const dir = tempDir("module");
     const file = join(dir, `tag-v${version}.wasm`);
     writeFileSync(file, bytes);
     return wasmesh(["modules", "push", file, "--name", name], { api: cp.api });

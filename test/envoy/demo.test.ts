@@ -2,16 +2,15 @@
 // split it prints is the Route's weights as the store holds them and what the upstreams counted,
 // so a mesh file with other weights prints other figures.
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { DEMO_MESH_FILE } from "../../scripts/demo-mesh.ts";
 import { REPO_ROOT } from "../support/envoy.ts";
+import { tempDir } from "../support/temp.ts";
 
-const work = mkdtempSync(join(tmpdir(), "wasmesh-demo-test-"));
-afterAll(() => rmSync(work, { recursive: true, force: true }));
+const work = tempDir("demo-test");
 
 async function demo(...args: string[]): Promise<string> {
   const { stdout } = await promisify(execFile)(process.execPath, ["scripts/demo.ts", "--once", ...args], {

@@ -2,17 +2,16 @@
 // `wasmesh bootstrap` command prints a bootstrap that Envoy 1.37 accepts (`envoy --mode validate`).
 // test/unit/deploy.test.ts checks the rest of deploy/ without Envoy.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { WASMESH_BIN } from "../support/control-plane.ts";
 import { flag, sidecarExample } from "../support/deploy.ts";
 import { findEnvoy } from "../support/envoy.ts";
+import { tempDir } from "../support/temp.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "wasmesh-deploy-bootstrap-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir("deploy-bootstrap");
 
 describe("sidecar-example.yaml", () => {
   it("the initContainer's exact command prints a bootstrap that Envoy 1.37 validates", () => {

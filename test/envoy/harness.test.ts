@@ -1,6 +1,6 @@
 // The real-Envoy harness itself: finding Envoy, starting and stopping it, routing through it to
 // counting upstreams, the wasm filter helper and the load generator.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -21,6 +21,7 @@ import {
 } from "../support/envoy.ts";
 import { isLoopbackHost, runLoad, sequential } from "../support/load.ts";
 import { ROUTE_TO_HEADER, writeRouteWasm } from "../support/route-wasm.ts";
+import { tempDir } from "../support/temp.ts";
 import { startUpstream, type Upstream } from "../support/upstreams.ts";
 
 function alive(pid: number): boolean {
@@ -211,7 +212,7 @@ describe("wasmHttpFilter in Envoy 1.37 (V8), with the routing model", () => {
   let dir: string;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "wasmesh-route-wasm-"));
+    dir = tempDir("route-wasm");
     const wasmPath = writeRouteWasm(dir);
     v1 = await startUpstream({ name: "v1" });
     v2 = await startUpstream({ name: "v2" });
@@ -262,7 +263,6 @@ describe("wasmHttpFilter in Envoy 1.37 (V8), with the routing model", () => {
   afterAll(async () => {
     await envoy?.stop();
     await Promise.all([v1?.close(), v2?.close()]);
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it("loads the module in the V8 runtime, with no deprecated fields", async () => {

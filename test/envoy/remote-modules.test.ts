@@ -12,10 +12,9 @@
 //    control-plane/translate/extensions.ts), so a new version under load switches without a
 //    failed request, and the API still serves stored bytes by sha256, never damaged ones.
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -41,6 +40,7 @@ import {
 import { runLoad, startLoad } from "../support/load.ts";
 import { sendHttp } from "../support/mesh-envoy.ts";
 import { tagModule } from "../support/tag-module.ts";
+import { tempDir } from "../support/temp.ts";
 import { startUpstream, type Upstream } from "../support/upstreams.ts";
 import { eventually, until } from "../support/wait.ts";
 
@@ -58,11 +58,6 @@ const raw = (kind: string, name: string, spec: unknown) => ({
 });
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 const tag = (version: 1 | 2, configuration: string) => `${version} ${configuration}`;
-
-const tempDirs: string[] = [];
-afterAll(() => {
-  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
-});
 
 // ---------------------------------------------------------------------------------------------
 // 1. Envoy 1.37 and remote code over ECDS
@@ -489,8 +484,7 @@ describe("wasmesh server delivers module bytes inline", () => {
   };
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "wasmesh-remote-modules-"));
-    tempDirs.push(dir);
+    dir = tempDir("remote-modules");
     app = await startUpstream({ name: "reviews-app" });
     cp = await startControlPlaneProcess();
     sidecar = await startSidecar({

@@ -2,10 +2,9 @@
 // a data directory, the `wasmesh` CLI as a child process, and Envoy sidecars started from
 // `wasmesh bootstrap` output.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type EnvoyProcess, freePort, REPO_ROOT, startEnvoy } from "./envoy.ts";
+import { removeDir, tempDir } from "./temp.ts";
 import { until } from "./wait.ts";
 
 export const WASMESH_BIN = join(REPO_ROOT, "bin", "wasmesh.js");
@@ -103,7 +102,10 @@ export interface ControlPlaneProcess {
 }
 
 export interface StartControlPlaneOptions {
-  /** Reuse a data directory (e.g. after kill()); default a new temp dir, removed by stop(). */
+  /**
+   * Reuse a data directory (e.g. after kill()); default a new temp dir, removed by stop() (and, in
+   * a test, after its file even when stop() never came: tempDir()).
+   */
   dataDir?: string;
   /** Fixed ports (to restart on the same ones); default free ports. */
   httpPort?: number;
@@ -115,7 +117,7 @@ export async function startControlPlaneProcess(
   options: StartControlPlaneOptions = {},
 ): Promise<ControlPlaneProcess> {
   const ownDir = options.dataDir === undefined;
-  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "wasmesh-cp-"));
+  const dataDir = options.dataDir ?? tempDir("cp");
   const httpPort = options.httpPort ?? (await freePort());
   const xdsPort = options.xdsPort ?? (await freePort());
   const child: ChildProcess = spawn(
@@ -193,7 +195,7 @@ export async function startControlPlaneProcess(
       if (stopped) return;
       stopped = true;
       await stopWith("SIGTERM");
-      if (ownDir) rmSync(dataDir, { recursive: true, force: true });
+      if (ownDir) removeDir(dataDir);
     },
   };
 }

@@ -1,8 +1,7 @@
 // A real Envoy running build/mesh.wasm in front of two counting upstreams (clusters v1 and v2),
 // routed by the filter's `x-wasmesh-cluster` header.
-import { mkdtempSync, renameSync, writeFileSync } from "node:fs";
+import { renameSync, writeFileSync } from "node:fs";
 import http from "node:http";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RELEASE_WASM } from "./artifacts.ts";
 import {
@@ -13,6 +12,7 @@ import {
   startEnvoy,
   wasmHttpFilter,
 } from "./envoy.ts";
+import { removeDir, tempDir } from "./temp.ts";
 import { startUpstream, type Upstream } from "./upstreams.ts";
 import { until } from "./wait.ts";
 
@@ -202,7 +202,7 @@ export async function startMeshEnvoy(options: MeshEnvoyOptions): Promise<MeshEnv
   const v2 = await startUpstream({ name: "v2" });
   const port = await freePort();
   const adminPort = await freePort();
-  const ldsDir = mkdtempSync(join(tmpdir(), "wasmesh-lds-"));
+  const ldsDir = tempDir("lds");
   const wasmPath = options.wasmPath ?? RELEASE_WASM;
   const listener = (configuration: string) =>
     meshListener({
@@ -221,6 +221,7 @@ export async function startMeshEnvoy(options: MeshEnvoyOptions): Promise<MeshEnv
     });
   } catch (error) {
     await Promise.all([v1.close(), v2.close()]);
+    removeDir(ldsDir);
     throw error;
   }
   const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
@@ -235,6 +236,7 @@ export async function startMeshEnvoy(options: MeshEnvoyOptions): Promise<MeshEnv
       agent.destroy();
       await envoy.stop();
       await Promise.all([v1.close(), v2.close()]);
+      removeDir(ldsDir);
     },
   };
 }

@@ -2,16 +2,16 @@
 // with CAP_SYS_ADMIN, as in this project's containers) may mount. Tests that need one are skipped
 // where it cannot be mounted (it.skipIf(!canMountTmpfs())).
 import { execFileSync } from "node:child_process";
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
 import { join } from "node:path";
+import { removeDir, tempDir } from "./temp.ts";
 
 let mountable: boolean | undefined;
 
 /** Whether this process may mount a tmpfs (tried once, on a scratch directory). */
 export function canMountTmpfs(): boolean {
   if (mountable !== undefined) return mountable;
-  const dir = mkdtempSync(join(tmpdir(), "wasmesh-tmpfs-probe-"));
+  const dir = tempDir("tmpfs-probe");
   try {
     execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir], { stdio: "ignore" });
     execFileSync("umount", [dir], { stdio: "ignore" });
@@ -19,7 +19,7 @@ export function canMountTmpfs(): boolean {
   } catch {
     mountable = false;
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    removeDir(dir);
   }
   return mountable;
 }

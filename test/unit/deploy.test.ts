@@ -4,8 +4,7 @@
 // copy every file the CLI loads. (The initContainer's exact bootstrap command goes through a real
 // Envoy's `--mode validate` in test/envoy/deploy.test.ts.)
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { DEFAULT_PORTS } from "../../control-plane/envoy/index.ts";
@@ -23,6 +22,7 @@ import {
   sidecarExample,
 } from "../support/deploy.ts";
 import { ENVOY_VERSION, freePort, REPO_ROOT } from "../support/envoy.ts";
+import { tempDir } from "../support/temp.ts";
 import { until } from "../support/wait.ts";
 
 /** Replaces the value following `name` (for running the manifest's flags outside a pod). */
@@ -123,8 +123,7 @@ describe("control-plane.yaml", () => {
     for (const arg of args.filter((a) => a.startsWith("--"))) expect(help).toContain(arg);
 
     // The same flags with values this machine can use: a temp data dir, free loopback ports.
-    const dataDir = mkdtempSync(join(tmpdir(), "wasmesh-deploy-"));
-    cleanup.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const dataDir = tempDir("deploy");
     const httpPort = await freePort();
     let local = withFlag(args, "--data", dataDir);
     local = withFlag(local, "--address", "127.0.0.1");

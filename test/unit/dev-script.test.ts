@@ -9,30 +9,27 @@ import {
   constants,
   copyFileSync,
   mkdirSync,
-  mkdtempSync,
   readFileSync,
-  rmSync,
   symlinkSync,
   utimesSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { REPO_ROOT } from "../support/envoy.ts";
+import { tempDir } from "../support/temp.ts";
 
 let dir: string;
 let bin: string;
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), "wasmesh-dev-"));
+  dir = tempDir("dev");
   bin = join(dir, "bin");
   mkdirSync(bin);
   for (const tool of ["bash", "dirname", "cat"]) symlinkSync(which(tool), join(bin, tool));
   copyFileSync(join(REPO_ROOT, "dev"), join(dir, "dev"));
 });
-
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function which(tool: string): string {
   for (const folder of (process.env.PATH ?? "").split(delimiter)) {

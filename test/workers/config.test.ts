@@ -2,15 +2,13 @@
 // control plane's API within its revalidation interval with no failed request, revalidates with
 // If-None-Match, keeps its last good configuration whatever the source does, answers 503 until it
 // has one, and reads the same EdgeConfig from a KV namespace (miniflare's real KV).
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
 import type { EdgeConfig } from "../../schema/edge-config.ts";
 import type { FilterConfig } from "../../schema/filter-config.ts";
 import type { HttpResponse } from "../support/mesh-envoy.ts";
+import { tempDir } from "../support/temp.ts";
 import { startUpstream, type Upstream } from "../support/upstreams.ts";
 import { until } from "../support/wait.ts";
 import {
@@ -112,12 +110,11 @@ describe("live configuration from the control plane (real control plane, its edg
   let dataDir: string;
 
   beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), "wasmesh-worker-cp-"));
+    dataDir = tempDir("worker-cp");
     plane = await startControlPlane({ dataDir, httpPort: 0, xdsPort: 0, log: () => {} });
   });
   afterAll(async () => {
     await plane?.close();
-    rmSync(dataDir, { recursive: true, force: true });
   });
 
   async function split(weightV1: number, weightV2: number): Promise<void> {
@@ -180,12 +177,11 @@ describe("clusters without origins (real control plane)", () => {
   let dataDir: string;
 
   beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), "wasmesh-worker-cp-"));
+    dataDir = tempDir("worker-cp");
     plane = await startControlPlane({ dataDir, httpPort: 0, xdsPort: 0, log: () => {} });
   });
   afterAll(async () => {
     await plane?.close();
-    rmSync(dataDir, { recursive: true, force: true });
   });
 
   it("answers 503 'no healthy upstream' for a cluster without Workloads and serves every other route", async () => {
