@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { serve } from "@hono/node-server";
 import { createApi } from "./api/index.ts";
 import { createKvPublisher, type KvPublisherOptions } from "./edge/kv.ts";
-import { createEdgeConfigSource, storeSnapshot } from "./edge/source.ts";
+import { createEdgeConfigSource } from "./edge/source.ts";
 import type { ProxyIdentity } from "./envoy/index.ts";
 import { parseNodeIdentity } from "./envoy/index.ts";
 import { MetricsRegistry } from "./metrics.ts";
@@ -19,9 +19,9 @@ import {
   ValidationPool,
   type ValidationPoolOptions,
 } from "./modules/index.ts";
-import { type Resource, validateResource } from "./resources/index.ts";
+import { createRevisionSource, type MeshRevision } from "./revision/index.ts";
 import { openSqliteStore, type ResourceStore } from "./store/index.ts";
-import { type CompiledMesh, compileMesh, proxyClassKey } from "./translate/index.ts";
+import { proxyClassKey } from "./translate/index.ts";
 import { VERSION } from "./version.ts";
 import { SnapshotCache, XdsServer } from "./xds/index.ts";
 
@@ -50,16 +50,6 @@ export interface ControlPlane {
   store: ResourceStore;
   xds: XdsServer;
   close(): Promise<void>;
-}
-
-/**
- * What translation reads, kept in memory and refreshed after each committed write, so that a push
- * to thousands of proxies never goes back to the database per proxy.
- */
-interface MeshState {
-  revision: number;
-  /** The revision's resources compiled once, for every proxy class to translate from. */
-  mesh: CompiledMesh;
 }
 
 /** The module registry's blobs in dataDir, relative to it. */
@@ -94,33 +84,22 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     memoryLimitBytes: pool.memoryLimitBytes,
   });
 
-  let state: MeshState = { revision: -1, mesh: compileMesh([], { modules: new Map() }) };
-
-  async function load(): Promise<MeshState> {
-    const revision = await store.revision();
-    const resources: Resource[] = [];
-    for (const stored of await store.list()) {
-      // The store holds only validated resources; re-validating narrows the type and guards
-      // against a database edited by hand.
-      const result = validateResource(stored, { stored: true });
-      if (result.ok) resources.push(result.resource);
-      else
-        log(
-          `wasmesh: ignoring invalid stored ${stored.kind}/${stored.metadata.name}: ${result.errors[0]?.message}`,
-        );
-    }
-    const wasmModules = resources.flatMap((r) =>
-      r.kind === "WasmModule" ? [{ name: r.metadata.name, sha256: r.spec.sha256 }] : [],
-    );
-    return { revision, mesh: compileMesh(resources, { modules: await modules.codes(wasmModules) }) };
-  }
+  // One load and compile per store revision, for xDS, GET /v1/edge/config and the KV publisher.
+  const revisions = createRevisionSource({
+    store,
+    codes: (refs) => modules.codes(refs),
+    metrics,
+    log,
+  });
+  /** The revision the xDS server serves: it moves only with xds.update, so versions and content agree. */
+  let pushed: MeshRevision = await revisions.current();
 
   const xds = new XdsServer({
     metrics,
     parseNode: parseNodeIdentity,
     cache: new SnapshotCache({
       keyFor: (proxy: ProxyIdentity) => proxyClassKey(proxy),
-      configFor: (proxy: ProxyIdentity) => state.mesh.translate(proxy),
+      configFor: (proxy: ProxyIdentity) => pushed.mesh.translate(proxy),
     }),
     log: (level, message, fields) =>
       log(`xds ${level}: ${message}${fields ? ` ${JSON.stringify(fields)}` : ""}`),
@@ -130,23 +109,22 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   let reloading: Promise<void> = Promise.resolve();
   const refresh = () => {
     reloading = reloading.then(async () => {
-      const next = await load();
-      if (next.revision === state.revision) return;
-      state = next;
-      xds.update(String(state.revision));
+      const next = await revisions.current();
+      if (next.revision <= pushed.revision) return;
+      pushed = next;
+      xds.update(String(pushed.revision));
     });
     reloading = reloading.catch((error: unknown) => log(`wasmesh: reload failed: ${(error as Error).stack}`));
     return reloading;
   };
   store.watch(() => void refresh());
-  state = await load();
-  xds.update(String(state.revision));
+  xds.update(String(pushed.revision));
 
   const xdsPort = await xds.listen(options.xdsPort, address);
 
-  // Read from the store (not the in-memory state) so that GET /v1/edge/config right after a write
-  // already answers for it; translated once per revision for the API and the KV publisher alike.
-  const edge = createEdgeConfigSource(storeSnapshot(store, log));
+  // The store's current revision (not the one xDS last pushed), so that GET /v1/edge/config right
+  // after a write already answers for it; the same MeshRevision the xDS reload then pushes.
+  const edge = createEdgeConfigSource(revisions);
   const edgeKv = options.edgeKv && createKvPublisher({ ...options.edgeKv, source: edge, log });
   if (edgeKv) {
     // Apart from the xDS reload: publishing runs in the background and never delays a push.
@@ -172,7 +150,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const httpPort = (http.address() as AddressInfo).port;
 
   log(
-    `wasmesh control plane: API http://${address}:${httpPort}  xDS grpc://${address}:${xdsPort}  data ${options.dataDir}  (revision ${state.revision})`,
+    `wasmesh control plane: API http://${address}:${httpPort}  xDS grpc://${address}:${xdsPort}  data ${options.dataDir}  (revision ${pushed.revision})`,
   );
 
   let closed = false;

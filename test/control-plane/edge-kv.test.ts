@@ -13,8 +13,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createKvPublisher, type KvPublisherOptions } from "../../control-plane/edge/kv.ts";
-import { createEdgeConfigSource, storeSnapshot } from "../../control-plane/edge/source.ts";
+import { createEdgeConfigSource } from "../../control-plane/edge/source.ts";
 import { parseManifests, type Resource } from "../../control-plane/resources/index.ts";
+import { createRevisionSource } from "../../control-plane/revision/index.ts";
 import { startControlPlane } from "../../control-plane/server.ts";
 import { openSqliteStore, type ResourceStore } from "../../control-plane/store/index.ts";
 import { type EdgeConfig, validateEdgeConfig } from "../../schema/edge-config.ts";
@@ -119,7 +120,7 @@ async function setup(script: Answer[] = [], options: Partial<KvPublisherOptions>
     namespaceId: "ns-1",
     token: TOKEN,
     apiBase: cloudflare.apiBase,
-    source: createEdgeConfigSource(storeSnapshot(store)),
+    source: createEdgeConfigSource(createRevisionSource({ store })),
     log: (line) => logs.push(line),
     backoff: { initialMs: 5, maxMs: 20 },
     ...options,
