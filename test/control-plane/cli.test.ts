@@ -19,7 +19,7 @@ import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
-import { KINDS as CLI_KINDS } from "../../control-plane/cli/main.ts";
+import { KINDS as CLI_KINDS } from "../../control-plane/cli/kinds.ts";
 import { TYPE_URL } from "../../control-plane/envoy/index.ts";
 import { KINDS as MODEL_KINDS } from "../../control-plane/resources/index.ts";
 import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
@@ -128,6 +128,45 @@ describe("the bin", () => {
   it("knows every kind of the resource model (it lists them rather than load the model)", () => {
     expect([...CLI_KINDS]).toEqual(MODEL_KINDS);
     expect(KINDS).toBe(MODEL_KINDS.join(", "));
+  });
+
+  it("loads only the command it runs: --version, help and usage errors never load the server", async () => {
+    // Every module Node loads, recorded by a load hook into a file per invocation.
+    const hook = `data:text/javascript,${encodeURIComponent(
+      'import { registerHooks } from "node:module"; import { appendFileSync } from "node:fs";' +
+        "registerHooks({ load(url, context, next) {" +
+        ' appendFileSync(process.env.WASMESH_TEST_LOADED, url + "\\n"); return next(url, context); } });',
+    )}`;
+    const loadedBy = async (args: string[]) => {
+      const record = join(work, `loaded-${args.join("_").replace(/\W/g, "")}.txt`);
+      const result = await runCommand(process.execPath, ["--import", hook, WASMESH_BIN, ...args], {
+        env: { ...process.env, WASMESH_TEST_LOADED: record },
+      });
+      const urls = readFileSync(record, "utf8").trim().split("\n");
+      const commands = urls.flatMap(
+        (url) => /\/control-plane\/cli\/commands\/(\w+)\.ts$/.exec(url)?.[1] ?? [],
+      );
+      const server = urls.filter(
+        (url) => url.endsWith("/control-plane/server.ts") || url.includes("/@grpc/"),
+      );
+      return { result, commands, server };
+    };
+    const [version, help, getHelp, unknown, serverHelp] = await Promise.all([
+      loadedBy(["--version"]),
+      loadedBy(["--help"]),
+      loadedBy(["help", "get"]),
+      loadedBy(["frob"]),
+      loadedBy(["server", "--help"]),
+    ]);
+    expect(version.result.stdout).toMatch(/^wasmesh \d/);
+    expect(help.result.code).toBe(0);
+    expect(getHelp.result.stdout).toMatch(/^Usage: wasmesh get /);
+    expect(unknown.result.code).toBe(2);
+    expect(serverHelp.result.stdout).toMatch(/^Usage: wasmesh server /);
+    expect([version, help, getHelp, unknown].map((run) => run.commands)).toEqual([[], [], ["get"], []]);
+    expect(serverHelp.commands).toEqual(["server"]);
+    // The server's own modules (and grpc-js) load only once `wasmesh server` starts one.
+    for (const run of [version, help, getHelp, unknown, serverHelp]) expect(run.server).toEqual([]);
   });
 });
 

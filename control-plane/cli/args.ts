@@ -1,0 +1,143 @@
+// Argument parsing shared by the commands: node:util's parseArgs with the common flags, usage errors
+// (exit 2) that repeat the command's usage line, and the flag values several commands take.
+import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
+import { ApiClient, CliError, DEFAULT_API } from "./client.ts";
+
+/** What one command module exports: the dispatcher loads it only when that command runs. */
+export interface Command {
+  /** `--help`'s text; its first paragraph (up to a blank line) is the usage a usage error repeats. */
+  readonly help: string;
+  /** Resolves when done, or to "serving" when it leaves a server running until a signal. */
+  run(args: string[], out: Out): Promise<undefined | "serving">;
+}
+
+/** Where a command writes its results (stdout, one line per call; a test may capture it). */
+export type Out = (text: string) => undefined;
+
+/** A command as usage errors name it: its name, and its help for the usage line. */
+export interface CommandName {
+  readonly name: string;
+  readonly help: string;
+}
+
+/** The dispatcher's own usage, for errors before a command is known. */
+export const MAIN_USAGE: CommandName = { name: "main", help: "Usage: wasmesh <command> [options]\n\n" };
+
+export interface Parsed {
+  values: Record<string, string | boolean | undefined>;
+  positionals: string[];
+}
+
+const commonOptions = {
+  api: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** A usage error: the problem, then the command's usage line and where to read more. */
+export function usage(command: CommandName, message: string): CliError {
+  const { help } = command;
+  const usageLines = help.startsWith("Usage:") ? help.slice(0, help.indexOf("\n\n")) : "";
+  const more = command.name === "main" ? "wasmesh --help" : `wasmesh ${command.name} --help`;
+  return new CliError(`${message}\n${usageLines ? `${usageLines}\n` : ""}Run '${more}' for more.`, 2);
+}
+
+/** The command's flags (plus --api and --help) and positionals; an unknown flag is a usage error. */
+export function parse(args: string[], options: ParseArgsOptionsConfig, command: CommandName): Parsed {
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      options: { ...commonOptions, ...options },
+      allowPositionals: true,
+      strict: true,
+    });
+    return { values: values as Parsed["values"], positionals };
+  } catch (error) {
+    throw usage(command, parseArgsMessage(error as Error & { code?: string }, command.name));
+  }
+}
+
+/** node:util's messages, without the advice that does not apply here. */
+function parseArgsMessage(error: Error & { code?: string }, command: string): string {
+  const option = /'(-{1,2}[^'\s]*)'/.exec(error.message)?.[1];
+  if (error.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && option) {
+    return `${command}: unknown option '${option}'`;
+  }
+  if (error.code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
+    // "Option '-o, --output <value>' argument missing" or "Option '--dry-run' does not take an argument".
+    return `${command}: ${error.message.replace(/^Option/, "option")}`;
+  }
+  return `${command}: ${error.message}`;
+}
+
+export function noPositionals(positionals: string[], command: CommandName): void {
+  if (positionals.length > 0) {
+    throw usage(command, `${command.name}: unexpected argument '${positionals[0]}'`);
+  }
+}
+
+export const str = (value: string | boolean | undefined): string | undefined =>
+  typeof value === "string" ? value : undefined;
+
+/** The API client of --api, else $WASMESH_API, else the default. */
+export function apiOf(values: { api?: string | boolean | undefined }): ApiClient {
+  const api = typeof values.api === "string" ? values.api : process.env.WASMESH_API || DEFAULT_API;
+  return new ApiClient(api);
+}
+
+/** The -o format, one of `allowed` (the first is the default). */
+export function output(values: { output?: string | boolean | undefined }, allowed: string[]): string {
+  const format = typeof values.output === "string" ? values.output : allowed[0];
+  if (!format || !allowed.includes(format)) {
+    throw new CliError(`-o: expected one of ${allowed.join(", ")}, got '${String(values.output)}'`, 2);
+  }
+  return format;
+}
+
+/** A port flag; `min` 0 lets a server pick a free port. */
+export function parsePort(
+  value: string | undefined,
+  flag: string,
+  fallback?: number,
+  min = 1,
+): number | undefined {
+  if (value === undefined) return fallback;
+  const port = Number(value);
+  if (!/^\d+$/.test(value) || port < min || port > 65_535) {
+    throw new CliError(`${flag}: expected a port number ${min}-65535, got '${value}'`, 2);
+  }
+  return port;
+}
+
+/** A whole number from min to max, for a numeric flag; undefined when not given. */
+export function parseCount(
+  value: string | undefined,
+  flag: string,
+  min: number,
+  max: number,
+): number | undefined {
+  if (value === undefined) return undefined;
+  const count = Number(value);
+  if (!/^\d+$/.test(value) || count < min || count > max) {
+    throw new CliError(`${flag}: expected a whole number ${min}-${max}, got '${value}'`, 2);
+  }
+  return count;
+}
+
+/** `k=v,k2=v2` (--labels). */
+export function parseLabels(value: string | undefined): Record<string, string> {
+  const labels: Record<string, string> = {};
+  if (!value) return labels;
+  for (const pair of value.split(",")) {
+    const eq = pair.indexOf("=");
+    const key = pair.slice(0, eq).trim();
+    if (eq < 0 || key === "") throw new CliError(`--labels: expected k=v[,k=v...], got '${pair}'`, 2);
+    if (key in labels) throw new CliError(`--labels: '${key}' is given twice`, 2);
+    labels[key] = pair.slice(eq + 1).trim();
+  }
+  return labels;
+}
+
+/** A warning on stderr; the command still succeeds. */
+export function warn(message: string): void {
+  process.stderr.write(`warning: ${message}\n`);
+}

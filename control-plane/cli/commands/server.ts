@@ -1,0 +1,195 @@
+// `wasmesh server`: the control plane (HTTP API and xDS server) in this process, until a signal.
+import { DEFAULT_KV_API_BASE, DEFAULT_KV_KEY, type KvTarget } from "../../edge/kv.ts";
+import {
+  type CommandName,
+  noPositionals,
+  type Out,
+  type Parsed,
+  parse,
+  parseCount,
+  parsePort,
+  str,
+  usage,
+} from "../args.ts";
+import { CliError } from "../client.ts";
+
+export const help = `Usage: wasmesh server [--data DIR] [--http-port 5681] [--xds-port 5678] [--address 127.0.0.1]
+                      [--edge-kv-account ID --edge-kv-namespace NS [--edge-kv-key KEY]]
+                      [--module-memory-limit MIB] [--validation-workers N]
+                      [--validations-per-client N] [--validation-timeout SECONDS]
+
+Runs the control plane: the HTTP API (--http-port) and the gRPC xDS server (--xds-port), with the
+resources in an embedded SQLite database under --data (default .wasmesh/). Port 0 picks a free
+port (the startup line says which). SIGINT or SIGTERM shuts it down.
+  --address          interface both servers listen on (0.0.0.0 for sidecars on other hosts)
+  --module-memory-limit MIB
+                     linear memory a module may use (default 128, at most 1024: Envoy's own cap);
+                     module validation refuses a module that asks for more
+  --validation-workers N
+                     module validations run at once (default twice the CPUs, from 6 to 16)
+  --validations-per-client N
+                     how many of those one client address may run (default 2); more get 429
+  --validation-timeout SECONDS
+                     time one module validation may take (default 10)
+  --edge-kv-account, --edge-kv-namespace
+                     after each change, write the edge configuration into this Cloudflare
+                     Workers KV namespace (when its version changed; retried in the background),
+                     with the API token in $CLOUDFLARE_API_TOKEN
+  --edge-kv-key      the KV key (default ${DEFAULT_KV_KEY})
+  --edge-kv-api-base Cloudflare's API (default ${DEFAULT_KV_API_BASE})`;
+
+const command: CommandName = { name: "server", help };
+
+export async function run(args: string[], out: Out): Promise<"serving" | undefined> {
+  const { values, positionals } = parse(
+    args,
+    {
+      data: { type: "string" },
+      "http-port": { type: "string" },
+      "xds-port": { type: "string" },
+      address: { type: "string" },
+      "edge-kv-account": { type: "string" },
+      "edge-kv-namespace": { type: "string" },
+      "edge-kv-key": { type: "string" },
+      "edge-kv-api-base": { type: "string" },
+      "module-memory-limit": { type: "string" },
+      "validation-workers": { type: "string" },
+      "validations-per-client": { type: "string" },
+      "validation-timeout": { type: "string" },
+    },
+    command,
+  );
+  if (values.help) return out(help);
+  noPositionals(positionals, command);
+  const httpPort = parsePort(str(values["http-port"]), "--http-port", 5681, 0) as number;
+  const xdsPort = parsePort(str(values["xds-port"]), "--xds-port", 5678, 0) as number;
+  if (httpPort !== 0 && httpPort === xdsPort) {
+    throw usage(command, `--http-port and --xds-port are both ${httpPort}; they must differ`);
+  }
+  const dataDir = str(values.data) ?? ".wasmesh";
+  const address = str(values.address) ?? "127.0.0.1";
+  const edgeKv = edgeKvOptions(values);
+  const memoryMib = parseCount(str(values["module-memory-limit"]), "--module-memory-limit", 1, 1024);
+  const workers = parseCount(str(values["validation-workers"]), "--validation-workers", 1, 64);
+  const perClient = parseCount(str(values["validations-per-client"]), "--validations-per-client", 1, 64);
+  const timeoutS = parseCount(str(values["validation-timeout"]), "--validation-timeout", 1, 600);
+  const validation = {
+    ...(memoryMib !== undefined ? { memoryLimitBytes: memoryMib * 1024 * 1024 } : {}),
+    ...(workers !== undefined ? { size: workers } : {}),
+    ...(perClient !== undefined ? { perClient } : {}),
+    ...(timeoutS !== undefined ? { timeoutMs: timeoutS * 1000 } : {}),
+  };
+  // Imported here, after the flags are checked, so that a usage error costs no server start-up.
+  const [{ startControlPlane }, grpc] = await Promise.all([
+    import("../../server.ts"),
+    import("@grpc/grpc-js"),
+  ]);
+  // grpc-js logs a failed bind ("E No address added out of total 1 resolved") before the start
+  // fails; startupError says the same in full, so that one line goes. Other lines stay as they were.
+  const grpcLog =
+    (prefix: string) =>
+    (message: unknown, ...rest: unknown[]) =>
+      console.error(`${prefix} ${message}`, ...rest);
+  grpc.setLogger({
+    error: (message: unknown, ...rest: unknown[]) => {
+      if (!String(message).startsWith("No address added")) grpcLog("E")(message, ...rest);
+    },
+    info: grpcLog("I"),
+    debug: grpcLog("D"),
+  });
+  let plane: Awaited<ReturnType<typeof startControlPlane>>;
+  try {
+    plane = await startControlPlane({
+      dataDir,
+      httpPort,
+      xdsPort,
+      address,
+      ...(edgeKv ? { edgeKv } : {}),
+      validation,
+      log: (line) => out(line),
+    });
+  } catch (error) {
+    throw new CliError(startupError(error, { httpPort, xdsPort, address, dataDir }));
+  }
+  let stopping = false;
+  const stop = (signal: string) => {
+    // A second signal while closing changes nothing: close() is already bounded.
+    if (stopping) return;
+    stopping = true;
+    out(`wasmesh: ${signal}, shutting down`);
+    plane.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        process.stderr.write(`wasmesh: shutdown failed: ${(error as Error).message}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  return "serving";
+}
+
+/** The --edge-kv-* flags as ControlPlaneOptions.edgeKv; undefined without them. */
+function edgeKvOptions(values: Parsed["values"]): KvTarget | undefined {
+  const accountId = str(values["edge-kv-account"]);
+  const namespaceId = str(values["edge-kv-namespace"]);
+  const key = str(values["edge-kv-key"]);
+  const apiBase = str(values["edge-kv-api-base"]);
+  if (accountId === undefined && namespaceId === undefined) {
+    if (key !== undefined || apiBase !== undefined) {
+      throw usage(
+        command,
+        "--edge-kv-key and --edge-kv-api-base need --edge-kv-account and --edge-kv-namespace",
+      );
+    }
+    return undefined;
+  }
+  if (!accountId || !namespaceId) {
+    throw usage(command, "--edge-kv-account and --edge-kv-namespace go together");
+  }
+  if (key === "") throw usage(command, "--edge-kv-key: must not be empty");
+  if (apiBase !== undefined && !/^https?:$/.test(URL.parse(apiBase)?.protocol ?? "")) {
+    throw usage(command, `--edge-kv-api-base: expected an http(s) URL, got '${apiBase}'`);
+  }
+  const token = process.env.CLOUDFLARE_API_TOKEN;
+  if (!token) {
+    throw usage(command, "--edge-kv-account: set CLOUDFLARE_API_TOKEN to a token that can edit Workers KV");
+  }
+  return { accountId, namespaceId, token, ...(key ? { key } : {}), ...(apiBase ? { apiBase } : {}) };
+}
+
+/** A failed start, as one line a user can act on. */
+function startupError(
+  error: unknown,
+  where: { httpPort: number; xdsPort: number; address: string; dataDir: string },
+): string {
+  const e = error as NodeJS.ErrnoException;
+  const message = e.message ?? String(error);
+  // node:net says "listen EADDRINUSE: address already in use 127.0.0.1:5681"; grpc-js wraps the same
+  // text in "No address added out of total 1 resolved errors: [...]".
+  const listen = /listen (E[A-Z]+): (.+?) (\S+):(\d+)/.exec(message);
+  if (listen) {
+    const [, code, words, host, portText] = listen;
+    const port = Number(portText);
+    const which =
+      port === where.xdsPort
+        ? "the xDS server (--xds-port)"
+        : port === where.httpPort
+          ? "the API (--http-port)"
+          : "";
+    const hint =
+      code === "EADDRINUSE"
+        ? "; another process (another wasmesh server?) is using it: stop it or choose another port"
+        : code === "EACCES"
+          ? "; ports below 1024 need privileges: choose another port"
+          : code === "EADDRNOTAVAIL"
+            ? `; --address ${where.address} is not an address of this host`
+            : "";
+    return `cannot listen on ${host}:${port}${which ? ` for ${which}` : ""}: ${words} (${code})${hint}`;
+  }
+  if (e.code && e.path !== undefined) {
+    return `cannot use the data directory --data ${where.dataDir}: ${/^[A-Z]+: ([^,]+)/.exec(message)?.[1] ?? message} (${e.code})`;
+  }
+  return `cannot start the control plane: ${message}`;
+}
