@@ -1,40 +1,52 @@
 // The API's one error shape, and the mapping of every error the layers below throw onto it, so
 // that a client (the CLI, scripts) handles `{ error: { code, message, details } }` and nothing else.
+import { type Static, Type } from "@sinclair/typebox";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { ModuleRejectedError } from "../modules/types.ts";
 import type { FieldError } from "../resources/index.ts";
 import { ConflictError, InvalidChangeError, StoreClosedError, StoreUnwritableError } from "../store/index.ts";
 
-export type ErrorCode =
-  | "invalid"
-  | "not_found"
-  | "conflict"
-  | "too_large"
-  | "unsupported_media_type"
-  | "bad_request"
-  | "method_not_allowed"
-  | "too_many_requests"
-  | "unavailable"
-  | "internal";
+const ERROR_CODES = [
+  "invalid",
+  "not_found",
+  "conflict",
+  "too_large",
+  "unsupported_media_type",
+  "bad_request",
+  "method_not_allowed",
+  "too_many_requests",
+  "unavailable",
+  "internal",
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
 
 /** One problem, located as precisely as known: which resource or document, which field, where in the text. */
-export interface ErrorDetail {
-  kind?: string;
-  name?: string;
-  /** 0-based index of the document in the request body (apply). */
-  document?: number;
-  /** Dotted field path, e.g. `spec.rules[0].destinations[1].weight`; "(root)" for the whole document. */
-  path: string;
-  message: string;
-  /** 1-based position of a syntax error, when the parser knows it. */
-  line?: number;
-  column?: number;
-}
+export const ErrorDetail = Type.Object({
+  kind: Type.Optional(Type.String()),
+  name: Type.Optional(Type.String()),
+  document: Type.Optional(
+    Type.Integer({ minimum: 0, description: "0-based index of the document in the body" }),
+  ),
+  path: Type.String({
+    description: 'field path, e.g. "spec.rules[0].destinations[1].weight"; "(root)" for the whole document',
+  }),
+  message: Type.String(),
+  // 1-based position of a syntax error, when the parser knows it.
+  line: Type.Optional(Type.Integer({ minimum: 1 })),
+  column: Type.Optional(Type.Integer({ minimum: 1 })),
+});
+export type ErrorDetail = Static<typeof ErrorDetail>;
 
-export interface ErrorBody {
-  error: { code: ErrorCode; message: string; details: ErrorDetail[] };
-}
+/** The body of every 4xx and 5xx answer. */
+export const ErrorBody = Type.Object({
+  error: Type.Object({
+    code: Type.Union(ERROR_CODES.map((code) => Type.Literal(code))),
+    message: Type.String(),
+    details: Type.Array(ErrorDetail),
+  }),
+});
+export type ErrorBody = Static<typeof ErrorBody>;
 
 export class ApiError extends Error {
   readonly status: ContentfulStatusCode;

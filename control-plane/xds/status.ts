@@ -1,37 +1,42 @@
-// What `wasmesh status` and GET /v1/status show of the proxies connected to the xDS server.
+// What `wasmesh status` and GET /v1/status show of the proxies connected to the xDS server, defined
+// once: the types come from these TypeBox definitions, which are also the JSON Schema the API publishes.
+import { type Static, Type } from "@sinclair/typebox";
 import type { ProxyIdentity } from "../envoy/index.ts";
 
-export interface Rejection {
-  typeUrl: string;
-  /** The version Envoy refused. */
-  version: string;
-  /** Envoy's error_detail.message. */
-  message: string;
-  /** ISO 8601. */
-  at: string;
-}
+const versions = (description: string) =>
+  Type.Record(Type.String(), Type.String(), { description: `${description}, by type URL` });
+const instant = Type.String({ format: "date-time" });
 
-export interface ProxyStatus {
-  nodeId: string;
-  service: string;
-  labels: Record<string, string>;
-  protocol: "sotw" | "delta";
-  /** Remote address of the stream. */
-  peer: string;
-  /** ISO 8601. */
-  connectedAt: string;
-  /** The snapshot version (store revision) last sent, and the last one the proxy ACKed, per type URL. */
-  sent: Record<string, string>;
-  acked: Record<string, string>;
+export const Rejection = Type.Object({
+  typeUrl: Type.String(),
+  version: Type.String({ description: "the version Envoy refused" }),
+  message: Type.String({ description: "Envoy's error_detail.message" }),
+  at: instant,
+});
+export type Rejection = Static<typeof Rejection>;
+
+export const ProxyStatus = Type.Object({
+  nodeId: Type.String(),
+  service: Type.String(),
+  labels: Type.Record(Type.String(), Type.String()),
+  protocol: Type.Union([Type.Literal("sotw"), Type.Literal("delta")]),
+  peer: Type.String({ description: "remote address of the stream" }),
+  connectedAt: instant,
+  sent: versions("snapshot version (store revision) last sent"),
+  acked: versions("snapshot version last acknowledged"),
   /**
-   * The newest snapshot version whose configuration this proxy runs for every type it subscribes
-   * to: what it ACKed, carried forward through updates that changed nothing for it (and so sent it
+   * What it ACKed, carried forward through updates that changed nothing for it (and so sent it
    * nothing). Absent until every subscribed type has been ACKed once.
    */
-  syncedVersion?: string;
-  /** The newest NACK; kept after a later ACK so that `wasmesh status` can still explain it. */
-  lastRejection?: Rejection;
-  nacks: number;
-}
+  syncedVersion: Type.Optional(
+    Type.String({
+      description: "newest snapshot version the proxy runs for every type it subscribes to",
+    }),
+  ),
+  /** Kept after a later ACK so that `wasmesh status` can still explain it. */
+  lastRejection: Type.Optional(Rejection),
+  nacks: Type.Integer({ minimum: 0 }),
+});
+export type ProxyStatus = Static<typeof ProxyStatus>;
 
 export type { ProxyIdentity };
