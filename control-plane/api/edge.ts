@@ -2,8 +2,12 @@
 // hash as the ETag so that a worker revalidating with If-None-Match gets a bodiless 304 until the
 // configuration really changes (a write that leaves the edge's view alone keeps the ETag).
 import { Hono } from "hono";
+import { describeRoute } from "hono-openapi";
+import { EdgeConfig } from "../../schema/edge-config.ts";
 import type { EdgeConfigSource } from "../edge/source.ts";
-import { type Documented, errorResponse, json, ref } from "./openapi.ts";
+import { component, errorResponse, json } from "./openapi.ts";
+
+const Config = component("EdgeConfig", EdgeConfig);
 
 export interface EdgeDeps {
   edge: EdgeConfigSource;
@@ -18,60 +22,46 @@ export function noneMatchHits(header: string | undefined, etag: string): boolean
     .some((tag) => tag === "*" || tag === etag);
 }
 
-export function edgeRoutes(deps: EdgeDeps): Documented<Hono> {
+export function edgeRoutes(deps: EdgeDeps): Hono {
   const router = new Hono();
 
-  router.get("/config", async (c) => {
-    const state = await deps.edge.current();
-    // no-cache: caches may keep it but must revalidate, which is what the ETag is for.
-    const headers = {
-      ETag: state.etag,
-      "Cache-Control": "no-cache",
-      "Wasmesh-Revision": String(state.revision),
-    };
-    if (noneMatchHits(c.req.header("if-none-match"), state.etag)) return c.body(null, 304, headers);
-    return c.body(state.body, 200, { ...headers, "Content-Type": "application/json" });
-  });
-
-  return {
-    router,
-    docs: [
-      {
-        method: "get",
-        path: "/config",
-        operation: {
-          operationId: "getEdgeConfig",
-          summary:
-            "The edge workers' configuration: the routing filter's configuration for traffic from outside the mesh, and the origins of its clusters",
-          tags: ["edge"],
-          parameters: [
-            {
-              name: "If-None-Match",
-              in: "header",
-              required: false,
-              description: "The ETag of the configuration the caller holds: 304 while it is current",
-              schema: { type: "string" },
-            },
-          ],
-          responses: {
-            "200": {
-              description: "the current configuration; ETag is its version, quoted",
-              headers: {
-                ETag: { description: '"<version>"', schema: { type: "string" } },
-                "Cache-Control": { description: "no-cache", schema: { type: "string" } },
-                "Wasmesh-Revision": {
-                  description:
-                    "the store revision it was translated from (the xDS version of the same write)",
-                  schema: { type: "string" },
-                },
-              },
-              content: json(ref("EdgeConfig")),
-            },
-            "304": { description: "If-None-Match names the current version; no body" },
-            "503": errorResponse("the store is closed or failing"),
-          },
+  router.get(
+    "/config",
+    describeRoute({
+      operationId: "getEdgeConfig",
+      summary:
+        "The edge workers' configuration: the routing filter's configuration for traffic from outside the mesh, and the origins of its clusters",
+      tags: ["edge"],
+      parameters: [
+        {
+          name: "If-None-Match",
+          in: "header",
+          required: false,
+          description: "The ETag of the configuration the caller holds: 304 while it is current",
+          schema: { type: "string" },
         },
+      ],
+      responses: {
+        "200": {
+          description: "the current configuration; ETag is its version, quoted",
+          headers: {
+            ETag: { description: '"<version>"', schema: { type: "string" } },
+            "Cache-Control": { description: "no-cache", schema: { type: "string" } },
+          },
+          content: json(Config),
+        },
+        "304": { description: "If-None-Match names the current version; no body" },
+        "503": errorResponse("the store is closed or failing"),
       },
-    ],
-  };
+    }),
+    async (c) => {
+      const state = await deps.edge.current();
+      // no-cache: caches may keep it but must revalidate, which is what the ETag is for.
+      const headers = { ETag: state.etag, "Cache-Control": "no-cache" };
+      if (noneMatchHits(c.req.header("if-none-match"), state.etag)) return c.body(null, 304, headers);
+      return c.body(state.body, 200, { ...headers, "Content-Type": "application/json" });
+    },
+  );
+
+  return router;
 }

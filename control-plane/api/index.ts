@@ -1,21 +1,22 @@
 // The control plane's HTTP API (Hono): small routers per concern (resources per kind, apply,
 // modules, system), composed here with the cross-cutting parts: request metrics, 404/405/500 in
-// the one error shape, and the OpenAPI document built from what each router declares.
+// the one error shape, and the OpenAPI document generated from the operation each route declares.
+import { Type } from "@sinclair/typebox";
 import { Hono } from "hono";
 import { methodNotAllowed } from "hono/method-not-allowed";
 import { matchedRoutes } from "hono/route";
-import { createEdgeConfigSource, type EdgeConfigSource } from "../edge/source.ts";
+import { describeRoute } from "hono-openapi";
+import { createEdgeConfigSource, type EdgeConfigSource, storeSnapshot } from "../edge/source.ts";
 import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "../metrics.ts";
 import { DEFAULT_VALIDATION_TIMEOUT_MS } from "../modules/isolate.ts";
 import type { ModuleRegistry } from "../modules/types.ts";
 import { KINDS } from "../resources/index.ts";
-import { createRevisionSource } from "../revision/index.ts";
 import type { ResourceStore } from "../store/index.ts";
-import type { ProxyStatus } from "../xds/status.ts";
+import { ProxyStatus } from "../xds/status.ts";
 import { edgeRoutes } from "./edge.ts";
 import { ApiError, type ErrorBody, toApiError } from "./errors.ts";
 import { DEFAULT_VALIDATIONS_PER_CLIENT, moduleRoutes } from "./modules.ts";
-import { buildOpenApi, type Documented, errorResponse, json, type RouteDoc, ref } from "./openapi.ts";
+import { component, errorResponse, json, openApiDocument } from "./openapi.ts";
 import { applyRoutes, resourceRoutes } from "./resources.ts";
 import { createWriter } from "./writer.ts";
 
@@ -53,6 +54,15 @@ export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 export const DEFAULT_MAX_MODULE_BYTES = 32 * 1024 * 1024;
 
 const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]);
+
+const Status = component(
+  "Status",
+  Type.Object({ proxies: Type.Array(component("ProxyStatus", ProxyStatus)) }),
+);
+const Health = component(
+  "Health",
+  Type.Object({ status: Type.Literal("ok"), revision: Type.Integer(), version: Type.String() }),
+);
 
 export function createApi(options: ApiOptions): Hono {
   const { store } = options;
@@ -96,20 +106,10 @@ export function createApi(options: ApiOptions): Hono {
     }),
   );
 
-  const docs: RouteDoc[] = [];
-  const mount = (prefix: string, part: Documented<Hono>) => {
-    app.route(prefix, part.router);
-    for (const doc of part.docs) {
-      // As Hono's app.route joins them: "/v1/services" + "/" is "/v1/services".
-      const path = prefix === "/" ? doc.path : doc.path === "/" ? prefix : `${prefix}${doc.path}`;
-      docs.push({ ...doc, path });
-    }
-  };
-
   const resourceDeps = { store, writer, maxBodyBytes };
-  for (const { prefix, routes } of resourceRoutes(resourceDeps)) mount(prefix, routes);
-  mount("/v1/apply", applyRoutes(resourceDeps));
-  mount(
+  for (const { prefix, router } of resourceRoutes(resourceDeps)) app.route(prefix, router);
+  app.route("/v1/apply", applyRoutes(resourceDeps));
+  app.route(
     "/v1/modules",
     moduleRoutes({
       store,
@@ -122,132 +122,122 @@ export function createApi(options: ApiOptions): Hono {
     }),
   );
 
-  mount(
+  app.route(
     "/v1/edge",
     edgeRoutes({
-      edge:
-        options.edge ??
-        createEdgeConfigSource(createRevisionSource({ store, log: (line) => log(`api: ${line}`) })),
+      edge: options.edge ?? createEdgeConfigSource(storeSnapshot(store, (message) => log(`api: ${message}`))),
     }),
   );
 
   const system = new Hono();
-  system.get("/v1/status", (c) => c.json({ proxies: options.status?.() ?? [] }));
-  system.get("/healthz", async (c) => {
-    let revision: number;
-    try {
-      revision = await store.revision();
-    } catch (error) {
-      log("api: health check failed", error);
-      throw new ApiError(
-        503,
-        "unavailable",
-        `the resource store is unavailable: ${(error as Error).message}`,
-      );
-    }
-    return c.json({ status: "ok", revision, version });
-  });
+  const tags = ["system"];
+  system.get(
+    "/v1/status",
+    describeRoute({
+      operationId: "status",
+      summary: "Proxies connected to the xDS server: what each was sent, acknowledged and last rejected",
+      tags,
+      responses: { "200": { description: "connected proxies", content: json(Status) } },
+    }),
+    (c) => c.json({ proxies: options.status?.() ?? [] }),
+  );
+  system.get(
+    "/healthz",
+    describeRoute({
+      operationId: "health",
+      summary: "Liveness and the store revision",
+      tags,
+      responses: {
+        "200": { description: "healthy", content: json(Health) },
+        "503": errorResponse("the store is closed or failing"),
+      },
+    }),
+    async (c) => {
+      let revision: number;
+      try {
+        revision = await store.revision();
+      } catch (error) {
+        log("api: health check failed", error);
+        throw new ApiError(
+          503,
+          "unavailable",
+          `the resource store is unavailable: ${(error as Error).message}`,
+        );
+      }
+      return c.json({ status: "ok", revision, version });
+    },
+  );
   // Readiness, not liveness: a control plane whose store cannot be written still serves what it
   // has (reads, xDS) and should not be restarted, but should not take writes.
-  system.get("/readyz", async (c) => {
-    try {
-      await store.checkWritable();
-    } catch (error) {
-      const known = toApiError(error);
-      if (known !== undefined) throw known;
-      log("api: readiness check failed", error);
-      throw new ApiError(
-        503,
-        "unavailable",
-        `the resource store is unavailable: ${(error as Error).message}`,
-      );
-    }
-    return c.json({ status: "ok", revision: await store.revision(), version });
-  });
-  system.get("/metrics", async (c) => {
-    try {
-      const next = new Map<string, number>();
-      for (const r of await store.list()) next.set(r.kind, (next.get(r.kind) ?? 0) + 1);
-      counts = next;
-    } catch (error) {
-      // Metrics matter most when something is wrong: serve the rest, with the last counts.
-      log("api: cannot count resources for /metrics", error);
-    }
-    return c.body(metrics.render(), 200, { "Content-Type": PROMETHEUS_CONTENT_TYPE });
-  });
+  system.get(
+    "/readyz",
+    describeRoute({
+      operationId: "ready",
+      summary: "Readiness: whether a write can be stored now (probed without writing)",
+      description:
+        "503 while the resource store cannot be written (a read-only database or file system, a full " +
+        "disk, a lock another process holds), with the reason; writes answer the same 503 meanwhile. " +
+        "/healthz stays 200: reads and xDS still work.",
+      tags,
+      responses: {
+        "200": { description: "ready to take writes", content: json(Health) },
+        "503": errorResponse("the store cannot be written now, and why"),
+      },
+    }),
+    async (c) => {
+      try {
+        await store.checkWritable();
+      } catch (error) {
+        const known = toApiError(error);
+        if (known !== undefined) throw known;
+        log("api: readiness check failed", error);
+        throw new ApiError(
+          503,
+          "unavailable",
+          `the resource store is unavailable: ${(error as Error).message}`,
+        );
+      }
+      return c.json({ status: "ok", revision: await store.revision(), version });
+    },
+  );
+  system.get(
+    "/metrics",
+    describeRoute({
+      operationId: "metrics",
+      summary: "Prometheus metrics (text format 0.0.4)",
+      tags,
+      responses: {
+        "200": { description: "metrics", content: { "text/plain": { schema: { type: "string" } } } },
+      },
+    }),
+    async (c) => {
+      try {
+        const next = new Map<string, number>();
+        for (const r of await store.list()) next.set(r.kind, (next.get(r.kind) ?? 0) + 1);
+        counts = next;
+      } catch (error) {
+        // Metrics matter most when something is wrong: serve the rest, with the last counts.
+        log("api: cannot count resources for /metrics", error);
+      }
+      return c.body(metrics.render(), 200, { "Content-Type": PROMETHEUS_CONTENT_TYPE });
+    },
+  );
   let openapi: string | undefined;
-  system.get("/v1/openapi.json", (c) => {
-    // Built on first use: by then every router has registered (and documented) its routes.
-    openapi ??= JSON.stringify(buildOpenApi(docs, version));
-    return c.body(openapi, 200, { "Content-Type": "application/json" });
-  });
-  mount("/", {
-    router: system,
-    docs: [
-      {
-        method: "get",
-        path: "/v1/status",
-        operation: {
-          operationId: "status",
-          summary: "Proxies connected to the xDS server: what each was sent, acknowledged and last rejected",
-          tags: ["system"],
-          responses: { "200": { description: "connected proxies", content: json(ref("Status")) } },
-        },
-      },
-      {
-        method: "get",
-        path: "/healthz",
-        operation: {
-          operationId: "health",
-          summary: "Liveness and the store revision",
-          tags: ["system"],
-          responses: {
-            "200": { description: "healthy", content: json(ref("Health")) },
-            "503": errorResponse("the store is closed or failing"),
-          },
-        },
-      },
-      {
-        method: "get",
-        path: "/readyz",
-        operation: {
-          operationId: "ready",
-          summary: "Readiness: whether a write can be stored now (probed without writing)",
-          description:
-            "503 while the resource store cannot be written (a read-only database or file system, a full " +
-            "disk, a lock another process holds), with the reason; writes answer the same 503 meanwhile. " +
-            "/healthz stays 200: reads and xDS still work.",
-          tags: ["system"],
-          responses: {
-            "200": { description: "ready to take writes", content: json(ref("Health")) },
-            "503": errorResponse("the store cannot be written now, and why"),
-          },
-        },
-      },
-      {
-        method: "get",
-        path: "/metrics",
-        operation: {
-          operationId: "metrics",
-          summary: "Prometheus metrics (text format 0.0.4)",
-          tags: ["system"],
-          responses: {
-            "200": { description: "metrics", content: { "text/plain": { schema: { type: "string" } } } },
-          },
-        },
-      },
-      {
-        method: "get",
-        path: "/v1/openapi.json",
-        operation: {
-          operationId: "openapi",
-          summary: "This document",
-          tags: ["system"],
-          responses: { "200": { description: "OpenAPI 3.1", content: json({ type: "object" }) } },
-        },
-      },
-    ],
-  });
+  system.get(
+    "/v1/openapi.json",
+    describeRoute({
+      operationId: "openapi",
+      summary: "This document",
+      tags,
+      responses: { "200": { description: "OpenAPI 3.1", content: json(Type.Object({})) } },
+    }),
+    async (c) => {
+      // Generated on first use: by then every route is registered.
+      openapi ??= JSON.stringify(await openApiDocument(app, version));
+      return c.body(openapi, 200, { "Content-Type": "application/json" });
+    },
+  );
+  app.route("/", system);
 
   app.notFound((c) => {
     const error = new ApiError(404, "not_found", `no route for ${c.req.method} ${c.req.path}`);

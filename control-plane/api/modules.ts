@@ -1,14 +1,16 @@
 // Module routes: uploading a module version (the only way a WasmModule resource is written) and
 // serving stored bytes by sha256, which is what Envoy's remote code fetch asks for.
 import { getConnInfo } from "@hono/node-server/conninfo";
+import { Type } from "@sinclair/typebox";
 import { type Context, Hono } from "hono";
 import { createMiddleware } from "hono/factory";
+import { describeRoute } from "hono-openapi";
 import type { ModuleRegistry } from "../modules/types.ts";
-import { MESH_MODULE, ResourceName } from "../resources/index.ts";
+import { MESH_MODULE, ResourceName, WasmModule } from "../resources/index.ts";
 import type { ResourceStore } from "../store/index.ts";
 import { accepts, etag, expectedVersion, limit, WASM_TYPES } from "./body.ts";
-import { ApiError, notFound } from "./errors.ts";
-import { type Documented, errorResponse, ifMatchHeader, json, pathParam, plain, ref } from "./openapi.ts";
+import { ApiError, ErrorDetail, notFound } from "./errors.ts";
+import { bodyOf, component, errorResponse, ifMatchHeader, json, pathParam, queryParam } from "./openapi.ts";
 import type { Writer } from "./writer.ts";
 
 export interface ModuleDeps {
@@ -30,6 +32,22 @@ const WASM_FILE = /^([0-9a-f]{64})\.wasm$/;
 
 type ModulesEnv = { Variables: { modules: ModuleRegistry } };
 
+/** POST /v1/modules/<name>: the WasmModule as stored, and what validation could not check. */
+const ModulePushResult = component(
+  "ModulePushResult",
+  Type.Object(
+    { ...WasmModule.properties, warnings: Type.Array(ErrorDetail) },
+    {
+      additionalProperties: false,
+      title: "ModulePushResult",
+      description:
+        "The WasmModule resource as stored, plus `warnings`: what validation could not check (each also " +
+        "sent as a Wasmesh-Warning header); empty when the smoke run checked everything",
+    },
+  ),
+);
+const WasmBytes = Type.String({ contentMediaType: "application/wasm" });
+
 /** The client of a request: its remote address (behind a proxy, the proxy's). */
 function clientOf(c: Context): string {
   try {
@@ -40,7 +58,7 @@ function clientOf(c: Context): string {
   }
 }
 
-export function moduleRoutes(deps: ModuleDeps): Documented<Hono> {
+export function moduleRoutes(deps: ModuleDeps): Hono {
   const { store, writer } = deps;
   const router = new Hono();
   /** Validations running (or waiting for a worker) per client address. */
@@ -60,7 +78,64 @@ export function moduleRoutes(deps: ModuleDeps): Documented<Hono> {
     await next();
   });
 
-  router.post("/:name", registry, accepts(WASM_TYPES), limit(deps.maxModuleBytes), async (c) => {
+  const nameParam = pathParam("name", "module name (the WasmModule resource's name)", ResourceName);
+  const unavailable = errorResponse("no module registry on this control plane");
+  const pushed = (description: string) => ({
+    description,
+    headers: {
+      "Wasmesh-Warning": {
+        description:
+          "one per thing validation could not check (e.g. the smoke run sent no request): the message of " +
+          "each of the body's `warnings`",
+        schema: { type: "string" as const },
+      },
+    },
+    content: json(ModulePushResult),
+  });
+
+  const pushModule = describeRoute({
+    operationId: "pushModule",
+    summary: "Upload a module version",
+    description:
+      "Validates the bytes (WebAssembly, Proxy-Wasm ABI exports, the memory ceiling, a smoke run in a " +
+      "worker pool), stores them by sha256 and creates or updates the WasmModule resource of this " +
+      "name, which is returned with the warnings of the validation (what it could not check). A " +
+      "client may have a bounded number of validations running at once; beyond it, 429.",
+    tags: ["WasmModule"],
+    parameters: [
+      nameParam,
+      queryParam("description", Type.String({ maxLength: DESCRIPTION_MAX })),
+      queryParam(
+        "configuration",
+        Type.String(),
+        "plugin configuration for the validation's smoke run (not stored)",
+      ),
+      queryParam("rootId", Type.String(), "plugin root_id for the smoke run"),
+      ifMatchHeader,
+    ],
+    requestBody: { required: true, content: bodyOf(WasmBytes, WASM_TYPES) },
+    responses: {
+      "200": pushed("updated (or the same bytes again)"),
+      "201": pushed("created"),
+      "400": errorResponse(
+        "the module was rejected (details say why: path module.memory for the memory ceiling) or the name is invalid",
+      ),
+      "409": errorResponse("stale If-Match"),
+      "413": errorResponse("module too large"),
+      "415": errorResponse("not application/wasm or application/octet-stream"),
+      "429": {
+        ...errorResponse("this client already has as many validations running as it may"),
+        headers: {
+          "Retry-After": {
+            description: "seconds after which a validation of this client will have finished",
+            schema: { type: "integer" },
+          },
+        },
+      },
+      "503": unavailable,
+    },
+  });
+  router.post("/:name", pushModule, registry, accepts(WASM_TYPES), limit(deps.maxModuleBytes), async (c) => {
     // Name and description are checked by the registry (one set of rules, one error format).
     const name = c.req.param("name");
     const description = c.req.query("description");
@@ -112,7 +187,18 @@ export function moduleRoutes(deps: ModuleDeps): Documented<Hono> {
     });
   });
 
-  router.get("/:name/:file", registry, async (c) => {
+  const getModuleBytes = describeRoute({
+    operationId: "getModuleBytes",
+    summary: "The bytes of a module version, by sha256 (Envoy's remote code fetch)",
+    tags: ["WasmModule"],
+    parameters: [nameParam, pathParam("file", "<sha256>.wasm", Type.String({ pattern: WASM_FILE.source }))],
+    responses: {
+      "200": { description: "the module", content: bodyOf(WasmBytes, ["application/wasm"]) },
+      "404": errorResponse("no such module or version"),
+      "503": unavailable,
+    },
+  });
+  router.get("/:name/:file", getModuleBytes, registry, async (c) => {
     const name = c.req.param("name");
     const sha256 = WASM_FILE.exec(c.req.param("file"))?.[1];
     if (sha256 === undefined) throw notFound("module files are named <sha256>.wasm (lower-case hex)");
@@ -137,112 +223,5 @@ export function moduleRoutes(deps: ModuleDeps): Documented<Hono> {
     });
   });
 
-  const pushed = (description: string) => ({
-    description,
-    headers: { "Wasmesh-Warning": warningHeader },
-    content: json(ref("ModulePushResult")),
-  });
-  const nameParam = pathParam("name", "module name (the WasmModule resource's name)", plain(ResourceName));
-  const unavailable = errorResponse("no module registry on this control plane");
-  const warningHeader = {
-    description:
-      "one per thing validation could not check (e.g. the smoke run sent no request): the message of " +
-      "each of the body's `warnings`",
-    schema: { type: "string" },
-  };
-  return {
-    router,
-    docs: [
-      {
-        method: "post",
-        path: "/:name",
-        operation: {
-          operationId: "pushModule",
-          summary: "Upload a module version",
-          description:
-            "Validates the bytes (WebAssembly, Proxy-Wasm ABI exports, the memory ceiling, a smoke run in a " +
-            "worker pool), stores them by sha256 and creates or updates the WasmModule resource of this " +
-            "name, which is returned with the warnings of the validation (what it could not check). A " +
-            "client may have a bounded number of validations running at once; beyond it, 429.",
-          tags: ["WasmModule"],
-          parameters: [
-            nameParam,
-            {
-              name: "description",
-              in: "query",
-              required: false,
-              schema: { type: "string", maxLength: DESCRIPTION_MAX },
-            },
-            {
-              name: "configuration",
-              in: "query",
-              required: false,
-              description: "plugin configuration for the validation's smoke run (not stored)",
-              schema: { type: "string" },
-            },
-            {
-              name: "rootId",
-              in: "query",
-              required: false,
-              description: "plugin root_id for the smoke run",
-              schema: { type: "string" },
-            },
-            ifMatchHeader,
-          ],
-          requestBody: {
-            required: true,
-            content: {
-              "application/wasm": { schema: { type: "string", contentMediaType: "application/wasm" } },
-              "application/octet-stream": {
-                schema: { type: "string", contentMediaType: "application/wasm" },
-              },
-            },
-          },
-          responses: {
-            "200": pushed("updated (or the same bytes again)"),
-            "201": pushed("created"),
-            "400": errorResponse(
-              "the module was rejected (details say why: path module.memory for the memory ceiling) or the name is invalid",
-            ),
-            "409": errorResponse("stale If-Match"),
-            "413": errorResponse("module too large"),
-            "415": errorResponse("not application/wasm or application/octet-stream"),
-            "429": {
-              ...errorResponse("this client already has as many validations running as it may"),
-              headers: {
-                "Retry-After": {
-                  description: "seconds after which a validation of this client will have finished",
-                  schema: { type: "integer" },
-                },
-              },
-            },
-            "503": unavailable,
-          },
-        },
-      },
-      {
-        method: "get",
-        path: "/:name/:file",
-        operation: {
-          operationId: "getModuleBytes",
-          summary: "The bytes of a module version, by sha256 (Envoy's remote code fetch)",
-          tags: ["WasmModule"],
-          parameters: [
-            nameParam,
-            pathParam("file", "<sha256>.wasm", { type: "string", pattern: WASM_FILE.source }),
-          ],
-          responses: {
-            "200": {
-              description: "the module",
-              content: {
-                "application/wasm": { schema: { type: "string", contentMediaType: "application/wasm" } },
-              },
-            },
-            "404": errorResponse("no such module or version"),
-            "503": unavailable,
-          },
-        },
-      },
-    ],
-  };
+  return router;
 }

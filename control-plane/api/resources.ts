@@ -1,14 +1,18 @@
 // Resource routes: CRUD under /v1/<plural> (one small router per kind), and POST /v1/apply for
 // manifests. Bodies are parsed and validated by middleware at the edge of each route; handlers get
-// a validated Resource and only decide what to write.
+// a validated Resource and only decide what to write. Each route declares its operation for the
+// OpenAPI document (describeRoute), with the model's schemas.
+import { type Static, Type } from "@sinclair/typebox";
 import { Hono } from "hono";
 import { createMiddleware } from "hono/factory";
+import { describeRoute } from "hono-openapi";
 import {
   KINDS,
   type Kind,
   MESH_MODULE,
   parseManifests,
   type Resource,
+  resourceSchemas,
   validateResource,
 } from "../resources/index.ts";
 import type { ResourceStore } from "../store/index.ts";
@@ -24,18 +28,48 @@ import {
   parseDryRun,
   parseJson,
   parseYamlDocument,
+  YAML_TYPES,
 } from "./body.ts";
-import { badRequest, type ErrorDetail, fieldDetails, invalid, notFound } from "./errors.ts";
-import {
-  type Documented,
-  errorResponse,
-  ifMatchHeader,
-  json,
-  pathParam,
-  type RouteDoc,
-  ref,
-} from "./openapi.ts";
+import { badRequest, ErrorDetail, fieldDetails, invalid, notFound } from "./errors.ts";
+import { bodyOf, component, errorResponse, ifMatchHeader, json, pathParam, queryParam } from "./openapi.ts";
 import type { Writer } from "./writer.ts";
+
+// The bodies of these routes, as the OpenAPI document names them.
+for (const kind of KINDS) component(kind, resourceSchemas[kind]);
+const AnyResource = component(
+  "Resource",
+  Type.Union(
+    KINDS.map((kind) => resourceSchemas[kind]),
+    {
+      title: "wasmesh resource",
+      discriminator: {
+        propertyName: "kind",
+        mapping: Object.fromEntries(KINDS.map((kind) => [kind, `#/components/schemas/${kind}`])),
+      },
+    },
+  ),
+);
+const DeleteResult = component(
+  "DeleteResult",
+  Type.Object({ revision: Type.Integer(), deleted: AnyResource }),
+);
+const ApplyResult = component(
+  "ApplyResult",
+  Type.Object({
+    revision: Type.Integer({
+      description: "store revision after the apply (the current one for a dry run or when nothing changed)",
+    }),
+    dryRun: Type.Boolean(),
+    results: Type.Array(
+      Type.Object({
+        kind: Type.String(),
+        name: Type.String(),
+        action: Type.Union([Type.Literal("created"), Type.Literal("configured"), Type.Literal("unchanged")]),
+      }),
+    ),
+    warnings: Type.Array(ErrorDetail),
+  }),
+);
 
 /** The path segment of a kind: lower-case plural ("meshpolicies" for MeshPolicy). */
 export function pluralOf(kind: Kind): string {
@@ -98,59 +132,55 @@ function resourceBody(kind: Kind) {
   });
 }
 
-function kindRoutes(kind: Kind, deps: ResourceDeps): Documented<Hono> {
+function kindRoutes(kind: Kind, deps: ResourceDeps): Hono {
   const { store, writer } = deps;
   const router = new Hono();
   const plural = pluralOf(kind);
-  const docs: RouteDoc[] = [];
+  const schema = resourceSchemas[kind];
+  const list = component(`${kind}List`, Type.Object({ items: Type.Array(schema) }));
   const tags = [kind];
-  const nameParam = pathParam("name", `name of the ${kind}`, { type: "string" });
+  const nameParam = pathParam("name", `name of the ${kind}`);
   const resourceResponse = (description: string) => ({
     description,
-    headers: { ETag: { description: "the resourceVersion, quoted", schema: { type: "string" } } },
-    content: json(ref(kind)),
+    headers: { ETag: { description: "the resourceVersion, quoted", schema: { type: "string" as const } } },
+    content: json(schema),
   });
-  const body = {
-    required: true,
-    content: Object.fromEntries(MANIFEST_TYPES.map((type) => [type, { schema: ref(kind) }])),
-  };
+  const body = { required: true, content: bodyOf(schema, MANIFEST_TYPES) };
 
-  router.get("/", async (c) => c.json({ items: await store.list(kind) }));
-  docs.push({
-    method: "get",
-    path: "/",
-    operation: {
+  router.get(
+    "/",
+    describeRoute({
       operationId: `list${kind}`,
       summary: `List ${kind} resources`,
       tags,
-      responses: { "200": { description: "all of them, by name", content: json(ref(`${kind}List`)) } },
-    },
-  });
+      responses: { "200": { description: "all of them, by name", content: json(list) } },
+    }),
+    async (c) => c.json({ items: await store.list(kind) }),
+  );
 
-  router.get("/:name", async (c) => {
-    const name = c.req.param("name");
-    const resource = await store.get(kind, name);
-    if (!resource) {
-      // WasmPlugins name the built-in module as they name stored ones; say why it is not here.
-      const builtin =
-        kind === "WasmModule" && name === MESH_MODULE
-          ? `: "${MESH_MODULE}" is the built-in module (build/mesh.wasm), part of the control plane rather than a stored WasmModule; WasmPlugins can name it, and it is never listed`
-          : "";
-      throw notFound(`${kind} '${name}' does not exist${builtin}`);
-    }
-    return c.json(resource, 200, { ETag: etag(resource.metadata.resourceVersion) });
-  });
-  docs.push({
-    method: "get",
-    path: "/:name",
-    operation: {
+  router.get(
+    "/:name",
+    describeRoute({
       operationId: `get${kind}`,
       summary: `Get a ${kind}`,
       tags,
       parameters: [nameParam],
       responses: { "200": resourceResponse(`the ${kind}`), "404": errorResponse("no such resource") },
+    }),
+    async (c) => {
+      const name = c.req.param("name");
+      const resource = await store.get(kind, name);
+      if (!resource) {
+        // WasmPlugins name the built-in module as they name stored ones; say why it is not here.
+        const builtin =
+          kind === "WasmModule" && name === MESH_MODULE
+            ? `: "${MESH_MODULE}" is the built-in module (build/mesh.wasm), part of the control plane rather than a stored WasmModule; WasmPlugins can name it, and it is never listed`
+            : "";
+        throw notFound(`${kind} '${name}' does not exist${builtin}`);
+      }
+      return c.json(resource, 200, { ETag: etag(resource.metadata.resourceVersion) });
     },
-  });
+  );
 
   // A WasmModule describes bytes held by the module registry: created through POST /v1/modules/<name>
   // only (POST/PUT here answer 405 and say so, see index.ts); deleting one is fine.
@@ -162,48 +192,33 @@ function kindRoutes(kind: Kind, deps: ResourceDeps): Documented<Hono> {
       "415": errorResponse("not JSON or YAML"),
     };
 
-    router.post("/", accepts(MANIFEST_TYPES), limit(deps.maxBodyBytes), resourceBody(kind), async (c) => {
-      const resource = c.get("resource");
-      const { outcomes } = await writer.write([{ op: "put", resource, expectedVersion: null }]);
-      const stored = outcomes[0]?.resource;
-      if (!stored) throw new Error("api: a create returned no resource");
-      return c.json(stored, 201, {
-        Location: `/v1/${plural}/${encodeURIComponent(resource.metadata.name)}`,
-        ETag: etag(stored.metadata.resourceVersion),
-      });
-    });
-    docs.push({
-      method: "post",
-      path: "/",
-      operation: {
+    router.post(
+      "/",
+      describeRoute({
         operationId: `create${kind}`,
         summary: `Create a ${kind} (409 if one of that name exists)`,
         tags,
         requestBody: body,
         responses: { "201": resourceResponse("created"), ...writeErrors },
+      }),
+      accepts(MANIFEST_TYPES),
+      limit(deps.maxBodyBytes),
+      resourceBody(kind),
+      async (c) => {
+        const resource = c.get("resource");
+        const { outcomes } = await writer.write([{ op: "put", resource, expectedVersion: null }]);
+        const stored = outcomes[0]?.resource;
+        if (!stored) throw new Error("api: a create returned no resource");
+        return c.json(stored, 201, {
+          Location: `/v1/${plural}/${encodeURIComponent(resource.metadata.name)}`,
+          ETag: etag(stored.metadata.resourceVersion),
+        });
       },
-    });
+    );
 
-    router.put("/:name", accepts(MANIFEST_TYPES), limit(deps.maxBodyBytes), resourceBody(kind), async (c) => {
-      const resource = c.get("resource");
-      const version = expectedVersion(
-        c.req.header("if-match"),
-        resource.metadata.resourceVersion,
-        "metadata.resourceVersion",
-      );
-      const { outcomes } = await writer.write([
-        { op: "put", resource, ...(version !== undefined ? { expectedVersion: version } : {}) },
-      ]);
-      const outcome = outcomes[0];
-      if (outcome?.op !== "put") throw new Error("api: a put returned no resource");
-      return c.json(outcome.resource, outcome.action === "created" ? 201 : 200, {
-        ETag: etag(outcome.resource.metadata.resourceVersion),
-      });
-    });
-    docs.push({
-      method: "put",
-      path: "/:name",
-      operation: {
+    router.put(
+      "/:name",
+      describeRoute({
         operationId: `put${kind}`,
         summary: `Create or replace a ${kind}`,
         description:
@@ -218,59 +233,71 @@ function kindRoutes(kind: Kind, deps: ResourceDeps): Documented<Hono> {
           "201": resourceResponse("created"),
           ...writeErrors,
         },
+      }),
+      accepts(MANIFEST_TYPES),
+      limit(deps.maxBodyBytes),
+      resourceBody(kind),
+      async (c) => {
+        const resource = c.get("resource");
+        const version = expectedVersion(
+          c.req.header("if-match"),
+          resource.metadata.resourceVersion,
+          "metadata.resourceVersion",
+        );
+        const { outcomes } = await writer.write([
+          { op: "put", resource, ...(version !== undefined ? { expectedVersion: version } : {}) },
+        ]);
+        const outcome = outcomes[0];
+        if (outcome?.op !== "put") throw new Error("api: a put returned no resource");
+        return c.json(outcome.resource, outcome.action === "created" ? 201 : 200, {
+          ETag: etag(outcome.resource.metadata.resourceVersion),
+        });
       },
-    });
+    );
   }
 
-  router.delete("/:name", async (c) => {
-    const version = expectedVersion(
-      c.req.header("if-match"),
-      c.req.query("resourceVersion"),
-      "?resourceVersion",
-    );
-    const { revision, outcomes } = await writer.write([
-      {
-        op: "delete",
-        kind,
-        name: c.req.param("name"),
-        ...(version !== undefined ? { expectedVersion: version } : {}),
-      },
-    ]);
-    return c.json({ revision, deleted: outcomes[0]?.resource });
-  });
-  docs.push({
-    method: "delete",
-    path: "/:name",
-    operation: {
+  router.delete(
+    "/:name",
+    describeRoute({
       operationId: `delete${kind}`,
       summary: `Delete a ${kind} (refused while other resources reference it)`,
       tags,
       parameters: [
         nameParam,
         ifMatchHeader,
-        {
-          name: "resourceVersion",
-          in: "query",
-          required: false,
-          description: "precondition, as If-Match",
-          schema: { type: "string" },
-        },
+        queryParam("resourceVersion", Type.String(), "precondition, as If-Match"),
       ],
       responses: {
-        "200": { description: "deleted; the resource as it was", content: json(ref("DeleteResult")) },
+        "200": { description: "deleted; the resource as it was", content: json(DeleteResult) },
         "400": errorResponse("still referenced by other resources"),
         "404": errorResponse("no such resource"),
         "409": errorResponse("stale resourceVersion"),
       },
+    }),
+    async (c) => {
+      const version = expectedVersion(
+        c.req.header("if-match"),
+        c.req.query("resourceVersion"),
+        "?resourceVersion",
+      );
+      const { revision, outcomes } = await writer.write([
+        {
+          op: "delete",
+          kind,
+          name: c.req.param("name"),
+          ...(version !== undefined ? { expectedVersion: version } : {}),
+        },
+      ]);
+      return c.json({ revision, deleted: outcomes[0]?.resource });
     },
-  });
+  );
 
-  return { router, docs };
+  return router;
 }
 
 /** One router per kind, each to be mounted at /v1/<plural>. */
-export function resourceRoutes(deps: ResourceDeps): { prefix: string; routes: Documented<Hono> }[] {
-  return KINDS.map((kind) => ({ prefix: `/v1/${pluralOf(kind)}`, routes: kindRoutes(kind, deps) }));
+export function resourceRoutes(deps: ResourceDeps): { prefix: string; router: Hono }[] {
+  return KINDS.map((kind) => ({ prefix: `/v1/${pluralOf(kind)}`, router: kindRoutes(kind, deps) }));
 }
 
 type ManifestEnv = { Variables: { manifest: { resources: Resource[]; documents: boolean } } };
@@ -321,94 +348,69 @@ function invalidMessage(details: readonly ErrorDetail[]): string {
   return `${count} document${count === 1 ? " is" : "s are"} invalid; nothing was applied`;
 }
 
-export function applyRoutes(deps: ResourceDeps): Documented<Hono> {
+/** The JSON apply body: one resource, a list of them, or `{ "items": [...] }` as GET answers. */
+const Manifest = Type.Union([
+  AnyResource,
+  Type.Array(AnyResource),
+  Type.Object({ items: Type.Array(AnyResource) }),
+]);
+const ManifestText = Type.String({
+  description: "YAML documents separated by ---, each a resource or a list of them",
+});
+
+export function applyRoutes(deps: ResourceDeps): Hono {
   const router = new Hono();
-  router.post("/", accepts(MANIFEST_TYPES), limit(deps.maxBodyBytes), manifestBody, async (c) => {
-    const dryRun = parseDryRun(c.req.query("dryRun"));
-    const { resources, documents } = c.get("manifest");
-    const result = await deps.writer.write(
-      resources.map((resource, document) => ({
-        op: "put" as const,
-        resource,
-        // A document read back from the API carries its version: apply it only over that version.
-        ...(resource.metadata.resourceVersion !== undefined
-          ? { expectedVersion: resource.metadata.resourceVersion }
-          : {}),
-        ...(documents ? { document } : {}),
-      })),
-      { dryRun },
-    );
-    return c.json({
-      revision: result.revision,
-      dryRun,
-      // An apply only puts.
-      results: result.outcomes.flatMap((o) =>
-        o.op === "put" ? [{ kind: o.kind, name: o.name, action: o.action }] : [],
-      ),
-      warnings: result.warnings,
-    });
-  });
-  const manifestSchema = {
-    oneOf: [
-      ref("Resource"),
-      { type: "array", items: ref("Resource") },
-      {
-        type: "object",
-        required: ["items"],
-        properties: { items: { type: "array", items: ref("Resource") } },
+  router.post(
+    "/",
+    describeRoute({
+      operationId: "apply",
+      summary: "Create or update many resources, all or nothing",
+      description:
+        "Each document is validated, then references over the resulting state; a document with " +
+        "metadata.resourceVersion applies only over that version. Documents equal to what is stored " +
+        "are 'unchanged' and not written; if nothing changes, the revision stays.",
+      tags: ["apply"],
+      parameters: [
+        queryParam("dryRun", Type.Boolean(), "validate against the stored state and store nothing"),
+      ],
+      requestBody: { required: true, content: { ...json(Manifest), ...bodyOf(ManifestText, YAML_TYPES) } },
+      responses: {
+        "200": { description: "applied (or, for a dry run, would apply)", content: json(ApplyResult) },
+        "400": errorResponse("malformed body, invalid document or broken reference; nothing stored"),
+        "409": errorResponse("a document's resourceVersion is stale; nothing stored"),
+        "413": errorResponse("body too large"),
+        "415": errorResponse("not JSON or YAML"),
       },
-    ],
-  };
-  const yamlText = {
-    schema: {
-      type: "string",
-      description: "YAML documents separated by ---, each a resource or a list of them",
+    }),
+    accepts(MANIFEST_TYPES),
+    limit(deps.maxBodyBytes),
+    manifestBody,
+    async (c) => {
+      const dryRun = parseDryRun(c.req.query("dryRun"));
+      const { resources, documents } = c.get("manifest");
+      const result = await deps.writer.write(
+        resources.map((resource, document) => ({
+          op: "put" as const,
+          resource,
+          // A document read back from the API carries its version: apply it only over that version.
+          ...(resource.metadata.resourceVersion !== undefined
+            ? { expectedVersion: resource.metadata.resourceVersion }
+            : {}),
+          ...(documents ? { document } : {}),
+        })),
+        { dryRun },
+      );
+      const body: Static<typeof ApplyResult> = {
+        revision: result.revision,
+        dryRun,
+        // An apply only puts.
+        results: result.outcomes.flatMap((o) =>
+          o.op === "put" ? [{ kind: o.kind, name: o.name, action: o.action }] : [],
+        ),
+        warnings: result.warnings,
+      };
+      return c.json(body);
     },
-  };
-  return {
-    router,
-    docs: [
-      {
-        method: "post",
-        path: "/",
-        operation: {
-          operationId: "apply",
-          summary: "Create or update many resources, all or nothing",
-          description:
-            "Each document is validated, then references over the resulting state; a document with " +
-            "metadata.resourceVersion applies only over that version. Documents equal to what is stored " +
-            "are 'unchanged' and not written; if nothing changes, the revision stays.",
-          tags: ["apply"],
-          parameters: [
-            {
-              name: "dryRun",
-              in: "query",
-              required: false,
-              description: "validate against the stored state and store nothing",
-              schema: { type: "boolean" },
-            },
-          ],
-          requestBody: {
-            required: true,
-            content: {
-              "application/json": { schema: manifestSchema },
-              "application/yaml": yamlText,
-              "application/x-yaml": yamlText,
-              "text/yaml": yamlText,
-            },
-          },
-          responses: {
-            "200": {
-              description: "applied (or, for a dry run, would apply)",
-              content: json(ref("ApplyResult")),
-            },
-            "400": errorResponse("malformed body, invalid document or broken reference; nothing stored"),
-            "409": errorResponse("a document's resourceVersion is stale; nothing stored"),
-            "413": errorResponse("body too large"),
-            "415": errorResponse("not JSON or YAML"),
-          },
-        },
-      },
-    ],
-  };
+  );
+  return router;
 }
