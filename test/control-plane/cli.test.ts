@@ -276,6 +276,12 @@ describe("usage", () => {
     expectUsage(statusFormat, "-o: expected one of table, json, got 'yaml'");
   });
 
+  it("a name every JavaScript object has is no command (it once ran Object's constructor, exit 0)", async () => {
+    const [command, help] = await Promise.all([cli(["constructor"]), cli(["help", "toString"])]);
+    expectUsage(command, "unknown command 'constructor'; commands: server, apply");
+    expectUsage(help, "help: unknown command 'toString'");
+  });
+
   it("required arguments: missing ones are usage errors naming them", async () => {
     const results = await Promise.all([
       cli(["apply"]),
