@@ -47,6 +47,10 @@ export function edgeRoutes(deps: EdgeDeps): Hono {
           headers: {
             ETag: { description: '"<version>"', schema: { type: "string" } },
             "Cache-Control": { description: "no-cache", schema: { type: "string" } },
+            "Wasmesh-Revision": {
+              description: "the store revision it was translated from (the xDS version of the same write)",
+              schema: { type: "string" },
+            },
           },
           content: json(Config),
         },
@@ -57,7 +61,11 @@ export function edgeRoutes(deps: EdgeDeps): Hono {
     async (c) => {
       const state = await deps.edge.current();
       // no-cache: caches may keep it but must revalidate, which is what the ETag is for.
-      const headers = { ETag: state.etag, "Cache-Control": "no-cache" };
+      const headers = {
+        ETag: state.etag,
+        "Cache-Control": "no-cache",
+        "Wasmesh-Revision": String(state.revision),
+      };
       if (noneMatchHits(c.req.header("if-none-match"), state.etag)) return c.body(null, 304, headers);
       return c.body(state.body, 200, { ...headers, "Content-Type": "application/json" });
     },

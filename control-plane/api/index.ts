@@ -6,11 +6,12 @@ import { Hono } from "hono";
 import { methodNotAllowed } from "hono/method-not-allowed";
 import { matchedRoutes } from "hono/route";
 import { describeRoute } from "hono-openapi";
-import { createEdgeConfigSource, type EdgeConfigSource, storeSnapshot } from "../edge/source.ts";
+import { createEdgeConfigSource, type EdgeConfigSource } from "../edge/source.ts";
 import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "../metrics.ts";
 import { DEFAULT_VALIDATION_TIMEOUT_MS } from "../modules/isolate.ts";
 import type { ModuleRegistry } from "../modules/types.ts";
 import { KINDS } from "../resources/index.ts";
+import { createRevisionSource } from "../revision/index.ts";
 import type { ResourceStore } from "../store/index.ts";
 import { ProxyStatus } from "../xds/status.ts";
 import { edgeRoutes } from "./edge.ts";
@@ -125,7 +126,9 @@ export function createApi(options: ApiOptions): Hono {
   app.route(
     "/v1/edge",
     edgeRoutes({
-      edge: options.edge ?? createEdgeConfigSource(storeSnapshot(store, (message) => log(`api: ${message}`))),
+      edge:
+        options.edge ??
+        createEdgeConfigSource(createRevisionSource({ store, log: (line) => log(`api: ${line}`) })),
     }),
   );
 
