@@ -7,10 +7,9 @@
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { once } from "node:events";
-import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, chownSync, readFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { serve } from "@hono/node-server";
 import type { Hono } from "hono";
@@ -35,6 +34,7 @@ import { loadSqlite } from "../../control-plane/store/sqlite.ts";
 import type { ProxyStatus } from "../../control-plane/xds/status.ts";
 import { DEBUG_WASM, RELEASE_WASM } from "../support/artifacts.ts";
 import { WASMESH_BIN } from "../support/control-plane.ts";
+import { tempDir } from "../support/temp.ts";
 import { canMountTmpfs, fill, mountTmpfs } from "../support/tmpfs.ts";
 
 const API = "wasmesh.io/v1alpha1";
@@ -56,9 +56,8 @@ interface Harness {
 }
 
 async function setup(options: Partial<ApiOptions> = {}): Promise<Harness> {
-  const dataDir = mkdtempSync(join(tmpdir(), "wasmesh-api-"));
+  const dataDir = tempDir("api");
   const store = await openSqliteStore({ dataDir });
-  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
   cleanups.push(() => store.close());
   const metrics = new MetricsRegistry();
   const changes: number[] = [];
@@ -1090,8 +1089,7 @@ describe("when the store cannot be written", () => {
   });
 
   it("a lock another process holds: writes and /readyz answer 503 saying why; /healthz and reads stay 200", async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "wasmesh-api-"));
-    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const dataDir = tempDir("api");
     const store = await openSqliteStore({ dataDir, busyTimeoutMs: 100 });
     cleanups.push(() => store.close());
     const app = createApi({ store, version: "1.2.3", log: () => {} });
@@ -1119,8 +1117,7 @@ describe("when the store cannot be written", () => {
   });
 
   it("a read-only wasmesh.db, as the issue found it: `wasmesh server` answers 503 with SQLite's reason", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "wasmesh-api-ro-"));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const dir = tempDir("api-ro");
     const dataDir = join(dir, "data");
     const seeded = await openSqliteStore({ dataDir });
     await call(createApi({ store: seeded }), "POST", "/v1/services", service("reviews"));
@@ -1150,8 +1147,7 @@ describe("when the store cannot be written", () => {
   });
 
   it("a read-only data directory: `wasmesh server` refuses to start, naming the file and the directory", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "wasmesh-api-ro-"));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const dir = tempDir("api-ro");
     const dataDir = join(dir, "data");
     await (await openSqliteStore({ dataDir })).close();
     const user = unprivileged(dir, [dataDir, join(dataDir, DATABASE_FILE)]);
@@ -1178,8 +1174,7 @@ describe("when the store cannot be written", () => {
   it.skipIf(!canMountTmpfs())(
     "a full disk: /readyz says so, a module push answers 503 naming ENOSPC",
     async () => {
-      const dir = mkdtempSync(join(tmpdir(), "wasmesh-api-full-"));
-      cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+      const dir = tempDir("api-full");
       const tmpfs = mountTmpfs(dir, 2 * 1024 * 1024);
       cleanups.push(tmpfs.unmount);
       const store = await openSqliteStore({ dataDir: tmpfs.dir });
