@@ -30,8 +30,6 @@ export const EXTENSION_TYPE = {
   stringValue: "type.googleapis.com/google.protobuf.StringValue",
   /** Cluster.typed_extension_protocol_options: HTTP/2 upstreams (gRPC services). */
   httpProtocolOptions: "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-  /** Cluster.transport_socket: TLS to an https control plane (remote module delivery). */
-  upstreamTlsContext: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
 } as const;
 
 const PROTO_FILES = [
@@ -47,7 +45,6 @@ const PROTO_FILES = [
   "envoy/extensions/filters/http/wasm/v3/wasm.proto",
   "envoy/extensions/wasm/v3/wasm.proto",
   "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
-  "envoy/extensions/transport_sockets/tls/v3/tls.proto",
   "google/protobuf/wrappers.proto",
 ];
 

@@ -22,7 +22,6 @@ export interface ExtensionTypes {
   "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm": Wasm;
   "type.googleapis.com/google.protobuf.StringValue": StringValue;
   "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions": HttpProtocolOptions;
-  "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext": UpstreamTlsContext;
 }
 
 /** google.protobuf.Any: one of the EXTENSION_TYPE messages, with its type URL. */
@@ -182,22 +181,6 @@ export interface EnvoyEnums {
     | "OVERWRITE"
     | "APPEND_IF_ABSENT"
     | "PASS_THROUGH";
-  "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.TrustChainVerification":
-    | "VERIFY_TRUST_CHAIN"
-    | "ACCEPT_UNTRUSTED";
-  "envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher.SanType":
-    | "SAN_TYPE_UNSPECIFIED"
-    | "EMAIL"
-    | "DNS"
-    | "URI"
-    | "IP_ADDRESS"
-    | "OTHER_NAME";
-  "envoy.extensions.transport_sockets.tls.v3.TlsParameters.TlsProtocol":
-    | "TLS_AUTO"
-    | "TLSv1_0"
-    | "TLSv1_1"
-    | "TLSv1_2"
-    | "TLSv1_3";
   "envoy.type.v3.CodecClientType": "HTTP1" | "HTTP2" | "HTTP3";
   "envoy.type.v3.FractionalPercent.DenominatorType": "HUNDRED" | "TEN_THOUSAND" | "MILLION";
   "google.protobuf.NullValue": "NULL_VALUE";
@@ -2375,151 +2358,6 @@ export interface ScopedRoutes_ScopeKeyBuilder_FragmentBuilder_HeaderValueExtract
 export interface ScopedRoutes_ScopeKeyBuilder_FragmentBuilder_HeaderValueExtractor_KvElement {
   separator?: string;
   key?: string;
-}
-
-/** envoy.extensions.transport_sockets.tls.v3.CertificateProviderPluginInstance */
-export interface CertificateProviderPluginInstance {
-  instance_name?: string;
-  certificate_name?: string;
-}
-
-/** envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext */
-export interface CertificateValidationContext {
-  trusted_ca?: DataSource;
-  ca_certificate_provider_instance?: CertificateProviderPluginInstance;
-  system_root_certs?: CertificateValidationContext_SystemRootCerts;
-  watched_directory?: WatchedDirectory;
-  verify_certificate_spki?: string[];
-  verify_certificate_hash?: string[];
-  match_typed_subject_alt_names?: SubjectAltNameMatcher[];
-  /** @deprecated */
-  match_subject_alt_names?: TypeMatcher_StringMatcher[];
-  require_signed_certificate_timestamp?: BoolValue;
-  crl?: DataSource;
-  allow_expired_certificate?: boolean;
-  /** enum envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.TrustChainVerification */
-  trust_chain_verification?: number;
-  custom_validator_config?: TypedExtensionConfig;
-  only_verify_leaf_cert_crl?: boolean;
-  max_verify_depth?: UInt32Value;
-}
-
-/** envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.SystemRootCerts */
-export type CertificateValidationContext_SystemRootCerts = Record<string, never>;
-
-/** envoy.extensions.transport_sockets.tls.v3.CommonTlsContext */
-export interface CommonTlsContext {
-  tls_params?: TlsParameters;
-  tls_certificates?: TlsCertificate[];
-  tls_certificate_sds_secret_configs?: SdsSecretConfig[];
-  tls_certificate_provider_instance?: CertificateProviderPluginInstance;
-  /** @deprecated */
-  tls_certificate_certificate_provider?: CommonTlsContext_CertificateProvider;
-  /** @deprecated */
-  tls_certificate_certificate_provider_instance?: CommonTlsContext_CertificateProviderInstance;
-  /** oneof validation_context_type */
-  validation_context?: CertificateValidationContext;
-  /** oneof validation_context_type */
-  validation_context_sds_secret_config?: SdsSecretConfig;
-  /** oneof validation_context_type */
-  combined_validation_context?: CommonTlsContext_CombinedCertificateValidationContext;
-  /**
-   * oneof validation_context_type
-   * @deprecated
-   */
-  validation_context_certificate_provider?: CommonTlsContext_CertificateProvider;
-  /**
-   * oneof validation_context_type
-   * @deprecated
-   */
-  validation_context_certificate_provider_instance?: CommonTlsContext_CertificateProviderInstance;
-  alpn_protocols?: string[];
-  custom_handshaker?: TypedExtensionConfig;
-  key_log?: TlsKeyLog;
-}
-
-/** envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.CertificateProvider */
-export interface CommonTlsContext_CertificateProvider {
-  name?: string;
-  /** oneof config */
-  typed_config?: TypedExtensionConfig;
-}
-
-/** envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.CertificateProviderInstance */
-export interface CommonTlsContext_CertificateProviderInstance {
-  instance_name?: string;
-  certificate_name?: string;
-}
-
-/** envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.CombinedCertificateValidationContext */
-export interface CommonTlsContext_CombinedCertificateValidationContext {
-  default_validation_context?: CertificateValidationContext;
-  validation_context_sds_secret_config?: SdsSecretConfig;
-  /** @deprecated */
-  validation_context_certificate_provider?: CommonTlsContext_CertificateProvider;
-  /** @deprecated */
-  validation_context_certificate_provider_instance?: CommonTlsContext_CertificateProviderInstance;
-}
-
-/** envoy.extensions.transport_sockets.tls.v3.PrivateKeyProvider */
-export interface PrivateKeyProvider {
-  provider_name?: string;
-  /** oneof config_type */
-  typed_config?: KnownAny;
-  fallback?: boolean;
-}
-
-/** envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig */
-export interface SdsSecretConfig {
-  name?: string;
-  sds_config?: ConfigSource;
-}
-
-/** envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher */
-export interface SubjectAltNameMatcher {
-  /** enum envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher.SanType */
-  san_type?: number;
-  matcher?: TypeMatcher_StringMatcher;
-  oid?: string;
-}
-
-/** envoy.extensions.transport_sockets.tls.v3.TlsCertificate */
-export interface TlsCertificate {
-  certificate_chain?: DataSource;
-  private_key?: DataSource;
-  pkcs12?: DataSource;
-  watched_directory?: WatchedDirectory;
-  private_key_provider?: PrivateKeyProvider;
-  password?: DataSource;
-  ocsp_staple?: DataSource;
-  signed_certificate_timestamp?: DataSource[];
-}
-
-/** envoy.extensions.transport_sockets.tls.v3.TlsKeyLog */
-export interface TlsKeyLog {
-  path?: string;
-  local_address_range?: CidrRange[];
-  remote_address_range?: CidrRange[];
-}
-
-/** envoy.extensions.transport_sockets.tls.v3.TlsParameters */
-export interface TlsParameters {
-  /** enum envoy.extensions.transport_sockets.tls.v3.TlsParameters.TlsProtocol */
-  tls_minimum_protocol_version?: number;
-  /** enum envoy.extensions.transport_sockets.tls.v3.TlsParameters.TlsProtocol */
-  tls_maximum_protocol_version?: number;
-  cipher_suites?: string[];
-  ecdh_curves?: string[];
-  signature_algorithms?: string[];
-}
-
-/** envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext */
-export interface UpstreamTlsContext {
-  common_tls_context?: CommonTlsContext;
-  sni?: string;
-  allow_renegotiation?: boolean;
-  max_session_keys?: UInt32Value;
-  enforce_rsa_key_usage?: BoolValue;
 }
 
 /** envoy.extensions.upstreams.http.v3.HttpProtocolOptions */
