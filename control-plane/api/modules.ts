@@ -1,5 +1,5 @@
 // Module routes: uploading a module version (the only way a WasmModule resource is written) and
-// serving stored bytes by sha256, which is what Envoy's remote code fetch asks for.
+// serving stored bytes by sha256, exactly as pushed (sidecars get module code inline over ECDS).
 import { getConnInfo } from "@hono/node-server/conninfo";
 import { Type } from "@sinclair/typebox";
 import { type Context, Hono } from "hono";
@@ -189,7 +189,7 @@ export function moduleRoutes(deps: ModuleDeps): Hono {
 
   const getModuleBytes = describeRoute({
     operationId: "getModuleBytes",
-    summary: "The bytes of a module version, by sha256 (Envoy's remote code fetch)",
+    summary: "The bytes of a module version, by sha256, exactly as pushed",
     tags: ["WasmModule"],
     parameters: [nameParam, pathParam("file", "<sha256>.wasm", Type.String({ pattern: WASM_FILE.source }))],
     responses: {
@@ -203,8 +203,7 @@ export function moduleRoutes(deps: ModuleDeps): Hono {
     const sha256 = WASM_FILE.exec(c.req.param("file"))?.[1];
     if (sha256 === undefined) throw notFound("module files are named <sha256>.wasm (lower-case hex)");
     if (name === MESH_MODULE) {
-      // The built-in has no WasmModule resource, and only its own digest is served under its name
-      // (every sidecar's routing filter fetches it when delivery is remote).
+      // The built-in has no WasmModule resource, and only its own digest is served under its name.
       if (sha256 !== c.var.modules.builtinSha256) throw notFound(`no module version ${sha256}`);
     } else if (!(await store.get("WasmModule", name))) {
       // Only bytes of a module that exists: deleting the WasmModule withdraws its versions.
