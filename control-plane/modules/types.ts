@@ -54,7 +54,7 @@ export interface ModuleRegistry {
   readonly builtinSha256: string;
   /** Validates (WebAssembly.validate, Proxy-Wasm exports and ABI, smoke run), stores, publishes. */
   push(name: string, bytes: Uint8Array, options?: PushOptions): Promise<PushResult>;
-  /** The bytes of a stored version, for Envoy's remote fetch; undefined if unknown. */
+  /** The bytes of a stored version (GET /v1/modules/<name>/<sha256>.wasm); undefined if unknown. */
   bytes(sha256: string): Promise<Uint8Array | undefined>;
   /**
    * The code of every module the given WasmModule resources name, plus the built-in "mesh", by

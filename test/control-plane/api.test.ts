@@ -1002,8 +1002,8 @@ describe("modules", () => {
     expectError(await call(h.app, "GET", `/v1/modules/other/${sha}.wasm`), 404, "not_found");
     expectError(await call(h.app, "GET", `/v1/modules/tagger/${"0".repeat(64)}.wasm`), 404, "not_found");
     expectError(await call(h.app, "GET", "/v1/modules/tagger/latest.wasm"), 404, "not_found");
-    // The built-in has no WasmModule resource but is served under its reserved name (remote
-    // delivery fetches it for every sidecar); only its own digest is.
+    // The built-in has no WasmModule resource but is served under its reserved name; only its own
+    // digest is.
     const mesh = await builtin();
     const builtinBytes = await h.app.request(`/v1/modules/mesh/${mesh.sha256}.wasm`);
     expect(builtinBytes.status).toBe(200);
