@@ -17,6 +17,8 @@
 import { availableParallelism, setPriority } from "node:os";
 import { Worker } from "node:worker_threads";
 import { DEFAULT_MEMORY_LIMIT_BYTES, mib } from "../../host/index.ts";
+import type { ModuleCode } from "../envoy/index.ts";
+import type { ConfigureJob, ConfigureResult, ConfigureVerdict } from "./configure.ts";
 import type { ValidateOptions, ValidateResult } from "./validate.ts";
 
 export interface IsolationLimits {
@@ -31,9 +33,12 @@ export interface IsolationLimits {
 export interface ValidationPoolOptions extends IsolationLimits {
   /** Worker threads at most (default defaultPoolSize()); more validations wait their turn. */
   size?: number;
-  /** An idle worker exits after this long (default 30 s); the next validation starts a new one. */
+  /**
+   * An idle worker exits after this long (default 30 s); the next validation starts a new one.
+   * Infinity keeps idle workers (and the modules they keep warm) for the pool's lifetime.
+   */
   idleMs?: number;
-  /** A validation still running after this long runs at the lowest CPU priority (default 200 ms). */
+  /** A validation still running after this long runs at the lowest CPU priority (default 200 ms; Infinity: never). */
   lowerPriorityAfterMs?: number;
 }
 
@@ -54,10 +59,17 @@ export function defaultPoolSize(cpus: number = availableParallelism()): number {
   return Math.min(16, Math.max(6, 2 * cpus));
 }
 
+/** What a worker is handed: a validation, or configurations to load into a module it may keep warm. */
+export type WorkerRequest =
+  | { kind: "validate"; bytes: Uint8Array; options: ValidateOptions }
+  | { kind: "configure"; job: ConfigureJob };
+
 interface Job {
-  bytes: Uint8Array;
-  options: ValidateOptions;
-  resolve: (result: ValidateResult) => void;
+  request: WorkerRequest;
+  /** Answers the job: what the worker said, or why the pool could not get an answer (the message). */
+  settle: (reply: WorkerReply | string) => void;
+  /** The memory ceiling it runs under, for the time limit's message. */
+  memoryLimitBytes: number;
 }
 
 interface PoolWorker {
@@ -71,12 +83,21 @@ interface PoolWorker {
   startedAt?: number;
   /** Running at low priority: it cannot be raised again, so the worker is retired after its job. */
   lowered: boolean;
+  /** The module digests it keeps warm for configure jobs (as it last said). */
+  warm: Set<string>;
   /** Terminated or crashed: its events are no longer news. */
   gone: boolean;
 }
 
-/** What a worker posts: its thread id once started, then the result of each job. */
-export type WorkerMessage = { kind: "started"; tid?: number } | { kind: "result"; result: ValidateResult };
+/** What a worker posts about a job. */
+export type WorkerReply =
+  | { kind: "result"; result: ValidateResult }
+  | { kind: "configured"; result: ConfigureResult };
+
+/** What a worker posts: its thread id once started, then the reply to each job. */
+export type WorkerMessage = { kind: "started"; tid?: number } | WorkerReply;
+
+const SHUTTING_DOWN = "the control plane is shutting down";
 
 const smokeFailure = (message: string): ValidateResult => ({
   ok: false,
@@ -116,9 +137,60 @@ export class ValidationPool {
 
   /** validateModule in a worker of the pool, with the pool's time and memory limits. */
   validate(bytes: Uint8Array, options: ValidateOptions = {}): Promise<ValidateResult> {
-    if (this.#closed) return Promise.resolve(smokeFailure("the control plane is shutting down"));
+    if (this.#closed) return Promise.resolve(smokeFailure(SHUTTING_DOWN));
+    const limited = { memoryLimitBytes: this.memoryLimitBytes, ...options };
     return new Promise((resolve) => {
-      this.#queue.push({ bytes, options: { memoryLimitBytes: this.memoryLimitBytes, ...options }, resolve });
+      this.#queue.push({
+        request: { kind: "validate", bytes, options: limited },
+        settle: (reply) =>
+          resolve(
+            typeof reply === "string"
+              ? smokeFailure(reply)
+              : reply.kind === "result"
+                ? reply.result
+                : smokeFailure("the worker answered a validation with something else"),
+          ),
+        memoryLimitBytes: limited.memoryLimitBytes ?? this.memoryLimitBytes,
+      });
+      this.#dispatch();
+    });
+  }
+
+  /**
+   * The module's verdict on each configuration (configure.ts), in a worker of the pool, with the
+   * pool's time and memory limits over the whole batch: a module still configuring when the time is
+   * up has every configuration of the batch refused with the reason. A worker that has the module
+   * warm is preferred, so its VM is reused.
+   */
+  configure(
+    code: ModuleCode,
+    rootId: string,
+    configurations: readonly string[],
+  ): Promise<ConfigureVerdict[]> {
+    const refuseAll = (error: string) =>
+      configurations.map((): ConfigureVerdict => ({ ok: false, error, transient: true }));
+    if (this.#closed) return Promise.resolve(refuseAll(SHUTTING_DOWN));
+    if (configurations.length === 0) return Promise.resolve([]);
+    return new Promise((resolve) => {
+      const job: ConfigureJob = {
+        sha256: code.sha256,
+        bytes: code.bytes,
+        rootId,
+        configurations,
+        memoryLimitBytes: this.memoryLimitBytes,
+      };
+      this.#queue.push({
+        request: { kind: "configure", job },
+        settle: (reply) =>
+          resolve(
+            typeof reply === "string"
+              ? refuseAll(reply)
+              : reply.kind === "configured"
+                ? reply.result.verdicts
+                : refuseAll("the worker answered a configuration check with something else"),
+          ),
+        memoryLimitBytes: this.memoryLimitBytes,
+      });
       this.#dispatch();
     });
   }
@@ -126,20 +198,22 @@ export class ValidationPool {
   /** Stops every worker; validations still running or waiting are answered with a failure. */
   async close(): Promise<void> {
     this.#closed = true;
-    for (const job of this.#queue.splice(0)) job.resolve(smokeFailure("the control plane is shutting down"));
+    for (const job of this.#queue.splice(0)) job.settle(SHUTTING_DOWN);
     const workers = [...this.#workers];
-    for (const entry of workers) this.#retire(entry, smokeFailure("the control plane is shutting down"));
+    for (const entry of workers) this.#retire(entry, SHUTTING_DOWN);
     await Promise.all(workers.map((entry) => entry.worker.terminate()));
   }
 
   #dispatch(): void {
     while (this.#queue.length > 0) {
-      let entry = this.#idle.pop();
+      const job = this.#queue[0] as Job;
+      let entry = this.#takeIdle(job);
       if (!entry) {
         if (this.#workers.size >= this.size) return;
         entry = this.#spawn();
       }
-      this.#start(entry, this.#queue.shift() as Job);
+      this.#queue.shift();
+      this.#start(entry, job);
     }
     // A warm spare for the next push, while there is room for one.
     if (
@@ -152,11 +226,19 @@ export class ValidationPool {
     }
   }
 
+  /** An idle worker for `job`: for a configure job, preferably one that has its module warm. */
+  #takeIdle(job: Job): PoolWorker | undefined {
+    const digest = job.request.kind === "configure" ? job.request.job.sha256 : undefined;
+    const at = digest === undefined ? -1 : this.#idle.findLastIndex((entry) => entry.warm.has(digest));
+    if (at >= 0) return this.#idle.splice(at, 1)[0];
+    return this.#idle.pop();
+  }
+
   #spawn(): PoolWorker {
     const worker = new Worker(new URL("./validate-worker.ts", import.meta.url), {
       resourceLimits: { maxOldGenerationSizeMb: this.#heapMb },
     });
-    const entry: PoolWorker = { worker, lowered: false, gone: false };
+    const entry: PoolWorker = { worker, lowered: false, gone: false, warm: new Set() };
     this.#workers.add(entry);
     worker.on("message", (message: WorkerMessage) => {
       if (entry.gone) return;
@@ -166,7 +248,8 @@ export class ValidationPool {
         if (entry.job && entry.lowerTimer === undefined && entry.lowered === false)
           this.#scheduleLowering(entry);
       } else if (entry.job) {
-        this.#finish(entry, message.result);
+        if (message.kind === "configured") entry.warm = new Set(message.result.warm);
+        this.#finish(entry, message);
       }
     });
     worker.once("error", (error: Error) => {
@@ -175,11 +258,9 @@ export class ValidationPool {
           ? `ran out of memory during the smoke run: its JavaScript heap is limited to ${this.#heapMb} MiB ` +
             "(a module that logs or allocates through the host without end?)"
           : `validation failed: ${error.message}`;
-      this.#retire(entry, smokeFailure(message));
+      this.#retire(entry, message);
     });
-    worker.once("exit", (code) =>
-      this.#retire(entry, smokeFailure(`validation stopped unexpectedly (exit ${code})`)),
-    );
+    worker.once("exit", (code) => this.#retire(entry, `validation stopped unexpectedly (exit ${code})`));
     return entry;
   }
 
@@ -192,16 +273,20 @@ export class ValidationPool {
     entry.timer = setTimeout(() => {
       // The module's memory cannot have passed the ceiling (validate.ts caps it), so a timeout is
       // time spent running, not memory: say both.
-      const limit = mib(job.options.memoryLimitBytes ?? this.memoryLimitBytes);
+      const limit = mib(job.memoryLimitBytes);
       this.#retire(
         entry,
-        smokeFailure(
-          `did not finish within ${this.timeoutMs} ms: it was still running (a loop that never returns?); ` +
-            `its memory stayed within the ${limit} limit`,
-        ),
+        `did not finish within ${this.timeoutMs} ms: it was still running (a loop that never returns?); ` +
+          `its memory stayed within the ${limit} limit`,
       );
     }, this.timeoutMs);
-    entry.worker.postMessage({ bytes: job.bytes, options: job.options });
+    const request = job.request;
+    // A module the worker has warm is not sent again.
+    const message: WorkerRequest =
+      request.kind === "configure" && entry.warm.has(request.job.sha256)
+        ? { kind: "configure", job: { ...request.job, bytes: undefined } }
+        : request;
+    entry.worker.postMessage(message);
   }
 
   /** Lowers the worker's priority once its job has run #lowerAfterMs (when its thread id is known). */
@@ -209,6 +294,7 @@ export class ValidationPool {
     clearTimeout(entry.lowerTimer);
     entry.lowerTimer = undefined;
     if (entry.tid === undefined || entry.startedAt === undefined) return;
+    if (!Number.isFinite(this.#lowerAfterMs)) return;
     const tid = entry.tid;
     const wait = Math.max(0, this.#lowerAfterMs - (performance.now() - entry.startedAt));
     entry.lowerTimer = setTimeout(() => {
@@ -222,7 +308,7 @@ export class ValidationPool {
     }, wait);
   }
 
-  #finish(entry: PoolWorker, result: ValidateResult): void {
+  #finish(entry: PoolWorker, reply: WorkerReply): void {
     clearTimeout(entry.timer);
     clearTimeout(entry.lowerTimer);
     const job = entry.job;
@@ -230,7 +316,7 @@ export class ValidationPool {
     entry.startedAt = undefined;
     if (entry.lowered) this.#retire(entry);
     else this.#idleFrom(entry);
-    job?.resolve(result);
+    job?.settle(reply);
     this.#dispatch();
   }
 
@@ -238,13 +324,16 @@ export class ValidationPool {
   #idleFrom(entry: PoolWorker): void {
     entry.worker.unref();
     clearTimeout(entry.timer);
-    entry.timer = setTimeout(() => this.#retire(entry), this.#idleMs);
-    entry.timer.unref();
+    entry.timer = undefined;
+    if (Number.isFinite(this.#idleMs)) {
+      entry.timer = setTimeout(() => this.#retire(entry), this.#idleMs);
+      entry.timer.unref();
+    }
     this.#idle.push(entry);
   }
 
-  /** Ends a worker (a stuck one is terminated) and answers its validation, if it had one. */
-  #retire(entry: PoolWorker, result?: ValidateResult): void {
+  /** Ends a worker (a stuck one is terminated) and answers its job, if it had one, with `reason`. */
+  #retire(entry: PoolWorker, reason?: string): void {
     if (entry.gone) return;
     entry.gone = true;
     clearTimeout(entry.timer);
@@ -255,7 +344,7 @@ export class ValidationPool {
     void entry.worker.terminate();
     const job = entry.job;
     entry.job = undefined;
-    if (job) job.resolve(result ?? smokeFailure("validation stopped unexpectedly"));
+    if (job) job.settle(reason ?? "validation stopped unexpectedly");
     if (!this.#closed) this.#dispatch();
   }
 }

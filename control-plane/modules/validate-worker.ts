@@ -1,11 +1,13 @@
 // A worker of the validation pool (see isolate.ts): says its OS thread id (so the pool can lower
-// the priority of a validation that runs long), then runs validateModule for each job it is
-// handed, one at a time, so that the smoke run's calls into uploaded code never stall or crash the
-// control plane's event loop.
+// the priority of a validation that runs long), then runs each job it is handed, one at a time: a
+// module's validation (validateModule), or configurations loaded into a module it keeps warm
+// (configure.ts), so that calls into uploaded code never stall or crash the control plane's event
+// loop.
 import { readlinkSync } from "node:fs";
 import { parentPort } from "node:worker_threads";
-import type { WorkerMessage } from "./isolate.ts";
-import { type ValidateOptions, validateModule } from "./validate.ts";
+import { ConfigureSession } from "./configure.ts";
+import type { WorkerMessage, WorkerRequest } from "./isolate.ts";
+import { validateModule } from "./validate.ts";
 
 /** This thread's id on Linux ("<pid>/task/<tid>"); undefined elsewhere. */
 function threadId(): number | undefined {
@@ -20,6 +22,11 @@ function threadId(): number | undefined {
 const post = (message: WorkerMessage) => parentPort?.postMessage(message);
 const tid = threadId();
 post({ kind: "started", ...(tid !== undefined ? { tid } : {}) });
-parentPort?.on("message", async ({ bytes, options }: { bytes: Uint8Array; options: ValidateOptions }) => {
-  post({ kind: "result", result: await validateModule(bytes, options) });
+const session = new ConfigureSession();
+parentPort?.on("message", async (request: WorkerRequest) => {
+  if (request.kind === "validate") {
+    post({ kind: "result", result: await validateModule(request.bytes, request.options) });
+  } else {
+    post({ kind: "configured", result: await session.run(request.job) });
+  }
 });

@@ -335,7 +335,7 @@ function runRequest(host: ProxyWasmHost, plugin: Plugin, memoryLimitBytes: numbe
  * The refusal of a module whose memory went past the limit: what the grow function added by
  * limitMemory recorded (the size asked for), else what the host saw after a callback.
  */
-function memoryError(host: ProxyWasmHost, limitBytes: number): FieldError | undefined {
+export function memoryError(host: ProxyWasmHost, limitBytes: number): FieldError | undefined {
   const failure = host.failure;
   const where = failure ? ` in ${failure.callback}` : "";
   const asked = host.exportedGlobal(MEMORY_REQUEST_EXPORT);
@@ -360,7 +360,7 @@ function configurationFailure(message: string): { ok: false; errors: FieldError[
 }
 
 /** "trapped in proxy_on_vm_start: unreachable (the module logged: ...)". */
-function trapped(failure: VmFailure): string {
+export function trapped(failure: VmFailure): string {
   const message = failure.message.replace(/^RuntimeError: /, "");
   const said = failure.moduleMessage !== undefined ? ` (the module logged: ${failure.moduleMessage})` : "";
   return `trapped in ${failure.callback}: ${message}${said}`;
