@@ -56,10 +56,24 @@ export const MAX_DEPTH = 64;
 
 const NUL = "contains a NUL character (\\u0000)";
 
+/** A UTF-16 surrogate without its pair (JSON's "\ud800" can write one): no UTF-8 text holds it. */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+function textErrors(text: string): string | undefined {
+  if (text.includes("\0")) return NUL;
+  const lone = LONE_SURROGATE.exec(text)?.[0];
+  if (lone !== undefined) {
+    const code = (lone.codePointAt(0) ?? 0).toString(16);
+    return `contains an unpaired surrogate (\\u${code}): not Unicode text, which Envoy and the filters take as UTF-8`;
+  }
+  return undefined;
+}
+
 /**
  * What plain data must not hold: nesting past MAX_DEPTH (then the one error: a value that contains
  * itself, which a YAML alias can build, is infinitely deep), NUL characters in strings and keys
- * (C strings in Envoy and the filters end there) and objects other than plain ones and arrays. The recursion stops at MAX_DEPTH, so any input is
+ * (C strings in Envoy and the filters end there), unpaired surrogates (no UTF-8 for them: the
+ * filters' JSON parser refuses them) and objects other than plain ones and arrays. The recursion stops at MAX_DEPTH, so any input is
  * safe; a value shared by several parents is walked again only when reached deeper than before.
  */
 function plainDataErrors(root: unknown): FieldError[] {
@@ -70,7 +84,8 @@ function plainDataErrors(root: unknown): FieldError[] {
     const at = path === "" ? "(root)" : path;
     if (tooDeep !== undefined) return;
     if (typeof value === "string") {
-      if (report && value.includes("\0")) errors.push({ path: at, message: NUL });
+      const problem = report ? textErrors(value) : undefined;
+      if (problem !== undefined) errors.push({ path: at, message: problem });
       return;
     }
     if (typeof value !== "object" || value === null) return;
@@ -97,8 +112,8 @@ function plainDataErrors(root: unknown): FieldError[] {
       return;
     }
     for (const [key, v] of Object.entries(value)) {
-      if (fresh && key.includes("\0"))
-        errors.push({ path: at, message: `key ${JSON.stringify(key)} ${NUL}` });
+      const problem = fresh ? textErrors(key) : undefined;
+      if (problem !== undefined) errors.push({ path: at, message: `key ${JSON.stringify(key)} ${problem}` });
       walk(v, path === "" ? key : `${path}.${key}`, depth + 1, fresh);
     }
   };
@@ -109,7 +124,7 @@ function plainDataErrors(root: unknown): FieldError[] {
 export interface ValidateOptions {
   /**
    * The document was read back from the store. It was accepted when it was written, so the rules on
-   * input added since (plain data: no NUL characters, no nesting past MAX_DEPTH) do not drop it from
+   * input added since (plain data: no NUL characters or unpaired surrogates, no nesting past MAX_DEPTH) do not drop it from
    * the mesh after an upgrade; everything else is checked as always. (A stored document came from
    * JSON text, so it holds no cycle, and its depth was within what JSON.stringify could write.)
    */
