@@ -19,7 +19,7 @@ import {
   ValidationPool,
   type ValidationPoolOptions,
 } from "./modules/index.ts";
-import { createRevisionSource, type MeshRevision } from "./revision/index.ts";
+import { createConfigurationCheck, createRevisionSource, type MeshRevision } from "./revision/index.ts";
 import { openSqliteStore, type ResourceStore } from "./store/index.ts";
 import { proxyClassKey } from "./translate/index.ts";
 import { VERSION } from "./version.ts";
@@ -39,6 +39,11 @@ export interface ControlPlaneOptions {
   validation?: Pick<ValidationPoolOptions, "size" | "timeoutMs" | "memoryLimitBytes"> & {
     perClient?: number;
   };
+  /**
+   * Load what each write would configure into the modules before committing it, and refuse what
+   * they refuse (default true; revision/check.ts). Off only to measure what the check costs.
+   */
+  checkConfigurations?: boolean;
   /** Also write the edge configuration into this Workers KV key after each change (edge/kv.ts). */
   edgeKv?: Omit<KvPublisherOptions, "source" | "log" | "fetch">;
   log?: (line: string) => void;
@@ -83,6 +88,30 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     // The code sidecars get declares the same ceiling as its maximum memory.
     memoryLimitBytes: pool.memoryLimitBytes,
   });
+
+  // The configuration checks of writes (revision/check.ts). The routing filter's runs under the API's
+  // write lock, in the built-in module: a lane of its own, one worker kept with the module warm, so
+  // it never waits behind user modules' checks nor starts a thread; the same time limit and memory
+  // ceiling as validations. WasmPlugins of user modules are checked in the validation pool, before
+  // the lock.
+  const routingLane = new ValidationPool({
+    size: 1,
+    idleMs: Number.POSITIVE_INFINITY,
+    lowerPriorityAfterMs: Number.POSITIVE_INFINITY,
+    timeoutMs: pool.timeoutMs,
+    memoryLimitBytes: pool.memoryLimitBytes,
+  });
+  const check =
+    options.checkConfigurations === false
+      ? undefined
+      : createConfigurationCheck({
+          builtin,
+          moduleBytes: (sha256) => modules.bytes(sha256),
+          configure: (code, rootId, configurations) =>
+            (code.sha256 === builtin.sha256 ? routingLane : pool).configure(code, rootId, configurations),
+        });
+  // Started now, so the first write finds the worker up and the module compiled.
+  if (check) void routingLane.configure(builtin, "wasmesh", ["{}"]);
 
   // One load and compile per store revision, for xDS, GET /v1/edge/config and the KV publisher.
   const revisions = createRevisionSource({
@@ -139,6 +168,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     metrics,
     version: VERSION,
     edge,
+    ...(check ? { check } : {}),
     ...(validation.perClient !== undefined ? { validationsPerClient: validation.perClient } : {}),
     validationRetryAfterSeconds: Math.ceil(pool.timeoutMs / 1000),
   });
@@ -169,6 +199,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       });
       await xds.close();
       await pool.close();
+      await routingLane.close();
       await edgeKv?.close();
       await reloading;
       await store.close();

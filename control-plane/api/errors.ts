@@ -5,6 +5,7 @@ import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { ModuleRejectedError } from "../modules/types.ts";
 import type { FieldError } from "../resources/index.ts";
+import { ConfigurationCheckUnavailableError } from "../revision/index.ts";
 import { ConflictError, InvalidChangeError, StoreClosedError, StoreUnwritableError } from "../store/index.ts";
 
 const ERROR_CODES = [
@@ -124,6 +125,9 @@ export function toApiError(error: unknown): ApiError | undefined {
   if (error instanceof StoreClosedError) return new ApiError(503, "unavailable", error.message);
   // Nothing the client sent can fix it, and it says why: "…: attempt to write a readonly database".
   if (error instanceof StoreUnwritableError) return new ApiError(503, "unavailable", error.message);
+  // The built-in module gave no verdict (its time limit, a crash): the write may well be fine.
+  if (error instanceof ConfigurationCheckUnavailableError)
+    return new ApiError(503, "unavailable", error.message);
   const errno = (error as NodeJS.ErrnoException | undefined)?.code;
   if (errno !== undefined && FILE_SYSTEM_FULL_OR_READ_ONLY[errno] !== undefined) {
     // The module registry's blobs are files next to the database.

@@ -11,7 +11,7 @@ import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "../metrics.ts";
 import { DEFAULT_VALIDATION_TIMEOUT_MS } from "../modules/isolate.ts";
 import type { ModuleRegistry } from "../modules/types.ts";
 import { KINDS } from "../resources/index.ts";
-import { createRevisionSource } from "../revision/index.ts";
+import { type ConfigurationCheck, createRevisionSource } from "../revision/index.ts";
 import type { ResourceStore } from "../store/index.ts";
 import { ProxyStatus } from "../xds/status.ts";
 import { edgeRoutes } from "./edge.ts";
@@ -45,6 +45,11 @@ export interface ApiOptions {
   onChange?: (revision: number) => void;
   /** What GET /v1/edge/config serves; default translated from `store`, once per revision. */
   edge?: EdgeConfigSource;
+  /**
+   * Loads what a write would configure into the modules before it is committed, refusing what they
+   * refuse (revision/check.ts); without it, writes are checked by the schemas only.
+   */
+  check?: ConfigurationCheck;
   /** Reported by /healthz and the OpenAPI document. */
   version?: string;
   /** Where unexpected errors go (default console.error); responses never carry them. */
@@ -70,7 +75,7 @@ export function createApi(options: ApiOptions): Hono {
   const version = options.version ?? "dev";
   const log = options.log ?? ((message: string, error?: unknown) => console.error(message, error ?? ""));
   const metrics = options.metrics ?? new MetricsRegistry();
-  const writer = createWriter(store, options.onChange, log);
+  const writer = createWriter(store, options.onChange, log, options.check);
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
 
   const requests = metrics.counter(

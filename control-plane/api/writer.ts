@@ -1,16 +1,21 @@
 // Every write of the API goes through here: one at a time per store, so that the reference check
 // and the apply see the same state; reference validation over the whole resulting state; unchanged
-// documents skipped; one store.apply per request (all or nothing); onChange after a real commit.
+// documents skipped; the modules' check of what the proxies would load (revision/check.ts: the
+// WasmPlugins' configurations before the lock, the routing filter under it); one store.apply per
+// request (all or nothing); onChange after a real commit.
 import {
   type Kind,
+  MESH_MODULE,
   type ReferenceError as ReferenceProblem,
   type Resource,
   validateReferences,
   validateResource,
+  type WasmPlugin,
 } from "../resources/index.ts";
+import type { ConfigurationCheck, ConfigurationProblem, PluginCheck } from "../revision/index.ts";
 import type { AppliedChange, Change, ResourceStore, StoredResource } from "../store/index.ts";
 import { ConflictError } from "../store/index.ts";
-import { type ErrorDetail, invalid, notFound } from "./errors.ts";
+import { ApiError, type ErrorDetail, invalid, notFound } from "./errors.ts";
 
 export type Desired =
   /** expectedVersion: undefined writes unconditionally, null requires absence (create). */
@@ -80,6 +85,7 @@ export function createWriter(
   store: ResourceStore,
   onChange: ((revision: number) => void) | undefined,
   log: (message: string, error?: unknown) => void,
+  check?: ConfigurationCheck,
 ): Writer {
   function notify(revision: number): void {
     try {
@@ -90,9 +96,27 @@ export function createWriter(
     }
   }
 
+  /**
+   * The configurations of the WasmPlugins `desired` puts, loaded into their modules as stored now:
+   * before the write lock, so that a module spinning out its time limit holds up no other write.
+   */
+  async function checkPlugins(desired: readonly Desired[]): Promise<PluginCheck[]> {
+    const plugins = desired.flatMap((d) =>
+      d.op === "put" && d.resource.kind === "WasmPlugin" ? [d.resource as WasmPlugin] : [],
+    );
+    if (check === undefined || plugins.length === 0) return [];
+    const digests = new Map<string, string>();
+    for (const module of await store.list("WasmModule")) {
+      const sha256 = (module.spec as { sha256?: unknown } | null)?.sha256;
+      if (typeof sha256 === "string") digests.set(module.metadata.name, sha256);
+    }
+    return check.plugins(plugins, digests);
+  }
+
   async function writeLocked(
     desired: readonly Desired[],
     options: { dryRun?: boolean } = {},
+    plugins: readonly PluginCheck[] = [],
   ): Promise<WriteResult> {
     const stored = new Map<string, StoredResource>();
     const state = new Map<string, Resource>();
@@ -228,12 +252,35 @@ export function createWriter(
       // Nothing to store: no transaction, no revision, no onChange.
       return { revision: await store.revision(), committed: false, outcomes: outcomesOf([]), warnings };
     }
+    if (check !== undefined) {
+      const found = await configurationProblems(check, plugins, [...state.values()], baseline, changes, puts);
+      warnings.push(...found.warnings.map(detailOf));
+      if (found.errors.length > 0) {
+        throw invalid(
+          "the modules refuse the configuration this write would give the proxies and the edge; nothing was stored",
+          found.errors.map(detailOf),
+        );
+      }
+    }
     const dryRun = options.dryRun === true;
     const result = await store.apply(changes, { dryRun });
     const committed = !dryRun && result.changes.some((c) => c.op === "put" || c.deleted);
     if (committed) notify(result.revision);
     const revision = dryRun ? await store.revision() : result.revision;
     return { revision, committed, outcomes: outcomesOf(result.changes), warnings };
+
+    function detailOf(problem: ConfigurationProblem): ErrorDetail {
+      const { kind, name, path, message } = problem;
+      const key = kind !== undefined && name !== undefined ? keyOf(kind, name) : undefined;
+      const document = key !== undefined && puts.has(key) ? documents.get(key) : undefined;
+      return {
+        ...at(document),
+        ...(kind !== undefined ? { kind } : {}),
+        ...(name !== undefined ? { name } : {}),
+        path,
+        message,
+      };
+    }
 
     function outcomesOf(applied: readonly AppliedChange[]): Outcome[] {
       return desired.map((d, i): Outcome => {
@@ -262,8 +309,55 @@ export function createWriter(
   }
 
   return {
-    write: (desired, options) => exclusive(store, () => writeLocked(desired, options)),
+    write: async (desired, options) => {
+      const plugins = await checkPlugins(desired);
+      return exclusive(store, () => writeLocked(desired, options, plugins));
+    },
     exclusive: (fn) => exclusive(store, fn),
     committed: notify,
   };
+}
+
+/**
+ * What the modules refuse of the state a write leaves: the WasmPlugins it changes (checked before
+ * the lock, against the module digests then: a module pushed since makes the write a 409, to be
+ * applied again) and the routing filter (checked now, over the whole state).
+ */
+async function configurationProblems(
+  check: ConfigurationCheck,
+  plugins: readonly PluginCheck[],
+  candidate: readonly Resource[],
+  baseline: readonly Resource[],
+  changes: readonly Change[],
+  written: ReadonlySet<string>,
+): Promise<{ errors: ConfigurationProblem[]; warnings: ConfigurationProblem[] }> {
+  const changed = new Set(
+    changes.flatMap((c) => (c.op === "put" ? [keyOf(c.resource.kind, c.resource.metadata.name)] : [])),
+  );
+  const digests = new Map(
+    candidate.flatMap((r) => (r.kind === "WasmModule" ? [[r.metadata.name, r.spec.sha256] as const] : [])),
+  );
+  const errors: ConfigurationProblem[] = [];
+  for (const { plugin, sha256, problems } of plugins) {
+    if (!changed.has(keyOf(plugin.kind, plugin.metadata.name))) continue; // as stored: not this write's
+    const module = plugin.spec.module;
+    if (module !== MESH_MODULE && digests.get(module) !== sha256) {
+      throw new ApiError(
+        409,
+        "conflict",
+        `WasmModule '${module}' changed while WasmPlugin '${plugin.metadata.name}' was being checked against it; apply again`,
+        [
+          {
+            kind: "WasmPlugin",
+            name: plugin.metadata.name,
+            path: "spec.module",
+            message: "its module changed during the check",
+          },
+        ],
+      );
+    }
+    errors.push(...problems);
+  }
+  const routing = await check.routing(candidate, baseline, written);
+  return { errors: [...errors, ...routing.errors], warnings: routing.warnings };
 }

@@ -14,6 +14,16 @@ import type { ResourceStore } from "../store/index.ts";
 import { translateEdge } from "../translate/edge.ts";
 import { type CompiledMesh, compileMesh } from "../translate/index.ts";
 
+export {
+  type ConfigurationCheck,
+  type ConfigurationCheckOptions,
+  ConfigurationCheckUnavailableError,
+  type ConfigurationProblem,
+  type ConfigurationVerdict,
+  createConfigurationCheck,
+  type PluginCheck,
+} from "./check.ts";
+
 /** A store revision, loaded, validated and compiled once for every consumer. */
 export interface MeshRevision {
   readonly revision: number;
