@@ -1,4 +1,4 @@
-// encodeMessage (control-plane/xds/protos.ts) refuses what protobufjs alone would drop in silence:
+// encodeMessage (control-plane/envoy/protos.ts) refuses what protobufjs alone would drop in silence:
 // a key the message does not have, at any depth (nested messages, repeated fields, map values,
 // the content of an Any and of an Any inside it, well-known types), naming the type and the path.
 import { describe, expect, it } from "vitest";

@@ -19,10 +19,12 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   duration,
+  EXTENSION_TYPE,
   type ModuleCode,
   type ProxyConfig,
   parseNodeIdentity,
   TYPE_URL,
+  type VmConfig,
 } from "../../control-plane/envoy/index.ts";
 import { loadBuiltinModule } from "../../control-plane/modules/index.ts";
 import { type Resource, validateResource } from "../../control-plane/resources/index.ts";
@@ -108,12 +110,6 @@ async function startModuleServer(): Promise<ModuleServer> {
   };
 }
 
-interface WasmConfig {
-  name: string;
-  vm_config: { vm_id: string; code: unknown; nack_on_code_cache_miss?: boolean };
-  fail_open: boolean;
-}
-
 /**
  * The translation's output with every module's code fetched from `server` instead of inline, as
  * translation wrote it for the remote mode it once had (http_uri over a cluster for the API, the
@@ -126,11 +122,14 @@ function withRemoteCode(
   nackOnCacheMiss: boolean,
 ): ProxyConfig {
   const extensions = config[TYPE_URL.extensionConfig].map(({ name, resource }) => {
-    const typed = resource.typed_config as { config: WasmConfig };
-    const module = typed.config.vm_config.vm_id;
+    const typed = resource.typed_config;
+    // Translation makes every ECDS resource a Wasm filter (extensionResource).
+    if (typed?.["@type"] !== EXTENSION_TYPE.wasmFilter) throw new Error(`${name}: not a Wasm filter`);
+    const plugin = typed.config ?? {};
+    const module = plugin.vm_config?.vm_id ?? "";
     const sha = modules.get(module)?.sha256 ?? "";
-    const vmConfig = {
-      ...typed.config.vm_config,
+    const vmConfig: VmConfig = {
+      ...plugin.vm_config,
       ...(nackOnCacheMiss ? { nack_on_code_cache_miss: true } : {}),
       code: {
         remote: {
@@ -146,7 +145,7 @@ function withRemoteCode(
     };
     return {
       name,
-      resource: { ...resource, typed_config: { ...typed, config: { ...typed.config, vm_config: vmConfig } } },
+      resource: { ...resource, typed_config: { ...typed, config: { ...plugin, vm_config: vmConfig } } },
     };
   });
   const httpCluster = {
