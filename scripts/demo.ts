@@ -11,6 +11,7 @@ import { parseArgs } from "node:util";
 import { bootstrapYaml } from "../control-plane/cli/bootstrap.ts";
 import { DEFAULT_PORTS } from "../control-plane/envoy/index.ts";
 import { startControlPlane } from "../control-plane/server.ts";
+import { DENIED_HEADER } from "../schema/headers.ts";
 import { freePort, REPO_ROOT, startEnvoy } from "../test/support/envoy.ts";
 import { runLoad } from "../test/support/load.ts";
 import { sendHttp } from "../test/support/mesh-envoy.ts";
@@ -106,7 +107,7 @@ sample traffic through the sidecar:
   split of Route reviews in the store    -> ${split}
   ${`${requests} requests to reviews, measured`.padEnd(37)}  -> v1 ${measured.v1} (${share(measured.v1)}), v2 ${measured.v2} (${share(measured.v2)})${failed > 0 ? `, ${failed} failed` : ""}
   x-user: tester                         -> ${tester.headers.get("x-upstream")}
-  productpage -> ratings                 -> ${denied.status} (x-wasmesh-denied: ${denied.headers.get("x-wasmesh-denied")})
+  productpage -> ratings                 -> ${denied.status} (${DENIED_HEADER}: ${denied.headers.get(DENIED_HEADER)})
 `);
 
 if (once) await stop();

@@ -56,6 +56,9 @@ export {
   proxy_on_vm_start,
 } from "../sdk/exports";
 
+// The x-wasmesh-* headers this module sets. TypeScript (control plane, edge worker, tests) names
+// them in schema/headers.ts, which AssemblyScript cannot import: test/filters/reserved-headers.test.ts
+// fails when the built module and that file disagree.
 const ROUTE_HEADER_BYTES = String.UTF8.encode("x-wasmesh-cluster");
 const STATUS_HEADER_BYTES = String.UTF8.encode(":status");
 const CIRCUIT_HEADER = "x-wasmesh-circuit";

@@ -3,15 +3,15 @@
 // filter and an operator reading `/clusters` all see must be built in one place.
 import type { Subset } from "./schema.ts";
 
+/** Set by the routing filter; read by the outbound route's `cluster_header` (schema/headers.ts). */
+export { CLUSTER_HEADER } from "../../schema/headers.ts";
+
 /** Listener and RouteConfiguration names (one of each per direction). */
 export const OUTBOUND = "outbound";
 export const INBOUND = "inbound";
 
 /** ECDS name of the built-in routing filter on the outbound listener. */
 export const ROUTING_FILTER = "wasmesh.outbound.routing";
-
-/** Set by the routing filter; read by the outbound route's `cluster_header`. */
-export const CLUSTER_HEADER = "x-wasmesh-cluster";
 
 /**
  * Set by the routing filter's header rules to say which Route rule matched, so that the rule's

@@ -19,6 +19,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { CLUSTER_HEADER } from "../../schema/headers.ts";
 import { until } from "./wait.ts";
 
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -26,7 +27,7 @@ export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 export const ENVOY_VERSION = "1.37.0";
 export const DEFAULT_ENVOY_VENV_BIN = join(REPO_ROOT, ".tools", "envoy-venv", "bin", "envoy");
 /** The request header the mesh filter writes; routes send the request to the cluster it names. */
-export const CLUSTER_HEADER = "x-wasmesh-cluster";
+export { CLUSTER_HEADER };
 
 const INSTALL_HINT =
   "Install it with `bash scripts/install-envoy.sh` (Envoy 1.37.0 with the V8 Wasm runtime, into .tools/envoy-venv), " +

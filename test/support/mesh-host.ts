@@ -2,6 +2,7 @@
 // decision the conformance table speaks of: who answers, with what status and headers.
 import { readFileSync } from "node:fs";
 import { type HttpStream, type Plugin, ProxyWasmHost, SharedData } from "../../host/index.ts";
+import { CLUSTER_HEADER } from "../../schema/headers.ts";
 import { RELEASE_WASM } from "./artifacts.ts";
 
 let compiled: WebAssembly.Module | undefined;
@@ -135,7 +136,7 @@ export function decide(
     };
   }
   const upstreamHeaders = toMap(result.headers);
-  const cluster = upstreamHeaders.get("x-wasmesh-cluster") ?? null;
+  const cluster = upstreamHeaders.get(CLUSTER_HEADER) ?? null;
   const status = cluster === null ? 404 : upstream(cluster);
   const response = stream.responseHeaders(
     [

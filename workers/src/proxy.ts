@@ -1,11 +1,10 @@
 // One request through the mesh filters and on to an origin: request phase, origin chosen from the
 // routing header, fetch with both bodies streamed through the plugin, response phase.
 import type { Direction, HeaderPair, HttpStream, LocalResponse, ProxyWasmHost } from "../../host/index.ts";
+import { CLUSTER_HEADER } from "../../schema/headers.ts";
 import type { Generation } from "./edge-mesh.ts";
 import { fetchUpstream, takeRouterPolicy } from "./router.ts";
 
-/** Set by the routing filter (docs/filters.md): the cluster the request goes to. */
-const ROUTE_HEADER = "x-wasmesh-cluster";
 /** Set by the worker itself, in place of any the client sent. */
 const FORWARDED_NAMES: ReadonlySet<string> = new Set(["x-forwarded-host", "x-forwarded-proto"]);
 /** Statuses whose responses cannot carry a body (the Response constructor refuses one). */
@@ -57,7 +56,7 @@ async function exchange(
     return reply(stream, done, 503, "wasmesh edge: a filter holds the request and nothing resumes it\n");
 
   const forwarded = stream.requestHeaderPairs;
-  const cluster = first(forwarded, ROUTE_HEADER);
+  const cluster = first(forwarded, CLUSTER_HEADER);
   // As Envoy's cluster_header route does: no header is no route (404), an unknown cluster a 503,
   // and a cluster without endpoints (here: origins) Envoy's 503 "no healthy upstream".
   if (cluster === undefined) return reply(stream, done, 404, "wasmesh edge: no route matches this request\n");
