@@ -125,6 +125,7 @@ export function createApi(options: ApiOptions): Hono {
       validationsPerClient: options.validationsPerClient ?? DEFAULT_VALIDATIONS_PER_CLIENT,
       validationRetryAfterSeconds:
         options.validationRetryAfterSeconds ?? Math.ceil(DEFAULT_VALIDATION_TIMEOUT_MS / 1000),
+      ...(options.check ? { check: options.check } : {}),
     }),
   );
 

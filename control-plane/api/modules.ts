@@ -5,11 +5,18 @@ import { Type } from "@sinclair/typebox";
 import { type Context, Hono } from "hono";
 import { createMiddleware } from "hono/factory";
 import { describeRoute } from "hono-openapi";
-import type { ModuleRegistry } from "../modules/types.ts";
-import { MESH_MODULE, ResourceName, WasmModule } from "../resources/index.ts";
+import type { ModuleRegistry, PushOptions } from "../modules/types.ts";
+import {
+  MESH_MODULE,
+  ResourceName,
+  validateResource,
+  WasmModule,
+  type WasmPlugin,
+} from "../resources/index.ts";
+import type { ConfigurationCheck } from "../revision/index.ts";
 import type { ResourceStore } from "../store/index.ts";
 import { accepts, etag, expectedVersion, limit, WASM_TYPES } from "./body.ts";
-import { ApiError, ErrorDetail, notFound } from "./errors.ts";
+import { ApiError, ErrorDetail, invalid, notFound } from "./errors.ts";
 import { bodyOf, component, errorResponse, ifMatchHeader, json, pathParam, queryParam } from "./openapi.ts";
 import type { Writer } from "./writer.ts";
 
@@ -22,6 +29,8 @@ export interface ModuleDeps {
   validationsPerClient: number;
   /** The Retry-After of that 429: about how long a validation can take. */
   validationRetryAfterSeconds: number;
+  /** Loads the configurations of a module's WasmPlugins into a version being pushed (revision/check.ts). */
+  check?: ConfigurationCheck;
 }
 
 /** The default of ModuleDeps.validationsPerClient. */
@@ -118,9 +127,12 @@ export function moduleRoutes(deps: ModuleDeps): Hono {
       "200": pushed("updated (or the same bytes again)"),
       "201": pushed("created"),
       "400": errorResponse(
-        "the module was rejected (details say why: path module.memory for the memory ceiling) or the name is invalid",
+        "the module was rejected (details say why: path module.memory for the memory ceiling), it refuses the " +
+          "configuration of a WasmPlugin that uses it (details name the plugin), or the name is invalid",
       ),
-      "409": errorResponse("stale If-Match"),
+      "409": errorResponse(
+        "stale If-Match, or the module's WasmPlugins changed while it was checked against them",
+      ),
       "413": errorResponse("module too large"),
       "415": errorResponse("not application/wasm or application/octet-stream"),
       "429": {
@@ -135,6 +147,66 @@ export function moduleRoutes(deps: ModuleDeps): Hono {
       "503": unavailable,
     },
   });
+  /** The stored WasmPlugins of module `name`, and what of them its code sees (for a 409 check). */
+  async function pluginsOf(name: string): Promise<{ plugins: WasmPlugin[]; seen: string }> {
+    const plugins: WasmPlugin[] = [];
+    for (const row of await store.list("WasmPlugin")) {
+      const result = validateResource(row, { stored: true });
+      if (result.ok && result.resource.kind === "WasmPlugin" && result.resource.spec.module === name)
+        plugins.push(result.resource);
+    }
+    const seen = JSON.stringify(
+      plugins.map((p) => [p.metadata.name, p.spec.rootId ?? "", p.spec.configuration]),
+    );
+    return { plugins, seen };
+  }
+
+  /**
+   * With a configuration check, a new version must accept the configurations of the module's
+   * WasmPlugins, as a write of those plugins would have to: they are loaded into it before the write
+   * lock (so a version spinning on one holds up no other write); under the lock the push goes on
+   * only if they are still as checked.
+   */
+  function pluginsAccept(name: string): Pick<PushOptions, "accept" | "exclusive"> {
+    const check = deps.check;
+    if (check === undefined) return { exclusive: writer.exclusive };
+    let checked: string | undefined;
+    return {
+      async accept(code) {
+        const { plugins, seen } = await pluginsOf(name);
+        checked = seen;
+        const checks = await check.plugins(
+          plugins,
+          new Map([[name, code.sha256]]),
+          new Map([[code.sha256, code]]),
+        );
+        const problems = checks.flatMap((c) => c.problems);
+        if (problems.length > 0) {
+          throw invalid(
+            `this version of module '${name}' refuses the configuration of WasmPlugins that use it; nothing was stored`,
+            problems.map(({ kind, name: resource, path, message }) => ({
+              ...(kind !== undefined ? { kind } : {}),
+              ...(resource !== undefined ? { name: resource } : {}),
+              path,
+              message,
+            })),
+          );
+        }
+      },
+      exclusive: (fn) =>
+        writer.exclusive(async () => {
+          if (checked !== undefined && (await pluginsOf(name)).seen !== checked) {
+            throw new ApiError(
+              409,
+              "conflict",
+              `the WasmPlugins of module '${name}' changed while this version was checked against them; push it again`,
+            );
+          }
+          return fn();
+        }),
+    };
+  }
+
   router.post("/:name", pushModule, registry, accepts(WASM_TYPES), limit(deps.maxModuleBytes), async (c) => {
     // Name and description are checked by the registry (one set of rules, one error format).
     const name = c.req.param("name");
@@ -168,7 +240,7 @@ export function moduleRoutes(deps: ModuleDeps): Hono {
         ...(version !== undefined ? { expectedVersion: version } : {}),
         ...(configuration !== undefined ? { configuration } : {}),
         ...(rootId !== undefined ? { rootId } : {}),
-        exclusive: writer.exclusive,
+        ...pluginsAccept(name),
       });
     } finally {
       const left = (validating.get(client) ?? 1) - 1;

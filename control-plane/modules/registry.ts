@@ -144,6 +144,7 @@ export function createModuleRegistry(options: ModuleRegistryOptions): ModuleRegi
         ...(pushOptions.rootId !== undefined ? { rootId: pushOptions.rootId } : {}),
       });
       if (!verdict.ok) throw new ModuleRejectedError(verdict.errors);
+      await pushOptions.accept?.({ sha256: verdict.sha256, bytes });
       const write = () => storeValidated(name, bytes, verdict, pushOptions);
       return pushOptions.exclusive ? pushOptions.exclusive(write) : write();
     },

@@ -37,6 +37,12 @@ export interface PushOptions {
    * under it, the validation before it and outside it, so that pushes validate side by side.
    */
   exclusive?: <T>(fn: () => Promise<T>) => Promise<T>;
+  /**
+   * Runs after validation accepted the bytes and before the store part: what else must accept this
+   * version (the API loads the configurations of the module's WasmPlugins into it); throwing
+   * refuses the push, with nothing stored.
+   */
+  accept?: (code: ModuleCode) => Promise<void>;
 }
 
 export interface PushResult {

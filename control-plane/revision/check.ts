@@ -75,7 +75,12 @@ export interface ConfigurationCheck {
    * Each plugin's configuration loaded into its module as `digests` (module name → sha256) has it;
    * to run before the write lock is taken.
    */
-  plugins(plugins: readonly WasmPlugin[], digests: ReadonlyMap<string, string>): Promise<PluginCheck[]>;
+  plugins(
+    plugins: readonly WasmPlugin[],
+    digests: ReadonlyMap<string, string>,
+    /** Code not in the registry yet, by digest: a version being pushed. */
+    pending?: ReadonlyMap<string, ModuleCode>,
+  ): Promise<PluginCheck[]>;
   /**
    * The routing filter of `candidate` (the state a write leaves) loaded into the built-in module.
    * A refusal in a resource `written` (kind/name keys) is an error; one in a resource left alone is
@@ -201,7 +206,7 @@ export function createConfigurationCheck(options: ConfigurationCheckOptions): Co
   }
 
   return {
-    async plugins(plugins, digests) {
+    async plugins(plugins, digests, pending) {
       // One configure call per module and root id, for all of its plugins' configurations.
       const groups = new Map<
         string,
@@ -219,10 +224,10 @@ export function createConfigurationCheck(options: ConfigurationCheckOptions): Co
         let group = groups.get(key);
         if (group === undefined) {
           const sha256 = check.sha256;
-          const code =
-            sha256 === builtin.sha256
-              ? Promise.resolve(builtin)
-              : options.moduleBytes(sha256).then((bytes) => (bytes ? { sha256, bytes } : undefined));
+          const known = sha256 === builtin.sha256 ? builtin : pending?.get(sha256);
+          const code = known
+            ? Promise.resolve(known)
+            : options.moduleBytes(sha256).then((bytes) => (bytes ? { sha256, bytes } : undefined));
           group = { code, rootId, members: [] };
           groups.set(key, group);
         }

@@ -38,10 +38,16 @@ function route(name: string, rule: Record<string, unknown>): Doc {
 let plane: ControlPlane;
 let api: string;
 let spinner: Uint8Array<ArrayBuffer>;
+let refuser: Uint8Array<ArrayBuffer>;
 
 beforeAll(async () => {
   spinner = await compileAssemblyScript(
     "test/fixtures/modules/spin-on-config.ts",
+    ["--config", "asconfig.json", "--target", "release"],
+    { baseDir: ROOT },
+  );
+  refuser = await compileAssemblyScript(
+    "test/fixtures/modules/refuse-config.ts",
     ["--config", "asconfig.json", "--target", "release"],
     { baseDir: ROOT },
   );
@@ -242,6 +248,33 @@ describe("WasmPlugins, each configuration loaded into its module", () => {
     });
     const accepted = await apply(yaml(plugin("tagger", "tag", { please: "tag" })));
     expect(accepted.status, JSON.stringify(accepted.body)).toBe(200);
+  });
+
+  it("refuses a module version that refuses the configuration of a WasmPlugin using it, storing nothing", async () => {
+    const accepted = await apply(yaml(plugin("tagger", "tag", { please: "tag" })));
+    expect(accepted.status, JSON.stringify(accepted.body)).toBe(200);
+    const before = await revision();
+    const module = await (await fetch(`${api}/v1/wasmmodules/tag`)).json();
+    const response = await fetch(`${api}/v1/modules/tag`, {
+      method: "POST",
+      headers: { "content-type": "application/wasm" },
+      body: refuser,
+    });
+    const body = (await response.json()) as ErrorBody;
+    expect(response.status, JSON.stringify(body)).toBe(400);
+    expect(body.error.details).toEqual([
+      {
+        kind: "WasmPlugin",
+        name: "tagger",
+        path: "spec.configuration",
+        message: "refused by module 'tag': refuse-config: no configuration is good enough",
+      },
+    ]);
+    expect(await revision()).toBe(before);
+    expect(
+      await (await fetch(`${api}/v1/wasmmodules/tag`)).json(),
+      "the module's version is unchanged",
+    ).toEqual(module);
   });
 
   it("refuses a configuration its module traps on", async () => {
