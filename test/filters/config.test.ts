@@ -1,5 +1,7 @@
-// Invalid configurations: the module must refuse each case naming the field, and the JSON Schema
-// must refuse the structural ones naming the same field. Valid examples must pass both.
+// Invalid configurations: the module must refuse each case naming the field (and saying why, where
+// the case says), and the JSON Schema must refuse the structural ones naming the same field. Valid
+// examples must pass both. The same cases run through the API (test/control-plane/invalid-configs.test.ts)
+// and the edge worker (test/workers/invalid-configs.test.ts).
 import { describe, expect, it } from "vitest";
 import { validateFilterConfig } from "../../schema/filter-config.ts";
 import table from "../conformance/invalid-configs.json" with { type: "json" };
@@ -10,20 +12,24 @@ interface InvalidCase {
   name: string;
   config?: unknown;
   raw?: string;
+  rawBase64?: string;
   path: string;
   by: "both" | "module";
+  reason?: string;
 }
 
 describe("invalid plugin configuration", () => {
   for (const c of table.cases as InvalidCase[]) {
     it(`module refuses: ${c.name}`, async () => {
-      const text = c.raw ?? JSON.stringify(c.config);
-      const result = await configureMesh(text);
+      const configuration =
+        c.rawBase64 !== undefined ? Buffer.from(c.rawBase64, "base64") : (c.raw ?? JSON.stringify(c.config));
+      const result = await configureMesh(configuration);
       expect(result.ok, c.name).toBe(false);
       expect(result.error).toMatch(/^wasmesh: invalid plugin configuration: /);
       expect(result.error.replace("wasmesh: invalid plugin configuration: ", "")).toMatch(
         new RegExp(`^${c.path.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: `),
       );
+      if (c.reason !== undefined) expect(result.error).toContain(c.reason);
     });
     if (c.by === "both") {
       it(`schema refuses: ${c.name}`, () => {

@@ -161,7 +161,7 @@ export interface ConfigureOutcome {
 }
 
 /** Offers `configuration` to a fresh VM, as Envoy does with a new plugin, and reports the verdict. */
-export async function configureMesh(configuration: string): Promise<ConfigureOutcome> {
+export async function configureMesh(configuration: string | Uint8Array): Promise<ConfigureOutcome> {
   const host = new ProxyWasmHost({ module: meshModule() });
   const result = await host.tryCreatePlugin({ configuration, rootId: "wasmesh" });
   if (result.ok) return { ok: true, error: "" };
