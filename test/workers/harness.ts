@@ -54,8 +54,8 @@ export interface EdgeWorker {
   send(request: HttpRequest): Promise<HttpResponse>;
   /** What the worker logged (console.log), in order. */
   readonly logs: string[];
-  /** Writes a key of the CONFIG_KV namespace (only with kv: true). */
-  putKv(key: string, value: string): Promise<void>;
+  /** Writes a key of the CONFIG_KV namespace (only with kv: true); bytes as they are. */
+  putKv(key: string, value: string | Uint8Array): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -118,7 +118,7 @@ export async function startEdgeWorker(options: EdgeWorkerOptions): Promise<EdgeW
     send: (request) => sendHttp(port, request, agent),
     async putKv(key, value) {
       const kv = await mf.getKVNamespace("CONFIG_KV");
-      await kv.put(key, value);
+      await kv.put(key, typeof value === "string" ? value : new Uint8Array(value).buffer);
     },
     async close() {
       agent.destroy();
@@ -143,8 +143,8 @@ export function edgeConfig(
 export interface ConfigServer {
   url: string;
   serve(config: EdgeConfig): void;
-  /** Serves this status and body verbatim (with a fresh ETag for a 200). */
-  serveRaw(status: number, body: string): void;
+  /** Serves this status and body verbatim, text or bytes (with a fresh ETag for a 200). */
+  serveRaw(status: number, body: string | Uint8Array): void;
   /** Stops listening: connections are refused. */
   stop(): Promise<void>;
   /** Listens again on the same port. */
@@ -157,7 +157,7 @@ export interface ConfigServer {
 
 export async function startConfigServer(): Promise<ConfigServer> {
   let status = 404;
-  let body = "";
+  let body: string | Uint8Array = "";
   let etag = '"none"';
   let revision = 0;
   let full = 0;
@@ -181,7 +181,7 @@ export async function startConfigServer(): Promise<ConfigServer> {
     });
   await listen(0);
   const port = (server.address() as AddressInfo).port;
-  const serveRaw = (nextStatus: number, nextBody: string) => {
+  const serveRaw = (nextStatus: number, nextBody: string | Uint8Array) => {
     status = nextStatus;
     body = nextBody;
     etag = `"r${++revision}"`;

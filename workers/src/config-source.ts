@@ -4,7 +4,7 @@ import { type EdgeConfig, validateEdgeConfig } from "../../schema/edge-config.ts
 
 /** The part of Cloudflare's KVNamespace the worker uses (kept structural: no runtime types needed). */
 export interface KvReader {
-  get(key: string, type: "text"): Promise<string | null>;
+  get(key: string, type: "arrayBuffer"): Promise<ArrayBuffer | null>;
 }
 
 export interface WorkerEnv {
@@ -101,17 +101,17 @@ export function httpSource(url: string): ConfigSource {
         await response.body?.cancel();
         return { kind: "rejected", reason: `${url} answered ${response.status}` };
       }
-      let text: string;
+      let bytes: ArrayBuffer;
       try {
-        text = await response.text();
+        bytes = await response.arrayBuffer();
       } catch (error) {
         return { kind: "rejected", reason: `${url}: reading the body failed: ${describe(error)}` };
       }
       // Without an ETag the body itself identifies the document.
       const served = response.headers.get("etag");
-      const identity = served !== null ? `${ETAG}${served}` : `${BODY}${text}`;
+      const identity = served !== null ? `${ETAG}${served}` : `${BODY}${lenient.decode(bytes)}`;
       if (identity === tag) return { kind: "unchanged" };
-      return parse(text, url, identity);
+      return parse(bytes, url, identity);
     },
   };
 }
@@ -122,16 +122,16 @@ export function kvSource(kv: KvReader, key: string): ConfigSource {
   return {
     description: where,
     async load(tag) {
-      let text: string | null;
+      let bytes: ArrayBuffer | null;
       try {
-        text = await kv.get(key, "text");
+        bytes = await kv.get(key, "arrayBuffer");
       } catch (error) {
         return { kind: "rejected", reason: `${where}: read failed: ${describe(error)}` };
       }
-      if (text === null) return { kind: "rejected", reason: `${where} does not exist` };
-      const identity = `${BODY}${text}`;
+      if (bytes === null) return { kind: "rejected", reason: `${where} does not exist` };
+      const identity = `${BODY}${lenient.decode(bytes)}`;
       if (identity === tag) return { kind: "unchanged" };
-      return parse(text, where, identity);
+      return parse(bytes, where, identity);
     },
   };
 }
@@ -139,7 +139,21 @@ export function kvSource(kv: KvReader, key: string): ConfigSource {
 const ETAG = "etag:";
 const BODY = "body:";
 
-function parse(text: string, where: string, tag: string): LoadOutcome {
+/** Decodes anything (invalid bytes become U+FFFD): only to tell documents apart. */
+const lenient = new TextDecoder();
+/**
+ * Refuses bytes that are not UTF-8: decoding them leniently would hand the module a configuration
+ * other than the one sent (U+FFFD in place of each bad byte), which it may well accept.
+ */
+const strict = new TextDecoder("utf-8", { fatal: true });
+
+function parse(bytes: ArrayBuffer, where: string, tag: string): LoadOutcome {
+  let text: string;
+  try {
+    text = strict.decode(bytes);
+  } catch {
+    return { kind: "rejected", reason: `${where} served a body that is not UTF-8`, tag };
+  }
   let value: unknown;
   try {
     value = JSON.parse(text);
