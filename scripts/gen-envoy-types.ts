@@ -19,7 +19,7 @@
 //   wrappers unwrapped), and ts-proto (snakeToCamel=false) unwraps wrappers to plain numbers and
 //   types Any as `{ type_url, value }`. Either would mean rewriting every generator and moving
 //   encoding (xds/snapshot.ts) to another runtime.
-// Walking the Root is a hundred lines and follows the encoder exactly.
+// Walking the Root that encodes is short, and gives exactly the encoder's shape.
 //
 // The types, from the message types of TYPE_URL and EXTENSION_TYPE (protos.ts) and all they reach:
 // - every field optional (proto3; presence is the encoder's business), named as in the proto;

@@ -21,14 +21,17 @@ export function expectGolden(file: string, actual: string): void {
   expect(actual, `${name} (npm run test:golden rewrites it)`).toBe(readFileSync(file, "utf8"));
 }
 
-/** The short xDS names of the resource types, in the order Envoy takes them (CDS, EDS, LDS, RDS, ECDS). */
-const SECTIONS: [string, keyof typeof TYPE_URL][] = [
-  ["clusters", "cluster"],
-  ["endpoints", "endpoint"],
-  ["listeners", "listener"],
-  ["routes", "route"],
-  ["extension_configs", "extensionConfig"],
-];
+/**
+ * A section per resource type, in the order Envoy takes them (CDS, EDS, LDS, RDS, ECDS); a new
+ * type in TYPE_URL does not compile until it has one.
+ */
+const SECTIONS: Record<keyof typeof TYPE_URL, string> = {
+  cluster: "clusters",
+  endpoint: "endpoints",
+  listener: "listeners",
+  route: "routes",
+  extensionConfig: "extension_configs",
+};
 
 const STRING_VALUE = "type.googleapis.com/google.protobuf.StringValue";
 
@@ -42,8 +45,8 @@ const STRING_VALUE = "type.googleapis.com/google.protobuf.StringValue";
  */
 export function proxyConfigYaml(config: ProxyConfig, header: string): string {
   const sections: Record<string, unknown[]> = {};
-  for (const [section, key] of SECTIONS) {
-    const typeUrl = TYPE_URL[key];
+  for (const [key, section] of Object.entries(SECTIONS)) {
+    const typeUrl = TYPE_URL[key as keyof typeof TYPE_URL];
     const type = messageType(typeUrl);
     sections[section] = config[typeUrl].map(({ resource }) =>
       envoyJson(
@@ -81,13 +84,7 @@ function envoyJson(value: unknown): unknown {
   for (const [k, v] of Object.entries(fields)) out[k] = envoyJson(v);
   if (type === STRING_VALUE && typeof fields.value === "string") {
     const json = parseJson(fields.value);
-    if (
-      json !== undefined &&
-      typeof json === "object" &&
-      json !== null &&
-      JSON.stringify(json) === fields.value
-    )
-      out.value = json;
+    if (typeof json === "object" && json !== null && JSON.stringify(json) === fields.value) out.value = json;
   }
   return out;
 }
