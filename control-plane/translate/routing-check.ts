@@ -7,29 +7,36 @@ import type { Kind, Route, RouteRule } from "../resources/index.ts";
 import { defaultDenyName, RULE_HEADER, STRIP_RULE_HEADER } from "../resources/names.ts";
 import { EDGE_SOURCE } from "./edge.ts";
 import type { Mesh } from "./mesh.ts";
-import { assembleRoutingConfig, denialsFor, routingParts } from "./routing-filter.ts";
+import { assembleRoutingConfig, denialFor, routingParts } from "./routing-filter.ts";
 
 /**
- * The routing filter's configuration with the denials of every source at once: each Service, each
- * source an AccessRule names and the edge ("*"), merged by name. A proxy's configuration, and the
+ * The routing filter's configuration with the denials of every source at once (each Service, each
+ * source an AccessRule names, the edge "*"), merged by name. A proxy's configuration, and the
  * edge's, is this one without some of its denials, in the same order: the shared parts are the same
  * objects compileMesh shares, and a denial's name fixes its content (an AccessRule's name, or
- * `default-deny:<service>`; see denialsFor). The built-in module checks each entry on its own and
+ * `default-deny:<service>`; see denialFor). The built-in module checks each entry on its own and
  * names within a list (assembly/filters/config.ts), so a configuration it accepts stays accepted
  * without some denials: one load of this configuration vouches for every proxy class's. That keeps
  * the check of a write one configuration however many sets of denials the mesh has (with a
  * default-deny MeshPolicy, one per service: checking each would cost the square of the mesh).
+ *
+ * A source that no AccessRule about a service names is treated as the wildcard "*" for it
+ * (accessDecision), so the denials of a service are those of "*" and of the sources its rules name:
+ * found in time proportional to services and rules, not to services squared.
  */
 export function routingSuperset(mesh: Mesh): FilterConfig {
-  const sources = new Set([
-    ...mesh.services.map((s) => s.metadata.name),
-    ...mesh.accessRules.map((r) => r.spec.source),
-    EDGE_SOURCE,
-  ]);
+  const named = new Map<string, Set<string>>();
+  for (const rule of mesh.accessRules) {
+    const sources = named.get(rule.spec.destination) ?? new Set<string>();
+    sources.add(rule.spec.source);
+    named.set(rule.spec.destination, sources);
+  }
   const denials = new Map<string, HeaderRule>();
-  for (const source of sources) {
-    for (const denial of denialsFor(mesh, source))
-      if (!denials.has(denial.name)) denials.set(denial.name, denial);
+  for (const service of mesh.services) {
+    for (const source of [EDGE_SOURCE, ...(named.get(service.metadata.name) ?? [])]) {
+      const denial = denialFor(mesh, source, service);
+      if (denial !== undefined && !denials.has(denial.name)) denials.set(denial.name, denial);
+    }
   }
   return assembleRoutingConfig(routingParts(mesh), [...denials.values()], "every source");
 }

@@ -126,18 +126,14 @@ export function routingParts(mesh: Mesh): RoutingParts {
  * a denied source cannot bring its own.
  */
 export function denialsFor(mesh: Mesh, source: string): HeaderRule[] {
-  const denials: HeaderRule[] = [];
-  for (const service of mesh.services) {
-    const access = accessDecision(mesh, source, service.metadata.name);
-    if (!access.allow) {
-      denials.push({
-        name: access.rule,
-        match: { authority: authorityMatch(service) },
-        deny: { status: 403 },
-      });
-    }
-  }
-  return denials;
+  return mesh.services.flatMap((service) => denialFor(mesh, source, service) ?? []);
+}
+
+/** The denial of `source`'s calls to `service`, when it may not call it (see denialsFor). */
+export function denialFor(mesh: Mesh, source: string, service: Service): HeaderRule | undefined {
+  const access = accessDecision(mesh, source, service.metadata.name);
+  if (access.allow) return undefined;
+  return { name: access.rule, match: { authority: authorityMatch(service) }, deny: { status: 403 } };
 }
 
 /** The parts as one configuration, validated with the filter's schema; throws if it is invalid. */

@@ -13,6 +13,9 @@ import { ConfigureSession } from "../../control-plane/modules/configure.ts";
 import { API_VERSION, type Resource, validateResource } from "../../control-plane/resources/index.ts";
 import { createConfigurationCheck } from "../../control-plane/revision/index.ts";
 import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
+import { indexMesh } from "../../control-plane/translate/mesh.ts";
+import { routingSuperset } from "../../control-plane/translate/routing-check.ts";
+import { denialsFor } from "../../control-plane/translate/routing-filter.ts";
 import { RELEASE_WASM } from "../support/artifacts.ts";
 import { compileAssemblyScript } from "../support/asc.ts";
 import { tagModule } from "../support/tag-module.ts";
@@ -314,6 +317,34 @@ describe("WasmPlugins, each configuration loaded into its module", () => {
     ]);
     expect((await fetch(`${api}/v1/wasmplugins/spin`)).status).toBe(404);
   }, 20_000);
+});
+
+describe("routingSuperset", () => {
+  it("holds the denials of every proxy class and of the edge, and only those", () => {
+    const docs: unknown[] = [];
+    const names = ["a", "b", "c", "d", "e"];
+    for (const name of names)
+      docs.push(doc("Service", name, { ports: [{ name: "http", port: 9080, protocol: "http" }] }));
+    docs.push(doc("MeshPolicy", "default", { defaultAccess: "deny" }));
+    docs.push(doc("AccessRule", "a-to-b", { source: "a", destination: "b", action: "allow" }));
+    docs.push(doc("AccessRule", "all-to-c", { source: "*", destination: "c", action: "allow" }));
+    docs.push(doc("AccessRule", "d-not-c", { source: "d", destination: "c", action: "deny" }));
+    docs.push(doc("AccessRule", "x-to-e", { source: "x", destination: "e", action: "allow" }));
+    const resources = docs.map((d) => {
+      const result = validateResource({ apiVersion: API_VERSION, ...(d as Doc) });
+      if (!result.ok) throw new Error(JSON.stringify(result.errors));
+      return result.resource;
+    });
+    const mesh = indexMesh(resources);
+    const superset = (routingSuperset(mesh).headerRules ?? []).map((r) => r.name);
+    // Every source a proxy can be: each service, a source only an AccessRule names, and any other.
+    const union = new Set(
+      ["a", "b", "c", "d", "e", "x", "*", "unknown"].flatMap((s) => denialsFor(mesh, s).map((r) => r.name)),
+    );
+    expect(new Set(superset)).toEqual(union);
+    expect(superset).toContain("d-not-c");
+    expect(superset).toContain("default-deny:b");
+  });
 });
 
 describe("verdicts and warm VMs", () => {
