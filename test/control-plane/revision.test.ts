@@ -2,9 +2,7 @@
 // `startControlPlane` on a real SQLite file, a sidecar's ADS stream over real gRPC and
 // GET /v1/edge/config. Each write is answered by both at the same revision, with the same routes,
 // and each revision is compiled once (wasmesh_revision_compiles_total), however many ask for it.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeMessage, TYPE_URL } from "../../control-plane/envoy/index.ts";
 import { ROUTING_FILTER } from "../../control-plane/resources/names.ts";
@@ -14,6 +12,7 @@ import { openSqliteStore } from "../../control-plane/store/index.ts";
 import type { EdgeConfig } from "../../schema/edge-config.ts";
 import type { FilterConfig } from "../../schema/filter-config.ts";
 import { RELEASE_WASM } from "../support/artifacts.ts";
+import { tempDir } from "../support/temp.ts";
 import { type AdsClient, connectAds } from "../support/xds-client.ts";
 
 const EXAMPLE = readFileSync(new URL("../../deploy/examples/mesh.yaml", import.meta.url), "utf8");
@@ -34,15 +33,13 @@ const canary = (filter: FilterConfig) =>
   filter.routes?.find((r) => r.name === "reviews/canary")?.destinations.map((d) => d.weight);
 
 describe("one MeshRevision per store revision, for xDS and the edge", () => {
-  let dataDir: string;
   let plane: ControlPlane;
   let api: string;
   let sidecar: AdsClient;
 
   beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), "wasmesh-revision-"));
     plane = await startControlPlane({
-      dataDir,
+      dataDir: tempDir("revision"),
       httpPort: 0,
       xdsPort: 0,
       builtinModule: RELEASE_WASM,
@@ -58,7 +55,6 @@ describe("one MeshRevision per store revision, for xDS and the edge", () => {
   afterAll(async () => {
     sidecar?.close();
     await plane?.close();
-    rmSync(dataDir, { recursive: true, force: true });
   });
 
   async function apply(yaml: string): Promise<number> {
@@ -139,8 +135,7 @@ describe("one MeshRevision per store revision, for xDS and the edge", () => {
 
 describe("createRevisionSource", () => {
   it("builds a revision once for callers asking at the same time, and again after a write", async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "wasmesh-revision-source-"));
-    const store = await openSqliteStore({ dataDir });
+    const store = await openSqliteStore({ dataDir: tempDir("revision-source") });
     try {
       const source = createRevisionSource({ store });
       const [a, b, c] = await Promise.all([source.current(), source.current(), source.current()]);
@@ -167,7 +162,6 @@ describe("createRevisionSource", () => {
       expect(source.compiles).toBe(2);
     } finally {
       await store.close();
-      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });
