@@ -186,8 +186,12 @@ function kindRoutes(kind: Kind, deps: ResourceDeps): Hono {
   // only (POST/PUT here answer 405 and say so, see index.ts); deleting one is fine.
   if (kind !== "WasmModule") {
     const writeErrors = {
-      "400": errorResponse("invalid resource, malformed body or broken reference"),
-      "409": errorResponse("already exists (POST) or stale resourceVersion (PUT)"),
+      "400": errorResponse(
+        "invalid resource, malformed body, broken reference, or a configuration a module refuses (the field it came from, the module's reason)",
+      ),
+      "409": errorResponse(
+        "already exists (POST), stale resourceVersion (PUT), or a WasmPlugin's module changed during its check",
+      ),
       "413": errorResponse("body too large"),
       "415": errorResponse("not JSON or YAML"),
     };
@@ -376,8 +380,12 @@ export function applyRoutes(deps: ResourceDeps): Hono {
       requestBody: { required: true, content: { ...json(Manifest), ...bodyOf(ManifestText, YAML_TYPES) } },
       responses: {
         "200": { description: "applied (or, for a dry run, would apply)", content: json(ApplyResult) },
-        "400": errorResponse("malformed body, invalid document or broken reference; nothing stored"),
-        "409": errorResponse("a document's resourceVersion is stale; nothing stored"),
+        "400": errorResponse(
+          "malformed body, invalid document, broken reference, or a configuration a module refuses (the field it came from, the module's reason); nothing stored",
+        ),
+        "409": errorResponse(
+          "a document's resourceVersion is stale, or a WasmPlugin's module changed during its check; nothing stored",
+        ),
         "413": errorResponse("body too large"),
         "415": errorResponse("not JSON or YAML"),
       },
