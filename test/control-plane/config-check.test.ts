@@ -7,12 +7,13 @@
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
-import type { ErrorBody, ErrorDetail } from "../../control-plane/api/index.ts";
+import { createApi, type ErrorBody, type ErrorDetail } from "../../control-plane/api/index.ts";
 import type { ConfigureVerdict } from "../../control-plane/modules/configure.ts";
 import { ConfigureSession } from "../../control-plane/modules/configure.ts";
 import { API_VERSION, type Resource, validateResource } from "../../control-plane/resources/index.ts";
 import { createConfigurationCheck } from "../../control-plane/revision/index.ts";
 import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
+import { openSqliteStore } from "../../control-plane/store/index.ts";
 import { indexMesh } from "../../control-plane/translate/mesh.ts";
 import { routingSuperset } from "../../control-plane/translate/routing-check.ts";
 import { denialsFor } from "../../control-plane/translate/routing-filter.ts";
@@ -384,6 +385,32 @@ describe("verdicts and warm VMs", () => {
     expect(calls).toHaveLength(1);
     await check.routing([service("a")], [], new Set());
     expect(calls).toHaveLength(2);
+  });
+
+  it("answers 503 and stores nothing when the built-in module gives no verdict (its time limit, a crash)", async () => {
+    const store = await openSqliteStore({ dataDir: tempDir("check-unavailable") });
+    try {
+      const check = createConfigurationCheck({
+        builtin: { sha256: "builtin", bytes: new Uint8Array() },
+        moduleBytes: async () => undefined,
+        configure: async (_code, _rootId, configurations) =>
+          configurations.map(
+            () => ({ ok: false, error: "did not finish within 10 ms", transient: true }) as const,
+          ),
+      });
+      const app = createApi({ store, check, log: () => {} });
+      const response = await app.request("/v1/apply", {
+        method: "POST",
+        headers: { "content-type": "application/yaml" },
+        body: yaml(doc("Service", "reviews", { ports: [{ name: "http", port: 9080, protocol: "http" }] })),
+      });
+      const body = (await response.json()) as ErrorBody;
+      expect(response.status, JSON.stringify(body)).toBe(503);
+      expect(body.error.message).toContain("did not finish within 10 ms");
+      expect(await store.revision()).toBe(0);
+    } finally {
+      await store.close();
+    }
   });
 
   it("keeps a module warm in a worker: a later job needs no bytes, until it is evicted", async () => {
