@@ -2,7 +2,7 @@
 // the dispatcher (global flags, the command table, errors and exit codes); each command is a module
 // of commands/ with its options, help and run function, loaded only when it runs: every command
 // starts in a fresh process, and loading TypeScript costs.
-// Contract: ARCHITECTURE.md, "Public contract". Every failure prints `wasmesh: <why>` on stderr and
+// Contract: docs/architecture.md, "Public contract". Every failure prints `wasmesh: <why>` on stderr and
 // exits non-zero (2 for a usage error, 1 otherwise).
 import { VERSION } from "../version.ts";
 import { type Command, MAIN_USAGE, type Out, usage } from "./args.ts";

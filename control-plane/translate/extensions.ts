@@ -64,7 +64,7 @@ export function routingFilter(configuration: unknown): WasmFilter {
  * - vm_config.nack_on_code_cache_miss makes both safe (NACK, the previous module keeps serving, a
  *   background fetch fills Envoy's cache) but then the config must be offered again to apply, which
  *   the xDS server does not do, and a new listener serves 500s meanwhile.
- * Inline bytes are applied atomically or NACKed with Envoy's reason, as ARCHITECTURE.md requires.
+ * Inline bytes are applied atomically or NACKed with Envoy's reason, as docs/architecture.md requires.
  */
 export function extensionResource(
   filter: WasmFilter,

@@ -1,4 +1,4 @@
-// Remote module delivery with real Envoy 1.37 (ARCHITECTURE.md, "Module path"). Two parts:
+// Remote module delivery with real Envoy 1.37 (docs/architecture.md, "Module path"). Two parts:
 //
 // 1. How Envoy 1.37 treats Wasm code that an ECDS resource names by `remote.http_uri` + sha256,
 //    served by an in-process xDS server (the control plane's XdsServer and translation, with the
