@@ -20,6 +20,7 @@ export {
   outboundCluster,
   pluginFilterName,
   ROUTING_FILTER,
+  ROUTING_HEADERS,
   RULE_HEADER,
   ruleName,
   STRIP_RULE_HEADER,

@@ -4,7 +4,7 @@
 import type { Subset } from "./schema.ts";
 
 /** Set by the routing filter; read by the outbound route's `cluster_header` (schema/headers.ts). */
-export { CLUSTER_HEADER } from "../../schema/headers.ts";
+export { CLUSTER_HEADER, ROUTING_HEADERS, RULE_HEADER } from "../../schema/headers.ts";
 
 /** Listener and RouteConfiguration names (one of each per direction). */
 export const OUTBOUND = "outbound";
@@ -12,13 +12,6 @@ export const INBOUND = "inbound";
 
 /** ECDS name of the built-in routing filter on the outbound listener. */
 export const ROUTING_FILTER = "wasmesh.outbound.routing";
-
-/**
- * Set by the routing filter's header rules to say which Route rule matched, so that the rule's
- * header changes and faults apply only to the requests the rule routes (see routing-filter.ts).
- * Removed from the client's request first, and from the upstream request by the route.
- */
-export const RULE_HEADER = "x-wasmesh-rule";
 
 /** Prefix of every cluster the outbound route may pick from `x-wasmesh-cluster`. */
 export const OUTBOUND_CLUSTER_PREFIX = "outbound|";

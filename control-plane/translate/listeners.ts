@@ -9,7 +9,7 @@ import {
   inboundCluster,
   OUTBOUND,
   OUTBOUND_CLUSTER_PREFIX,
-  RULE_HEADER,
+  ROUTING_HEADERS,
 } from "../resources/names.ts";
 
 /** The ECDS filter names of each listener, in chain order (the router is appended). */
@@ -101,7 +101,7 @@ export function routeResources(proxy: ProxyIdentity): XdsResource<RouteConfigura
               headers: [{ name: CLUSTER_HEADER, string_match: { prefix: OUTBOUND_CLUSTER_PREFIX } }],
             },
             route: { cluster_header: CLUSTER_HEADER },
-            request_headers_to_remove: [CLUSTER_HEADER, RULE_HEADER],
+            request_headers_to_remove: [...ROUTING_HEADERS],
           },
           {
             name: "no-route",

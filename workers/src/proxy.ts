@@ -1,12 +1,20 @@
 // One request through the mesh filters and on to an origin: request phase, origin chosen from the
 // routing header, fetch with both bodies streamed through the plugin, response phase.
 import type { Direction, HeaderPair, HttpStream, LocalResponse, ProxyWasmHost } from "../../host/index.ts";
-import { CLUSTER_HEADER } from "../../schema/headers.ts";
+import { CLUSTER_HEADER, ROUTING_HEADERS } from "../../schema/headers.ts";
 import type { Generation } from "./edge-mesh.ts";
 import { fetchUpstream, takeRouterPolicy } from "./router.ts";
 
 /** Set by the worker itself, in place of any the client sent. */
-const FORWARDED_NAMES: ReadonlySet<string> = new Set(["x-forwarded-host", "x-forwarded-proto"]);
+/**
+ * Not passed to an origin: what the worker sets itself, and the mesh's routing decision, which
+ * Envoy's outbound route removes too (schema/headers.ts).
+ */
+const NOT_FORWARDED: ReadonlySet<string> = new Set([
+  "x-forwarded-host",
+  "x-forwarded-proto",
+  ...ROUTING_HEADERS,
+]);
 /** Statuses whose responses cannot carry a body (the Response constructor refuses one). */
 const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
 const EMPTY = new Uint8Array(0);
@@ -68,8 +76,8 @@ async function exchange(
 
   const { policy, forward } = takeRouterPolicy(forwarded);
   // fetch sets Host from the origin's URL; the origin still learns what the client asked for
-  // (in place of any X-Forwarded-Host or -Proto the client sent).
-  const toOrigin = forward.filter(([name]) => !FORWARDED_NAMES.has(name));
+  // (in place of any X-Forwarded-Host or -Proto the client sent), and not how the mesh routed it.
+  const toOrigin = forward.filter(([name]) => !NOT_FORWARDED.has(name));
   toOrigin.push(["x-forwarded-host", authority], ["x-forwarded-proto", scheme]);
   // One constructor call rather than a call into the runtime per header.
   const headers = new Headers(toOrigin);
