@@ -7,36 +7,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ErrorBody } from "../../control-plane/api/index.ts";
 import { API_VERSION } from "../../control-plane/resources/index.ts";
 import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
-import table from "../conformance/invalid-configs.json" with { type: "json" };
 import { RELEASE_WASM } from "../support/artifacts.ts";
+import { INVALID_CONFIG_CASES, type InvalidConfigCase, invalidConfigBytes } from "../support/conformance.ts";
 import { tempDir } from "../support/temp.ts";
 
-interface InvalidCase {
-  name: string;
-  config?: unknown;
-  raw?: string;
-  rawBase64?: string;
-  path: string;
-  by: "both" | "module";
-  reason?: string;
-  apiPath?: string;
-  route?: unknown;
-  routePath?: string;
-}
-
-const cases = table.cases as InvalidCase[];
+const cases = INVALID_CONFIG_CASES;
 
 /** The field the API names for a case given as a WasmPlugin's configuration. */
-function pluginPath(c: InvalidCase): string {
+function pluginPath(c: InvalidConfigCase): string {
   if (c.apiPath !== undefined) return c.apiPath;
   if (c.raw !== undefined || c.rawBase64 !== undefined) return "(root)";
   return c.path === "(root)" ? "spec.configuration" : `spec.configuration.${c.path}`;
-}
-
-/** The configuration's bytes as the case gives them. */
-function configurationBytes(c: InvalidCase): Buffer {
-  if (c.rawBase64 !== undefined) return Buffer.from(c.rawBase64, "base64");
-  return Buffer.from(c.raw ?? JSON.stringify(c.config), "utf8");
 }
 
 let plane: ControlPlane;
@@ -98,7 +79,7 @@ describe("every invalid configuration, as a WasmPlugin of the built-in module", 
       `{"apiVersion":"${API_VERSION}","kind":"WasmPlugin","metadata":{"name":"vector"},` +
         `"spec":{"module":"mesh","services":["reviews"],"configuration":`,
     );
-    const details = await refused(Buffer.concat([head, configurationBytes(c), Buffer.from("}}")]));
+    const details = await refused(Buffer.concat([head, invalidConfigBytes(c), Buffer.from("}}")]));
     const path = pluginPath(c);
     expect(
       details.map((d) => d.path),

@@ -4,26 +4,14 @@
 // and the edge worker (test/workers/invalid-configs.test.ts).
 import { describe, expect, it } from "vitest";
 import { validateFilterConfig } from "../../schema/filter-config.ts";
-import table from "../conformance/invalid-configs.json" with { type: "json" };
 import meshConfig from "../conformance/mesh-config.json" with { type: "json" };
+import { INVALID_CONFIG_CASES, invalidConfigBytes } from "../support/conformance.ts";
 import { configureMesh } from "../support/mesh-host.ts";
 
-interface InvalidCase {
-  name: string;
-  config?: unknown;
-  raw?: string;
-  rawBase64?: string;
-  path: string;
-  by: "both" | "module";
-  reason?: string;
-}
-
 describe("invalid plugin configuration", () => {
-  for (const c of table.cases as InvalidCase[]) {
+  for (const c of INVALID_CONFIG_CASES) {
     it(`module refuses: ${c.name}`, async () => {
-      const configuration =
-        c.rawBase64 !== undefined ? Buffer.from(c.rawBase64, "base64") : (c.raw ?? JSON.stringify(c.config));
-      const result = await configureMesh(configuration);
+      const result = await configureMesh(invalidConfigBytes(c));
       expect(result.ok, c.name).toBe(false);
       expect(result.error).toMatch(/^wasmesh: invalid plugin configuration: /);
       expect(result.error.replace("wasmesh: invalid plugin configuration: ", "")).toMatch(

@@ -1,8 +1,38 @@
-// The conformance table's vocabulary, shared by the host suite, the Envoy suite and the edge
-// worker's suite, and its one convention for header bytes.
+// The conformance tables' vocabulary, shared by the host suite, the Envoy suite and the edge
+// worker's suite, and their one convention for header bytes; the invalid configurations, shared by
+// the module's, the API's and the edge worker's suites.
 import { expect } from "vitest";
 import { fromUtf8 } from "../../host/memory.ts";
+import invalidConfigs from "../conformance/invalid-configs.json" with { type: "json" };
 import type { MeshRequest } from "./mesh-host.ts";
+import type { Upstream } from "./upstreams.ts";
+
+/** A case of test/conformance/invalid-configs.json (its description says what each field means). */
+export interface InvalidConfigCase {
+  name: string;
+  config?: unknown;
+  /** The configuration as text, when it is not JSON the table can hold as a value. */
+  raw?: string;
+  /** The configuration as bytes (base64), when they are not UTF-8. */
+  rawBase64?: string;
+  /** The field the module and (for `by: "both"`) the JSON Schema name. */
+  path: string;
+  by: "both" | "module";
+  reason?: string;
+  /** The field the API names, when not `spec.configuration.<path>`. */
+  apiPath?: string;
+  /** A Route rule that produces the case, for the API's runner. */
+  route?: unknown;
+  routePath?: string;
+}
+
+export const INVALID_CONFIG_CASES = invalidConfigs.cases as readonly InvalidConfigCase[];
+
+/** A case's configuration as the bytes a proxy would be given. */
+export function invalidConfigBytes(c: InvalidConfigCase): Buffer {
+  if (c.rawBase64 !== undefined) return Buffer.from(c.rawBase64, "base64");
+  return Buffer.from(c.raw ?? JSON.stringify(c.config), "utf8");
+}
 
 export interface ConformanceVector {
   name: string;
@@ -21,6 +51,27 @@ export interface ObservedDecision {
   /** What the upstream received; null when no upstream saw the request. */
   upstreamHeaders: Map<string, string> | null;
   responseHeaders: Map<string, string>;
+}
+
+/**
+ * What a proxy in front of real upstreams decided: the status, which upstream answered (null when
+ * none, "both" when more than one did) and what it received.
+ */
+export function observedAt(
+  response: { status: number; headers: Map<string, string> },
+  upstreams: readonly Upstream[],
+): ObservedDecision {
+  const answered = upstreams.filter((u) => u.count > 0);
+  const upstream = answered[0];
+  const received = upstream?.requests[0];
+  return {
+    status: response.status,
+    cluster: answered.length === 1 && upstream ? upstream.name : answered.length === 0 ? null : "both",
+    upstreamHeaders: received
+      ? new Map(Object.entries(received.headers).map(([k, v]) => [k, String(v)]))
+      : null,
+    responseHeaders: response.headers,
+  };
 }
 
 /**

@@ -5,7 +5,7 @@
 // every request sent meanwhile reaches the good configuration's upstream. A good configuration
 // afterwards is taken, so the worker was refusing, not stuck.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import table from "../conformance/invalid-configs.json" with { type: "json" };
+import { INVALID_CONFIG_CASES, type InvalidConfigCase, invalidConfigBytes } from "../support/conformance.ts";
 import type { HttpResponse } from "../support/mesh-envoy.ts";
 import { startUpstream, type Upstream } from "../support/upstreams.ts";
 import { until } from "../support/wait.ts";
@@ -17,18 +17,8 @@ import {
   startEdgeWorker,
 } from "./harness.ts";
 
-interface InvalidCase {
-  name: string;
-  config?: unknown;
-  raw?: string;
-  rawBase64?: string;
-  path: string;
-  by: "both" | "module";
-  reason?: string;
-}
-
 const REFRESH_MS = 100;
-const cases = table.cases as InvalidCase[];
+const cases = INVALID_CONFIG_CASES;
 
 let v1: Upstream;
 let v2: Upstream;
@@ -55,11 +45,8 @@ const allTo = (version: string, cluster: "v1" | "v2") =>
  * An EdgeConfig document whose filter is the case's configuration, as bytes (raw cases as they
  * are). Its origins send every cluster to v2: were the worker to take it, requests would show it.
  */
-function document(c: InvalidCase, version: string): Uint8Array {
-  const filter =
-    c.rawBase64 !== undefined
-      ? Buffer.from(c.rawBase64, "base64")
-      : Buffer.from(c.raw ?? JSON.stringify(c.config), "utf8");
+function document(c: InvalidConfigCase, version: string): Uint8Array {
+  const filter = invalidConfigBytes(c);
   return Buffer.concat([
     Buffer.from(`{"version":"${version}","filter":`),
     filter,
@@ -70,7 +57,7 @@ function document(c: InvalidCase, version: string): Uint8Array {
 const literally = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 /** What the worker says when it refuses the case, after "keeping configuration good: ". */
-function refusal(c: InvalidCase, version: string): RegExp {
+function refusal(c: InvalidConfigCase, version: string): RegExp {
   if (c.rawBase64 !== undefined) return /served a body that is not UTF-8/;
   if (c.raw !== undefined && c.path === "(root)" && c.reason === undefined) return /served invalid JSON/;
   if (c.by === "both") {
