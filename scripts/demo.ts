@@ -8,7 +8,7 @@
 //   --mesh FILE    another mesh file than deploy/demo/mesh.yaml (e.g. a copy with other weights)
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { bootstrapYaml } from "../control-plane/cli/bootstrap.ts";
+import { bootstrapYaml } from "../control-plane/envoy/bootstrap.ts";
 import { DEFAULT_PORTS } from "../control-plane/envoy/index.ts";
 import { startControlPlane } from "../control-plane/server.ts";
 import { DENIED_HEADER } from "../schema/headers.ts";

@@ -1,4 +1,4 @@
-// `wasmesh bootstrap`: an Envoy sidecar's bootstrap (../bootstrap.ts); needs no control plane.
+// `wasmesh bootstrap`: an Envoy sidecar's bootstrap (../../envoy/bootstrap.ts); needs no control plane.
 import type { ProxyIdentity } from "../../envoy/index.ts";
 import {
   type CommandName,
@@ -62,7 +62,7 @@ export async function run(args: string[], out: Out): Promise<undefined> {
   const [
     { bootstrapYaml, parseHostPort },
     { nodeMetadata, parseNodeIdentity, DEFAULT_ADDRESSES, DEFAULT_PORTS, NODE_METADATA },
-  ] = await Promise.all([import("../bootstrap.ts"), import("../../envoy/index.ts")]);
+  ] = await Promise.all([import("../../envoy/bootstrap.ts"), import("../../envoy/index.ts")]);
   const protocol = str(values["xds-protocol"]) ?? "sotw";
   if (protocol !== "sotw" && protocol !== "delta") {
     throw usage(command, `--xds-protocol: expected sotw or delta, got '${protocol}'`);

@@ -1,20 +1,25 @@
-// `wasmesh bootstrap`: the Envoy bootstrap of a sidecar. It holds only the node identity, the admin
-// endpoint and the ADS cluster; listeners, routes, clusters, endpoints and the Wasm filters all
-// arrive over ADS (LDS and CDS, which bring RDS, EDS and ECDS), so a bootstrap never goes stale.
+// The Envoy bootstrap of a sidecar, as `wasmesh bootstrap` prints it and the data-plane agent
+// (dataplane/) writes it. It holds only the node identity, the admin endpoint and the ADS cluster;
+// listeners, routes, clusters, endpoints and the Wasm filters all arrive over ADS (LDS and CDS,
+// which bring RDS, EDS and ECDS), so a bootstrap never goes stale.
 import { isIP } from "node:net";
 import { stringify } from "yaml";
-import { DEFAULT_PORTS, nodeMetadata, type ProxyIdentity } from "../envoy/index.ts";
+import { DEFAULT_PORTS, nodeMetadata, type ProxyIdentity } from "./node.ts";
 
 export const XDS_CLUSTER = "wasmesh-xds";
 
 /**
- * How to start Envoy on a bootstrap (the README's command too). --disable-hot-restart: otherwise
- * every Envoy on a host claims hot restart's domain socket of --base-id 0 and the second one fails
- * ("unable to bind domain socket with base_id=0"); a sidecar gets every change over xDS and is
- * never hot-restarted (Istio's and Kuma's agents start Envoy the same way). --drain-time-s: a
- * changed listener serves the connections opened before it until they drain, 600 s by default.
+ * How to start Envoy on a bootstrap (the README's command too, and the agent's). --disable-hot-restart:
+ * otherwise every Envoy on a host claims hot restart's domain socket of --base-id 0 and the second
+ * one fails ("unable to bind domain socket with base_id=0"); a sidecar gets every change over xDS
+ * and is never hot-restarted (Istio's and Kuma's agents start Envoy the same way). --drain-time-s:
+ * a changed listener serves the connections opened before it until they drain, 600 s by default.
  */
-export const ENVOY_FLAGS = ["--disable-hot-restart", "--drain-time-s", "5"] as const;
+export function envoyFlags(drainSeconds: number): string[] {
+  return ["--disable-hot-restart", "--drain-time-s", String(drainSeconds)];
+}
+
+export const ENVOY_FLAGS: readonly string[] = envoyFlags(5);
 
 export interface BootstrapOptions {
   proxy: ProxyIdentity;
