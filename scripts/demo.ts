@@ -57,6 +57,7 @@ const envoy = await startEnvoy({
       outboundAddress: "127.0.0.1",
       inboundAddress: "127.0.0.1",
       appAddress: "127.0.0.1",
+      moduleDelivery: "inline",
     },
     xds: `127.0.0.1:${plane.xdsPort}`,
     adminPort,

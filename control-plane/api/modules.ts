@@ -1,5 +1,6 @@
 // Module routes: uploading a module version (the only way a WasmModule resource is written) and
-// serving stored bytes by sha256, exactly as pushed (sidecars get module code inline over ECDS).
+// serving module bytes by sha256: a version exactly as pushed, or the code proxies run (its memory
+// maximum capped), which data-plane agents fetch for the sidecars that load modules from files.
 import { getConnInfo } from "@hono/node-server/conninfo";
 import { Type } from "@sinclair/typebox";
 import { type Context, Hono } from "hono";
@@ -261,7 +262,12 @@ export function moduleRoutes(deps: ModuleDeps): Hono {
 
   const getModuleBytes = describeRoute({
     operationId: "getModuleBytes",
-    summary: "The bytes of a module version, by sha256, exactly as pushed",
+    summary: "Module bytes by sha256: a version as pushed, or the code proxies are told to load",
+    description:
+      "The digest is that of the bytes served. A version's own digest serves it exactly as pushed; " +
+      "the digest an ECDS resource names in vm_config.code.local.filename (modules/<name>/<sha256>.wasm, " +
+      "for sidecars whose data-plane agent fetches module files) serves exactly the code the proxy is " +
+      "to run, whose declared memory maximum the control plane capped. `mesh` serves the built-in module.",
     tags: ["WasmModule"],
     parameters: [nameParam, pathParam("file", "<sha256>.wasm", Type.String({ pattern: WASM_FILE.source }))],
     responses: {
@@ -274,14 +280,17 @@ export function moduleRoutes(deps: ModuleDeps): Hono {
     const name = c.req.param("name");
     const sha256 = WASM_FILE.exec(c.req.param("file"))?.[1];
     if (sha256 === undefined) throw notFound("module files are named <sha256>.wasm (lower-case hex)");
+    const { modules } = c.var;
     if (name === MESH_MODULE) {
-      // The built-in has no WasmModule resource, and only its own digest is served under its name.
-      if (sha256 !== c.var.modules.builtinSha256) throw notFound(`no module version ${sha256}`);
+      // The built-in has no WasmModule resource, and only its own digests are served under its name.
+      if (sha256 !== modules.builtinSha256 && sha256 !== modules.builtinCodeSha256)
+        throw notFound(`no module version ${sha256}`);
     } else if (!(await store.get("WasmModule", name))) {
       // Only bytes of a module that exists: deleting the WasmModule withdraws its versions.
       throw notFound(`WasmModule '${name}' does not exist`);
     }
-    const bytes = await c.var.modules.bytes(sha256);
+    // A version as pushed, else code as translation hands it to proxies (by the digest ECDS names).
+    const bytes = (await modules.bytes(sha256)) ?? modules.code(sha256);
     if (!bytes) throw notFound(`no module version ${sha256}`);
     // c.body wants bytes over a plain ArrayBuffer; copy only in the (unusual) shared-buffer case.
     const body =

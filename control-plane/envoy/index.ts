@@ -8,6 +8,7 @@ export {
   DEFAULT_ADDRESSES,
   DEFAULT_PORTS,
   type EnvoyNode,
+  type ModuleDelivery,
   NODE_METADATA,
   type NodeIdentityResult,
   nodeMetadata,
@@ -25,6 +26,12 @@ export {
   TYPE_URLS,
   type TypeUrl,
 } from "./protos.ts";
-export type { ModuleCode, ProxyConfig, XdsResource } from "./resources.ts";
+export {
+  LOCAL_MODULE_FILE,
+  localModuleFile,
+  type ModuleCode,
+  type ProxyConfig,
+  type XdsResource,
+} from "./resources.ts";
 // The messages wasmesh sends, typed from the same protos (Cluster, Listener, KnownAny, ...).
 export type * from "./types.generated.ts";

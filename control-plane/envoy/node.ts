@@ -24,7 +24,15 @@ export interface ProxyIdentity {
   inboundAddress: string;
   /** Address of the local app (default 127.0.0.1). */
   appAddress: string;
+  /**
+   * How the sidecar gets Wasm module code: "inline" in each ECDS resource (the default, and what a
+   * sidecar from `wasmesh bootstrap` gets), or "local": ECDS names a file by the code's sha256
+   * (localModuleFile), which the data-plane agent fetches once and keeps where Envoy runs.
+   */
+  moduleDelivery: ModuleDelivery;
 }
+
+export type ModuleDelivery = "inline" | "local";
 
 /** Keys of Envoy's node.metadata that carry a ProxyIdentity; values are strings or a string map. */
 export const NODE_METADATA = {
@@ -36,6 +44,7 @@ export const NODE_METADATA = {
   outboundAddress: "wasmesh.outbound_address",
   inboundAddress: "wasmesh.inbound_address",
   appAddress: "wasmesh.app_address",
+  moduleDelivery: "wasmesh.module_delivery",
 } as const;
 
 export const DEFAULT_PORTS = { outbound: 15001, inbound: 15006, admin: 9901 } as const;
@@ -119,6 +128,15 @@ export function parseNodeIdentity(node: EnvoyNode): NodeIdentityResult {
     }
   }
 
+  let moduleDelivery: ModuleDelivery = "inline";
+  const rawDelivery = metadata[NODE_METADATA.moduleDelivery];
+  if (rawDelivery === "local" || rawDelivery === "inline") moduleDelivery = rawDelivery;
+  else if (rawDelivery !== undefined) {
+    errors.push(
+      `${field(NODE_METADATA.moduleDelivery)}: must be "inline" or "local" (got ${show(rawDelivery)})`,
+    );
+  }
+
   if (errors.length > 0) return { ok: false, error: `invalid node identity: ${errors.join("; ")}` };
   return {
     ok: true,
@@ -132,6 +150,7 @@ export function parseNodeIdentity(node: EnvoyNode): NodeIdentityResult {
       outboundAddress,
       inboundAddress,
       appAddress,
+      moduleDelivery,
     },
   };
 }
@@ -147,9 +166,12 @@ function show(value: unknown): string {
 
 /**
  * The node.metadata that carries `proxy` (the inverse of parseNodeIdentity): ports as decimal
- * strings and labels as an object, which a protobuf Struct holds without loss.
+ * strings and labels as an object, which a protobuf Struct holds without loss. The module delivery
+ * is written only when it is "local" (absent means inline, as for every Envoy before it existed).
  */
-export function nodeMetadata(proxy: Omit<ProxyIdentity, "nodeId">): Record<string, unknown> {
+export function nodeMetadata(
+  proxy: Omit<ProxyIdentity, "nodeId" | "moduleDelivery"> & { moduleDelivery?: ModuleDelivery },
+): Record<string, unknown> {
   return {
     [NODE_METADATA.service]: proxy.service,
     [NODE_METADATA.labels]: { ...proxy.labels },
@@ -159,5 +181,6 @@ export function nodeMetadata(proxy: Omit<ProxyIdentity, "nodeId">): Record<strin
     [NODE_METADATA.outboundAddress]: proxy.outboundAddress,
     [NODE_METADATA.inboundAddress]: proxy.inboundAddress,
     [NODE_METADATA.appAddress]: proxy.appAddress,
+    ...(proxy.moduleDelivery === "local" ? { [NODE_METADATA.moduleDelivery]: "local" } : {}),
   };
 }

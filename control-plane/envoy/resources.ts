@@ -20,6 +20,26 @@ export type ProxyConfig = { [U in TypeUrl]: XdsResource<ResourceTypes[U]>[] };
 
 /** The bytes of a module version and their digest. */
 export interface ModuleCode {
+  /** The version's digest: of the bytes as pushed, which a WasmModule names. */
   sha256: string;
   bytes: Uint8Array;
+  /**
+   * The digest of `bytes` when they are not the version as pushed: the module registry hands out
+   * code whose declared memory maximum it capped (codes()). A proxy that loads modules from files
+   * is told to load this digest (localModuleFile), and the API serves these bytes under it.
+   * Absent: `bytes` are the version as pushed, whose digest is `sha256`.
+   */
+  codeSha256?: string;
 }
+
+/**
+ * Where a proxy with "local" module delivery finds a module's code: relative to the directory
+ * Envoy runs in (the data-plane agent's data directory, where it keeps the files it fetched from
+ * GET /v1/modules/<module>/<sha256>.wasm), so every agent is sent the same resource.
+ */
+export function localModuleFile(module: string, code: ModuleCode): string {
+  return `modules/${module}/${code.codeSha256 ?? code.sha256}.wasm`;
+}
+
+/** localModuleFile's paths: the module name and the digest of the file's bytes. */
+export const LOCAL_MODULE_FILE = /^modules\/([a-z0-9][a-z0-9-]*)\/([0-9a-f]{64})\.wasm$/;

@@ -59,6 +59,9 @@ export async function loadBuiltinModule(path: string = BUILTIN_MODULE_PATH): Pro
   return { sha256: sha256Hex(bytes), bytes };
 }
 
+/** Code as codes() hands it out: always with the digest of its bytes. */
+type Deployable = ModuleCode & { codeSha256: string };
+
 export function createModuleRegistry(options: ModuleRegistryOptions): ModuleRegistry {
   const { store, blobs, builtin } = options;
   const log = options.log ?? ((line: string) => console.warn(line));
@@ -67,12 +70,22 @@ export function createModuleRegistry(options: ModuleRegistryOptions): ModuleRegi
   // Blobs never change under a digest, so bytes once read and verified can be kept. Bounded by what
   // the last codes() call needed (the modules in use), plus whatever bytes() fetched since.
   let cache = new Map<string, Uint8Array>();
-  /** What codes() hands out: the bytes with their memory capped (capMemoryMaximum), by digest. */
-  let deployable = new Map<string, Uint8Array>();
-  const builtinCode: ModuleCode = {
-    sha256: builtin.sha256,
-    bytes: capMemoryMaximum(builtin.bytes, limitPages),
-  };
+  /** What codes() hands out: the bytes with their memory capped (capMemoryMaximum), by version digest. */
+  let deployable = new Map<string, Deployable>();
+  /**
+   * The same code by its own digest (codeSha256), which proxies with local module delivery fetch:
+   * what the last codes() call handed out, and the call before (a proxy may still be fetching what
+   * the revision before the newest named).
+   */
+  let served = new Map<string, Uint8Array>();
+  let servedBefore = new Map<string, Uint8Array>();
+  const builtinCode = deployableCode(builtin.sha256, builtin.bytes);
+
+  /** The code Envoy runs of a version: its memory maximum capped, and the digest of that. */
+  function deployableCode(sha256: string, bytes: Uint8Array): Deployable {
+    const code = capMemoryMaximum(bytes, limitPages);
+    return { sha256, bytes: code, codeSha256: sha256Hex(code) };
+  }
 
   async function load(sha256: string): Promise<Uint8Array | undefined> {
     if (sha256 === builtin.sha256) return builtin.bytes;
@@ -154,10 +167,17 @@ export function createModuleRegistry(options: ModuleRegistryOptions): ModuleRegi
       return load(sha256);
     },
 
+    builtinCodeSha256: builtinCode.codeSha256,
+
+    code(codeSha256: string): Uint8Array | undefined {
+      if (codeSha256 === builtinCode.codeSha256) return builtinCode.bytes;
+      return served.get(codeSha256) ?? servedBefore.get(codeSha256);
+    },
+
     async codes(modules: readonly { name: string; sha256: string }[]): Promise<Map<string, ModuleCode>> {
       const codes = new Map<string, ModuleCode>();
       const used = new Map<string, Uint8Array>();
-      const capped = new Map<string, Uint8Array>();
+      const capped = new Map<string, Deployable>();
       for (const { name, sha256 } of modules) {
         if (name === MESH_MODULE) continue; // reserved: the built-in always wins
         if (sha256 === builtin.sha256) {
@@ -170,14 +190,16 @@ export function createModuleRegistry(options: ModuleRegistryOptions): ModuleRegi
           log(`wasmesh: no bytes for module '${name}' (sha256 ${sha256}): push it again`);
           continue;
         }
-        const code = deployable.get(sha256) ?? capMemoryMaximum(bytes, limitPages);
-        codes.set(name, { sha256, bytes: code });
+        const code = deployable.get(sha256) ?? deployableCode(sha256, bytes);
+        codes.set(name, code);
         used.set(sha256, bytes);
         capped.set(sha256, code);
       }
       codes.set(MESH_MODULE, builtinCode);
       cache = used;
       deployable = capped;
+      servedBefore = served;
+      served = new Map([...capped.values()].map((code) => [code.codeSha256, code.bytes]));
       return codes;
     },
   };

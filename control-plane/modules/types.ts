@@ -62,9 +62,18 @@ export interface ModuleRegistry {
   push(name: string, bytes: Uint8Array, options?: PushOptions): Promise<PushResult>;
   /** The bytes of a stored version (GET /v1/modules/<name>/<sha256>.wasm); undefined if unknown. */
   bytes(sha256: string): Promise<Uint8Array | undefined>;
+  /** The digest of the built-in module's code as codes() hands it out (its codeSha256). */
+  readonly builtinCodeSha256: string;
+  /**
+   * Code as codes() hands it out, by its own digest (ModuleCode.codeSha256): what a proxy with
+   * local module delivery is told to load, served by GET /v1/modules/<name>/<sha256>.wasm too.
+   * Known: the built-in's, and the code of the modules the last two codes() calls handed out.
+   */
+  code(codeSha256: string): Uint8Array | undefined;
   /**
    * The code of every module the given WasmModule resources name, plus the built-in "mesh", by
-   * module name; what translation needs to build ECDS resources.
+   * module name; what translation needs to build ECDS resources. Each declares at most the memory
+   * ceiling as its maximum, so it may differ from the version as pushed: codeSha256 is its digest.
    */
   codes(modules: readonly { name: string; sha256: string }[]): Promise<Map<string, ModuleCode>>;
 }

@@ -16,5 +16,7 @@ export function proxyClassKey(proxy: ProxyIdentity): string {
     proxy.inboundPort,
     proxy.appAddress,
     proxy.appPort ?? null,
+    // Inline bytes or a file name: the ECDS resources differ, so inline and local are two classes.
+    proxy.moduleDelivery,
   ]);
 }

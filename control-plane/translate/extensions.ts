@@ -2,8 +2,14 @@
 // WasmPlugins that apply to it), so a configuration or module change reaches Envoy without touching
 // its listeners.
 
-import type { ModuleCode, ProxyIdentity, TypedExtensionConfig, XdsResource } from "../envoy/index.ts";
-import { EXTENSION_TYPE } from "../envoy/index.ts";
+import type {
+  ModuleCode,
+  ModuleDelivery,
+  ProxyIdentity,
+  TypedExtensionConfig,
+  XdsResource,
+} from "../envoy/index.ts";
+import { EXTENSION_TYPE, localModuleFile } from "../envoy/index.ts";
 import { MESH_MODULE, type WasmPlugin } from "../resources/index.ts";
 import { pluginFilterName, ROUTING_FILTER } from "../resources/names.ts";
 import type { Mesh } from "./mesh.ts";
@@ -52,9 +58,12 @@ export function routingFilter(configuration: unknown): WasmFilter {
 }
 
 /**
- * The TypedExtensionConfig of one filter, with the module's bytes inline. Envoy 1.37 cannot be
- * trusted with `remote` code over ECDS (each case is
- * reproduced by test/envoy/remote-modules.test.ts):
+ * The TypedExtensionConfig of one filter: the module's code inline, or, for a proxy with "local"
+ * module delivery, the name of a file holding exactly that code (localModuleFile). The data-plane
+ * agent fetches the file by its digest before it hands Envoy the resource, so Envoy reads it as it
+ * applies the resource: applied atomically or NACKed with Envoy's reason, as inline bytes are, and
+ * a module version travels once per agent instead of with every push. Envoy 1.37 cannot be
+ * trusted with `remote` code over ECDS (each case is reproduced by test/envoy/remote-modules.test.ts):
  * - a new sha256 sent to a listener that is already warm is never fetched (the fetch is an init
  *   target of the listener's init manager, initialised long ago), and the filter is then left out
  *   of every request despite fail_open: false (or answers 503 where a draining filter chain made
@@ -64,11 +73,11 @@ export function routingFilter(configuration: unknown): WasmFilter {
  * - vm_config.nack_on_code_cache_miss makes both safe (NACK, the previous module keeps serving, a
  *   background fetch fills Envoy's cache) but then the config must be offered again to apply, which
  *   the xDS server does not do, and a new listener serves 500s meanwhile.
- * Inline bytes are applied atomically or NACKed with Envoy's reason, as docs/architecture.md requires.
  */
 export function extensionResource(
   filter: WasmFilter,
   modules: ReadonlyMap<string, ModuleCode>,
+  delivery: ModuleDelivery,
 ): XdsResource<TypedExtensionConfig> {
   const code = modules.get(filter.module);
   if (code === undefined) {
@@ -94,7 +103,12 @@ export function extensionResource(
             // in the code itself, whose declared maximum the module registry caps (codes()).
             vm_id: filter.module,
             runtime: "envoy.wasm.runtime.v8",
-            code: { local: { inline_bytes: code.bytes } },
+            code: {
+              local:
+                delivery === "local"
+                  ? { filename: localModuleFile(filter.module, code) }
+                  : { inline_bytes: code.bytes },
+            },
           },
           configuration: { "@type": EXTENSION_TYPE.stringValue, value: filter.configuration },
           // A filter that cannot run answers 503 rather than letting requests past it.

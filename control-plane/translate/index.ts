@@ -3,7 +3,15 @@
 // ECDS). A pure function of (resources, proxy identity, module codes): the same input
 // gives deep-equal output whatever the order of the resources and whatever the node id.
 
-import { type ModuleCode, type ProxyConfig, type ProxyIdentity, TYPE_URL } from "../envoy/index.ts";
+import {
+  type ModuleCode,
+  type ModuleDelivery,
+  type ProxyConfig,
+  type ProxyIdentity,
+  TYPE_URL,
+  type TypedExtensionConfig,
+  type XdsResource,
+} from "../envoy/index.ts";
 import type { Resource, WasmPlugin } from "../resources/index.ts";
 import { endpointResources, outboundClusterResources, withInboundCluster } from "./clusters.ts";
 import {
@@ -63,7 +71,19 @@ export function compileMesh(resources: readonly Resource[], options: TranslateOp
     made.set(key, value);
     return value;
   };
-  const withEcds = (filter: WasmFilter) => ({ filter, ecds: extensionResource(filter, options.modules) });
+  /** A filter and its ECDS resource for each module delivery, each made once, when first asked for. */
+  const withEcds = (filter: WasmFilter) => {
+    const byDelivery = new Map<ModuleDelivery, XdsResource<TypedExtensionConfig>>();
+    const ecds = (delivery: ModuleDelivery) => {
+      let resource = byDelivery.get(delivery);
+      if (resource === undefined) {
+        resource = extensionResource(filter, options.modules, delivery);
+        byDelivery.set(delivery, resource);
+      }
+      return resource;
+    };
+    return { filter, ecds };
+  };
   const plugin = (p: WasmPlugin, direction: Direction) =>
     once(`plugin ${direction} ${p.metadata.name}`, () => withEcds(pluginFilter(p, direction)));
 
@@ -94,7 +114,9 @@ export function compileMesh(resources: readonly Resource[], options: TranslateOp
           proxy,
         ),
         [TYPE_URL.endpoint]: [...once("endpoints", () => endpointResources(mesh))],
-        [TYPE_URL.extensionConfig]: sortedByName([...outbound, ...inbound].map((f) => f.ecds)),
+        [TYPE_URL.extensionConfig]: sortedByName(
+          [...outbound, ...inbound].map((f) => f.ecds(proxy.moduleDelivery)),
+        ),
       };
     },
   };

@@ -128,12 +128,13 @@ function blobFiles(env: Env): string[] {
 }
 
 /**
- * `code` is `original` as Envoy is to run it: the same digest and exports, and a declared maximum
- * memory of `pages` (the ceiling: 128 MiB by default).
+ * `code` is `original` as Envoy is to run it: the same version digest and exports, a declared
+ * maximum memory of `pages` (the ceiling: 128 MiB by default), and the digest of that code.
  */
 function expectDeployable(code: ModuleCode | undefined, original: Uint8Array, pages = 2048): void {
   expect(code?.sha256).toBe(sha256(original));
   const bytes = code?.bytes ?? new Uint8Array();
+  expect(code?.codeSha256).toBe(sha256(bytes));
   expect(declaredMemories(bytes)).toEqual([
     { ...(declaredMemories(original)[0] as object), maximumPages: pages },
   ]);
@@ -476,6 +477,10 @@ describe("bytes and codes", () => {
     expectDeployable(codes.get("tag"), tag1, 512);
     expectDeployable(codes.get("mesh"), builtin.bytes, 512);
     expect(await registry.bytes(sha256(tag1))).toEqual(tag1);
+    // The code by its own digest, as proxies that load module files fetch it.
+    for (const code of codes.values()) expect(registry.code(code.codeSha256 ?? "")).toEqual(code.bytes);
+    expect(registry.builtinCodeSha256).toBe(codes.get("mesh")?.codeSha256);
+    expect(registry.code(sha256(tag1))).toBeUndefined();
     expect(declaredMemories(tag1)).toEqual([{ initialPages: 1, shared: false, memory64: false }]);
   });
 

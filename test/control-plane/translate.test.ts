@@ -3,6 +3,7 @@
 // as Envoy receives them); proto-valid output, a pure and order-independent function; and the
 // generated routing configuration run through the real build/mesh.wasm (split, access denial,
 // routing-header spoofing).
+import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,6 +13,7 @@ import {
   type EnvoyNode,
   EXTENSION_TYPE,
   encodeMessage,
+  LOCAL_MODULE_FILE,
   type ModuleCode,
   NODE_METADATA,
   nodeMetadata,
@@ -24,6 +26,11 @@ import {
   type XdsResource,
 } from "../../control-plane/envoy/index.ts";
 import {
+  createMemoryBlobStore,
+  createModuleRegistry,
+  loadBuiltinModule,
+} from "../../control-plane/modules/index.ts";
+import {
   CLUSTER_HEADER,
   formatManifestError,
   outboundCluster,
@@ -34,6 +41,7 @@ import {
   RULE_HEADER,
   validateResource,
 } from "../../control-plane/resources/index.ts";
+import { createMemoryStore } from "../../control-plane/store/index.ts";
 import {
   compileMesh,
   proxyClassKey,
@@ -43,6 +51,7 @@ import {
 } from "../../control-plane/translate/index.ts";
 import { indexMesh } from "../../control-plane/translate/mesh.ts";
 import type { FilterConfig } from "../../schema/filter-config.ts";
+import { RELEASE_WASM } from "../support/artifacts.ts";
 import { REPO_ROOT } from "../support/envoy.ts";
 import { expectGolden, proxyConfigYaml } from "../support/golden.ts";
 import { MeshUnderTest } from "../support/mesh-host.ts";
@@ -77,6 +86,7 @@ function proxy(overrides: Partial<ProxyIdentity> = {}): ProxyIdentity {
     outboundAddress: "127.0.0.1",
     inboundAddress: "0.0.0.0",
     appAddress: "127.0.0.1",
+    moduleDelivery: "inline",
     ...overrides,
   };
 }
@@ -84,6 +94,8 @@ function proxy(overrides: Partial<ProxyIdentity> = {}): ProxyIdentity {
 const MESH_CODE: ModuleCode = {
   sha256: "a".repeat(64),
   bytes: new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]),
+  // As the registry's codes(): the code differs from the version pushed (its memory maximum capped).
+  codeSha256: "c".repeat(64),
 };
 const TAGGER_CODE: ModuleCode = {
   sha256: "b".repeat(64),
@@ -99,6 +111,7 @@ function options(): TranslateOptions {
   };
 }
 
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 const names = (list: readonly XdsResource[]) => list.map((r) => r.name);
 const find = <U extends TypeUrl>(config: ProxyConfig, typeUrl: U, name: string): ResourceTypes[U] => {
   const list: XdsResource<ResourceTypes[U]>[] = config[typeUrl];
@@ -288,6 +301,7 @@ describe("a pure function of resources, identity and modules", () => {
       proxy({ outboundAddress: "127.0.0.2" }),
       proxy({ inboundAddress: "10.0.0.1" }),
       proxy({ appAddress: "127.0.0.3" }),
+      proxy({ moduleDelivery: "local" }),
     ]) {
       expect(proxyClassKey(changed)).not.toBe(base);
     }
@@ -559,6 +573,63 @@ describe("validation the translation relies on", () => {
   });
 });
 
+describe("module delivery", () => {
+  /** The example mesh compiled with the code the module registry hands out for build/mesh.wasm. */
+  async function exampleWithRealCode() {
+    const store = createMemoryStore();
+    const registry = createModuleRegistry({
+      store,
+      blobs: createMemoryBlobStore(),
+      builtin: await loadBuiltinModule(RELEASE_WASM),
+    });
+    const codes = await registry.codes([]);
+    await store.close();
+    return { compiled: compileMesh(example(), { modules: codes }), code: codes.get("mesh") };
+  }
+  const wasmOf = (config: ProxyConfig, name: string) => {
+    const typed = find(config, TYPE_URL.extensionConfig, name).typed_config;
+    if (typed?.["@type"] !== EXTENSION_TYPE.wasmFilter) throw new Error(`${name}: not a Wasm filter`);
+    return typed.config ?? {};
+  };
+
+  it("names a local proxy's module code by the digest of the bytes an inline proxy gets, in a small resource", async () => {
+    const { compiled, code } = await exampleWithRealCode();
+    const inline = compiled.translate(proxy());
+    const local = compiled.translate(proxy({ moduleDelivery: "local" }));
+    const inlineBytes = wasmOf(inline, ROUTING_FILTER).vm_config?.code?.local?.inline_bytes;
+    const filename = wasmOf(local, ROUTING_FILTER).vm_config?.code?.local?.filename ?? "";
+    if (!(inlineBytes instanceof Uint8Array)) throw new Error("the inline routing filter has no bytes");
+    // The code translation inlines is the registry's, memory capped: not the file as built.
+    expect(inlineBytes).toEqual(code?.bytes);
+    expect(sha256(inlineBytes)).not.toBe(sha256(readFileSync(RELEASE_WASM)));
+    expect(filename).toBe(`modules/mesh/${sha256(inlineBytes)}.wasm`);
+    expect(filename).toMatch(LOCAL_MODULE_FILE);
+    // Everything but the code is the same resource.
+    const { code: _inlineCode, ...inlineVm } = wasmOf(inline, ROUTING_FILTER).vm_config ?? {};
+    const { code: _localCode, ...localVm } = wasmOf(local, ROUTING_FILTER).vm_config ?? {};
+    expect(localVm).toEqual(inlineVm);
+    expect(wasmOf(local, ROUTING_FILTER).configuration).toEqual(wasmOf(inline, ROUTING_FILTER).configuration);
+    // What a push of the routing filter costs per proxy: the module with inline delivery, a few
+    // KiB of configuration with local delivery (issue 10: under 8 KiB for a route change).
+    const encoded = (config: ProxyConfig) =>
+      encodeMessage(TYPE_URL.extensionConfig, find(config, TYPE_URL.extensionConfig, ROUTING_FILTER)).length;
+    expect(encoded(inline)).toBeGreaterThan(inlineBytes.length);
+    expect(encoded(local)).toBeLessThan(8 * 1024);
+  });
+
+  it("keeps inline and local proxies in classes of their own, each sharing its ECDS resources", async () => {
+    const { compiled } = await exampleWithRealCode();
+    const routing = (config: ProxyConfig) => find(config, TYPE_URL.extensionConfig, ROUTING_FILTER);
+    const local = (nodeId: string) => proxy({ nodeId, moduleDelivery: "local" });
+    expect(routing(compiled.translate(local("a")))).toBe(routing(compiled.translate(local("b"))));
+    expect(routing(compiled.translate(proxy({ nodeId: "c" })))).toBe(
+      routing(compiled.translate(proxy({ nodeId: "d" }))),
+    );
+    expect(proxyClassKey(local("a"))).toBe(proxyClassKey(local("b")));
+    expect(proxyClassKey(local("a"))).not.toBe(proxyClassKey(proxy()));
+  });
+});
+
 describe("node identity", () => {
   const node = (metadata: Record<string, unknown>, extra: Partial<EnvoyNode> = {}): EnvoyNode => ({
     id: "reviews-1",
@@ -578,9 +649,18 @@ describe("node identity", () => {
     const { nodeId: _, ...rest } = identity;
     const metadata = nodeMetadata(rest);
     expect(metadata[NODE_METADATA.outboundPort]).toBe("16001");
+    // Inline delivery is the default: not written, so a bootstrap reads as before it existed.
+    expect(metadata).not.toHaveProperty([NODE_METADATA.moduleDelivery]);
     expect(parseNodeIdentity({ id: "reviews-1", cluster: "reviews", metadata })).toEqual({
       ok: true,
       proxy: identity,
+    });
+    const local = { ...identity, moduleDelivery: "local" as const };
+    const localMetadata = nodeMetadata(local);
+    expect(localMetadata[NODE_METADATA.moduleDelivery]).toBe("local");
+    expect(parseNodeIdentity({ id: "reviews-1", cluster: "reviews", metadata: localMetadata })).toEqual({
+      ok: true,
+      proxy: local,
     });
   });
 
@@ -622,6 +702,9 @@ describe("node identity", () => {
     expect(
       error(node({ [NODE_METADATA.service]: "reviews", [NODE_METADATA.labels]: "version=v1" })),
     ).toContain('node.metadata["wasmesh.labels"]');
+    expect(
+      error(node({ [NODE_METADATA.service]: "reviews", [NODE_METADATA.moduleDelivery]: "remote" })),
+    ).toContain('node.metadata["wasmesh.module_delivery"]: must be "inline" or "local" (got "remote")');
     // Every problem at once.
     const both = error(node({ [NODE_METADATA.inboundPort]: "0" }));
     expect(both).toContain("wasmesh.service");

@@ -165,6 +165,7 @@ function parseNode(node: { id?: string; cluster?: string; metadata?: Record<stri
     outboundAddress: "127.0.0.1",
     inboundAddress: "0.0.0.0",
     appAddress: "127.0.0.1",
+    moduleDelivery: "inline",
   };
   return { ok: true as const, proxy };
 }

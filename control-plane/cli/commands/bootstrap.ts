@@ -98,6 +98,8 @@ export async function run(args: string[], out: Out): Promise<undefined> {
     outboundAddress: DEFAULT_ADDRESSES.outbound,
     inboundAddress: str(values["inbound-address"]) ?? DEFAULT_ADDRESSES.inbound,
     appAddress: DEFAULT_ADDRESSES.app,
+    // Envoy run by hand has no agent to fetch module files: the code comes inline.
+    moduleDelivery: "inline",
   };
   // The control plane refuses a stream whose identity it cannot read; say so now, not at run time.
   const identity = parseNodeIdentity({ id: nodeId, cluster: service, metadata: nodeMetadata(proxy) });
