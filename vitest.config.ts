@@ -20,6 +20,7 @@ export default defineConfig({
             "test/host/**/*.test.ts",
             "test/sdk/**/*.test.ts",
             "test/control-plane/**/*.test.ts",
+            "test/dataplane/**/*.test.ts",
           ],
           testTimeout: 30_000,
           setupFiles,

@@ -1,0 +1,100 @@
+// A stand-in for the control plane's module bytes route, GET /v1/modules/<name>/<sha256>.wasm, that
+// a test can make misbehave: count requests per digest, serve damaged bytes (a tampered blob), drop
+// connections or answer an error status, or forward what it does not hold to a real API.
+import { createHash } from "node:crypto";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+
+export const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+
+export interface ModuleServer {
+  /** http://127.0.0.1:<port>: what the agent's `api` option points to. */
+  readonly url: string;
+  readonly port: number;
+  /** Serves these bytes under their digest (any module name). */
+  add(bytes: Uint8Array): void;
+  /** Requests for a digest (any answer), or for every digest. */
+  fetches(sha?: string): number;
+  /**
+   * Digests, or module names, whose bytes are served with their last byte changed: what a
+   * compromised server would do.
+   */
+  readonly tamper: Set<string>;
+  /**
+   * The next requests' fate, one entry per request, in order: "reset" destroys the connection
+   * without an answer, a number answers that status, a Fault waits and may tamper this once.
+   */
+  readonly faults: ("reset" | number | Fault)[];
+  close(): Promise<void>;
+}
+
+/** One request's fate: answered only once `wait` settles, with damaged bytes if `tamper`. */
+export interface Fault {
+  wait?: Promise<unknown>;
+  tamper?: boolean;
+}
+
+export interface ModuleServerOptions {
+  /** A real API to ask for digests not added here (their bytes pass through, tampered if listed). */
+  upstream?: string;
+}
+
+const MODULE_PATH = /^\/v1\/modules\/([a-z0-9-]+)\/([0-9a-f]{64})\.wasm$/;
+
+export async function startModuleServer(options: ModuleServerOptions = {}): Promise<ModuleServer> {
+  const blobs = new Map<string, Uint8Array>();
+  const counts = new Map<string, number>();
+  const tamper = new Set<string>();
+  const faults: ("reset" | number | Fault)[] = [];
+  const server = http.createServer(async (req, res) => {
+    const [, name, sha] = MODULE_PATH.exec(req.url ?? "") ?? [];
+    if (name === undefined || sha === undefined) {
+      res.writeHead(404).end();
+      return;
+    }
+    counts.set(sha, (counts.get(sha) ?? 0) + 1);
+    const fault = faults.shift();
+    if (fault === "reset") {
+      req.socket.destroy();
+      return;
+    }
+    if (typeof fault === "number") {
+      res.writeHead(fault).end();
+      return;
+    }
+    await fault?.wait;
+    let bytes = blobs.get(sha);
+    if (bytes === undefined && options.upstream) {
+      const answer = await fetch(`${options.upstream}${req.url}`);
+      if (!answer.ok) {
+        res.writeHead(answer.status).end(await answer.text());
+        return;
+      }
+      bytes = new Uint8Array(await answer.arrayBuffer());
+    }
+    if (bytes === undefined) {
+      res.writeHead(404).end();
+      return;
+    }
+    const body = Buffer.from(bytes);
+    if (fault?.tamper || tamper.has(sha) || tamper.has(name))
+      body[body.length - 1] = (body[body.length - 1] ?? 0) ^ 0xff;
+    res.writeHead(200, { "content-type": "application/wasm", "content-length": body.length }).end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    add: (bytes) => void blobs.set(sha256(bytes), bytes),
+    fetches: (sha) =>
+      sha === undefined ? [...counts.values()].reduce((a, b) => a + b, 0) : (counts.get(sha) ?? 0),
+    tamper,
+    faults,
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
