@@ -55,6 +55,17 @@ const COLUMNS: { [K in Kind]: Column<Doc<K>>[] } = {
     // What subsets select on (its resource labels, rarely set, are in -o yaml).
     { header: "LABELS", cell: (r) => labels(r.spec.labels) },
     { header: "ZONE", cell: (r) => r.spec.zone ?? NONE, wideOnly: true },
+    {
+      header: "APP PORT",
+      cell: (r) => (r.spec.appPort === undefined ? NONE : String(r.spec.appPort)),
+      wideOnly: true,
+    },
+    // A lease: the data-plane agent manages it, and it goes when the agent stops renewing it.
+    {
+      header: "LEASE",
+      cell: (r) => (r.spec.leaseSeconds === undefined ? NONE : duration(r.spec.leaseSeconds * 1000)),
+      wideOnly: true,
+    },
   ],
   Route: [
     { header: "SERVICE", cell: (r) => r.spec.service },

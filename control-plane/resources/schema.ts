@@ -124,10 +124,29 @@ export const Workload = resource(
       service: ServiceRef,
       /** Shape (IPv4, IPv6 or DNS host name) is checked in validate.ts, where the message can say which. */
       address: Type.String({ minLength: 1, maxLength: 253, pattern: "^[0-9A-Za-z.:-]+$" }),
+      /** Where other sidecars call it: its sidecar's inbound listener (or the app, without a sidecar). */
       port: Port,
       /** What subsets select on, e.g. `version: v1`; none when omitted. */
       labels: Type.Optional(Labels),
       zone: Type.Optional(Type.String({ pattern: `^${LABEL_NAME}$` })),
+      /** Recorded, not routed to: the sidecar's inbound listener forwards to it. */
+      appPort: Type.Optional(
+        Type.Integer({
+          minimum: 1,
+          maximum: 65_535,
+          description:
+            "the app's own port behind the sidecar, which forwards to it (recorded by the data-plane agent)",
+        }),
+      ),
+      /** The data-plane agent renews the lease (PUT /v1/workloads/<name>/lease) while it runs. */
+      leaseSeconds: Type.Optional(
+        Type.Integer({
+          minimum: 5,
+          maximum: 3600,
+          description:
+            "the Workload is deleted when its lease is not renewed for this long (agent-managed); none: it stays until deleted",
+        }),
+      ),
     },
     strict,
   ),

@@ -188,6 +188,13 @@ function semanticErrors(resource: Resource): FieldError[] {
       break;
     case "Workload":
       checkAddress(resource.spec.address, fail);
+      if (resource.spec.appPort !== undefined && resource.spec.appPort === resource.spec.port) {
+        // Both on the workload's host: the sidecar's inbound listener cannot take the app's port.
+        fail(
+          "spec.appPort",
+          `must differ from spec.port (${resource.spec.port}), the sidecar's inbound port`,
+        );
+      }
       break;
     case "Route":
       checkRoute(resource, fail);

@@ -543,6 +543,17 @@ spec:
   });
 
   it("get shows each kind's own columns; -o wide shows more", async () => {
+    // A Workload as the data-plane agent registers it: its app port behind the sidecar, a lease.
+    const agent = await cli(
+      ["apply", "-f", "-"],
+      JSON.stringify({
+        apiVersion: "wasmesh.io/v1alpha1",
+        kind: "Workload",
+        metadata: { name: "reviews-agent" },
+        spec: { service: "reviews", address: "10.0.1.20", port: 15006, appPort: 9080, leaseSeconds: 120 },
+      }),
+    );
+    expectOk(agent);
     // deploy/examples/mesh.yaml as applied above (the Route's timeout edited since).
     const cases: [string[], Record<string, string>, Record<string, string>][] = [
       [
@@ -559,7 +570,12 @@ spec:
           PORT: "9080",
           LABELS: "version=v1",
         },
-        { ZONE: "zone-a" },
+        { ZONE: "zone-a", "APP PORT": "<none>", LEASE: "<none>" },
+      ],
+      [
+        ["workload", "reviews-agent"],
+        { NAME: "reviews-agent", SERVICE: "reviews", ADDRESS: "10.0.1.20", PORT: "15006", LABELS: "<none>" },
+        { ZONE: "<none>", "APP PORT": "9080", LEASE: "2m" },
       ],
       [
         ["route", "reviews"],
@@ -621,6 +637,7 @@ spec:
       expect(wideRow, args[0]).toMatchObject(wideColumns);
       expect(wideRow.VERSION, args[0]).toMatch(/^\d+$/);
     }
+    expectOk(await cli(["delete", "workload", "reviews-agent"]));
   });
 
   it("get of a missing resource is exit 1 naming it", async () => {

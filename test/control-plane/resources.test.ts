@@ -240,6 +240,51 @@ const invalid: InvalidCase[] = [
     path: "spec.port",
   },
   {
+    name: "app port 0",
+    kind: "Workload",
+    change: (r) => {
+      spec(r).appPort = 0;
+    },
+    path: "spec.appPort",
+    message: /greater or equal to 1/,
+  },
+  {
+    name: "app port equal to the sidecar's inbound port",
+    kind: "Workload",
+    change: (r) => {
+      spec(r).appPort = 9080;
+    },
+    path: "spec.appPort",
+    message: /must differ from spec.port \(9080\), the sidecar's inbound port/,
+  },
+  {
+    name: "lease shorter than 5 seconds",
+    kind: "Workload",
+    change: (r) => {
+      spec(r).leaseSeconds = 4;
+    },
+    path: "spec.leaseSeconds",
+    message: /greater or equal to 5/,
+  },
+  {
+    name: "lease longer than an hour",
+    kind: "Workload",
+    change: (r) => {
+      spec(r).leaseSeconds = 3601;
+    },
+    path: "spec.leaseSeconds",
+    message: /less or equal to 3600/,
+  },
+  {
+    name: "lease in fractions of a second",
+    kind: "Workload",
+    change: (r) => {
+      spec(r).leaseSeconds = 30.5;
+    },
+    path: "spec.leaseSeconds",
+    message: /Expected integer/,
+  },
+  {
     name: "unknown protocol",
     kind: "Service",
     change: (r) => {
@@ -560,6 +605,16 @@ describe("validateResource", () => {
       const w = valid().Workload;
       spec(w).address = address;
       expect(validateResource(w).ok, address).toBe(true);
+    }
+  });
+
+  it("accepts a workload's app port and lease, as the data-plane agent registers it", () => {
+    const w = valid().Workload;
+    Object.assign(spec(w), { port: 15006, appPort: 9080, leaseSeconds: 30 });
+    expect(validateResource(w)).toEqual({ ok: true, resource: w });
+    for (const leaseSeconds of [5, 3600]) {
+      spec(w).leaseSeconds = leaseSeconds;
+      expect(validateResource(w).ok, String(leaseSeconds)).toBe(true);
     }
   });
 
