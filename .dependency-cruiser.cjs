@@ -8,6 +8,9 @@
 //   consumers   revision/  edge/  api/
 //   roots       server.ts (wires everything)   cli/ (the command line; runs the server)
 // Leaves anyone may import: control-plane/{metrics,utf8,version}.ts.
+// dataplane/ (the data-plane agent) sits beside the control plane, not in it: it reaches it as an
+// agent on another host would, so of control-plane/ it takes only Envoy's vocabulary (envoy/) and
+// the xDS wire (xds/codec.ts); only `wasmesh dataplane` (cli/commands/dataplane.ts) imports it.
 
 /** A rule: files under `from` may import, inside control-plane/, only what `allowed` matches. */
 const layer = (name, from, allowed) => ({
@@ -34,7 +37,7 @@ module.exports = {
       comment:
         "schema/ and host/ serve the control plane, the worker and tests alike: they import none of them.",
       from: { path: "^(?:schema|host)/" },
-      to: { path: "^(?:control-plane|workers|test|scripts|bin)/" },
+      to: { path: "^(?:control-plane|dataplane|workers|test|scripts|bin)/" },
     },
     {
       name: "host-runs-in-workerd",
@@ -49,7 +52,7 @@ module.exports = {
       comment:
         "The edge worker is the same module through host/, configured by schema/: nothing of the control plane.",
       from: { path: "^workers/src/" },
-      to: { path: "^(?:control-plane|test|scripts|bin)/" },
+      to: { path: "^(?:control-plane|dataplane|test|scripts|bin)/" },
     },
     {
       name: "leaves-stay-leaves",
@@ -77,9 +80,31 @@ module.exports = {
       to: { path: "^control-plane/server\\.ts$" },
     },
     {
+      name: "dataplane-speaks-api-and-xds-only",
+      severity: "error",
+      comment:
+        "dataplane/ reaches the control plane only through its HTTP API and xDS: of control-plane/ it imports envoy/ (the vocabulary) and xds/codec.ts (the wire), not the server, store or translation.",
+      from: { path: "^dataplane/" },
+      to: {
+        path: "^control-plane/",
+        pathNot: "^control-plane/(?:envoy/|xds/codec\\.ts$|(?:metrics|utf8|version)\\.ts$)",
+      },
+    },
+    {
+      name: "only-the-dataplane-command-runs-the-agent",
+      severity: "error",
+      comment:
+        "The agent is a process of its own: only `wasmesh dataplane` (cli/commands/dataplane.ts) starts it.",
+      from: {
+        path: "^(?:control-plane|host|schema|workers/src|bin)/",
+        pathNot: "^control-plane/cli/commands/dataplane\\.ts$",
+      },
+      to: { path: "^dataplane/" },
+    },
+    {
       name: "product-code-never-imports-tests",
       severity: "error",
-      from: { path: "^(?:control-plane|host|schema|workers/src|bin)/" },
+      from: { path: "^(?:control-plane|dataplane|host|schema|workers/src|bin)/" },
       to: { path: "^(?:test|scripts)/" },
     },
   ],

@@ -16,6 +16,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   get: () => import("./commands/get.ts"),
   delete: () => import("./commands/delete.ts"),
   bootstrap: () => import("./commands/bootstrap.ts"),
+  dataplane: () => import("./commands/dataplane.ts"),
   status: () => import("./commands/status.ts"),
   modules: () => import("./commands/modules.ts"),
   edge: () => import("./commands/edge.ts"),
@@ -32,6 +33,7 @@ Commands:
   get KIND [NAME]     show resources
   delete KIND NAME    delete a resource
   bootstrap           print an Envoy bootstrap for a sidecar
+  dataplane run       run a sidecar: Envoy, its Workload and its modules (the agent)
   status              connected proxies, what they acknowledged, their last rejection
   modules push FILE   upload a Wasm module version
   edge export         print the edge workers' configuration (e.g. for a Workers KV key)

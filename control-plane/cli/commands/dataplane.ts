@@ -1,0 +1,231 @@
+// `wasmesh dataplane run`: the data-plane agent (dataplane/), which owns one sidecar. This file
+// checks the flags (usage errors exit 2 and start nothing), then runs the agent until SIGTERM or
+// SIGINT, and turns a sidecar that cannot start into `wasmesh: <why>` and exit 1.
+
+import type { AgentOptions } from "../../../dataplane/agent.ts";
+import {
+  type CommandName,
+  noPositionals,
+  type Out,
+  type Parsed,
+  parse,
+  parseCount,
+  parseLabels,
+  parsePort,
+  str,
+  usage,
+} from "../args.ts";
+import { CliError, DEFAULT_API } from "../client.ts";
+
+export const help = `Usage: wasmesh dataplane run --name NAME --service SERVICE --app-port PORT [--labels k=v,...]
+                             [--address ADDR] [--zone Z] [--inbound-port P] [--outbound-port P]
+                             [--admin-port P] [--ready-port P] [--cp URL] [--xds HOST:PORT]
+                             [--envoy PATH] [--data DIR] [--lease-seconds N] [--drain-seconds N]
+                             [-- ENVOY FLAGS...]
+
+Runs a sidecar: writes Envoy's bootstrap, starts Envoy and restarts it (with back-off) if it dies,
+registers the workload with the control plane once the sidecar is ready and renews its lease, and
+serves a readiness probe. Modules reach Envoy by digest through the agent, fetched once into
+--data. SIGTERM or SIGINT: readiness turns 503, the Workload is deleted, Envoy serves on for the
+drain time while the other sidecars learn it, then drains and stops; exit 0. A second signal stops
+Envoy at once. Exits 1 with Envoy's reason when Envoy cannot start.
+  --name NAME           the Workload's name and Envoy's node id (required)
+  --service SERVICE     the service this workload serves (required)
+  --app-port PORT       the local app's port, behind the inbound listener (required)
+  --labels k=v,...      the workload's labels, e.g. version=v2 (route subsets select on them)
+  --address ADDR        where other sidecars reach this one (default: the address this host
+                        reaches the control plane from)
+  --zone Z              the workload's zone
+  --inbound-port P      the listener other sidecars call (the Workload's port; it binds 0.0.0.0)
+  --outbound-port P     the listener the app sends outbound requests to, on 127.0.0.1
+  --admin-port P        Envoy's admin interface, on 127.0.0.1
+  --ready-port P        the readiness endpoint, GET http://127.0.0.1:P/ready (200 when Envoy is
+                        LIVE and has acknowledged its first configuration, else 503 and why)
+                        Ports not given are picked free, and the first line says which.
+  --cp URL              the control plane's HTTP API (default $WASMESH_API, else ${DEFAULT_API};
+                        --api is the same)
+  --xds HOST:PORT       the control plane's xDS server (default: --cp's host, port 5678)
+  --envoy PATH          the Envoy binary (default: envoy, found on PATH)
+  --data DIR            the agent's directory: Envoy's bootstrap and the module cache; Envoy
+                        runs in it (default .wasmesh-dataplane/NAME)
+  --lease-seconds N     the Workload is removed this long after the agent stops renewing it,
+                        e.g. when it is killed (5-3600, default 30; renewed every third of it)
+  --drain-seconds N     on shutdown, how long Envoy serves on after the Workload is deleted, and
+                        then drains its connections (Envoy's --drain-time-s) (0-600, default 5)
+  -- ENVOY FLAGS...     more flags for Envoy, e.g. -- --concurrency 2 --log-level warning`;
+
+const command: CommandName = { name: "dataplane", help };
+
+const DEFAULT_LEASE_SECONDS = 30;
+const DEFAULT_DRAIN_SECONDS = 5;
+const XDS_PORT = 5678;
+
+export async function run(args: string[], out: Out): Promise<undefined> {
+  const [sub, ...rest] = args;
+  if (sub === "--help" || sub === "-h") return out(help);
+  if (sub === undefined) throw usage(command, "dataplane: a subcommand is required (run)");
+  if (sub !== "run") throw usage(command, `dataplane: unknown subcommand '${sub}'`);
+  // Everything after `--` is Envoy's.
+  const split = rest.indexOf("--");
+  const envoyArgs = split < 0 ? [] : rest.slice(split + 1);
+  const { values, positionals } = parse(
+    split < 0 ? rest : rest.slice(0, split),
+    {
+      name: { type: "string" },
+      service: { type: "string" },
+      "app-port": { type: "string" },
+      labels: { type: "string" },
+      address: { type: "string" },
+      zone: { type: "string" },
+      "inbound-port": { type: "string" },
+      "outbound-port": { type: "string" },
+      "admin-port": { type: "string" },
+      "ready-port": { type: "string" },
+      cp: { type: "string" },
+      xds: { type: "string" },
+      envoy: { type: "string" },
+      data: { type: "string" },
+      "lease-seconds": { type: "string" },
+      "drain-seconds": { type: "string" },
+    },
+    command,
+  );
+  if (values.help) return out(help);
+  noPositionals(positionals, command);
+  const options = await agentOptions(values, envoyArgs, out);
+
+  const { startAgent, AgentError } = await import("../../../dataplane/agent.ts");
+  let agent: Awaited<ReturnType<typeof startAgent>> | undefined;
+  let signalled: string | undefined;
+  let finished = () => {};
+  const done = new Promise<void>((resolve) => {
+    finished = resolve;
+  });
+  const onSignal = (signal: string) => {
+    signalled = signal;
+    // A signal during the start is acted on once the agent is up (or has failed).
+    if (!agent) return;
+    out(`${signal} received`);
+    agent.shutdown().then(finished, (error: unknown) => {
+      process.stderr.write(`wasmesh: shutdown failed: ${(error as Error).stack ?? error}\n`);
+      process.exit(1);
+    });
+  };
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
+  try {
+    agent = await startAgent(options);
+  } catch (error) {
+    if (error instanceof AgentError) throw new CliError(error.message);
+    throw error;
+  }
+  if (signalled) onSignal(signalled);
+  await done;
+  return undefined;
+}
+
+/** The flags as the agent's options; every problem is a usage error naming its flag. */
+async function agentOptions(values: Parsed["values"], envoyArgs: string[], out: Out): Promise<AgentOptions> {
+  const name = str(values.name);
+  const service = str(values.service);
+  const appPortText = str(values["app-port"]);
+  if (!name) throw usage(command, "dataplane run: --name is required");
+  if (!service) throw usage(command, "dataplane run: --service is required");
+  if (!appPortText) throw usage(command, "dataplane run: --app-port is required");
+  const ports = {
+    "--app-port": parsePort(appPortText, "--app-port") as number,
+    "--inbound-port": parsePort(str(values["inbound-port"]), "--inbound-port"),
+    "--outbound-port": parsePort(str(values["outbound-port"]), "--outbound-port"),
+    "--admin-port": parsePort(str(values["admin-port"]), "--admin-port"),
+    "--ready-port": parsePort(str(values["ready-port"]), "--ready-port"),
+  };
+  // All of them are bound on this host (the app's by the app): two equal ones cannot both work.
+  const seen = new Map<number, string>();
+  for (const [flag, port] of Object.entries(ports)) {
+    if (port === undefined) continue;
+    const other = seen.get(port);
+    if (other) throw usage(command, `${other} and ${flag} are both ${port}; they must differ`);
+    seen.set(port, flag);
+  }
+  const leaseSeconds =
+    parseCount(str(values["lease-seconds"]), "--lease-seconds", 5, 3600) ?? DEFAULT_LEASE_SECONDS;
+  const drainSeconds =
+    parseCount(str(values["drain-seconds"]), "--drain-seconds", 0, 600) ?? DEFAULT_DRAIN_SECONDS;
+
+  const cp = str(values.cp);
+  const apiFlag = str(values.api);
+  if (cp !== undefined && apiFlag !== undefined && cp !== apiFlag) {
+    throw usage(command, `--cp and --api name different control planes ('${cp}', '${apiFlag}'); give one`);
+  }
+  const apiText = cp ?? apiFlag ?? (process.env.WASMESH_API || DEFAULT_API);
+  const api = URL.parse(apiText);
+  if (!api || (api.protocol !== "http:" && api.protocol !== "https:")) {
+    throw usage(command, `--cp: expected the API's http(s) URL, e.g. ${DEFAULT_API}, got '${apiText}'`);
+  }
+
+  // Envoy's vocabulary and the resource model, once the flags above are there.
+  const [{ parseHostPort }, { validateResource }, { workloadDocument }] = await Promise.all([
+    import("../../envoy/bootstrap.ts"),
+    import("../../resources/index.ts"),
+    import("../../../dataplane/registration.ts"),
+  ]);
+  const xds = str(values.xds) ?? `${api.hostname}:${XDS_PORT}`;
+  try {
+    parseHostPort(xds, "--xds");
+  } catch (error) {
+    throw usage(command, (error as Error).message);
+  }
+  const address = str(values.address);
+  const workload = {
+    name,
+    service,
+    address,
+    port: ports["--inbound-port"] ?? 15006,
+    appPort: ports["--app-port"],
+    labels: parseLabels(str(values.labels)),
+    zone: str(values.zone),
+    leaseSeconds,
+  };
+  // The Workload the agent will write, checked now as the control plane will check it, so that a
+  // bad name or label is a usage error rather than a registration retried for ever. (The inbound
+  // port and address stand in for the ones picked later.)
+  const checked = validateResource(workloadDocument(workload, address ?? "127.0.0.1"));
+  if (!checked.ok) {
+    const flags: Record<string, string> = {
+      "metadata.name": "--name",
+      "spec.service": "--service",
+      "spec.labels": "--labels",
+      "spec.zone": "--zone",
+      "spec.address": "--address",
+    };
+    const [first] = checked.errors;
+    const path = first?.path ?? "";
+    const flag = Object.entries(flags).find(([field]) => path === field || path.startsWith(`${field}.`))?.[1];
+    throw usage(command, `${flag ?? path}: ${first?.message ?? "invalid"}`);
+  }
+  return {
+    name,
+    service,
+    labels: workload.labels,
+    appPort: workload.appPort,
+    address,
+    zone: workload.zone,
+    ports: {
+      inbound: ports["--inbound-port"],
+      outbound: ports["--outbound-port"],
+      admin: ports["--admin-port"],
+      ready: ports["--ready-port"],
+    },
+    api: api.href.replace(/\/$/, ""),
+    xds,
+    envoyBin: str(values.envoy) ?? "envoy",
+    dataDir: str(values.data) ?? `.wasmesh-dataplane/${name}`,
+    leaseSeconds,
+    drainSeconds,
+    envoyArgs,
+    log: (line) => out(line),
+    envoyOutput: (chunk) => {
+      process.stderr.write(chunk);
+    },
+  };
+}

@@ -1,0 +1,222 @@
+// The data-plane agent (`wasmesh dataplane run`): it owns one sidecar. It picks the ports not
+// given, starts the xDS proxy (Envoy's ADS goes through it, so that modules travel by digest and
+// are fetched once), writes Envoy's bootstrap, starts and supervises Envoy, answers a readiness
+// probe, registers the Workload once the sidecar is ready and keeps its lease, and on shutdown
+// takes the workload out of the mesh before it stops Envoy. dataplane/README.md tells the whole
+// lifecycle and why the shutdown goes in that order.
+//
+// It reaches the control plane only as an agent on another host would: the HTTP API and xDS.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { bootstrap } from "../control-plane/envoy/bootstrap.ts";
+import { DEFAULT_ADDRESSES, type ProxyIdentity } from "../control-plane/envoy/index.ts";
+import { Envoy, EnvoyStartError } from "./envoy.ts";
+import { type PortRequest, type Ports, pickPorts } from "./ports.ts";
+import { type Readiness, type ReadinessServer, startReadiness } from "./ready.ts";
+import { Registration } from "./registration.ts";
+import { startXdsProxy, type XdsProxy } from "./xds-proxy.ts";
+
+export interface AgentOptions {
+  /** The Workload's name, and Envoy's node id. */
+  name: string;
+  service: string;
+  labels: Record<string, string>;
+  appPort: number;
+  /** The Workload's address; undefined: the address this host reaches the control plane from. */
+  address: string | undefined;
+  zone: string | undefined;
+  ports: PortRequest;
+  /** The control plane's HTTP API, e.g. http://127.0.0.1:5681. */
+  api: string;
+  /** The control plane's xDS server, host:port. */
+  xds: string;
+  envoyBin: string;
+  dataDir: string;
+  leaseSeconds: number;
+  drainSeconds: number;
+  /** More Envoy flags (those after `--` on the command line). */
+  envoyArgs: readonly string[];
+  /** The agent's own lines. */
+  log: (line: string) => void;
+  /** Envoy's own output. */
+  envoyOutput: (chunk: Buffer) => void;
+}
+
+/** The agent could not start; the message says what to fix. */
+export class AgentError extends Error {
+  override name = "AgentError";
+}
+
+export interface Agent {
+  readonly ports: Ports;
+  /** Where Envoy's ADS cluster points (the xDS proxy, on loopback). */
+  readonly xdsProxyPort: number;
+  /**
+   * The shutdown sequence (SIGTERM): readiness 503, the Workload deleted, Envoy serving on for the
+   * drain time, then drained and stopped. A second call while it runs cuts the waits short.
+   */
+  shutdown(): Promise<void>;
+}
+
+export async function startAgent(options: AgentOptions): Promise<Agent> {
+  const { log } = options;
+  const dataDir = resolve(options.dataDir);
+  try {
+    mkdirSync(dataDir, { recursive: true });
+  } catch (error) {
+    throw new AgentError(
+      `cannot use the data directory --data ${options.dataDir}: ${(error as Error).message}`,
+    );
+  }
+  const ports = await pickPorts(options.ports, [options.appPort]);
+  const picked = (Object.keys(ports) as (keyof Ports)[]).filter((k) => options.ports[k] === undefined);
+  log(
+    `ports: inbound ${ports.inbound}, outbound ${ports.outbound}, admin ${ports.admin}, ready ${ports.ready}` +
+      (picked.length > 0 ? ` (picked: ${picked.map((k) => `--${k}-port`).join(", ")})` : ""),
+  );
+
+  let stopping = false;
+  let acked = false;
+  const cleanups: (() => Promise<void>)[] = [];
+  const cleanUp = async () => {
+    for (const step of cleanups.reverse()) await step().catch(() => {});
+  };
+
+  try {
+    const proxy: XdsProxy = await startXdsProxy({
+      upstream: options.xds,
+      listen: { host: "127.0.0.1", port: 0 },
+      dataDir,
+      api: options.api,
+      log,
+    });
+    cleanups.push(() => proxy.close());
+    void proxy.firstAck().then(() => {
+      acked = true;
+    });
+    log(`xDS proxy on 127.0.0.1:${proxy.port}, to the control plane at ${options.xds} (API ${options.api})`);
+
+    const bootstrapPath = join(dataDir, "envoy-bootstrap.json");
+    writeFileSync(bootstrapPath, `${JSON.stringify(bootstrapOf(options, ports, proxy.port), null, 2)}\n`);
+
+    const registration = new Registration({
+      api: options.api,
+      workload: {
+        name: options.name,
+        service: options.service,
+        address: options.address,
+        port: ports.inbound,
+        appPort: options.appPort,
+        labels: options.labels,
+        zone: options.zone,
+        leaseSeconds: options.leaseSeconds,
+      },
+      log,
+    });
+    const envoy = new Envoy({
+      bin: options.envoyBin,
+      bootstrapPath,
+      cwd: dataDir,
+      adminPort: ports.admin,
+      drainSeconds: options.drainSeconds,
+      extraArgs: options.envoyArgs,
+      log,
+      output: options.envoyOutput,
+      // Whatever happened to the Workload while Envoy was down, it is written again.
+      onRestart: () => registration.reregister(),
+    });
+
+    const check = async (): Promise<Readiness> => {
+      if (stopping) return { ready: false, reason: "shutting down" };
+      const { live, state } = await envoy.live();
+      if (!live) return { ready: false, reason: state };
+      if (!acked) return { ready: false, reason: "Envoy has not acknowledged its first configuration yet" };
+      return { ready: true };
+    };
+    let readiness: ReadinessServer;
+    try {
+      readiness = await startReadiness(ports.ready, check);
+    } catch (error) {
+      throw new AgentError(
+        `cannot listen on 127.0.0.1:${ports.ready} for the readiness endpoint (--ready-port): ${(error as Error).message}`,
+      );
+    }
+    cleanups.push(() => readiness.close());
+
+    try {
+      await envoy.start();
+    } catch (error) {
+      if (error instanceof EnvoyStartError) throw new AgentError(error.message);
+      throw error;
+    }
+    cleanups.push(() => envoy.stop());
+    log(
+      `Envoy started (pid ${envoy.pid}), admin on 127.0.0.1:${ports.admin}; readiness on http://127.0.0.1:${readiness.port}/ready`,
+    );
+
+    // The Workload is registered once the sidecar can serve it: before, other sidecars would send
+    // requests to an inbound listener that is not there yet.
+    void (async () => {
+      await proxy.firstAck();
+      while (!stopping && !(await check()).ready) await sleep(200);
+      if (stopping) return;
+      log("ready: Envoy is LIVE and has acknowledged its configuration");
+      registration.start();
+    })();
+
+    let shutdown: Promise<void> | undefined;
+    let cutShort: () => void = () => {};
+    const cut = new Promise<void>((resolveCut) => {
+      cutShort = resolveCut;
+    });
+    return {
+      ports,
+      xdsProxyPort: proxy.port,
+      shutdown() {
+        if (shutdown) {
+          log("shutting down now (second signal): Envoy stops without waiting for the drain");
+          cutShort();
+          void envoy.stop();
+          return shutdown;
+        }
+        stopping = true;
+        shutdown = (async () => {
+          log("shutting down: readiness answers 503");
+          await registration.deregister();
+          log(
+            `Envoy serves on for ${options.drainSeconds} s while the other sidecars learn the workload is gone`,
+          );
+          await Promise.race([sleep(options.drainSeconds * 1000), cut]);
+          await envoy.drainAndStop();
+          log("Envoy stopped");
+          await cleanUp();
+        })();
+        return shutdown;
+      },
+    };
+  } catch (error) {
+    stopping = true;
+    await cleanUp();
+    throw error;
+  }
+}
+
+/** Envoy's bootstrap: the sidecar's identity, its admin, and ADS through the xDS proxy. */
+function bootstrapOf(options: AgentOptions, ports: Ports, proxyPort: number): Record<string, unknown> {
+  const proxy: ProxyIdentity = {
+    nodeId: options.name,
+    service: options.service,
+    labels: options.labels,
+    outboundPort: ports.outbound,
+    inboundPort: ports.inbound,
+    appPort: options.appPort,
+    outboundAddress: DEFAULT_ADDRESSES.outbound,
+    inboundAddress: DEFAULT_ADDRESSES.inbound,
+    appAddress: DEFAULT_ADDRESSES.app,
+    // Modules arrive as files the xDS proxy keeps under the data directory (Contract 2).
+    moduleDelivery: "local",
+  };
+  return bootstrap({ proxy, xds: `127.0.0.1:${proxyPort}`, adminPort: ports.admin });
+}
+
+const sleep = (ms: number) => new Promise<void>((resolveSleep) => setTimeout(resolveSleep, ms));

@@ -1,0 +1,90 @@
+// HTTP calls from the agent to the control plane's API and to Envoy's admin interface. node:http
+// rather than fetch: fetch refuses "bad ports" (e.g. 6000, 6665) that a control plane or an admin
+// port picked at random may have, and a call here needs a hard time limit and the local address
+// the connection went out from (the workload's address by default).
+import http from "node:http";
+import https from "node:https";
+
+export interface HttpResponse {
+  status: number;
+  text: string;
+  /** The address this host used for the connection. */
+  localAddress: string | undefined;
+}
+
+export interface HttpRequest {
+  method?: string;
+  /** Sent as JSON. */
+  json?: unknown;
+  /** The whole call, connection included. */
+  timeoutMs: number;
+}
+
+/** One call; rejects on a connection error or after timeoutMs. No keep-alive: calls are rare. */
+export function httpRequest(url: string, options: HttpRequest): Promise<HttpResponse> {
+  return new Promise((resolve, reject) => {
+    const target = new URL(url);
+    const body = options.json === undefined ? undefined : JSON.stringify(options.json);
+    const send = target.protocol === "https:" ? https.request : http.request;
+    let localAddress: string | undefined;
+    const req = send(
+      target,
+      {
+        method: options.method ?? "GET",
+        agent: false,
+        headers:
+          body === undefined
+            ? {}
+            : { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (chunk: Buffer) => chunks.push(chunk));
+        res.on("error", reject);
+        res.on("end", () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            text: Buffer.concat(chunks).toString("utf8"),
+            localAddress,
+          }),
+        );
+      },
+    );
+    const timer = setTimeout(
+      () => req.destroy(new Error(`no answer within ${options.timeoutMs} ms`)),
+      options.timeoutMs,
+    );
+    req.on("socket", (socket) => {
+      socket.once("connect", () => {
+        localAddress = socket.localAddress;
+      });
+    });
+    req.on("error", (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    req.on("close", () => clearTimeout(timer));
+    req.end(body);
+  });
+}
+
+/** Why a call failed, in a few words: the API's error message, or the connection error. */
+export function failureOf(response: HttpResponse | Error): string {
+  // Node's own messages name the code and the address ("connect ECONNREFUSED 127.0.0.1:5681").
+  if (response instanceof Error) return response.message;
+  let message = response.text.trim().slice(0, 300);
+  try {
+    const body = JSON.parse(response.text) as {
+      error?: { message?: string; details?: { path?: string; message?: string }[] };
+    };
+    if (body.error?.message) {
+      message = [
+        body.error.message,
+        ...(body.error.details ?? []).map((d) => `${d.path ?? ""}: ${d.message ?? ""}`),
+      ].join("; ");
+    }
+  } catch {
+    // Not the API's error shape: the text as it came.
+  }
+  return `HTTP ${response.status}${message ? `: ${message}` : ""}`;
+}
