@@ -200,8 +200,11 @@ async function agentOptions(values: Parsed["values"], envoyArgs: string[], out: 
     };
     const [first] = checked.errors;
     const path = first?.path ?? "";
-    const flag = Object.entries(flags).find(([field]) => path === field || path.startsWith(`${field}.`))?.[1];
-    throw usage(command, `${flag ?? path}: ${first?.message ?? "invalid"}`);
+    const [field, flag] = Object.entries(flags).find(([f]) => path === f || path.startsWith(`${f}.`)) ?? [];
+    // A label names its key: spec.labels.version is `--labels` key `version`.
+    const where =
+      flag && field && path !== field ? `${flag} (${path.slice(field.length + 1)})` : (flag ?? path);
+    throw usage(command, `${where}: ${first?.message ?? "invalid"}`);
   }
   return {
     name,
