@@ -5,7 +5,13 @@ import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { serve } from "@hono/node-server";
-import { createApi } from "./api/index.ts";
+import {
+  createApi,
+  createLeaseKeeper,
+  createWriter,
+  type LeaseKeeper,
+  type LeaseKeeperOptions,
+} from "./api/index.ts";
 import { createKvPublisher, type KvPublisherOptions } from "./edge/kv.ts";
 import { createEdgeConfigSource } from "./edge/source.ts";
 import type { ProxyIdentity } from "./envoy/index.ts";
@@ -44,6 +50,11 @@ export interface ControlPlaneOptions {
    * they refuse (default true; revision/check.ts). Off only to measure what the check costs.
    */
   checkConfigurations?: boolean;
+  /**
+   * Workload leases: the clock and how often lapsed leases are looked for (api/leases.ts; default
+   * Date.now and every second). Tests move the clock instead of waiting out leases.
+   */
+  leases?: Pick<LeaseKeeperOptions, "now" | "sweepIntervalMs">;
   /** Also write the edge configuration into this Workers KV key after each change (edge/kv.ts). */
   edgeKv?: Omit<KvPublisherOptions, "source" | "log" | "fetch">;
   log?: (line: string) => void;
@@ -54,6 +65,8 @@ export interface ControlPlane {
   xdsPort: number;
   store: ResourceStore;
   xds: XdsServer;
+  /** Workload leases; sweep() deletes the lapsed ones now, as the sweeper does on its interval. */
+  leases: LeaseKeeper;
   close(): Promise<void>;
 }
 
@@ -161,9 +174,27 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     edgeKv.notify();
   }
 
+  // Lapsed leases are deleted as the API deletes (a writer of the same store takes the same lock,
+  // and the modules check the result); every leased Workload stored starts with a whole lease.
+  const leases = createLeaseKeeper({
+    store,
+    writer: createWriter(
+      store,
+      undefined,
+      (message, error) =>
+        log(error === undefined ? message : `${message}: ${(error as Error).stack ?? error}`),
+      check,
+    ),
+    metrics,
+    log,
+    ...options.leases,
+  });
+  await leases.start();
+
   const app = createApi({
     store,
     modules,
+    leases,
     status: () => xds.status(),
     metrics,
     version: VERSION,
@@ -189,6 +220,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     xdsPort,
     store,
     xds,
+    leases,
     async close() {
       if (closed) return;
       closed = true;
@@ -197,6 +229,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         // Keep-alive connections would hold close() open.
         (http as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
       });
+      await leases.close();
       await xds.close();
       await pool.close();
       await routingLane.close();

@@ -16,14 +16,17 @@ import type { ResourceStore } from "../store/index.ts";
 import { ProxyStatus } from "../xds/status.ts";
 import { edgeRoutes } from "./edge.ts";
 import { ApiError, type ErrorBody, toApiError } from "./errors.ts";
+import type { LeaseKeeper } from "./leases.ts";
 import { DEFAULT_VALIDATIONS_PER_CLIENT, moduleRoutes } from "./modules.ts";
 import { component, errorResponse, json, openApiDocument } from "./openapi.ts";
 import { applyRoutes, resourceRoutes } from "./resources.ts";
 import { createWriter } from "./writer.ts";
 
 export type { ErrorBody, ErrorCode, ErrorDetail } from "./errors.ts";
+export { createLeaseKeeper, type LeaseKeeper, type LeaseKeeperOptions } from "./leases.ts";
 export { openApiPath } from "./openapi.ts";
 export { pluralOf } from "./resources.ts";
+export { createWriter, type Writer } from "./writer.ts";
 
 export interface ApiOptions {
   store: ResourceStore;
@@ -50,6 +53,11 @@ export interface ApiOptions {
    * refuse (revision/check.ts); without it, writes are checked by the schemas only.
    */
   check?: ConfigurationCheck;
+  /**
+   * Workload leases (createLeaseKeeper, over a writer of the same store), which PUT
+   * /v1/workloads/<name>/lease renews; without it that route answers 503.
+   */
+  leases?: LeaseKeeper;
   /** Reported by /healthz and the OpenAPI document. */
   version?: string;
   /** Where unexpected errors go (default console.error); responses never carry them. */
@@ -112,7 +120,7 @@ export function createApi(options: ApiOptions): Hono {
     }),
   );
 
-  const resourceDeps = { store, writer, maxBodyBytes };
+  const resourceDeps = { store, writer, maxBodyBytes, ...(options.leases ? { leases: options.leases } : {}) };
   for (const { prefix, router } of resourceRoutes(resourceDeps)) app.route(prefix, router);
   app.route("/v1/apply", applyRoutes(resourceDeps));
   app.route(

@@ -6,9 +6,11 @@ import { type Static, Type } from "@sinclair/typebox";
 import { Hono } from "hono";
 import { createMiddleware } from "hono/factory";
 import { describeRoute } from "hono-openapi";
+import { schemaErrors } from "../../schema/filter-config.ts";
 import {
   KINDS,
   type Kind,
+  LEASE_SECONDS,
   MESH_MODULE,
   parseManifests,
   type Resource,
@@ -22,6 +24,7 @@ import {
   etag,
   expectedVersion,
   isJson,
+  JSON_TYPES,
   limit,
   MANIFEST_TYPES,
   mediaType,
@@ -30,7 +33,8 @@ import {
   parseYamlDocument,
   YAML_TYPES,
 } from "./body.ts";
-import { badRequest, ErrorDetail, fieldDetails, invalid, notFound } from "./errors.ts";
+import { ApiError, badRequest, ErrorDetail, fieldDetails, invalid, notFound } from "./errors.ts";
+import type { LeaseKeeper } from "./leases.ts";
 import { bodyOf, component, errorResponse, ifMatchHeader, json, pathParam, queryParam } from "./openapi.ts";
 import type { Writer } from "./writer.ts";
 
@@ -81,7 +85,31 @@ export interface ResourceDeps {
   store: ResourceStore;
   writer: Writer;
   maxBodyBytes: number;
+  /** Workload leases; absent, PUT /v1/workloads/<name>/lease answers 503. */
+  leases?: LeaseKeeper;
 }
+
+/** PUT /v1/workloads/<name>/lease: the body, and the answer. */
+const LeaseRenewal = component(
+  "LeaseRenewal",
+  Type.Object(
+    {
+      ttlSeconds: Type.Optional(
+        Type.Integer({
+          ...LEASE_SECONDS,
+          description: "how long from now (default the Workload's spec.leaseSeconds)",
+        }),
+      ),
+    },
+    { additionalProperties: false },
+  ),
+);
+const Lease = component(
+  "Lease",
+  Type.Object({
+    expiresAt: Type.String({ format: "date-time", description: "when the lease lapses unless renewed" }),
+  }),
+);
 
 const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
@@ -253,12 +281,16 @@ function kindRoutes(kind: Kind, deps: ResourceDeps): Hono {
         ]);
         const outcome = outcomes[0];
         if (outcome?.op !== "put") throw new Error("api: a put returned no resource");
+        // Registering again is a sign of life, even when nothing changed (so no store event).
+        if (kind === "Workload") deps.leases?.written(outcome.resource);
         return c.json(outcome.resource, outcome.action === "created" ? 201 : 200, {
           ETag: etag(outcome.resource.metadata.resourceVersion),
         });
       },
     );
   }
+
+  if (kind === "Workload") leaseRoute(router, deps, nameParam);
 
   router.delete(
     "/:name",
@@ -297,6 +329,50 @@ function kindRoutes(kind: Kind, deps: ResourceDeps): Hono {
   );
 
   return router;
+}
+
+/**
+ * PUT /v1/workloads/<name>/lease: the data-plane agent keeps its Workload (spec.leaseSeconds) alive.
+ * Kept in the control plane's memory (leases.ts): a renewal is no write, no revision, no push.
+ */
+function leaseRoute(router: Hono, deps: ResourceDeps, nameParam: ReturnType<typeof pathParam>): void {
+  router.put(
+    "/:name/lease",
+    describeRoute({
+      operationId: "renewWorkloadLease",
+      summary: "Renew a leased Workload's lease",
+      description:
+        "A Workload with spec.leaseSeconds is deleted (one revision, pushed like any delete) when its lease " +
+        "is not renewed for that long. The lease runs from now for ttlSeconds, by default spec.leaseSeconds " +
+        "(body {}). Renewals are kept in the control plane's memory: no revision, no push. " +
+        "When the control plane starts, every leased Workload gets a whole lease, as does a Workload when it " +
+        "is written.",
+      tags: ["Workload"],
+      parameters: [nameParam],
+      requestBody: { required: true, content: json(LeaseRenewal) },
+      responses: {
+        "200": { description: "renewed", content: json(Lease) },
+        "400": errorResponse("malformed body, or ttlSeconds out of range"),
+        "404": errorResponse("no such Workload (its lease lapsed, or it was deleted): register it again"),
+        "409": errorResponse("the Workload has no spec.leaseSeconds"),
+        "413": errorResponse("body too large"),
+        "415": errorResponse("not JSON"),
+        "503": errorResponse("this control plane keeps no leases"),
+      },
+    }),
+    accepts(JSON_TYPES),
+    limit(deps.maxBodyBytes),
+    async (c) => {
+      const leases = deps.leases;
+      if (leases === undefined) throw new ApiError(503, "unavailable", "this control plane keeps no leases");
+      const body = parseJson(decodeText(await c.req.arrayBuffer()));
+      const errors = schemaErrors(LeaseRenewal, body);
+      if (errors.length > 0) throw invalid("invalid lease renewal", fieldDetails(errors, {}));
+      const { ttlSeconds } = body as Static<typeof LeaseRenewal>;
+      const expiresAt = await leases.renew(c.req.param("name"), ttlSeconds);
+      return c.json({ expiresAt: expiresAt.toISOString() } satisfies Static<typeof Lease>);
+    },
+  );
 }
 
 /** One router per kind, each to be mounted at /v1/<plural>. */

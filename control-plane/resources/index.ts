@@ -32,6 +32,7 @@ export {
   KINDS,
   type Kind,
   Labels,
+  LEASE_SECONDS,
   MESH_MODULE,
   MeshPolicy,
   Metadata,

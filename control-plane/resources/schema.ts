@@ -80,6 +80,9 @@ export type Metadata = Static<typeof Metadata>;
 
 const Port = Type.Integer({ minimum: 1, maximum: 65_535 });
 
+/** The bounds of a Workload's lease (spec.leaseSeconds) and of a renewal's (PUT .../lease), in seconds. */
+export const LEASE_SECONDS = { minimum: 5, maximum: 3600 } as const;
+
 function oneOf<const T extends string[]>(values: [...T], description: string) {
   return Type.Union(
     values.map((v) => Type.Literal(v)),
@@ -141,8 +144,7 @@ export const Workload = resource(
       /** The data-plane agent renews the lease (PUT /v1/workloads/<name>/lease) while it runs. */
       leaseSeconds: Type.Optional(
         Type.Integer({
-          minimum: 5,
-          maximum: 3600,
+          ...LEASE_SECONDS,
           description:
             "the Workload is deleted when its lease is not renewed for this long (agent-managed); none: it stays until deleted",
         }),

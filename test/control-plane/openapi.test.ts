@@ -124,7 +124,7 @@ describe("GET /v1/openapi.json", () => {
         // WasmModules are written by uploading the module.
         ...(kind === "WasmModule" ? [] : [`create${kind}`, `put${kind}`]),
       ]),
-      ...["apply", "pushModule", "getModuleBytes", "getEdgeConfig"],
+      ...["apply", "pushModule", "getModuleBytes", "getEdgeConfig", "renewWorkloadLease"],
       ...["status", "health", "ready", "metrics", "openapi"],
     ];
     expect([...ids].sort()).toEqual(expected.sort());
