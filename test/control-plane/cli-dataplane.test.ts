@@ -60,7 +60,10 @@ describe("wasmesh dataplane run: usage", () => {
       [["dataplane", "run", ...withFlag("--name", "Reviews_1")], /--name: /],
       [["dataplane", "run", ...withFlag("--service", "Reviews")], /--service: /],
       [["dataplane", "run", ...REQUIRED, "--labels", "version"], /--labels: expected k=v/],
-      [["dataplane", "run", ...REQUIRED, "--labels", "version=v 1"], /--labels: /],
+      [
+        ["dataplane", "run", ...REQUIRED, "--labels", "version=v 1"],
+        /--labels \(version\): Expected string to match/,
+      ],
       [["dataplane", "run", ...REQUIRED, "--zone", "zone a"], /--zone: /],
       [["dataplane", "run", ...REQUIRED, "--address", "a b"], /--address: /],
       [
