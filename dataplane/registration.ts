@@ -58,6 +58,7 @@ export class Registration {
   /** The call under way, so that deregister() never races a registration that lands after it. */
   private inFlight: Promise<void> | undefined;
   private failures = 0;
+  private renewed = 0;
   private firstRegistration: { promise: Promise<void>; resolve: () => void };
 
   constructor(options: RegistrationOptions) {
@@ -69,6 +70,11 @@ export class Registration {
       resolve = r;
     });
     this.firstRegistration = { promise, resolve };
+  }
+
+  /** Leases renewed so far (for tests and logs). */
+  get renewals(): number {
+    return this.renewed;
   }
 
   /** Registers now, then keeps renewing until deregister(). */
@@ -144,6 +150,7 @@ export class Registration {
     if (!(outcome instanceof Error) && outcome.status >= 200 && outcome.status < 300) {
       if (this.failures > 0) log("the control plane answers again");
       this.failures = 0;
+      if (wasRegistered) this.renewed++;
       if (!wasRegistered) {
         this.registered = true;
         log(

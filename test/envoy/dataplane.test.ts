@@ -1,0 +1,320 @@
+// `wasmesh dataplane run` end to end (issue 10, §1): the real bin runs the agent, which starts a
+// real Envoy from .tools against a real `wasmesh server`; local upstreams play the apps. Two
+// agents: reviews-1 with only the required flags (and --xds: the test's control plane does not
+// listen on 5678), and productpage-1, the client, with most of the others. Everything is observed
+// from outside: the agent's output and exit code, its readiness endpoint, the Workload through the
+// API, Envoy's processes and admin, and which app answered a request sent through the client.
+import { readdirSync, readFileSync } from "node:fs";
+import net from "node:net";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type ControlPlaneProcess, proxyStatus, startControlPlaneProcess } from "../support/control-plane.ts";
+import { type AgentProcess, alive, startAgentProcess } from "../support/dataplane.ts";
+import { findEnvoy, freePort } from "../support/envoy.ts";
+import { sendHttp } from "../support/mesh-envoy.ts";
+import { tempDir } from "../support/temp.ts";
+import { startUpstream, type Upstream } from "../support/upstreams.ts";
+import { until } from "../support/wait.ts";
+
+const API_VERSION = "wasmesh.io/v1alpha1";
+
+let cp: ControlPlaneProcess;
+let reviewsApp: Upstream;
+let productpageApp: Upstream;
+let reviews: AgentProcess;
+let client: AgentProcess;
+const agents: AgentProcess[] = [];
+
+function agent(options: Parameters<typeof startAgentProcess>[0]): AgentProcess {
+  const started = startAgentProcess(options);
+  agents.push(started);
+  return started;
+}
+
+interface StoredWorkload {
+  metadata: { resourceVersion: string };
+  spec: Record<string, unknown>;
+}
+
+async function workload(name: string): Promise<{ status: number; body: StoredWorkload }> {
+  return (await cp.request("GET", `/v1/workloads/${name}`)) as { status: number; body: StoredWorkload };
+}
+
+/** GET / to reviews through the client's sidecar: the answering app's name, or the status. */
+async function viaClient(): Promise<string> {
+  const { outbound } = await client.ports();
+  try {
+    const response = await sendHttp(outbound, { path: "/", authority: "reviews" });
+    return response.status === 200 ? response.body : `HTTP ${response.status}`;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code ?? String(error);
+  }
+}
+
+async function waitForTraffic(): Promise<void> {
+  let last = "";
+  await until(
+    () => `a request through productpage-1's sidecar to reach reviews-app (last: ${last})`,
+    async () => {
+      last = await viaClient();
+      return last === "reviews-app";
+    },
+    30_000,
+    100,
+  );
+}
+
+beforeAll(async () => {
+  reviewsApp = await startUpstream({ name: "reviews-app" });
+  productpageApp = await startUpstream({ name: "productpage-app" });
+  cp = await startControlPlaneProcess();
+  for (const name of ["reviews", "productpage"]) {
+    const put = await cp.request("PUT", `/v1/services/${name}`, {
+      apiVersion: API_VERSION,
+      kind: "Service",
+      metadata: { name },
+      spec: { ports: [{ name: "http", port: 9080, protocol: "http" }] },
+    });
+    expect(put.status, JSON.stringify(put.body)).toBe(201);
+  }
+});
+
+afterAll(async () => {
+  await Promise.all(agents.map((a) => a.stop()));
+  await reviewsApp?.close();
+  await productpageApp?.close();
+  await cp?.stop();
+});
+
+describe("wasmesh dataplane run", () => {
+  it("with only the required flags: picks its ports and says which, is ready after the first ACK, registers its Workload, and serves another sidecar's request", async () => {
+    reviews = agent({
+      api: cp.api, // $WASMESH_API, the default of --cp
+      args: [
+        "--name",
+        "reviews-1",
+        "--service",
+        "reviews",
+        "--app-port",
+        String(reviewsApp.port),
+        "--xds",
+        cp.xds,
+      ],
+    });
+    const ports = await reviews.ports();
+    expect(reviews.stdout()).toMatch(
+      /^ports: .* \(picked: --inbound-port, --outbound-port, --admin-port, --ready-port\)$/m,
+    );
+    expect(new Set([...Object.values(ports), reviewsApp.port]).size).toBe(5);
+
+    await reviews.waitReady();
+    // Ready means Envoy acknowledged a configuration: the control plane says so too.
+    const status = (await proxyStatus(cp.api)).find((p) => p.nodeId === "reviews-1");
+    expect(status?.syncedVersion, JSON.stringify(status)).toBeDefined();
+
+    // The Workload, as the agent registered it: the sidecar's inbound port is the Workload's port.
+    await until(
+      "workload/reviews-1 to be registered",
+      async () => (await workload("reviews-1")).status === 200,
+    );
+    expect((await workload("reviews-1")).body.spec).toEqual({
+      service: "reviews",
+      address: "127.0.0.1", // the address this host reaches the control plane (127.0.0.1) from
+      port: ports.inbound,
+      appPort: reviewsApp.port,
+      leaseSeconds: 30,
+    });
+
+    // Its data directory (the default, under the working directory): the bootstrap, whose ADS
+    // cluster is the agent's xDS proxy on loopback and whose node asks for modules as files, and
+    // the module cache that the proxy filled.
+    const data = join(reviews.cwd, ".wasmesh-dataplane", "reviews-1");
+    const bootstrap = JSON.parse(readFileSync(join(data, "envoy-bootstrap.json"), "utf8"));
+    expect(bootstrap.node.metadata["wasmesh.module_delivery"]).toBe("local");
+    const ads = bootstrap.static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint;
+    const proxyPort = Number(/xDS proxy on 127\.0\.0\.1:(\d+)/.exec(reviews.stdout())?.[1]);
+    expect(ads.address.socket_address).toEqual({ address: "127.0.0.1", port_value: proxyPort });
+    expect(proxyPort).not.toBe(cp.xdsPort);
+    expect(readdirSync(join(data, "modules", "mesh"))).toEqual([
+      expect.stringMatching(/^[0-9a-f]{64}\.wasm$/),
+    ]);
+
+    // The client, with most flags given.
+    const readyPort = await freePort();
+    client = agent({
+      args: [
+        "--name",
+        "productpage-1",
+        "--service",
+        "productpage",
+        "--app-port",
+        String(productpageApp.port),
+        "--labels",
+        "version=v1,team=web",
+        "--zone",
+        "zone-a",
+        "--address",
+        "127.0.0.1",
+        "--lease-seconds",
+        "5",
+        "--drain-seconds",
+        "1",
+        "--ready-port",
+        String(readyPort),
+        "--cp",
+        cp.api,
+        "--xds",
+        cp.xds,
+        "--envoy",
+        findEnvoy(),
+        "--data",
+        join(tempDir("dataplane-data"), "productpage-1"),
+      ],
+      envoyOnPath: false,
+    });
+    expect((await client.ports()).ready).toBe(readyPort);
+    expect(client.stdout()).toMatch(/^ports: .* \(picked: --inbound-port, --outbound-port, --admin-port\)$/m);
+    await client.waitReady();
+    await until("workload/productpage-1", async () => (await workload("productpage-1")).status === 200);
+    expect((await workload("productpage-1")).body.spec).toEqual({
+      service: "productpage",
+      address: "127.0.0.1",
+      port: (await client.ports()).inbound,
+      appPort: productpageApp.port,
+      labels: { version: "v1", team: "web" },
+      zone: "zone-a",
+      leaseSeconds: 5,
+    });
+
+    // productpage-1's sidecar sends to reviews-1's inbound listener, which forwards to the app.
+    reviewsApp.reset();
+    await waitForTraffic();
+    const inbound = await fetch(
+      `http://127.0.0.1:${ports.admin}/stats?format=json&filter=${encodeURIComponent(`^listener\\.0\\.0\\.0\\.0_${ports.inbound}\\.downstream_cx_total$`)}`,
+    );
+    const [accepted] = ((await inbound.json()) as { stats: { value: number }[] }).stats;
+    expect(accepted?.value).toBeGreaterThan(0);
+  });
+
+  it("restarts an Envoy killed with SIGKILL: ready again, traffic resumes, the Workload stays as it was", async () => {
+    const [first] = reviews.envoyPids();
+    expect(first).toBeDefined();
+    const before = (await workload("reviews-1")).body.metadata.resourceVersion;
+    process.kill(first as number, "SIGKILL");
+    const [, again] = await reviews.waitForOutput(/Envoy started again \(pid (\d+)\)/);
+    expect(Number(again)).not.toBe(first);
+    expect(reviews.stdout()).toMatch(/Envoy \(pid \d+\) was killed by SIGKILL; starting it again in 0\.2 s/);
+    await reviews.waitReady();
+    await waitForTraffic();
+    // Written again after the restart, unchanged: the same resource, no new version.
+    const after = await workload("reviews-1");
+    expect(after.status).toBe(200);
+    expect(after.body.metadata.resourceVersion).toBe(before);
+  });
+
+  it("SIGTERM: readiness turns 503, the Workload is deleted while Envoy still serves, then Envoy drains and stops, and the agent exits 0", async () => {
+    const envoyPid = reviews.envoyPids().at(-1) as number;
+    expect(alive(envoyPid)).toBe(true);
+    reviews.signal("SIGTERM");
+    let readiness = { status: 0, text: "" };
+    await until(
+      () => `reviews-1's /ready to turn 503 (last: ${readiness.status})`,
+      async () => {
+        readiness = await reviews.ready();
+        return readiness.status === 503;
+      },
+    );
+    expect(readiness.text).toMatch(/shutting down/);
+    await until(
+      "workload/reviews-1 to be deleted",
+      async () => (await workload("reviews-1")).status === 404,
+      10_000,
+      25,
+    );
+    // Deleted first: Envoy still runs and serves for the drain time (5 s by default), so that the
+    // other sidecars, told by the control plane, stop sending to it before it goes.
+    expect(alive(envoyPid)).toBe(true);
+    const { code } = await reviews.exited;
+    expect(code, reviews.stdout()).toBe(0);
+    expect(alive(envoyPid)).toBe(false);
+    const lines = reviews.stdout();
+    for (const step of [
+      "SIGTERM received",
+      "deregistered workload/reviews-1",
+      "Envoy drained",
+      "Envoy stopped",
+    ]) {
+      expect(lines).toContain(step);
+    }
+    expect(lines.indexOf("deregistered")).toBeLessThan(lines.indexOf("Envoy drained"));
+  });
+
+  it("killed with SIGKILL: its Envoy stops with it, and the control plane removes the Workload once the lease lapses", async () => {
+    const envoyPid = client.envoyPids().at(-1) as number;
+    expect((await workload("productpage-1")).status).toBe(200);
+    client.signal("SIGKILL");
+    expect((await client.exited).signal).toBe("SIGKILL");
+    await until("productpage-1's Envoy to stop", () => !alive(envoyPid), 10_000, 50);
+    // --lease-seconds 5: nothing renews it now.
+    await until(
+      "workload/productpage-1 to be removed when its lease lapses",
+      async () => (await workload("productpage-1")).status === 404,
+      30_000,
+      100,
+    );
+  });
+
+  it("exits 1 with Envoy's reason, registering nothing and trying no restart, when Envoy cannot start", async () => {
+    const held = net.createServer();
+    await new Promise<void>((resolve) => held.listen({ host: "127.0.0.1", port: 0 }, resolve));
+    const busy = (held.address() as net.AddressInfo).port;
+    const base = (name: string) => [
+      "--name",
+      name,
+      "--service",
+      "reviews",
+      "--app-port",
+      String(reviewsApp.port),
+      "--cp",
+      cp.api,
+      "--xds",
+      cp.xds,
+    ];
+    const cases = [
+      {
+        name: "no-binary",
+        args: ["--envoy", "/nonexistent/envoy"],
+        envoyArgs: [],
+        reason: /cannot run Envoy '\/nonexistent\/envoy' \(--envoy\): spawn \/nonexistent\/envoy ENOENT/,
+      },
+      {
+        name: "admin-busy",
+        args: ["--admin-port", String(busy)],
+        envoyArgs: [],
+        reason: new RegExp(
+          `Envoy exited with code 1 before it started:\\n.*127\\.0\\.0\\.1:${busy}.*Address already in use`,
+        ),
+      },
+      {
+        name: "bootstrap-refused",
+        args: [],
+        envoyArgs: ["--config-yaml", "{bogus_field: 1}"],
+        reason: /Envoy exited with code 1 before it started:\n.*bogus_field/,
+      },
+    ];
+    try {
+      const started = cases.map((c) => agent({ args: [...base(c.name), ...c.args], envoyArgs: c.envoyArgs }));
+      const exits = await Promise.all(started.map((a) => a.exited));
+      for (const [i, c] of cases.entries()) {
+        const a = started[i] as AgentProcess;
+        expect(exits[i]?.code, `${c.name}: ${a.stdout()}${a.stderr()}`).toBe(1);
+        expect(a.stderr(), c.name).toMatch(c.reason);
+        expect(a.stderr(), c.name).toMatch(/^wasmesh: /m);
+        expect(a.stdout(), c.name).not.toMatch(/starting it again/);
+        expect((await workload(c.name)).status, c.name).toBe(404);
+      }
+    } finally {
+      held.close();
+    }
+  });
+});
