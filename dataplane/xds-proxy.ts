@@ -29,11 +29,16 @@
 //   version acked = what Envoy runs, the dropped one rejected, and it offers the type again when
 //   the configuration changes, as after a NACK from Envoy itself.
 // - Delta: the control plane applies subscription changes whatever the nonce, so Envoy's requests
-//   go on unchanged. After the NACK it counts the dropped resources' versions as sent (as after a
-//   NACK from Envoy), so it sends a resource again when it changes; a resource that came in the
-//   dropped response beside the refused one and does not change again stays at Envoy's old
-//   version until then, exactly as when Envoy NACKs a response itself, or until Envoy reconnects
-//   (its initial_resource_versions say what it holds).
+//   go on unchanged. But after the NACK it counts the dropped resources as held at their new
+//   versions (as after a NACK from Envoy itself: delta servers send a resource again only when it
+//   changes), so a push that changes another resource would leave Envoy on the old ones for good,
+//   the refused module included, while `wasmesh status` shows the stream in sync. So the proxy
+//   remembers the dropped resources' names and, once it forwards the next ECDS response (a later
+//   push), unsubscribes and subscribes again those Envoy still subscribes to and that response did
+//   not bring: the control plane forgets what it thought Envoy held and sends their current
+//   versions, which go through the same check. One retry per push, never a loop on a module that
+//   keeps failing. (A removal in a dropped response is not retried: Envoy keeps a filter its
+//   listeners no longer name.)
 // Envoy's own state stays consistent: it never saw the dropped response, so it holds and runs
 // what it last ACKed.
 import * as grpc from "@grpc/grpc-js";
@@ -69,9 +74,16 @@ export interface XdsProxyOptions {
 export interface XdsProxy {
   /** Where Envoy's ADS cluster points. */
   port: number;
-  /** Resolves when Envoy has ACKed at least one response of every type it subscribed to. */
+  /**
+   * Resolves when Envoy has ACKed at least one response of every type it subscribed to, clusters
+   * and listeners among them (see synced()).
+   */
   firstAck(): Promise<void>;
-  /** Whether Envoy currently has an open stream, and every type it subscribed to acknowledged once. */
+  /**
+   * Whether Envoy currently has an open stream, and every type it subscribed to acknowledged once.
+   * Clusters and listeners must be among them: Envoy subscribes to listeners only once its clusters
+   * are initialised, so until then "every type" would be clusters and endpoints alone.
+   */
   synced(): boolean;
   /** Module fetches made so far (HTTP requests for module bytes; for tests and logs). */
   readonly fetches: number;
@@ -102,6 +114,9 @@ const RELAY_SERVICE: grpc.ServiceDefinition = {
 /** gRPC's limit on a received message is 4 MiB by default; a large mesh's CDS or EDS is not. */
 const CHANNEL_OPTIONS = { "grpc.max_receive_message_length": -1, "grpc.max_send_message_length": -1 };
 
+/** What an Envoy on a wasmesh bootstrap always subscribes to (lds_config and cds_config are ADS). */
+const ALWAYS_SUBSCRIBED = [TYPE_URL.cluster, TYPE_URL.listener];
+
 /** Nonces of forwarded responses remembered per type, to recognise Envoy's ACKs. */
 const NONCES_KEPT = 16;
 
@@ -116,6 +131,9 @@ interface TypeState {
   version: string;
   /** The latest response of the type was dropped and NACKed: its nonce and the NACK's error. */
   dropped: { nonce: string; error: ErrorDetail } | undefined;
+  /** Delta: the names Envoy subscribes to (explicitly), and those dropped since (see the header). */
+  subscribed: Set<string>;
+  stale: Set<string>;
 }
 
 /**
@@ -152,15 +170,15 @@ interface RawWasm {
 
 let ecdsTypes: { extension: protobuf.Type; wasm: protobuf.Type } | undefined;
 
-/** The local module files an ECDS response's Wasm filters name (each once). */
-function moduleRefs(bytes: Uint8Array, protocol: Protocol): ModuleRef[] {
+/** The local module files an ECDS response's Wasm filters name (each once), and its resources' names (delta). */
+function inspect(bytes: Uint8Array, protocol: Protocol): { refs: ModuleRef[]; names: string[] } {
   ecdsTypes ??= {
     extension: envoyProtos().lookupType("envoy.config.core.v3.TypedExtensionConfig"),
     wasm: envoyProtos().lookupType("envoy.extensions.filters.http.wasm.v3.Wasm"),
   };
   const resources =
     protocol === "sotw"
-      ? decodeDiscoveryResponse(bytes).resources
+      ? decodeDiscoveryResponse(bytes).resources.map((r) => ({ ...r, name: "" }))
       : decodeDeltaDiscoveryResponse(bytes).resources;
   const refs = new Map<string, ModuleRef>();
   for (const resource of resources) {
@@ -173,7 +191,7 @@ function moduleRefs(bytes: Uint8Array, protocol: Protocol): ModuleRef[] {
     const match = filename === undefined ? null : LOCAL_MODULE_FILE.exec(filename);
     if (match?.[1] && match[2]) refs.set(filename as string, { module: match[1], sha256: match[2] });
   }
-  return [...refs.values()];
+  return { refs: [...refs.values()], names: protocol === "delta" ? resources.map((r) => r.name) : [] };
 }
 
 /** What a relay needs of its proxy. */
@@ -218,9 +236,10 @@ class Relay {
     this.up.on("error", () => {});
   }
 
-  /** Every type Envoy subscribed to on this stream has been ACKed once (and there is one). */
+  /** Every type Envoy subscribed to on this stream has been ACKed once, clusters and listeners among them. */
   synced(): boolean {
-    if (this.closed || this.types.size === 0) return false;
+    if (this.closed) return false;
+    for (const typeUrl of ALWAYS_SUBSCRIBED) if (!this.types.has(typeUrl)) return false;
     for (const state of this.types.values()) if (!state.acked) return false;
     return true;
   }
@@ -240,7 +259,15 @@ class Relay {
   private typeState(typeUrl: string): TypeState {
     let state = this.types.get(typeUrl);
     if (!state) {
-      state = { acked: false, forwarded: [], names: [], version: "", dropped: undefined };
+      state = {
+        acked: false,
+        forwarded: [],
+        names: [],
+        version: "",
+        dropped: undefined,
+        subscribed: new Set(),
+        stale: new Set(),
+      };
       this.types.set(typeUrl, state);
     }
     return state;
@@ -275,6 +302,9 @@ class Relay {
             }),
           );
         }
+      } else if ("subscribe" in request) {
+        for (const name of request.subscribe) state.subscribed.add(name);
+        for (const name of request.unsubscribe) state.subscribed.delete(name);
       }
       this.context.changed();
     } catch (error) {
@@ -319,19 +349,24 @@ class Relay {
       this.forward(bytes, header);
       return;
     }
-    let refs: ModuleRef[];
+    let found: { refs: ModuleRef[]; names: string[] };
     try {
-      refs = moduleRefs(bytes, this.protocol);
+      found = inspect(bytes, this.protocol);
     } catch (error) {
       // Envoy decodes it too, and NACKs what it cannot read.
       this.context.log(`xds proxy: cannot read an ECDS response: ${(error as Error).message}`);
-      refs = [];
+      found = { refs: [], names: [] };
     }
-    const results = await Promise.allSettled(refs.map((r) => this.context.cache.ensure(r.module, r.sha256)));
+    const results = await Promise.allSettled(
+      found.refs.map((r) => this.context.cache.ensure(r.module, r.sha256)),
+    );
     if (this.closed) return;
     const failure = results.find((r) => r.status === "rejected");
-    if (failure) this.refuse(header, failure.reason);
-    else this.forward(bytes, header);
+    if (failure) this.refuse(header, failure.reason, found.names);
+    else {
+      this.forward(bytes, header);
+      this.retryDropped(this.typeState(header.typeUrl), header.typeUrl, found.names);
+    }
   }
 
   private forward(bytes: Bytes, header: { typeUrl: string; nonce: string }): void {
@@ -342,9 +377,35 @@ class Relay {
     this.down.write(bytes);
   }
 
+  /**
+   * Delta, after forwarding an ECDS response that brought `names`: asks again for the resources of
+   * dropped responses that it did not bring (see the header).
+   */
+  private retryDropped(state: TypeState, typeUrl: string, names: string[]): void {
+    if (state.stale.size === 0) return;
+    for (const name of names) state.stale.delete(name);
+    const again = [...state.stale].filter((name) => state.subscribed.has(name));
+    state.stale.clear();
+    if (again.length === 0) return;
+    this.context.log(`xds proxy: asking the control plane again for ${again.join(", ")}`);
+    const request = (subscribe: string[], unsubscribe: string[]) =>
+      asBuffer(
+        encodeDeltaDiscoveryRequest({
+          typeUrl,
+          subscribe,
+          unsubscribe,
+          initialResourceVersions: {},
+          responseNonce: "",
+        }),
+      );
+    this.up.write(request([], again));
+    this.up.write(request(again, []));
+  }
+
   /** Drops a response whose modules are missing, and NACKs it for Envoy (see the header). */
-  private refuse(header: { typeUrl: string; nonce: string }, reason: unknown): void {
+  private refuse(header: { typeUrl: string; nonce: string }, reason: unknown, names: string[]): void {
     const state = this.typeState(header.typeUrl);
+    for (const name of names) state.stale.add(name);
     const error: ErrorDetail =
       reason instanceof ModuleFetchError
         ? {

@@ -15,7 +15,7 @@ import {
   ModuleFetchError,
 } from "../../dataplane/module-cache.ts";
 import { freePort } from "../support/envoy.ts";
-import { type ModuleServer, sha256, startModuleServer } from "../support/module-server.ts";
+import { flipLastByte, type ModuleServer, sha256, startModuleServer } from "../support/module-server.ts";
 import { tempDir } from "../support/temp.ts";
 
 /** Distinct module-like byte strings (the cache does not care what they are). */
@@ -236,7 +236,7 @@ describe("module cache", () => {
 
 function tampered(bytes: Uint8Array): Uint8Array {
   const copy = new Uint8Array(bytes);
-  copy[copy.length - 1] = (copy[copy.length - 1] ?? 0) ^ 0xff;
+  flipLastByte(copy);
   return copy;
 }
 

@@ -31,6 +31,8 @@ import {
 
 const ECDS = TYPE_URL.extensionConfig;
 const EDS = TYPE_URL.endpoint;
+const CDS = TYPE_URL.cluster;
+const LDS = TYPE_URL.listener;
 
 type AnyRequest = DiscoveryRequest | DeltaDiscoveryRequest;
 
@@ -231,8 +233,6 @@ describe.each<AdsProtocol>(["sotw", "delta"])(
       await until("the last ACK", () => upstream.requests.some((r) => r.responseNonce === "n20"));
       expect(upstream.requests.filter((r) => r.typeUrl === ECDS && r.responseNonce !== "").length).toBe(20);
       expect(upstream.requests.every((r) => r.errorDetail === undefined)).toBe(true);
-      await proxy.firstAck();
-      expect(proxy.synced()).toBe(true);
 
       // A new version is fetched once; the old one stays (Envoy may still use it).
       const next = blob();
@@ -338,6 +338,62 @@ describe.each<AdsProtocol>(["sotw", "delta"])(
       expect([later.responseNonce, later.errorDetail]).toEqual([protocol === "sotw" ? "n4" : "", undefined]);
     });
 
+    it.runIf(protocol === "delta")(
+      "after a drop, asks once per later ECDS response for the dropped resources it did not bring",
+      async () => {
+        await start();
+        const good = blob();
+        const bad = blob();
+        modules.add(good);
+        modules.add(bad);
+        modules.tamper.add(sha256(bad));
+        client.subscribe(ECDS, ["a", "b"]);
+        await request(1);
+        upstream.send(
+          response(ECDS, "1", "n1", [
+            wasmFilter("a", "mesh", sha256(good)),
+            wasmFilter("b", "mesh", sha256(good)),
+          ]),
+        );
+        expect((await request(2)).responseNonce).toBe("n1");
+        // a's new module is damaged: the response is dropped, b's new configuration with it.
+        upstream.send(
+          response(ECDS, "2", "n2", [
+            wasmFilter("a", "tagger", sha256(bad)),
+            wasmFilter("b", "mesh", sha256(good), '{"b":2}'),
+          ]),
+        );
+        expect((await request(3)).errorDetail?.message).toContain("digest mismatch");
+        // A later push brings b again, not a: once forwarded, a is asked for again (and only a).
+        upstream.send(response(ECDS, "3", "n3", [wasmFilter("b", "mesh", sha256(good), '{"b":3}')]));
+        await client.waitFor(() => client.received(ECDS) === 2);
+        await request(6);
+        const again = upstream.requests.slice(3, 6) as DeltaDiscoveryRequest[];
+        expect(again.map((r) => [r.responseNonce, r.subscribe, r.unsubscribe, r.errorDetail])).toEqual(
+          expect.arrayContaining([
+            ["", [], ["a"], undefined],
+            ["", ["a"], [], undefined],
+            ["n3", [], [], undefined],
+          ]),
+        );
+        // The unsubscription comes before the subscription.
+        const order = again.map((r) =>
+          r.unsubscribe.length ? "unsubscribe" : r.subscribe.length ? "subscribe" : "ack",
+        );
+        expect(order.indexOf("unsubscribe")).toBeLessThan(order.indexOf("subscribe"));
+        // The control plane answers with a's current version: still damaged, dropped and NACKed
+        // again, and nothing more is asked for until another response goes through.
+        upstream.send(response(ECDS, "3", "n4", [wasmFilter("a", "tagger", sha256(bad))]));
+        expect((await request(7)).responseNonce).toBe("n4");
+        upstream.send(response(EDS, "3", "e1", [endpoints("barrier")]));
+        client.subscribe(EDS, ["barrier"]);
+        await client.waitFor(() => client.received(EDS) === 1);
+        expect((await request(9)).responseNonce).toBe("e1");
+        expect(upstream.requests.slice(7).map((r) => r.typeUrl)).toEqual([EDS, EDS]);
+        modules.tamper.delete(sha256(bad));
+      },
+    );
+
     it("NACKs with INTERNAL when the module cannot be fetched, and fetches it again for a later response", async () => {
       await start();
       const missing = blob();
@@ -359,23 +415,32 @@ describe.each<AdsProtocol>(["sotw", "delta"])(
       expect(modules.fetches(sha256(missing))).toBe(2);
     });
 
-    it("is synced while the client has a stream and ACKed every type it subscribed to; a stream's end passes through", async () => {
+    it("is synced while the client has a stream and ACKed every type it subscribed to, clusters and listeners among them; a stream's end passes through", async () => {
       await start();
       const mesh = blob();
       modules.add(mesh);
       let firstAck = false;
       void proxy.firstAck().then(() => (firstAck = true));
-      client.subscribe(ECDS, ["routing"]);
       client.subscribe(EDS, ["barrier"]);
-      await request(2);
+      await request(1);
       upstream.send(response(EDS, "1", "e1", [endpoints("barrier")]));
-      await request(3);
-      // One of two types ACKed.
+      await request(2);
+      // Endpoints alone are no configuration: Envoy has yet to ask for clusters and listeners.
+      expect(proxy.synced()).toBe(false);
+      client.subscribe(CDS, []);
+      client.subscribe(LDS, []);
+      client.subscribe(ECDS, ["routing"]);
+      await request(5);
+      upstream.send(response(CDS, "1", "c1", []));
+      upstream.send(response(LDS, "1", "l1", []));
+      await request(7);
+      // Three of four types ACKed.
       expect(proxy.synced()).toBe(false);
       expect(firstAck).toBe(false);
       upstream.send(response(ECDS, "1", "n1", [wasmFilter("routing", "mesh", sha256(mesh))]));
       await proxy.firstAck();
       expect(proxy.synced()).toBe(true);
+      expect((await request(8)).responseNonce).toBe("n1");
 
       // The control plane ends the stream: so does the proxy, with the same status.
       upstream.end(grpc.status.UNAVAILABLE, "going away");
@@ -386,11 +451,14 @@ describe.each<AdsProtocol>(["sotw", "delta"])(
       // A new stream (Envoy reconnecting) gets a new control plane stream, and starts unsynced.
       client.close();
       client = await connectAds({ address: `127.0.0.1:${proxy.port}`, node: { id: "reviews-1" }, protocol });
-      client.subscribe(EDS, ["barrier"]);
+      client.subscribe(CDS, []);
+      client.subscribe(LDS, []);
       await until("a second upstream stream", () => upstream.streams === 2);
+      await request(10);
       expect(proxy.synced()).toBe(false);
-      upstream.send(response(EDS, "1", "e1", [endpoints("barrier")]));
-      await until("the ACK on the new stream", () => proxy.synced());
+      upstream.send(response(CDS, "2", "c2", []));
+      upstream.send(response(LDS, "2", "l2", []));
+      await until("the ACKs on the new stream", () => proxy.synced());
     });
   },
 );

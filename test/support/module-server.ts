@@ -77,8 +77,7 @@ export async function startModuleServer(options: ModuleServerOptions = {}): Prom
       return;
     }
     const body = Buffer.from(bytes);
-    if (fault?.tamper || tamper.has(sha) || tamper.has(name))
-      body[body.length - 1] = (body[body.length - 1] ?? 0) ^ 0xff;
+    if (fault?.tamper || tamper.has(sha) || tamper.has(name)) flipLastByte(body);
     res.writeHead(200, { "content-type": "application/wasm", "content-length": body.length }).end(body);
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -97,4 +96,25 @@ export async function startModuleServer(options: ModuleServerOptions = {}): Prom
         server.closeAllConnections();
       }),
   };
+}
+
+/** Same length, other content: a digest check must catch it. */
+export function flipLastByte(bytes: Uint8Array): void {
+  const last = bytes.length - 1;
+  bytes[last] = (bytes[last] ?? 0) ^ 0xff;
+}
+
+/** The module with a custom section appended: the same code under another sha256. */
+export function moduleVariant(bytes: Uint8Array, label: string): Uint8Array<ArrayBuffer> {
+  const leb = (n: number) => {
+    const out: number[] = [];
+    do {
+      out.push((n & 0x7f) | (n > 0x7f ? 0x80 : 0));
+      n >>>= 7;
+    } while (n > 0);
+    return out;
+  };
+  const name = new TextEncoder().encode("wasmesh-test");
+  const content = [...leb(name.length), ...name, ...new TextEncoder().encode(label)];
+  return new Uint8Array([...bytes, 0, ...leb(content.length), ...content]);
 }
