@@ -1,20 +1,4 @@
-// Remote module delivery with real Envoy 1.37 (docs/architecture.md, "Module path"). Two parts:
-//
-// 1. How Envoy 1.37 treats Wasm code that an ECDS resource names by `remote.http_uri` + sha256,
-//    served by an in-process xDS server (the control plane's XdsServer and translation, with the
-//    code rewritten to `remote` as translation used to write it) and a module server the test can
-//    make lie. It fetches and pins the sha256 only while a listener warms; a new version sent to a
-//    warm listener is never fetched, and the filter is then skipped despite fail_open: false; a
-//    failed fetch (bytes that break the pin) is ACKed, the filter failing closed; with
-//    nack_on_code_cache_miss it is safe, but a config applies only when offered again. These tests
-//    pin that behaviour down: if a later Envoy changes it, they say so.
-// 2. What `wasmesh server` therefore does: module bytes inline in ECDS (there is no remote mode;
-//    control-plane/translate/extensions.ts), so a new version under load switches without a
-//    failed request, and the API still serves stored bytes by sha256, never damaged ones.
-import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -41,6 +25,13 @@ import {
 } from "../support/control-plane.ts";
 import { runLoad, startLoad } from "../support/load.ts";
 import { sendHttp } from "../support/mesh-envoy.ts";
+import {
+  flipLastByte,
+  type ModuleServer,
+  moduleVariant,
+  sha256,
+  startModuleServer,
+} from "../support/module-server.ts";
 import { tagModule } from "../support/tag-module.ts";
 import { tempDir } from "../support/temp.ts";
 import { startUpstream, type Upstream } from "../support/upstreams.ts";
@@ -58,57 +49,10 @@ const raw = (kind: string, name: string, spec: unknown) => ({
   metadata: { name },
   spec,
 });
-const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 const tag = (version: 1 | 2, configuration: string) => `${version} ${configuration}`;
 
 // ---------------------------------------------------------------------------------------------
 // 1. Envoy 1.37 and remote code over ECDS
-
-/** Serves `/v1/modules/<name>/<sha256>.wasm` as the API does, counts fetches, can corrupt bytes. */
-interface ModuleServer {
-  readonly url: string;
-  readonly port: number;
-  add(bytes: Uint8Array): void;
-  fetches(sha: string): number;
-  /** Fetches of any module. */
-  total(): number;
-  /** Digests whose bytes are served with one byte changed: what a compromised server would do. */
-  readonly tamper: Set<string>;
-  close(): Promise<void>;
-}
-
-async function startModuleServer(): Promise<ModuleServer> {
-  const blobs = new Map<string, Uint8Array>();
-  const counts = new Map<string, number>();
-  const tamper = new Set<string>();
-  const server = http.createServer((req, res) => {
-    const sha = /^\/v1\/modules\/[a-z0-9-]+\/([0-9a-f]{64})\.wasm$/.exec(req.url ?? "")?.[1];
-    const bytes = sha === undefined ? undefined : blobs.get(sha);
-    if (sha === undefined || bytes === undefined) {
-      res.writeHead(404).end();
-      return;
-    }
-    counts.set(sha, (counts.get(sha) ?? 0) + 1);
-    const body = Buffer.from(bytes);
-    if (tamper.has(sha)) flipLastByte(body);
-    res.writeHead(200, { "content-type": "application/wasm", "content-length": body.length }).end(body);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as AddressInfo).port;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    port,
-    add: (bytes) => void blobs.set(sha256(bytes), bytes),
-    fetches: (sha) => counts.get(sha) ?? 0,
-    total: () => [...counts.values()].reduce((a, b) => a + b, 0),
-    tamper,
-    close: () =>
-      new Promise((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
-}
 
 /**
  * The translation's output with every module's code fetched from `server` instead of inline, as
@@ -172,21 +116,6 @@ function withRemoteCode(
     [TYPE_URL.cluster]: [...config[TYPE_URL.cluster], httpCluster],
     [TYPE_URL.extensionConfig]: extensions,
   };
-}
-
-/** The module with a custom section appended: the same code under another sha256. */
-function variant(bytes: Uint8Array, label: string): Uint8Array {
-  const leb = (n: number) => {
-    const out: number[] = [];
-    do {
-      out.push((n & 0x7f) | (n > 0x7f ? 0x80 : 0));
-      n >>>= 7;
-    } while (n > 0);
-    return out;
-  };
-  const name = new TextEncoder().encode("wasmesh-test");
-  const content = [...leb(name.length), ...name, ...new TextEncoder().encode(label)];
-  return new Uint8Array([...bytes, 0, ...leb(content.length), ...content]);
 }
 
 describe("Envoy 1.37 with remote Wasm code over ECDS", () => {
@@ -354,7 +283,7 @@ describe("Envoy 1.37 with remote Wasm code over ECDS", () => {
   });
 
   it("with nack_on_code_cache_miss, a first attach is NACKed and the new listener answers 500 until the config is offered again", async () => {
-    const late = variant(v1, "late");
+    const late = moduleVariant(v1, "late");
     setModule("late", late);
     setPlugin("late", { tag: "late" });
     expect(await publishRejected()).toBe(
@@ -383,7 +312,7 @@ describe("Envoy 1.37 with remote Wasm code over ECDS", () => {
       expect(await stat("listener_manager.total_listeners_draining")).toBe(0);
       expect(await stat("listener_manager.total_filter_chains_draining")).toBe(0);
     });
-    const v3 = variant(v1, "v3");
+    const v3 = moduleVariant(v1, "v3");
     const fetchesBefore = initFetches();
     const trafficBefore = await moduleClusterTraffic();
     setModule("tagger", v3);
@@ -416,11 +345,11 @@ describe("Envoy 1.37 with remote Wasm code over ECDS", () => {
   });
 
   it("bytes that break the sha256 pin are refused after every retry, yet the update is ACKed and the filter fails closed", async () => {
-    const guard = variant(v2, "guard");
+    const guard = moduleVariant(v2, "guard");
     modules.tamper.add(sha256(guard));
     const nacksBefore = xds.status()[0]?.nacks;
     const answeredBefore = await stat(`cluster.${HTTP_CLUSTER}.upstream_rq_200`);
-    const servedBefore = modules.total();
+    const servedBefore = modules.fetches();
     setModule("guard", guard);
     setPlugin("guard", { tag: "guard" });
     await publish(); // ACKed: Envoy's ECDS does not wait for the fetch's outcome
@@ -433,7 +362,7 @@ describe("Envoy 1.37 with remote Wasm code over ECDS", () => {
     await eventually(async () => expect((await get()).status).toBe(503), 20_000);
     // Every answer was a 200; Envoy refused each for its digest.
     expect((await stat(`cluster.${HTTP_CLUSTER}.upstream_rq_200`)) - answeredBefore).toBe(
-      modules.total() - servedBefore,
+      modules.fetches() - servedBefore,
     );
     expect(await stat("wasm.remote_load_fetch_failures")).toBeGreaterThanOrEqual(1);
     expect(sidecar.envoy.logs()).toContain("Retry limit exceeded for fetching data from remote data source");
@@ -572,9 +501,3 @@ describe("wasmesh server delivers module bytes inline", () => {
     expect(cp.logs()).toContain(`module blob ${blob} is damaged`);
   });
 });
-
-/** Same length, other content: a digest check must catch it. */
-function flipLastByte(bytes: Buffer): void {
-  const last = bytes.length - 1;
-  bytes.writeUInt8(bytes.readUInt8(last) ^ 0xff, last);
-}
