@@ -218,6 +218,8 @@ export interface StartEnvoyOptions {
   logBufferBytes?: number;
   /** Extra command line arguments, appended last. */
   extraArgs?: string[];
+  /** Envoy's working directory (relative file names in its configuration are read from there). */
+  cwd?: string;
   /**
    * Envoy's flags exactly as a user gives them (e.g. the README's command), instead of the
    * harness's (--concurrency, --disable-hot-restart, --base-id, --log-level, componentLogLevel,
@@ -340,7 +342,7 @@ export async function startEnvoy(options: StartEnvoyOptions): Promise<EnvoyProce
   const logFile: WriteStream = createWriteStream(logPath);
   logFile.on("error", () => {}); // the in-memory copy is what tests read; a full disk must not crash them
   installExitHook();
-  const child = spawn(envoyBin, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(envoyBin, args, { stdio: ["ignore", "pipe", "pipe"], cwd: options.cwd });
   const liveEntry = { dir, keep: keepFiles() };
   live.set(child, liveEntry);
   let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
