@@ -1,7 +1,12 @@
 // The mesh bench:xds applies (through the HTTP API, as an operator would) and the identities of the
 // simulated sidecars spread over it. Shared by the bench and its client processes.
 
-import { DEFAULT_ADDRESSES, DEFAULT_PORTS, nodeMetadata } from "../../control-plane/envoy/index.ts";
+import {
+  DEFAULT_ADDRESSES,
+  DEFAULT_PORTS,
+  type ModuleDelivery,
+  nodeMetadata,
+} from "../../control-plane/envoy/index.ts";
 import { API_VERSION } from "../../control-plane/resources/schema.ts";
 
 export const APP_PORT = 9080;
@@ -102,14 +107,25 @@ export function benchMesh(services: number): Doc[] {
   return docs;
 }
 
+/** Sidecars of the data-plane agent (issue 10) get a module as a file name, not its bytes. */
+export const DEFAULT_DELIVERY: ModuleDelivery = "local";
+
 export interface SimulatedProxy {
   nodeId: string;
   service: string;
   metadata: Record<string, unknown>;
 }
 
-/** Proxy i of a run: services round-robin, alternating v1/v2, each fronting an app (so an inbound listener). */
-export function simulatedProxy(run: string, i: number, services: number): SimulatedProxy {
+/**
+ * Proxy i of a run: services round-robin, alternating v1/v2, each fronting an app (so an inbound
+ * listener); "local" delivery says so in the node metadata, as the data-plane agent's bootstrap does.
+ */
+export function simulatedProxy(
+  run: string,
+  i: number,
+  services: number,
+  delivery: ModuleDelivery = "inline",
+): SimulatedProxy {
   const service = serviceName(i % services);
   return {
     nodeId: `${run}-${service}-${i}`,
@@ -123,6 +139,7 @@ export function simulatedProxy(run: string, i: number, services: number): Simula
       outboundAddress: DEFAULT_ADDRESSES.outbound,
       inboundAddress: DEFAULT_ADDRESSES.inbound,
       appAddress: DEFAULT_ADDRESSES.app,
+      moduleDelivery: delivery,
     }),
   };
 }
