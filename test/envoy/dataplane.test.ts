@@ -8,7 +8,11 @@ import { readdirSync, readFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ControlPlaneProcess, proxyStatus, startControlPlaneProcess } from "../support/control-plane.ts";
+import {
+  type ControlPlaneProcess,
+  startControlPlaneProcess,
+  waitForStatus,
+} from "../support/control-plane.ts";
 import { type AgentProcess, alive, startAgentProcess } from "../support/dataplane.ts";
 import { findEnvoy, freePort } from "../support/envoy.ts";
 import { sendHttp } from "../support/mesh-envoy.ts";
@@ -108,9 +112,10 @@ describe("wasmesh dataplane run", () => {
     expect(new Set([...Object.values(ports), reviewsApp.port]).size).toBe(5);
 
     await reviews.waitReady();
-    // Ready means Envoy acknowledged a configuration: the control plane says so too.
-    const status = (await proxyStatus(cp.api)).find((p) => p.nodeId === "reviews-1");
-    expect(status?.syncedVersion, JSON.stringify(status)).toBeDefined();
+    // The control plane sees it connected (through the agent's xDS proxy) and in sync.
+    await waitForStatus(cp.api, (proxies) =>
+      proxies.some((p) => p.nodeId === "reviews-1" && p.syncedVersion !== undefined),
+    );
 
     // The Workload, as the agent registered it: the sidecar's inbound port is the Workload's port.
     await until(
@@ -262,6 +267,70 @@ describe("wasmesh dataplane run", () => {
       30_000,
       100,
     );
+  });
+
+  it("is not ready until Envoy acknowledged a configuration, even once Envoy is LIVE on its own; the control plane coming up makes it ready and registers it", async () => {
+    // A control plane that is not there yet: ports nothing listens on.
+    const [httpPort, xdsPort] = [await freePort(), await freePort()];
+    const late = agent({
+      args: [
+        "--name",
+        "reviews-late",
+        "--service",
+        "reviews",
+        "--app-port",
+        String(reviewsApp.port),
+        "--cp",
+        `http://127.0.0.1:${httpPort}`,
+        "--xds",
+        `127.0.0.1:${xdsPort}`,
+        "--drain-seconds",
+        "0",
+      ],
+      // Envoy stops waiting for its first clusters and listeners after 1 s (15 s by default) and
+      // goes LIVE with none.
+      envoyArgs: [
+        "--concurrency",
+        "1",
+        "--log-level",
+        "warning",
+        "--config-yaml",
+        "{dynamic_resources: {cds_config: {initial_fetch_timeout: 1s}, lds_config: {initial_fetch_timeout: 1s}}}",
+      ],
+    });
+    const { admin } = await late.ports();
+    await late.waitForOutput(/Envoy started \(pid \d+\)/);
+    // Envoy's own /ready is 200 then, the agent's stays 503.
+    await until(
+      "Envoy to go LIVE without a configuration",
+      async () => (await fetch(`http://127.0.0.1:${admin}/ready`).catch(() => undefined))?.status === 200,
+      60_000,
+      200,
+    );
+    const before = await late.ready();
+    expect(before.status).toBe(503);
+    expect(before.text).toMatch(/Envoy has not acknowledged its first configuration yet/);
+
+    const plane = await startControlPlaneProcess({ httpPort, xdsPort });
+    try {
+      const put = await plane.request("PUT", "/v1/services/reviews", {
+        apiVersion: API_VERSION,
+        kind: "Service",
+        metadata: { name: "reviews" },
+        spec: { ports: [{ name: "http", port: 9080, protocol: "http" }] },
+      });
+      expect(put.status).toBe(201);
+      await late.waitReady(90_000);
+      await until(
+        "workload/reviews-late on the control plane that came up",
+        async () => (await plane.request("GET", "/v1/workloads/reviews-late")).status === 200,
+        20_000,
+      );
+      await late.stop();
+      expect((await late.exited).code).toBe(0);
+    } finally {
+      await plane.stop();
+    }
   });
 
   it("exits 1 with Envoy's reason, registering nothing and trying no restart, when Envoy cannot start", async () => {
