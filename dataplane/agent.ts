@@ -114,7 +114,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       log,
     });
     const envoy = new Envoy({
-      bin: options.envoyBin,
+      // Envoy runs in the data directory: a relative path means the user's working directory.
+      bin: options.envoyBin.includes("/") ? resolve(options.envoyBin) : options.envoyBin,
       bootstrapPath,
       cwd: dataDir,
       adminPort: ports.admin,
@@ -182,6 +183,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         stopping = true;
         shutdown = (async () => {
           log("shutting down: readiness answers 503");
+          envoy.stopRestarting();
           await registration.deregister();
           log(
             `Envoy serves on for ${options.drainSeconds} s while the other sidecars learn the workload is gone`,

@@ -49,6 +49,8 @@ export class Envoy {
   private gone: Promise<void> = Promise.resolve();
   private adminUp = false;
   private stopping = false;
+  /** Shutting down: an Envoy that dies now stays down. */
+  private noRestart = false;
   private restartTimer: NodeJS.Timeout | undefined;
   private delayMs: number;
   private restarts = 0;
@@ -77,6 +79,12 @@ export class Envoy {
   async start(): Promise<void> {
     const outcome = await this.launch();
     if (!outcome.ok) throw new EnvoyStartError(outcome.message);
+  }
+
+  /** From now on, an Envoy that dies is not started again (the agent is shutting down). */
+  stopRestarting(): void {
+    this.noRestart = true;
+    clearTimeout(this.restartTimer);
   }
 
   /** Envoy's admin /ready: LIVE once its first configuration is in place. */
@@ -200,6 +208,8 @@ export class Envoy {
           resolveGone();
           if (!settled) {
             settle({ ok: false, message: `Envoy ${how} before it started:\n${reasonOf(tail)}` });
+          } else if (wasUp && this.noRestart && !this.stopping) {
+            this.options.log(`Envoy (pid ${child.pid}) ${how} during the shutdown`);
           } else if (wasUp && !this.stopping) {
             this.restartLater(`Envoy (pid ${child.pid}) ${how}`, Date.now() - startedAt);
           }
@@ -234,7 +244,7 @@ export class Envoy {
     this.delayMs = Math.min(maxMs, this.delayMs * 2);
     this.options.log(`${why}; starting it again in ${(delay / 1000).toFixed(1)} s`);
     this.restartTimer = setTimeout(async () => {
-      if (this.stopping) return;
+      if (this.stopping || this.noRestart) return;
       this.restarts++;
       const outcome = await this.launch();
       if (this.stopping) {

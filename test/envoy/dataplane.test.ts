@@ -6,7 +6,7 @@
 // API, Envoy's processes and admin, and which app answered a request sent through the client.
 import { readdirSync, readFileSync } from "node:fs";
 import net from "node:net";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type ControlPlaneProcess,
@@ -146,7 +146,9 @@ describe("wasmesh dataplane run", () => {
 
     // The client, with most flags given.
     const readyPort = await freePort();
+    const clientCwd = tempDir("dataplane-client");
     client = agent({
+      cwd: clientCwd,
       args: [
         "--name",
         "productpage-1",
@@ -171,7 +173,7 @@ describe("wasmesh dataplane run", () => {
         "--xds",
         cp.xds,
         "--envoy",
-        findEnvoy(),
+        relative(clientCwd, findEnvoy()), // relative to where it was started, not to --data
         "--data",
         join(tempDir("dataplane-data"), "productpage-1"),
       ],
@@ -285,7 +287,7 @@ describe("wasmesh dataplane run", () => {
         "--xds",
         `127.0.0.1:${xdsPort}`,
         "--drain-seconds",
-        "0",
+        "2",
       ],
       // Envoy stops waiting for its first clusters and listeners after 1 s (15 s by default) and
       // goes LIVE with none.
@@ -326,8 +328,13 @@ describe("wasmesh dataplane run", () => {
         async () => (await plane.request("GET", "/v1/workloads/reviews-late")).status === 200,
         20_000,
       );
-      await late.stop();
+      // An Envoy that dies during the shutdown stays down, and the shutdown goes on.
+      late.signal("SIGTERM");
+      await late.waitForOutput(/Envoy serves on for 2 s/);
+      process.kill(late.envoyPids().at(-1) as number, "SIGKILL");
       expect((await late.exited).code).toBe(0);
+      expect(late.stdout()).toMatch(/Envoy \(pid \d+\) was killed by SIGKILL during the shutdown/);
+      expect(late.stdout()).not.toMatch(/starting it again/);
     } finally {
       await plane.stop();
     }
