@@ -261,7 +261,7 @@ describe("usage", () => {
       ]);
     expectUsage(
       command,
-      "unknown command 'frob'; commands: server, apply, get, delete, bootstrap, status, modules",
+      "unknown command 'frob'; commands: server, apply, get, delete, bootstrap, dataplane, status, modules",
     );
     expect(command.stderr).toContain("Run 'wasmesh --help' for more.");
     expectUsage(option, "unknown option '--frob'");
