@@ -53,6 +53,7 @@ export class Registration {
   private readonly url: string;
   private address: string | undefined;
   private registered = false;
+  private started = false;
   private stopped = false;
   private timer: NodeJS.Timeout | undefined;
   /** The call under way, so that deregister() never races a registration that lands after it. */
@@ -79,6 +80,7 @@ export class Registration {
 
   /** Registers now, then keeps renewing until deregister(). */
   start(): void {
+    this.started = true;
     this.schedule(0);
   }
 
@@ -87,11 +89,16 @@ export class Registration {
     return this.firstRegistration.promise;
   }
 
-  /** Writes the Workload again now (after Envoy restarted: whatever changed meanwhile is put back). */
-  reregister(): void {
-    if (this.stopped) return;
+  /**
+   * Writes the Workload again now (after Envoy restarted: whatever changed meanwhile is put back).
+   * Says whether it will: not before start() (the first registration waits for the sidecar to be
+   * ready) nor after deregister().
+   */
+  reregister(): boolean {
+    if (this.stopped || !this.started) return false;
     this.registered = false;
     if (this.inFlight === undefined) this.schedule(0);
+    return true;
   }
 
   /**

@@ -102,6 +102,31 @@ describe("Registration", () => {
     ]);
   });
 
+  it("writes it again when asked (Envoy restarted), but never before start() nor after deregister()", async () => {
+    const lines: string[] = [];
+    const registration = new Registration({
+      api,
+      workload: spec("reviews-asked"),
+      log: (l) => lines.push(l),
+    });
+    registrations.push(registration);
+    // Envoy restarted before the sidecar was first ready: the first registration is still to come.
+    expect(registration.reregister()).toBe(false);
+    registration.start();
+    await registration.registeredOnce();
+    expect((await call(api, "DELETE", "/v1/workloads/reviews-asked")).status).toBe(200);
+    expect(registration.reregister()).toBe(true);
+    await until(
+      "the Workload written again",
+      async () => (await call(api, "GET", "/v1/workloads/reviews-asked")).status === 200,
+      10_000,
+      20,
+    );
+    expect(lines.filter((line) => line.startsWith("registered workload/reviews-asked"))).toHaveLength(2);
+    await registration.deregister();
+    expect(registration.reregister()).toBe(false);
+  });
+
   it("registers the Workload again when it was deleted behind its back", async () => {
     const lines: string[] = [];
     const registration = register(api, spec("reviews-deleted"), lines);
