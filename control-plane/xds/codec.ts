@@ -1,6 +1,6 @@
-// The wire side of ADS: the gRPC service definition for grpc-js, built by hand on the protobufjs
-// Root of protos.ts (no proto-loader), decoding of discovery requests into small typed objects, and
-// encoding of discovery responses around resources that are already encoded.
+// The wire side of ADS: gRPC's message framing, the gRPC service definition for grpc-js (built by
+// hand on the protobufjs Root of protos.ts, no proto-loader), decoding of discovery requests into
+// small typed objects, and encoding of discovery responses around resources that are already encoded.
 //
 // Responses are written field by field with a protobufjs Writer rather than through
 // Type.encode(fromObject(...)): the resources are pre-encoded google.protobuf.Any bytes shared by
@@ -173,6 +173,113 @@ export function decodeDeltaDiscoveryRequest(bytes: Uint8Array): DeltaDiscoveryRe
     responseNonce: raw.response_nonce ?? "",
     errorDetail: errorDetail(raw.error_detail),
   };
+}
+
+// gRPC's framing (the "Length-Prefixed-Message" of gRPC over HTTP/2): a flag byte (1 = compressed,
+// which wasmesh never asks for) and the message's length, big-endian, before each message.
+
+/** The bytes before each gRPC message. */
+export const GRPC_PREFIX_BYTES = 5;
+/** What the server accepts in one request, as grpc-js does by default. */
+export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
+
+/** A message as gRPC sends it: its prefix, then the message (one copy). */
+export function frameMessage(message: Uint8Array): Buffer {
+  const framed = Buffer.allocUnsafe(GRPC_PREFIX_BYTES + message.length);
+  framed[0] = 0;
+  framed.writeUInt32BE(message.length, 1);
+  framed.set(message, GRPC_PREFIX_BYTES);
+  return framed;
+}
+
+/** A message the reader cannot take: longer than it allows (gRPC's RESOURCE_EXHAUSTED), or compressed. */
+export class FramingError extends Error {
+  readonly tooLarge: boolean;
+  constructor(message: string, tooLarge: boolean) {
+    super(message);
+    this.tooLarge = tooLarge;
+  }
+}
+
+/**
+ * Where a message that spans chunks is put together: one buffer for the process, reused, as a
+ * message is handled before the next is read (thousands of streams each putting a 20–80 KiB
+ * response together in a fresh buffer cost more in allocation and garbage collection than reading
+ * them). A reader that finds it in use (a message handled while another is) takes a buffer of its own.
+ */
+let scratch: Buffer | undefined;
+let scratchInUse = false;
+
+/** gRPC's length-prefixed messages out of a stream's DATA chunks. */
+export class MessageReader {
+  private readonly maxLength: number;
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  /** Prefix and message length of the message being read, once its prefix has arrived. */
+  private expected = -1;
+
+  constructor(maxLength = Number.POSITIVE_INFINITY) {
+    this.maxLength = maxLength;
+  }
+
+  /**
+   * Calls onMessage with each whole message; the bytes are valid only until onMessage returns.
+   * Throws a FramingError for a message it cannot take.
+   */
+  push(chunk: Buffer, onMessage: (message: Buffer) => void): void {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    for (;;) {
+      if (this.expected < 0) {
+        if (this.buffered < GRPC_PREFIX_BYTES) return;
+        let head = this.chunks[0] as Buffer;
+        if (head.length < GRPC_PREFIX_BYTES) head = Buffer.concat(this.chunks, this.buffered);
+        if (head[0] !== 0)
+          throw new FramingError("a compressed message (no compression was negotiated)", false);
+        const length = head.readUInt32BE(1);
+        if (length > this.maxLength)
+          throw new FramingError(`a message of ${length} bytes (at most ${this.maxLength})`, true);
+        this.expected = GRPC_PREFIX_BYTES + length;
+      }
+      if (this.buffered < this.expected) return;
+      const n = this.expected;
+      this.expected = -1;
+      const first = this.chunks[0] as Buffer;
+      if (first.length >= n) {
+        // The common case: the whole message in one chunk, read in place.
+        if (first.length === n) this.chunks.shift();
+        else this.chunks[0] = first.subarray(n);
+        this.buffered -= n;
+        onMessage(first.subarray(GRPC_PREFIX_BYTES, n));
+        continue;
+      }
+      const own = scratchInUse;
+      let into = own ? Buffer.allocUnsafe(n) : scratch;
+      if (!into || into.length < n) {
+        into = Buffer.allocUnsafe(Math.max(n, 2 * (into?.length ?? 0), 64 * 1024));
+        if (!own) scratch = into;
+      }
+      let at = 0;
+      while (at < n) {
+        const chunk = this.chunks[0] as Buffer;
+        const used = Math.min(chunk.length, n - at);
+        chunk.copy(into, at, 0, used);
+        at += used;
+        if (used === chunk.length) this.chunks.shift();
+        else this.chunks[0] = chunk.subarray(used);
+      }
+      this.buffered -= n;
+      if (own) onMessage(into.subarray(GRPC_PREFIX_BYTES, n));
+      else {
+        scratchInUse = true;
+        try {
+          onMessage(into.subarray(GRPC_PREFIX_BYTES, n));
+        } finally {
+          scratchInUse = false;
+        }
+      }
+    }
+  }
 }
 
 // Wire tags: (field number << 3) | 2 (length-delimited) for every field written below.

@@ -1,20 +1,25 @@
-// The gRPC xDS server: ADS over grpc-js, state of the world and delta. It owns the connections;
-// a ConfigCache (cache.ts; SnapshotCache in snapshot.ts) owns what each class of proxy is sent, and
-// the streams (stream.ts) own the protocol rules. update() moves the cache to a new generation and
-// lets every stream push what changed for it.
+// The gRPC xDS server: ADS, state of the world and delta, over gRPC on node:http2 (transport.ts:
+// a response is framed once and the same bytes written to every stream sent it). It owns the
+// connections; a ConfigCache (cache.ts; SnapshotCache in snapshot.ts) owns what each class of proxy
+// is sent, and the streams (stream.ts) own the protocol rules. update() moves the cache to a new
+// generation and lets every stream push what changed for it.
 import { performance } from "node:perf_hooks";
 import * as grpc from "@grpc/grpc-js";
 import type { ProxyIdentity, TypeUrl } from "../envoy/index.ts";
 import type { Counter, Histogram, MetricsRegistry } from "../metrics.ts";
 import type { ConfigCache } from "./cache.ts";
 import {
-  adsServiceDefinition,
+  DELTA_METHOD,
   type DeltaDiscoveryRequest,
   type DiscoveryRequest,
+  decodeDeltaDiscoveryRequest,
+  decodeDiscoveryRequest,
   type NodeInfo,
+  SOTW_METHOD,
 } from "./codec.ts";
 import type { ProxyStatus, Rejection } from "./status.ts";
 import { DeltaStream, SHORT_TYPE, SotwStream, StreamCaches, type StreamHooks } from "./stream.ts";
+import { type CallListener, type GrpcCall, GrpcServer } from "./transport.ts";
 
 export type ParseNode = (node: {
   id?: string;
@@ -57,8 +62,6 @@ interface Metrics {
   latency: Histogram;
 }
 
-type ServerCall<Req> = grpc.ServerDuplexStream<Req, Uint8Array>;
-
 /** What a connection needs of its server: no more, so that it cannot reach into the rest. */
 interface ConnectionContext {
   nonce(): string;
@@ -71,7 +74,7 @@ interface ConnectionContext {
 /** One ADS stream: the gRPC call, who is on it, and its protocol state. */
 class Connection implements StreamHooks {
   private readonly context: ConnectionContext;
-  readonly call: ServerCall<unknown>;
+  readonly call: GrpcCall;
   readonly proxy: ProxyIdentity;
   readonly peer: string;
   readonly connectedAt: string;
@@ -80,28 +83,28 @@ class Connection implements StreamHooks {
   closed = false;
   private inFlight: Set<() => void> | undefined;
 
-  constructor(context: ConnectionContext, call: ServerCall<unknown>, proxy: ProxyIdentity, key: string) {
+  constructor(context: ConnectionContext, call: GrpcCall, proxy: ProxyIdentity, key: string) {
     this.context = context;
     this.call = call;
     this.proxy = proxy;
     this.key = key;
-    this.peer = call.getPeer();
+    this.peer = call.peer;
     this.connectedAt = new Date().toISOString();
   }
 
-  send(bytes: Uint8Array): void {
+  send(framed: Uint8Array): void {
     if (this.closed) return;
     const writes = this.context.writes();
     if (!writes) {
-      this.call.write(bytes);
+      this.call.write(framed);
       return;
     }
-    // grpc-js never calls back a write on a cancelled call, so close() settles what is in flight.
+    // A write on a call that is over is not called back, so close() settles what is in flight.
     writes.push(
       new Promise<void>((resolve) => {
         this.inFlight ??= new Set();
         this.inFlight.add(resolve);
-        this.call.write(bytes, () => {
+        this.call.write(framed, () => {
           this.inFlight?.delete(resolve);
           resolve();
         });
@@ -151,7 +154,7 @@ export class XdsServer {
   private readonly connections = new Set<Connection>();
   private readonly versionGens = new Map<string, number>();
   private readonly waiters = new Set<Waiter>();
-  private grpcServer: grpc.Server | undefined;
+  private grpcServer: GrpcServer | undefined;
   private pushing: Promise<void> = Promise.resolve();
   private nonces = 0;
   private closed = false;
@@ -197,24 +200,20 @@ export class XdsServer {
     this.options.log?.(level, message, fields);
   }
 
-  /** Binds with insecure credentials; returns the bound port (port 0 → ephemeral). */
+  /** Binds (plain HTTP/2, no TLS); returns the bound port (port 0 → ephemeral). */
   listen(port: number, host = "0.0.0.0"): Promise<number> {
     if (this.grpcServer) return Promise.reject(new Error("the xDS server is already listening"));
     if (this.closed) return Promise.reject(new Error("the xDS server is closed"));
-    const server = new grpc.Server();
-    server.addService(adsServiceDefinition(), {
-      StreamAggregatedResources: (call: ServerCall<DiscoveryRequest>) => this.serve(call, "sotw"),
-      DeltaAggregatedResources: (call: ServerCall<DeltaDiscoveryRequest>) => this.serve(call, "delta"),
+    const server = new GrpcServer({
+      [SOTW_METHOD]: { decode: decodeDiscoveryRequest, open: (call) => this.serve(call, "sotw") },
+      [DELTA_METHOD]: { decode: decodeDeltaDiscoveryRequest, open: (call) => this.serve(call, "delta") },
     });
     this.grpcServer = server;
-    const address = host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
-    return new Promise((resolve, reject) => {
-      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, bound) => {
-        if (error) {
-          this.grpcServer = undefined;
-          reject(error);
-        } else resolve(bound);
-      });
+    // "[::1]" as a URL writes it; the socket wants the address alone.
+    const address = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+    return server.listen(port, address).catch((error: unknown) => {
+      this.grpcServer = undefined;
+      throw error;
     });
   }
 
@@ -285,16 +284,15 @@ export class XdsServer {
   }
 
   private serve(
-    call: ServerCall<DiscoveryRequest> | ServerCall<DeltaDiscoveryRequest>,
+    call: GrpcCall,
     protocol: "sotw" | "delta",
-  ) {
+  ): CallListener<DiscoveryRequest | DeltaDiscoveryRequest> {
     let connection: Connection | undefined;
     let ended = false;
     const end = (code: grpc.status, details: string) => {
       if (ended) return;
       ended = true;
-      // grpc-js turns an 'error' event on a server stream into the call's status.
-      call.emit("error", { code, details });
+      call.finish({ code, details });
     };
     const cleanup = () => {
       ended = true;
@@ -304,36 +302,36 @@ export class XdsServer {
       this.progress(connection);
       this.log("info", "proxy disconnected", { nodeId: connection.proxy.nodeId, protocol });
     };
-    call.on("data", (request: DiscoveryRequest | DeltaDiscoveryRequest) => {
-      if (ended || this.closed) return;
-      try {
-        if (!connection) {
-          connection = this.open(call as ServerCall<unknown>, protocol, request.node, end);
-          if (!connection) return;
+    return {
+      message: (request) => {
+        if (ended || this.closed) return;
+        try {
+          if (!connection) {
+            connection = this.open(call, protocol, request.node, end);
+            if (!connection) return;
+          }
+          if (connection.stream instanceof SotwStream) connection.stream.handle(request as DiscoveryRequest);
+          else connection.stream.handle(request as DeltaDiscoveryRequest);
+          this.progress(connection);
+        } catch (error) {
+          this.log("error", "xDS request failed", {
+            error: error instanceof Error ? error.stack : String(error),
+          });
+          end(grpc.status.INTERNAL, error instanceof Error ? error.message : String(error));
+          cleanup();
         }
-        if (connection.stream instanceof SotwStream) connection.stream.handle(request as DiscoveryRequest);
-        else connection.stream.handle(request as DeltaDiscoveryRequest);
-        this.progress(connection);
-      } catch (error) {
-        this.log("error", "xDS request failed", {
-          error: error instanceof Error ? error.stack : String(error),
-        });
-        end(grpc.status.INTERNAL, error instanceof Error ? error.message : String(error));
+      },
+      // The proxy half-closed: finish the call too.
+      halfClose: () => {
         cleanup();
-      }
-    });
-    // The proxy half-closed: finish the call too.
-    call.on("end", () => {
-      cleanup();
-      if (!call.writableEnded) call.end();
-    });
-    call.on("cancelled", cleanup);
-    call.on("error", cleanup);
-    call.on("close", cleanup);
+        call.finish({ code: grpc.status.OK, details: "" });
+      },
+      closed: cleanup,
+    };
   }
 
   private open(
-    call: ServerCall<unknown>,
+    call: GrpcCall,
     protocol: "sotw" | "delta",
     node: NodeInfo | undefined,
     end: (code: grpc.status, details: string) => void,
@@ -487,24 +485,10 @@ export class XdsServer {
     for (const waiter of [...this.waiters]) waiter.reject(new Error("the xDS server closed"));
     for (const connection of [...this.connections]) {
       connection.markClosed();
-      connection.call.emit("error", {
-        code: grpc.status.UNAVAILABLE,
-        details: "the xDS server is shutting down",
-      });
+      connection.call.finish({ code: grpc.status.UNAVAILABLE, details: "the xDS server is shutting down" });
     }
     this.connections.clear();
-    const server = this.grpcServer;
-    if (server)
-      await new Promise<void>((resolve) => {
-        const force = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, this.options.shutdownGraceMs ?? 1000);
-        server.tryShutdown(() => {
-          clearTimeout(force);
-          resolve();
-        });
-      });
+    await this.grpcServer?.close(this.options.shutdownGraceMs ?? 1000);
     await this.pushing;
     this.streamCaches.clear();
     this.cache.clear();

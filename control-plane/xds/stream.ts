@@ -22,6 +22,7 @@ import {
   type DiscoveryRequest,
   encodeDeltaDiscoveryResponse,
   encodeDiscoveryResponse,
+  frameMessage,
   type WireResource,
 } from "./codec.ts";
 import { signatureOf } from "./snapshot.ts";
@@ -51,8 +52,11 @@ export const SHORT_TYPE: Record<TypeUrl, string> = {
 
 /** What a stream tells its server. */
 export interface StreamHooks {
-  /** Write one encoded response. */
-  send(bytes: Uint8Array): void;
+  /**
+   * Write one response, framed for gRPC already (codec.ts frameMessage). The same bytes go to every
+   * stream sent the same response: write them as they are.
+   */
+  send(framed: Uint8Array): void;
   /** Fresh, stream-unique nonce. */
   nonce(): string;
   pushed?(typeUrl: TypeUrl): void;
@@ -245,17 +249,18 @@ const sameNames = (a: Set<string> | undefined, b: Set<string> | undefined) =>
   a === undefined || b === undefined ? a === b : a.size === b.size && [...a].every((n) => b.has(n));
 
 /**
- * A response encoded once and written as is to every stream that needs the same one (the proxies
- * of a class, in a push): one shared nonce instead of one encoding, and one copy of every resource,
- * per stream. Nonces stay unique where it matters: a stream is never sent again the nonce of the
- * response it was sent last (meeting an older one again means identical content, so an answer to
- * either is an answer to both).
+ * A response encoded and framed once and written as is to every stream that needs the same one
+ * (the proxies of a class, in a push): one shared nonce instead of one encoding, and one copy of
+ * every resource, per stream. Nonces stay unique where it matters: a stream is never sent again the
+ * nonce of the response it was sent last (meeting an older one again means identical content, so an
+ * answer to either is an answer to both).
  */
 interface SharedResponse {
   typeUrl: TypeUrl;
   version: string;
   nonce: string;
-  bytes: Uint8Array;
+  /** The DiscoveryResponse with gRPC's prefix. */
+  framed: Uint8Array;
 }
 
 const reusable = (
@@ -474,12 +479,12 @@ export class SotwStream extends XdsStream<SotwTypeState> {
     let response = selected.response;
     if (!reusable(response, typeUrl, version, state.nonce)) {
       const nonce = this.hooks.nonce();
-      const bytes = encodeDiscoveryResponse(version, typeUrl, nonce, selected.list);
-      response = { typeUrl, version, nonce, bytes };
+      const framed = frameMessage(encodeDiscoveryResponse(version, typeUrl, nonce, selected.list));
+      response = { typeUrl, version, nonce, framed };
       selected.response = response;
     }
     this.sent(typeUrl, state, response.nonce, pushedAt);
-    this.hooks.send(response.bytes);
+    this.hooks.send(response.framed);
   }
 
   protected override sent(
@@ -520,9 +525,9 @@ export class SotwStream extends XdsStream<SotwTypeState> {
     pushedAt: number | undefined,
   ): void {
     const nonce = this.hooks.nonce();
-    const bytes = encodeDiscoveryResponse(this.snapshot.version, typeUrl, nonce, list);
+    const framed = frameMessage(encodeDiscoveryResponse(this.snapshot.version, typeUrl, nonce, list));
     this.sent(typeUrl, state, nonce, pushedAt);
-    this.hooks.send(bytes);
+    this.hooks.send(framed);
   }
 }
 
@@ -675,11 +680,13 @@ export class DeltaStream extends XdsStream<DeltaTypeState> {
     let response = shared.get(key);
     if (!reusable(response, typeUrl, version, state.nonce)) {
       const nonce = this.hooks.nonce();
-      const bytes = encodeDeltaDiscoveryResponse(version, typeUrl, nonce, changes.updated, changes.removed);
-      response = { typeUrl, version, nonce, bytes };
+      const framed = frameMessage(
+        encodeDeltaDiscoveryResponse(version, typeUrl, nonce, changes.updated, changes.removed),
+      );
+      response = { typeUrl, version, nonce, framed };
       shared.set(key, response);
     }
     this.sent(typeUrl, state, response.nonce, pushedAt);
-    this.hooks.send(response.bytes);
+    this.hooks.send(response.framed);
   }
 }

@@ -1,5 +1,5 @@
 // A load-generator process for bench:xds: it drives a share of the simulated sidecars, each an ADS
-// stream over node:http2 with gRPC's framing written here, on a connection of its own with Envoy's
+// stream over node:http2 with gRPC's framing (codec.ts), on a connection of its own with Envoy's
 // HTTP/2 windows (streams share connections only when BENCH_STREAMS_PER_CHANNEL says so). Each
 // subscribes as Envoy does: CDS and LDS wildcard first, then EDS for the EDS clusters it got, RDS
 // for the listeners' route configurations and ECDS for their filters, re-subscribing when those
@@ -23,6 +23,8 @@ import {
   type DiscoveryRequest,
   encodeDeltaDiscoveryRequest,
   encodeDiscoveryRequest,
+  frameMessage,
+  MessageReader,
   SOTW_METHOD,
 } from "../../control-plane/xds/codec.ts";
 import type { SimulatedProxy } from "./bench-xds-mesh.ts";
@@ -284,7 +286,7 @@ function refsOf(typeUrl: string, bytes: Buffer): { eds: string[]; rds: string[];
 const sortedUnique = (names: Iterable<string>) => [...new Set(names)].sort();
 
 // ---------------------------------------------------------------------------------------------
-// gRPC over HTTP/2, by hand.
+// gRPC over node:http2.
 
 /**
  * Envoy's default HTTP/2 windows (initial_stream_window_size and initial_connection_window_size,
@@ -292,77 +294,6 @@ const sortedUnique = (names: Iterable<string>) => [...new Set(names)].sort();
  * module inline is ~80 KiB) would wait a round trip for a WINDOW_UPDATE, which Envoy never does.
  */
 const ENVOY_WINDOW = 256 * 1024 * 1024;
-
-/**
- * Where a message that spans chunks is put together: one buffer for the process, reused, since a
- * message is read to the end before the next one (a fresh 20–80 KiB buffer per sidecar per push
- * cost this process more in allocation and garbage collection than everything else it does).
- */
-let scratch = Buffer.allocUnsafe(256 * 1024);
-
-/** gRPC's length-prefixed messages out of a stream's DATA chunks. */
-class MessageReader {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
-  /** Prefix and message length of the message being read, once its prefix has arrived. */
-  private expected = -1;
-
-  /** Calls onMessage with each whole message, which is valid only until onMessage returns. */
-  push(chunk: Buffer, onMessage: (message: Buffer) => void): void {
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
-    for (;;) {
-      if (this.expected < 0) {
-        if (this.buffered < 5) return;
-        const head = this.gather(5);
-        if (head[0] !== 0) throw new Error("a compressed gRPC message (nothing here asked for compression)");
-        this.expected = 5 + head.readUInt32BE(1);
-      }
-      if (this.buffered < this.expected) return;
-      const message = this.take(this.expected).subarray(5);
-      this.expected = -1;
-      onMessage(message);
-    }
-  }
-
-  /** The first n bytes buffered, in one piece (the first chunk's, or copied into the scratch). */
-  private gather(n: number): Buffer {
-    const first = this.chunks[0] as Buffer;
-    if (first.length >= n) return first.subarray(0, n);
-    if (scratch.length < n) scratch = Buffer.allocUnsafe(Math.max(n, scratch.length * 2));
-    let at = 0;
-    for (const chunk of this.chunks) {
-      if (at >= n) break;
-      at += chunk.copy(scratch, at, 0, Math.min(chunk.length, n - at));
-    }
-    return scratch.subarray(0, n);
-  }
-
-  /** gather(n), and those bytes are consumed. */
-  private take(n: number): Buffer {
-    const taken = this.gather(n);
-    let left = n;
-    while (left > 0) {
-      const chunk = this.chunks[0] as Buffer;
-      if (chunk.length > left) {
-        this.chunks[0] = chunk.subarray(left);
-        break;
-      }
-      left -= chunk.length;
-      this.chunks.shift();
-    }
-    this.buffered -= n;
-    return taken;
-  }
-}
-
-function frame(message: Uint8Array): Buffer {
-  const framed = Buffer.allocUnsafe(5 + message.length);
-  framed[0] = 0;
-  framed.writeUInt32BE(message.length, 1);
-  framed.set(message, 5);
-  return framed;
-}
 
 /** One HTTP/2 connection, as a sidecar's Envoy has to its control plane. */
 function connectSession(address: string, timeoutMs: number): Promise<http2.ClientHttp2Session> {
@@ -504,7 +435,7 @@ class SimSidecar {
       this.protocol === "sotw"
         ? encodeDiscoveryRequest(request as DiscoveryRequest)
         : encodeDeltaDiscoveryRequest(request as DeltaDiscoveryRequest);
-    this.stream.write(frame(bytes));
+    this.stream.write(frameMessage(bytes));
   }
 
   /** The first request for a type. */

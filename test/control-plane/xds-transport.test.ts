@@ -1,0 +1,210 @@
+// The xDS server's gRPC transport (control-plane/xds/transport.ts) on 127.0.0.1: what a push costs
+// per stream (a response framed once, the same bytes written to every stream), and gRPC over HTTP/2
+// at its edges, seen from grpc-js's client and from raw node:http2.
+
+import * as http2 from "node:http2";
+import * as grpc from "@grpc/grpc-js";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import type { ProxyConfig } from "../../control-plane/envoy/index.ts";
+import { EXTENSION_TYPE, parseNodeIdentity, TYPE_URL } from "../../control-plane/envoy/index.ts";
+import {
+  DELTA_METHOD,
+  decodeDiscoveryResponse,
+  encodeDiscoveryRequest,
+  frameMessage,
+  SOTW_METHOD,
+} from "../../control-plane/xds/codec.ts";
+import { SnapshotCache, XdsServer } from "../../control-plane/xds/index.ts";
+import { type AdsClient, connectAds } from "../support/xds-client.ts";
+
+const ECDS = TYPE_URL.extensionConfig;
+const FILTER = "wasmesh.test";
+
+/** One class of proxy: a filter whose value the tests change (and nothing else). */
+let filterValue: string;
+const config = (): ProxyConfig => ({
+  [TYPE_URL.listener]: [],
+  [TYPE_URL.route]: [],
+  [TYPE_URL.cluster]: [],
+  [TYPE_URL.endpoint]: [],
+  [ECDS]: [
+    {
+      name: FILTER,
+      resource: { name: FILTER, typed_config: { "@type": EXTENSION_TYPE.stringValue, value: filterValue } },
+    },
+  ],
+});
+
+/** The first request of a stream for the filter, as a proxy of service svc sends it. */
+const firstRequest = (id: string) =>
+  encodeDiscoveryRequest({
+    versionInfo: "",
+    node: { id, cluster: "svc", metadata: {} },
+    resourceNames: [FILTER],
+    typeUrl: ECDS,
+    responseNonce: "",
+  });
+
+let server: XdsServer;
+let address: string;
+let clients: AdsClient[];
+
+beforeEach(async () => {
+  filterValue = "v1";
+  clients = [];
+  server = new XdsServer({
+    cache: new SnapshotCache({ keyFor: () => "one", configFor: config }),
+    parseNode: parseNodeIdentity,
+  });
+  address = `127.0.0.1:${await server.listen(0, "127.0.0.1")}`;
+});
+
+afterEach(async () => {
+  for (const c of clients) c.close();
+  await server.close();
+});
+
+async function proxy(id: string): Promise<AdsClient> {
+  const client = await connectAds({ address, node: { id, cluster: "svc" } });
+  clients.push(client);
+  return client;
+}
+
+/** A raw HTTP/2 stream to the server, and what comes back on it. */
+async function rawCall(headers: http2.OutgoingHttpHeaders, body?: Uint8Array) {
+  const session = http2.connect(`http://${address}`);
+  try {
+    const stream = session.request({ ":method": "POST", ...headers });
+    stream.end(body);
+    const result: { headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders } = {
+      headers: {},
+      trailers: {},
+    };
+    stream.on("response", (h) => {
+      result.headers = h;
+    });
+    stream.on("trailers", (t) => {
+      result.trailers = t;
+    });
+    stream.resume();
+    await new Promise((resolve) => stream.once("close", resolve));
+    // The status comes in the trailers, or in the headers of a trailers-only response.
+    const status = result.trailers["grpc-status"] ?? result.headers["grpc-status"];
+    const message = result.trailers["grpc-message"] ?? result.headers["grpc-message"];
+    return {
+      ...result,
+      status: status === undefined ? undefined : Number(status),
+      message: decodeURI(String(message ?? "")),
+    };
+  } finally {
+    session.close();
+  }
+}
+
+describe("xDS transport", () => {
+  it("frames a push's response once for every proxy of a class, not once per stream", async () => {
+    const proxies = await Promise.all(Array.from({ length: 20 }, (_, i) => proxy(`p-${i}`)));
+    await Promise.all(proxies.map((p) => p.fetch(ECDS, [FILTER])));
+
+    // Every buffer allocated to frame a response (grpc-js's server framed each message it sent in
+    // one of its own: serializeMessage), counted by size while the push runs.
+    const allocUnsafe = Buffer.allocUnsafe;
+    const framings: number[] = [];
+    const spy = vi.spyOn(Buffer, "allocUnsafe").mockImplementation((size: number) => {
+      if (/\b(serializeMessage|frameMessage)\b/.test(new Error().stack ?? "")) framings.push(size);
+      return allocUnsafe(size);
+    });
+    try {
+      filterValue = "x".repeat(100_000);
+      await server.update("2");
+      await server.waitForAck("2");
+    } finally {
+      spy.mockRestore();
+    }
+    for (const p of proxies) expect(p.held(ECDS)[0]?.bytes.length).toBeGreaterThan(100_000);
+    expect(framings).toHaveLength(1);
+    expect(framings[0]).toBeGreaterThan(100_000);
+  });
+
+  it("answers a method it does not serve or a compression it does not offer with UNIMPLEMENTED, and a call that is not gRPC with HTTP 415", async () => {
+    const client = new grpc.Client(address, grpc.credentials.createInsecure());
+    try {
+      const call = client.makeBidiStreamRequest(
+        "/envoy.service.discovery.v3.AggregatedDiscoveryService/NoSuchMethod",
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+      );
+      call.on("error", () => {});
+      const status = await new Promise<grpc.StatusObject>((resolve) => call.on("status", resolve));
+      expect(status.code).toBe(grpc.status.UNIMPLEMENTED);
+      expect(status.details).toContain("NoSuchMethod");
+    } finally {
+      client.close();
+    }
+
+    const notGrpc = await rawCall({ ":path": SOTW_METHOD, "content-type": "application/json" });
+    expect(notGrpc.headers[":status"]).toBe(415);
+    const compressed = await rawCall({
+      ":path": SOTW_METHOD,
+      "content-type": "application/grpc",
+      "grpc-encoding": "gzip",
+    });
+    expect(compressed.status).toBe(grpc.status.UNIMPLEMENTED);
+    expect(compressed.message).toContain("gzip");
+  });
+
+  it("ends a call whose request is compressed without asking, too large or unreadable, naming why", async () => {
+    const flagged = frameMessage(firstRequest("p-1"));
+    flagged[0] = 1;
+    const compressed = await rawCall({ ":path": SOTW_METHOD, "content-type": "application/grpc" }, flagged);
+    expect(compressed.headers[":status"]).toBe(200);
+    expect(compressed.status).toBe(grpc.status.INTERNAL);
+    expect(compressed.message).toContain("compressed");
+
+    // Only the prefix of a 5 MiB message: the call ends before the rest could be sent.
+    const huge = Buffer.alloc(5);
+    huge.writeUInt32BE(5 * 1024 * 1024, 1);
+    const tooLarge = await rawCall({ ":path": DELTA_METHOD, "content-type": "application/grpc" }, huge);
+    expect(tooLarge.status).toBe(grpc.status.RESOURCE_EXHAUSTED);
+
+    const garbage = frameMessage(Buffer.from([0xff, 0xff, 0xff]));
+    const unreadable = await rawCall({ ":path": SOTW_METHOD, "content-type": "application/grpc" }, garbage);
+    expect(unreadable.status).toBe(grpc.status.INTERNAL);
+    expect(unreadable.message).toMatch(/^Error deserializing request/);
+    expect(server.status()).toEqual([]);
+  });
+
+  it("sends responses, then the status in trailers; a proxy that half-closes gets OK", async () => {
+    const session = http2.connect(`http://${address}`);
+    try {
+      const stream = session.request({
+        ":method": "POST",
+        ":path": SOTW_METHOD,
+        "content-type": "application/grpc",
+      });
+      const chunks: Buffer[] = [];
+      let headers: http2.IncomingHttpHeaders = {};
+      let trailers: http2.IncomingHttpHeaders = {};
+      stream.on("response", (h) => {
+        headers = h;
+      });
+      stream.on("trailers", (t) => {
+        trailers = t;
+      });
+      stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+      // The request and the half-close in one go: the server answers it, then ends the call.
+      stream.end(frameMessage(firstRequest("raw-1")));
+      await new Promise((resolve) => stream.once("close", resolve));
+      expect(headers[":status"]).toBe(200);
+      expect(headers["content-type"]).toBe("application/grpc+proto");
+      const body = Buffer.concat(chunks);
+      expect(body.readUInt32BE(1)).toBe(body.length - 5);
+      const response = decodeDiscoveryResponse(body.subarray(5));
+      expect(response).toMatchObject({ typeUrl: ECDS, versionInfo: "0" });
+      expect(response.resources).toHaveLength(1);
+      expect(trailers["grpc-status"]).toBe(String(grpc.status.OK));
+    } finally {
+      session.close();
+    }
+  });
+});
