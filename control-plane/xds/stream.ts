@@ -261,6 +261,8 @@ interface SharedResponse {
   nonce: string;
   /** The DiscoveryResponse with gRPC's prefix. */
   framed: Uint8Array;
+  /** Delta: what a proxy holds after it, by what it held before (heldAfter). */
+  heldAfter?: WeakMap<ReadonlyMap<string, string>, ReadonlyMap<string, string>>;
 }
 
 const reusable = (
@@ -317,7 +319,7 @@ function cacheOn<V>(caches: WeakMap<TypeResources, Map<string, V>>, from: TypeRe
 export class StreamCaches {
   /**
    * Subscriptions by key. Every sidecar of a class asks for the same (often a hundred or more) EDS
-   * names: one shared copy instead of one per stream.
+   * names: one shared copy instead of one per stream (SotW and delta alike).
    */
   private subscriptions = new Map<string, Subscription>();
   /**
@@ -536,10 +538,38 @@ export class SotwStream extends XdsStream<SotwTypeState> {
 
 interface DeltaTypeState extends TypeState {
   wildcard: boolean;
-  /** Explicitly subscribed names. */
-  names: Set<string>;
-  /** What the proxy holds, name → version (as sent, or as it said in initial_resource_versions). */
-  versions: Map<string, string>;
+  /** Explicitly subscribed names. Shared by the streams that subscribe to the same (StreamCaches): replace, never mutate. */
+  names: ReadonlySet<string>;
+  /**
+   * What the proxy holds, name → version (as sent, or as it said in initial_resource_versions).
+   * Shared by the streams that were sent the same (heldAfter): replace, never mutate.
+   */
+  versions: ReadonlyMap<string, string>;
+}
+
+const NO_NAMES: ReadonlySet<string> = new Set();
+const NOTHING_HELD: ReadonlyMap<string, string> = new Map();
+
+/**
+ * What a proxy holds after a response's changes: one copy for all the streams that held the same
+ * before (the proxies of a class hold the same, a hundred or more names and versions per type),
+ * memoized on the shared response.
+ */
+function heldAfter(
+  response: SharedResponse,
+  before: ReadonlyMap<string, string>,
+  changes: DeltaChanges,
+): ReadonlyMap<string, string> {
+  response.heldAfter ??= new WeakMap();
+  let after = response.heldAfter.get(before);
+  if (!after) {
+    const next = new Map(before);
+    for (const r of changes.updated) next.set(r.name, r.version);
+    for (const name of changes.removed) next.delete(name);
+    after = next;
+    response.heldAfter.set(before, after);
+  }
+  return after;
 }
 
 interface DeltaChanges {
@@ -558,27 +588,38 @@ export class DeltaStream extends XdsStream<DeltaTypeState> {
     let state = this.types.get(typeUrl);
     const first = !state;
     if (!state) {
+      const initial = Object.entries(request.initialResourceVersions);
       state = {
         ...newTypeState(),
         // Legacy wildcard: the first request of a wildcard type names nothing.
         wildcard: WILDCARD_TYPES.has(typeUrl) && request.subscribe.length === 0,
-        names: new Set(),
-        versions: new Map(Object.entries(request.initialResourceVersions)),
+        names: NO_NAMES,
+        versions: initial.length > 0 ? new Map(initial) : NOTHING_HELD,
       };
       this.types.set(typeUrl, state);
     }
     // Subscription changes are deltas, so unlike SotW they apply whatever the nonce says;
     // only the ACK/NACK part of a stale request is ignored.
-    for (const name of request.subscribe) {
-      if (name === "*") state.wildcard = true;
-      else state.names.add(name);
-    }
-    for (const name of request.unsubscribe) {
-      if (name === "*") state.wildcard = false;
-      else state.names.delete(name);
+    if (request.subscribe.length > 0 || request.unsubscribe.length > 0) {
+      const names = new Set(state.names);
+      for (const name of request.subscribe) {
+        if (name === "*") state.wildcard = true;
+        else names.add(name);
+      }
+      for (const name of request.unsubscribe) {
+        if (name === "*") state.wildcard = false;
+        else names.delete(name);
+      }
+      state.names = this.caches.subscription(names).names ?? NO_NAMES;
     }
     // Forget what the proxy held but no longer subscribes to (it drops those itself).
-    for (const name of state.versions.keys()) if (!this.covers(state, name)) state.versions.delete(name);
+    let kept: Map<string, string> | undefined;
+    for (const name of state.versions.keys()) {
+      if (this.covers(state, name)) continue;
+      kept ??= new Map(state.versions);
+      kept.delete(name);
+    }
+    if (kept) state.versions = kept;
     this.answer(typeUrl, state, request.responseNonce, request.errorDetail);
     if (first || request.subscribe.length > 0) {
       const changes = this.changes(typeUrl, state);
@@ -670,8 +711,6 @@ export class DeltaStream extends XdsStream<DeltaTypeState> {
     changes: DeltaChanges,
     pushedAt: number | undefined,
   ): void {
-    for (const r of changes.updated) state.versions.set(r.name, r.version);
-    for (const name of changes.removed) state.versions.delete(name);
     if (typeUrl === TYPE_URL.endpoint) for (const r of changes.updated) this.warming.delete(r.name);
     const version = this.snapshot.version;
     const shared = this.caches.deltaResponses(this.resourcesOf(typeUrl));
@@ -686,6 +725,8 @@ export class DeltaStream extends XdsStream<DeltaTypeState> {
       response = { typeUrl, version, nonce, framed };
       shared.set(key, response);
     }
+    // The key names the changes: equal keys, equal changes, so equal holdings after them.
+    state.versions = heldAfter(response, state.versions, changes);
     this.sent(typeUrl, state, response.nonce, pushedAt);
     this.hooks.send(response.framed);
   }

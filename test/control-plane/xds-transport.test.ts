@@ -1,6 +1,7 @@
-// The xDS server's gRPC transport (control-plane/xds/transport.ts) on 127.0.0.1: what a push costs
-// per stream (a response framed once, the same bytes written to every stream), and gRPC over HTTP/2
-// at its edges, seen from grpc-js's client and from raw node:http2.
+// What the xDS server shares between the streams of a class (a response framed once, the same bytes
+// written to every stream; delta streams' holdings), and its gRPC transport
+// (control-plane/xds/transport.ts) at its edges, seen from grpc-js's client and from raw node:http2,
+// on 127.0.0.1.
 
 import * as http2 from "node:http2";
 import * as grpc from "@grpc/grpc-js";
@@ -19,20 +20,19 @@ import { type AdsClient, connectAds } from "../support/xds-client.ts";
 
 const ECDS = TYPE_URL.extensionConfig;
 const FILTER = "wasmesh.test";
+const OTHER = "wasmesh.other";
 
-/** One class of proxy: a filter whose value the tests change (and nothing else). */
-let filterValue: string;
+/** One class of proxy: filters whose values the tests change (and nothing else). */
+let filters: Record<string, string>;
 const config = (): ProxyConfig => ({
   [TYPE_URL.listener]: [],
   [TYPE_URL.route]: [],
   [TYPE_URL.cluster]: [],
   [TYPE_URL.endpoint]: [],
-  [ECDS]: [
-    {
-      name: FILTER,
-      resource: { name: FILTER, typed_config: { "@type": EXTENSION_TYPE.stringValue, value: filterValue } },
-    },
-  ],
+  [ECDS]: Object.entries(filters).map(([name, value]) => ({
+    name,
+    resource: { name, typed_config: { "@type": EXTENSION_TYPE.stringValue, value } },
+  })),
 });
 
 /** The first request of a stream for the filter, as a proxy of service svc sends it. */
@@ -50,7 +50,7 @@ let address: string;
 let clients: AdsClient[];
 
 beforeEach(async () => {
-  filterValue = "v1";
+  filters = { [FILTER]: "v1", [OTHER]: "o1" };
   clients = [];
   server = new XdsServer({
     cache: new SnapshotCache({ keyFor: () => "one", configFor: config }),
@@ -64,8 +64,8 @@ afterEach(async () => {
   await server.close();
 });
 
-async function proxy(id: string): Promise<AdsClient> {
-  const client = await connectAds({ address, node: { id, cluster: "svc" } });
+async function proxy(id: string, protocol: "sotw" | "delta" = "sotw"): Promise<AdsClient> {
+  const client = await connectAds({ address, node: { id, cluster: "svc" }, protocol });
   clients.push(client);
   return client;
 }
@@ -115,7 +115,7 @@ describe("xDS transport", () => {
       return allocUnsafe(size);
     });
     try {
-      filterValue = "x".repeat(100_000);
+      filters[FILTER] = "x".repeat(100_000);
       await server.update("2");
       await server.waitForAck("2");
     } finally {
@@ -124,6 +124,36 @@ describe("xDS transport", () => {
     for (const p of proxies) expect(p.held(ECDS)[0]?.bytes.length).toBeGreaterThan(100_000);
     expect(framings).toHaveLength(1);
     expect(framings[0]).toBeGreaterThan(100_000);
+  });
+
+  it("gives delta proxies of a class what each holds, after one of them subscribes to less", async () => {
+    const [a, b] = [await proxy("a", "delta"), await proxy("b", "delta")];
+    for (const p of [a, b])
+      expect((await p.fetch(ECDS, [FILTER, OTHER])).map((r) => r.name).sort()).toEqual([OTHER, FILTER]);
+    a.unsubscribe(ECDS, [OTHER]);
+    // Once the server has read the unsubscription (its answer to a later request has come).
+    await a.barrier(ECDS, FILTER);
+    filters = { [FILTER]: "v2", [OTHER]: "o2" };
+    await server.update("2");
+    await server.waitForAck("2");
+    const last = (p: AdsClient) =>
+      p.responses
+        .at(-1)
+        ?.resources.map((r) => r.name)
+        .sort();
+    expect(last(a)).toEqual([FILTER]);
+    expect(last(b)).toEqual([OTHER, FILTER]);
+
+    // Subscribed again, a gets what it no longer holds; b, holding everything, is sent nothing more.
+    const before = b.responses.length;
+    a.drain(ECDS);
+    a.subscribe(ECDS, [OTHER]);
+    expect((await a.next(ECDS)).resources.map((r) => r.name)).toEqual([OTHER]);
+    filters = { [FILTER]: "v3", [OTHER]: "o2" };
+    await server.update("3");
+    await server.waitForAck("3");
+    expect(last(a)).toEqual([FILTER]);
+    expect(b.responses.slice(before).map((r) => r.resources.map((x) => x.name))).toEqual([[FILTER]]);
   });
 
   it("answers a method it does not serve or a compression it does not offer with UNIMPLEMENTED, and a call that is not gRPC with HTTP 415", async () => {
