@@ -5,7 +5,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { dirname } from "node:path";
 import { WASMESH_BIN } from "./control-plane.ts";
-import { findEnvoy } from "./envoy.ts";
+import { findEnvoy, parseStats, type ServerInfo, statsPath } from "./envoy.ts";
 import { tempDir } from "./temp.ts";
 import { until } from "./wait.ts";
 
@@ -26,12 +26,20 @@ export interface AgentProcess {
   ports(): Promise<AgentPorts>;
   /** The pids of the Envoys it started, in order ("Envoy started (pid N)" / "started again"). */
   envoyPids(): number[];
+  /** GET on its Envoy's admin (the admin port it printed): status and text. */
+  envoyAdmin(path: string): Promise<{ status: number; text: string }>;
+  /** Its Envoy's counters and gauges; filter is Envoy's regex filter. */
+  envoyStats(filter?: string): Promise<Map<string, number>>;
+  /** Its Envoy's /server_info. */
+  serverInfo(): Promise<ServerInfo>;
   /** GET /ready: status and text; status 0 when nothing answers. */
   ready(): Promise<{ status: number; text: string }>;
   waitReady(timeoutMs?: number): Promise<void>;
   /** Waits for a line of its stdout that matches. */
   waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
   signal(signal: NodeJS.Signals): void;
+  /** False once it has exited. */
+  readonly running: boolean;
   /** Resolves when it has exited. */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** SIGTERM and wait (SIGKILL after 30 s). Idempotent. */
@@ -129,6 +137,17 @@ export function startAgentProcess(options: StartAgentOptions): AgentProcess {
       return { status: 0, text: "" };
     }
   };
+  const envoyAdmin = async (path: string) => {
+    const { admin } = await ports();
+    const response = await fetch(`http://127.0.0.1:${admin}${path}`);
+    return { status: response.status, text: await response.text() };
+  };
+  const envoyAdminOk = async (path: string) => {
+    const response = await envoyAdmin(path);
+    if (response.status !== 200)
+      throw new Error(`Envoy admin GET ${path}: ${response.status} ${response.text}`);
+    return response.text;
+  };
   let stopping: Promise<void> | undefined;
   return {
     pid: child.pid ?? -1,
@@ -137,6 +156,9 @@ export function startAgentProcess(options: StartAgentOptions): AgentProcess {
     stderr: () => stderr,
     ports,
     envoyPids: () => [...stdout.matchAll(/Envoy started (?:again )?\(pid (\d+)\)/g)].map((m) => Number(m[1])),
+    envoyAdmin,
+    envoyStats: async (filter) => parseStats(await envoyAdminOk(statsPath(filter))),
+    serverInfo: async () => JSON.parse(await envoyAdminOk("/server_info")) as ServerInfo,
     ready,
     async waitReady(timeoutMs = 60_000) {
       let last = { status: 0, text: "" };
@@ -158,6 +180,9 @@ export function startAgentProcess(options: StartAgentOptions): AgentProcess {
     waitForOutput,
     signal: (signal) => {
       if (!gone) child.kill(signal);
+    },
+    get running() {
+      return !gone;
     },
     exited,
     stop() {

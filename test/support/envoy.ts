@@ -173,6 +173,23 @@ function httpRequest(port: number, path: string, method: string, timeoutMs: numb
   });
 }
 
+/** The admin path of Envoy's counters and gauges, optionally with Envoy's regex filter. */
+export function statsPath(filter?: string): string {
+  return `/stats?format=json${filter === undefined ? "" : `&filter=${encodeURIComponent(filter)}`}`;
+}
+
+/** Counters and gauges from the text of /stats?format=json (histograms and text readouts left out). */
+export function parseStats(text: string): Map<string, number> {
+  const body = JSON.parse(text) as { stats?: Array<{ name?: string; value?: number | string }> };
+  const stats = new Map<string, number>();
+  for (const stat of body.stats ?? []) {
+    if (stat.name === undefined || stat.value === undefined) continue; // histograms, text readouts
+    const value = Number(stat.value);
+    if (Number.isFinite(value)) stats.set(stat.name, value);
+  }
+  return stats;
+}
+
 export interface ListenerInfo {
   name: string;
   address: string;
@@ -468,17 +485,7 @@ export async function startEnvoy(options: StartEnvoyOptions): Promise<EnvoyProce
     },
     admin,
     async stats(filter?: string) {
-      const query = filter === undefined ? "" : `&filter=${encodeURIComponent(filter)}`;
-      const body = JSON.parse(await adminOk(`/stats?format=json${query}`)) as {
-        stats?: Array<{ name?: string; value?: number | string }>;
-      };
-      const stats = new Map<string, number>();
-      for (const stat of body.stats ?? []) {
-        if (stat.name === undefined || stat.value === undefined) continue; // histograms, text readouts
-        const value = Number(stat.value);
-        if (Number.isFinite(value)) stats.set(stat.name, value);
-      }
-      return stats;
+      return parseStats(await adminOk(statsPath(filter)));
     },
     prometheus: () => adminOk("/stats/prometheus"),
     async configDump(resource?: string) {

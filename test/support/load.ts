@@ -45,6 +45,13 @@ export interface LoadResult {
   /** Answered requests per second over the whole run. */
   rps: number;
   durationMs: number;
+  /** TCP connections the load opened (kept alive and reused: at most `concurrency` while none closes). */
+  connections: number;
+  /**
+   * Of those, the ones that closed before the run ended (closed by the server, reset, or destroyed
+   * by a timeout): 0 when every connection was held open to the end.
+   */
+  connectionsClosed: number;
 }
 
 const MAX_REQUESTS = 10_000_000;
@@ -90,6 +97,11 @@ export interface RunningLoad {
   readonly progress: Readonly<LoadResult>;
   /** The whole run's result, once every request has its answer (or error). */
   readonly result: Promise<LoadResult>;
+  /**
+   * Starts no more requests (for a run whose end is an event rather than a count); `result` then
+   * resolves once those in flight are answered.
+   */
+  stop(): Promise<LoadResult>;
 }
 
 /**
@@ -123,8 +135,12 @@ export function startLoad(options: LoadOptions): RunningLoad {
     p99: 0,
     rps: 0,
     durationMs: 0,
+    connections: 0,
+    connectionsClosed: 0,
   };
   const bump = <K>(map: Map<K, number>, key: K) => map.set(key, (map.get(key) ?? 0) + 1);
+  // A reused keep-alive socket is handed to the next request again: count each one once.
+  const sockets = new WeakSet<net.Socket>();
 
   const one = (i: number) =>
     new Promise<void>((resolve) => {
@@ -169,25 +185,45 @@ export function startLoad(options: LoadOptions): RunningLoad {
           });
         },
       );
+      req.on("socket", (socket) => {
+        if (sockets.has(socket)) return;
+        sockets.add(socket);
+        result.connections += 1;
+        socket.once("close", () => {
+          if (!ending) result.connectionsClosed += 1;
+        });
+      });
       req.on("timeout", () => req.destroy(new Error(`request ${i} timed out after ${options.timeoutMs} ms`)));
       req.on("error", (error) => settle(error));
       req.end();
     });
 
   let next = 0;
+  let stopped = false;
+  /** Set once every request is answered: the load closes its connections itself then. */
+  let ending = false;
   const rate = options.ratePerSecond;
   if (rate !== undefined && !(rate > 0)) throw new Error(`runLoad: ratePerSecond must be > 0, got ${rate}`);
-  return { progress: result, result: run() };
+  const done = run();
+  return {
+    progress: result,
+    result: done,
+    stop() {
+      stopped = true;
+      return done;
+    },
+  };
 
   async function run(): Promise<LoadResult> {
     const started = performance.now();
     const worker = async () => {
-      while (next < options.requests) {
+      while (next < options.requests && !stopped) {
         const i = next;
         next += 1;
         if (rate !== undefined) {
           const wait = started + (i * 1000) / rate - performance.now();
           if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+          if (stopped) return;
         }
         await one(i);
       }
@@ -197,6 +233,7 @@ export function startLoad(options: LoadOptions): RunningLoad {
         Array.from({ length: Math.min(options.concurrency, Math.max(1, options.requests)) }, worker),
       );
     } finally {
+      ending = true;
       agent.destroy();
     }
     result.durationMs = performance.now() - started;

@@ -1,6 +1,8 @@
 // A stand-in for the control plane's module bytes route, GET /v1/modules/<name>/<sha256>.wasm, that
 // a test can make misbehave: count requests per digest, serve damaged bytes (a tampered blob), drop
-// connections or answer an error status, or forward what it does not hold to a real API.
+// connections or answer an error status, or forward what it does not hold to a real API. With a
+// real API behind it, it passes every other request through: a front for the whole API (an HTTP
+// cache or proxy between an agent and the control plane) that only the module bytes go wrong in.
 import { createHash } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -35,7 +37,10 @@ export interface Fault {
 }
 
 export interface ModuleServerOptions {
-  /** A real API to ask for digests not added here (their bytes pass through, tampered if listed). */
+  /**
+   * A real API to ask for digests not added here (their bytes pass through, tampered if listed);
+   * every request that is not for module bytes is passed to it as it is.
+   */
   upstream?: string;
 }
 
@@ -49,7 +54,8 @@ export async function startModuleServer(options: ModuleServerOptions = {}): Prom
   const server = http.createServer(async (req, res) => {
     const [, name, sha] = MODULE_PATH.exec(req.url ?? "") ?? [];
     if (name === undefined || sha === undefined) {
-      res.writeHead(404).end();
+      if (options.upstream) passThrough(options.upstream, req, res);
+      else res.writeHead(404).end();
       return;
     }
     counts.set(sha, (counts.get(sha) ?? 0) + 1);
@@ -96,6 +102,24 @@ export async function startModuleServer(options: ModuleServerOptions = {}): Prom
         server.closeAllConnections();
       }),
   };
+}
+
+/** The request to `upstream` as it came, and its answer back as it came (502 if it cannot be had). */
+function passThrough(upstream: string, req: http.IncomingMessage, res: http.ServerResponse): void {
+  const target = new URL(req.url ?? "/", upstream);
+  const forwarded = http.request(
+    target,
+    { method: req.method, headers: { ...req.headers, host: target.host }, agent: false },
+    (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    },
+  );
+  forwarded.on("error", (error) => {
+    if (!res.headersSent) res.writeHead(502).end(error.message);
+    else res.destroy(error);
+  });
+  req.pipe(forwarded);
 }
 
 /** Same length, other content: a digest check must catch it. */
