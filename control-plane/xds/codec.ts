@@ -5,6 +5,8 @@
 // Responses are written field by field with a protobufjs Writer rather than through
 // Type.encode(fromObject(...)): the resources are pre-encoded google.protobuf.Any bytes shared by
 // every proxy of a class, so a response costs one copy of those bytes and no object graph.
+
+import { gunzipSync, gzipSync } from "node:zlib";
 import type * as grpc from "@grpc/grpc-js";
 import protobuf from "protobufjs";
 import { envoyProtos } from "../envoy/index.ts";
@@ -175,8 +177,8 @@ export function decodeDeltaDiscoveryRequest(bytes: Uint8Array): DeltaDiscoveryRe
   };
 }
 
-// gRPC's framing (the "Length-Prefixed-Message" of gRPC over HTTP/2): a flag byte (1 = compressed,
-// which wasmesh never asks for) and the message's length, big-endian, before each message.
+// gRPC's framing (the "Length-Prefixed-Message" of gRPC over HTTP/2): a flag byte (1 = compressed
+// with the call's grpc-encoding) and the message's length, big-endian, before each message.
 
 /** The bytes before each gRPC message. */
 export const GRPC_PREFIX_BYTES = 5;
@@ -184,12 +186,42 @@ export const GRPC_PREFIX_BYTES = 5;
 export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
 
 /** A message as gRPC sends it: its prefix, then the message (one copy). */
-export function frameMessage(message: Uint8Array): Buffer {
+export function frameMessage(message: Uint8Array, compressed = false): Buffer {
   const framed = Buffer.allocUnsafe(GRPC_PREFIX_BYTES + message.length);
-  framed[0] = 0;
+  framed[0] = compressed ? 1 : 0;
   framed.writeUInt32BE(message.length, 1);
   framed.set(message, GRPC_PREFIX_BYTES);
   return framed;
+}
+
+/**
+ * Messages shorter than this go uncompressed on a gzip call too: the flag byte says which, and a
+ * small response (an ACK-sized delta, a few endpoints) gains a few bytes for a deflate's CPU.
+ */
+export const COMPRESSION_MIN_BYTES = 1024;
+
+/** Framed message → the same message gzipped and framed (or itself, when that does not pay). */
+const gzipped = new WeakMap<Uint8Array, Uint8Array>();
+
+/**
+ * A framed message (frameMessage) as it goes on a call whose client accepts gzip: compressed, or
+ * as it is when it is short or does not shrink. Memoized on the framed bytes, which a push shares
+ * between every stream of a proxy class: a response is compressed once, however many streams get
+ * it. The routing filter's configuration is repetitive JSON: at 50 services its 22 KB shrink to
+ * about 1.3 KB, which is what each agent then receives of a route change.
+ */
+export function gzipFramed(framed: Uint8Array): Uint8Array {
+  let out = gzipped.get(framed);
+  if (out === undefined) {
+    out = framed;
+    const message = framed.subarray(GRPC_PREFIX_BYTES);
+    if (framed[0] === 0 && message.length >= COMPRESSION_MIN_BYTES) {
+      const compressed = gzipSync(message);
+      if (compressed.length + GRPC_PREFIX_BYTES < framed.length) out = frameMessage(compressed, true);
+    }
+    gzipped.set(framed, out);
+  }
+  return out;
 }
 
 /** A message the reader cannot take: longer than it allows (gRPC's RESOURCE_EXHAUSTED), or compressed. */
@@ -217,9 +249,17 @@ export class MessageReader {
   private buffered = 0;
   /** Prefix and message length of the message being read, once its prefix has arrived. */
   private expected = -1;
+  /** The message being read is compressed. */
+  private compressed = false;
+  /** The length on the wire of the message being delivered (compressed, if it was). */
+  wireLength = 0;
 
-  constructor(maxLength = Number.POSITIVE_INFINITY) {
+  /** Whether the call's messages may be gzip-compressed (the flag byte says which are). */
+  private readonly gzip: boolean;
+
+  constructor(maxLength = Number.POSITIVE_INFINITY, options: { gzip?: boolean } = {}) {
     this.maxLength = maxLength;
+    this.gzip = options.gzip ?? false;
   }
 
   /**
@@ -234,8 +274,9 @@ export class MessageReader {
         if (this.buffered < GRPC_PREFIX_BYTES) return;
         let head = this.chunks[0] as Buffer;
         if (head.length < GRPC_PREFIX_BYTES) head = Buffer.concat(this.chunks, this.buffered);
-        if (head[0] !== 0)
+        if (head[0] !== 0 && !(head[0] === 1 && this.gzip))
           throw new FramingError("a compressed message (no compression was negotiated)", false);
+        this.compressed = head[0] === 1;
         const length = head.readUInt32BE(1);
         if (length > this.maxLength)
           throw new FramingError(`a message of ${length} bytes (at most ${this.maxLength})`, true);
@@ -250,7 +291,7 @@ export class MessageReader {
         if (first.length === n) this.chunks.shift();
         else this.chunks[0] = first.subarray(n);
         this.buffered -= n;
-        onMessage(first.subarray(GRPC_PREFIX_BYTES, n));
+        this.deliver(first.subarray(GRPC_PREFIX_BYTES, n), onMessage);
         continue;
       }
       const own = scratchInUse;
@@ -269,16 +310,39 @@ export class MessageReader {
         else this.chunks[0] = chunk.subarray(used);
       }
       this.buffered -= n;
-      if (own) onMessage(into.subarray(GRPC_PREFIX_BYTES, n));
+      if (own) this.deliver(into.subarray(GRPC_PREFIX_BYTES, n), onMessage);
       else {
         scratchInUse = true;
         try {
-          onMessage(into.subarray(GRPC_PREFIX_BYTES, n));
+          this.deliver(into.subarray(GRPC_PREFIX_BYTES, n), onMessage);
         } finally {
           scratchInUse = false;
         }
       }
     }
+  }
+
+  private deliver(message: Buffer, onMessage: (message: Buffer) => void): void {
+    this.wireLength = message.length;
+    if (!this.compressed) {
+      onMessage(message);
+      return;
+    }
+    let inflated: Buffer;
+    try {
+      inflated = Number.isFinite(this.maxLength)
+        ? gunzipSync(message, { maxOutputLength: this.maxLength })
+        : gunzipSync(message);
+    } catch (error) {
+      const tooLarge = (error as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE";
+      throw new FramingError(
+        tooLarge
+          ? `a compressed message of more than ${this.maxLength} bytes`
+          : `a compressed message that does not inflate: ${(error as Error).message}`,
+        tooLarge,
+      );
+    }
+    onMessage(inflated);
   }
 }
 

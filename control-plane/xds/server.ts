@@ -65,6 +65,8 @@ interface Metrics {
 /** What a connection needs of its server: no more, so that it cannot reach into the rest. */
 interface ConnectionContext {
   nonce(): string;
+  /** Bytes written to a call (its responses, framed; gzipped or not). */
+  sent(bytes: number, gzip: boolean): void;
   /** While a push runs, the write promises that update() waits for; otherwise undefined. */
   writes(): Promise<void>[] | undefined;
   readonly metrics: Metrics | undefined;
@@ -96,7 +98,7 @@ class Connection implements StreamHooks {
     if (this.closed) return;
     const writes = this.context.writes();
     if (!writes) {
-      this.call.write(framed);
+      this.context.sent(this.call.write(framed), this.call.gzip);
       return;
     }
     // A write on a call that is over is not called back, so close() settles what is in flight.
@@ -104,10 +106,11 @@ class Connection implements StreamHooks {
       new Promise<void>((resolve) => {
         this.inFlight ??= new Set();
         this.inFlight.add(resolve);
-        this.call.write(framed, () => {
+        const bytes = this.call.write(framed, () => {
           this.inFlight?.delete(resolve);
           resolve();
         });
+        this.context.sent(bytes, this.call.gzip);
       }),
     );
   }
@@ -161,6 +164,7 @@ export class XdsServer {
   /** While a push runs, the write promises that update() waits for. */
   private collectWrites: Promise<void>[] | undefined;
   private readonly metrics: Metrics | undefined;
+  private readonly sentBytes = { identity: 0, gzip: 0 };
   private readonly context: ConnectionContext;
 
   constructor(options: XdsServerOptions) {
@@ -187,9 +191,22 @@ export class XdsServer {
           "Time from a configuration change (update) to a proxy's ACK of the pushed response.",
         ),
       };
+      registry
+        .counter(
+          "wasmesh_xds_sent_bytes_total",
+          "Bytes of xDS responses written to proxies' streams, by encoding: gzip for clients that accept it (the data-plane agent), identity for the others (Envoy connected directly).",
+        )
+        .collect(() => [
+          [{ encoding: "identity" }, this.sentBytes.identity],
+          [{ encoding: "gzip" }, this.sentBytes.gzip],
+        ]);
     }
     this.context = {
       nonce: () => (++this.nonces).toString(36),
+      sent: (bytes, gzip) => {
+        if (gzip) this.sentBytes.gzip += bytes;
+        else this.sentBytes.identity += bytes;
+      },
       writes: () => this.collectWrites,
       metrics: this.metrics,
       log: (level, message, fields) => this.log(level, message, fields),

@@ -1,9 +1,10 @@
 // What the xDS server shares between the streams of a class (a response framed once, the same bytes
 // written to every stream; delta streams' holdings), and its gRPC transport
 // (control-plane/xds/transport.ts) at its edges, seen from grpc-js's client and from raw node:http2,
-// on 127.0.0.1.
+// on 127.0.0.1: statuses, and responses gzipped for a client that accepts it.
 
 import * as http2 from "node:http2";
+import { gunzipSync } from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { ProxyConfig } from "../../control-plane/envoy/index.ts";
@@ -101,8 +102,39 @@ async function rawCall(headers: http2.OutgoingHttpHeaders, body?: Uint8Array) {
   }
 }
 
+/**
+ * An ADS call that sends its first request and half-closes in one go (the server answers, then ends
+ * the call): its headers, the bytes of its one response, its trailers.
+ */
+async function halfClosedCall(extra: http2.OutgoingHttpHeaders) {
+  const session = http2.connect(`http://${address}`);
+  try {
+    const stream = session.request({
+      ":method": "POST",
+      ":path": SOTW_METHOD,
+      "content-type": "application/grpc",
+      ...extra,
+    });
+    const chunks: Buffer[] = [];
+    let headers: http2.IncomingHttpHeaders = {};
+    let trailers: http2.IncomingHttpHeaders = {};
+    stream.on("response", (h) => {
+      headers = h;
+    });
+    stream.on("trailers", (t) => {
+      trailers = t;
+    });
+    stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+    stream.end(frameMessage(firstRequest(`raw-${Math.random()}`)));
+    await new Promise((resolve) => stream.once("close", resolve));
+    return { headers, body: Buffer.concat(chunks), trailers };
+  } finally {
+    session.close();
+  }
+}
+
 describe("xDS transport", () => {
-  it("frames a push's response once for every proxy of a class, not once per stream", async () => {
+  it("frames (and compresses) a push's response once for every proxy of a class, not once per stream", async () => {
     const proxies = await Promise.all(Array.from({ length: 20 }, (_, i) => proxy(`p-${i}`)));
     await Promise.all(proxies.map((p) => p.fetch(ECDS, [FILTER])));
 
@@ -122,8 +154,41 @@ describe("xDS transport", () => {
       spy.mockRestore();
     }
     for (const p of proxies) expect(p.held(ECDS)[0]?.bytes.length).toBeGreaterThan(100_000);
-    expect(framings).toHaveLength(1);
-    expect(framings[0]).toBeGreaterThan(100_000);
+    // grpc-js's client accepts gzip: the response framed once as encoded, and once compressed.
+    const [compressed, identity] = framings.sort((a, b) => a - b);
+    expect(framings).toHaveLength(2);
+    expect(identity).toBeGreaterThan(100_000);
+    expect(compressed).toBeLessThan(1_000);
+  });
+
+  it("gzips a large response for a client that accepts gzip, and nothing for one that does not (Envoy's)", async () => {
+    // Repetitive, as the routing filter's JSON is.
+    filters[FILTER] = JSON.stringify(
+      Array.from({ length: 200 }, (_, i) => ({ name: `svc-${i}`, weight: 90, cluster: `outbound|svc-${i}` })),
+    );
+    const agent = await halfClosedCall({ "grpc-accept-encoding": "identity,deflate,gzip" });
+    expect(agent.headers["grpc-encoding"]).toBe("gzip");
+    expect(agent.body[0]).toBe(1);
+    expect(agent.body.readUInt32BE(1)).toBe(agent.body.length - 5);
+    const inflated = decodeDiscoveryResponse(gunzipSync(agent.body.subarray(5)));
+    expect(inflated.resources).toHaveLength(1);
+
+    const envoy = await halfClosedCall({});
+    expect(envoy.headers["grpc-encoding"]).toBeUndefined();
+    expect(envoy.body[0]).toBe(0);
+    const plain = envoy.body.subarray(5);
+    expect(decodeDiscoveryResponse(plain)).toEqual(inflated);
+    console.log(`a ${plain.length}-byte response went as ${agent.body.length - 5} bytes gzipped`);
+    expect(plain.length).toBeGreaterThan(10_000);
+    expect(agent.body.length).toBeLessThan(plain.length / 5);
+
+    // A short one goes as it is on a gzip call: the flag byte says so.
+    filters[FILTER] = "v1";
+    await server.update("2");
+    const short = await halfClosedCall({ "grpc-accept-encoding": "gzip" });
+    expect(short.headers["grpc-encoding"]).toBe("gzip");
+    expect(short.body[0]).toBe(0);
+    expect(decodeDiscoveryResponse(short.body.subarray(5)).resources).toHaveLength(1);
   });
 
   it("gives delta proxies of a class what each holds, after one of them subscribes to less", async () => {
@@ -205,36 +270,13 @@ describe("xDS transport", () => {
   });
 
   it("sends responses, then the status in trailers; a proxy that half-closes gets OK", async () => {
-    const session = http2.connect(`http://${address}`);
-    try {
-      const stream = session.request({
-        ":method": "POST",
-        ":path": SOTW_METHOD,
-        "content-type": "application/grpc",
-      });
-      const chunks: Buffer[] = [];
-      let headers: http2.IncomingHttpHeaders = {};
-      let trailers: http2.IncomingHttpHeaders = {};
-      stream.on("response", (h) => {
-        headers = h;
-      });
-      stream.on("trailers", (t) => {
-        trailers = t;
-      });
-      stream.on("data", (chunk: Buffer) => chunks.push(chunk));
-      // The request and the half-close in one go: the server answers it, then ends the call.
-      stream.end(frameMessage(firstRequest("raw-1")));
-      await new Promise((resolve) => stream.once("close", resolve));
-      expect(headers[":status"]).toBe(200);
-      expect(headers["content-type"]).toBe("application/grpc+proto");
-      const body = Buffer.concat(chunks);
-      expect(body.readUInt32BE(1)).toBe(body.length - 5);
-      const response = decodeDiscoveryResponse(body.subarray(5));
-      expect(response).toMatchObject({ typeUrl: ECDS, versionInfo: "0" });
-      expect(response.resources).toHaveLength(1);
-      expect(trailers["grpc-status"]).toBe(String(grpc.status.OK));
-    } finally {
-      session.close();
-    }
+    const { headers, body, trailers } = await halfClosedCall({});
+    expect(headers[":status"]).toBe(200);
+    expect(headers["content-type"]).toBe("application/grpc+proto");
+    expect(body.readUInt32BE(1)).toBe(body.length - 5);
+    const response = decodeDiscoveryResponse(body.subarray(5));
+    expect(response).toMatchObject({ typeUrl: ECDS, versionInfo: "0" });
+    expect(response.resources).toHaveLength(1);
+    expect(trailers["grpc-status"]).toBe(String(grpc.status.OK));
   });
 });

@@ -16,7 +16,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CanaryMesh, resource, reviewsSplit, startCanaryMesh } from "../support/canary-mesh.ts";
-import { waitForStatus, wasmesh } from "../support/control-plane.ts";
+import { metricSum, waitForStatus, wasmesh } from "../support/control-plane.ts";
 import { alive } from "../support/dataplane.ts";
 import { startLoad } from "../support/load.ts";
 import { sendHttp } from "../support/mesh-envoy.ts";
@@ -30,15 +30,11 @@ let mesh: CanaryMesh;
 let front: ModuleServer;
 
 /** Module files served by the API so far: GET /v1/modules/<name>/<sha256>.wasm, as /metrics counts it. */
-async function moduleGets(): Promise<number> {
-  const text = await (await fetch(`${mesh.cp.api}/metrics`)).text();
-  let total = 0;
-  for (const line of text.split("\n")) {
-    if (!line.startsWith("wasmesh_api_requests_total{")) continue;
-    if (!line.includes('route="/v1/modules/:name/:file"') || !line.includes('method="GET"')) continue;
-    total += Number(line.slice(line.lastIndexOf(" ") + 1));
-  }
-  return total;
+function moduleGets(): Promise<number> {
+  return metricSum(mesh.cp.api, "wasmesh_api_requests_total", {
+    route: "/v1/modules/:name/:file",
+    method: "GET",
+  });
 }
 
 /** The module files an agent said it fetched ("module cache: fetched modules/<name>/<sha>.wasm"). */
@@ -125,6 +121,12 @@ describe("the canary mesh run by wasmesh dataplane run", () => {
       Number.parseInt(before.uptime_all_epochs, 10),
     );
     expect(after.uptime_current_epoch).toBe(after.uptime_all_epochs);
+
+    // Every sidecar reaches xDS through its agent, which accepts gzip: the control plane sent
+    // every response byte to these sidecars compressed or in short messages on a gzip call.
+    const sent = (encoding: string) => metricSum(mesh.cp.api, "wasmesh_xds_sent_bytes_total", { encoding });
+    expect(await sent("gzip")).toBeGreaterThan(0);
+    expect(await sent("identity")).toBe(0);
   });
 
   it("an Envoy killed with SIGKILL is brought back by its agent and traffic through it resumes within 5 s", async () => {

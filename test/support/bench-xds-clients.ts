@@ -63,8 +63,13 @@ export type ClientReply =
       missing: number;
       /** Responses labelled `version` received by affected proxies. */
       responses: number;
-      /** Encoded bytes of those responses (DiscoveryResponse messages, without gRPC's 5-byte prefix). */
+      /**
+       * Bytes of those responses on the wire (DiscoveryResponse messages as sent, gzipped for a
+       * sidecar that accepts it, without gRPC's 5-byte prefix).
+       */
       bytes: number;
+      /** The same responses' encoded bytes, uncompressed. */
+      messageBytes: number;
       /** Proxies of unaffected services that were sent something labelled `version` anyway. */
       unaffectedPushed: number;
       errors: number;
@@ -360,6 +365,7 @@ class SimSidecar {
   readonly lastAckAt = new Map<string, number>();
   readonly responsesByVersion = new Map<string, number>();
   readonly bytesByVersion = new Map<string, number>();
+  readonly messageBytesByVersion = new Map<string, number>();
   private readonly types = new Map<string, TypeSub>();
   private readonly received = new Set<string>();
   private nodeSent = false;
@@ -385,13 +391,14 @@ class SimSidecar {
       ":path": this.protocol === "sotw" ? SOTW_METHOD : DELTA_METHOD,
       "content-type": "application/grpc",
       te: "trailers",
+      ...(this.proxy.acceptsGzip ? { "grpc-accept-encoding": "identity,deflate,gzip" } : {}),
     });
     this.stream = stream;
-    const reader = new MessageReader();
+    const reader = new MessageReader(Number.POSITIVE_INFINITY, { gzip: this.proxy.acceptsGzip });
     stream.on("data", (chunk: Buffer) => {
       try {
         reader.push(chunk, (message) => {
-          this.receive(message);
+          this.receive(message, reader.wireLength);
           onResponse();
         });
       } catch (error) {
@@ -482,7 +489,7 @@ class SimSidecar {
     });
   }
 
-  private receive(message: Buffer): void {
+  private receive(message: Buffer, wireLength: number): void {
     const r = scanResponse(message, this.protocol === "delta");
     const sub = this.types.get(r.typeUrl);
     if (!sub) {
@@ -535,7 +542,11 @@ class SimSidecar {
     const at = now();
     this.lastAckAt.set(r.version, at);
     this.responsesByVersion.set(r.version, (this.responsesByVersion.get(r.version) ?? 0) + 1);
-    this.bytesByVersion.set(r.version, (this.bytesByVersion.get(r.version) ?? 0) + message.length);
+    this.bytesByVersion.set(r.version, (this.bytesByVersion.get(r.version) ?? 0) + wireLength);
+    this.messageBytesByVersion.set(
+      r.version,
+      (this.messageBytesByVersion.get(r.version) ?? 0) + message.length,
+    );
     this.received.add(r.typeUrl);
     if (r.typeUrl === CDS) this.followClusters(r);
     else if (r.typeUrl === LDS) this.followListeners(r);
@@ -641,11 +652,13 @@ async function awaitVersion(command: Extract<ClientCommand, { op: "await" }>): P
   const ackedAt: number[] = [];
   let responses = 0;
   let bytes = 0;
+  let messageBytes = 0;
   for (const s of mine) {
     const at = s.lastAckAt.get(command.version);
     if (at !== undefined) ackedAt.push(at);
     responses += s.responsesByVersion.get(command.version) ?? 0;
     bytes += s.bytesByVersion.get(command.version) ?? 0;
+    messageBytes += s.messageBytesByVersion.get(command.version) ?? 0;
   }
   const unaffectedPushed = sidecars.filter((s) => !isAffected(s) && s.lastAckAt.has(command.version)).length;
   return {
@@ -654,6 +667,7 @@ async function awaitVersion(command: Extract<ClientCommand, { op: "await" }>): P
     missing: mine.length - ackedAt.length,
     responses,
     bytes,
+    messageBytes,
     unaffectedPushed,
     ...takeErrors(),
   };

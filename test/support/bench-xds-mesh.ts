@@ -114,6 +114,11 @@ export interface SimulatedProxy {
   nodeId: string;
   service: string;
   metadata: Record<string, unknown>;
+  /**
+   * Whether its ADS client accepts gzip-compressed responses: an agent's does (its xDS proxy is a
+   * grpc-js client, which lists gzip in grpc-accept-encoding); Envoy's own client does not.
+   */
+  acceptsGzip: boolean;
 }
 
 /**
@@ -141,5 +146,7 @@ export function simulatedProxy(
       appAddress: DEFAULT_ADDRESSES.app,
       moduleDelivery: delivery,
     }),
+    // Only the agent asks for local delivery: it stands for an agent, Envoy behind it.
+    acceptsGzip: delivery === "local",
   };
 }

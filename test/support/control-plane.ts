@@ -306,3 +306,22 @@ export async function revisionOf(api: string): Promise<number> {
   const response = await fetch(`${api}/healthz`);
   return ((await response.json()) as { revision: number }).revision;
 }
+
+/**
+ * The sum of a metric's series on the control plane's /metrics whose labels include every one of
+ * `labels` (0 when none matches).
+ */
+export async function metricSum(
+  api: string,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
+  const text = await (await fetch(`${api}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    total += Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return total;
+}
