@@ -1,32 +1,35 @@
 // npm run demo (./dev demo): the control plane with its embedded SQLite store, and a demo mesh
-// driven by it. Local upstreams play reviews v1, reviews v2 and ratings; productpage's Envoy
-// sidecar is started from `wasmesh bootstrap` output and gets everything else over xDS. The demo
-// applies deploy/demo/mesh.yaml through the HTTP API, sends sample traffic, prints what the mesh
-// did (the split as the upstreams counted it, and as the Route in the store says), then keeps
-// running until Ctrl-C.
-//   --once         temporary data dir and free ports; exit after the sample traffic (the demo's test)
+// driven by it. Local upstreams play productpage, reviews v1, reviews v2 and ratings, and each has
+// a sidecar run by the data-plane agent (what `wasmesh dataplane run` runs): it writes Envoy's
+// bootstrap, starts Envoy, registers the Workload once the sidecar is ready and fetches the modules
+// by digest. The demo applies deploy/demo/mesh.yaml through the HTTP API, sends sample traffic
+// through productpage's sidecar, prints what the mesh did (the split as the upstreams counted it,
+// and as the Route in the store says), then keeps running until Ctrl-C.
+//   --once         temporary data dirs and free ports; exit after the sample traffic (the demo's test)
 //   --mesh FILE    another mesh file than deploy/demo/mesh.yaml (e.g. a copy with other weights)
+import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { bootstrapYaml } from "../control-plane/envoy/bootstrap.ts";
 import { DEFAULT_PORTS } from "../control-plane/envoy/index.ts";
 import { startControlPlane } from "../control-plane/server.ts";
+import { type Agent, startAgent } from "../dataplane/agent.ts";
 import { DENIED_HEADER } from "../schema/headers.ts";
-import { freePort, REPO_ROOT, startEnvoy } from "../test/support/envoy.ts";
+import { findEnvoy, REPO_ROOT } from "../test/support/envoy.ts";
 import { runLoad } from "../test/support/load.ts";
 import { sendHttp } from "../test/support/mesh-envoy.ts";
 import { removeDir, tempDir } from "../test/support/temp.ts";
-import { DEMO_MESH_FILE, demoMeshYaml, routeSplit, startDemoUpstreams } from "./demo-mesh.ts";
+import { startUpstream } from "../test/support/upstreams.ts";
+import { until } from "../test/support/wait.ts";
+import { DEMO_MESH_FILE, routeSplit } from "./demo-mesh.ts";
 
 const { values: options } = parseArgs({
   options: { once: { type: "boolean" }, mesh: { type: "string" } },
 });
 const once = options.once === true;
 const dataDir = once ? tempDir("demo") : join(REPO_ROOT, ".wasmesh");
+const agentsDir = once ? tempDir("demo-dataplane") : join(REPO_ROOT, ".wasmesh-dataplane");
 const meshFile = options.mesh === undefined ? DEMO_MESH_FILE : resolve(options.mesh);
 
-const upstreams = await startDemoUpstreams();
-const { v1, v2, ratings } = upstreams;
 const plane = await startControlPlane({
   dataDir,
   httpPort: once ? 0 : 5681,
@@ -35,46 +38,92 @@ const plane = await startControlPlane({
 });
 const api = `http://127.0.0.1:${plane.httpPort}`;
 
-async function call(method: string, path: string, body: string, contentType: string) {
-  const response = await fetch(`${api}${path}`, { method, body, headers: { "content-type": contentType } });
+async function call(method: string, path: string, body?: string, contentType?: string) {
+  const response = await fetch(`${api}${path}`, {
+    method,
+    ...(body !== undefined ? { body, headers: { "content-type": contentType ?? "application/json" } } : {}),
+  });
   if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
-  return response.json() as Promise<{ revision: number }>;
+  return response.json() as Promise<Record<string, unknown>>;
 }
 
-const { revision } = await call("POST", "/v1/apply", demoMeshYaml(upstreams, meshFile), "application/yaml");
+await call("POST", "/v1/apply", readFileSync(meshFile, "utf8"), "application/yaml");
 
-const outboundPort = once ? await freePort() : DEFAULT_PORTS.outbound;
-const adminPort = once ? await freePort() : DEFAULT_PORTS.admin;
-const envoy = await startEnvoy({
-  name: "productpage-sidecar",
-  bootstrap: bootstrapYaml({
-    proxy: {
-      nodeId: "productpage-1",
-      service: "productpage",
-      labels: {},
-      outboundPort,
-      inboundPort: DEFAULT_PORTS.inbound,
-      outboundAddress: "127.0.0.1",
-      inboundAddress: "127.0.0.1",
-      appAddress: "127.0.0.1",
-      moduleDelivery: "inline",
+// The workloads: an app each (answering `x-upstream: <app>`) behind a sidecar the agent runs.
+const workloads: { name: string; service: string; app: string; labels: Record<string, string> }[] = [
+  { name: "productpage-1", service: "productpage", app: "productpage", labels: {} },
+  { name: "reviews-v1-1", service: "reviews", app: "reviews-v1", labels: { version: "v1" } },
+  { name: "reviews-v2-1", service: "reviews", app: "reviews-v2", labels: { version: "v2" } },
+  { name: "ratings-1", service: "ratings", app: "ratings", labels: {} },
+];
+const apps = await Promise.all(workloads.map((w) => startUpstream({ name: w.app })));
+const envoyBin = findEnvoy();
+const agents: Agent[] = [];
+const stopAll = async () => {
+  // The agents' shutdown: each Workload deleted, then its Envoy drained and stopped.
+  await Promise.all(agents.map((agent) => agent.shutdown()));
+  await plane.close();
+  await Promise.all(apps.map((app) => app.close()));
+  if (once) {
+    removeDir(dataDir);
+    removeDir(agentsDir);
+  }
+};
+try {
+  for (const [i, workload] of workloads.entries()) {
+    // Outside --once, productpage's sidecar takes the well-known ports (15001 outbound, 15000
+    // admin) so that the commands printed below stay the same; the others pick free ones.
+    const fixed = !once && i === 0;
+    agents.push(
+      await startAgent({
+        name: workload.name,
+        service: workload.service,
+        labels: workload.labels,
+        appPort: (apps[i] as (typeof apps)[number]).port,
+        address: "127.0.0.1",
+        zone: undefined,
+        ports: fixed ? { outbound: DEFAULT_PORTS.outbound, admin: DEFAULT_PORTS.admin } : {},
+        api,
+        xds: `127.0.0.1:${plane.xdsPort}`,
+        envoyBin,
+        dataDir: join(agentsDir, workload.name),
+        leaseSeconds: 30,
+        drainSeconds: once ? 0 : 2,
+        envoyArgs: [],
+        log: () => {},
+        envoyOutput: () => {},
+      }),
+    );
+  }
+  // Each agent registers its Workload once its sidecar is ready; then every sidecar gets the
+  // endpoints of the others.
+  await until(
+    "the demo's agents to register their Workloads",
+    async () => {
+      const { items } = (await call("GET", "/v1/workloads")) as { items: unknown[] };
+      return items.length === workloads.length;
     },
-    xds: `127.0.0.1:${plane.xdsPort}`,
-    adminPort,
-  }),
-});
-await plane.xds.waitForAck(String(revision), 20_000);
+    60_000,
+    100,
+  );
+  const { revision } = (await call("GET", "/healthz")) as { revision: number };
+  await plane.xds.waitForAck(String(revision), 20_000);
+} catch (error) {
+  await stopAll();
+  throw error;
+}
 
 const stop = async () => {
-  await envoy.stop();
-  await plane.close();
-  await upstreams.close();
-  if (once) removeDir(dataDir);
+  await stopAll();
   process.exit(0);
 };
 process.on("SIGINT", stop);
 process.on("SIGTERM", stop);
 
+const [productpage, v1, v2] = apps;
+if (!productpage || !v1 || !v2) throw new Error("the demo's apps did not start");
+const outboundPort = (agents[0] as Agent).ports.outbound;
+const adminPort = (agents[0] as Agent).ports.admin;
 const url = `http://127.0.0.1:${outboundPort}/reviews`;
 const requests = 100;
 v1.reset();
@@ -97,14 +146,20 @@ const tester = await sendHttp(outboundPort, {
 });
 const denied = await sendHttp(outboundPort, { path: "/ratings/1", headers: { host: "ratings" } });
 
+const sidecars = workloads
+  .map((w, i) => {
+    const { inbound, outbound, admin, ready } = (agents[i] as Agent).ports;
+    return `  ${w.name.padEnd(14)}  inbound :${inbound} -> app :${apps[i]?.port}  outbound :${outbound}  admin :${admin}  ready :${ready}`;
+  })
+  .join("\n");
 console.log(`wasmesh demo: a control plane and a mesh driven by it
 
   control plane   API ${api} (try ${api}/v1/routes)  xDS 127.0.0.1:${plane.xdsPort}  data ${dataDir}
-  sidecar         productpage-1: outbound http://127.0.0.1:${outboundPort}/  admin http://127.0.0.1:${adminPort}/
-  upstreams       reviews v1 :${v1?.port}  reviews v2 :${v2?.port}  ratings :${ratings?.port}
-  mesh            ${meshFile} (store revision ${revision})
+  mesh            ${meshFile}
+  sidecars (one data-plane agent each, data in ${agentsDir}):
+${sidecars}
 
-sample traffic through the sidecar:
+sample traffic through productpage-1's sidecar (app :${productpage.port}):
   split of Route reviews in the store    -> ${split}
   ${`${requests} requests to reviews, measured`.padEnd(37)}  -> v1 ${measured.v1} (${share(measured.v1)}), v2 ${measured.v2} (${share(measured.v2)})${failed > 0 ? `, ${failed} failed` : ""}
   x-user: tester                         -> ${tester.headers.get("x-upstream")}
@@ -115,7 +170,8 @@ if (once) await stop();
 else {
   console.log(`try (in another terminal):
   curl -s http://127.0.0.1:${outboundPort}/ -H 'host: reviews' -H 'x-user: tester' -D - -o /dev/null
-  ./dev wasmesh get routes
+  curl -s http://127.0.0.1:${adminPort}/stats | grep wasm
+  ./dev wasmesh get workloads
   ./dev wasmesh status
   edit deploy/demo/mesh.yaml (e.g. weights 50/50), then: ./dev wasmesh apply -f deploy/demo/mesh.yaml
 

@@ -1,5 +1,5 @@
-// The README's main command must keep working: run the demo once and check what it reports. The
-// split it prints is the Route's weights as the store holds them and what the upstreams counted,
+// The README's main command must keep working: run the demo once and check what it reports (every
+// workload behind a sidecar its agent runs and registers). The split it prints is the Route's weights as the store holds them and what the upstreams counted,
 // so a mesh file with other weights prints other figures.
 import { execFile } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -33,8 +33,11 @@ function printedSplit(stdout: string) {
 }
 
 describe("the demo mesh (./dev demo)", () => {
-  it("runs the control plane, a sidecar driven over xDS, and shows the split, the header route and a denial", async () => {
+  it("runs the control plane and a sidecar per workload through the agent, and shows the split, the header route and a denial", async () => {
     const stdout = await demo();
+    // Each workload's sidecar, run by an agent that registered it (the mesh file has no Workloads).
+    for (const name of ["productpage-1", "reviews-v1-1", "reviews-v2-1", "ratings-1"])
+      expect(stdout).toMatch(new RegExp(`^ {2}${name} +inbound :\\d+ -> app :\\d+ +outbound :\\d+`, "m"));
     expect(printedSplit(stdout)).toEqual({
       weights: "rule canary: version=v1 90, version=v2 10",
       v1: 90,
