@@ -256,10 +256,19 @@ export class MessageReader {
 
   /** Whether the call's messages may be gzip-compressed (the flag byte says which are). */
   private readonly gzip: boolean;
+  private readonly inflate: ((compressed: Buffer) => Buffer) | undefined;
 
-  constructor(maxLength = Number.POSITIVE_INFINITY, options: { gzip?: boolean } = {}) {
+  /**
+   * options.inflate replaces gunzip for compressed messages (bench:xds's sidecars share one
+   * inflated copy per distinct response, as they share decoded resources).
+   */
+  constructor(
+    maxLength = Number.POSITIVE_INFINITY,
+    options: { gzip?: boolean; inflate?: (compressed: Buffer) => Buffer } = {},
+  ) {
     this.maxLength = maxLength;
     this.gzip = options.gzip ?? false;
+    this.inflate = options.inflate;
   }
 
   /**
@@ -330,9 +339,11 @@ export class MessageReader {
     }
     let inflated: Buffer;
     try {
-      inflated = Number.isFinite(this.maxLength)
-        ? gunzipSync(message, { maxOutputLength: this.maxLength })
-        : gunzipSync(message);
+      inflated = this.inflate
+        ? this.inflate(message)
+        : Number.isFinite(this.maxLength)
+          ? gunzipSync(message, { maxOutputLength: this.maxLength })
+          : gunzipSync(message);
     } catch (error) {
       const tooLarge = (error as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE";
       throw new FramingError(

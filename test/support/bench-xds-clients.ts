@@ -16,6 +16,7 @@
 // process, which writes the change, and these processes, which see the ACKs, share one clock.
 import { createHash } from "node:crypto";
 import * as http2 from "node:http2";
+import { gunzipSync } from "node:zlib";
 import { EXTENSION_TYPE, envoyProtos, messageType, TYPE_URL } from "../../control-plane/envoy/index.ts";
 import {
   DELTA_METHOD,
@@ -250,6 +251,24 @@ const listenerType = messageType(LDS);
 const hcmType = messageType(EXTENSION_TYPE.httpConnectionManager);
 const EDS_DISCOVERY = envoyProtos().lookupEnum("envoy.config.cluster.v3.Cluster.DiscoveryType").values.EDS;
 
+/**
+ * A compressed response, inflated once per distinct response in the process: the sidecars of a
+ * class get the same bytes, and each real agent would inflate its copy on its own host, not on the
+ * cores the control plane is measured on. Keyed by the bytes themselves (a response's compressed
+ * form is 1–2 KB); cleared when it grows, as pushes move on.
+ */
+const inflated = new Map<string, Buffer>();
+function sharedInflate(compressed: Buffer): Buffer {
+  const key = compressed.toString("latin1");
+  let out = inflated.get(key);
+  if (out === undefined) {
+    if (inflated.size >= 1024) inflated.clear();
+    out = gunzipSync(compressed);
+    inflated.set(key, out);
+  }
+  return out;
+}
+
 /** What a resource refers to, by the sha1 of its bytes: the sidecars of a class get equal bytes. */
 const refsByContent = new Map<string, { eds: string[]; rds: string[]; ecds: string[] }>();
 const MAX_REFS = 100_000;
@@ -394,7 +413,10 @@ class SimSidecar {
       ...(this.proxy.acceptsGzip ? { "grpc-accept-encoding": "identity,deflate,gzip" } : {}),
     });
     this.stream = stream;
-    const reader = new MessageReader(Number.POSITIVE_INFINITY, { gzip: this.proxy.acceptsGzip });
+    const reader = new MessageReader(Number.POSITIVE_INFINITY, {
+      gzip: this.proxy.acceptsGzip,
+      inflate: sharedInflate,
+    });
     stream.on("data", (chunk: Buffer) => {
       try {
         reader.push(chunk, (message) => {
