@@ -4,11 +4,23 @@
 type Labels = Record<string, string>;
 
 const escapeLabel = (v: string) => v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
-const labelKey = (labels: Labels) =>
-  Object.keys(labels)
-    .sort()
-    .map((k) => `${k}="${escapeLabel(labels[k] ?? "")}"`)
-    .join(",");
+/**
+ * Keys of label objects seen before: a hot caller (a push counts a response per stream, thousands
+ * per push) passes the same constant object each time rather than building and escaping its key
+ * again. Label objects are never changed once passed.
+ */
+const keys = new WeakMap<Labels, string>();
+const labelKey = (labels: Labels) => {
+  let key = keys.get(labels);
+  if (key === undefined) {
+    key = Object.keys(labels)
+      .sort()
+      .map((k) => `${k}="${escapeLabel(labels[k] ?? "")}"`)
+      .join(",");
+    keys.set(labels, key);
+  }
+  return key;
+};
 const formatValue = (v: number) => (Number.isFinite(v) ? String(v) : v > 0 ? "+Inf" : v < 0 ? "-Inf" : "NaN");
 
 interface Metric {
