@@ -6,15 +6,16 @@
 
 import { Buffer } from "node:buffer";
 import { ConflictError, InvalidChangeError } from "./errors.ts";
-import type {
-  AppliedChange,
-  ApplyResult,
-  Change,
-  ChangedKey,
-  ResourceInput,
-  StoredResource,
-  WatchEvent,
-  WatchListener,
+import {
+  type AppliedChange,
+  type ApplyResult,
+  type Change,
+  type ChangedKey,
+  isInternalKind,
+  type ResourceInput,
+  type StoredResource,
+  type WatchEvent,
+  type WatchListener,
 } from "./types.ts";
 
 /** What the planner needs to know about a stored resource. */
@@ -33,7 +34,10 @@ export interface ApplyPlan {
   result: ApplyResult;
   /** Empty when the apply changes nothing: the caller then commits nothing. */
   writes: PlannedWrite[];
-  /** The event to send once the writes have committed; undefined when writes is empty. */
+  /**
+   * The event to send once the writes have committed, with the revision to store; undefined when
+   * writes is empty, or when they are of internal kinds only (no revision, no watcher).
+   */
   event: WatchEvent | undefined;
 }
 
@@ -152,6 +156,17 @@ export function planApply(
     seen.add(key);
   });
 
+  // The control plane's own records never share an apply with the mesh: they move no revision.
+  const internal = valid.length > 0 && valid.every((change) => isInternalKind(change.kind));
+  valid.forEach((change, index) => {
+    if (!internal && isInternalKind(change.kind)) {
+      throw new InvalidChangeError(
+        index,
+        `${change.kind} is internal and cannot be applied with other kinds`,
+      );
+    }
+  });
+
   const existing = valid.map((change) => lookup(change.kind, change.name));
   valid.forEach((change, index) => {
     if (change.expected === undefined) return;
@@ -170,8 +185,9 @@ export function planApply(
     const { kind, name } = change;
     if (change.op === "put") {
       const createdAt = before?.createdAt ?? timestamp;
-      const json = storedJson(change.resource, newRevision, createdAt, timestamp, index);
-      writes.push({ op: "put", kind, name, version: newRevision, createdAt, json });
+      const version = internal ? Number(before?.version ?? 0) + 1 : newRevision;
+      const json = storedJson(change.resource, version, createdAt, timestamp, index);
+      writes.push({ op: "put", kind, name, version, createdAt, json });
       applied.push({ op: "put", kind, name, created: before === undefined, resource: JSON.parse(json) });
       keys.push({ op: "put", kind, name });
     } else if (before === undefined) {
@@ -183,7 +199,7 @@ export function planApply(
     }
   });
 
-  if (writes.length === 0) {
+  if (writes.length === 0 || internal) {
     return { result: { revision: currentRevision, changes: applied }, writes, event: undefined };
   }
   return {

@@ -22,3 +22,4 @@ export type {
   WatchEvent,
   WatchListener,
 } from "./types.ts";
+export { INTERNAL_KIND_PREFIX, isInternalKind } from "./types.ts";

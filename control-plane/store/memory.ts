@@ -5,13 +5,14 @@
 
 import { compareResources, type ExistingEntry, planApply, Watchers } from "./core.ts";
 import { StoreClosedError } from "./errors.ts";
-import type {
-  ApplyOptions,
-  ApplyResult,
-  Change,
-  ResourceStore,
-  StoredResource,
-  WatchListener,
+import {
+  type ApplyOptions,
+  type ApplyResult,
+  type Change,
+  isInternalKind,
+  type ResourceStore,
+  type StoredResource,
+  type WatchListener,
 } from "./types.ts";
 
 export interface MemoryStoreOptions {
@@ -47,7 +48,10 @@ class MemoryStore implements ResourceStore {
 
   async list(kind?: string): Promise<StoredResource[]> {
     this.#assertOpen();
-    const groups = kind === undefined ? [...this.#entries.values()] : [this.#entries.get(kind) ?? new Map()];
+    const groups =
+      kind === undefined
+        ? [...this.#entries].flatMap(([k, group]) => (isInternalKind(k) ? [] : [group]))
+        : [this.#entries.get(kind) ?? new Map()];
     const resources: StoredResource[] = [];
     for (const group of groups) for (const entry of group.values()) resources.push(JSON.parse(entry.json));
     return resources.sort(compareResources);
@@ -62,7 +66,7 @@ class MemoryStore implements ResourceStore {
       this.#revision,
       this.#now(),
     );
-    if (options.dryRun || plan.event === undefined) return plan.result;
+    if (options.dryRun || plan.writes.length === 0) return plan.result;
     for (const write of plan.writes) {
       if (write.op === "put") {
         let group = this.#entries.get(write.kind);
@@ -81,8 +85,10 @@ class MemoryStore implements ResourceStore {
         if (group?.size === 0) this.#entries.delete(write.kind);
       }
     }
-    this.#revision = plan.event.revision;
-    this.#watchers.notify(plan.event);
+    if (plan.event !== undefined) {
+      this.#revision = plan.event.revision;
+      this.#watchers.notify(plan.event);
+    }
     return plan.result;
   }
 

@@ -38,13 +38,14 @@ import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { setTimeout as delay } from "node:timers/promises";
 import { type ExistingEntry, planApply, Watchers } from "./core.ts";
 import { StoreClosedError, StoreUnwritableError } from "./errors.ts";
-import type {
-  ApplyOptions,
-  ApplyResult,
-  Change,
-  ResourceStore,
-  StoredResource,
-  WatchListener,
+import {
+  type ApplyOptions,
+  type ApplyResult,
+  type Change,
+  INTERNAL_KIND_PREFIX,
+  type ResourceStore,
+  type StoredResource,
+  type WatchListener,
 } from "./types.ts";
 
 export const DATABASE_FILE = "wasmesh.db";
@@ -201,12 +202,15 @@ function leftovers(dataDir: string, options: SqliteStoreOptions): string[] {
 /**
  * Creates <dataDir>/wasmesh.db complete: the schema is written to a temp file, which is then
  * hard-linked into place, so no process ever sees a wasmesh.db without the schema (which the open
- * refuses). link() fails if another process got there first; its database is as new as ours.
+ * refuses). link() fails if another process got there first; its database is as new as ours. The file
+ * is created 0600: it holds the API tokens' hashes besides the mesh.
  */
 function createDatabase(dataDir: string, path: string): void {
   const { DatabaseSync } = loadSqlite();
   const temp = join(dataDir, `.${DATABASE_FILE}.new-${process.pid}-${randomUUID().slice(0, 8)}`);
   try {
+    // Readable by its owner only (SQLite gives the -wal and -shm files the database's mode).
+    closeSync(openSync(temp, "wx", 0o600));
     const db = new DatabaseSync(temp);
     try {
       db.exec("PRAGMA journal_mode = WAL");
@@ -272,7 +276,10 @@ class SqliteStore implements SqliteResourceStore {
     this.#onBeforeCommit = options.onBeforeCommit;
     this.#select = db.prepare("SELECT doc FROM resources WHERE kind = ? AND name = ?");
     // BINARY collation compares UTF-8 bytes, i.e. code point order (compareCodePoints).
-    this.#listAll = db.prepare("SELECT doc FROM resources ORDER BY kind, name");
+    // Internal kinds (INTERNAL_KIND_PREFIX) are no part of the mesh: listed only by kind.
+    this.#listAll = db.prepare(
+      `SELECT doc FROM resources WHERE kind NOT GLOB '${INTERNAL_KIND_PREFIX}*' ORDER BY kind, name`,
+    );
     this.#listKind = db.prepare("SELECT doc FROM resources WHERE kind = ? ORDER BY name");
     this.#lookup = db.prepare("SELECT version, created_at FROM resources WHERE kind = ? AND name = ?");
     this.#upsert = db.prepare(
@@ -334,7 +341,7 @@ class SqliteStore implements SqliteResourceStore {
         this.#currentRevision(),
         this.#now(),
       );
-      if (options.dryRun || plan.event === undefined) {
+      if (options.dryRun || plan.writes.length === 0) {
         db.exec("ROLLBACK");
         return plan.result;
       }
@@ -345,15 +352,17 @@ class SqliteStore implements SqliteResourceStore {
           this.#delete.run(write.kind, write.name);
         }
       }
-      this.#writeRevision.run(plan.event.revision);
-      this.#onBeforeCommit?.({ revision: plan.event.revision, writes: plan.writes.length });
+      // Internal kinds only (no event): the revision stays.
+      const revision = plan.event?.revision ?? plan.result.revision;
+      if (plan.event !== undefined) this.#writeRevision.run(revision);
+      this.#onBeforeCommit?.({ revision, writes: plan.writes.length });
       db.exec("COMMIT");
     } catch (error) {
       // SQLite may already have rolled back by itself (e.g. on SQLITE_FULL).
       if (db.isTransaction) db.exec("ROLLBACK");
       throw unwritable(error) ?? error;
     }
-    this.#watchers.notify(plan.event);
+    if (plan.event !== undefined) this.#watchers.notify(plan.event);
     return plan.result;
   }
 

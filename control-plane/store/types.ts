@@ -3,6 +3,17 @@
 // separately and a PostgreSQL store can later replace the embedded SQLite one behind
 // this interface. Every method is async for that reason, even though node:sqlite is not.
 
+/**
+ * Kinds named with this prefix are the control plane's own records (API tokens), kept in the same
+ * database as the mesh but no part of it: list() without a kind leaves them out (list(kind) and
+ * get() find them), writing them moves no store revision and wakes no watcher (nothing a proxy or
+ * the edge is sent depends on them), and their resourceVersion counts the writes of that record
+ * alone. One apply holds either internal kinds only or none (InvalidChangeError otherwise).
+ */
+export const INTERNAL_KIND_PREFIX = "internal:";
+
+export const isInternalKind = (kind: string): boolean => kind.startsWith(INTERNAL_KIND_PREFIX);
+
 /** A resource as the store returns it: the caller's document plus store-owned metadata. */
 export interface StoredResource {
   apiVersion: string;
@@ -10,7 +21,10 @@ export interface StoredResource {
   metadata: {
     name: string;
     labels?: Record<string, string>;
-    /** Decimal string of the store revision that last wrote this resource; only ever increases. */
+    /**
+     * Decimal string of the store revision that last wrote this resource; only ever increases.
+     * (An internal kind's: how many times this record was written.)
+     */
     resourceVersion: string;
     /** ISO 8601 time of the first put (kept across updates). */
     createdAt: string;
@@ -94,7 +108,10 @@ export type WatchListener = (event: WatchEvent) => void;
 export interface ResourceStore {
   /** The resource, or undefined if absent. */
   get(kind: string, name: string): Promise<StoredResource | undefined>;
-  /** All resources (or those of one kind), ordered by kind then name, by Unicode code point. */
+  /**
+   * All resources (or those of one kind), ordered by kind then name, by Unicode code point. Without
+   * a kind, internal kinds (INTERNAL_KIND_PREFIX) are left out.
+   */
   list(kind?: string): Promise<StoredResource[]>;
   /**
    * All or nothing, in one transaction. Throws ConflictError if any precondition fails and
@@ -103,7 +120,10 @@ export interface ResourceStore {
    * and the revision does not move.
    */
   apply(changes: readonly Change[], options?: ApplyOptions): Promise<ApplyResult>;
-  /** The current store revision: 0 for an empty new store, +1 per committed apply. */
+  /**
+   * The current store revision: 0 for an empty new store, +1 per committed apply (of internal kinds:
+   * +0).
+   */
   revision(): Promise<number>;
   /**
    * Resolves if an apply could be stored now; rejects with StoreUnwritableError saying why not

@@ -80,6 +80,15 @@ describe("sqlite store: files and schema", () => {
     expect(db.prepare("SELECT revision FROM store_state").all()).toEqual([{ revision: 1 }]);
   });
 
+  it("creates wasmesh.db and its -wal and -shm readable by their owner only (0600)", async () => {
+    const dataDir = join(tempDir("store-sqlite"), "private");
+    const store = await open(dataDir);
+    await store.apply([put(res("S", "a"))]);
+    for (const name of [DATABASE_FILE, `${DATABASE_FILE}-wal`, `${DATABASE_FILE}-shm`]) {
+      expect((statSync(join(dataDir, name)).mode & 0o777).toString(8), name).toBe("600");
+    }
+  });
+
   it("refuses to open a database written by a newer schema, without touching it", async () => {
     const dataDir = tempDir("store-sqlite");
     await (await openSqliteStore({ dataDir })).close();

@@ -7,6 +7,7 @@ import {
   type Change,
   ConflictError,
   createMemoryStore,
+  INTERNAL_KIND_PREFIX,
   InvalidChangeError,
   openSqliteStore,
   type ResourceInput,
@@ -429,6 +430,57 @@ describe.each(implementations)("$name store", ({ open }) => {
       expect(after).toHaveBeenCalledWith({ revision: 1, changes: [{ op: "put", kind: "S", name: "a" }] });
       expect(logged).toHaveBeenCalledTimes(1);
       expect(await store.get("S", "a")).toBeDefined();
+    });
+  });
+
+  describe("internal kinds", () => {
+    const token = (name: string, spec: unknown = {}) => res(`${INTERNAL_KIND_PREFIX}Token`, name, spec);
+
+    it("are stored and read by kind, but never listed with the mesh, never move the revision and wake no watcher", async () => {
+      const store = await fresh();
+      await store.apply([put(res("S", "a"))]);
+      const events: WatchEvent[] = [];
+      store.watch((event) => events.push(event));
+      const result = await store.apply([put(token("t1", { role: "admin" })), put(token("t2"))]);
+      expect(result.revision).toBe(1);
+      expect(result.changes.map((c) => c.op === "put" && c.resource.metadata.resourceVersion)).toEqual([
+        "1",
+        "1",
+      ]);
+      expect(await store.revision()).toBe(1);
+      expect(events).toEqual([]);
+      expect(keys(await store.list())).toEqual(["S/a"]);
+      expect(keys(await store.list(`${INTERNAL_KIND_PREFIX}Token`))).toEqual([
+        `${INTERNAL_KIND_PREFIX}Token/t1`,
+        `${INTERNAL_KIND_PREFIX}Token/t2`,
+      ]);
+      expect((await store.get(`${INTERNAL_KIND_PREFIX}Token`, "t1"))?.spec).toEqual({ role: "admin" });
+      // The next mesh write takes the next revision, as if no token had been written.
+      expect((await store.apply([put(res("S", "b"))])).revision).toBe(2);
+      expect(events.map((e) => e.revision)).toEqual([2]);
+    });
+
+    it("count their own writes as resourceVersion, which preconditions check", async () => {
+      const store = await fresh();
+      await store.apply([put(token("t1"))]);
+      await store.apply([put(token("t1", { revoked: true }), "1")]);
+      const stored = await store.get(`${INTERNAL_KIND_PREFIX}Token`, "t1");
+      expect(stored?.metadata.resourceVersion).toBe("2");
+      await expect(store.apply([put(token("t1"), "1")])).rejects.toBeInstanceOf(ConflictError);
+      await store.apply([del(`${INTERNAL_KIND_PREFIX}Token`, "t1", "2")]);
+      expect(await store.get(`${INTERNAL_KIND_PREFIX}Token`, "t1")).toBeUndefined();
+      expect(await store.revision()).toBe(0);
+    });
+
+    it("refuses an apply that mixes them with the mesh's kinds, storing nothing", async () => {
+      const store = await fresh();
+      const before = await snapshot(store);
+      await expect(store.apply([put(res("S", "a")), put(token("t1"))])).rejects.toThrow(InvalidChangeError);
+      await expect(store.apply([put(res("S", "a")), put(token("t1"))])).rejects.toThrow(
+        /internal:Token is internal and cannot be applied with other kinds/,
+      );
+      expect(await snapshot(store)).toEqual(before);
+      expect(await store.list(`${INTERNAL_KIND_PREFIX}Token`)).toEqual([]);
     });
   });
 
