@@ -5,12 +5,14 @@
 //   model       control-plane/resources/      the resource model, validation, names
 //   vocabulary  control-plane/envoy/          Envoy's API, the proxy's identity, what a proxy is sent
 //   services    store/  translate/  modules/  xds/ (behind its ConfigCache; never translate/)
+//               ca/ (the mesh CA and SPIFFE identities; on the store alone)
 //   consumers   revision/  edge/  api/
 //   roots       server.ts (wires everything)   cli/ (the command line; runs the server)
 // Leaves anyone may import: control-plane/{metrics,utf8,version}.ts.
 // dataplane/ (the data-plane agent) sits beside the control plane, not in it: it reaches it as an
 // agent on another host would, so of control-plane/ it takes only Envoy's vocabulary (envoy/) and
-// the xDS wire (xds/codec.ts); only `wasmesh dataplane` (cli/commands/dataplane.ts) imports it.
+// the xDS wire (xds/codec.ts), and the workload's side of the CA (its key, CSR, renewal time and
+// SPIFFE IDs); only `wasmesh dataplane` (cli/commands/dataplane.ts) imports it.
 
 /** A rule: files under `from` may import, inside control-plane/, only what `allowed` matches. */
 const layer = (name, from, allowed) => ({
@@ -66,6 +68,7 @@ module.exports = {
     layer("translate-below-consumers", "translate/", "translate/|resources/|envoy/"),
     layer("xds-knows-envoy-only", "xds/", "xds/|envoy/"),
     layer("modules-below-consumers", "modules/", "modules/|resources/|envoy/|store/"),
+    layer("ca-on-the-store-alone", "ca/", "ca/|store/"),
     layer("revision-below-api", "revision/", "revision/|translate/|modules/|resources/|envoy/|store/"),
     layer("edge-below-api", "edge/", "edge/|revision/|translate/|resources/|envoy/|store/"),
     layer(
@@ -83,11 +86,12 @@ module.exports = {
       name: "dataplane-speaks-api-and-xds-only",
       severity: "error",
       comment:
-        "dataplane/ reaches the control plane only through its HTTP API and xDS: of control-plane/ it imports envoy/ (the vocabulary) and xds/codec.ts (the wire), not the server, store or translation.",
+        "dataplane/ reaches the control plane only through its HTTP API and xDS: of control-plane/ it imports envoy/ (the vocabulary), xds/codec.ts (the wire) and the workload's side of ca/ (key and CSR, renewal, SPIFFE IDs), not the server, store, CA or translation.",
       from: { path: "^dataplane/" },
       to: {
         path: "^control-plane/",
-        pathNot: "^control-plane/(?:envoy/|xds/codec\\.ts$|(?:metrics|utf8|version)\\.ts$)",
+        pathNot:
+          "^control-plane/(?:envoy/|xds/codec\\.ts$|ca/(?:workload|renewal|spiffe|x509|errors)\\.ts$|(?:metrics|utf8|version)\\.ts$)",
       },
     },
     {
