@@ -132,17 +132,18 @@ export function checkExternalAuthority(external: ExternalAuthority, now: Date): 
   checkValidNow(certificate, src.certificate, now);
   const key = keyKind(publicKeyObject(certificate.publicKey), `${src.certificate} (its public key)`);
 
+  // PKCS#8 "ENCRYPTED PRIVATE KEY", or a traditional key with "Proc-Type: 4,ENCRYPTED".
+  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type:\s*4,\s*ENCRYPTED/.test(external.key)) {
+    throw new CaInputError(
+      src.key,
+      "is encrypted: give the key without a passphrase (protect the file instead; the CA seals it at rest)",
+    );
+  }
   let privateKey: ReturnType<typeof createPrivateKey>;
   try {
     privateKey = createPrivateKey({ key: external.key, format: "pem" });
   } catch (error) {
-    const message = (error as Error).message;
-    throw new CaInputError(
-      src.key,
-      /passphrase/i.test(message)
-        ? "is encrypted: give the key without a passphrase (protect the file instead; the CA seals it at rest)"
-        : `is not a PEM private key: ${message}`,
-    );
+    throw new CaInputError(src.key, `is not a PEM private key: ${(error as Error).message}`);
   }
   if (!node(certificate).checkPrivateKey(privateKey)) {
     throw new CaInputError(src.key, `is not the private key of ${src.certificate} (${certificate.subject})`);

@@ -31,7 +31,8 @@ export function renewalTime(validity: Validity, options: RenewalOptions = {}): D
   const lifetime = validity.notAfter.getTime() - start;
   // A certificate already expired, or without a lifetime, is renewed at once.
   if (!(lifetime > 0)) return new Date(start);
-  return new Date(start + Math.floor(lifetime * (0.5 + jitter * random)));
+  // Two terms, so that rounding never lifts the jittered share to its bound.
+  return new Date(start + Math.floor(lifetime / 2) + Math.floor(lifetime * jitter * random));
 }
 
 /** Milliseconds from `now` until the renewal: 0 when it is due (or past). */

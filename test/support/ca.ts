@@ -179,9 +179,10 @@ const pem = (certificates: x509.X509Certificate[]) =>
  * real ones do.
  */
 export async function operatorPki(
-  options: { keys?: KeySpec[]; levels?: number; validDays?: number; rootName?: string } = {},
+  options: { keys?: KeySpec[]; levels?: number; validDays?: number; organization?: string } = {},
 ): Promise<OperatorPki> {
   const levels = options.levels ?? 1;
+  const org = options.organization ?? "Example Corp";
   const specs = options.keys ?? ["P-384", ...Array.from({ length: levels }, () => "P-256" as KeySpec)];
   const now = Date.now();
   const notBefore = new Date(now - 3600_000);
@@ -189,7 +190,7 @@ export async function operatorPki(
   const rootKeys = await keyPair(specs[0] as KeySpec);
   const root = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: randomSerial(),
-    name: `CN=${options.rootName ?? "Example Corp Root CA"}, O=Example Corp`,
+    name: `CN=${org} Root CA, O=${org}`,
     notBefore,
     notAfter,
     keys: rootKeys,
@@ -209,7 +210,7 @@ export async function operatorPki(
     const keys = await keyPair(spec);
     const certificate = await x509.X509CertificateGenerator.create({
       serialNumber: randomSerial(),
-      subject: `CN=Example Corp Intermediate ${level}, O=Example Corp`,
+      subject: `CN=${org} Intermediate ${level}, O=${org}`,
       issuer: parent.subjectName,
       notBefore,
       notAfter,
