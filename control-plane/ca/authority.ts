@@ -9,7 +9,7 @@ import { createHash, webcrypto } from "node:crypto";
 import { ConflictError, type ResourceStore } from "../store/index.ts";
 import { checkCertificateRequest } from "./csr.ts";
 import { CaInputError, CaStateError } from "./errors.ts";
-import { checkExternalAuthority, type ExternalAuthority } from "./external.ts";
+import { checkExternalAuthority, type ExternalAuthority, readExternalAuthority } from "./external.ts";
 import { type Kek, KekError, type KekOptions, loadKek } from "./kek.ts";
 import {
   type AuthorityStatus,
@@ -47,20 +47,28 @@ const MIN_ROOT_VALIDITY_SECONDS = 365 * DAY;
 const MAX_ROOT_VALIDITY_SECONDS = 30 * 365 * DAY;
 /** Certificates start this long before they are signed, for peers whose clocks run behind. */
 export const BACKDATE_SECONDS = 60;
+/** The trust domain of a new CA, unless options.trustDomain says. */
+export const TRUST_DOMAIN_ENV = "WASMESH_TRUST_DOMAIN";
+/** A directory of an operator's intermediate (external.ts' files), unless options.external gives one. */
+export const CA_DIR_ENV = "WASMESH_CA_DIR";
 
 export interface CertificateAuthorityOptions {
   store: ResourceStore;
   /** Where <data>/ca-kek is (and is created for a new CA). */
   dataDir: string;
-  /** The mesh's trust domain (default wasmesh.local): set when the CA is created, refused if it differs later. */
+  /**
+   * The mesh's trust domain (default $WASMESH_TRUST_DOMAIN, else wasmesh.local): set when the CA is
+   * created, refused if it differs later.
+   */
   trustDomain?: string;
   /** The key-encryption key: a file or the key itself; otherwise the environment, then <data>/ca-kek. */
   kek?: Pick<KekOptions, "file" | "key">;
-  /** Read for WASMESH_CA_KEK_FILE and WASMESH_CA_KEK (default process.env). */
+  /** Read for WASMESH_CA_KEK_FILE, WASMESH_CA_KEK, WASMESH_CA_DIR and WASMESH_TRUST_DOMAIN (default process.env). */
   env?: Record<string, string | undefined>;
   /**
-   * The operator's intermediate to sign with (external.ts). Taken when the CA is created; afterwards
-   * it must be one of the CA's authorities (to change to another, rotate: addNext, then promote).
+   * The operator's intermediate to sign with (external.ts; default the files of $WASMESH_CA_DIR, if
+   * set). Taken when the CA is created; afterwards it must be one of the CA's authorities (to change
+   * to another, rotate: addNext, then promote).
    */
   external?: ExternalAuthority;
   /** Lifetime of workload certificates (default a day; 600 s to 30 days). */
@@ -220,18 +228,28 @@ export async function openCertificateAuthority(
   );
   const rotationContext = () => ({ now: new Date(clock()), leafLifetimeMs: workloadValidity * 1000 });
 
+  // Operators of `wasmesh server` set these by environment (CA_DIR_ENV, TRUST_DOMAIN_ENV); options win.
+  const env = options.env ?? process.env;
+  const asked = options.trustDomain ?? (env[TRUST_DOMAIN_ENV] || undefined);
+  const external =
+    options.external ?? (env[CA_DIR_ENV] ? readExternalAuthority(env[CA_DIR_ENV] as string) : undefined);
+
   const existing = await readState(store);
   const trustDomain =
-    existing?.spec.trustDomain ?? checkTrustDomain(options.trustDomain ?? DEFAULT_TRUST_DOMAIN);
-  if (existing !== undefined && options.trustDomain !== undefined && options.trustDomain !== trustDomain) {
+    existing?.spec.trustDomain ??
+    checkTrustDomain(
+      asked ?? DEFAULT_TRUST_DOMAIN,
+      options.trustDomain === undefined && asked ? TRUST_DOMAIN_ENV : "trustDomain",
+    );
+  if (existing !== undefined && asked !== undefined && asked !== trustDomain) {
     throw new CaStateError(
-      `this mesh's CA was created for trust domain ${JSON.stringify(trustDomain)}, not ${JSON.stringify(options.trustDomain)}: every workload identity names it, so it does not change (start with the stored one, or a new data directory)`,
+      `this mesh's CA was created for trust domain ${JSON.stringify(trustDomain)}, not ${JSON.stringify(asked)}: every workload identity names it, so it does not change (start with the stored one, or a new data directory)`,
     );
   }
   const kek: Kek = loadKek({
     dataDir: options.dataDir,
     ...options.kek,
-    ...(options.env ? { env: options.env } : {}),
+    env,
     // Keys already sealed need the key they were sealed with: a new one would never open them.
     create: existing === undefined,
     warn: log,
@@ -332,9 +350,7 @@ export async function openCertificateAuthority(
 
   let created = false;
   if (existing === undefined) {
-    const first = options.external
-      ? externalAuthority(options.external, "active")
-      : await generateRoot("active");
+    const first = external ? externalAuthority(external, "active") : await generateRoot("active");
     try {
       await writeState(store, { trustDomain, kekId: kek.id, authorities: [first] }, null);
       created = true;
@@ -349,8 +365,8 @@ export async function openCertificateAuthority(
   const opened = await current();
   // Fails now, not at the first CSR, if the signing key cannot be opened.
   await signingKey(signerOf(opened.authorities));
-  if (options.external && !created) {
-    const id = fingerprint(checkExternalAuthority(options.external, new Date(clock())).certificate);
+  if (external && !created) {
+    const id = fingerprint(checkExternalAuthority(external, new Date(clock())).certificate);
     const held = opened.authorities.find((a) => a.stored.id === id);
     if (held === undefined) {
       throw new CaStateError(

@@ -3,6 +3,7 @@
 export {
   type AuthorityInfo,
   BACKDATE_SECONDS,
+  CA_DIR_ENV,
   type CaStatus,
   type CertificateAuthority,
   type CertificateAuthorityOptions,
@@ -13,6 +14,7 @@ export {
   MAX_WORKLOAD_VALIDITY_SECONDS,
   MIN_WORKLOAD_VALIDITY_SECONDS,
   openCertificateAuthority,
+  TRUST_DOMAIN_ENV,
   type TrustBundle,
 } from "./authority.ts";
 export { checkCertificateRequest, MAX_CSR_BYTES } from "./csr.ts";

@@ -8,6 +8,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
+  CA_DIR_ENV,
   CaInputError,
   CaStateError,
   EXTERNAL_FILES,
@@ -116,6 +117,27 @@ describe("an operator's intermediate", () => {
     } finally {
       await close();
     }
+  });
+
+  it("is read from the directory WASMESH_CA_DIR names, as `wasmesh server` is started by an operator", async () => {
+    const pki = await operatorPki();
+    const { ca, close } = await openTestCa({ env: { [CA_DIR_ENV]: writeCacerts(pki) } });
+    try {
+      const status = await ca.status();
+      expect(status.authorities.map((a) => [a.origin, a.subject])).toEqual([
+        ["external", pki.intermediate.subject],
+      ]);
+      const issued = await ca.issue({ csr: (await workloadRequest()).csr, identity });
+      verifyWithNode(issued.certificate, issued.chain, issued.trustBundle);
+    } finally {
+      await close();
+    }
+    const missing = tempDir("no-cacerts");
+    await refusedAt(
+      openTestCa({ env: { [CA_DIR_ENV]: missing } }),
+      join(missing, EXTERNAL_FILES.certificate),
+      /cannot be read/,
+    );
   });
 
   it("signs with an RSA intermediate (RSA PKCS#1 v1.5, SHA-256)", async () => {

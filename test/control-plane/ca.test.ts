@@ -21,6 +21,7 @@ import {
   KEK_FILE,
   KekError,
   SpiffeIdError,
+  TRUST_DOMAIN_ENV,
   universalIdentity,
 } from "../../control-plane/ca/index.ts";
 import { x509 } from "../../control-plane/ca/x509.ts";
@@ -504,6 +505,26 @@ describe("the CA in the store, its keys sealed by a key-encryption key outside i
       /created for trust domain "prod.example.com", not "other.example"/,
     );
     await refused(open({ trustDomain: "Prod.Example" }), SpiffeIdError, "trustDomain", /lower-case letters/);
+  });
+
+  it("takes its trust domain from WASMESH_TRUST_DOMAIN too (the option wins), naming the variable when bad", async () => {
+    const fromEnv = await open({ env: { [TRUST_DOMAIN_ENV]: "env.example" } });
+    expect(fromEnv.ca.trustDomain).toBe("env.example");
+    const both = await open({ trustDomain: "option.example", env: { [TRUST_DOMAIN_ENV]: "env.example" } });
+    expect(both.ca.trustDomain).toBe("option.example");
+    await refused(
+      open({ env: { [TRUST_DOMAIN_ENV]: "spiffe://x" } }),
+      SpiffeIdError,
+      TRUST_DOMAIN_ENV,
+      /lower-case letters/,
+    );
+    await closeAll();
+    await refused(
+      open({ dataDir: fromEnv.dataDir, env: { [TRUST_DOMAIN_ENV]: "other.example" } }),
+      CaStateError,
+      undefined,
+      /created for trust domain "env.example", not "other.example"/,
+    );
   });
 });
 
