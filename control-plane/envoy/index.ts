@@ -33,5 +33,17 @@ export {
   type ProxyConfig,
   type XdsResource,
 } from "./resources.ts";
+export {
+  CERTIFICATE_SECRET,
+  certificateSecret,
+  SDS_CLUSTER,
+  SDS_SERVICE_NAME,
+  SDS_SOCKET,
+  SDS_STREAM_METHOD,
+  SECRET_TYPE_URL,
+  sdsConfigSource,
+  TRUST_BUNDLE_SECRET,
+  trustBundleSecret,
+} from "./sds.ts";
 // The messages wasmesh sends, typed from the same protos (Cluster, Listener, KnownAny, ...).
 export type * from "./types.generated.ts";

@@ -30,6 +30,18 @@ export const EXTENSION_TYPE = {
   stringValue: "type.googleapis.com/google.protobuf.StringValue",
   /** Cluster.typed_extension_protocol_options: HTTP/2 upstreams (gRPC services). */
   httpProtocolOptions: "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+  // mTLS between sidecars (issue 11): the transport sockets, the inbound listener's TLS detection
+  // (permissive mode) and the destination's access check by verified identity.
+  upstreamTlsContext: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+  downstreamTlsContext: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+  rawBuffer: "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer",
+  tlsInspector: "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+  rbac: "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+  /**
+   * The resource of SDS, which the data-plane agent serves its Envoy (dataplane/sds.ts), never the
+   * control plane: an Any in the SDS response, listed here so that it is loaded and typed.
+   */
+  secret: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
 } as const;
 
 const PROTO_FILES = [
@@ -45,6 +57,11 @@ const PROTO_FILES = [
   "envoy/extensions/filters/http/wasm/v3/wasm.proto",
   "envoy/extensions/wasm/v3/wasm.proto",
   "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
+  "envoy/service/secret/v3/sds.proto",
+  "envoy/extensions/transport_sockets/tls/v3/tls.proto",
+  "envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.proto",
+  "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto",
+  "envoy/extensions/filters/http/rbac/v3/rbac.proto",
   "google/protobuf/wrappers.proto",
 ];
 

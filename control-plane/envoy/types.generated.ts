@@ -22,6 +22,12 @@ export interface ExtensionTypes {
   "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm": Wasm;
   "type.googleapis.com/google.protobuf.StringValue": StringValue;
   "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions": HttpProtocolOptions;
+  "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext": UpstreamTlsContext;
+  "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext": DownstreamTlsContext;
+  "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer": RawBuffer;
+  "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector": TlsInspector;
+  "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC": RBAC;
+  "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret": Secret;
 }
 
 /** google.protobuf.Any: one of the EXTENSION_TYPE messages, with its type URL. */
@@ -129,6 +135,12 @@ export interface EnvoyEnums {
     | "SAME_IP_OR_LOOPBACK"
     | "EXTERNAL";
   "envoy.config.listener.v3.Listener.DrainType": "DEFAULT" | "MODIFY_ONLY";
+  "envoy.config.rbac.v3.RBAC.Action": "ALLOW" | "DENY" | "LOG";
+  "envoy.config.rbac.v3.RBAC.AuditLoggingOptions.AuditCondition":
+    | "NONE"
+    | "ON_DENY"
+    | "ON_ALLOW"
+    | "ON_DENY_AND_ALLOW";
   "envoy.config.route.v3.RateLimit.Action.MetaData.Source": "DYNAMIC" | "ROUTE_ENTRY";
   "envoy.config.route.v3.RedirectAction.RedirectResponseCode":
     | "MOVED_PERMANENTLY"
@@ -181,8 +193,41 @@ export interface EnvoyEnums {
     | "OVERWRITE"
     | "APPEND_IF_ABSENT"
     | "PASS_THROUGH";
+  "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.TrustChainVerification":
+    | "VERIFY_TRUST_CHAIN"
+    | "ACCEPT_UNTRUSTED";
+  "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext.OcspStaplePolicy":
+    | "LENIENT_STAPLING"
+    | "STRICT_STAPLING"
+    | "MUST_STAPLE";
+  "envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher.SanType":
+    | "SAN_TYPE_UNSPECIFIED"
+    | "EMAIL"
+    | "DNS"
+    | "URI"
+    | "IP_ADDRESS"
+    | "OTHER_NAME";
+  "envoy.extensions.transport_sockets.tls.v3.TlsParameters.TlsProtocol":
+    | "TLS_AUTO"
+    | "TLSv1_0"
+    | "TLSv1_1"
+    | "TLSv1_2"
+    | "TLSv1_3";
   "envoy.type.v3.CodecClientType": "HTTP1" | "HTTP2" | "HTTP3";
   "envoy.type.v3.FractionalPercent.DenominatorType": "HUNDRED" | "TEN_THOUSAND" | "MILLION";
+  "google.api.expr.v1alpha1.Type.PrimitiveType":
+    | "PRIMITIVE_TYPE_UNSPECIFIED"
+    | "BOOL"
+    | "INT64"
+    | "UINT64"
+    | "DOUBLE"
+    | "STRING"
+    | "BYTES";
+  "google.api.expr.v1alpha1.Type.WellKnownType":
+    | "WELL_KNOWN_TYPE_UNSPECIFIED"
+    | "ANY"
+    | "TIMESTAMP"
+    | "DURATION";
   "google.protobuf.NullValue": "NULL_VALUE";
 }
 
@@ -1521,6 +1566,111 @@ export interface UdpListenerConfig {
   udp_packet_packet_writer_config?: TypedExtensionConfig;
 }
 
+/** envoy.config.rbac.v3.Permission */
+export interface Permission {
+  /** oneof rule */
+  and_rules?: Permission_Set;
+  /** oneof rule */
+  or_rules?: Permission_Set;
+  /** oneof rule */
+  any?: boolean;
+  /** oneof rule */
+  header?: HeaderMatcher;
+  /** oneof rule */
+  url_path?: PathMatcher;
+  /** oneof rule */
+  destination_ip?: CidrRange;
+  /** oneof rule */
+  destination_port?: number;
+  /** oneof rule */
+  destination_port_range?: Int32Range;
+  /** oneof rule */
+  metadata?: MetadataMatcher;
+  /** oneof rule */
+  not_rule?: Permission;
+  /** oneof rule */
+  requested_server_name?: TypeMatcher_StringMatcher;
+  /** oneof rule */
+  matcher?: TypedExtensionConfig;
+  /** oneof rule */
+  uri_template?: TypedExtensionConfig;
+}
+
+/** envoy.config.rbac.v3.Permission.Set */
+export interface Permission_Set {
+  rules?: Permission[];
+}
+
+/** envoy.config.rbac.v3.Policy */
+export interface Policy {
+  permissions?: Permission[];
+  principals?: Principal[];
+  condition?: Expr;
+  checked_condition?: CheckedExpr;
+}
+
+/** envoy.config.rbac.v3.Principal */
+export interface Principal {
+  /** oneof identifier */
+  and_ids?: Principal_Set;
+  /** oneof identifier */
+  or_ids?: Principal_Set;
+  /** oneof identifier */
+  any?: boolean;
+  /** oneof identifier */
+  authenticated?: Principal_Authenticated;
+  /**
+   * oneof identifier
+   * @deprecated
+   */
+  source_ip?: CidrRange;
+  /** oneof identifier */
+  direct_remote_ip?: CidrRange;
+  /** oneof identifier */
+  remote_ip?: CidrRange;
+  /** oneof identifier */
+  header?: HeaderMatcher;
+  /** oneof identifier */
+  url_path?: PathMatcher;
+  /** oneof identifier */
+  metadata?: MetadataMatcher;
+  /** oneof identifier */
+  filter_state?: FilterStateMatcher;
+  /** oneof identifier */
+  not_id?: Principal;
+}
+
+/** envoy.config.rbac.v3.Principal.Authenticated */
+export interface Principal_Authenticated {
+  principal_name?: TypeMatcher_StringMatcher;
+}
+
+/** envoy.config.rbac.v3.Principal.Set */
+export interface Principal_Set {
+  ids?: Principal[];
+}
+
+/** envoy.config.rbac.v3.RBAC */
+export interface ConfigRbac_RBAC {
+  /** enum envoy.config.rbac.v3.RBAC.Action */
+  action?: number;
+  policies?: Record<string, Policy>;
+  audit_logging_options?: RBAC_AuditLoggingOptions;
+}
+
+/** envoy.config.rbac.v3.RBAC.AuditLoggingOptions */
+export interface RBAC_AuditLoggingOptions {
+  /** enum envoy.config.rbac.v3.RBAC.AuditLoggingOptions.AuditCondition */
+  audit_condition?: number;
+  logger_configs?: RBAC_AuditLoggingOptions_AuditLoggerConfig[];
+}
+
+/** envoy.config.rbac.v3.RBAC.AuditLoggingOptions.AuditLoggerConfig */
+export interface RBAC_AuditLoggingOptions_AuditLoggerConfig {
+  audit_logger?: TypedExtensionConfig;
+  is_optional?: boolean;
+}
+
 /** envoy.config.route.v3.ClusterSpecifierPlugin */
 export interface ClusterSpecifierPlugin {
   extension?: TypedExtensionConfig;
@@ -2121,6 +2271,17 @@ export interface Tracing_Http {
   typed_config?: KnownAny;
 }
 
+/** envoy.extensions.filters.http.rbac.v3.RBAC */
+export interface RBAC {
+  rules?: ConfigRbac_RBAC;
+  rules_stat_prefix?: string;
+  matcher?: Matcher;
+  shadow_rules?: ConfigRbac_RBAC;
+  shadow_matcher?: Matcher;
+  shadow_rules_stat_prefix?: string;
+  track_per_rule_stats?: boolean;
+}
+
 /** envoy.extensions.filters.http.router.v3.Router */
 export interface Router {
   dynamic_stats?: BoolValue;
@@ -2144,6 +2305,12 @@ export interface Router_UpstreamAccessLogOptions {
 /** envoy.extensions.filters.http.wasm.v3.Wasm */
 export interface Wasm {
   config?: PluginConfig;
+}
+
+/** envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector */
+export interface TlsInspector {
+  enable_ja3_fingerprinting?: BoolValue;
+  initial_read_buffer_size?: UInt32Value;
 }
 
 /** envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager */
@@ -2360,6 +2527,195 @@ export interface ScopedRoutes_ScopeKeyBuilder_FragmentBuilder_HeaderValueExtract
   key?: string;
 }
 
+/** envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer */
+export type RawBuffer = Record<string, never>;
+
+/** envoy.extensions.transport_sockets.tls.v3.CertificateProviderPluginInstance */
+export interface CertificateProviderPluginInstance {
+  instance_name?: string;
+  certificate_name?: string;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext */
+export interface CertificateValidationContext {
+  trusted_ca?: DataSource;
+  ca_certificate_provider_instance?: CertificateProviderPluginInstance;
+  system_root_certs?: CertificateValidationContext_SystemRootCerts;
+  watched_directory?: WatchedDirectory;
+  verify_certificate_spki?: string[];
+  verify_certificate_hash?: string[];
+  match_typed_subject_alt_names?: SubjectAltNameMatcher[];
+  /** @deprecated */
+  match_subject_alt_names?: TypeMatcher_StringMatcher[];
+  require_signed_certificate_timestamp?: BoolValue;
+  crl?: DataSource;
+  allow_expired_certificate?: boolean;
+  /** enum envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.TrustChainVerification */
+  trust_chain_verification?: number;
+  custom_validator_config?: TypedExtensionConfig;
+  only_verify_leaf_cert_crl?: boolean;
+  max_verify_depth?: UInt32Value;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.SystemRootCerts */
+export type CertificateValidationContext_SystemRootCerts = Record<string, never>;
+
+/** envoy.extensions.transport_sockets.tls.v3.CommonTlsContext */
+export interface CommonTlsContext {
+  tls_params?: TlsParameters;
+  tls_certificates?: TlsCertificate[];
+  tls_certificate_sds_secret_configs?: SdsSecretConfig[];
+  tls_certificate_provider_instance?: CertificateProviderPluginInstance;
+  /** @deprecated */
+  tls_certificate_certificate_provider?: CommonTlsContext_CertificateProvider;
+  /** @deprecated */
+  tls_certificate_certificate_provider_instance?: CommonTlsContext_CertificateProviderInstance;
+  /** oneof validation_context_type */
+  validation_context?: CertificateValidationContext;
+  /** oneof validation_context_type */
+  validation_context_sds_secret_config?: SdsSecretConfig;
+  /** oneof validation_context_type */
+  combined_validation_context?: CommonTlsContext_CombinedCertificateValidationContext;
+  /**
+   * oneof validation_context_type
+   * @deprecated
+   */
+  validation_context_certificate_provider?: CommonTlsContext_CertificateProvider;
+  /**
+   * oneof validation_context_type
+   * @deprecated
+   */
+  validation_context_certificate_provider_instance?: CommonTlsContext_CertificateProviderInstance;
+  alpn_protocols?: string[];
+  custom_handshaker?: TypedExtensionConfig;
+  key_log?: TlsKeyLog;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.CertificateProvider */
+export interface CommonTlsContext_CertificateProvider {
+  name?: string;
+  /** oneof config */
+  typed_config?: TypedExtensionConfig;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.CertificateProviderInstance */
+export interface CommonTlsContext_CertificateProviderInstance {
+  instance_name?: string;
+  certificate_name?: string;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.CombinedCertificateValidationContext */
+export interface CommonTlsContext_CombinedCertificateValidationContext {
+  default_validation_context?: CertificateValidationContext;
+  validation_context_sds_secret_config?: SdsSecretConfig;
+  /** @deprecated */
+  validation_context_certificate_provider?: CommonTlsContext_CertificateProvider;
+  /** @deprecated */
+  validation_context_certificate_provider_instance?: CommonTlsContext_CertificateProviderInstance;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext */
+export interface DownstreamTlsContext {
+  common_tls_context?: CommonTlsContext;
+  require_client_certificate?: BoolValue;
+  require_sni?: BoolValue;
+  /** oneof session_ticket_keys_type */
+  session_ticket_keys?: TlsSessionTicketKeys;
+  /** oneof session_ticket_keys_type */
+  session_ticket_keys_sds_secret_config?: SdsSecretConfig;
+  /** oneof session_ticket_keys_type */
+  disable_stateless_session_resumption?: boolean;
+  disable_stateful_session_resumption?: boolean;
+  session_timeout?: Duration;
+  /** enum envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext.OcspStaplePolicy */
+  ocsp_staple_policy?: number;
+  full_scan_certs_on_sni_mismatch?: BoolValue;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.GenericSecret */
+export interface GenericSecret {
+  secret?: DataSource;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.PrivateKeyProvider */
+export interface PrivateKeyProvider {
+  provider_name?: string;
+  /** oneof config_type */
+  typed_config?: KnownAny;
+  fallback?: boolean;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig */
+export interface SdsSecretConfig {
+  name?: string;
+  sds_config?: ConfigSource;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.Secret */
+export interface Secret {
+  name?: string;
+  /** oneof type */
+  tls_certificate?: TlsCertificate;
+  /** oneof type */
+  session_ticket_keys?: TlsSessionTicketKeys;
+  /** oneof type */
+  validation_context?: CertificateValidationContext;
+  /** oneof type */
+  generic_secret?: GenericSecret;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher */
+export interface SubjectAltNameMatcher {
+  /** enum envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher.SanType */
+  san_type?: number;
+  matcher?: TypeMatcher_StringMatcher;
+  oid?: string;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.TlsCertificate */
+export interface TlsCertificate {
+  certificate_chain?: DataSource;
+  private_key?: DataSource;
+  pkcs12?: DataSource;
+  watched_directory?: WatchedDirectory;
+  private_key_provider?: PrivateKeyProvider;
+  password?: DataSource;
+  ocsp_staple?: DataSource;
+  signed_certificate_timestamp?: DataSource[];
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.TlsKeyLog */
+export interface TlsKeyLog {
+  path?: string;
+  local_address_range?: CidrRange[];
+  remote_address_range?: CidrRange[];
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.TlsParameters */
+export interface TlsParameters {
+  /** enum envoy.extensions.transport_sockets.tls.v3.TlsParameters.TlsProtocol */
+  tls_minimum_protocol_version?: number;
+  /** enum envoy.extensions.transport_sockets.tls.v3.TlsParameters.TlsProtocol */
+  tls_maximum_protocol_version?: number;
+  cipher_suites?: string[];
+  ecdh_curves?: string[];
+  signature_algorithms?: string[];
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.TlsSessionTicketKeys */
+export interface TlsSessionTicketKeys {
+  keys?: DataSource[];
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext */
+export interface UpstreamTlsContext {
+  common_tls_context?: CommonTlsContext;
+  sni?: string;
+  allow_renegotiation?: boolean;
+  max_session_keys?: UInt32Value;
+  enforce_rsa_key_usage?: BoolValue;
+}
+
 /** envoy.extensions.upstreams.http.v3.HttpProtocolOptions */
 export interface HttpProtocolOptions {
   common_http_protocol_options?: ConfigCore_HttpProtocolOptions;
@@ -2462,6 +2818,13 @@ export interface DoubleMatcher {
   exact?: number;
 }
 
+/** envoy.type.matcher.v3.FilterStateMatcher */
+export interface FilterStateMatcher {
+  key?: string;
+  /** oneof matcher */
+  string_match?: TypeMatcher_StringMatcher;
+}
+
 /** envoy.type.matcher.v3.ListMatcher */
 export interface ListMatcher {
   /** oneof match_pattern */
@@ -2485,6 +2848,12 @@ export interface MetadataMatcher_PathSegment {
 /** envoy.type.matcher.v3.OrMatcher */
 export interface OrMatcher {
   value_matchers?: ValueMatcher[];
+}
+
+/** envoy.type.matcher.v3.PathMatcher */
+export interface PathMatcher {
+  /** oneof rule */
+  path?: TypeMatcher_StringMatcher;
 }
 
 /** envoy.type.matcher.v3.RegexMatchAndSubstitute */
@@ -2650,6 +3019,181 @@ export interface Percent {
   value?: number;
 }
 
+/** google.api.expr.v1alpha1.CheckedExpr */
+export interface CheckedExpr {
+  reference_map?: Record<string, Reference>;
+  type_map?: Record<string, Type>;
+  source_info?: SourceInfo;
+  expr?: Expr;
+}
+
+/** google.api.expr.v1alpha1.Constant */
+export interface Constant {
+  /** enum google.protobuf.NullValue; oneof constant_kind */
+  null_value?: number;
+  /** oneof constant_kind */
+  bool_value?: boolean;
+  /** oneof constant_kind */
+  int64_value?: number;
+  /** oneof constant_kind */
+  uint64_value?: number;
+  /** oneof constant_kind */
+  double_value?: number;
+  /** oneof constant_kind */
+  string_value?: string;
+  /** oneof constant_kind */
+  bytes_value?: Uint8Array;
+  /**
+   * oneof constant_kind
+   * @deprecated
+   */
+  duration_value?: Duration;
+  /**
+   * oneof constant_kind
+   * @deprecated
+   */
+  timestamp_value?: Timestamp;
+}
+
+/** google.api.expr.v1alpha1.Expr */
+export interface Expr {
+  id?: number;
+  /** oneof expr_kind */
+  const_expr?: Constant;
+  /** oneof expr_kind */
+  ident_expr?: Expr_Ident;
+  /** oneof expr_kind */
+  select_expr?: Expr_Select;
+  /** oneof expr_kind */
+  call_expr?: Expr_Call;
+  /** oneof expr_kind */
+  list_expr?: Expr_CreateList;
+  /** oneof expr_kind */
+  struct_expr?: Expr_CreateStruct;
+  /** oneof expr_kind */
+  comprehension_expr?: Expr_Comprehension;
+}
+
+/** google.api.expr.v1alpha1.Expr.Call */
+export interface Expr_Call {
+  target?: Expr;
+  function?: string;
+  args?: Expr[];
+}
+
+/** google.api.expr.v1alpha1.Expr.Comprehension */
+export interface Expr_Comprehension {
+  iter_var?: string;
+  iter_range?: Expr;
+  accu_var?: string;
+  accu_init?: Expr;
+  loop_condition?: Expr;
+  loop_step?: Expr;
+  result?: Expr;
+}
+
+/** google.api.expr.v1alpha1.Expr.CreateList */
+export interface Expr_CreateList {
+  elements?: Expr[];
+}
+
+/** google.api.expr.v1alpha1.Expr.CreateStruct */
+export interface Expr_CreateStruct {
+  message_name?: string;
+  entries?: Expr_CreateStruct_Entry[];
+}
+
+/** google.api.expr.v1alpha1.Expr.CreateStruct.Entry */
+export interface Expr_CreateStruct_Entry {
+  id?: number;
+  /** oneof key_kind */
+  field_key?: string;
+  /** oneof key_kind */
+  map_key?: Expr;
+  value?: Expr;
+}
+
+/** google.api.expr.v1alpha1.Expr.Ident */
+export interface Expr_Ident {
+  name?: string;
+}
+
+/** google.api.expr.v1alpha1.Expr.Select */
+export interface Expr_Select {
+  operand?: Expr;
+  field?: string;
+  test_only?: boolean;
+}
+
+/** google.api.expr.v1alpha1.Reference */
+export interface Reference {
+  name?: string;
+  overload_id?: string[];
+  value?: Constant;
+}
+
+/** google.api.expr.v1alpha1.SourceInfo */
+export interface SourceInfo {
+  syntax_version?: string;
+  location?: string;
+  line_offsets?: number[];
+  positions?: Record<string, number>;
+  macro_calls?: Record<string, Expr>;
+}
+
+/** google.api.expr.v1alpha1.Type */
+export interface Type {
+  /** oneof type_kind */
+  dyn?: Empty;
+  /** enum google.protobuf.NullValue; oneof type_kind */
+  null?: number;
+  /** enum google.api.expr.v1alpha1.Type.PrimitiveType; oneof type_kind */
+  primitive?: number;
+  /** enum google.api.expr.v1alpha1.Type.PrimitiveType; oneof type_kind */
+  wrapper?: number;
+  /** enum google.api.expr.v1alpha1.Type.WellKnownType; oneof type_kind */
+  well_known?: number;
+  /** oneof type_kind */
+  list_type?: Type_ListType;
+  /** oneof type_kind */
+  map_type?: Type_MapType;
+  /** oneof type_kind */
+  function?: Type_FunctionType;
+  /** oneof type_kind */
+  message_type?: string;
+  /** oneof type_kind */
+  type_param?: string;
+  /** oneof type_kind */
+  type?: Type;
+  /** oneof type_kind */
+  error?: Empty;
+  /** oneof type_kind */
+  abstract_type?: Type_AbstractType;
+}
+
+/** google.api.expr.v1alpha1.Type.AbstractType */
+export interface Type_AbstractType {
+  name?: string;
+  parameter_types?: Type[];
+}
+
+/** google.api.expr.v1alpha1.Type.FunctionType */
+export interface Type_FunctionType {
+  result_type?: Type;
+  arg_types?: Type[];
+}
+
+/** google.api.expr.v1alpha1.Type.ListType */
+export interface Type_ListType {
+  elem_type?: Type;
+}
+
+/** google.api.expr.v1alpha1.Type.MapType */
+export interface Type_MapType {
+  key_type?: Type;
+  value_type?: Type;
+}
+
 /** google.protobuf.BoolValue */
 export interface BoolValue {
   value?: boolean;
@@ -2682,6 +3226,12 @@ export interface StringValue {
 /** google.protobuf.Struct */
 export interface Struct {
   fields?: Record<string, Value>;
+}
+
+/** google.protobuf.Timestamp */
+export interface Timestamp {
+  seconds?: number;
+  nanos?: number;
 }
 
 /** google.protobuf.UInt32Value */
