@@ -12,6 +12,11 @@ import {
   type LeaseKeeper,
   type LeaseKeeperOptions,
 } from "./api/index.ts";
+import {
+  type CertificateAuthority,
+  type CertificateAuthorityOptions,
+  openCertificateAuthority,
+} from "./ca/index.ts";
 import { createKvPublisher, type KvPublisherOptions } from "./edge/kv.ts";
 import { createEdgeConfigSource } from "./edge/source.ts";
 import type { ProxyIdentity } from "./envoy/index.ts";
@@ -26,7 +31,7 @@ import {
   type ValidationPoolOptions,
 } from "./modules/index.ts";
 import { createConfigurationCheck, createRevisionSource, type MeshRevision } from "./revision/index.ts";
-import { openSqliteStore, type ResourceStore } from "./store/index.ts";
+import { openSqliteStore, type ResourceStore, StoreUnwritableError } from "./store/index.ts";
 import { proxyClassKey } from "./translate/index.ts";
 import { VERSION } from "./version.ts";
 import { SnapshotCache, XdsServer } from "./xds/index.ts";
@@ -55,6 +60,15 @@ export interface ControlPlaneOptions {
    * Date.now and every second). Tests move the clock instead of waiting out leases.
    */
   leases?: Pick<LeaseKeeperOptions, "now" | "sweepIntervalMs">;
+  /**
+   * The mesh CA (ca/): the trust domain and workload certificate lifetime of a new CA, the
+   * key-encryption key, an operator's intermediate. Unset ones come from the environment
+   * (WASMESH_TRUST_DOMAIN, WASMESH_CA_KEK_FILE, WASMESH_CA_KEK, WASMESH_CA_DIR) or the defaults.
+   */
+  ca?: Pick<
+    CertificateAuthorityOptions,
+    "trustDomain" | "kek" | "external" | "workloadValiditySeconds" | "env"
+  >;
   /** Also write the edge configuration into this Workers KV key after each change (edge/kv.ts). */
   edgeKv?: Omit<KvPublisherOptions, "source" | "log" | "fetch">;
   log?: (line: string) => void;
@@ -67,7 +81,30 @@ export interface ControlPlane {
   xds: XdsServer;
   /** Workload leases; sweep() deletes the lapsed ones now, as the sweeper does on its interval. */
   leases: LeaseKeeper;
+  /** The mesh CA; undefined when it did not exist and the store could not be written to create it. */
+  ca: CertificateAuthority | undefined;
   close(): Promise<void>;
+}
+
+/**
+ * The mesh CA, created in the store at the first start so that a data directory has its root (and
+ * <data>/ca-kek) before any sidecar asks. Nothing calls it yet (issue 11: the CSR endpoint, SDS
+ * through the agent, mTLS). A CA that cannot be opened (its key-encryption key missing or wrong, a
+ * damaged record, another trust domain) stops the start; a store that cannot be written only leaves
+ * a new data directory without a CA until a restart, as it does the rest of the writes.
+ */
+async function openMeshCa(
+  options: ControlPlaneOptions,
+  store: ResourceStore,
+  log: (line: string) => void,
+): Promise<CertificateAuthority | undefined> {
+  try {
+    return await openCertificateAuthority({ ...options.ca, store, dataDir: options.dataDir, log });
+  } catch (error) {
+    if (!(error instanceof StoreUnwritableError)) throw error;
+    log(`wasmesh: the mesh CA cannot be created now: ${error.message}`);
+    return undefined;
+  }
 }
 
 /** The module registry's blobs in dataDir, relative to it. */
@@ -90,6 +127,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     dataDir: options.dataDir,
     otherData: () => blobFiles(options.dataDir),
   });
+  const ca = await openMeshCa(options, store, log);
   const metrics = new MetricsRegistry();
   const validation = options.validation ?? {};
   const pool = new ValidationPool(validation);
@@ -221,6 +259,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     store,
     xds,
     leases,
+    ca,
     async close() {
       if (closed) return;
       closed = true;
