@@ -12,7 +12,7 @@ import {
   type IssuedCertificate,
   universalIdentity,
 } from "../../control-plane/ca/index.ts";
-import { type OpenedCa, openTestCa, workloadRequest } from "../support/ca.ts";
+import { type OpenedCa, openTestCa, operatorPki, workloadRequest } from "../support/ca.ts";
 import {
   type EnvoyProcess,
   freePort,
@@ -88,6 +88,9 @@ const route = (prefix: string, cluster: string) => ({ match: { prefix }, route: 
 
 let opened: OpenedCa;
 let stranger: OpenedCa;
+/** A CA signing with an operator's intermediate: leaves chain to the operator's root. */
+let operator: OpenedCa;
+let byoInboundPort: number;
 let app: Upstream;
 let ratings: EnvoyProcess;
 let reviews: EnvoyProcess;
@@ -97,6 +100,10 @@ let inboundPort: number;
 beforeAll(async () => {
   opened = await openTestCa();
   stranger = await openTestCa();
+  operator = await openTestCa({ external: (await operatorPki({ levels: 2 })).external });
+  const operatorBundle = (await operator.ca.trustBundle()).pem;
+  const byoRatings = await credentials(operator.ca, "ratings");
+  const byoReviews = await credentials(operator.ca, "reviews");
   const { ca } = opened;
   const bundle = (await ca.trustBundle()).pem;
   const ratingsCreds = await credentials(ca, "ratings");
@@ -107,6 +114,7 @@ beforeAll(async () => {
 
   app = await startUpstream({ name: "ratings-app" });
   inboundPort = await freePort();
+  byoInboundPort = await freePort();
   outboundPort = await freePort();
 
   ratings = await startEnvoy({
@@ -139,6 +147,30 @@ beforeAll(async () => {
             },
           ],
         },
+        {
+          // The same, with the operator's intermediate: each side presents leaf + two intermediates.
+          name: "inbound-byo",
+          address: { socket_address: { address: "127.0.0.1", port_value: byoInboundPort } },
+          filter_chains: [
+            {
+              filters: [
+                hcm("inbound_byo", [route("/", "app")], {
+                  forward_client_cert_details: "SANITIZE_SET",
+                  set_current_client_cert_details: { uri: true },
+                }),
+              ],
+              transport_socket: {
+                name: TLS,
+                typed_config: {
+                  "@type":
+                    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                  require_client_certificate: true,
+                  common_tls_context: commonTls(byoRatings, operatorBundle, id("reviews")),
+                },
+              },
+            },
+          ],
+        },
       ],
       clusters: [loopbackCluster("app", app.port)],
     }),
@@ -164,6 +196,7 @@ beforeAll(async () => {
                   route("/as-payments", "as-payments"),
                   route("/stranger", "stranger"),
                   route("/plain", "plain"),
+                  route("/byo", "byo"),
                 ]),
               ],
             },
@@ -179,6 +212,9 @@ beforeAll(async () => {
         // reviews' identity signed by another CA.
         toRatings("stranger", strangerCreds, id("ratings")),
         loopbackCluster("plain", inboundPort),
+        loopbackCluster("byo", byoInboundPort, {
+          extra: upstreamTls(commonTls(byoReviews, operatorBundle, id("ratings"))),
+        }),
       ],
     }),
   });
@@ -190,6 +226,7 @@ afterAll(async () => {
   await app?.close();
   await opened?.close();
   await stranger?.close();
+  await operator?.close();
 });
 
 /** A counter of Envoy's stats, 0 when absent. */
@@ -229,6 +266,19 @@ describe("mTLS between two Envoys with the mesh CA's certificates", () => {
     expect(response.status).toBe(503);
     expect(await counter(ratings, inboundStat("fail_verify_san"))).toBeGreaterThan(failures);
     expect(app.count).toBe(before);
+  });
+
+  it("works the same with an operator's intermediate: each side presents its leaf and two intermediates", async () => {
+    const before = app.count;
+    const response = await sendHttp(outboundPort, { path: "/byo" });
+    expect(response.status).toBe(200);
+    expect(app.count).toBe(before + 1);
+    expect(String(app.requests[app.requests.length - 1]?.headers["x-forwarded-client-cert"])).toContain(
+      `URI=${id("reviews")}`,
+    );
+    expect(
+      await counter(ratings, `listener.127.0.0.1_${byoInboundPort}.ssl.handshake`),
+    ).toBeGreaterThanOrEqual(1);
   });
 
   it("refuses a certificate of another CA with the right SPIFFE ID, and plain text", async () => {
