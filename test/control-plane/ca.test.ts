@@ -19,6 +19,7 @@ import {
   DEFAULT_TRUST_DOMAIN,
   KEK_ENV,
   KEK_FILE,
+  KEK_FILE_ENV,
   KekError,
   SpiffeIdError,
   TRUST_DOMAIN_ENV,
@@ -487,6 +488,34 @@ describe("the CA in the store, its keys sealed by a key-encryption key outside i
       undefined,
       /^WASMESH_CA_KEK: .* base64 of 32/,
     );
+  });
+
+  it("takes the key from the file WASMESH_CA_KEK_FILE names (never creating it), warning when others can read it", async () => {
+    const dataDir = tempDir("ca-kek-file");
+    const secrets = tempDir("ca-secrets");
+    const file = join(secrets, "kek");
+    const logs: string[] = [];
+    await refused(
+      open({ dataDir, env: { [KEK_FILE_ENV]: file }, log: (line) => logs.push(line) }),
+      KekError,
+      undefined,
+      new RegExp(`${file}: cannot read the CA key-encryption key`),
+    );
+    writeFileSync(file, `${Buffer.alloc(32, 9).toString("base64")}\n`, { mode: 0o644 });
+    const { ca } = await open({ dataDir, env: { [KEK_FILE_ENV]: file }, log: (line) => logs.push(line) });
+    expect(ca.created).toBe(true);
+    expect(existsSync(join(dataDir, KEK_FILE))).toBe(false);
+    expect(
+      logs.some((line) =>
+        line.includes(`${file} (the CA key-encryption key) can be read by others (mode 644)`),
+      ),
+    ).toBe(true);
+    expect(logs.some((line) => line.includes(`sealed with ${file}`))).toBe(true);
+    await closeAll();
+    // The same key given as a value opens it too; the data directory's default does not exist.
+    await open({ dataDir, env: { [KEK_ENV]: Buffer.alloc(32, 9).toString("base64") } });
+    await closeAll();
+    await refused(open({ dataDir }), KekError, undefined, /ca-kek does not exist/);
   });
 
   it("takes its trust domain when created, refuses another later, and names a bad one", async () => {
