@@ -86,6 +86,35 @@ function hcm(statPrefix: string, routes: object[], extra: object = {}): object {
 
 const route = (prefix: string, cluster: string) => ({ match: { prefix }, route: { cluster } });
 
+/**
+ * ratings' inbound listener: requires a client certificate of `bundle` naming reviews' SPIFFE ID,
+ * and tells the app who called (the verified peer's URI SAN, in x-forwarded-client-cert).
+ */
+function inboundListener(name: string, port: number, own: Credentials, bundle: string): object {
+  return {
+    name,
+    address: { socket_address: { address: "127.0.0.1", port_value: port } },
+    filter_chains: [
+      {
+        filters: [
+          hcm(name, [route("/", "app")], {
+            forward_client_cert_details: "SANITIZE_SET",
+            set_current_client_cert_details: { uri: true },
+          }),
+        ],
+        transport_socket: {
+          name: TLS,
+          typed_config: {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            require_client_certificate: true,
+            common_tls_context: commonTls(own, bundle, id("reviews")),
+          },
+        },
+      },
+    ],
+  };
+}
+
 let opened: OpenedCa;
 let stranger: OpenedCa;
 /** A CA signing with an operator's intermediate: leaves chain to the operator's root. */
@@ -123,54 +152,9 @@ beforeAll(async () => {
       adminPort: 0,
       nodeId: "ratings",
       listeners: [
-        {
-          name: "inbound",
-          address: { socket_address: { address: "127.0.0.1", port_value: inboundPort } },
-          filter_chains: [
-            {
-              filters: [
-                hcm("inbound", [route("/", "app")], {
-                  // The app learns who called: the verified peer's URI SAN.
-                  forward_client_cert_details: "SANITIZE_SET",
-                  set_current_client_cert_details: { uri: true },
-                }),
-              ],
-              transport_socket: {
-                name: TLS,
-                typed_config: {
-                  "@type":
-                    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                  require_client_certificate: true,
-                  common_tls_context: commonTls(ratingsCreds, bundle, id("reviews")),
-                },
-              },
-            },
-          ],
-        },
-        {
-          // The same, with the operator's intermediate: each side presents leaf + two intermediates.
-          name: "inbound-byo",
-          address: { socket_address: { address: "127.0.0.1", port_value: byoInboundPort } },
-          filter_chains: [
-            {
-              filters: [
-                hcm("inbound_byo", [route("/", "app")], {
-                  forward_client_cert_details: "SANITIZE_SET",
-                  set_current_client_cert_details: { uri: true },
-                }),
-              ],
-              transport_socket: {
-                name: TLS,
-                typed_config: {
-                  "@type":
-                    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                  require_client_certificate: true,
-                  common_tls_context: commonTls(byoRatings, operatorBundle, id("reviews")),
-                },
-              },
-            },
-          ],
-        },
+        inboundListener("inbound", inboundPort, ratingsCreds, bundle),
+        // The same, with the operator's intermediate: each side presents leaf + two intermediates.
+        inboundListener("inbound_byo", byoInboundPort, byoRatings, operatorBundle),
       ],
       clusters: [loopbackCluster("app", app.port)],
     }),
