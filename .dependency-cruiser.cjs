@@ -65,7 +65,12 @@ module.exports = {
     layer("resources-is-the-model", "resources/", "resources/"),
     layer("envoy-is-vocabulary", "envoy/", "envoy/|resources/"),
     layer("store-below-services", "store/", "store/|resources/"),
-    layer("translate-below-consumers", "translate/", "translate/|resources/|envoy/"),
+    // SPIFFE IDs: the one place they are built (the mTLS a destination is verified by).
+    layer(
+      "translate-below-consumers",
+      "translate/",
+      "translate/|resources/|envoy/|ca/(?:spiffe|errors)\\.ts$",
+    ),
     layer("xds-knows-envoy-only", "xds/", "xds/|envoy/"),
     layer("modules-below-consumers", "modules/", "modules/|resources/|envoy/|store/"),
     layer("ca-on-the-store-alone", "ca/", "ca/|store/"),

@@ -30,6 +30,12 @@ export interface ProxyIdentity {
    * (localModuleFile), which the data-plane agent fetches once and keeps where Envoy runs.
    */
   moduleDelivery: ModuleDelivery;
+  /**
+   * "agent": the data-plane agent serves this Envoy its certificate and the trust bundle over SDS
+   * (envoy/sds.ts), so it is configured for mTLS; absent (a sidecar from `wasmesh bootstrap`):
+   * no certificate, plain text.
+   */
+  sds?: "agent";
 }
 
 export type ModuleDelivery = "inline" | "local";
@@ -45,6 +51,7 @@ export const NODE_METADATA = {
   inboundAddress: "wasmesh.inbound_address",
   appAddress: "wasmesh.app_address",
   moduleDelivery: "wasmesh.module_delivery",
+  sds: "wasmesh.sds",
 } as const;
 
 export const DEFAULT_PORTS = { outbound: 15001, inbound: 15006, admin: 9901 } as const;
@@ -137,6 +144,11 @@ export function parseNodeIdentity(node: EnvoyNode): NodeIdentityResult {
     );
   }
 
+  const rawSds = metadata[NODE_METADATA.sds];
+  if (rawSds !== undefined && rawSds !== "agent") {
+    errors.push(`${field(NODE_METADATA.sds)}: must be "agent" when present (got ${show(rawSds)})`);
+  }
+
   if (errors.length > 0) return { ok: false, error: `invalid node identity: ${errors.join("; ")}` };
   return {
     ok: true,
@@ -151,6 +163,7 @@ export function parseNodeIdentity(node: EnvoyNode): NodeIdentityResult {
       inboundAddress,
       appAddress,
       moduleDelivery,
+      ...(rawSds === "agent" ? { sds: "agent" as const } : {}),
     },
   };
 }
@@ -167,7 +180,8 @@ function show(value: unknown): string {
 /**
  * The node.metadata that carries `proxy` (the inverse of parseNodeIdentity): ports as decimal
  * strings and labels as an object, which a protobuf Struct holds without loss. The module delivery
- * is written only when it is "local" (absent means inline, as for every Envoy before it existed).
+ * is written only when it is "local" (absent means inline, as for every Envoy before it existed),
+ * and SDS only when the agent serves it.
  */
 export function nodeMetadata(
   proxy: Omit<ProxyIdentity, "nodeId" | "moduleDelivery"> & { moduleDelivery?: ModuleDelivery },
@@ -182,5 +196,6 @@ export function nodeMetadata(
     [NODE_METADATA.inboundAddress]: proxy.inboundAddress,
     [NODE_METADATA.appAddress]: proxy.appAddress,
     ...(proxy.moduleDelivery === "local" ? { [NODE_METADATA.moduleDelivery]: "local" } : {}),
+    ...(proxy.sds === "agent" ? { [NODE_METADATA.sds]: "agent" } : {}),
   };
 }

@@ -97,6 +97,28 @@ function resource<const K extends string, S extends TSchema>(kind: K, spec: S, d
   );
 }
 
+// --- mTLS ----------------------------------------------------------------------------------------
+
+/**
+ * How sidecars run by the data-plane agent talk to each other (issue 11): `disabled`, plain text;
+ * `permissive`, callers with a certificate use mTLS and the inbound listener accepts plain text too
+ * (for migration); `strict`, the inbound listener accepts mTLS from mesh certificates only.
+ */
+export const MTLS_MODES = ["disabled", "permissive", "strict"] as const;
+export type MtlsMode = (typeof MTLS_MODES)[number];
+/** Without a MeshPolicy or a mode in it: the migration-friendly mode, as Istio's and Kuma's default. */
+export const DEFAULT_MTLS_MODE: MtlsMode = "permissive";
+
+const Mtls = Type.Object(
+  {
+    mode: oneOf(
+      [...MTLS_MODES],
+      "disabled: plain text; permissive: mTLS, plain text accepted too; strict: mTLS only",
+    ),
+  },
+  { ...strict, description: "mTLS between sidecars run by the data-plane agent" },
+);
+
 // --- Service and Workload -------------------------------------------------------------------------
 
 export const ServicePort = Type.Object(
@@ -114,6 +136,8 @@ export const Service = resource(
     {
       ports: Type.Array(ServicePort, { minItems: 1 }),
       description: Type.Optional(Type.String({ maxLength: 1024 })),
+      /** The service's own mTLS mode, over MeshPolicy's: what its inbound listeners accept. */
+      mtls: Type.Optional(Mtls),
     },
     strict,
   ),
@@ -147,6 +171,17 @@ export const Workload = resource(
           ...LEASE_SECONDS,
           description:
             "the Workload is deleted when its lease is not renewed for this long (agent-managed); none: it stays until deleted",
+        }),
+      ),
+      /**
+       * Its sidecar holds a mesh certificate (the data-plane agent serves it over SDS) and takes
+       * mTLS on `port`: callers whose sidecars hold one too originate mTLS to it, unless the
+       * service's mTLS mode is disabled. Written by the agent.
+       */
+      mtls: Type.Optional(
+        Type.Boolean({
+          description:
+            "its sidecar takes mesh mTLS on port (set by the data-plane agent): mesh callers originate mTLS to it unless mTLS is disabled",
         }),
       ),
     },
@@ -240,7 +275,14 @@ export const AccessRule = resource(
 /** The singleton named "default" (checked in validate.ts): what applies when no AccessRule matches. */
 export const MeshPolicy = resource(
   "MeshPolicy",
-  Type.Object({ defaultAccess: Access }, strict),
+  Type.Object(
+    {
+      defaultAccess: Access,
+      /** mTLS between agent-run sidecars (default permissive); a Service's own mode wins for it. */
+      mtls: Type.Optional(Mtls),
+    },
+    strict,
+  ),
   'Mesh-wide defaults; there is one, named "default"',
 );
 

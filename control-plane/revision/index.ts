@@ -46,6 +46,8 @@ export interface RevisionSourceOptions {
   codes?: (modules: ModuleRefs) => Promise<ReadonlyMap<string, ModuleCode>>;
   /** Where `wasmesh_revision_compiles_total` is registered, if anywhere. */
   metrics?: MetricsRegistry;
+  /** The mesh CA's trust domain, which the sidecars' mTLS names (default wasmesh.local). */
+  trustDomain?: string;
   log?: (line: string) => void;
 }
 
@@ -106,7 +108,10 @@ export function createRevisionSource(options: RevisionSourceOptions): RevisionSo
       r.kind === "WasmModule" ? [{ name: r.metadata.name, sha256: r.spec.sha256 }] : [],
     );
     const modules = await codes(refs);
-    const mesh = compileMesh(resources, { modules });
+    const mesh = compileMesh(resources, {
+      modules,
+      ...(options.trustDomain !== undefined ? { trustDomain: options.trustDomain } : {}),
+    });
     compiles++;
     counter?.inc();
     let edge: { config: EdgeConfig } | { error: unknown } | undefined;

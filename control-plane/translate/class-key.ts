@@ -18,5 +18,7 @@ export function proxyClassKey(proxy: ProxyIdentity): string {
     proxy.appPort ?? null,
     // Inline bytes or a file name: the ECDS resources differ, so inline and local are two classes.
     proxy.moduleDelivery,
+    // With SDS the clusters and the inbound listener carry TLS; without, plain text.
+    proxy.sds ?? null,
   ]);
 }

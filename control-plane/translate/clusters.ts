@@ -4,6 +4,7 @@ import type {
   Cluster,
   ClusterLoadAssignment,
   HttpProtocolOptions,
+  Metadata,
   ProxyIdentity,
   XdsResource,
 } from "../envoy/index.ts";
@@ -18,6 +19,7 @@ import {
 import type { Service, Workload } from "../resources/index.ts";
 import { inboundCluster } from "../resources/names.ts";
 import type { Mesh, OutboundCluster } from "./mesh.ts";
+import { endpointMetadata, withUpstreamMtls } from "./mtls.ts";
 
 const CLUSTER = "envoy.config.cluster.v3.Cluster";
 const discoveryType = (name: "STATIC" | "STRICT_DNS" | "EDS") => envoyEnum(`${CLUSTER}.DiscoveryType`, name);
@@ -25,7 +27,7 @@ const discoveryType = (name: "STATIC" | "STRICT_DNS" | "EDS") => envoyEnum(`${CL
 /** Envoy's and Kuma's default: long enough for a cross-zone handshake, short enough to fail over. */
 const CONNECT_TIMEOUT_MS = 5_000;
 
-type Endpoint = { address: string; port: number; zone: string | undefined };
+type Endpoint = { address: string; port: number; zone: string | undefined; metadata?: Metadata | undefined };
 
 /**
  * Whether a cluster must be STRICT_DNS (endpoints inline) rather than EDS: Envoy does not resolve
@@ -35,9 +37,18 @@ export function isDnsCluster(cluster: OutboundCluster): boolean {
   return cluster.workloads.some((w) => !isIpAddress(w.spec.address));
 }
 
-/** The outbound clusters, the same for every proxy of the mesh. */
-export function outboundClusterResources(mesh: Mesh): XdsResource<Cluster>[] {
-  return mesh.clusters.map((cluster) => ({ name: cluster.name, resource: outboundClusterResource(cluster) }));
+/**
+ * The outbound clusters, the same for every proxy of the mesh; with `mtls` (for proxies whose agent
+ * serves them SDS), each originates mTLS to the endpoints that take it (mtls.ts).
+ */
+export function outboundClusterResources(mesh: Mesh, mtls?: { trustDomain: string }): XdsResource<Cluster>[] {
+  return mesh.clusters.map((cluster) => {
+    const resource = outboundClusterResource(cluster);
+    return {
+      name: cluster.name,
+      resource: mtls ? withUpstreamMtls(resource, cluster.service, mesh, mtls.trustDomain) : resource,
+    };
+  });
 }
 
 /** The outbound clusters and, for a sidecar with an app, the cluster of its app, sorted by name. */
@@ -140,7 +151,12 @@ function upstreamProtocol(service: Service): Cluster {
 }
 
 function endpointOf(workload: Workload): Endpoint {
-  return { address: workload.spec.address, port: workload.spec.port, zone: workload.spec.zone };
+  return {
+    address: workload.spec.address,
+    port: workload.spec.port,
+    zone: workload.spec.zone,
+    metadata: endpointMetadata(workload),
+  };
 }
 
 /** Endpoints grouped into one locality per zone (workloads without a zone share one). */
@@ -157,7 +173,10 @@ function loadAssignment(clusterName: string, endpoints: Endpoint[]): ClusterLoad
       ...(zone !== "" ? { locality: { zone } } : {}),
       lb_endpoints: (zones.get(zone) ?? [])
         .sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0))
-        .map((e) => ({ endpoint: { address: socketAddress(e.address, e.port) } })),
+        .map((e) => ({
+          endpoint: { address: socketAddress(e.address, e.port) },
+          ...(e.metadata !== undefined ? { metadata: e.metadata } : {}),
+        })),
     })),
   };
 }

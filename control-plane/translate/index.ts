@@ -3,6 +3,7 @@
 // ECDS). A pure function of (resources, proxy identity, module codes): the same input
 // gives deep-equal output whatever the order of the resources and whatever the node id.
 
+import { DEFAULT_TRUST_DOMAIN } from "../ca/spiffe.ts";
 import {
   type ModuleCode,
   type ModuleDelivery,
@@ -25,6 +26,7 @@ import {
 } from "./extensions.ts";
 import { listenerResources, routeResources } from "./listeners.ts";
 import { indexMesh } from "./mesh.ts";
+import { downstreamMtls, hasSds, mtlsMode } from "./mtls.ts";
 import { assembleRoutingConfig, denialsFor, routingParts } from "./routing-filter.ts";
 
 export { proxyClassKey } from "./class-key.ts";
@@ -38,6 +40,8 @@ export {
 export interface TranslateOptions {
   /** Module code by module name, including the built-in "mesh". */
   modules: ReadonlyMap<string, ModuleCode>;
+  /** The mesh CA's trust domain, which every SPIFFE ID names (default wasmesh.local). */
+  trustDomain?: string;
 }
 
 export function translateProxy(
@@ -64,6 +68,7 @@ export interface CompiledMesh {
  */
 export function compileMesh(resources: readonly Resource[], options: TranslateOptions): CompiledMesh {
   const mesh = indexMesh(resources);
+  const trustDomain = options.trustDomain ?? DEFAULT_TRUST_DOMAIN;
   const made = new Map<string, unknown>();
   const once = <T>(key: string, make: () => T): T => {
     if (made.has(key)) return made.get(key) as T;
@@ -102,14 +107,25 @@ export function compileMesh(resources: readonly Resource[], options: TranslateOp
           ? []
           : pluginsFor(mesh, proxy, "inbound").map((p) => plugin(p, "inbound"));
 
+      // TLS only for a sidecar whose agent serves it certificates (mtls.ts).
+      const sds = hasSds(proxy);
+      const inboundMode = sds ? mtlsMode(mesh, mesh.service(proxy.service)) : "disabled";
       return {
-        [TYPE_URL.listener]: listenerResources(proxy, {
-          outbound: outbound.map((f) => f.filter.name),
-          inbound: inbound.map((f) => f.filter.name),
-        }),
+        [TYPE_URL.listener]: listenerResources(
+          proxy,
+          { outbound: outbound.map((f) => f.filter.name), inbound: inbound.map((f) => f.filter.name) },
+          inboundMode === "disabled"
+            ? undefined
+            : {
+                mode: inboundMode,
+                transportSocket: once("downstream mtls", () => downstreamMtls(trustDomain)),
+              },
+        ),
         [TYPE_URL.route]: routeResources(proxy),
         [TYPE_URL.cluster]: withInboundCluster(
-          once("outbound clusters", () => outboundClusterResources(mesh)),
+          sds
+            ? once("outbound clusters mtls", () => outboundClusterResources(mesh, { trustDomain }))
+            : once("outbound clusters", () => outboundClusterResources(mesh)),
           mesh,
           proxy,
         ),

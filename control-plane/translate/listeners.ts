@@ -1,8 +1,17 @@
 // LDS and RDS: the outbound listener (the app's calls into the mesh) and, when the sidecar fronts an
 // app, the inbound listener; each an HTTP connection manager whose Wasm filters come over ECDS.
 
-import type { Listener, ProxyIdentity, RouteConfiguration, XdsResource } from "../envoy/index.ts";
+import type {
+  FilterChain,
+  HttpConnectionManager,
+  Listener,
+  ProxyIdentity,
+  RouteConfiguration,
+  TransportSocket,
+  XdsResource,
+} from "../envoy/index.ts";
 import { adsConfigSource, EXTENSION_TYPE, envoyEnum, socketAddress } from "../envoy/index.ts";
+import type { MtlsMode } from "../resources/index.ts";
 import {
   CLUSTER_HEADER,
   INBOUND,
@@ -18,12 +27,70 @@ export interface FilterChains {
   inbound: string[];
 }
 
-export function listenerResources(proxy: ProxyIdentity, chains: FilterChains): XdsResource<Listener>[] {
-  const out = [listener(OUTBOUND, "OUTBOUND", proxy.outboundAddress, proxy.outboundPort, chains.outbound)];
+/** The inbound listener's TLS: its mode, and the transport socket of its mTLS filter chain. */
+export interface InboundTls {
+  mode: Exclude<MtlsMode, "disabled">;
+  transportSocket: TransportSocket;
+}
+
+export function listenerResources(
+  proxy: ProxyIdentity,
+  chains: FilterChains,
+  inboundTls?: InboundTls,
+): XdsResource<Listener>[] {
+  const out = [
+    listener(OUTBOUND, "OUTBOUND", proxy.outboundAddress, proxy.outboundPort, [
+      { filters: [httpConnectionManager(OUTBOUND, chains.outbound)] },
+    ]),
+  ];
   if (proxy.appPort !== undefined) {
-    out.push(listener(INBOUND, "INBOUND", proxy.inboundAddress, proxy.inboundPort, chains.inbound));
+    out.push(inboundListener(proxy, chains.inbound, inboundTls));
   }
   return out.sort((a, b) => (a.name < b.name ? -1 : 1));
+}
+
+/**
+ * The inbound listener. Plain text: one filter chain. strict: one filter chain behind the mTLS
+ * transport socket, so a connection without a certificate of the mesh fails its handshake and never
+ * reaches HTTP. permissive: the tls_inspector reads the first bytes, a TLS connection takes the
+ * mTLS chain and anything else the plain one. On the mTLS chain the app is told who called: Envoy
+ * sets x-forwarded-client-cert to the caller's verified SPIFFE ID (URI=...), replacing whatever the
+ * caller sent; a plain chain removes the header (Envoy's default, SANITIZE), so it cannot be forged.
+ */
+function inboundListener(proxy: ProxyIdentity, filters: string[], tls: InboundTls | undefined) {
+  const plain: FilterChain = { filters: [httpConnectionManager(INBOUND, filters)] };
+  if (tls === undefined)
+    return listener(INBOUND, "INBOUND", proxy.inboundAddress, proxy.inboundPort, [plain]);
+  const mtls: FilterChain = {
+    name: "mtls",
+    ...(tls.mode === "permissive" ? { filter_chain_match: { transport_protocol: "tls" } } : {}),
+    filters: [
+      httpConnectionManager(INBOUND, filters, {
+        forward_client_cert_details: envoyEnum(
+          "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.ForwardClientCertDetails",
+          "SANITIZE_SET",
+        ),
+        set_current_client_cert_details: { uri: true },
+      }),
+    ],
+    transport_socket: tls.transportSocket,
+  };
+  if (tls.mode === "strict") {
+    return listener(INBOUND, "INBOUND", proxy.inboundAddress, proxy.inboundPort, [mtls]);
+  }
+  return listener(
+    INBOUND,
+    "INBOUND",
+    proxy.inboundAddress,
+    proxy.inboundPort,
+    [mtls, { ...plain, name: "plaintext" }],
+    [
+      {
+        name: "envoy.filters.listener.tls_inspector",
+        typed_config: { "@type": EXTENSION_TYPE.tlsInspector },
+      },
+    ],
+  );
 }
 
 function listener(
@@ -31,7 +98,8 @@ function listener(
   direction: "INBOUND" | "OUTBOUND",
   address: string,
   port: number,
-  filters: string[],
+  filterChains: FilterChain[],
+  listenerFilters?: Listener["listener_filters"],
 ): XdsResource<Listener> {
   return {
     name,
@@ -40,34 +108,39 @@ function listener(
       address: socketAddress(address, port),
       // Filters can read it (the listener_direction property).
       traffic_direction: envoyEnum("envoy.config.core.v3.TrafficDirection", direction),
-      filter_chains: [
-        {
-          filters: [
-            {
-              name: "envoy.filters.network.http_connection_manager",
-              typed_config: {
-                "@type": EXTENSION_TYPE.httpConnectionManager,
-                stat_prefix: name,
-                rds: { config_source: adsConfigSource(), route_config_name: name },
-                // As Istio does: `/a/../b` reaches rules and apps as `/b`, so a path rule cannot be
-                // sidestepped by spelling the path differently.
-                normalize_path: { value: true },
-                http_filters: [
-                  ...filters.map((filter) => ({
-                    name: filter,
-                    // Without a default config the listener waits for the filter (ECDS warming)
-                    // instead of serving requests without it.
-                    config_discovery: {
-                      config_source: adsConfigSource(),
-                      type_urls: [EXTENSION_TYPE.wasmFilter],
-                    },
-                  })),
-                  { name: "envoy.filters.http.router", typed_config: { "@type": EXTENSION_TYPE.router } },
-                ],
-              },
-            },
-          ],
-        },
+      ...(listenerFilters !== undefined ? { listener_filters: listenerFilters } : {}),
+      filter_chains: filterChains,
+    },
+  };
+}
+
+/** The HTTP connection manager of a listener: RDS, the ECDS filters in order, then the router. */
+function httpConnectionManager(
+  name: string,
+  filters: string[],
+  extra: HttpConnectionManager = {},
+): NonNullable<FilterChain["filters"]>[number] {
+  return {
+    name: "envoy.filters.network.http_connection_manager",
+    typed_config: {
+      "@type": EXTENSION_TYPE.httpConnectionManager,
+      stat_prefix: name,
+      rds: { config_source: adsConfigSource(), route_config_name: name },
+      // As Istio does: `/a/../b` reaches rules and apps as `/b`, so a path rule cannot be
+      // sidestepped by spelling the path differently.
+      normalize_path: { value: true },
+      ...extra,
+      http_filters: [
+        ...filters.map((filter) => ({
+          name: filter,
+          // Without a default config the listener waits for the filter (ECDS warming)
+          // instead of serving requests without it.
+          config_discovery: {
+            config_source: adsConfigSource(),
+            type_urls: [EXTENSION_TYPE.wasmFilter],
+          },
+        })),
+        { name: "envoy.filters.http.router", typed_config: { "@type": EXTENSION_TYPE.router } },
       ],
     },
   };

@@ -618,6 +618,34 @@ describe("validateResource", () => {
     }
   });
 
+  it("takes an mTLS mode on MeshPolicy and Service, and a workload's mtls flag, naming a bad field", () => {
+    const policy = { ...valid().MeshPolicy, spec: { defaultAccess: "allow", mtls: { mode: "strict" } } };
+    expect(validateResource(policy)).toEqual({ ok: true, resource: policy });
+    const service = valid().Service;
+    spec(service).mtls = { mode: "disabled" };
+    expect(validateResource(service)).toEqual({ ok: true, resource: service });
+    const workload = valid().Workload;
+    spec(workload).mtls = true;
+    expect(validateResource(workload)).toEqual({ ok: true, resource: workload });
+
+    expect(
+      validateResource({ ...policy, spec: { defaultAccess: "allow", mtls: { mode: "strikt" } } }),
+    ).toEqual({
+      ok: false,
+      errors: [{ path: "spec.mtls.mode", message: 'Expected one of: "disabled", "permissive", "strict"' }],
+    });
+    spec(service).mtls = { mode: "strict", peers: "all" };
+    expect(validateResource(service)).toEqual({
+      ok: false,
+      errors: [{ path: "spec.mtls.peers", message: "Unexpected property" }],
+    });
+    spec(workload).mtls = "yes";
+    expect(validateResource(workload)).toEqual({
+      ok: false,
+      errors: [{ path: "spec.mtls", message: "Expected boolean" }],
+    });
+  });
+
   it("does not check another module's configuration against the filter schema", () => {
     expect(validateResource(otherPlugin({ anything: ["goes"] })).ok).toBe(true);
   });

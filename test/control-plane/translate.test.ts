@@ -628,6 +628,41 @@ describe("module delivery", () => {
     expect(proxyClassKey(local("a"))).toBe(proxyClassKey(local("b")));
     expect(proxyClassKey(local("a"))).not.toBe(proxyClassKey(proxy()));
   });
+
+  it("keeps sidecars with SDS in classes of their own, sharing their clusters and TLS contexts", () => {
+    const compiled = compileMesh(example(), options());
+    const agent = (nodeId: string) =>
+      proxy({ nodeId, service: "reviews", appPort: 9080, moduleDelivery: "local", sds: "agent" });
+    const plain = compiled.translate(proxy({ service: "reviews", appPort: 9080, moduleDelivery: "local" }));
+    const [a, b] = [compiled.translate(agent("a")), compiled.translate(agent("b"))];
+    expect(proxyClassKey(agent("a"))).toBe(proxyClassKey(agent("b")));
+    expect(proxyClassKey(agent("a"))).not.toBe(
+      proxyClassKey(proxy({ service: "reviews", appPort: 9080, moduleDelivery: "local" })),
+    );
+    const cluster = (config: ProxyConfig) => find(config, TYPE_URL.cluster, "outbound|productpage");
+    expect(cluster(a)).toBe(cluster(b));
+    expect(cluster(a).transport_socket_matches).toHaveLength(1);
+    expect(cluster(plain).transport_socket_matches).toBeUndefined();
+    // The endpoints are every class's: the metadata only selects a transport socket where there is one.
+    expect(a[TYPE_URL.endpoint]).toEqual(plain[TYPE_URL.endpoint]);
+    const inbound = (config: ProxyConfig) => find(config, TYPE_URL.listener, "inbound");
+    expect(inbound(a).filter_chains?.[0]?.transport_socket).toBe(
+      inbound(b).filter_chains?.[0]?.transport_socket,
+    );
+    expect(inbound(plain).filter_chains?.map((c) => c.transport_socket)).toEqual([undefined]);
+  });
+
+  it("names the destination's SPIFFE ID in the trust domain it is given", () => {
+    const config = translateProxy(example(), proxy({ moduleDelivery: "local", sds: "agent" }), {
+      ...options(),
+      trustDomain: "prod.example",
+    });
+    const tls = find(config, TYPE_URL.cluster, "outbound|productpage").transport_socket_matches?.[0]
+      ?.transport_socket?.typed_config as { common_tls_context: { combined_validation_context: unknown } };
+    expect(JSON.stringify(tls.common_tls_context.combined_validation_context)).toContain(
+      '"exact":"spiffe://prod.example/ns/default/sa/productpage"',
+    );
+  });
 });
 
 describe("node identity", () => {
@@ -661,6 +696,15 @@ describe("node identity", () => {
     expect(parseNodeIdentity({ id: "reviews-1", cluster: "reviews", metadata: localMetadata })).toEqual({
       ok: true,
       proxy: local,
+    });
+    // SDS from the agent: written only when there is one.
+    expect(metadata).not.toHaveProperty([NODE_METADATA.sds]);
+    const agent = { ...local, sds: "agent" as const };
+    const agentMetadata = nodeMetadata(agent);
+    expect(agentMetadata[NODE_METADATA.sds]).toBe("agent");
+    expect(parseNodeIdentity({ id: "reviews-1", cluster: "reviews", metadata: agentMetadata })).toEqual({
+      ok: true,
+      proxy: agent,
     });
   });
 
@@ -705,6 +749,9 @@ describe("node identity", () => {
     expect(
       error(node({ [NODE_METADATA.service]: "reviews", [NODE_METADATA.moduleDelivery]: "remote" })),
     ).toContain('node.metadata["wasmesh.module_delivery"]: must be "inline" or "local" (got "remote")');
+    expect(
+      error(node({ [NODE_METADATA.service]: "reviews", [NODE_METADATA.sds]: "control-plane" })),
+    ).toContain('node.metadata["wasmesh.sds"]: must be "agent" when present (got "control-plane")');
     // Every problem at once.
     const both = error(node({ [NODE_METADATA.inboundPort]: "0" }));
     expect(both).toContain("wasmesh.service");
