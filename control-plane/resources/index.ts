@@ -14,6 +14,7 @@ export {
   defaultDenyName,
   defaultRouteName,
   INBOUND,
+  INBOUND_ACCESS_FILTER,
   inboundCluster,
   OUTBOUND,
   OUTBOUND_CLUSTER_PREFIX,

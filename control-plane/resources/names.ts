@@ -13,6 +13,13 @@ export const INBOUND = "inbound";
 /** ECDS name of the built-in routing filter on the outbound listener. */
 export const ROUTING_FILTER = "wasmesh.outbound.routing";
 
+/**
+ * ECDS name of the access check by verified identity on the inbound listener's mTLS filter chain
+ * (Envoy's RBAC filter). The dot after "access" keeps it apart from every WasmPlugin's filter name
+ * (`wasmesh.inbound.<plugin>`: a plugin's name is a DNS label, which has no dot).
+ */
+export const INBOUND_ACCESS_FILTER = "wasmesh.inbound.access.rbac";
+
 /** Prefix of every cluster the outbound route may pick from `x-wasmesh-cluster`. */
 export const OUTBOUND_CLUSTER_PREFIX = "outbound|";
 

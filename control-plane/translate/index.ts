@@ -14,6 +14,7 @@ import {
   type XdsResource,
 } from "../envoy/index.ts";
 import type { Resource, WasmPlugin } from "../resources/index.ts";
+import { accessRbac, accessResource } from "./access.ts";
 import { endpointResources, outboundClusterResources, withInboundCluster } from "./clusters.ts";
 import {
   type Direction,
@@ -130,9 +131,17 @@ export function compileMesh(resources: readonly Resource[], options: TranslateOp
           proxy,
         ),
         [TYPE_URL.endpoint]: [...once("endpoints", () => endpointResources(mesh))],
-        [TYPE_URL.extensionConfig]: sortedByName(
-          [...outbound, ...inbound].map((f) => f.ecds(proxy.moduleDelivery)),
-        ),
+        [TYPE_URL.extensionConfig]: sortedByName([
+          ...[...outbound, ...inbound].map((f) => f.ecds(proxy.moduleDelivery)),
+          // The destination's access check, on the mTLS chain.
+          ...(inboundMode === "disabled" || proxy.appPort === undefined
+            ? []
+            : [
+                once(`access ${proxy.service}`, () =>
+                  accessResource(accessRbac(mesh, proxy.service, trustDomain)),
+                ),
+              ]),
+        ]),
       };
     },
   };

@@ -1,6 +1,7 @@
 // LDS and RDS: the outbound listener (the app's calls into the mesh) and, when the sidecar fronts an
 // app, the inbound listener; each an HTTP connection manager whose Wasm filters come over ECDS.
 
+import { DENIED_HEADER } from "../../schema/headers.ts";
 import type {
   FilterChain,
   HttpConnectionManager,
@@ -15,6 +16,7 @@ import type { MtlsMode } from "../resources/index.ts";
 import {
   CLUSTER_HEADER,
   INBOUND,
+  INBOUND_ACCESS_FILTER,
   inboundCluster,
   OUTBOUND,
   OUTBOUND_CLUSTER_PREFIX,
@@ -33,6 +35,34 @@ export interface InboundTls {
   transportSocket: TransportSocket;
 }
 
+/**
+ * A 403 of the access filter (access.ts) says which rule refused: the shadow copy of its rules put
+ * the matched policy, named after the rule, in the request's dynamic metadata.
+ */
+const DENIED_BY_RULE = {
+  mappers: [
+    {
+      filter: {
+        metadata_filter: {
+          matcher: {
+            filter: "envoy.filters.http.rbac",
+            path: [{ key: "shadow_engine_result" }],
+            value: { string_match: { exact: "denied" } },
+          },
+        },
+      },
+      headers_to_add: [
+        {
+          header: {
+            key: DENIED_HEADER,
+            value: "%DYNAMIC_METADATA(envoy.filters.http.rbac:shadow_effective_policy_id)%",
+          },
+        },
+      ],
+    },
+  ],
+};
+
 export function listenerResources(
   proxy: ProxyIdentity,
   chains: FilterChains,
@@ -40,7 +70,7 @@ export function listenerResources(
 ): XdsResource<Listener>[] {
   const out = [
     listener(OUTBOUND, "OUTBOUND", proxy.outboundAddress, proxy.outboundPort, [
-      { filters: [httpConnectionManager(OUTBOUND, chains.outbound)] },
+      { filters: [httpConnectionManager(OUTBOUND, chains.outbound.map(wasmFilter))] },
     ]),
   ];
   if (proxy.appPort !== undefined) {
@@ -56,16 +86,19 @@ export function listenerResources(
  * mTLS chain and anything else the plain one. On the mTLS chain the app is told who called: Envoy
  * sets x-forwarded-client-cert to the caller's verified SPIFFE ID (URI=...), replacing whatever the
  * caller sent; a plain chain removes the header (Envoy's default, SANITIZE), so it cannot be forged.
+ * The mTLS chain checks the AccessRules by that identity first (access.ts); plain text, accepted in
+ * permissive mode only, is checked at its source alone, as without mTLS.
  */
 function inboundListener(proxy: ProxyIdentity, filters: string[], tls: InboundTls | undefined) {
-  const plain: FilterChain = { filters: [httpConnectionManager(INBOUND, filters)] };
+  const plain: FilterChain = { filters: [httpConnectionManager(INBOUND, filters.map(wasmFilter))] };
   if (tls === undefined)
     return listener(INBOUND, "INBOUND", proxy.inboundAddress, proxy.inboundPort, [plain]);
   const mtls: FilterChain = {
     name: "mtls",
     ...(tls.mode === "permissive" ? { filter_chain_match: { transport_protocol: "tls" } } : {}),
     filters: [
-      httpConnectionManager(INBOUND, filters, {
+      httpConnectionManager(INBOUND, [ACCESS_FILTER, ...filters.map(wasmFilter)], {
+        local_reply_config: DENIED_BY_RULE,
         forward_client_cert_details: envoyEnum(
           "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.ForwardClientCertDetails",
           "SANITIZE_SET",
@@ -114,10 +147,19 @@ function listener(
   };
 }
 
+/** An HTTP filter whose configuration comes over ECDS, and the type it must have. */
+interface EcdsFilter {
+  name: string;
+  typeUrl: string;
+}
+
+const wasmFilter = (name: string): EcdsFilter => ({ name, typeUrl: EXTENSION_TYPE.wasmFilter });
+const ACCESS_FILTER: EcdsFilter = { name: INBOUND_ACCESS_FILTER, typeUrl: EXTENSION_TYPE.rbac };
+
 /** The HTTP connection manager of a listener: RDS, the ECDS filters in order, then the router. */
 function httpConnectionManager(
   name: string,
-  filters: string[],
+  filters: EcdsFilter[],
   extra: HttpConnectionManager = {},
 ): NonNullable<FilterChain["filters"]>[number] {
   return {
@@ -132,13 +174,10 @@ function httpConnectionManager(
       ...extra,
       http_filters: [
         ...filters.map((filter) => ({
-          name: filter,
+          name: filter.name,
           // Without a default config the listener waits for the filter (ECDS warming)
           // instead of serving requests without it.
-          config_discovery: {
-            config_source: adsConfigSource(),
-            type_urls: [EXTENSION_TYPE.wasmFilter],
-          },
+          config_discovery: { config_source: adsConfigSource(), type_urls: [filter.typeUrl] },
         })),
         { name: "envoy.filters.http.router", typed_config: { "@type": EXTENSION_TYPE.router } },
       ],

@@ -33,6 +33,7 @@ import {
 import {
   CLUSTER_HEADER,
   formatManifestError,
+  INBOUND_ACCESS_FILTER,
   outboundCluster,
   parseManifests,
   parseYaml,
@@ -43,6 +44,7 @@ import {
 } from "../../control-plane/resources/index.ts";
 import { createMemoryStore } from "../../control-plane/store/index.ts";
 import {
+  accessDecision,
   compileMesh,
   proxyClassKey,
   routingFilterConfig,
@@ -650,6 +652,64 @@ describe("module delivery", () => {
       inbound(b).filter_chains?.[0]?.transport_socket,
     );
     expect(inbound(plain).filter_chains?.map((c) => c.transport_socket)).toEqual([undefined]);
+  });
+
+  it("refuses at the destination exactly the callers the source's routing filter refuses, by the same rule", () => {
+    const id = (service: string) => `spiffe://wasmesh.local/ns/default/sa/${service}`;
+    /** What Envoy's RBAC (DENY action) does with a peer: the first matching policy, in name order. */
+    type RbacPrincipal = {
+      any?: boolean;
+      authenticated?: { principal_name?: { exact?: string } };
+      not_id?: RbacPrincipal;
+      or_ids?: { ids: RbacPrincipal[] };
+    };
+    const matches = (p: RbacPrincipal, peer: string | undefined): boolean =>
+      p.any === true ||
+      (p.authenticated !== undefined && peer === p.authenticated.principal_name?.exact) ||
+      (p.not_id !== undefined && !matches(p.not_id, peer)) ||
+      (p.or_ids?.ids.some((q) => matches(q, peer)) ?? false);
+    const denial = (config: ProxyConfig, peer: string | undefined) => {
+      const rbac = find(config, TYPE_URL.extensionConfig, INBOUND_ACCESS_FILTER).typed_config as {
+        rules?: { policies: Record<string, { principals: RbacPrincipal[] }> };
+      };
+      const names = Object.keys(rbac.rules?.policies ?? {}).sort();
+      return names.find((name) => rbac.rules?.policies[name]?.principals.some((p) => matches(p, peer)));
+    };
+    const rule = (name: string, source: string, destination: string, action: "allow" | "deny") =>
+      resource("AccessRule", name, { source, destination, action });
+    const services = ["a", "b", "c", "d"].map((n) => service(n));
+    const meshes: Resource[][] = [
+      services,
+      [...services, rule("no-b", "b", "a", "deny")],
+      [
+        ...services,
+        rule("none", "*", "a", "deny"),
+        rule("c-ok", "c", "a", "allow"),
+        rule("zz-d-no", "d", "a", "deny"),
+      ],
+      [
+        ...services,
+        resource("MeshPolicy", "default", { defaultAccess: "deny" }),
+        rule("b-ok", "b", "a", "allow"),
+        rule("zz-c-no", "c", "a", "deny"),
+      ],
+      [...services, resource("MeshPolicy", "default", { defaultAccess: "deny" })],
+    ];
+    for (const resources of meshes) {
+      const config = translateProxy(
+        resources,
+        proxy({ service: "a", appPort: 8080, sds: "agent" }),
+        options(),
+      );
+      const mesh = indexMesh(resources);
+      for (const source of ["a", "b", "c", "d"]) {
+        const decision = accessDecision(mesh, source, "a");
+        expect(denial(config, id(source)), `${source} -> a`).toBe(decision.allow ? undefined : decision.rule);
+      }
+      // A peer of no service (or of a service this mesh does not know): what no rule names gets.
+      const fallback = accessDecision(mesh, "*", "a");
+      expect(denial(config, id("unknown"))).toBe(fallback.allow ? undefined : fallback.rule);
+    }
   });
 
   it("names the destination's SPIFFE ID in the trust domain it is given", () => {
