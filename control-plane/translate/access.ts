@@ -11,10 +11,9 @@
 // would need the routing filter on every inbound listener, a second configuration shape, and the
 // property in the TypeScript host, for the same decision.
 //
-// The rules are one DENY policy list, so that Envoy names the policy that refused a request
-// (rbac_access_denied_matched_policy[<name>] in its response details), and the same rules as shadow
-// rules, which put that name in the request's dynamic metadata for the x-wasmesh-denied header the
-// listener adds to the 403 (listeners.ts):
+// The rules are one DENY policy list, so that Envoy names the policy, the rule, that refused a
+// request (rbac_access_denied_matched_policy[<rule>] in its response details, which the listener's
+// 403 body repeats: listeners.ts):
 // - each AccessRule that denies a source service: its callers' SPIFFE ID;
 // - when callers no rule names are refused (a "*" deny rule, or MeshPolicy's defaultAccess: deny),
 //   that rule (or default-deny:<service>): every peer that is NOT one of the services allowed.
@@ -62,8 +61,7 @@ export function accessRbac(mesh: Mesh, destination: string, trustDomain: string)
     deny(fallback.rule, own.length === 0 ? { any: true } : { not_id: { or_ids: { ids: own } } });
   }
   if (Object.keys(policies).length === 0) return {};
-  const rules = { action: envoyEnum("envoy.config.rbac.v3.RBAC.Action", "DENY"), policies };
-  return { rules, shadow_rules: rules };
+  return { rules: { action: envoyEnum("envoy.config.rbac.v3.RBAC.Action", "DENY"), policies } };
 }
 
 /** The ECDS resource of the access filter. */

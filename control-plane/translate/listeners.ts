@@ -1,7 +1,6 @@
 // LDS and RDS: the outbound listener (the app's calls into the mesh) and, when the sidecar fronts an
 // app, the inbound listener; each an HTTP connection manager whose Wasm filters come over ECDS.
 
-import { DENIED_HEADER } from "../../schema/headers.ts";
 import type {
   FilterChain,
   HttpConnectionManager,
@@ -36,29 +35,27 @@ export interface InboundTls {
 }
 
 /**
- * A 403 of the access filter (access.ts) says which rule refused: the shadow copy of its rules put
- * the matched policy, named after the rule, in the request's dynamic metadata.
+ * The 403 of the access filter (access.ts), the only local reply of 403 on the inbound listener,
+ * says that the destination refused and by which rule: Envoy's response details name the matched
+ * policy, rbac_access_denied_matched_policy[<rule>]. (Not x-wasmesh-denied: Envoy 1.37 puts no
+ * enforced policy name where a header could take it alone.)
  */
-const DENIED_BY_RULE = {
+const DENIED_BY_RULE: HttpConnectionManager["local_reply_config"] = {
   mappers: [
     {
       filter: {
-        metadata_filter: {
-          matcher: {
-            filter: "envoy.filters.http.rbac",
-            path: [{ key: "shadow_engine_result" }],
-            value: { string_match: { exact: "denied" } },
+        status_code_filter: {
+          comparison: {
+            op: envoyEnum("envoy.config.accesslog.v3.ComparisonFilter.Op", "EQ"),
+            value: { default_value: 403, runtime_key: "wasmesh.inbound.denied_status" },
           },
         },
       },
-      headers_to_add: [
-        {
-          header: {
-            key: DENIED_HEADER,
-            value: "%DYNAMIC_METADATA(envoy.filters.http.rbac:shadow_effective_policy_id)%",
-          },
+      body_format_override: {
+        text_format_source: {
+          inline_string: "wasmesh: denied at the destination by its access rules (%RESPONSE_CODE_DETAILS%)\n",
         },
-      ],
+      },
     },
   ],
 };
