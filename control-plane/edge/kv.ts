@@ -49,8 +49,20 @@ export function kvValueUrl(target: KvTarget): string {
 
 type Attempt = { ok: true } | { ok: false; retry: boolean; reason: string };
 
+/**
+ * `text` with the token, and any bearer credential, replaced by [redacted]: what Cloudflare or a
+ * proxy answers may quote the request's Authorization header, and answers are logged.
+ */
+export function redactSecrets(text: string, secrets: readonly string[]): string {
+  let redacted = text;
+  for (const secret of secrets) if (secret.length > 0) redacted = redacted.split(secret).join("[redacted]");
+  return redacted.replace(/\b(bearer)\s+(?!\[redacted\])[^\s"',;]+/gi, "$1 [redacted]");
+}
+
 export function createKvPublisher(options: KvPublisherOptions): KvPublisher {
-  const { source, log } = options;
+  const { source } = options;
+  // Every line this publisher logs, whatever it quotes (answers, errors, stacks), without the token.
+  const log = (line: string) => options.log(redactSecrets(line, [options.token]));
   const url = kvValueUrl(options);
   const doFetch = options.fetch ?? fetch;
   const backoff = options.backoff ?? { initialMs: 1_000, maxMs: 60_000 };
