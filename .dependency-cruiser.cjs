@@ -5,6 +5,7 @@
 //   model       control-plane/resources/      the resource model, validation, names
 //   vocabulary  control-plane/envoy/          Envoy's API, the proxy's identity, what a proxy is sent
 //   services    store/  translate/  modules/  xds/ (behind its ConfigCache; never translate/)
+//               security/ (API tokens, the credentials file; over store/)
 //               ca/ (the mesh CA and SPIFFE identities; on the store alone)
 //   consumers   revision/  edge/  api/
 //   roots       server.ts (wires everything)   cli/ (the command line; runs the server)
@@ -76,10 +77,11 @@ module.exports = {
     layer("ca-on-the-store-alone", "ca/", "ca/|store/"),
     layer("revision-below-api", "revision/", "revision/|translate/|modules/|resources/|envoy/|store/"),
     layer("edge-below-api", "edge/", "edge/|revision/|translate/|resources/|envoy/|store/"),
+    layer("security-below-consumers", "security/", "security/|store/|resources/"),
     layer(
       "api-below-roots",
       "api/",
-      "api/|edge/|revision/|modules/|xds/|translate/|resources/|envoy/|store/",
+      "api/|edge/|revision/|modules/|xds/|translate/|resources/|envoy/|store/|security/",
     ),
     {
       name: "only-the-cli-runs-the-server",

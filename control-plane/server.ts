@@ -2,7 +2,7 @@
 // every committed write (API, CLI, module push) bumps its revision, and the xDS server recomputes
 // each connected proxy's configuration and pushes what changed, labelled with that revision.
 import { existsSync, mkdirSync, readdirSync } from "node:fs";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, isIP } from "node:net";
 import { join } from "node:path";
 import { serve } from "@hono/node-server";
 import {
@@ -31,6 +31,9 @@ import {
   type ValidationPoolOptions,
 } from "./modules/index.ts";
 import { createConfigurationCheck, createRevisionSource, type MeshRevision } from "./revision/index.ts";
+import { ADMIN_TOKEN_FILE, ensureAdminToken } from "./security/admin-token.ts";
+import { saveToken } from "./security/credentials.ts";
+import { createTokens, type Tokens } from "./security/tokens.ts";
 import { openSqliteStore, type ResourceStore, StoreUnwritableError } from "./store/index.ts";
 import { proxyClassKey } from "./translate/index.ts";
 import { VERSION } from "./version.ts";
@@ -61,6 +64,16 @@ export interface ControlPlaneOptions {
    */
   leases?: Pick<LeaseKeeperOptions, "now" | "sweepIntervalMs">;
   /**
+   * Host names the API is reached by (besides IP addresses and localhost, always served); a
+   * request for any other name is refused (DNS rebinding). `wasmesh server --api-host`.
+   */
+  apiHosts?: readonly string[];
+  /**
+   * Save the data directory's admin token here for the CLI on this machine, under this server's
+   * API URL (security/credentials.ts; `wasmesh server` passes the user's credentials file).
+   */
+  credentialsFile?: string;
+  /**
    * The mesh CA (ca/): the trust domain and workload certificate lifetime of a new CA, the
    * key-encryption key, an operator's intermediate. Unset ones come from the environment
    * (WASMESH_TRUST_DOMAIN, WASMESH_CA_KEK_FILE, WASMESH_CA_KEK, WASMESH_CA_DIR) or the defaults.
@@ -81,9 +94,28 @@ export interface ControlPlane {
   xds: XdsServer;
   /** Workload leases; sweep() deletes the lapsed ones now, as the sweeper does on its interval. */
   leases: LeaseKeeper;
+  /** The API tokens (security/tokens.ts). */
+  tokens: Tokens;
+  /** <data>/admin-token: the admin token a data directory without a valid one got at start. */
+  adminTokenFile: string;
   /** The mesh CA; undefined when it did not exist and the store could not be written to create it. */
   ca: CertificateAuthority | undefined;
   close(): Promise<void>;
+}
+
+/** 127.0.0.0/8, ::1 and localhost: reachable from this host only. */
+function isLoopback(address: string): boolean {
+  const bare = address.replace(/^\[(.*)\]$/, "$1");
+  if (bare === "localhost" || bare === "::1") return true;
+  return isIP(bare) === 4 && bare.startsWith("127.");
+}
+
+/** The API URLs a CLI on this host reaches the server by (keys of the credentials file). */
+function localUrls(address: string, port: number): string[] {
+  const bare = address.replace(/^\[(.*)\]$/, "$1");
+  const wildcard = bare === "0.0.0.0" || bare === "::";
+  const own = isIP(bare) === 6 ? `[${bare}]` : bare;
+  return [`http://127.0.0.1:${port}`, ...(wildcard || isLoopback(address) ? [] : [`http://${own}:${port}`])];
 }
 
 /**
@@ -129,6 +161,20 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   });
   const ca = await openMeshCa(options, store, log);
   const metrics = new MetricsRegistry();
+  const tokens = createTokens(store);
+  let admin: Awaited<ReturnType<typeof ensureAdminToken>>;
+  try {
+    admin = await ensureAdminToken(tokens, options.dataDir);
+    if (admin.created) log(`wasmesh: created an admin token in ${admin.file} (readable by its owner only)`);
+  } catch (error) {
+    // A store that cannot be written still serves reads and xDS: start, and say what is missing.
+    if (!(error instanceof StoreUnwritableError)) throw error;
+    admin = { file: join(options.dataDir, ADMIN_TOKEN_FILE), secret: undefined, created: false };
+    log(
+      `wasmesh: no valid admin token, and none can be created: ${error.message}. The API refuses requests ` +
+        "without a token until the store can be written and the server is restarted",
+    );
+  }
   const validation = options.validation ?? {};
   const pool = new ValidationPool(validation);
   const modules = createModuleRegistry({
@@ -231,6 +277,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
 
   const app = createApi({
     store,
+    auth: { tokens, hosts: options.apiHosts ?? [] },
     modules,
     leases,
     status: () => xds.status(),
@@ -251,6 +298,25 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   log(
     `wasmesh control plane: API http://${address}:${httpPort}  xDS grpc://${address}:${xdsPort}  data ${options.dataDir}  (revision ${pushed.revision})`,
   );
+  if (!isLoopback(address)) {
+    log(
+      `wasmesh: WARNING: listening on ${address} without TLS. API tokens, the mesh's configuration and module ` +
+        "bytes cross the network in plain text, readable and replayable by anyone on the path; and ADS " +
+        "streams are not authenticated yet. Put the control plane behind a TLS-terminating proxy, or keep " +
+        "it on a private network (wasmesh serves no TLS itself yet).",
+    );
+  }
+  if (options.credentialsFile !== undefined && admin.secret !== undefined) {
+    try {
+      saveToken(localUrls(address, httpPort), admin.secret, {
+        path: options.credentialsFile,
+        dataDir: options.dataDir,
+      });
+    } catch (error) {
+      // The CLI can still be given the token (--token, $WASMESH_TOKEN); the server runs on.
+      log(`wasmesh: cannot save the admin token in ${options.credentialsFile}: ${(error as Error).message}`);
+    }
+  }
 
   let closed = false;
   return {
@@ -259,6 +325,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     store,
     xds,
     leases,
+    tokens,
+    adminTokenFile: admin.file,
     ca,
     async close() {
       if (closed) return;

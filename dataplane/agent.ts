@@ -28,6 +28,11 @@ export interface AgentOptions {
   ports: PortRequest;
   /** The control plane's HTTP API, e.g. http://127.0.0.1:5681. */
   api: string;
+  /**
+   * The agent's API token: a dataplane token of its service (`wasmesh token dataplane`), for its
+   * Workload and module bytes.
+   */
+  token: string;
   /** The control plane's xDS server, host:port. */
   xds: string;
   envoyBin: string;
@@ -88,6 +93,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       listen: { host: "127.0.0.1", port: 0 },
       dataDir,
       api: options.api,
+      token: options.token,
       log,
     });
     cleanups.push(() => proxy.close());
@@ -101,6 +107,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 
     const registration = new Registration({
       api: options.api,
+      token: options.token,
       workload: {
         name: options.name,
         service: options.service,

@@ -16,6 +16,8 @@ export interface HttpRequest {
   method?: string;
   /** Sent as JSON. */
   json?: unknown;
+  /** Sent as `Authorization: Bearer <token>`. */
+  token?: string;
   /** The whole call, connection included. */
   timeoutMs: number;
 }
@@ -32,10 +34,12 @@ export function httpRequest(url: string, options: HttpRequest): Promise<HttpResp
       {
         method: options.method ?? "GET",
         agent: false,
-        headers:
-          body === undefined
+        headers: {
+          ...(options.token !== undefined ? { authorization: `Bearer ${options.token}` } : {}),
+          ...(body === undefined
             ? {}
-            : { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+            : { "content-type": "application/json", "content-length": Buffer.byteLength(body) }),
+        },
       },
       (res) => {
         const chunks: Buffer[] = [];

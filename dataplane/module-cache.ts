@@ -58,6 +58,8 @@ export interface ModuleCacheOptions {
   dataDir: string;
   /** The control plane's HTTP API base URL: bytes come from `<api>/v1/modules/<name>/<sha256>.wasm`. */
   api: string;
+  /** The agent's API token, sent as a bearer token. */
+  token?: string;
   /** Download limit in bytes (default MAX_MODULE_DOWNLOAD_BYTES). */
   maxBytes?: number;
   /** Tries per download, the first included, for network errors and 5xx answers (default 4). */
@@ -156,7 +158,10 @@ export function createModuleCache(options: ModuleCacheOptions): ModuleCache {
     fetches++;
     let response: Response;
     try {
-      response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+      response = await fetch(url, {
+        signal: AbortSignal.timeout(timeoutMs),
+        ...(options.token !== undefined ? { headers: { authorization: `Bearer ${options.token}` } } : {}),
+      });
     } catch (error) {
       throw new Retryable(describe(error));
     }

@@ -22,6 +22,8 @@ export interface WorkloadSpec {
 export interface RegistrationOptions {
   /** The API's base URL, e.g. http://127.0.0.1:5681. */
   api: string;
+  /** The agent's token: a dataplane token of the Workload's service (or an admin token). */
+  token?: string;
   workload: WorkloadSpec;
   log: (line: string) => void;
   /** Back-off after a failed call: from minMs, doubling to maxMs. */
@@ -112,7 +114,7 @@ export class Registration {
     const { name, leaseSeconds } = this.options.workload;
     let outcome: HttpResponse | Error;
     try {
-      outcome = await httpRequest(this.url, { method: "DELETE", timeoutMs: this.timeoutMs });
+      outcome = await httpRequest(this.url, { method: "DELETE", timeoutMs: this.timeoutMs, ...this.auth });
       if (outcome.status === 200 || outcome.status === 404) {
         this.options.log(`deregistered workload/${name}`);
         return true;
@@ -124,6 +126,10 @@ export class Registration {
       `could not deregister workload/${name} (${failureOf(outcome)}); the control plane removes it when its lease lapses (${leaseSeconds} s)`,
     );
     return false;
+  }
+
+  private get auth(): { token?: string } {
+    return this.options.token !== undefined ? { token: this.options.token } : {};
   }
 
   private get timeoutMs(): number {
@@ -148,7 +154,12 @@ export class Registration {
     const wasRegistered = this.registered;
     try {
       outcome = wasRegistered
-        ? await httpRequest(`${this.url}/lease`, { method: "PUT", json: {}, timeoutMs: this.timeoutMs })
+        ? await httpRequest(`${this.url}/lease`, {
+            method: "PUT",
+            json: {},
+            timeoutMs: this.timeoutMs,
+            ...this.auth,
+          })
         : await this.register();
     } catch (error) {
       outcome = error as Error;
@@ -200,6 +211,7 @@ export class Registration {
       method: "PUT",
       json: workloadDocument(this.options.workload, this.address),
       timeoutMs: this.timeoutMs,
+      ...this.auth,
     });
   }
 }

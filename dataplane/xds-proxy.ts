@@ -66,6 +66,8 @@ export interface XdsProxyOptions {
   dataDir: string;
   /** The control plane's HTTP API base URL, for module bytes. */
   api: string;
+  /** The agent's token (a dataplane token of its service): module bytes are fetched with it. */
+  token?: string;
   log?: (line: string) => void;
   /** Module cache tuning (tests): tries and back-off of a download. */
   moduleFetch?: { attempts?: number; backoffMs?: number; timeoutMs?: number };
@@ -451,6 +453,7 @@ export async function startXdsProxy(options: XdsProxyOptions): Promise<XdsProxy>
   const cache = createModuleCache({
     dataDir: options.dataDir,
     api: options.api,
+    ...(options.token !== undefined ? { token: options.token } : {}),
     log,
     ...options.moduleFetch,
   });

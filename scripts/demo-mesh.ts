@@ -56,8 +56,10 @@ interface RouteDestination {
  * The weighted split of Route `name` as the store holds it: its first rule without a match (the
  * one everyone else gets), e.g. "rule canary: version=v1 90, version=v2 10".
  */
-export async function routeSplit(api: string, name: string): Promise<string> {
-  const response = await fetch(`${api}/v1/routes/${encodeURIComponent(name)}`);
+export async function routeSplit(api: string, token: string, name: string): Promise<string> {
+  const response = await fetch(`${api}/v1/routes/${encodeURIComponent(name)}`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
   if (!response.ok) throw new Error(`GET /v1/routes/${name}: ${response.status} ${await response.text()}`);
   const route = (await response.json()) as {
     spec: { rules: { name?: string; match?: unknown; destinations: RouteDestination[] }[] };

@@ -11,6 +11,7 @@ import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_PORTS } from "../control-plane/envoy/index.ts";
+import { credentialsPath } from "../control-plane/security/credentials.ts";
 import { startControlPlane } from "../control-plane/server.ts";
 import { type Agent, startAgent } from "../dataplane/agent.ts";
 import { DENIED_HEADER } from "../schema/headers.ts";
@@ -34,14 +35,22 @@ const plane = await startControlPlane({
   dataDir,
   httpPort: once ? 0 : 5681,
   xdsPort: once ? 0 : 5678,
+  // `./dev wasmesh …` in another terminal finds the admin token there (not for a throwaway --once).
+  ...(once ? {} : { credentialsFile: credentialsPath() }),
   log: () => {},
 });
 const api = `http://127.0.0.1:${plane.httpPort}`;
+// The demo drives the mesh as its operator: with the admin token of the data directory.
+const adminToken = readFileSync(plane.adminTokenFile, "utf8").trim();
 
 async function call(method: string, path: string, body?: string, contentType?: string) {
   const response = await fetch(`${api}${path}`, {
     method,
-    ...(body !== undefined ? { body, headers: { "content-type": contentType ?? "application/json" } } : {}),
+    headers: {
+      authorization: `Bearer ${adminToken}`,
+      ...(body !== undefined ? { "content-type": contentType ?? "application/json" } : {}),
+    },
+    ...(body !== undefined ? { body } : {}),
   });
   if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
   return response.json() as Promise<Record<string, unknown>>;
@@ -57,6 +66,16 @@ const workloads: { name: string; service: string; app: string; labels: Record<st
   { name: "ratings-1", service: "ratings", app: "ratings", labels: {} },
 ];
 const apps = await Promise.all(workloads.map((w) => startUpstream({ name: w.app })));
+// Each service's agents get a dataplane token of that service, as `wasmesh token dataplane` issues.
+const agentTokens = new Map<string, string>();
+for (const service of new Set(workloads.map((w) => w.service))) {
+  const issued = await call(
+    "POST",
+    "/v1/tokens",
+    JSON.stringify({ role: "dataplane", service, name: "demo" }),
+  );
+  agentTokens.set(service, String(issued.secret));
+}
 const envoyBin = findEnvoy();
 const agents: Agent[] = [];
 const stopAll = async () => {
@@ -84,6 +103,7 @@ try {
         zone: undefined,
         ports: fixed ? { outbound: DEFAULT_PORTS.outbound, admin: DEFAULT_PORTS.admin } : {},
         api,
+        token: agentTokens.get(workload.service) as string,
         xds: `127.0.0.1:${plane.xdsPort}`,
         envoyBin,
         dataDir: join(agentsDir, workload.name),
@@ -139,7 +159,7 @@ const canary = await runLoad({
 const measured = { v1: v1.count, v2: v2.count };
 const share = (count: number) => `${Math.round((1000 * count) / requests) / 10}%`;
 const failed = canary.non2xx + canary.errors;
-const split = await routeSplit(api, "reviews");
+const split = await routeSplit(api, adminToken, "reviews");
 const tester = await sendHttp(outboundPort, {
   path: "/reviews/1",
   headers: { host: "reviews", "x-user": "tester" },
@@ -154,7 +174,7 @@ const sidecars = workloads
   .join("\n");
 console.log(`wasmesh demo: a control plane and a mesh driven by it
 
-  control plane   API ${api} (try ${api}/v1/routes)  xDS 127.0.0.1:${plane.xdsPort}  data ${dataDir}
+  control plane   API ${api} (admin token in ${plane.adminTokenFile})  xDS 127.0.0.1:${plane.xdsPort}  data ${dataDir}
   mesh            ${meshFile}
   sidecars (one data-plane agent each, data in ${agentsDir}):
 ${sidecars}
@@ -171,7 +191,8 @@ else {
   console.log(`try (in another terminal):
   curl -s http://127.0.0.1:${outboundPort}/ -H 'host: reviews' -H 'x-user: tester' -D - -o /dev/null
   curl -s http://127.0.0.1:${adminPort}/stats | grep wasm
-  ./dev wasmesh get workloads
+  ./dev wasmesh get workloads          (the CLI finds the admin token in ${credentialsPath()})
+  curl -s ${api}/v1/routes -H "authorization: Bearer $(cat ${plane.adminTokenFile})"
   ./dev wasmesh status
   edit deploy/demo/mesh.yaml (e.g. weights 50/50), then: ./dev wasmesh apply -f deploy/demo/mesh.yaml
 

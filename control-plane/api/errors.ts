@@ -15,6 +15,9 @@ const ERROR_CODES = [
   "too_large",
   "unsupported_media_type",
   "bad_request",
+  "unauthenticated",
+  "forbidden",
+  "misdirected",
   "method_not_allowed",
   "too_many_requests",
   "unavailable",
@@ -88,11 +91,14 @@ export function fieldDetails(errors: readonly FieldError[], where: Omit<ErrorDet
 
 const STATUS_CODES: Partial<Record<number, ErrorCode>> = {
   400: "bad_request",
+  401: "unauthenticated",
+  403: "forbidden",
   404: "not_found",
   405: "method_not_allowed",
   409: "conflict",
   413: "too_large",
   415: "unsupported_media_type",
+  421: "misdirected",
   429: "too_many_requests",
   503: "unavailable",
 };

@@ -12,16 +12,20 @@ import { DEFAULT_VALIDATION_TIMEOUT_MS } from "../modules/isolate.ts";
 import type { ModuleRegistry } from "../modules/types.ts";
 import { KINDS } from "../resources/index.ts";
 import { type ConfigurationCheck, createRevisionSource } from "../revision/index.ts";
+import { createTokens } from "../security/tokens.ts";
 import type { ResourceStore } from "../store/index.ts";
 import { ProxyStatus } from "../xds/status.ts";
+import { type ApiAuth, authenticate } from "./auth.ts";
 import { edgeRoutes } from "./edge.ts";
 import { ApiError, type ErrorBody, toApiError } from "./errors.ts";
 import type { LeaseKeeper } from "./leases.ts";
 import { DEFAULT_VALIDATIONS_PER_CLIENT, moduleRoutes } from "./modules.ts";
 import { component, errorResponse, json, openApiDocument } from "./openapi.ts";
 import { applyRoutes, resourceRoutes } from "./resources.ts";
+import { tokenRoutes } from "./tokens.ts";
 import { createWriter } from "./writer.ts";
 
+export { type ApiAuth, OPEN_PATHS, servesHost } from "./auth.ts";
 export type { ErrorBody, ErrorCode, ErrorDetail } from "./errors.ts";
 export { createLeaseKeeper, type LeaseKeeper, type LeaseKeeperOptions } from "./leases.ts";
 export { openApiPath } from "./openapi.ts";
@@ -30,6 +34,11 @@ export { createWriter, type Writer } from "./writer.ts";
 
 export interface ApiOptions {
   store: ResourceStore;
+  /**
+   * Who may call (auth.ts): the tokens requests are checked against and the host names served.
+   * "none": no check at all, every request is an admin's (for tests of the routes themselves).
+   */
+  auth: ApiAuth | "none";
   /** Absent: module routes answer 503 with a clear message. */
   modules?: ModuleRegistry;
   /** The proxies connected to the xDS server, for GET /v1/status. */
@@ -104,6 +113,9 @@ export function createApi(options: ApiOptions): Hono {
     requests.inc({ method, route, status: String(c.res.status) });
   });
 
+  // Before everything else a route does: the Host, a browser's origin, the token and its role.
+  app.use("*", authenticate(options.auth));
+
   app.use(
     "*",
     methodNotAllowed({
@@ -138,6 +150,14 @@ export function createApi(options: ApiOptions): Hono {
   );
 
   app.route(
+    "/v1/tokens",
+    tokenRoutes({
+      tokens: options.auth === "none" ? createTokens(store) : options.auth.tokens,
+      maxBodyBytes,
+    }),
+  );
+
+  app.route(
     "/v1/edge",
     edgeRoutes({
       edge:
@@ -164,6 +184,7 @@ export function createApi(options: ApiOptions): Hono {
       operationId: "health",
       summary: "Liveness and the store revision",
       tags,
+      security: [],
       responses: {
         "200": { description: "healthy", content: json(Health) },
         "503": errorResponse("the store is closed or failing"),
@@ -191,6 +212,7 @@ export function createApi(options: ApiOptions): Hono {
     describeRoute({
       operationId: "ready",
       summary: "Readiness: whether a write can be stored now (probed without writing)",
+      security: [],
       description:
         "503 while the resource store cannot be written (a read-only database or file system, a full " +
         "disk, a lock another process holds), with the reason; writes answer the same 503 meanwhile. " +
@@ -221,7 +243,7 @@ export function createApi(options: ApiOptions): Hono {
     "/metrics",
     describeRoute({
       operationId: "metrics",
-      summary: "Prometheus metrics (text format 0.0.4)",
+      summary: "Prometheus metrics (text format 0.0.4); a read-only token is enough",
       tags,
       responses: {
         "200": { description: "metrics", content: { "text/plain": { schema: { type: "string" } } } },

@@ -16,6 +16,7 @@ import {
 } from "../resources/index.ts";
 import type { ConfigurationCheck } from "../revision/index.ts";
 import type { ResourceStore } from "../store/index.ts";
+import { agentRoute } from "./auth.ts";
 import { accepts, etag, expectedVersion, limit, WASM_TYPES } from "./body.ts";
 import { ApiError, ErrorDetail, invalid, notFound } from "./errors.ts";
 import { bodyOf, component, errorResponse, ifMatchHeader, json, pathParam, queryParam } from "./openapi.ts";
@@ -276,7 +277,8 @@ export function moduleRoutes(deps: ModuleDeps): Hono {
       "503": unavailable,
     },
   });
-  router.get("/:name/:file", getModuleBytes, registry, async (c) => {
+  // Data-plane agents fetch the modules their sidecars are told to load (auth.ts agentRoute).
+  router.get("/:name/:file", getModuleBytes, agentRoute, registry, async (c) => {
     const name = c.req.param("name");
     const sha256 = WASM_FILE.exec(c.req.param("file"))?.[1];
     if (sha256 === undefined) throw notFound("module files are named <sha256>.wasm (lower-case hex)");

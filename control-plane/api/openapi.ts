@@ -145,9 +145,17 @@ export const ifMatchHeader: Parameter = {
   schema: { type: "string" },
 };
 
+/** What every operation can answer besides its own: the checks of auth.ts, in front of each route. */
+const AUTH_RESPONSES = {
+  "401": "no bearer token, or one that is not valid (unknown, revoked, expired); WWW-Authenticate: Bearer",
+  "403":
+    "the token's role may not do this (read-only: no writes, no tokens; dataplane: its service's Workloads and module bytes only), or a cross-origin browser write",
+};
+const MISDIRECTED = "the Host header names no host this control plane serves (DNS rebinding)";
+
 /** The document of every route `app` holds (call it once they are all registered). */
-export function openApiDocument(app: Hono, version: string) {
-  return generateSpecs(app, {
+export async function openApiDocument(app: Hono, version: string) {
+  const document = await generateSpecs(app, {
     // /v1/openapi.json is a route, not a static file.
     excludeStaticFile: false,
     documentation: {
@@ -158,8 +166,31 @@ export function openApiDocument(app: Hono, version: string) {
         description:
           "Resources (wasmesh.io/v1alpha1), manifests, Wasm modules, proxy status and the edge workers' " +
           "configuration. Every error answers " +
-          "{ error: { code, message, details } }.",
+          "{ error: { code, message, details } }. Every route but /healthz and /readyz needs a bearer token " +
+          "(Authorization: Bearer wsm_…; `wasmesh token create`): admin, read-only or dataplane.",
       },
+      components: {
+        securitySchemes: {
+          bearer: {
+            type: "http",
+            scheme: "bearer",
+            description: "an API token, wsm_ and 43 base64url characters (wasmesh token create)",
+          },
+        },
+      },
+      security: [{ bearer: [] }],
     },
   });
+  const error = { description: "", content: { "application/json": { schema: { $ref: `${REF}Error` } } } };
+  for (const item of Object.values(document.paths ?? {})) {
+    for (const operation of Object.values(item ?? {})) {
+      if (typeof operation !== "object" || operation === null || !("responses" in operation)) continue;
+      const responses: NonNullable<typeof operation.responses> = operation.responses ?? {};
+      const open = Array.isArray(operation.security) && operation.security.length === 0;
+      for (const [status, description] of Object.entries(open ? {} : AUTH_RESPONSES))
+        responses[status] ??= { ...error, description };
+      responses["421"] ??= { ...error, description: MISDIRECTED };
+    }
+  }
+  return document;
 }

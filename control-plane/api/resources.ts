@@ -3,7 +3,7 @@
 // a validated Resource and only decide what to write. Each route declares its operation for the
 // OpenAPI document (describeRoute), with the model's schemas.
 import { type Static, Type } from "@sinclair/typebox";
-import { Hono } from "hono";
+import { Hono, type MiddlewareHandler } from "hono";
 import { createMiddleware } from "hono/factory";
 import { describeRoute } from "hono-openapi";
 import { schemaErrors } from "../../schema/filter-config.ts";
@@ -18,6 +18,7 @@ import {
   validateResource,
 } from "../resources/index.ts";
 import type { ResourceStore } from "../store/index.ts";
+import { agentRoute, workloadGuard } from "./auth.ts";
 import {
   accepts,
   decodeText,
@@ -163,6 +164,9 @@ function resourceBody(kind: Kind) {
 function kindRoutes(kind: Kind, deps: ResourceDeps): Hono {
   const { store, writer } = deps;
   const router = new Hono();
+  // A data-plane agent registers, renews and deletes its own Workload (a dataplane token: only of
+  // its service, workloadGuard); it calls nothing else here.
+  const forAgents: MiddlewareHandler = kind === "Workload" ? agentRoute : (_c, next) => next();
   const plural = pluralOf(kind);
   const schema = resourceSchemas[kind];
   const list = component(`${kind}List`, Type.Object({ items: Type.Array(schema) }));
@@ -266,19 +270,22 @@ function kindRoutes(kind: Kind, deps: ResourceDeps): Hono {
           ...writeErrors,
         },
       }),
+      forAgents,
       accepts(MANIFEST_TYPES),
       limit(deps.maxBodyBytes),
       resourceBody(kind),
       async (c) => {
         const resource = c.get("resource");
+        const guard = workloadGuard(c.get("principal"));
         const version = expectedVersion(
           c.req.header("if-match"),
           resource.metadata.resourceVersion,
           "metadata.resourceVersion",
         );
-        const { outcomes } = await writer.write([
-          { op: "put", resource, ...(version !== undefined ? { expectedVersion: version } : {}) },
-        ]);
+        const { outcomes } = await writer.write(
+          [{ op: "put", resource, ...(version !== undefined ? { expectedVersion: version } : {}) }],
+          guard ? { guard } : {},
+        );
         const outcome = outcomes[0];
         if (outcome?.op !== "put") throw new Error("api: a put returned no resource");
         // Registering again is a sign of life, even when nothing changed (so no store event).
@@ -310,20 +317,25 @@ function kindRoutes(kind: Kind, deps: ResourceDeps): Hono {
         "409": errorResponse("stale resourceVersion"),
       },
     }),
+    forAgents,
     async (c) => {
       const version = expectedVersion(
         c.req.header("if-match"),
         c.req.query("resourceVersion"),
         "?resourceVersion",
       );
-      const { revision, outcomes } = await writer.write([
-        {
-          op: "delete",
-          kind,
-          name: c.req.param("name"),
-          ...(version !== undefined ? { expectedVersion: version } : {}),
-        },
-      ]);
+      const guard = workloadGuard(c.get("principal"));
+      const { revision, outcomes } = await writer.write(
+        [
+          {
+            op: "delete",
+            kind,
+            name: c.req.param("name"),
+            ...(version !== undefined ? { expectedVersion: version } : {}),
+          },
+        ],
+        guard ? { guard } : {},
+      );
       return c.json({ revision, deleted: outcomes[0]?.resource });
     },
   );
@@ -360,6 +372,7 @@ function leaseRoute(router: Hono, deps: ResourceDeps, nameParam: ReturnType<type
         "503": errorResponse("this control plane keeps no leases"),
       },
     }),
+    agentRoute,
     accepts(JSON_TYPES),
     limit(deps.maxBodyBytes),
     async (c) => {
@@ -369,7 +382,11 @@ function leaseRoute(router: Hono, deps: ResourceDeps, nameParam: ReturnType<type
       const errors = schemaErrors(LeaseRenewal, body);
       if (errors.length > 0) throw invalid("invalid lease renewal", fieldDetails(errors, {}));
       const { ttlSeconds } = body as Static<typeof LeaseRenewal>;
-      const expiresAt = await leases.renew(c.req.param("name"), ttlSeconds);
+      const name = c.req.param("name");
+      // Renewing keeps a Workload in the mesh: a dataplane token only its service's.
+      const stored = await deps.store.get("Workload", name);
+      if (stored !== undefined) workloadGuard(c.get("principal"))?.({ name, before: stored });
+      const expiresAt = await leases.renew(name, ttlSeconds);
       return c.json({ expiresAt: expiresAt.toISOString() } satisfies Static<typeof Lease>);
     },
   );

@@ -38,8 +38,19 @@ export interface WriteResult {
   warnings: ErrorDetail[];
 }
 
+/**
+ * Checks one change under the write lock, against what is stored then (throw to refuse the whole
+ * write, nothing stored): who may write what (auth.ts workloadGuard).
+ */
+export type WriteGuard = (change: { name: string; before?: StoredResource; after?: Resource }) => void;
+
+export interface WriteOptions {
+  dryRun?: boolean;
+  guard?: WriteGuard;
+}
+
 export interface Writer {
-  write(desired: readonly Desired[], options?: { dryRun?: boolean }): Promise<WriteResult>;
+  write(desired: readonly Desired[], options?: WriteOptions): Promise<WriteResult>;
   /** Runs fn while holding the write lock (for writes that bypass write(), e.g. module pushes). */
   exclusive<T>(fn: () => Promise<T>): Promise<T>;
   /** Reports a commit made under exclusive() to onChange. */
@@ -115,7 +126,7 @@ export function createWriter(
 
   async function writeLocked(
     desired: readonly Desired[],
-    options: { dryRun?: boolean } = {},
+    options: WriteOptions = {},
     plugins: readonly PluginCheck[] = [],
   ): Promise<WriteResult> {
     const stored = new Map<string, StoredResource>();
@@ -149,6 +160,18 @@ export function createWriter(
       documents.set(key, document);
       if (d.op === "put") puts.add(key);
     });
+
+    if (options.guard !== undefined) {
+      for (const d of desired) {
+        const [kind, name] = d.op === "put" ? [d.resource.kind, d.resource.metadata.name] : [d.kind, d.name];
+        const before = stored.get(keyOf(kind, name));
+        options.guard({
+          name,
+          ...(before !== undefined ? { before } : {}),
+          ...(d.op === "put" ? { after: d.resource } : {}),
+        });
+      }
+    }
 
     // Preconditions first, against the snapshot (the store checks them again, atomically): a
     // stale write is a 409 whatever else is wrong with it, and an unchanged document is still

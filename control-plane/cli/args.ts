@@ -1,7 +1,8 @@
 // Argument parsing shared by the commands: node:util's parseArgs with the common flags, usage errors
 // (exit 2) that repeat the command's usage line, and the flag values several commands take.
 import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
-import { ApiClient, CliError, DEFAULT_API } from "./client.ts";
+import { credentialsPath, savedToken } from "../security/credentials.ts";
+import { ApiClient, CliError, DEFAULT_API, type TokenSource } from "./client.ts";
 
 /** What one command module exports: the dispatcher loads it only when that command runs. */
 export interface Command {
@@ -30,6 +31,7 @@ export interface Parsed {
 
 const commonOptions = {
   api: { type: "string" },
+  token: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -78,10 +80,33 @@ export function noPositionals(positionals: string[], command: CommandName): void
 export const str = (value: string | boolean | undefined): string | undefined =>
   typeof value === "string" ? value : undefined;
 
-/** The API client of --api, else $WASMESH_API, else the default. */
-export function apiOf(values: { api?: string | boolean | undefined }): ApiClient {
+/**
+ * The API client of --api, else $WASMESH_API, else the default; with the token of --token, else
+ * $WASMESH_TOKEN, else the one `wasmesh server` saved for that API in the credentials file.
+ */
+export function apiOf(values: {
+  api?: string | boolean | undefined;
+  token?: string | boolean | undefined;
+}): ApiClient {
   const api = typeof values.api === "string" ? values.api : process.env.WASMESH_API || DEFAULT_API;
-  return new ApiClient(api);
+  const client = new ApiClient(api);
+  return new ApiClient(client.base, tokenOf(values, client.base));
+}
+
+function tokenOf(values: { token?: string | boolean | undefined }, api: string): TokenSource | undefined {
+  if (typeof values.token === "string") {
+    if (values.token === "") throw new CliError("--token: must not be empty", 2);
+    return { token: values.token, from: "--token" };
+  }
+  if (process.env.WASMESH_TOKEN) return { token: process.env.WASMESH_TOKEN, from: "$WASMESH_TOKEN" };
+  const path = credentialsPath();
+  let saved: string | undefined;
+  try {
+    saved = savedToken(api, path);
+  } catch (error) {
+    throw new CliError((error as Error).message);
+  }
+  return saved === undefined ? undefined : { token: saved, from: `the credentials file ${path}` };
 }
 
 /** The -o format, one of `allowed` (the first is the default). */

@@ -87,7 +87,13 @@ interface RawResponse {
   rawHeaders: string[];
 }
 
-function request(url: URL, method: string, body: string | Uint8Array | undefined, contentType?: string) {
+function request(
+  url: URL,
+  method: string,
+  body: string | Uint8Array | undefined,
+  contentType?: string,
+  token?: string,
+) {
   return new Promise<RawResponse>((resolve, reject) => {
     const send = url.protocol === "https:" ? https.request : http.request;
     const req = send(
@@ -95,6 +101,7 @@ function request(url: URL, method: string, body: string | Uint8Array | undefined
       {
         method,
         headers: {
+          ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}),
           ...(contentType ? { "content-type": contentType } : {}),
           ...(body !== undefined ? { "content-length": Buffer.byteLength(body) } : {}),
         },
@@ -118,10 +125,19 @@ function request(url: URL, method: string, body: string | Uint8Array | undefined
   });
 }
 
+/** The bearer token a command sends, and where it was found (for the message of a 401). */
+export interface TokenSource {
+  token: string;
+  /** e.g. "--token", "$WASMESH_TOKEN", "the credentials file /home/me/.config/wasmesh/credentials.json" */
+  from: string;
+}
+
 export class ApiClient {
   readonly base: string;
+  readonly #token: TokenSource | undefined;
 
-  constructor(base: string) {
+  constructor(base: string, token?: TokenSource) {
+    this.#token = token;
     let url: URL;
     try {
       url = new URL(base);
@@ -142,7 +158,13 @@ export class ApiClient {
   ): Promise<ApiResponse> {
     let response: RawResponse;
     try {
-      response = await request(new URL(`${this.base}${path}`), method, init.body, init.contentType);
+      response = await request(
+        new URL(`${this.base}${path}`),
+        method,
+        init.body,
+        init.contentType,
+        this.#token?.token,
+      );
     } catch (error) {
       throw new CliError(
         `cannot reach the control plane at ${this.base} (${networkReason(error as NodeJS.ErrnoException)}); ` +
@@ -156,6 +178,12 @@ export class ApiClient {
       } catch {
         // Not JSON after all: report the raw text.
       }
+    }
+    if (response.status === 401) {
+      const hint = this.#token
+        ? `the token from ${this.#token.from} was refused`
+        : "no token was given (--token, $WASMESH_TOKEN, or the credentials file `wasmesh server` writes on this machine)";
+      throw new CliError(`${formatApiError(response.status, body)}\n  ${hint}`);
     }
     if (response.status < 200 || response.status > 299) {
       throw new CliError(formatApiError(response.status, body));
@@ -174,7 +202,13 @@ export class ApiClient {
   /** Best-effort GET: the body, or undefined for a 404 or any failure (the caller can do without). */
   async tryGet(path: string): Promise<unknown> {
     try {
-      const response = await request(new URL(`${this.base}${path}`), "GET", undefined);
+      const response = await request(
+        new URL(`${this.base}${path}`),
+        "GET",
+        undefined,
+        undefined,
+        this.#token?.token,
+      );
       if (response.status === 200) return JSON.parse(response.text) as unknown;
     } catch {
       // A connection problem is reported in full by the call that follows.

@@ -18,6 +18,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   bootstrap: () => import("./commands/bootstrap.ts"),
   dataplane: () => import("./commands/dataplane.ts"),
   status: () => import("./commands/status.ts"),
+  token: () => import("./commands/token.ts"),
   modules: () => import("./commands/modules.ts"),
   edge: () => import("./commands/edge.ts"),
   version: () => import("./commands/version.ts"),
@@ -35,12 +36,15 @@ Commands:
   bootstrap           print an Envoy bootstrap for a sidecar
   dataplane run       run a sidecar: Envoy, its Workload and its modules (the agent)
   status              connected proxies, what they acknowledged, their last rejection
+  token               API tokens: create, dataplane (bound to a service), list, revoke
   modules push FILE   upload a Wasm module version
   edge export         print the edge workers' configuration (e.g. for a Workers KV key)
   version             the CLI's version and the control plane's (--version: the CLI's only)
 
 Every command takes --help, and --api URL (before or after the command): the control plane's
-HTTP API (default $WASMESH_API, else ${DEFAULT_API}); server and bootstrap don't call it.
+HTTP API (default $WASMESH_API, else ${DEFAULT_API}); server and bootstrap don't call it. Calls
+carry a bearer token: --token TOKEN, else $WASMESH_TOKEN, else the admin token wasmesh server saved
+for that URL in ~/.config/wasmesh/credentials.json ($XDG_CONFIG_HOME/wasmesh/ when set).
 Kinds: ${KINDS.join(", ")}
 
 Run 'wasmesh <command> --help' for a command's options.`;
@@ -50,17 +54,23 @@ function commandOf(name: string): (() => Promise<Command>) | undefined {
   return Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
 }
 
-/** `--api URL` / `--api=URL` before the command, moved after it so that each command parses it. */
+const GLOBAL_OPTIONS: Record<string, string> = { "--api": "a URL", "--token": "a token" };
+
+/**
+ * `--api URL` and `--token TOKEN` (or `--api=URL`…) before the command, moved after it so that each
+ * command parses them.
+ */
 function hoistGlobalOptions(argv: string[]): string[] {
   const global: string[] = [];
   let i = 0;
   for (; i < argv.length; i++) {
     const arg = argv[i] as string;
-    if (arg === "--api") {
-      if (argv[i + 1] === undefined) throw usage(MAIN_USAGE, "--api: a URL is required");
+    const what = GLOBAL_OPTIONS[arg];
+    if (what !== undefined && Object.hasOwn(GLOBAL_OPTIONS, arg)) {
+      if (argv[i + 1] === undefined) throw usage(MAIN_USAGE, `${arg}: ${what} is required`);
       global.push(arg, argv[i + 1] as string);
       i++;
-    } else if (arg.startsWith("--api=")) global.push(arg);
+    } else if (Object.keys(GLOBAL_OPTIONS).some((option) => arg.startsWith(`${option}=`))) global.push(arg);
     else break;
   }
   const [command, ...rest] = argv.slice(i);

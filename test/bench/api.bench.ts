@@ -10,7 +10,7 @@
 //     configuration is the same, so its verdict is remembered);
 //   - a Workload's address (nothing new for any module to load).
 // Latency is the client's, from sending the request to the answer (200); the ratio is checked/not.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Resource, validateResource } from "../../control-plane/resources/index.ts";
@@ -60,7 +60,10 @@ async function apply(plane: ControlPlane, docs: Doc[]): Promise<number> {
   const started = performance.now();
   const response = await fetch(`http://127.0.0.1:${plane.httpPort}/v1/apply`, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: {
+      "content-type": "application/json",
+      authorization: `Bearer ${readFileSync(plane.adminTokenFile, "utf8").trim()}`,
+    },
     body: JSON.stringify(docs),
   });
   const text = await response.text();

@@ -24,6 +24,7 @@ import {
   loadBuiltinModule,
 } from "../../control-plane/modules/index.ts";
 import { KINDS, type Kind, MAX_DEPTH } from "../../control-plane/resources/index.ts";
+import { createTokens } from "../../control-plane/security/tokens.ts";
 import {
   DATABASE_FILE,
   openSqliteStore,
@@ -33,7 +34,7 @@ import {
 import { loadSqlite } from "../../control-plane/store/sqlite.ts";
 import type { ProxyStatus } from "../../control-plane/xds/status.ts";
 import { DEBUG_WASM, RELEASE_WASM } from "../support/artifacts.ts";
-import { WASMESH_BIN } from "../support/control-plane.ts";
+import { authorizedFetch, WASMESH_BIN } from "../support/control-plane.ts";
 import { tempDir } from "../support/temp.ts";
 import { canMountTmpfs, fill, mountTmpfs } from "../support/tmpfs.ts";
 
@@ -63,6 +64,7 @@ async function setup(options: Partial<ApiOptions> = {}): Promise<Harness> {
   const changes: number[] = [];
   const logs: unknown[][] = [];
   const app = createApi({
+    auth: "none",
     store,
     metrics,
     version: "1.2.3",
@@ -747,7 +749,7 @@ describe("concurrent writes", () => {
       watch: (listener) => store.watch(listener),
       close: () => store.close(),
     };
-    h.app = createApi({ store: slow, log: () => {} });
+    h.app = createApi({ auth: "none", store: slow, log: () => {} });
     const ratingsRoute: Doc = {
       apiVersion: API,
       kind: "Route",
@@ -872,7 +874,7 @@ describe("request edges", () => {
       close: () => h.store.close(),
     };
     const logs: unknown[][] = [];
-    const app = createApi({ store: broken, log: (...args) => logs.push(args) });
+    const app = createApi({ auth: "none", store: broken, log: (...args) => logs.push(args) });
     const reply = await call(app, "GET", "/v1/services");
     expectError(reply, 500, "internal");
     expect(reply.text).not.toContain("disk on fire");
@@ -967,6 +969,7 @@ async function withRegistry(h: Harness, options: Partial<ApiOptions> = {}): Prom
     builtin: await builtin(),
   });
   return createApi({
+    auth: "none",
     store: h.store,
     modules,
     onChange: (r) => h.changes.push(r),
@@ -1092,7 +1095,7 @@ describe("when the store cannot be written", () => {
     const dataDir = tempDir("api");
     const store = await openSqliteStore({ dataDir, busyTimeoutMs: 100 });
     cleanups.push(() => store.close());
-    const app = createApi({ store, version: "1.2.3", log: () => {} });
+    const app = createApi({ auth: "none", store, version: "1.2.3", log: () => {} });
     expect((await call(app, "POST", "/v1/services", service("reviews"))).status).toBe(201);
     expect((await call(app, "GET", "/readyz")).body).toEqual({ status: "ok", revision: 1, version: "1.2.3" });
 
@@ -1120,11 +1123,14 @@ describe("when the store cannot be written", () => {
     const dir = tempDir("api-ro");
     const dataDir = join(dir, "data");
     const seeded = await openSqliteStore({ dataDir });
-    await call(createApi({ store: seeded }), "POST", "/v1/services", service("reviews"));
+    await call(createApi({ auth: "none", store: seeded }), "POST", "/v1/services", service("reviews"));
+    // An admin token stored before: the server cannot create one in a database it cannot write.
+    const { secret } = await createTokens(seeded).issue({ role: "admin" });
     await seeded.close();
     const user = unprivileged(dir, [dataDir, join(dataDir, DATABASE_FILE)]);
     chmodSync(join(dataDir, DATABASE_FILE), 0o444);
     const server = await startServer(dataDir, user);
+    const fetch = authorizedFetch(secret);
 
     const post = await fetch(`${server.api}/v1/services`, {
       method: "POST",
@@ -1184,7 +1190,7 @@ describe("when the store cannot be written", () => {
         blobs: createFileBlobStore(tmpfs.dir),
         builtin: await builtin(),
       });
-      const app = createApi({ store, modules, log: () => {} });
+      const app = createApi({ auth: "none", store, modules, log: () => {} });
       expect((await call(app, "GET", "/readyz")).status).toBe(200);
       fill(join(tmpfs.dir, "filler"));
 

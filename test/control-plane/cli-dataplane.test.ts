@@ -1,7 +1,7 @@
 // `wasmesh dataplane run`'s command line, without Envoy: every usage error exits 2 naming its flag
 // and starts nothing (no data directory, no Envoy, no module of the agent loaded), and the help.
 // The agent itself, with real Envoy: test/envoy/dataplane.test.ts.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { runCommand, WASMESH_BIN } from "../support/control-plane.ts";
@@ -9,12 +9,15 @@ import { tempDir } from "../support/temp.ts";
 
 const REQUIRED = ["--name", "reviews-1", "--service", "reviews", "--app-port", "9080"];
 
-/** `wasmesh <args>` in a fresh working directory (where the default --data would go). */
+/**
+ * `wasmesh <args>` in a fresh working directory (where the default --data would go), with a token in
+ * $WASMESH_TOKEN unless `env` says otherwise (no usage error here gets as far as using it).
+ */
 async function run(args: string[], env: NodeJS.ProcessEnv = {}) {
   const cwd = tempDir("cli-dataplane");
   const result = await runCommand(process.execPath, [WASMESH_BIN, ...args], {
     cwd,
-    env: { ...process.env, ...env },
+    env: { ...process.env, WASMESH_TOKEN: "wsm_never-used", ...env },
   });
   return { ...result, cwd };
 }
@@ -29,6 +32,8 @@ function withFlag(name: string, value: string | undefined): string[] {
 
 describe("wasmesh dataplane run: usage", () => {
   it("exits 2 naming the flag, and starts nothing, for each usage error", async () => {
+    const emptyFile = join(tempDir("cli-dataplane-token"), "empty.token");
+    writeFileSync(emptyFile, "\n");
     const cases: [string[], RegExp][] = [
       [["dataplane"], /dataplane: a subcommand is required \(run\)/],
       [["dataplane", "start"], /dataplane: unknown subcommand 'start'/],
@@ -84,6 +89,11 @@ describe("wasmesh dataplane run: usage", () => {
         ["dataplane", "run", ...REQUIRED, "--xds", "control-plane"],
         /--xds: expected HOST:PORT, got 'control-plane'/,
       ],
+      [
+        ["dataplane", "run", ...REQUIRED, "--token-file", "/nonexistent/reviews.token"],
+        /--token-file: cannot read \/nonexistent\/reviews\.token: ENOENT/,
+      ],
+      [["dataplane", "run", ...REQUIRED, "--token-file", emptyFile], /--token-file: .* is empty/],
     ];
     const results = await Promise.all(cases.map(([args]) => run(args)));
     for (const [i, [args, message]] of cases.entries()) {
@@ -95,6 +105,15 @@ describe("wasmesh dataplane run: usage", () => {
       expect(result.stdout, what).toBe("");
       expect(existsSync(join(result.cwd, ".wasmesh-dataplane")), what).toBe(false);
     }
+  });
+
+  it("needs a token, from --token-file or $WASMESH_TOKEN, and says how to get one", async () => {
+    const result = await run(["dataplane", "run", ...REQUIRED], { WASMESH_TOKEN: "" });
+    expect(result.code, result.stderr).toBe(2);
+    expect(result.stderr).toMatch(
+      /dataplane run: --token-file is required \(or \$WASMESH_TOKEN\): .*wasmesh token dataplane --service reviews > reviews\.token/,
+    );
+    expect(existsSync(join(result.cwd, ".wasmesh-dataplane"))).toBe(false);
   });
 
   it("a bad $WASMESH_API is a usage error of --cp, its default", async () => {

@@ -26,6 +26,7 @@ import { type ControlPlane, startControlPlane } from "../../control-plane/server
 import { RELEASE_WASM } from "../support/artifacts.ts";
 import { compileAssemblyScript } from "../support/asc.ts";
 import {
+  apiOf,
   type Bootstrap,
   type CliResult,
   runCommand,
@@ -42,6 +43,8 @@ const KINDS = "Service, Workload, Route, CircuitBreaker, AccessRule, MeshPolicy,
 
 let plane: ControlPlane;
 let api: string;
+/** The control plane's admin token (wasmesh() sends it for `api`: useToken). */
+let token: string;
 let dataDir: string;
 /** Scratch files (manifests, bootstraps, modules). */
 let work: string;
@@ -51,7 +54,7 @@ beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), "wasmesh-cli-data-"));
   work = mkdtempSync(join(tmpdir(), "wasmesh-cli-work-"));
   plane = await startControlPlane({ dataDir, httpPort: 0, xdsPort: 0, log: () => {} });
-  api = `http://127.0.0.1:${plane.httpPort}`;
+  ({ api, token } = apiOf(plane));
 });
 
 afterAll(async () => {
@@ -114,6 +117,7 @@ describe("the bin", () => {
         env: {
           ...process.env,
           WASMESH_API: api,
+          WASMESH_TOKEN: token,
           // The Node running the tests runs npx and the bin (whose shebang is `env node`).
           PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ""}`,
         },
@@ -220,6 +224,16 @@ describe("usage", () => {
         ["--name NAME", "--description", "--configuration JSON", "--root-id", "--api URL"],
       ],
       [["modules"], ["modules push FILE", "--name NAME"]],
+      [
+        ["token"],
+        [
+          "token create --role admin|read-only",
+          "token dataplane --service S",
+          "token list",
+          "token revoke ID",
+          "--ttl DURATION",
+        ],
+      ],
     ];
     // --help everywhere, and -h (the same option) once.
     const results = await Promise.all([
@@ -261,7 +275,7 @@ describe("usage", () => {
       ]);
     expectUsage(
       command,
-      "unknown command 'frob'; commands: server, apply, get, delete, bootstrap, dataplane, status, modules",
+      "unknown command 'frob'; commands: server, apply, get, delete, bootstrap, dataplane, status, token, modules",
     );
     expect(command.stderr).toContain("Run 'wasmesh --help' for more.");
     expectUsage(option, "unknown option '--frob'");
@@ -963,9 +977,9 @@ describe("--api", () => {
     const closed = `http://127.0.0.1:${await freePort()}`;
     const [fromEnv, after, before, beforeEq] = await Promise.all([
       wasmesh(["get", "services"], { api }),
-      wasmesh(["get", "services", "--api", api], { api: closed }),
-      wasmesh(["--api", api, "get", "services"], { api: closed }),
-      wasmesh([`--api=${api}`, "get", "services"], { api: closed }),
+      wasmesh(["get", "services", "--api", api], { api: closed, token }),
+      wasmesh(["--api", api, "get", "services"], { api: closed, token }),
+      wasmesh([`--api=${api}`, "get", "services"], { api: closed, token }),
     ]);
     for (const result of [fromEnv, after, before, beforeEq]) {
       expectOk(result);

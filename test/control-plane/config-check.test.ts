@@ -19,6 +19,7 @@ import { routingSuperset } from "../../control-plane/translate/routing-check.ts"
 import { denialsFor } from "../../control-plane/translate/routing-filter.ts";
 import { RELEASE_WASM } from "../support/artifacts.ts";
 import { compileAssemblyScript } from "../support/asc.ts";
+import { apiFetch, apiOf } from "../support/control-plane.ts";
 import { tagModule } from "../support/tag-module.ts";
 import { tempDir } from "../support/temp.ts";
 
@@ -63,7 +64,7 @@ beforeAll(async () => {
     validation: { timeoutMs: TIME_LIMIT_MS },
     log: () => {},
   });
-  api = `http://127.0.0.1:${plane.httpPort}`;
+  api = apiOf(plane).api;
   await apply(EXAMPLE);
   await push("tag", await tagModule(1));
   await push("spinner", spinner);
@@ -73,7 +74,7 @@ afterAll(async () => {
 });
 
 async function apply(body: string, query = ""): Promise<{ status: number; body: unknown }> {
-  const response = await fetch(`${api}/v1/apply${query}`, {
+  const response = await apiFetch(`${api}/v1/apply${query}`, {
     method: "POST",
     headers: { "content-type": "application/yaml" },
     body,
@@ -82,7 +83,7 @@ async function apply(body: string, query = ""): Promise<{ status: number; body: 
 }
 
 async function push(name: string, bytes: Uint8Array<ArrayBuffer>): Promise<void> {
-  const response = await fetch(`${api}/v1/modules/${name}`, {
+  const response = await apiFetch(`${api}/v1/modules/${name}`, {
     method: "POST",
     headers: { "content-type": "application/wasm" },
     body: bytes,
@@ -91,7 +92,7 @@ async function push(name: string, bytes: Uint8Array<ArrayBuffer>): Promise<void>
 }
 
 const revision = async () =>
-  ((await (await fetch(`${api}/healthz`)).json()) as { revision: number }).revision;
+  ((await (await apiFetch(`${api}/healthz`)).json()) as { revision: number }).revision;
 const details = (body: unknown) => (body as ErrorBody).error.details;
 
 /** Applies `docs`, expects the 400 of a refused configuration with nothing stored, returns its details. */
@@ -123,7 +124,7 @@ describe("the routing filter, loaded into the built-in module before a write is 
       },
     ]);
     expect(await revision(), "the store revision did not move").toBe(before);
-    expect((await fetch(`${api}/v1/routes/backref`)).status, "the Route was not stored").toBe(404);
+    expect((await apiFetch(`${api}/v1/routes/backref`)).status, "the Route was not stored").toBe(404);
   });
 
   it("checks dry runs too", async () => {
@@ -258,8 +259,8 @@ describe("WasmPlugins, each configuration loaded into its module", () => {
     const accepted = await apply(yaml(plugin("tagger", "tag", { please: "tag" })));
     expect(accepted.status, JSON.stringify(accepted.body)).toBe(200);
     const before = await revision();
-    const module = await (await fetch(`${api}/v1/wasmmodules/tag`)).json();
-    const response = await fetch(`${api}/v1/modules/tag`, {
+    const module = await (await apiFetch(`${api}/v1/wasmmodules/tag`)).json();
+    const response = await apiFetch(`${api}/v1/modules/tag`, {
       method: "POST",
       headers: { "content-type": "application/wasm" },
       body: refuser,
@@ -276,7 +277,7 @@ describe("WasmPlugins, each configuration loaded into its module", () => {
     ]);
     expect(await revision()).toBe(before);
     expect(
-      await (await fetch(`${api}/v1/wasmmodules/tag`)).json(),
+      await (await apiFetch(`${api}/v1/wasmmodules/tag`)).json(),
       "the module's version is unchanged",
     ).toEqual(module);
   });
@@ -316,7 +317,7 @@ describe("WasmPlugins, each configuration loaded into its module", () => {
         message: expect.stringContaining(`did not finish within ${TIME_LIMIT_MS} ms`),
       }),
     ]);
-    expect((await fetch(`${api}/v1/wasmplugins/spin`)).status).toBe(404);
+    expect((await apiFetch(`${api}/v1/wasmplugins/spin`)).status).toBe(404);
   }, 20_000);
 });
 
@@ -398,7 +399,7 @@ describe("verdicts and warm VMs", () => {
             () => ({ ok: false, error: "did not finish within 10 ms", transient: true }) as const,
           ),
       });
-      const app = createApi({ store, check, log: () => {} });
+      const app = createApi({ auth: "none", store, check, log: () => {} });
       const response = await app.request("/v1/apply", {
         method: "POST",
         headers: { "content-type": "application/yaml" },

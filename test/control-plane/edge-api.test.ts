@@ -34,7 +34,7 @@ async function setup(): Promise<Hono> {
   const dataDir = tempDir("edge-api");
   const store = await openSqliteStore({ dataDir });
   cleanups.push(() => store.close());
-  return createApi({ store, log: () => {} });
+  return createApi({ auth: "none", store, log: () => {} });
 }
 
 async function apply(app: Hono, yaml: string): Promise<void> {
@@ -159,7 +159,15 @@ describe("GET /v1/edge/config", () => {
       paths: Record<string, Record<string, { responses: Record<string, unknown> }>>;
       components: { schemas: Record<string, { $id?: string }> };
     };
-    expect(Object.keys(doc.paths["/v1/edge/config"]?.get?.responses ?? {})).toEqual(["200", "304", "503"]);
+    expect(Object.keys(doc.paths["/v1/edge/config"]?.get?.responses ?? {}).sort()).toEqual([
+      "200",
+      "304",
+      // In front of every route that needs a token (api/auth.ts).
+      "401",
+      "403",
+      "421",
+      "503",
+    ]);
     expect(doc.components.schemas.EdgeConfig?.$id).toBe("https://wasmesh.io/schemas/edge-config.json");
   });
 });

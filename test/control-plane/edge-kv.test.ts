@@ -20,6 +20,7 @@ import { startControlPlane } from "../../control-plane/server.ts";
 import { openSqliteStore, type ResourceStore } from "../../control-plane/store/index.ts";
 import { type EdgeConfig, validateEdgeConfig } from "../../schema/edge-config.ts";
 import { RELEASE_WASM } from "../support/artifacts.ts";
+import { apiFetch, apiOf } from "../support/control-plane.ts";
 import { until } from "../support/wait.ts";
 
 const EXAMPLE = readFileSync(new URL("../../deploy/examples/mesh.yaml", import.meta.url), "utf8");
@@ -38,8 +39,12 @@ interface Recorded {
   body: string;
 }
 
-/** How the fake API answers one request: a status (with a v4 envelope), or never. */
-type Answer = number | { status: number; errors: { code: number; message: string }[] } | "hang";
+/** How the fake API answers one request: a status (with a v4 envelope), a raw body, or never. */
+type Answer =
+  | number
+  | { status: number; errors: { code: number; message: string }[] }
+  | { status: number; raw: string }
+  | "hang";
 
 /** The stand-in for api.cloudflare.com: answers from `script` in turn, then 200. */
 async function fakeCloudflare(script: Answer[] = []) {
@@ -61,6 +66,11 @@ async function fakeCloudflare(script: Answer[] = []) {
         return;
       }
       const status = typeof answer === "number" ? answer : answer.status;
+      if (typeof answer === "object" && "raw" in answer) {
+        res.writeHead(status, { "content-type": "text/plain" });
+        res.end(answer.raw);
+        return;
+      }
       const errors = typeof answer === "number" ? [] : answer.errors;
       res.writeHead(status, { "content-type": "application/json" });
       res.end(JSON.stringify({ success: status < 300, errors, messages: [], result: null }));
@@ -229,6 +239,33 @@ describe("the Workers KV publisher", () => {
     expect(publisher.published).toBe(cloudflare.published()[1]?.version);
   });
 
+  it("never logs the token, even when the API's answer echoes it back", async () => {
+    // Cloudflare quoting the header it refused, and a proxy in between echoing the request.
+    const { store, cloudflare, logs, publisher } = await setup([
+      {
+        status: 400,
+        errors: [{ code: 6003, message: `Invalid request headers: Authorization: Bearer ${TOKEN}` }],
+      },
+    ]);
+    await put(store, example());
+    publisher.notify();
+    await publisher.idle();
+    cloudflare.script.push({ status: 502, raw: `bad gateway; request had authorization: bearer ${TOKEN}` });
+    await put(store, resplit(80, 20));
+    publisher.notify();
+    await publisher.idle();
+    expect(cloudflare.requests).toHaveLength(3);
+    expect(logs.filter((l) => l.includes("failed"))).toEqual([
+      expect.stringMatching(
+        /not retrying: HTTP 400: 6003 Invalid request headers: Authorization: Bearer \[redacted\]$/,
+      ),
+      expect.stringMatching(
+        /retrying in \d+ ms: HTTP 502: bad gateway; request had authorization: bearer \[redacted\]$/,
+      ),
+    ]);
+    expect(logs.join("\n")).not.toContain(TOKEN);
+  });
+
   it("publishes nothing while the store cannot be read, and the next change after it recovers", async () => {
     const { store, cloudflare, logs, publisher } = await setup();
     await put(store, example());
@@ -281,9 +318,9 @@ describe("wasmesh server with --edge-kv-*", () => {
       log: (line) => logs.push(line),
     });
     cleanups.push(() => plane.close());
-    const api = `http://127.0.0.1:${plane.httpPort}`;
+    const { api } = apiOf(plane);
     const apply = async (yaml: string) => {
-      const response = await fetch(`${api}/v1/apply`, {
+      const response = await apiFetch(`${api}/v1/apply`, {
         method: "POST",
         headers: { "content-type": "application/yaml" },
         body: yaml,
@@ -298,7 +335,7 @@ describe("wasmesh server with --edge-kv-*", () => {
 
     await apply(EXAMPLE);
     await until("the publish of the example", () => cloudflare.requests.length === 3);
-    const served = (await (await fetch(`${api}/v1/edge/config`)).json()) as EdgeConfig;
+    const served = (await (await apiFetch(`${api}/v1/edge/config`)).json()) as EdgeConfig;
     expect(cloudflare.published()[2]).toEqual(served);
 
     // The same documents again commit nothing; a hanging KV API does not hold up the next write.
@@ -309,7 +346,7 @@ describe("wasmesh server with --edge-kv-*", () => {
     await apply(resplitYaml);
     expect(performance.now() - started).toBeLessThan(2_000);
     await until("the publish of the new split", () => cloudflare.requests.length === 4);
-    const health = (await (await fetch(`${api}/healthz`)).json()) as { revision: number };
+    const health = (await (await apiFetch(`${api}/healthz`)).json()) as { revision: number };
     expect(health.revision).toBe(2);
     expect(cloudflare.requests.slice(0, 3).every((r) => r.path === KEY_PATH)).toBe(true);
   });

@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync, realpathSync, symlinkSync } from "node:fs";
 import { delimiter, dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
-import { runCommand } from "../support/control-plane.ts";
+import { apiFetch, apiOf, runCommand } from "../support/control-plane.ts";
 import { REPO_ROOT } from "../support/envoy.ts";
 import { tempDir } from "../support/temp.ts";
 
@@ -18,6 +18,7 @@ const NODE_DIR = dirname(process.execPath);
 
 let plane: ControlPlane;
 let api: string;
+let token: string;
 let scratch: string;
 /** Neither the clone nor a parent of it: where a user runs `wasmesh`. */
 let elsewhere: string;
@@ -27,8 +28,8 @@ beforeAll(async () => {
   elsewhere = join(scratch, "elsewhere");
   mkdirSync(elsewhere);
   plane = await startControlPlane({ dataDir: join(scratch, "data"), httpPort: 0, xdsPort: 0, log: () => {} });
-  api = `http://127.0.0.1:${plane.httpPort}`;
-  const created = await fetch(`${api}/v1/services`, {
+  ({ api, token } = apiOf(plane));
+  const created = await apiFetch(`${api}/v1/services`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({
@@ -64,7 +65,11 @@ const installed = (
 ) =>
   run("wasmesh", args, {
     cwd: elsewhere,
-    env: { HOME: process.env.HOME, PATH: `${join(prefix, "bin")}${delimiter}${pathAfter}` },
+    env: {
+      HOME: process.env.HOME,
+      WASMESH_TOKEN: token,
+      PATH: `${join(prefix, "bin")}${delimiter}${pathAfter}`,
+    },
   });
 
 async function expectWorking(prefix: string): Promise<void> {

@@ -9,6 +9,7 @@ import { API_VERSION } from "../../control-plane/resources/index.ts";
 import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
 import { RELEASE_WASM } from "../support/artifacts.ts";
 import { INVALID_CONFIG_CASES, type InvalidConfigCase, invalidConfigBytes } from "../support/conformance.ts";
+import { apiFetch, apiOf } from "../support/control-plane.ts";
 import { tempDir } from "../support/temp.ts";
 
 const cases = INVALID_CONFIG_CASES;
@@ -31,7 +32,7 @@ beforeAll(async () => {
     builtinModule: RELEASE_WASM,
     log: () => {},
   });
-  api = `http://127.0.0.1:${plane.httpPort}`;
+  api = apiOf(plane).api;
   const base = [
     {
       kind: "Service",
@@ -52,7 +53,7 @@ afterAll(async () => {
 });
 
 async function post(body: Buffer): Promise<{ status: number; body: unknown }> {
-  const response = await fetch(`${api}/v1/apply`, {
+  const response = await apiFetch(`${api}/v1/apply`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: new Uint8Array(body),
@@ -61,7 +62,7 @@ async function post(body: Buffer): Promise<{ status: number; body: unknown }> {
 }
 
 const revision = async () =>
-  ((await (await fetch(`${api}/healthz`)).json()) as { revision: number }).revision;
+  ((await (await apiFetch(`${api}/healthz`)).json()) as { revision: number }).revision;
 
 /** Posts `body`, expects a 400 with nothing stored, and returns the error's details. */
 async function refused(body: Buffer) {

@@ -12,6 +12,7 @@ import { outboundCluster } from "../../control-plane/resources/index.ts";
 import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
 import { createMemoryStore } from "../../control-plane/store/index.ts";
 import { RELEASE_WASM } from "../support/artifacts.ts";
+import { apiFetch, apiOf } from "../support/control-plane.ts";
 import { tempDir } from "../support/temp.ts";
 import { eventually } from "../support/wait.ts";
 import { type AdsClient, connectAds } from "../support/xds-client.ts";
@@ -39,11 +40,11 @@ async function start(): Promise<void> {
     // The sweeper runs often; the leases it looks at only lapse when the test moves the clock.
     leases: { now: () => clock, sweepIntervalMs: 10 },
   });
-  api = `http://127.0.0.1:${plane.httpPort}`;
+  api = apiOf(plane).api;
 }
 
 async function call(method: string, path: string, body?: unknown, contentType = "application/json") {
-  const response = await fetch(`${api}${path}`, {
+  const response = await apiFetch(`${api}${path}`, {
     method,
     ...(body !== undefined
       ? {
@@ -76,7 +77,7 @@ const stored = async (name: string) => (await call("GET", `/v1/workloads/${name}
 
 const revision = async () => (await call("GET", "/healthz")).body.revision as number;
 const metric = async (name: string) => {
-  const text = await (await fetch(`${api}/metrics`)).text();
+  const text = await (await apiFetch(`${api}/metrics`)).text();
   return Number(new RegExp(`^${name} (\\d+)$`, "m").exec(text)?.[1]);
 };
 
@@ -182,7 +183,7 @@ describe("Workload leases", () => {
   });
 
   it("answers 503 on an API that keeps no leases", async () => {
-    const app = createApi({ store: createMemoryStore() });
+    const app = createApi({ auth: "none", store: createMemoryStore() });
     const reply = await app.request("/v1/workloads/reviews-agent/lease", {
       method: "PUT",
       body: "{}",

@@ -16,6 +16,7 @@ import {
 import { pluginFilterName, ROUTING_FILTER } from "../../control-plane/resources/names.ts";
 import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
 import { DEBUG_WASM, RELEASE_WASM } from "../support/artifacts.ts";
+import { apiFetch, apiOf } from "../support/control-plane.ts";
 import { tempDir } from "../support/temp.ts";
 import { type AdsClient, connectAds } from "../support/xds-client.ts";
 
@@ -57,7 +58,7 @@ describe("module delivery by file", () => {
   };
 
   async function push(name: string, file: string): Promise<string> {
-    const response = await fetch(`${api}/v1/modules/${name}`, {
+    const response = await apiFetch(`${api}/v1/modules/${name}`, {
       method: "POST",
       headers: { "content-type": "application/wasm" },
       body: readFileSync(file),
@@ -68,7 +69,7 @@ describe("module delivery by file", () => {
   }
 
   async function apply(yaml: string): Promise<void> {
-    const response = await fetch(`${api}/v1/apply`, {
+    const response = await apiFetch(`${api}/v1/apply`, {
       method: "POST",
       headers: { "content-type": "application/yaml" },
       body: yaml,
@@ -78,7 +79,7 @@ describe("module delivery by file", () => {
 
   /** GET /v1/<filename>: the API serves module files where the filename points, under /v1. */
   async function download(filename: string): Promise<Uint8Array> {
-    const response = await fetch(`${api}/v1/${filename}`);
+    const response = await apiFetch(`${api}/v1/${filename}`);
     expect(response.status, `GET /v1/${filename}`).toBe(200);
     return new Uint8Array(await response.arrayBuffer());
   }
@@ -91,7 +92,7 @@ describe("module delivery by file", () => {
       builtinModule: RELEASE_WASM,
       log: () => {},
     });
-    api = `http://127.0.0.1:${plane.httpPort}`;
+    api = apiOf(plane).api;
     // A module of its own (the filters' debug build) run as an outbound plugin of productpage.
     await push("tagger", DEBUG_WASM);
     await apply(

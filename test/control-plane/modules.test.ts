@@ -728,7 +728,7 @@ interface Reply {
  * POST /v1/modules/<name> from the source address `from` (127.0.0.x: each address is a client of
  * its own for the per-client bound); test/support's sendHttp cannot choose its source address.
  */
-function upload(port: number, name: string, bytes: Uint8Array, from: string): Promise<Reply> {
+function upload(port: number, name: string, bytes: Uint8Array, from: string, token?: string): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(
       {
@@ -738,7 +738,11 @@ function upload(port: number, name: string, bytes: Uint8Array, from: string): Pr
         path: `/v1/modules/${name}`,
         localAddress: from,
         agent: false,
-        headers: { "content-type": "application/wasm", "content-length": String(bytes.byteLength) },
+        headers: {
+          "content-type": "application/wasm",
+          "content-length": String(bytes.byteLength),
+          ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}),
+        },
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -769,6 +773,7 @@ async function serveApi(pool: ValidationPool): Promise<number> {
     validate: (bytes, options) => pool.validate(bytes, options),
   });
   const app = createApi({
+    auth: "none",
     store,
     modules: registry,
     log: () => {},
@@ -850,7 +855,7 @@ describe("pushes over the API", () => {
       builtin,
       validate: validateModule,
     });
-    const app = createApi({ store, modules: registry, log: () => {} });
+    const app = createApi({ auth: "none", store, modules: registry, log: () => {} });
     const push = (name: string, bytes: Uint8Array) =>
       app.request(`/v1/modules/${name}`, {
         method: "POST",
@@ -925,7 +930,7 @@ describe("wasmesh server", () => {
     cleanups.push(() => server.stop());
     const port = server.httpPort;
 
-    const greedy = await upload(port, "greedy", fixture("grow-touch"), "127.0.0.1");
+    const greedy = await upload(port, "greedy", fixture("grow-touch"), "127.0.0.1", server.token);
     expect(greedy.status).toBe(400);
     expect(greedy.body.error.details).toEqual([
       {
@@ -937,10 +942,10 @@ describe("wasmesh server", () => {
 
     // While its looping upload is being validated, the client's one slot is taken: a push from the
     // same address is refused until then (pushes before the looper got its slot may go through).
-    const looping = upload(port, "spin", fixture("loop-configure"), "127.0.0.1");
+    const looping = upload(port, "spin", fixture("loop-configure"), "127.0.0.1", server.token);
     let refused: Reply | undefined;
     while (!refused) {
-      const reply = await upload(port, "tagger", tag1, "127.0.0.1");
+      const reply = await upload(port, "tagger", tag1, "127.0.0.1", server.token);
       if (reply.status === 429) refused = reply;
       else expect(reply.status).toBeOneOf([200, 201]);
     }
@@ -949,7 +954,7 @@ describe("wasmesh server", () => {
       /^127\.0\.0\.1 already has 1 module validations running.* \(1\)/,
     );
     // Another client is not held up.
-    expect((await upload(port, "tagger", tag2, "127.0.0.2")).status).toBeOneOf([200, 201]);
+    expect((await upload(port, "tagger", tag2, "127.0.0.2", server.token)).status).toBeOneOf([200, 201]);
     const timedOut = await looping;
     expect(timedOut.status).toBe(400);
     expect(timedOut.body.error.details[0].message).toMatch(

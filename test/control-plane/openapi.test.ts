@@ -26,7 +26,7 @@ interface Document {
   components: { schemas: Record<string, { $id?: string }> };
 }
 
-const api = () => createApi({ store: createMemoryStore(), version: "1.2.3" });
+const api = () => createApi({ auth: "none", store: createMemoryStore(), version: "1.2.3" });
 
 async function documentOf(app: Hono): Promise<{ doc: Document; text: string }> {
   const response = await app.request("/v1/openapi.json");
@@ -113,6 +113,34 @@ describe("GET /v1/openapi.json", () => {
     });
   });
 
+  it("declares bearer authentication: every operation but /healthz and /readyz needs a token and may answer 401 and 403; every one 421", async () => {
+    const { doc } = await documentOf(api());
+    const raw = doc as unknown as {
+      security: unknown;
+      components: { securitySchemes: Record<string, unknown> };
+      paths: Record<string, Record<string, { security?: unknown[] }>>;
+    };
+    expect(raw.components.securitySchemes).toEqual({
+      bearer: { type: "http", scheme: "bearer", description: expect.stringContaining("wsm_") },
+    });
+    expect(raw.security).toEqual([{ bearer: [] }]);
+    for (const { route, path, operation } of operations(doc)) {
+      const open = path === "/healthz" || path === "/readyz";
+      expect(raw.paths[path]?.[route.split(" ")[0] as string]?.security, route).toEqual(
+        open ? [] : undefined,
+      );
+      const statuses = Object.keys(operation.responses);
+      expect(statuses, route).toContain("421");
+      if (!open) expect(statuses, route).toEqual(expect.arrayContaining(["401", "403"]));
+      else expect(statuses, route).not.toContain("401");
+    }
+    // Tokens are documented as the API serves them: never a hash, a secret only when issued.
+    const schemas = doc.components.schemas as Record<string, { properties?: Record<string, unknown> }>;
+    expect(Object.keys(schemas.Token?.properties ?? {})).not.toContain("secret");
+    expect(Object.keys(schemas.Token?.properties ?? {})).not.toContain("sha256");
+    expect(Object.keys(schemas.IssuedToken?.properties ?? {})).toContain("secret");
+  });
+
   it("keeps the operation ids clients name their methods after", async () => {
     const { doc } = await documentOf(api());
     const ids = operations(doc).map(({ operation }) => operation.operationId);
@@ -126,6 +154,7 @@ describe("GET /v1/openapi.json", () => {
       ]),
       ...["apply", "pushModule", "getModuleBytes", "getEdgeConfig", "renewWorkloadLease"],
       ...["status", "health", "ready", "metrics", "openapi"],
+      ...["listTokens", "createToken", "getToken", "revokeToken"],
     ];
     expect([...ids].sort()).toEqual(expected.sort());
   });

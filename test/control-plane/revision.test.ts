@@ -12,6 +12,7 @@ import { openSqliteStore } from "../../control-plane/store/index.ts";
 import type { EdgeConfig } from "../../schema/edge-config.ts";
 import type { FilterConfig } from "../../schema/filter-config.ts";
 import { RELEASE_WASM } from "../support/artifacts.ts";
+import { apiFetch, apiOf } from "../support/control-plane.ts";
 import { tempDir } from "../support/temp.ts";
 import { type AdsClient, connectAds } from "../support/xds-client.ts";
 
@@ -45,7 +46,7 @@ describe("one MeshRevision per store revision, for xDS and the edge", () => {
       builtinModule: RELEASE_WASM,
       log: () => {},
     });
-    api = `http://127.0.0.1:${plane.httpPort}`;
+    api = apiOf(plane).api;
     sidecar = await connectAds({
       address: `127.0.0.1:${plane.xdsPort}`,
       node: { id: "productpage-1", cluster: "productpage", metadata: { "wasmesh.service": "productpage" } },
@@ -58,7 +59,7 @@ describe("one MeshRevision per store revision, for xDS and the edge", () => {
   });
 
   async function apply(yaml: string): Promise<number> {
-    const response = await fetch(`${api}/v1/apply`, {
+    const response = await apiFetch(`${api}/v1/apply`, {
       method: "POST",
       headers: { "content-type": "application/yaml" },
       body: yaml,
@@ -69,7 +70,7 @@ describe("one MeshRevision per store revision, for xDS and the edge", () => {
   }
 
   async function edge(etag?: string) {
-    const response = await fetch(`${api}/v1/edge/config`, {
+    const response = await apiFetch(`${api}/v1/edge/config`, {
       headers: etag !== undefined ? { "if-none-match": etag } : {},
     });
     const text = await response.text();
@@ -96,7 +97,7 @@ describe("one MeshRevision per store revision, for xDS and the edge", () => {
   }
 
   const compiles = async () => {
-    const text = await (await fetch(`${api}/metrics`)).text();
+    const text = await (await apiFetch(`${api}/metrics`)).text();
     return Number(/^wasmesh_revision_compiles_total (\d+)$/m.exec(text)?.[1]);
   };
 

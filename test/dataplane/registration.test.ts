@@ -4,18 +4,24 @@
 // control plane is away and never give up, and deregister. The agent as a whole, with Envoy:
 // test/envoy/dataplane.test.ts.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createTokens } from "../../control-plane/security/tokens.ts";
 import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
+import { openSqliteStore } from "../../control-plane/store/index.ts";
 import { Registration, type WorkloadSpec } from "../../dataplane/registration.ts";
+import { apiFetch, apiOf } from "../support/control-plane.ts";
 import { freePort } from "../support/envoy.ts";
 import { tempDir } from "../support/temp.ts";
 import { until } from "../support/wait.ts";
 
 let plane: ControlPlane;
 let api: string;
+/** The agents' token: a dataplane token of service reviews, as `wasmesh token dataplane` issues. */
+let agentToken: string;
 const registrations: Registration[] = [];
 
+/** A call with the control plane's admin token. */
 async function call(base: string, method: string, path: string, body?: unknown) {
-  const response = await fetch(`${base}${path}`, {
+  const response = await apiFetch(`${base}${path}`, {
     method,
     ...(body !== undefined
       ? { body: JSON.stringify(body), headers: { "content-type": "application/json" } }
@@ -48,9 +54,15 @@ function spec(name: string, leaseSeconds = 6): WorkloadSpec {
   };
 }
 
-function register(base: string, workload: WorkloadSpec, lines: string[] = []): Registration {
+function register(
+  base: string,
+  workload: WorkloadSpec,
+  lines: string[] = [],
+  token = agentToken,
+): Registration {
   const registration = new Registration({
     api: base,
+    token,
     workload,
     log: (line) => lines.push(line),
     retry: { minMs: 100, maxMs: 400 },
@@ -67,7 +79,8 @@ beforeAll(async () => {
     xdsPort: 0,
     log: () => {},
   });
-  api = `http://127.0.0.1:${plane.httpPort}`;
+  api = apiOf(plane).api;
+  ({ secret: agentToken } = await plane.tokens.issue({ role: "dataplane", service: "reviews" }));
   await putService(api, "reviews");
 });
 
@@ -106,6 +119,7 @@ describe("Registration", () => {
     const lines: string[] = [];
     const registration = new Registration({
       api,
+      token: agentToken,
       workload: spec("reviews-asked"),
       log: (l) => lines.push(l),
     });
@@ -149,8 +163,13 @@ describe("Registration", () => {
   it("retries with back-off while the control plane is away, and registers once it is there", async () => {
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
+    // The control plane to come, with the agent's token already in its store.
+    const lateDir = tempDir("registration-late");
+    const store = await openSqliteStore({ dataDir: lateDir });
+    const { secret } = await createTokens(store).issue({ role: "dataplane", service: "reviews" });
+    await store.close();
     const lines: string[] = [];
-    const registration = register(base, spec("reviews-late"), lines);
+    const registration = register(base, spec("reviews-late"), lines, secret);
     await until("three failed attempts", () => lines.length >= 3, 10_000, 20);
     expect(lines.slice(0, 3).map((line) => /retrying in ([\d.]+) s$/.exec(line)?.[1])).toEqual([
       "0.1",
@@ -161,11 +180,12 @@ describe("Registration", () => {
       /^registering workload\/reviews-late at http:\/\/127\.0\.0\.1:\d+ failed \(connect ECONNREFUSED 127\.0\.0\.1:\d+\)/,
     );
     const late = await startControlPlane({
-      dataDir: tempDir("registration-late"),
+      dataDir: lateDir,
       httpPort: port,
       xdsPort: 0,
       log: () => {},
     });
+    apiOf(late);
     try {
       await putService(base, "reviews");
       await registration.registeredOnce();

@@ -16,7 +16,7 @@ import { pluginFilterName, ROUTING_FILTER } from "../../control-plane/resources/
 import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
 import { startXdsProxy, type XdsProxy } from "../../dataplane/xds-proxy.ts";
 import { DEBUG_WASM, RELEASE_WASM } from "../support/artifacts.ts";
-import { proxyStatus, waitForStatus } from "../support/control-plane.ts";
+import { apiFetch, apiOf, proxyStatus, waitForStatus } from "../support/control-plane.ts";
 import { type ModuleServer, moduleVariant, sha256, startModuleServer } from "../support/module-server.ts";
 import { tempDir } from "../support/temp.ts";
 import { until } from "../support/wait.ts";
@@ -61,11 +61,13 @@ const content = (responses: ReceivedResponse[]) =>
 describe("xDS proxy in front of the real control plane", () => {
   let plane: ControlPlane;
   let api: string;
+  /** The agents' token: a dataplane token of productpage, the service their sidecars are. */
+  let agentToken: string;
   let front: ModuleServer;
   const closing: (() => Promise<void> | void)[] = [];
 
   async function apply(yaml: string): Promise<number> {
-    const response = await fetch(`${api}/v1/apply`, {
+    const response = await apiFetch(`${api}/v1/apply`, {
       method: "POST",
       headers: { "content-type": "application/yaml" },
       body: yaml,
@@ -76,7 +78,7 @@ describe("xDS proxy in front of the real control plane", () => {
   }
 
   async function pushModule(name: string, bytes: Uint8Array<ArrayBuffer>): Promise<number> {
-    const response = await fetch(`${api}/v1/modules/${name}`, {
+    const response = await apiFetch(`${api}/v1/modules/${name}`, {
       method: "POST",
       headers: { "content-type": "application/wasm" },
       body: bytes,
@@ -97,6 +99,7 @@ describe("xDS proxy in front of the real control plane", () => {
       listen: { host: "127.0.0.1", port: 0 },
       dataDir,
       api: front.url,
+      token: agentToken,
       moduleFetch: { attempts: 2, backoffMs: 10 },
     });
     closing.push(() => proxy.close());
@@ -155,7 +158,8 @@ describe("xDS proxy in front of the real control plane", () => {
       builtinModule: RELEASE_WASM,
       log: () => {},
     });
-    api = `http://127.0.0.1:${plane.httpPort}`;
+    api = apiOf(plane).api;
+    ({ secret: agentToken } = await plane.tokens.issue({ role: "dataplane", service: "productpage" }));
     front = await startModuleServer({ upstream: api });
     // A module of its own (the filters' debug build) run as an outbound plugin of productpage.
     await pushModule("tagger", readFileSync(DEBUG_WASM));

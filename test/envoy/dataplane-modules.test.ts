@@ -12,7 +12,7 @@ import { LOCAL_MODULE_FILE } from "../../control-plane/envoy/index.ts";
 import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
 import { startXdsProxy, type XdsProxy } from "../../dataplane/xds-proxy.ts";
 import { RELEASE_WASM } from "../support/artifacts.ts";
-import { revisionOf, waitForStatus, wasmesh } from "../support/control-plane.ts";
+import { apiFetch, apiOf, revisionOf, waitForStatus, wasmesh } from "../support/control-plane.ts";
 import { type EnvoyProcess, freePort, startEnvoy } from "../support/envoy.ts";
 import { startLoad } from "../support/load.ts";
 import { sendHttp } from "../support/mesh-envoy.ts";
@@ -47,7 +47,7 @@ describe("module delivery through the agent's xDS proxy, with a real Envoy", () 
         }),
       )
       .join("\n---\n");
-    const response = await fetch(`${api}/v1/apply`, {
+    const response = await apiFetch(`${api}/v1/apply`, {
       method: "POST",
       headers: { "content-type": "application/yaml" },
       body,
@@ -57,7 +57,7 @@ describe("module delivery through the agent's xDS proxy, with a real Envoy", () 
     return result.revision;
   }
   async function pushModule(bytes: Uint8Array<ArrayBuffer>): Promise<void> {
-    const response = await fetch(`${api}/v1/modules/tagger`, {
+    const response = await apiFetch(`${api}/v1/modules/tagger`, {
       method: "POST",
       headers: { "content-type": "application/wasm" },
       body: bytes,
@@ -88,7 +88,7 @@ describe("module delivery through the agent's xDS proxy, with a real Envoy", () 
       builtinModule: RELEASE_WASM,
       log: () => {},
     });
-    api = `http://127.0.0.1:${plane.httpPort}`;
+    api = apiOf(plane).api;
     front = await startModuleServer({ upstream: api });
     app = await startUpstream({ name: "reviews-app" });
     dataDir = tempDir("agent-data");
@@ -97,6 +97,8 @@ describe("module delivery through the agent's xDS proxy, with a real Envoy", () 
       listen: { host: "127.0.0.1", port: 0 },
       dataDir,
       api: front.url,
+      // The agent's token: a dataplane token of reviews.
+      token: (await plane.tokens.issue({ role: "dataplane", service: "reviews" })).secret,
     });
     [outboundPort, inboundPort] = [await freePort(), await freePort()];
     const bootstrap = bootstrapYaml({

@@ -8,8 +8,11 @@ import { readdirSync, readFileSync } from "node:fs";
 import net from "node:net";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTokens } from "../../control-plane/security/tokens.ts";
+import { openSqliteStore } from "../../control-plane/store/index.ts";
 import {
   type ControlPlaneProcess,
+  dataplaneToken,
   startControlPlaneProcess,
   waitForStatus,
 } from "../support/control-plane.ts";
@@ -28,6 +31,8 @@ let productpageApp: Upstream;
 let reviews: AgentProcess;
 let client: AgentProcess;
 const agents: AgentProcess[] = [];
+/** The agents' tokens: a dataplane token per service, as `wasmesh token dataplane` issues. */
+const tokens: Record<string, string> = {};
 
 function agent(options: Parameters<typeof startAgentProcess>[0]): AgentProcess {
   const started = startAgentProcess(options);
@@ -80,6 +85,7 @@ beforeAll(async () => {
       spec: { ports: [{ name: "http", port: 9080, protocol: "http" }] },
     });
     expect(put.status, JSON.stringify(put.body)).toBe(201);
+    tokens[name] = await dataplaneToken(cp.api, name);
   }
 });
 
@@ -94,6 +100,7 @@ describe("wasmesh dataplane run", () => {
   it("with only the required flags: picks its ports and says which, is ready after the first ACK, registers its Workload, and serves another sidecar's request", async () => {
     reviews = agent({
       api: cp.api, // $WASMESH_API, the default of --cp
+      token: tokens.reviews as string,
       args: [
         "--name",
         "reviews-1",
@@ -149,6 +156,7 @@ describe("wasmesh dataplane run", () => {
     const clientCwd = tempDir("dataplane-client");
     client = agent({
       cwd: clientCwd,
+      token: tokens.productpage as string,
       args: [
         "--name",
         "productpage-1",
@@ -272,9 +280,15 @@ describe("wasmesh dataplane run", () => {
   });
 
   it("is not ready until Envoy acknowledged a configuration, even once Envoy is LIVE on its own; the control plane coming up makes it ready and registers it", async () => {
-    // A control plane that is not there yet: ports nothing listens on.
+    // A control plane that is not there yet: ports nothing listens on; its data directory holds
+    // the agent's token already.
     const [httpPort, xdsPort] = [await freePort(), await freePort()];
+    const lateDir = tempDir("dataplane-late-cp");
+    const store = await openSqliteStore({ dataDir: lateDir });
+    const { secret } = await createTokens(store).issue({ role: "dataplane", service: "reviews" });
+    await store.close();
     const late = agent({
+      token: secret,
       args: [
         "--name",
         "reviews-late",
@@ -313,7 +327,7 @@ describe("wasmesh dataplane run", () => {
     expect(before.status).toBe(503);
     expect(before.text).toMatch(/Envoy has not acknowledged its first configuration yet/);
 
-    const plane = await startControlPlaneProcess({ httpPort, xdsPort });
+    const plane = await startControlPlaneProcess({ dataDir: lateDir, httpPort, xdsPort });
     try {
       const put = await plane.request("PUT", "/v1/services/reviews", {
         apiVersion: API_VERSION,
@@ -379,7 +393,13 @@ describe("wasmesh dataplane run", () => {
       },
     ];
     try {
-      const started = cases.map((c) => agent({ args: [...base(c.name), ...c.args], envoyArgs: c.envoyArgs }));
+      const started = cases.map((c) =>
+        agent({
+          token: tokens.reviews as string,
+          args: [...base(c.name), ...c.args],
+          envoyArgs: c.envoyArgs,
+        }),
+      );
       const exits = await Promise.all(started.map((a) => a.exited));
       for (const [i, c] of cases.entries()) {
         const a = started[i] as AgentProcess;

@@ -15,6 +15,7 @@ import { type Resource, validateResource } from "../../control-plane/resources/i
 import { proxyClassKey, translateProxy } from "../../control-plane/translate/index.ts";
 import { SnapshotCache, XdsServer } from "../../control-plane/xds/index.ts";
 import {
+  apiFetch,
   type ControlPlaneProcess,
   revisionOf,
   type Sidecar,
@@ -401,7 +402,7 @@ describe("wasmesh server delivers module bytes inline", () => {
     );
   }
   const moduleFetches = async () => {
-    const metrics = await (await fetch(`${cp.api}/metrics`)).text();
+    const metrics = await (await apiFetch(`${cp.api}/metrics`)).text();
     return [
       ...metrics.matchAll(
         /^wasmesh_api_requests_total\{[^}]*route="\/v1\/modules\/:name\/:file"[^}]*\} (\d+)$/gm,
@@ -485,7 +486,7 @@ describe("wasmesh server delivers module bytes inline", () => {
       ["mesh", builtin.bytes],
       ["tagger", await tagModule(2)],
     ] as const) {
-      const response = await fetch(`${cp.api}/v1/modules/${name}/${sha256(bytes)}.wasm`);
+      const response = await apiFetch(`${cp.api}/v1/modules/${name}/${sha256(bytes)}.wasm`);
       expect(response.status).toBe(200);
       expect(sha256(new Uint8Array(await response.arrayBuffer()))).toBe(sha256(bytes));
     }
@@ -496,7 +497,7 @@ describe("wasmesh server delivers module bytes inline", () => {
     const damaged = readFileSync(blob);
     flipLastByte(damaged);
     writeFileSync(blob, damaged);
-    const refused = await fetch(`${cp.api}/v1/modules/tagger/${sha256(v1)}.wasm`);
+    const refused = await apiFetch(`${cp.api}/v1/modules/tagger/${sha256(v1)}.wasm`);
     expect(refused.status).toBe(404);
     expect(cp.logs()).toContain(`module blob ${blob} is damaged`);
   });

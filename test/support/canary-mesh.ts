@@ -7,6 +7,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   type ControlPlaneProcess,
+  dataplaneToken,
   revisionOf,
   startControlPlaneProcess,
   waitForStatus,
@@ -78,6 +79,7 @@ export async function startCanaryMesh(): Promise<CanaryMesh> {
   const cp = await startControlPlaneProcess();
   const agents = new Map<string, AgentProcess>();
   const apps = new Map<string, Upstream>();
+  const tokens = new Map<string, string>();
   const running = () => [...agents.entries()].filter(([, a]) => a.running).map(([n]) => n);
 
   const cli = async (args: string[], input?: string | Uint8Array) => {
@@ -104,10 +106,17 @@ export async function startCanaryMesh(): Promise<CanaryMesh> {
       for (const spec of list) {
         const app = await startUpstream({ name: spec.name });
         apps.set(spec.name, app);
+        // Each service's agents share a dataplane token of it, as an operator would hand out.
+        let token = tokens.get(spec.service);
+        if (token === undefined) {
+          token = await dataplaneToken(cp.api, spec.service);
+          tokens.set(spec.service, token);
+        }
         const labels = Object.entries(spec.labels ?? {}).map(([k, v]) => `${k}=${v}`);
         agents.set(
           spec.name,
           startAgentProcess({
+            token,
             args: [
               "--name",
               spec.name,

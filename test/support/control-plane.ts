@@ -2,12 +2,63 @@
 // a data directory, the `wasmesh` CLI as a child process, and Envoy sidecars started from
 // `wasmesh bootstrap` output.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type EnvoyProcess, freePort, REPO_ROOT, startEnvoy } from "./envoy.ts";
 import { removeDir, tempDir } from "./temp.ts";
 import { until } from "./wait.ts";
 
 export const WASMESH_BIN = join(REPO_ROOT, "bin", "wasmesh.js");
+
+/** Admin tokens of the control planes a test started, by API origin (http://127.0.0.1:port). */
+const apiTokens = new Map<string, string>();
+
+/** The admin token `wasmesh server` wrote into its data directory at first start. */
+export function adminTokenOf(dataDir: string): string {
+  return readFileSync(join(dataDir, "admin-token"), "utf8").trim();
+}
+
+/**
+ * Makes apiFetch() (and proxyStatus, metricSum, wasmesh() with `api`) call this API with this
+ * token. Returns the token.
+ */
+export function useToken(api: string, token: string): string {
+  apiTokens.set(new URL(api).origin, token);
+  return token;
+}
+
+/** An in-process control plane's API URL, its admin token registered for apiFetch(). */
+export function apiOf(plane: { httpPort: number; adminTokenFile: string }): { api: string; token: string } {
+  const api = `http://127.0.0.1:${plane.httpPort}`;
+  return { api, token: useToken(api, readFileSync(plane.adminTokenFile, "utf8").trim()) };
+}
+
+/** fetch() with `Authorization: Bearer <token>` (unless the call sets one). */
+export function authorizedFetch(token: string): typeof fetch {
+  return (input, init = {}) => {
+    const headers = new Headers(init.headers);
+    if (!headers.has("authorization")) headers.set("authorization", `Bearer ${token}`);
+    return fetch(input, { ...init, headers });
+  };
+}
+
+/** A dataplane token of `service`, issued by the API at `api` (with its registered admin token). */
+export async function dataplaneToken(api: string, service: string): Promise<string> {
+  const response = await apiFetch(`${api}/v1/tokens`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ role: "dataplane", service }),
+  });
+  if (response.status !== 201)
+    throw new Error(`POST /v1/tokens: ${response.status} ${await response.text()}`);
+  return ((await response.json()) as { secret: string }).secret;
+}
+
+/** fetch() with the admin token of the control plane the URL names, if a test registered one. */
+export function apiFetch(url: string | URL, init: RequestInit = {}): Promise<Response> {
+  const token = apiTokens.get(new URL(url).origin);
+  return token === undefined ? fetch(url, init) : authorizedFetch(token)(url, init);
+}
 
 export interface CliResult {
   code: number;
@@ -18,11 +69,17 @@ export interface CliResult {
 /** Runs `wasmesh <args>` with the Node running the tests; `input` goes to stdin. */
 export function wasmesh(
   args: string[],
-  options: { api?: string; input?: string | Uint8Array } = {},
+  options: { api?: string; token?: string; input?: string | Uint8Array } = {},
 ): Promise<CliResult> {
+  // The token given, else the one registered for the API (useToken).
+  const token = options.token ?? (options.api ? apiTokens.get(new URL(options.api).origin) : undefined);
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [WASMESH_BIN, ...args], {
-      env: { ...process.env, ...(options.api ? { WASMESH_API: options.api } : {}) },
+      env: {
+        ...process.env,
+        ...(options.api ? { WASMESH_API: options.api } : {}),
+        ...(token ? { WASMESH_TOKEN: token } : {}),
+      },
       stdio: ["pipe", "pipe", "pipe"],
     });
     let stdout = "";
@@ -91,6 +148,8 @@ export interface ControlPlaneProcess {
   readonly api: string;
   /** host:port for `wasmesh bootstrap --xds`. */
   readonly xds: string;
+  /** The admin token it wrote into its data directory (registered for apiFetch). */
+  readonly token: string;
   readonly pid: number;
   logs(): string;
   /** GET/PUT/… against the API, JSON in and out. */
@@ -111,6 +170,8 @@ export interface StartControlPlaneOptions {
   httpPort?: number;
   xdsPort?: number;
   extraArgs?: string[];
+  /** More environment (e.g. XDG_CONFIG_HOME, where it saves its admin token for the CLI). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export async function startControlPlaneProcess(
@@ -133,7 +194,7 @@ export async function startControlPlaneProcess(
       String(xdsPort),
       ...(options.extraArgs ?? []),
     ],
-    { stdio: ["ignore", "pipe", "pipe"] },
+    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...options.env } },
   );
   let logs = "";
   child.stdout?.on("data", (chunk: Buffer) => {
@@ -165,6 +226,8 @@ export async function startControlPlaneProcess(
     throw error;
   }
 
+  const token = useToken(api, adminTokenOf(dataDir));
+
   const stopWith = async (signal: NodeJS.Signals) => {
     if (!gone) {
       child.kill(signal);
@@ -178,10 +241,11 @@ export async function startControlPlaneProcess(
     xdsPort,
     api,
     xds: `127.0.0.1:${xdsPort}`,
+    token,
     pid: child.pid ?? -1,
     logs: () => logs,
     async request(method, path, body) {
-      const response = await fetch(`${api}${path}`, {
+      const response = await apiFetch(`${api}${path}`, {
         method,
         ...(body !== undefined
           ? { body: JSON.stringify(body), headers: { "content-type": "application/json" } }
@@ -273,7 +337,7 @@ export interface StatusProxy {
 
 /** GET /v1/status. */
 export async function proxyStatus(api: string): Promise<StatusProxy[]> {
-  const response = await fetch(`${api}/v1/status`);
+  const response = await apiFetch(`${api}/v1/status`);
   if (!response.ok) throw new Error(`GET /v1/status: ${response.status} ${await response.text()}`);
   return ((await response.json()) as { proxies: StatusProxy[] }).proxies;
 }
@@ -316,7 +380,7 @@ export async function metricSum(
   name: string,
   labels: Record<string, string> = {},
 ): Promise<number> {
-  const text = await (await fetch(`${api}/metrics`)).text();
+  const text = await (await apiFetch(`${api}/metrics`)).text();
   let total = 0;
   for (const line of text.split("\n")) {
     if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;

@@ -3,7 +3,8 @@
 // Every agent started here is killed when the test process exits (its Envoy follows: the agent's
 // watchdog stops it).
 import { type ChildProcess, spawn } from "node:child_process";
-import { dirname } from "node:path";
+import { writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { WASMESH_BIN } from "./control-plane.ts";
 import { findEnvoy, parseStats, type ServerInfo, statsPath } from "./envoy.ts";
 import { tempDir } from "./temp.ts";
@@ -49,6 +50,11 @@ export interface AgentProcess {
 export interface StartAgentOptions {
   /** `dataplane run` flags after `run`. */
   args: string[];
+  /**
+   * The agent's token (a dataplane token of its service, dataplaneToken()), written to a file in
+   * its working directory and passed as --token-file, as users do. Without it, no token is given.
+   */
+  token?: string;
   /** Envoy's flags (after `--`); default --concurrency 1 and warnings only, to spare the two cores. */
   envoyArgs?: string[];
   /** The API the agent uses when no --cp is given ($WASMESH_API). */
@@ -75,9 +81,23 @@ export function startAgentProcess(options: StartAgentOptions): AgentProcess {
   else delete env.WASMESH_API;
   if (options.envoyOnPath ?? true) env.PATH = `${dirname(findEnvoy())}:${env.PATH ?? ""}`;
   const envoyArgs = options.envoyArgs ?? ["--concurrency", "1", "--log-level", "warning"];
+  delete env.WASMESH_TOKEN;
+  const tokenArgs: string[] = [];
+  if (options.token !== undefined) {
+    const file = join(cwd, `agent-${live.size}-${Date.now()}.token`);
+    writeFileSync(file, `${options.token}\n`, { mode: 0o600 });
+    tokenArgs.push("--token-file", file);
+  }
   const child = spawn(
     process.execPath,
-    [WASMESH_BIN, "dataplane", "run", ...options.args, ...(envoyArgs.length > 0 ? ["--", ...envoyArgs] : [])],
+    [
+      WASMESH_BIN,
+      "dataplane",
+      "run",
+      ...tokenArgs,
+      ...options.args,
+      ...(envoyArgs.length > 0 ? ["--", ...envoyArgs] : []),
+    ],
     { cwd, env, stdio: ["ignore", "pipe", "pipe"] },
   );
   live.add(child);

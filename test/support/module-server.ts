@@ -71,7 +71,12 @@ export async function startModuleServer(options: ModuleServerOptions = {}): Prom
     await fault?.wait;
     let bytes = blobs.get(sha);
     if (bytes === undefined && options.upstream) {
-      const answer = await fetch(`${options.upstream}${req.url}`);
+      // With the agent's token, as the agent sent it.
+      const authorization = req.headers.authorization;
+      const answer = await fetch(
+        `${options.upstream}${req.url}`,
+        authorization ? { headers: { authorization } } : {},
+      );
       if (!answer.ok) {
         res.writeHead(answer.status).end(await answer.text());
         return;

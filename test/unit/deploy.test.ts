@@ -5,6 +5,7 @@
 // Envoy's `--mode validate` in test/envoy/deploy.test.ts.)
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
+import http from "node:http";
 import { dirname, join, relative, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { DEFAULT_PORTS } from "../../control-plane/envoy/index.ts";
@@ -99,6 +100,10 @@ describe("control-plane.yaml", () => {
       "5681",
       "--xds-port",
       "5678",
+      "--api-host",
+      "wasmesh-control-plane.wasmesh-system.svc",
+      "--api-host",
+      "wasmesh-control-plane.wasmesh-system.svc.cluster.local",
     ]);
     // `npx wasmesh` in the image's /app runs the package's own bin.
     const pkg = JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")) as {
@@ -151,6 +156,27 @@ describe("control-plane.yaml", () => {
     const probe = server.readinessProbe?.httpGet?.path ?? "";
     const health = await fetch(`http://127.0.0.1:${httpPort}${probe}`);
     expect(health.status).toBe(200);
+    // Reached by the Service's name, as agents in the cluster reach it: served; another name is not.
+    const token = readFileSync(join(dataDir, "admin-token"), "utf8").trim();
+    const byName = (host: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = http.get(
+          {
+            host: "127.0.0.1",
+            port: httpPort,
+            path: "/v1/services",
+            headers: { host, authorization: `Bearer ${token}` },
+          },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        req.on("error", reject);
+      });
+    expect(await byName("wasmesh-control-plane.wasmesh-system.svc:5681")).toBe(200);
+    expect(await byName("wasmesh-control-plane.wasmesh-system.svc.cluster.local")).toBe(200);
+    expect(await byName("wasmesh-control-plane.evil.example:5681")).toBe(421);
     const exited = new Promise((r) => child.once("exit", r));
     child.kill("SIGTERM");
     await exited;

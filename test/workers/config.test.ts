@@ -7,6 +7,7 @@ import { stringify } from "yaml";
 import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
 import type { EdgeConfig } from "../../schema/edge-config.ts";
 import type { FilterConfig } from "../../schema/filter-config.ts";
+import { apiFetch, apiOf } from "../support/control-plane.ts";
 import type { HttpResponse } from "../support/mesh-envoy.ts";
 import { tempDir } from "../support/temp.ts";
 import { startUpstream, type Upstream } from "../support/upstreams.ts";
@@ -108,17 +109,21 @@ function thenRevalidated(first: () => boolean): () => boolean {
 describe("live configuration from the control plane (real control plane, its edge endpoint)", () => {
   let plane: ControlPlane;
   let dataDir: string;
+  /** The worker's WASMESH_TOKEN: a read-only token. */
+  let readOnly: string;
 
   beforeAll(async () => {
     dataDir = tempDir("worker-cp");
     plane = await startControlPlane({ dataDir, httpPort: 0, xdsPort: 0, log: () => {} });
+    apiOf(plane);
+    ({ secret: readOnly } = await plane.tokens.issue({ role: "read-only", name: "edge" }));
   });
   afterAll(async () => {
     await plane?.close();
   });
 
   async function split(weightV1: number, weightV2: number): Promise<void> {
-    const response = await fetch(`http://127.0.0.1:${plane.httpPort}/v1/apply`, {
+    const response = await apiFetch(`http://127.0.0.1:${plane.httpPort}/v1/apply`, {
       method: "POST",
       headers: { "content-type": "application/yaml" },
       body: meshYaml(weightV1, weightV2),
@@ -126,9 +131,29 @@ describe("live configuration from the control plane (real control plane, its edg
     expect(response.status, await response.text()).toBe(200);
   }
 
+  it("needs a token: without WASMESH_TOKEN, or with a revoked one, it has no configuration and says why", async () => {
+    await split(100, 0);
+    const url = `http://127.0.0.1:${plane.httpPort}/v1/edge/config`;
+    const without = await worker({ CONFIG_URL: url });
+    const refused = await without.send({ path: "/" });
+    expect(refused.status).toBe(503);
+    expect(refused.body).toMatch(
+      /answered 401: the control plane needs a token; set the WASMESH_TOKEN secret/,
+    );
+    const { token, secret } = await plane.tokens.issue({ role: "read-only" });
+    await plane.tokens.revoke(token.id);
+    const revoked = await (await worker({ CONFIG_URL: url, WASMESH_TOKEN: secret })).send({ path: "/" });
+    expect(revoked.status).toBe(503);
+    expect(revoked.body).toMatch(/answered 401: WASMESH_TOKEN was refused/);
+    expect(v1.count + v2.count).toBe(0);
+  });
+
   it("follows a split change within its revalidation interval, with no failed request in between", async () => {
     await split(100, 0);
-    const edge = await worker({ CONFIG_URL: `http://127.0.0.1:${plane.httpPort}/v1/edge/config` });
+    const edge = await worker({
+      CONFIG_URL: `http://127.0.0.1:${plane.httpPort}/v1/edge/config`,
+      WASMESH_TOKEN: readOnly,
+    });
     expect(upstreamOf(await edge.send({ path: "/" }))).toBe("v1");
 
     // Continuous traffic (two clients) across the change.
@@ -179,6 +204,7 @@ describe("clusters without origins (real control plane)", () => {
   beforeAll(async () => {
     dataDir = tempDir("worker-cp");
     plane = await startControlPlane({ dataDir, httpPort: 0, xdsPort: 0, log: () => {} });
+    apiOf(plane);
   });
   afterAll(async () => {
     await plane?.close();
@@ -211,14 +237,18 @@ describe("clusters without origins (real control plane)", () => {
         ],
       }),
     ].join("---\n");
-    const applied = await fetch(`http://127.0.0.1:${plane.httpPort}/v1/apply`, {
+    const applied = await apiFetch(`http://127.0.0.1:${plane.httpPort}/v1/apply`, {
       method: "POST",
       headers: { "content-type": "application/yaml" },
       body: mesh,
     });
     expect(applied.status, await applied.text()).toBe(200);
 
-    const edge = await worker({ CONFIG_URL: `http://127.0.0.1:${plane.httpPort}/v1/edge/config` });
+    const { secret } = await plane.tokens.issue({ role: "read-only", name: "edge" });
+    const edge = await worker({
+      CONFIG_URL: `http://127.0.0.1:${plane.httpPort}/v1/edge/config`,
+      WASMESH_TOKEN: secret,
+    });
     const served = await edge.send({ path: "/reviews/1" });
     expect(served.status, `${served.body}\n${edge.logs.join("\n")}`).toBe(200);
     expect(upstreamOf(served)).toBe("v1");

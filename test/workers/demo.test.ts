@@ -4,7 +4,12 @@
 // ratings, as `./dev demo` does. The edge sees that mesh: reviews split 90/10, no 503.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type DemoUpstreams, demoMeshYaml, startDemoUpstreams } from "../../scripts/demo-mesh.ts";
-import { type ControlPlaneProcess, startControlPlaneProcess } from "../support/control-plane.ts";
+import {
+  apiFetch,
+  type ControlPlaneProcess,
+  startControlPlaneProcess,
+  wasmesh,
+} from "../support/control-plane.ts";
 import { startWranglerDev, type WranglerDev } from "./harness.ts";
 
 let upstreams: DemoUpstreams;
@@ -14,13 +19,19 @@ let edge: WranglerDev;
 beforeAll(async () => {
   upstreams = await startDemoUpstreams();
   cp = await startControlPlaneProcess();
-  const applied = await fetch(`${cp.api}/v1/apply`, {
+  const applied = await apiFetch(`${cp.api}/v1/apply`, {
     method: "POST",
     headers: { "content-type": "application/yaml" },
     body: demoMeshYaml(upstreams),
   });
   expect(applied.status, await applied.text()).toBe(200);
-  edge = await startWranglerDev({ CONFIG_URL: `${cp.api}/v1/edge/config` });
+  // The worker's token, as workers/README.md says: a read-only one.
+  const token = await wasmesh(["token", "create", "--role", "read-only", "--name", "edge"], { api: cp.api });
+  expect(token.code, token.stderr).toBe(0);
+  edge = await startWranglerDev({
+    CONFIG_URL: `${cp.api}/v1/edge/config`,
+    WASMESH_TOKEN: token.stdout.trim(),
+  });
 });
 
 afterAll(async () => {

@@ -12,6 +12,11 @@ export interface WorkerEnv {
   CONFIG_SOURCE?: string;
   /** The control plane's `GET /v1/edge/config`. */
   CONFIG_URL?: string;
+  /**
+   * The bearer token CONFIG_URL is fetched with: a read-only API token (`wasmesh token create
+   * --role read-only`), set as a secret (`wrangler secret put WASMESH_TOKEN`).
+   */
+  WASMESH_TOKEN?: string;
   /** How often the configuration is revalidated, in ms (default 5000). */
   CONFIG_REFRESH_MS?: string | number;
   CONFIG_KV?: KvReader;
@@ -62,7 +67,7 @@ export function readSettings(
     const url = env.CONFIG_URL;
     if (!url || !URL.canParse(url))
       return { ok: false, error: "CONFIG_URL must be set to the control plane's /v1/edge/config URL" };
-    return { ok: true, settings: { source: httpSource(url), refreshMs } };
+    return { ok: true, settings: { source: httpSource(url, env.WASMESH_TOKEN || undefined), refreshMs } };
   }
   if (kind === "kv") {
     if (!env.CONFIG_KV)
@@ -81,8 +86,11 @@ function parseRefresh(value: string | number | undefined): number | undefined {
   return Number.isInteger(ms) && ms >= MIN_REFRESH_MS && ms <= MAX_REFRESH_MS ? ms : undefined;
 }
 
-/** GET with If-None-Match: a 304 costs the control plane nothing and the worker nothing. */
-export function httpSource(url: string): ConfigSource {
+/**
+ * GET with If-None-Match: a 304 costs the control plane nothing and the worker nothing. With the
+ * API token as a bearer token, when there is one.
+ */
+export function httpSource(url: string, token?: string): ConfigSource {
   return {
     description: url,
     async load(tag) {
@@ -90,7 +98,11 @@ export function httpSource(url: string): ConfigSource {
       let response: Response;
       try {
         response = await fetch(url, {
-          headers: { accept: "application/json", ...(etag !== undefined ? { "if-none-match": etag } : {}) },
+          headers: {
+            accept: "application/json",
+            ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}),
+            ...(etag !== undefined ? { "if-none-match": etag } : {}),
+          },
           signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
         });
       } catch (error) {
@@ -99,7 +111,13 @@ export function httpSource(url: string): ConfigSource {
       if (response.status === 304) return { kind: "unchanged" };
       if (!response.ok) {
         await response.body?.cancel();
-        return { kind: "rejected", reason: `${url} answered ${response.status}` };
+        const hint =
+          response.status === 401 || response.status === 403
+            ? token === undefined
+              ? ": the control plane needs a token; set the WASMESH_TOKEN secret to a read-only one (wasmesh token create --role read-only)"
+              : ": WASMESH_TOKEN was refused (revoked, expired, or a dataplane token); give it a read-only token"
+            : "";
+        return { kind: "rejected", reason: `${url} answered ${response.status}${hint}` };
       }
       let bytes: ArrayBuffer;
       try {

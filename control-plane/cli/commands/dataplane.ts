@@ -2,6 +2,7 @@
 // checks the flags (usage errors exit 2 and start nothing), then runs the agent until SIGTERM or
 // SIGINT, and turns a sidecar that cannot start into `wasmesh: <why>` and exit 1.
 
+import { readFileSync } from "node:fs";
 import type { AgentOptions } from "../../../dataplane/agent.ts";
 import {
   type CommandName,
@@ -17,7 +18,8 @@ import {
 } from "../args.ts";
 import { CliError, DEFAULT_API } from "../client.ts";
 
-export const help = `Usage: wasmesh dataplane run --name NAME --service SERVICE --app-port PORT [--labels k=v,...]
+export const help = `Usage: wasmesh dataplane run --name NAME --service SERVICE --app-port PORT --token-file FILE
+                             [--labels k=v,...]
                              [--address ADDR] [--zone Z] [--inbound-port P] [--outbound-port P]
                              [--admin-port P] [--ready-port P] [--cp URL] [--xds HOST:PORT]
                              [--envoy PATH] [--data DIR] [--lease-seconds N] [--drain-seconds N]
@@ -32,6 +34,9 @@ Envoy at once. Exits 1 with Envoy's reason when Envoy cannot start.
   --name NAME           the Workload's name and Envoy's node id (required)
   --service SERVICE     the service this workload serves (required)
   --app-port PORT       the local app's port, behind the inbound listener (required)
+  --token-file FILE     the agent's API token: a dataplane token of SERVICE, from
+                        wasmesh token dataplane --service SERVICE > FILE (required, unless
+                        $WASMESH_TOKEN holds one)
   --labels k=v,...      the workload's labels, e.g. version=v2 (route subsets select on them)
   --address ADDR        where other sidecars reach this one (default: the address this host
                         reaches the control plane from)
@@ -74,6 +79,7 @@ export async function run(args: string[], out: Out): Promise<undefined> {
       name: { type: "string" },
       service: { type: "string" },
       "app-port": { type: "string" },
+      "token-file": { type: "string" },
       labels: { type: "string" },
       address: { type: "string" },
       zone: { type: "string" },
@@ -124,6 +130,30 @@ export async function run(args: string[], out: Out): Promise<undefined> {
   return undefined;
 }
 
+/** The agent's token: the file's (first line), else $WASMESH_TOKEN; a usage error without one. */
+function tokenOf(file: string | undefined, service: string): string {
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (error) {
+      throw usage(
+        command,
+        `--token-file: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+      );
+    }
+    const token = text.split("\n")[0]?.trim() ?? "";
+    if (token === "") throw usage(command, `--token-file: ${file} is empty`);
+    return token;
+  }
+  if (process.env.WASMESH_TOKEN) return process.env.WASMESH_TOKEN;
+  throw usage(
+    command,
+    `dataplane run: --token-file is required (or $WASMESH_TOKEN): the agent's token, e.g. from ` +
+      `wasmesh token dataplane --service ${service} > ${service}.token`,
+  );
+}
+
 /** The flags as the agent's options; every problem is a usage error naming its flag. */
 async function agentOptions(values: Parsed["values"], envoyArgs: string[], out: Out): Promise<AgentOptions> {
   const name = str(values.name);
@@ -147,6 +177,7 @@ async function agentOptions(values: Parsed["values"], envoyArgs: string[], out: 
     if (other) throw usage(command, `${other} and ${flag} are both ${port}; they must differ`);
     seen.set(port, flag);
   }
+  const token = tokenOf(str(values["token-file"]), service);
   const leaseSeconds =
     parseCount(str(values["lease-seconds"]), "--lease-seconds", 5, 3600) ?? DEFAULT_LEASE_SECONDS;
   const drainSeconds =
@@ -220,6 +251,7 @@ async function agentOptions(values: Parsed["values"], envoyArgs: string[], out: 
       ready: ports["--ready-port"],
     },
     api: api.href.replace(/\/$/, ""),
+    token,
     xds,
     envoyBin: str(values.envoy) ?? "envoy",
     dataDir: str(values.data) ?? `.wasmesh-dataplane/${name}`,

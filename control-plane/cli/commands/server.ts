@@ -14,6 +14,7 @@ import {
 import { CliError } from "../client.ts";
 
 export const help = `Usage: wasmesh server [--data DIR] [--http-port 5681] [--xds-port 5678] [--address 127.0.0.1]
+                      [--api-host NAME]...
                       [--edge-kv-account ID --edge-kv-namespace NS [--edge-kv-key KEY]]
                       [--module-memory-limit MIB] [--validation-workers N]
                       [--validations-per-client N] [--validation-timeout SECONDS]
@@ -21,7 +22,16 @@ export const help = `Usage: wasmesh server [--data DIR] [--http-port 5681] [--xd
 Runs the control plane: the HTTP API (--http-port) and the gRPC xDS server (--xds-port), with the
 resources in an embedded SQLite database under --data (default .wasmesh/). Port 0 picks a free
 port (the startup line says which). SIGINT or SIGTERM shuts it down.
-  --address          interface both servers listen on (0.0.0.0 for sidecars on other hosts)
+  --address          interface both servers listen on (0.0.0.0 for sidecars on other hosts;
+                     without TLS, which wasmesh does not serve yet, it warns)
+  --api-host NAME    a host name the API is reached by (repeatable), e.g. wasmesh.example.com:
+                     requests naming another host are refused (DNS rebinding); IP addresses and
+                     localhost are always served
+
+Every API call but /healthz and /readyz needs a bearer token. A data directory without a valid
+admin token gets one at start, in DIR/admin-token (owner only), also saved for the API's URL in
+the credentials file the CLI reads (~/.config/wasmesh/credentials.json, or under
+$XDG_CONFIG_HOME): wasmesh commands on this machine need no --token.
   --module-memory-limit MIB
                      linear memory a module may use (default 128, at most 1024: Envoy's own cap);
                      module validation refuses a module that asks for more
@@ -40,6 +50,9 @@ port (the startup line says which). SIGINT or SIGTERM shuts it down.
 
 const command: CommandName = { name: "server", help };
 
+const HOST_NAME =
+  /^[A-Za-z0-9](?:[-A-Za-z0-9]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*\.?$/;
+
 export async function run(args: string[], out: Out): Promise<"serving" | undefined> {
   const { values, positionals } = parse(
     args,
@@ -48,6 +61,7 @@ export async function run(args: string[], out: Out): Promise<"serving" | undefin
       "http-port": { type: "string" },
       "xds-port": { type: "string" },
       address: { type: "string" },
+      "api-host": { type: "string", multiple: true },
       "edge-kv-account": { type: "string" },
       "edge-kv-namespace": { type: "string" },
       "edge-kv-key": { type: "string" },
@@ -68,6 +82,14 @@ export async function run(args: string[], out: Out): Promise<"serving" | undefin
   }
   const dataDir = str(values.data) ?? ".wasmesh";
   const address = str(values.address) ?? "127.0.0.1";
+  const apiHosts = (values["api-host"] as unknown as string[] | undefined) ?? [];
+  for (const name of apiHosts) {
+    if (!HOST_NAME.test(name))
+      throw usage(
+        command,
+        `--api-host: expected a host name such as wasmesh.example.com (no scheme, no port), got '${name}'`,
+      );
+  }
   const edgeKv = edgeKvOptions(values);
   const memoryMib = parseCount(str(values["module-memory-limit"]), "--module-memory-limit", 1, 1024);
   const workers = parseCount(str(values["validation-workers"]), "--validation-workers", 1, 64);
@@ -80,9 +102,10 @@ export async function run(args: string[], out: Out): Promise<"serving" | undefin
     ...(timeoutS !== undefined ? { timeoutMs: timeoutS * 1000 } : {}),
   };
   // Imported here, after the flags are checked, so that a usage error costs no server start-up.
-  const [{ startControlPlane }, grpc] = await Promise.all([
+  const [{ startControlPlane }, grpc, { credentialsPath }] = await Promise.all([
     import("../../server.ts"),
     import("@grpc/grpc-js"),
+    import("../../security/credentials.ts"),
   ]);
   // grpc-js logs a failed bind ("E No address added out of total 1 resolved") before the start
   // fails; startupError says the same in full, so that one line goes. Other lines stay as they were.
@@ -104,6 +127,8 @@ export async function run(args: string[], out: Out): Promise<"serving" | undefin
       httpPort,
       xdsPort,
       address,
+      apiHosts,
+      credentialsFile: credentialsPath(),
       ...(edgeKv ? { edgeKv } : {}),
       validation,
       log: (line) => out(line),
