@@ -81,7 +81,7 @@ module.exports = {
     layer(
       "api-below-roots",
       "api/",
-      "api/|edge/|revision/|modules/|xds/|translate/|resources/|envoy/|store/|security/",
+      "api/|edge/|revision/|modules/|xds/|translate/|resources/|envoy/|store/|security/|ca/",
     ),
     {
       name: "only-the-cli-runs-the-server",

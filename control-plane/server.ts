@@ -120,10 +120,10 @@ function localUrls(address: string, port: number): string[] {
 
 /**
  * The mesh CA, created in the store at the first start so that a data directory has its root (and
- * <data>/ca-kek) before any sidecar asks. Nothing calls it yet (issue 11: the CSR endpoint, SDS
- * through the agent, mTLS). A CA that cannot be opened (its key-encryption key missing or wrong, a
- * damaged record, another trust domain) stops the start; a store that cannot be written only leaves
- * a new data directory without a CA until a restart, as it does the rest of the writes.
+ * <data>/ca-kek) before any sidecar asks; POST /v1/certificates signs with it. A CA that cannot
+ * be opened (its key-encryption key missing or wrong, a damaged record, another trust domain) stops
+ * the start; a store that cannot be written only leaves a new data directory without a CA until a
+ * restart, as it does the rest of the writes.
  */
 async function openMeshCa(
   options: ControlPlaneOptions,
@@ -215,6 +215,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     store,
     codes: (refs) => modules.codes(refs),
     metrics,
+    // The SPIFFE IDs the sidecars' mTLS verifies name the CA's trust domain.
+    ...(ca !== undefined ? { trustDomain: ca.trustDomain } : {}),
     log,
   });
   /** The revision the xDS server serves: it moves only with xds.update, so versions and content agree. */
@@ -282,6 +284,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     leases,
     status: () => xds.status(),
     metrics,
+    ...(ca !== undefined ? { ca } : {}),
     version: VERSION,
     edge,
     ...(check ? { check } : {}),

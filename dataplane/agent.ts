@@ -11,6 +11,7 @@ import { join, resolve } from "node:path";
 import { bootstrap } from "../control-plane/envoy/bootstrap.ts";
 import { DEFAULT_ADDRESSES, type ProxyIdentity } from "../control-plane/envoy/index.ts";
 import { Envoy, EnvoyStartError } from "./envoy.ts";
+import { startWorkloadIdentity, type WorkloadIdentity } from "./identity.ts";
 import { type PortRequest, type Ports, pickPorts } from "./ports.ts";
 import { type Readiness, type ReadinessServer, startReadiness } from "./ready.ts";
 import { Registration } from "./registration.ts";
@@ -41,6 +42,10 @@ export interface AgentOptions {
   drainSeconds: number;
   /** More Envoy flags (those after `--` on the command line). */
   envoyArgs: readonly string[];
+  /** The lifetime asked of the CA for the workload's certificates (default the CA's, 24 h). */
+  certValiditySeconds?: number;
+  /** How often the trust bundle is checked (default 30 s). */
+  bundleRefreshMs?: number;
   /** The agent's own lines. */
   log: (line: string) => void;
   /** Envoy's own output. */
@@ -56,6 +61,8 @@ export interface Agent {
   readonly ports: Ports;
   /** Where Envoy's ADS cluster points (the xDS proxy, on loopback). */
   readonly xdsProxyPort: number;
+  /** The workload's certificate and its SDS server (renew() for tests and operators). */
+  readonly identity: WorkloadIdentity;
   /**
    * The shutdown sequence (SIGTERM): readiness 503, the Workload deleted, Envoy serving on for the
    * drain time, then drained and stopped. A second call while it runs cuts the waits short.
@@ -102,6 +109,24 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     });
     log(`xDS proxy on 127.0.0.1:${proxy.port}, to the control plane at ${options.xds} (API ${options.api})`);
 
+    // The key, the certificate and the SDS socket Envoy's bootstrap names, before Envoy starts.
+    let identity: WorkloadIdentity;
+    try {
+      identity = await startWorkloadIdentity({
+        dataDir,
+        api: options.api,
+        token: options.token,
+        ...(options.certValiditySeconds !== undefined
+          ? { certValiditySeconds: options.certValiditySeconds }
+          : {}),
+        ...(options.bundleRefreshMs !== undefined ? { bundleRefreshMs: options.bundleRefreshMs } : {}),
+        log,
+      });
+    } catch (error) {
+      throw new AgentError((error as Error).message);
+    }
+    cleanups.push(() => identity.close());
+
     const bootstrapPath = join(dataDir, "envoy-bootstrap.json");
     writeFileSync(bootstrapPath, `${JSON.stringify(bootstrapOf(options, ports, proxy.port), null, 2)}\n`);
 
@@ -117,6 +142,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         labels: options.labels,
         zone: options.zone,
         leaseSeconds: options.leaseSeconds,
+        // Its sidecar takes mTLS: callers with certificates originate it (translate/mtls.ts).
+        mtls: true,
       },
       log,
     });
@@ -139,6 +166,11 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       const { live, state } = await envoy.live();
       if (!live) return { ready: false, reason: state };
       if (!acked) return { ready: false, reason: "Envoy has not acknowledged its first configuration yet" };
+      // Without it the mTLS listeners and clusters wait for their secrets.
+      if (identity.certificates.current === undefined) {
+        const problem = identity.certificates.problem;
+        return { ready: false, reason: `no workload certificate yet${problem ? `: ${problem}` : ""}` };
+      }
       return { ready: true };
     };
     let readiness: ReadinessServer;
@@ -180,6 +212,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     return {
       ports,
       xdsProxyPort: proxy.port,
+      identity,
       shutdown() {
         if (shutdown) {
           log("shutting down now (second signal): Envoy stops without waiting for the drain");
@@ -224,6 +257,8 @@ function bootstrapOf(options: AgentOptions, ports: Ports, proxyPort: number): Re
     appAddress: DEFAULT_ADDRESSES.app,
     // Modules arrive as files the xDS proxy keeps under the data directory (Contract 2).
     moduleDelivery: "local",
+    // Its certificate and trust bundle come from the agent over SDS (identity.ts).
+    sds: "agent",
   };
   return bootstrap({ proxy, xds: `127.0.0.1:${proxyPort}`, adminPort: ports.admin });
 }

@@ -10,6 +10,8 @@ export interface HttpResponse {
   text: string;
   /** The address this host used for the connection. */
   localAddress: string | undefined;
+  /** The response's headers (names in lower case). */
+  headers: http.IncomingHttpHeaders;
 }
 
 export interface HttpRequest {
@@ -18,6 +20,8 @@ export interface HttpRequest {
   json?: unknown;
   /** Sent as `Authorization: Bearer <token>`. */
   token?: string;
+  /** More request headers (e.g. If-None-Match). */
+  headers?: Record<string, string>;
   /** The whole call, connection included. */
   timeoutMs: number;
 }
@@ -35,6 +39,7 @@ export function httpRequest(url: string, options: HttpRequest): Promise<HttpResp
         method: options.method ?? "GET",
         agent: false,
         headers: {
+          ...options.headers,
           ...(options.token !== undefined ? { authorization: `Bearer ${options.token}` } : {}),
           ...(body === undefined
             ? {}
@@ -50,6 +55,7 @@ export function httpRequest(url: string, options: HttpRequest): Promise<HttpResp
             status: res.statusCode ?? 0,
             text: Buffer.concat(chunks).toString("utf8"),
             localAddress,
+            headers: res.headers,
           }),
         );
       },

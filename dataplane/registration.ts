@@ -17,6 +17,8 @@ export interface WorkloadSpec {
   labels: Record<string, string>;
   zone: string | undefined;
   leaseSeconds: number;
+  /** Its sidecar takes mesh mTLS (the agent serves it a certificate): spec.mtls. */
+  mtls?: boolean;
 }
 
 export interface RegistrationOptions {
@@ -46,6 +48,7 @@ export function workloadDocument(workload: WorkloadSpec, address: string): Recor
       ...(Object.keys(workload.labels).length > 0 ? { labels: workload.labels } : {}),
       ...(workload.zone !== undefined ? { zone: workload.zone } : {}),
       leaseSeconds: workload.leaseSeconds,
+      ...(workload.mtls === true ? { mtls: true } : {}),
     },
   };
 }

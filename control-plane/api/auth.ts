@@ -4,7 +4,7 @@
 //
 // Roles: admin does everything; read-only reads (GET and HEAD) everything but tokens; a dataplane
 // token, bound to one service, calls only the routes marked with agentRoute (an agent's: its
-// service's Workloads and module bytes), whose handlers check the service (workloadGuard).
+// service's Workloads, module bytes and certificates), whose handlers check the service.
 import { isIP } from "node:net";
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
@@ -147,7 +147,7 @@ function authorize(c: Context, principal: Principal): void {
   if (!matchedRoutes(c).some((route) => route.handler === agentRoute)) {
     throw forbidden(
       `token ${principal.tokenId} is a dataplane token of service '${principal.service}': it may register, renew ` +
-        `and delete that service's Workloads and fetch module bytes; ${method} ${path} needs a read-only or admin token`,
+        `and delete that service's Workloads and fetch module bytes, and get that service's certificates; ${method} ${path} needs a read-only or admin token`,
     );
   }
 }

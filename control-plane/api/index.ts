@@ -6,6 +6,7 @@ import { Hono } from "hono";
 import { methodNotAllowed } from "hono/method-not-allowed";
 import { matchedRoutes } from "hono/route";
 import { describeRoute } from "hono-openapi";
+import type { CertificateAuthority } from "../ca/index.ts";
 import { createEdgeConfigSource, type EdgeConfigSource } from "../edge/source.ts";
 import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "../metrics.ts";
 import { DEFAULT_VALIDATION_TIMEOUT_MS } from "../modules/isolate.ts";
@@ -15,7 +16,8 @@ import { type ConfigurationCheck, createRevisionSource } from "../revision/index
 import { createTokens } from "../security/tokens.ts";
 import type { ResourceStore } from "../store/index.ts";
 import { ProxyStatus } from "../xds/status.ts";
-import { type ApiAuth, authenticate } from "./auth.ts";
+import { type ApiAuth, agentRoute, authenticate } from "./auth.ts";
+import { certificateRoutes } from "./certificates.ts";
 import { edgeRoutes } from "./edge.ts";
 import { ApiError, type ErrorBody, toApiError } from "./errors.ts";
 import type { LeaseKeeper } from "./leases.ts";
@@ -67,6 +69,11 @@ export interface ApiOptions {
    * /v1/workloads/<name>/lease renews; without it that route answers 503.
    */
   leases?: LeaseKeeper;
+  /**
+   * The mesh CA, which POST /v1/certificates signs workloads' CSRs with; without it the certificate
+   * routes answer 503.
+   */
+  ca?: CertificateAuthority;
   /** Reported by /healthz and the OpenAPI document. */
   version?: string;
   /** Where unexpected errors go (default console.error); responses never carry them. */
@@ -155,6 +162,12 @@ export function createApi(options: ApiOptions): Hono {
       tokens: options.auth === "none" ? createTokens(store) : options.auth.tokens,
       maxBodyBytes,
     }),
+  );
+
+  // A data-plane agent's certificate, for the service its token is bound to.
+  app.route(
+    "/v1/certificates",
+    certificateRoutes({ ca: options.ca, caller: (c) => c.get("principal"), guards: [agentRoute] }),
   );
 
   app.route(

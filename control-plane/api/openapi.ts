@@ -149,7 +149,7 @@ export const ifMatchHeader: Parameter = {
 const AUTH_RESPONSES = {
   "401": "no bearer token, or one that is not valid (unknown, revoked, expired); WWW-Authenticate: Bearer",
   "403":
-    "the token's role may not do this (read-only: no writes, no tokens; dataplane: its service's Workloads and module bytes only), or a cross-origin browser write",
+    "the token's role may not do this (read-only: no writes, no tokens; dataplane: its service's Workloads, module bytes and certificates only), or a cross-origin browser write",
 };
 const MISDIRECTED = "the Host header names no host this control plane serves (DNS rebinding)";
 

@@ -5,6 +5,7 @@
 import { isIP } from "node:net";
 import { stringify } from "yaml";
 import { DEFAULT_PORTS, nodeMetadata, type ProxyIdentity } from "./node.ts";
+import { SDS_CLUSTER, SDS_SOCKET } from "./sds.ts";
 
 export const XDS_CLUSTER = "wasmesh-xds";
 
@@ -29,6 +30,11 @@ export interface BootstrapOptions {
   adminAddress?: string;
   /** ADS flavour: state of the world (GRPC) or incremental (DELTA_GRPC). */
   protocol?: "sotw" | "delta";
+  /**
+   * The token the ADS stream presents (metadata `authorization: Bearer …`): a dataplane token of
+   * the proxy's service. The agent leaves it out: its xDS proxy adds its own.
+   */
+  token?: string;
 }
 
 export function parseHostPort(value: string, flag: string): { host: string; port: number } {
@@ -38,6 +44,30 @@ export function parseHostPort(value: string, flag: string): { host: string; port
     throw new Error(`${flag}: expected HOST:PORT, got '${value}'`);
   }
   return { host: (match[1] ?? match[2]) as string, port };
+}
+
+const HTTP2 = {
+  "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+    explicit_http_config: { http2_protocol_options: {} },
+  },
+};
+
+/**
+ * The agent's SDS server (envoy/sds.ts), for a proxy whose metadata says `wasmesh.sds: agent`: a
+ * Unix socket relative to Envoy's working directory, the agent's data directory.
+ */
+function sdsCluster(): Record<string, unknown> {
+  return {
+    name: SDS_CLUSTER,
+    type: "STATIC",
+    connect_timeout: "1s",
+    typed_extension_protocol_options: HTTP2,
+    load_assignment: {
+      cluster_name: SDS_CLUSTER,
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { pipe: { path: SDS_SOCKET } } } }] }],
+    },
+  };
 }
 
 export function bootstrap(options: BootstrapOptions): Record<string, unknown> {
@@ -61,7 +91,14 @@ export function bootstrap(options: BootstrapOptions): Record<string, unknown> {
       ads_config: {
         api_type: options.protocol === "delta" ? "DELTA_GRPC" : "GRPC",
         transport_api_version: "V3",
-        grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER } }],
+        grpc_services: [
+          {
+            envoy_grpc: { cluster_name: XDS_CLUSTER },
+            ...(options.token !== undefined
+              ? { initial_metadata: [{ key: "authorization", value: `Bearer ${options.token}` }] }
+              : {}),
+          },
+        ],
         set_node_on_first_message_only: true,
       },
       lds_config: ads,
@@ -74,12 +111,7 @@ export function bootstrap(options: BootstrapOptions): Record<string, unknown> {
           // A name is resolved (and re-resolved) by DNS; an IP needs no resolver.
           type: isIP(host) ? "STATIC" : "STRICT_DNS",
           connect_timeout: "1s",
-          typed_extension_protocol_options: {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-              "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-              explicit_http_config: { http2_protocol_options: {} },
-            },
-          },
+          typed_extension_protocol_options: HTTP2,
           load_assignment: {
             cluster_name: XDS_CLUSTER,
             endpoints: [
@@ -91,6 +123,7 @@ export function bootstrap(options: BootstrapOptions): Record<string, unknown> {
             ],
           },
         },
+        ...(options.proxy.sds === "agent" ? [sdsCluster()] : []),
       ],
     },
   };

@@ -14,7 +14,8 @@ export const TOKEN_PREFIX = "wsm_";
 
 /**
  * admin: everything. read-only: reads (GET) of everything but tokens. dataplane: what the agent of
- * one service needs: its service's Workloads (register, renew, delete) and module bytes.
+ * one service needs: its service's Workloads (register, renew, delete), module bytes, and its
+ * service's workload certificates (POST /v1/certificates).
  */
 export const ROLES = ["admin", "read-only", "dataplane"] as const;
 export type Role = (typeof ROLES)[number];

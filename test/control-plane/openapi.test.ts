@@ -155,6 +155,7 @@ describe("GET /v1/openapi.json", () => {
       ...["apply", "pushModule", "getModuleBytes", "getEdgeConfig", "renewWorkloadLease"],
       ...["status", "health", "ready", "metrics", "openapi"],
       ...["listTokens", "createToken", "getToken", "revokeToken"],
+      ...["issueCertificate", "getTrustBundle"],
     ];
     expect([...ids].sort()).toEqual(expected.sort());
   });

@@ -6,34 +6,16 @@ import { statSync } from "node:fs";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
-import {
-  CERTIFICATE_SECRET,
-  decodeMessage,
-  SDS_STREAM_METHOD,
-  SECRET_TYPE_URL,
-  TRUST_BUNDLE_SECRET,
-} from "../../control-plane/envoy/index.ts";
-import {
-  type DecodedResponse,
-  type DiscoveryRequest,
-  decodeDiscoveryResponse,
-  encodeDiscoveryRequest,
-} from "../../control-plane/xds/codec.ts";
+import { CERTIFICATE_SECRET, SECRET_TYPE_URL, TRUST_BUNDLE_SECRET } from "../../control-plane/envoy/index.ts";
+import type { DecodedResponse } from "../../control-plane/xds/codec.ts";
 import { type SdsServer, startSdsServer } from "../../dataplane/sds.ts";
+import { closeSdsClients, connectSds, type SdsStream, secretsOf } from "../support/sds-client.ts";
 import { tempDir } from "../support/temp.ts";
 import { until } from "../support/wait.ts";
 
-interface SdsStream {
-  responses: DecodedResponse[];
-  send(request: Partial<DiscoveryRequest>): void;
-  status(): grpc.StatusObject | undefined;
-  close(): void;
-}
-
-const clients: grpc.Client[] = [];
 const servers: SdsServer[] = [];
 afterEach(async () => {
-  for (const client of clients.splice(0)) client.close();
+  closeSdsClients();
   for (const server of servers.splice(0)) await server.close();
 });
 
@@ -43,50 +25,8 @@ async function serve(): Promise<SdsServer> {
   return server;
 }
 
-function connect(server: SdsServer): SdsStream {
-  const client = new grpc.Client(`unix:${server.socketPath}`, grpc.credentials.createInsecure());
-  clients.push(client);
-  const identity = (b: Buffer) => b;
-  const call = client.makeBidiStreamRequest(SDS_STREAM_METHOD, identity, identity);
-  const responses: DecodedResponse[] = [];
-  let status: grpc.StatusObject | undefined;
-  call.on("data", (bytes: Buffer) => responses.push(decodeDiscoveryResponse(bytes)));
-  call.on("status", (s: grpc.StatusObject) => {
-    status = s;
-  });
-  call.on("error", () => {});
-  return {
-    responses,
-    send: (request) =>
-      call.write(
-        Buffer.from(
-          encodeDiscoveryRequest({
-            versionInfo: "",
-            resourceNames: [],
-            typeUrl: SECRET_TYPE_URL,
-            responseNonce: "",
-            ...request,
-          }),
-        ),
-      ),
-    status: () => status,
-    close: () => call.cancel(),
-  };
-}
-
-/** The secrets of a response, as plain objects. */
-const secrets = (response: DecodedResponse) =>
-  response.resources.map((r) => {
-    expect(r.typeUrl).toBe(SECRET_TYPE_URL);
-    return decodeMessage(SECRET_TYPE_URL, r.value) as {
-      name: string;
-      tls_certificate?: {
-        certificate_chain: { inline_string: string };
-        private_key: { inline_string: string };
-      };
-      validation_context?: { trusted_ca: { inline_string: string } };
-    };
-  });
+const connect = (server: SdsServer): SdsStream => connectSds(server.socketPath);
+const secrets = secretsOf;
 
 const CERT = {
   certificateChain: "-----BEGIN CERTIFICATE-----\nA\n",

@@ -23,12 +23,14 @@ export const help = `Usage: wasmesh dataplane run --name NAME --service SERVICE 
                              [--address ADDR] [--zone Z] [--inbound-port P] [--outbound-port P]
                              [--admin-port P] [--ready-port P] [--cp URL] [--xds HOST:PORT]
                              [--envoy PATH] [--data DIR] [--lease-seconds N] [--drain-seconds N]
-                             [-- ENVOY FLAGS...]
+                             [--cert-ttl SECONDS] [-- ENVOY FLAGS...]
 
 Runs a sidecar: writes Envoy's bootstrap, starts Envoy and restarts it (with back-off) if it dies,
 registers the workload with the control plane once the sidecar is ready and renews its lease, and
 serves a readiness probe. Modules reach Envoy by digest through the agent, fetched once into
---data. SIGTERM or SIGINT: readiness turns 503, the Workload is deleted, Envoy serves on for the
+--data. The agent makes the workload's key, gets its certificate from the control plane against a
+CSR, renews it at about half its life and serves both to Envoy over SDS (a Unix socket in --data),
+for mTLS between sidecars; the key is never written to disk nor sent anywhere. SIGTERM or SIGINT: readiness turns 503, the Workload is deleted, Envoy serves on for the
 drain time while the other sidecars learn it, then drains and stops; exit 0. A second signal stops
 Envoy at once. Exits 1 with Envoy's reason when Envoy cannot start.
   --name NAME           the Workload's name and Envoy's node id (required)
@@ -57,6 +59,8 @@ Envoy at once. Exits 1 with Envoy's reason when Envoy cannot start.
                         e.g. when it is killed (5-3600, default 30; renewed every third of it)
   --drain-seconds N     on shutdown, how long Envoy serves on after the Workload is deleted, and
                         then drains its connections (Envoy's --drain-time-s) (0-600, default 5)
+  --cert-ttl SECONDS    the lifetime asked for the workload's certificates (600-2592000; default
+                        the control plane's, 24 h, which also caps it)
   -- ENVOY FLAGS...     more flags for Envoy, e.g. -- --concurrency 2 --log-level warning`;
 
 const command: CommandName = { name: "dataplane", help };
@@ -93,6 +97,7 @@ export async function run(args: string[], out: Out): Promise<undefined> {
       data: { type: "string" },
       "lease-seconds": { type: "string" },
       "drain-seconds": { type: "string" },
+      "cert-ttl": { type: "string" },
     },
     command,
   );
@@ -182,6 +187,8 @@ async function agentOptions(values: Parsed["values"], envoyArgs: string[], out: 
     parseCount(str(values["lease-seconds"]), "--lease-seconds", 5, 3600) ?? DEFAULT_LEASE_SECONDS;
   const drainSeconds =
     parseCount(str(values["drain-seconds"]), "--drain-seconds", 0, 600) ?? DEFAULT_DRAIN_SECONDS;
+  // The CA's bounds for a workload certificate (ca/authority.ts).
+  const certValiditySeconds = parseCount(str(values["cert-ttl"]), "--cert-ttl", 600, 30 * 24 * 3600);
 
   const cp = str(values.cp);
   const apiFlag = str(values.api);
@@ -257,6 +264,7 @@ async function agentOptions(values: Parsed["values"], envoyArgs: string[], out: 
     dataDir: str(values.data) ?? `.wasmesh-dataplane/${name}`,
     leaseSeconds,
     drainSeconds,
+    ...(certValiditySeconds !== undefined ? { certValiditySeconds } : {}),
     envoyArgs,
     log: (line) => out(line),
     envoyOutput: (chunk) => {

@@ -25,8 +25,8 @@ stdout, and only then: the control plane keeps its sha256 alone.
   create            a token for people and tools: admin (everything) or read-only (reads of
                     everything but tokens; enough for /metrics)
   dataplane         a token for the data-plane agents of one service (wasmesh dataplane run
-                    --token-file): they may register, renew and delete that service's Workloads
-                    and fetch module bytes, nothing else
+                    --token-file): they may register, renew and delete that service's Workloads,
+                    fetch module bytes and get that service's certificates, nothing else
   list              every token: id, name, role, service, creation, expiry, whether revoked;
                     never a secret
   revoke ID         refused from now on (still listed, as revoked)
