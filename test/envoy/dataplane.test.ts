@@ -4,7 +4,7 @@
 // listen on 5678), and productpage-1, the client, with most of the others. Everything is observed
 // from outside: the agent's output and exit code, its readiness endpoint, the Workload through the
 // API, Envoy's processes and admin, and which app answered a request sent through the client.
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import net from "node:net";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -135,6 +135,8 @@ describe("wasmesh dataplane run", () => {
       port: ports.inbound,
       appPort: reviewsApp.port,
       leaseSeconds: 30,
+      // Its sidecar takes mTLS: the agent holds its certificate.
+      mtls: true,
     });
 
     // Its data directory (the default, under the working directory): the bootstrap, whose ADS
@@ -143,6 +145,9 @@ describe("wasmesh dataplane run", () => {
     const data = join(reviews.cwd, ".wasmesh-dataplane", "reviews-1");
     const bootstrap = JSON.parse(readFileSync(join(data, "envoy-bootstrap.json"), "utf8"));
     expect(bootstrap.node.metadata["wasmesh.module_delivery"]).toBe("local");
+    // Its certificate comes from the agent over SDS, on a socket in the data directory.
+    expect(bootstrap.node.metadata["wasmesh.sds"]).toBe("agent");
+    expect(statSync(join(data, "sds", "sds.sock")).isSocket()).toBe(true);
     const ads = bootstrap.static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint;
     const proxyPort = Number(/xDS proxy on 127\.0\.0\.1:(\d+)/.exec(reviews.stdout())?.[1]);
     expect(ads.address.socket_address).toEqual({ address: "127.0.0.1", port_value: proxyPort });
@@ -199,6 +204,7 @@ describe("wasmesh dataplane run", () => {
       labels: { version: "v1", team: "web" },
       zone: "zone-a",
       leaseSeconds: 5,
+      mtls: true,
     });
 
     // productpage-1's sidecar sends to reviews-1's inbound listener, which forwards to the app.
