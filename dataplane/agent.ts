@@ -1,8 +1,9 @@
 // The data-plane agent (`wasmesh dataplane run`): it owns one sidecar. It picks the ports not
 // given, starts the xDS proxy (Envoy's ADS goes through it, so that modules travel by digest and
 // are fetched once), writes Envoy's bootstrap, starts and supervises Envoy, answers a readiness
-// probe, registers the Workload once the sidecar is ready and keeps its lease, and on shutdown
-// takes the workload out of the mesh before it stops Envoy. dataplane/README.md tells the whole
+// probe, holds the workload's key and certificate and serves them to Envoy over SDS (identity.ts),
+// registers the Workload once the sidecar is ready and keeps its lease, and on shutdown takes the
+// workload out of the mesh before it stops Envoy. dataplane/README.md tells the whole
 // lifecycle and why the shutdown goes in that order.
 //
 // It reaches the control plane only as an agent on another host would: the HTTP API and xDS.

@@ -47,7 +47,8 @@ Envoy at once. Exits 1 with Envoy's reason when Envoy cannot start.
   --outbound-port P     the listener the app sends outbound requests to, on 127.0.0.1
   --admin-port P        Envoy's admin interface, on 127.0.0.1
   --ready-port P        the readiness endpoint, GET http://127.0.0.1:P/ready (200 when Envoy is
-                        LIVE and has acknowledged its first configuration, else 503 and why)
+                        LIVE and has acknowledged its first configuration, and the workload has
+                        its certificate; else 503 and why)
                         Ports not given are picked free, and the first line says which.
   --cp URL              the control plane's HTTP API (default $WASMESH_API, else ${DEFAULT_API};
                         --api is the same)
