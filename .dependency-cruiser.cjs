@@ -77,7 +77,7 @@ module.exports = {
     layer("ca-on-the-store-alone", "ca/", "ca/|store/"),
     layer("revision-below-api", "revision/", "revision/|translate/|modules/|resources/|envoy/|store/"),
     layer("edge-below-api", "edge/", "edge/|revision/|translate/|resources/|envoy/|store/"),
-    layer("security-below-consumers", "security/", "security/|store/|resources/"),
+    layer("security-below-consumers", "security/", "security/|store/|resources/|envoy/"),
     layer(
       "api-below-roots",
       "api/",

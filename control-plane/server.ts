@@ -33,6 +33,7 @@ import {
 import { createConfigurationCheck, createRevisionSource, type MeshRevision } from "./revision/index.ts";
 import { ADMIN_TOKEN_FILE, ensureAdminToken } from "./security/admin-token.ts";
 import { saveToken } from "./security/credentials.ts";
+import { authenticateProxy } from "./security/proxy-auth.ts";
 import { createTokens, type Tokens } from "./security/tokens.ts";
 import { openSqliteStore, type ResourceStore, StoreUnwritableError } from "./store/index.ts";
 import { proxyClassKey } from "./translate/index.ts";
@@ -225,6 +226,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const xds = new XdsServer({
     metrics,
     parseNode: parseNodeIdentity,
+    // Each stream proves the service its node claims (security/proxy-auth.ts).
+    authenticate: (metadata, claimed) => authenticateProxy(tokens, metadata, claimed),
     cache: new SnapshotCache({
       keyFor: (proxy: ProxyIdentity) => proxyClassKey(proxy),
       configFor: (proxy: ProxyIdentity) => pushed.mesh.translate(proxy),
@@ -277,9 +280,19 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   });
   await leases.start();
 
+  // A token revoked through the API ends the ADS streams it opened at once: they would otherwise be
+  // served until they reconnect.
+  const revocable: Tokens = {
+    ...tokens,
+    async revoke(id) {
+      const token = await tokens.revoke(id);
+      if (token?.revoked) xds.endStreams(id, `token ${id} was revoked`);
+      return token;
+    },
+  };
   const app = createApi({
     store,
-    auth: { tokens, hosts: options.apiHosts ?? [] },
+    auth: { tokens: revocable, hosts: options.apiHosts ?? [] },
     modules,
     leases,
     status: () => xds.status(),
@@ -304,9 +317,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   if (!isLoopback(address)) {
     log(
       `wasmesh: WARNING: listening on ${address} without TLS. API tokens, the mesh's configuration and module ` +
-        "bytes cross the network in plain text, readable and replayable by anyone on the path; and ADS " +
-        "streams are not authenticated yet. Put the control plane behind a TLS-terminating proxy, or keep " +
-        "it on a private network (wasmesh serves no TLS itself yet).",
+        "bytes cross the network in plain text, readable and replayable by anyone on the path. Put the " +
+        "control plane behind a TLS-terminating proxy, or keep it on a private network (wasmesh serves no " +
+        "TLS itself yet).",
     );
   }
   if (options.credentialsFile !== undefined && admin.secret !== undefined) {

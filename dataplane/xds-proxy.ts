@@ -66,7 +66,10 @@ export interface XdsProxyOptions {
   dataDir: string;
   /** The control plane's HTTP API base URL, for module bytes. */
   api: string;
-  /** The agent's token (a dataplane token of its service): module bytes are fetched with it. */
+  /**
+   * The agent's token (a dataplane token of its service): module bytes are fetched with it, and it
+   * goes with every stream to the control plane (ADS metadata `authorization: Bearer …`).
+   */
   token?: string;
   log?: (line: string) => void;
   /** Module cache tuning (tests): tries and back-off of a download. */
@@ -200,6 +203,8 @@ function inspect(bytes: Uint8Array, protocol: Protocol): { refs: ModuleRef[]; na
 interface RelayContext {
   readonly cache: ModuleCache;
   readonly upstream: grpc.Client;
+  /** What each control plane stream carries: the agent's token, which proves its service. */
+  metadata(): grpc.Metadata;
   log(line: string): void;
   /** A relay's state moved (subscribed, ACKed, closed). */
   changed(): void;
@@ -227,6 +232,7 @@ class Relay {
       protocol === "sotw" ? SOTW_METHOD : DELTA_METHOD,
       identity,
       identity,
+      context.metadata(),
     );
     down.on("data", (bytes: Bytes) => this.fromEnvoy(bytes));
     // Envoy half-closed: so does the relay, and the control plane ends the call.
@@ -469,6 +475,13 @@ export async function startXdsProxy(options: XdsProxyOptions): Promise<XdsProxy>
   const context: RelayContext = {
     cache,
     upstream,
+    metadata() {
+      const metadata = new grpc.Metadata();
+      // Envoy's stream comes in without a token (loopback, the agent's own Envoy); it goes out with
+      // the agent's, which the control plane checks against the service Envoy's node claims.
+      if (options.token !== undefined) metadata.set("authorization", `Bearer ${options.token}`);
+      return metadata;
+    },
     log,
     changed() {
       if (!acked && current?.synced()) {

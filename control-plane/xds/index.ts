@@ -11,6 +11,8 @@ export type {
 export { ADS_SERVICE_NAME, DELTA_METHOD, SOTW_METHOD } from "./codec.ts";
 export {
   type ParseNode,
+  type ProxyAdmission,
+  type ProxyAuthenticator,
   type XdsLog,
   XdsServer,
   type XdsServerOptions,

@@ -27,6 +27,21 @@ export type ParseNode = (node: {
   metadata?: Record<string, unknown>;
 }) => { ok: true; proxy: ProxyIdentity } | { ok: false; error: string };
 
+/**
+ * Whether an ADS stream may be served: from its gRPC metadata and the identity its node claims,
+ * before anything is sent (security/proxy-auth.ts: a dataplane token of the claimed service, or an
+ * admin token; a Kubernetes service-account token can take the dataplane token's place).
+ */
+export type ProxyAuthenticator = (
+  metadata: { authorization: string | undefined },
+  claimed: ProxyIdentity,
+) => Promise<ProxyAdmission>;
+
+export type ProxyAdmission =
+  /** principal: who the stream is (e.g. the token's id), for logs and endStreams(). */
+  | { ok: true; principal: string }
+  | { ok: false; code: "unauthenticated" | "permission_denied"; message: string };
+
 export type XdsLog = (
   level: "info" | "warn" | "error",
   message: string,
@@ -37,6 +52,8 @@ export interface XdsServerOptions {
   /** What proxies are sent (e.g. a SnapshotCache); the server owns it from now on and clears it on close(). */
   cache: ConfigCache;
   parseNode: ParseNode;
+  /** Checks each stream before it is served; without it, every stream is (tests of the protocol). */
+  authenticate?: ProxyAuthenticator;
   metrics?: MetricsRegistry;
   log?: XdsLog;
   /** How long close() lets streams finish before forcing the server down (default 1000 ms). */
@@ -60,6 +77,7 @@ interface Metrics {
   pushes: Counter;
   nacks: Counter;
   latency: Histogram;
+  refused: Counter;
 }
 
 /** What a connection needs of its server: no more, so that it cannot reach into the rest. */
@@ -85,16 +103,25 @@ class Connection implements StreamHooks {
   readonly proxy: ProxyIdentity;
   readonly peer: string;
   readonly connectedAt: string;
+  /** Who authenticated the stream (ProxyAdmission's principal), when it was authenticated. */
+  readonly principal: string | undefined;
   key: string;
   stream!: SotwStream | DeltaStream;
   closed = false;
   private inFlight: Set<() => void> | undefined;
 
-  constructor(context: ConnectionContext, call: GrpcCall, proxy: ProxyIdentity, key: string) {
+  constructor(
+    context: ConnectionContext,
+    call: GrpcCall,
+    proxy: ProxyIdentity,
+    key: string,
+    principal: string | undefined,
+  ) {
     this.context = context;
     this.call = call;
     this.proxy = proxy;
     this.key = key;
+    this.principal = principal;
     this.peer = call.peer;
     this.connectedAt = new Date().toISOString();
   }
@@ -194,6 +221,10 @@ export class XdsServer {
         latency: registry.histogram(
           "wasmesh_xds_push_latency_seconds",
           "Time from a configuration change (update) to a proxy's ACK of the pushed response.",
+        ),
+        refused: registry.counter(
+          "wasmesh_xds_refused_streams_total",
+          "ADS streams refused before anything was sent, by gRPC status (unauthenticated, permission_denied).",
         ),
       };
       registry
@@ -311,6 +342,9 @@ export class XdsServer {
   ): CallListener<DiscoveryRequest | DeltaDiscoveryRequest> {
     let connection: Connection | undefined;
     let ended = false;
+    /** Requests that came while the stream's first one is being authenticated, in order. */
+    let waiting: (DiscoveryRequest | DeltaDiscoveryRequest)[] | undefined;
+    let admitted: { proxy: ProxyIdentity; principal: string | undefined } | undefined;
     const end = (code: grpc.status, details: string) => {
       if (ended) return;
       ended = true;
@@ -324,24 +358,66 @@ export class XdsServer {
       this.progress(connection);
       this.log("info", "proxy disconnected", { nodeId: connection.proxy.nodeId, protocol });
     };
+    const handle = (request: DiscoveryRequest | DeltaDiscoveryRequest) => {
+      if (ended || this.closed) return;
+      try {
+        if (!connection) {
+          if (!admitted) return;
+          connection = this.open(call, protocol, admitted.proxy, admitted.principal, end);
+          if (!connection) return;
+        }
+        if (connection.stream instanceof SotwStream) connection.stream.handle(request as DiscoveryRequest);
+        else connection.stream.handle(request as DeltaDiscoveryRequest);
+        this.progress(connection);
+      } catch (error) {
+        this.log("error", "xDS request failed", {
+          error: error instanceof Error ? error.stack : String(error),
+        });
+        end(grpc.status.INTERNAL, error instanceof Error ? error.message : String(error));
+        cleanup();
+      }
+    };
     return {
       message: (request) => {
         if (ended || this.closed) return;
-        try {
-          if (!connection) {
-            connection = this.open(call, protocol, request.node, end);
-            if (!connection) return;
-          }
-          if (connection.stream instanceof SotwStream) connection.stream.handle(request as DiscoveryRequest);
-          else connection.stream.handle(request as DeltaDiscoveryRequest);
-          this.progress(connection);
-        } catch (error) {
-          this.log("error", "xDS request failed", {
-            error: error instanceof Error ? error.stack : String(error),
-          });
-          end(grpc.status.INTERNAL, error instanceof Error ? error.message : String(error));
-          cleanup();
+        if (waiting) {
+          waiting.push(request);
+          return;
         }
+        if (admitted) {
+          handle(request);
+          return;
+        }
+        const proxy = this.identify(request.node, end);
+        if (!proxy) return;
+        const authenticate = this.options.authenticate;
+        if (!authenticate) {
+          admitted = { proxy, principal: undefined };
+          handle(request);
+          return;
+        }
+        // Nothing is sent, nor the proxy counted as connected, before its stream is admitted.
+        waiting = [request];
+        authenticate({ authorization: call.metadata("authorization") }, proxy).then(
+          (admission) => {
+            if (ended || this.closed) return;
+            if (!admission.ok) {
+              this.refuse(call, proxy, admission, end);
+              return;
+            }
+            admitted = { proxy, principal: admission.principal };
+            const queued = waiting ?? [];
+            waiting = undefined;
+            for (const queuedRequest of queued) handle(queuedRequest);
+          },
+          (error: unknown) => {
+            this.log("error", "cannot authenticate a stream", {
+              nodeId: proxy.nodeId,
+              error: error instanceof Error ? error.stack : String(error),
+            });
+            end(grpc.status.UNAVAILABLE, "the control plane cannot authenticate the stream now; retry");
+          },
+        );
       },
       // The proxy half-closed: finish the call too.
       halfClose: () => {
@@ -352,12 +428,11 @@ export class XdsServer {
     };
   }
 
-  private open(
-    call: GrpcCall,
-    protocol: "sotw" | "delta",
+  /** The identity the first request's node claims; ends the call (INVALID_ARGUMENT) when it has none. */
+  private identify(
     node: NodeInfo | undefined,
     end: (code: grpc.status, details: string) => void,
-  ): Connection | undefined {
+  ): ProxyIdentity | undefined {
     if (!node) {
       end(grpc.status.INVALID_ARGUMENT, "the first request of a stream must carry the node");
       return undefined;
@@ -368,7 +443,35 @@ export class XdsServer {
       end(grpc.status.INVALID_ARGUMENT, parsed.error);
       return undefined;
     }
-    const proxy = parsed.proxy;
+    return parsed.proxy;
+  }
+
+  private refuse(
+    call: GrpcCall,
+    proxy: ProxyIdentity,
+    refusal: Extract<ProxyAdmission, { ok: false }>,
+    end: (code: grpc.status, details: string) => void,
+  ): void {
+    const code =
+      refusal.code === "unauthenticated" ? grpc.status.UNAUTHENTICATED : grpc.status.PERMISSION_DENIED;
+    this.metrics?.refused.inc({ code: refusal.code });
+    this.log("warn", "refused a stream", {
+      nodeId: proxy.nodeId,
+      service: proxy.service,
+      peer: call.peer,
+      code: refusal.code,
+      reason: refusal.message,
+    });
+    end(code, refusal.message);
+  }
+
+  private open(
+    call: GrpcCall,
+    protocol: "sotw" | "delta",
+    proxy: ProxyIdentity,
+    principal: string | undefined,
+    end: (code: grpc.status, details: string) => void,
+  ): Connection | undefined {
     const key = this.cache.keyFor(proxy);
     const { snapshot, error } = this.cache.get(proxy, key);
     if (!snapshot) {
@@ -378,7 +481,7 @@ export class XdsServer {
       );
       return undefined;
     }
-    const connection = new Connection(this.context, call, proxy, key);
+    const connection = new Connection(this.context, call, proxy, key, principal);
     connection.stream =
       protocol === "sotw"
         ? new SotwStream(snapshot, connection, this.streamCaches)
@@ -389,8 +492,27 @@ export class XdsServer {
       service: proxy.service,
       protocol,
       peer: connection.peer,
+      ...(principal !== undefined ? { principal } : {}),
     });
     return connection;
+  }
+
+  /**
+   * Ends the streams `principal` authenticated (its token was revoked), UNAUTHENTICATED: their
+   * proxies reconnect, and are refused unless they have another token. Returns how many.
+   */
+  endStreams(principal: string, details: string): number {
+    let ended = 0;
+    for (const connection of [...this.connections]) {
+      if (connection.principal !== principal) continue;
+      connection.markClosed();
+      this.connections.delete(connection);
+      connection.call.finish({ code: grpc.status.UNAUTHENTICATED, details });
+      this.progress(connection);
+      this.log("info", "ended a stream", { nodeId: connection.proxy.nodeId, reason: details });
+      ended++;
+    }
+    return ended;
   }
 
   /** One ProxyStatus per connected stream. */

@@ -76,16 +76,24 @@ export class GrpcCall {
 
   /** Messages go gzip-compressed where that pays (the client accepts gzip). */
   readonly gzip: boolean;
+  private readonly headers: http2.IncomingHttpHeaders;
 
-  constructor(stream: http2.ServerHttp2Stream, gzip = false) {
+  constructor(stream: http2.ServerHttp2Stream, gzip = false, headers: http2.IncomingHttpHeaders = {}) {
     this.stream = stream;
     this.gzip = gzip;
+    this.headers = headers;
     const socket = stream.session?.socket;
     this.peer = socket?.remoteAddress
       ? socket.remotePort
         ? `${socket.remoteAddress}:${socket.remotePort}`
         : socket.remoteAddress
       : "unknown";
+  }
+
+  /** A metadata entry the client sent with the call (lower-case name; the first value of several). */
+  metadata(name: string): string | undefined {
+    const value = this.headers[name.toLowerCase()];
+    return Array.isArray(value) ? value[0] : value;
   }
 
   /** finish() was called, or the stream is gone. */
@@ -178,7 +186,7 @@ export class GrpcServer {
       stream.respond({ [http2.constants.HTTP2_HEADER_STATUS]: 415 }, { endStream: true });
       return;
     }
-    const call = new GrpcCall(stream, acceptsGzip(headers["grpc-accept-encoding"]));
+    const call = new GrpcCall(stream, acceptsGzip(headers["grpc-accept-encoding"]), headers);
     const path = String(headers[http2.constants.HTTP2_HEADER_PATH] ?? "");
     const method = this.methods.get(path);
     if (!method) {

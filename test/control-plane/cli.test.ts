@@ -26,6 +26,7 @@ import { type ControlPlane, startControlPlane } from "../../control-plane/server
 import { RELEASE_WASM } from "../support/artifacts.ts";
 import { compileAssemblyScript } from "../support/asc.ts";
 import {
+  adminTokenOf,
   apiOf,
   type Bootstrap,
   type CliResult,
@@ -1065,6 +1066,34 @@ describe("bootstrap", () => {
     );
   });
 
+  it("--token-file puts the token in the ADS stream's initial metadata; without it, a warning says the stream will be refused", async () => {
+    const token = `wsm_${"D".repeat(43)}`;
+    const [withToken, missing, empty, without] = await Promise.all([
+      cli([...base, "--token-file", file("reviews.token", `${token}\n`)]),
+      cli([...base, "--token-file", join(work, "nope.token")]),
+      cli([...base, "--token-file", file("empty.token", "")]),
+      cli(base),
+    ]);
+    expectOk(withToken);
+    expect(withToken.stderr).toBe("");
+    const ads = (
+      parse(withToken.stdout) as { dynamic_resources: { ads_config: { grpc_services: unknown[] } } }
+    ).dynamic_resources.ads_config.grpc_services;
+    expect(ads).toEqual([
+      {
+        envoy_grpc: { cluster_name: "wasmesh-xds" },
+        initial_metadata: [{ key: "authorization", value: `Bearer ${token}` }],
+      },
+    ]);
+    expectUsage(missing, `--token-file: cannot read ${join(work, "nope.token")}: ENOENT`);
+    expectUsage(empty, "--token-file: ");
+    expectOk(without);
+    expect(without.stderr).toContain(
+      "warning: no --token-file: the control plane refuses this Envoy's ADS stream (UNAUTHENTICATED)",
+    );
+    expect(without.stdout).not.toContain("initial_metadata");
+  });
+
   it("parses --labels into the node metadata the control plane reads", async () => {
     const result = await cli([...base, "--labels", "version=v2, zone = eu-1,empty="]);
     expectOk(result);
@@ -1196,6 +1225,7 @@ describe("server", () => {
       const proxy = await connectAds({
         address: `127.0.0.1:${xdsPort}`,
         node: { id: "bye-1", cluster: "reviews" },
+        token: adminTokenOf(data),
       });
       clients.push(proxy);
       await proxy.fetch(TYPE_URL.cluster);

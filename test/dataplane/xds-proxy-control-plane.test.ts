@@ -92,14 +92,14 @@ describe("xDS proxy in front of the real control plane", () => {
   const local = { [NODE_METADATA.service]: "productpage", [NODE_METADATA.moduleDelivery]: "local" };
 
   /** A proxy of its own, with its own data directory. */
-  async function agentProxy(): Promise<{ proxy: XdsProxy; dataDir: string }> {
+  async function agentProxy(token = agentToken): Promise<{ proxy: XdsProxy; dataDir: string }> {
     const dataDir = tempDir("xds-proxy-cp");
     const proxy = await startXdsProxy({
       upstream: `127.0.0.1:${plane.xdsPort}`,
       listen: { host: "127.0.0.1", port: 0 },
       dataDir,
       api: front.url,
-      token: agentToken,
+      token,
       moduleFetch: { attempts: 2, backoffMs: 10 },
     });
     closing.push(() => proxy.close());
@@ -183,6 +183,23 @@ describe("xDS proxy in front of the real control plane", () => {
     for (const close of closing.reverse()) await close();
     await front?.close();
     await plane?.close();
+  });
+
+  it("relays Envoy's streams with the agent's token: another service's token is refused upstream, and nothing reaches Envoy", async () => {
+    // Envoy's stream to the proxy carries no token (loopback, as the agent's Envoy's); the proxy
+    // adds its own. A token of reviews proves nothing about a productpage node.
+    const { secret: reviews } = await plane.tokens.issue({ role: "dataplane", service: "reviews" });
+    const { proxy } = await agentProxy(reviews);
+    const { client } = await sidecar("productpage-wrong-token", `127.0.0.1:${proxy.port}`, "sotw");
+    client.subscribe(CDS);
+    const status = await client.status;
+    expect(status.code).toBe(7); // PERMISSION_DENIED, as the control plane said it
+    expect(status.details).toMatch(/dataplane token of service 'reviews'.*claims service 'productpage'/);
+    expect(client.responses).toEqual([]);
+    // With the agent's own token, the same node is served through a proxy of its own.
+    const { proxy: own } = await agentProxy();
+    const { client: served } = await sidecar("productpage-own-token", `127.0.0.1:${own.port}`, "sotw");
+    expect((await served.fetch(CDS)).length).toBeGreaterThan(0);
   });
 
   it.each<AdsProtocol>(["sotw", "delta"])(

@@ -17,10 +17,21 @@ describe("sidecar-example.yaml", () => {
   it("the initContainer's exact command prints a bootstrap that Envoy 1.37 validates", () => {
     const { bootstrapArgs, script } = sidecarExample();
     expect(bootstrapArgs, script).toBeDefined();
-    const args = (bootstrapArgs ?? []).map((a) => a.replace("$(POD_NAME)", "reviews-v1-5d8f9c-x7k2q"));
+    // The Secret's file, as Kubernetes mounts it (a dataplane token of the service).
+    const token = join(dir, "token");
+    writeFileSync(token, `wsm_${"E".repeat(43)}`);
+    const args = (bootstrapArgs ?? []).map((a) =>
+      a.replace("$(POD_NAME)", "reviews-v1-5d8f9c-x7k2q").replace("/var/run/wasmesh/token", token),
+    );
     const yaml = execFileSync(process.execPath, [WASMESH_BIN, ...args], { encoding: "utf8" });
-    const bootstrap = parse(yaml) as { node: { id: string; cluster: string } };
+    const bootstrap = parse(yaml) as {
+      node: { id: string; cluster: string };
+      dynamic_resources: { ads_config: { grpc_services: { initial_metadata?: unknown }[] } };
+    };
     expect(bootstrap.node).toMatchObject({ id: "reviews-v1-5d8f9c-x7k2q", cluster: flag(args, "--service") });
+    expect(bootstrap.dynamic_resources.ads_config.grpc_services[0]?.initial_metadata).toEqual([
+      { key: "authorization", value: `Bearer wsm_${"E".repeat(43)}` },
+    ]);
 
     const file = join(dir, "bootstrap.yaml");
     writeFileSync(file, yaml);

@@ -3,15 +3,23 @@
 // hot restart would stop the second ("unable to bind domain socket with base_id=0"). One binds its
 // inbound listener to 127.0.0.1 (--inbound-address), the other keeps the default, every interface:
 // Envoy's admin /listeners shows where each is bound, and connections show what that means.
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ControlPlaneProcess, startControlPlaneProcess, wasmesh } from "../support/control-plane.ts";
+import {
+  type ControlPlaneProcess,
+  dataplaneToken,
+  startControlPlaneProcess,
+  wasmesh,
+} from "../support/control-plane.ts";
 import { type EnvoyProcess, freePort, REPO_ROOT, startEnvoy } from "../support/envoy.ts";
+import { tempDir } from "../support/temp.ts";
 import { startUpstream, type Upstream } from "../support/upstreams.ts";
 
 let cp: ControlPlaneProcess;
 let app: Upstream;
+/** reviews.token, as the README makes it: wasmesh token dataplane --service reviews > reviews.token */
+let tokenFile: string;
 const envoys: EnvoyProcess[] = [];
 
 /** The README's command for a sidecar (`envoy -c envoy.yaml …`), as arguments after `-c FILE`. */
@@ -45,6 +53,8 @@ async function sidecar(nodeId: string, extra: string[]): Promise<Started> {
     String(app.port),
     "--admin-port",
     String(adminPort),
+    "--token-file",
+    tokenFile,
     ...extra,
   ]);
   expect(bootstrap.code, bootstrap.stderr).toBe(0);
@@ -67,6 +77,8 @@ async function get(host: string, port: number): Promise<number | string> {
 beforeAll(async () => {
   cp = await startControlPlaneProcess();
   app = await startUpstream({ name: "reviews-app" });
+  tokenFile = join(tempDir("one-host"), "reviews.token");
+  writeFileSync(tokenFile, `${await dataplaneToken(cp.api, "reviews")}\n`, { mode: 0o600 });
 });
 
 afterAll(async () => {

@@ -2,11 +2,12 @@
 // a data directory, the `wasmesh` CLI as a child process, and Envoy sidecars started from
 // `wasmesh bootstrap` output.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type EnvoyProcess, freePort, REPO_ROOT, startEnvoy } from "./envoy.ts";
 import { removeDir, tempDir } from "./temp.ts";
 import { until } from "./wait.ts";
+import { useXdsToken } from "./xds-client.ts";
 
 export const WASMESH_BIN = join(REPO_ROOT, "bin", "wasmesh.js");
 
@@ -28,9 +29,14 @@ export function useToken(api: string, token: string): string {
 }
 
 /** An in-process control plane's API URL, its admin token registered for apiFetch(). */
-export function apiOf(plane: { httpPort: number; adminTokenFile: string }): { api: string; token: string } {
+export function apiOf(plane: { httpPort: number; xdsPort: number; adminTokenFile: string }): {
+  api: string;
+  token: string;
+} {
   const api = `http://127.0.0.1:${plane.httpPort}`;
-  return { api, token: useToken(api, readFileSync(plane.adminTokenFile, "utf8").trim()) };
+  const token = useToken(api, readFileSync(plane.adminTokenFile, "utf8").trim());
+  useXdsToken(`127.0.0.1:${plane.xdsPort}`, token);
+  return { api, token };
 }
 
 /** fetch() with `Authorization: Bearer <token>` (unless the call sets one). */
@@ -227,6 +233,7 @@ export async function startControlPlaneProcess(
   }
 
   const token = useToken(api, adminTokenOf(dataDir));
+  useXdsToken(`127.0.0.1:${xdsPort}`, token);
 
   const stopWith = async (signal: NodeJS.Signals) => {
     if (!gone) {
@@ -265,7 +272,13 @@ export async function startControlPlaneProcess(
 }
 
 export interface SidecarOptions {
-  controlPlane: { xds: string };
+  /**
+   * Its xDS server; with `api`, the sidecar's bootstrap carries a dataplane token of its service
+   * issued there (dataplaneToken), as users do (`wasmesh bootstrap --token-file`).
+   */
+  controlPlane: { xds: string; api?: string };
+  /** The token instead (null: none, for a sidecar the control plane must refuse). */
+  token?: string | null;
   nodeId: string;
   service: string;
   labels?: Record<string, string>;
@@ -296,8 +309,21 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const labels = Object.entries(options.labels ?? {})
     .map(([k, v]) => `${k}=${v}`)
     .join(",");
+  const token =
+    options.token !== undefined
+      ? options.token
+      : options.controlPlane.api !== undefined
+        ? await dataplaneToken(options.controlPlane.api, options.service)
+        : null;
+  const tokenArgs: string[] = [];
+  if (token !== null) {
+    const file = join(tempDir("sidecar-token"), `${options.nodeId}.token`);
+    writeFileSync(file, `${token}\n`, { mode: 0o600 });
+    tokenArgs.push("--token-file", file);
+  }
   const result = await wasmesh([
     "bootstrap",
+    ...tokenArgs,
     "--node-id",
     options.nodeId,
     "--service",

@@ -58,6 +58,19 @@ export interface AdsClientOptions {
   keepHistory?: boolean;
   /** Share a channel between clients; by default each client has its own connection, like a proxy. */
   client?: grpc.Client;
+  /**
+   * The stream's token (metadata `authorization: Bearer …`). Default: the one a test registered
+   * for `address` (useXdsToken: a control plane's admin token); null sends none.
+   */
+  token?: string | null;
+}
+
+/** Tokens of the xDS servers tests started, by address (host:port). */
+const xdsTokens = new Map<string, string>();
+
+/** Makes connectAds() to `address` send this token unless told otherwise. */
+export function useXdsToken(address: string, token: string): void {
+  xdsTokens.set(address, token);
 }
 
 interface TypeState {
@@ -118,17 +131,22 @@ export class AdsClient {
     this.grpcClient = grpcClient;
     this.ownsClient = ownsClient;
     const asBuffer = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+    const metadata = new grpc.Metadata();
+    const token = options.token === undefined ? xdsTokens.get(options.address) : options.token;
+    if (token !== null && token !== undefined) metadata.set("authorization", `Bearer ${token}`);
     this.call =
       this.protocol === "sotw"
         ? this.grpcClient.makeBidiStreamRequest<DiscoveryRequest | DeltaDiscoveryRequest, Uint8Array>(
             SOTW_METHOD,
             (r) => asBuffer(encodeDiscoveryRequest(r as DiscoveryRequest)),
             (b) => b,
+            metadata,
           )
         : this.grpcClient.makeBidiStreamRequest<DiscoveryRequest | DeltaDiscoveryRequest, Uint8Array>(
             DELTA_METHOD,
             (r) => asBuffer(encodeDeltaDiscoveryRequest(r as DeltaDiscoveryRequest)),
             (b) => b,
+            metadata,
           );
     this.status = new Promise((resolve) => {
       this.call.on("status", (s: grpc.StatusObject) => {

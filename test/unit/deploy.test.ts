@@ -227,6 +227,22 @@ describe("sidecar-example.yaml", () => {
     expect(port(envoy, "mesh-inbound")).toBe(DEFAULT_PORTS.inbound);
     expect(envoy.readinessProbe?.tcpSocket?.port).toBe(DEFAULT_PORTS.inbound);
   });
+
+  it("gives the bootstrap a dataplane token of the service from a Secret, mounted in the initContainer only", () => {
+    const args = bootstrapArgs ?? [];
+    const file = flag(args, "--token-file") ?? "";
+    const volume = template.spec.volumes?.find((v) => (v as { secret?: unknown }).secret !== undefined) as
+      | { name: string; secret: { secretName: string; defaultMode?: number } }
+      | undefined;
+    expect(volume?.secret.secretName).toBe(`${flag(args, "--service")}-dataplane-token`);
+    expect(init.volumeMounts).toContainEqual({
+      name: volume?.name,
+      mountPath: dirname(file),
+      readOnly: true,
+    });
+    expect(envoy.volumeMounts?.map((m) => m.name)).not.toContain(volume?.name);
+    expect(app.volumeMounts?.map((m) => m.name) ?? []).not.toContain(volume?.name);
+  });
 });
 
 describe("deploy/Dockerfile", () => {

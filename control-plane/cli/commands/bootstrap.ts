@@ -1,4 +1,5 @@
 // `wasmesh bootstrap`: an Envoy sidecar's bootstrap (../../envoy/bootstrap.ts); needs no control plane.
+import { readFileSync } from "node:fs";
 import type { ProxyIdentity } from "../../envoy/index.ts";
 import {
   type CommandName,
@@ -9,11 +10,13 @@ import {
   parsePort,
   str,
   usage,
+  warn,
 } from "../args.ts";
 
 export const help = `Usage: wasmesh bootstrap --node-id ID --service NAME [--labels k=v,...] [--xds HOST:PORT]
                          [--outbound-port 15001] [--inbound-port 15006] [--app-port P]
                          [--inbound-address 0.0.0.0] [--admin-port 9901] [--xds-protocol sotw|delta]
+                         [--token-file FILE]
 
 Prints (YAML) the bootstrap of an Envoy sidecar: node identity, admin and the ADS cluster only;
 everything else comes from the control plane over xDS. Needs no control plane to run. Start Envoy
@@ -31,7 +34,12 @@ host fails with "unable to bind domain socket with base_id=0".
                         the workload's own IP to expose less, or 127.0.0.1 when all its callers
                         are on this host)
   --admin-port P        Envoy's admin interface, on 127.0.0.1 (default 9901)
-  --xds-protocol        sotw (state of the world, default) or delta (incremental xDS)`;
+  --xds-protocol        sotw (state of the world, default) or delta (incremental xDS)
+  --token-file FILE     the token Envoy's ADS stream presents: a dataplane token of --service
+                        (wasmesh token dataplane --service NAME > FILE). The control plane refuses
+                        a stream without one (UNAUTHENTICATED) or of another service
+                        (PERMISSION_DENIED). The bootstrap then holds the token: keep the file
+                        readable by Envoy's user only`;
 
 const command: CommandName = { name: "bootstrap", help };
 
@@ -49,6 +57,7 @@ export async function run(args: string[], out: Out): Promise<undefined> {
       "inbound-address": { type: "string" },
       "admin-port": { type: "string" },
       "xds-protocol": { type: "string" },
+      "token-file": { type: "string" },
     },
     command,
   );
@@ -113,12 +122,30 @@ export async function run(args: string[], out: Out): Promise<undefined> {
     for (const [field, flag] of Object.entries(flags)) message = message.replaceAll(field, flag);
     throw usage(command, `bootstrap: the control plane would refuse this identity: ${message}`);
   }
+  const tokenFile = str(values["token-file"]);
+  let token: string | undefined;
+  if (tokenFile !== undefined) {
+    try {
+      token = readFileSync(tokenFile, "utf8").split("\n")[0]?.trim();
+    } catch (error) {
+      throw usage(
+        command,
+        `--token-file: cannot read ${tokenFile}: ${(error as NodeJS.ErrnoException).code ?? error}`,
+      );
+    }
+    if (!token) throw usage(command, `--token-file: ${tokenFile} is empty`);
+  } else {
+    warn(
+      `no --token-file: the control plane refuses this Envoy's ADS stream (UNAUTHENTICATED) until its bootstrap carries a token (wasmesh token dataplane --service ${service})`,
+    );
+  }
   out(
     bootstrapYaml({
       proxy,
       xds,
       adminPort: ports["--admin-port"] as number,
       protocol,
+      ...(token !== undefined ? { token } : {}),
     }).trimEnd(),
   );
 }
