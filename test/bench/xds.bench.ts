@@ -379,6 +379,7 @@ async function run(delivery: ModuleDelivery, protocol: AdsProtocol, proxies: num
           c.call({
             op: "connect",
             address: cp.xds,
+            token: cp.token,
             protocol,
             proxies: shares[i] ?? [],
             streamsPerChannel: STREAMS_PER_CHANNEL,

@@ -36,6 +36,8 @@ export type ClientCommand =
   | {
       op: "connect";
       address: string;
+      /** Each stream's token (ADS metadata authorization: Bearer …): the control plane's admin token. */
+      token: string;
       protocol: AdsProtocol;
       proxies: SimulatedProxy[];
       streamsPerChannel: number;
@@ -404,12 +406,13 @@ class SimSidecar {
     return this.received.size === TYPES.length;
   }
 
-  start(session: http2.ClientHttp2Session, onResponse: () => void): void {
+  start(session: http2.ClientHttp2Session, token: string, onResponse: () => void): void {
     const stream = session.request({
       ":method": "POST",
       ":path": this.protocol === "sotw" ? SOTW_METHOD : DELTA_METHOD,
       "content-type": "application/grpc",
       te: "trailers",
+      authorization: `Bearer ${token}`,
       ...(this.proxy.acceptsGzip ? { "grpc-accept-encoding": "identity,deflate,gzip" } : {}),
     });
     this.stream = stream;
@@ -645,7 +648,7 @@ async function connect(command: Extract<ClientCommand, { op: "connect" }>): Prom
         next += group.length;
         const session = await connectSession(command.address, Math.max(1, deadline - Date.now()));
         sessions.push(session);
-        for (const sidecar of group) sidecar.start(session, onResponse);
+        for (const sidecar of group) sidecar.start(session, command.token, onResponse);
       }
     }),
   );
