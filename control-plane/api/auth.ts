@@ -2,7 +2,7 @@
 // rebinding), where a browser's write comes from (cross-origin writes), the bearer token and what
 // its role may do. /healthz and /readyz answer without a token (probes); everything else needs one.
 //
-// Roles: admin does everything; read-only reads (GET and HEAD) everything but tokens; a dataplane
+// Roles: admin does everything; read-only reads (GET and HEAD) everything but tokens and the CA; a dataplane
 // token, bound to one service, calls only the routes marked with agentRoute (an agent's: its
 // service's Workloads, module bytes and certificates), whose handlers check the service.
 import { isIP } from "node:net";
@@ -139,6 +139,10 @@ function authorize(c: Context, principal: Principal): void {
     if (path === "/v1/tokens" || path.startsWith("/v1/tokens/"))
       throw forbidden(
         `token ${principal.tokenId} is read-only: tokens are listed and issued with an admin token`,
+      );
+    if (path === "/v1/ca" || path.startsWith("/v1/ca/"))
+      throw forbidden(
+        `token ${principal.tokenId} is read-only: the CA is read and rotated with an admin token`,
       );
     if (!SAFE_METHODS.has(method))
       throw forbidden(`token ${principal.tokenId} is read-only: ${method} ${path} needs an admin token`);

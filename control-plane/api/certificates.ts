@@ -26,6 +26,7 @@ import { forbidden } from "./auth.ts";
 import { accepts, decodeText, JSON_TYPES, limit, parseJson } from "./body.ts";
 import { noneMatchHits } from "./edge.ts";
 import { ApiError, badRequest, invalid } from "./errors.ts";
+import { clientOf } from "./modules.ts";
 
 import { component, errorResponse, json, queryParam } from "./openapi.ts";
 
@@ -44,6 +45,8 @@ export interface CertificateDeps {
   caller: (c: Context) => CertificateCaller;
   /** Put in front of each route (the marker that lets dataplane tokens call it). */
   guards?: MiddlewareHandler[];
+  /** Told of each agent's answered trust-bundle check: who (token id, address) holds which version now. */
+  onBundleCheck?: (agent: string, version: string) => void;
 }
 
 /**
@@ -235,6 +238,10 @@ export function certificateRoutes(deps: CertificateDeps): Hono {
     ...guards,
     async (c) => {
       const bundle = await ca().trustBundle();
+      // Agents (dataplane tokens) only: an operator's look is no sidecar holding the bundle.
+      const caller = deps.caller(c);
+      if (caller.role === "dataplane")
+        deps.onBundleCheck?.(`${caller.tokenId} ${clientOf(c)}`, bundle.version);
       const headers = { ETag: `"${bundle.version}"`, "Cache-Control": "no-cache" };
       if (noneMatchHits(c.req.header("if-none-match"), headers.ETag)) return c.body(null, 304, headers);
       return c.body(bundle.pem, 200, { ...headers, "Content-Type": "application/x-pem-file" });

@@ -17,6 +17,7 @@ import { createTokens } from "../security/tokens.ts";
 import type { ResourceStore } from "../store/index.ts";
 import { ProxyStatus } from "../xds/status.ts";
 import { type ApiAuth, agentRoute, authenticate } from "./auth.ts";
+import { caRoutes, createBundleTracker } from "./ca.ts";
 import { certificateRoutes } from "./certificates.ts";
 import { edgeRoutes } from "./edge.ts";
 import { ApiError, type ErrorBody, toApiError } from "./errors.ts";
@@ -165,10 +166,18 @@ export function createApi(options: ApiOptions): Hono {
   );
 
   // A data-plane agent's certificate, for the service its token is bound to.
+  const bundles = createBundleTracker();
   app.route(
     "/v1/certificates",
-    certificateRoutes({ ca: options.ca, caller: (c) => c.get("principal"), guards: [agentRoute] }),
+    certificateRoutes({
+      ca: options.ca,
+      caller: (c) => c.get("principal"),
+      guards: [agentRoute],
+      onBundleCheck: bundles.record,
+    }),
   );
+  // The CA's state and rotation, for operators (admin tokens: auth.ts).
+  app.route("/v1/ca", caRoutes({ ca: options.ca, tracker: bundles, maxBodyBytes }));
 
   app.route(
     "/v1/edge",

@@ -60,7 +60,7 @@ const ModulePushResult = component(
 const WasmBytes = Type.String({ contentMediaType: "application/wasm" });
 
 /** The client of a request: its remote address (behind a proxy, the proxy's). */
-function clientOf(c: Context): string {
+export function clientOf(c: Context): string {
   try {
     return getConnInfo(c).remote.address ?? "unknown";
   } catch {

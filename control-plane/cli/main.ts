@@ -19,6 +19,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   dataplane: () => import("./commands/dataplane.ts"),
   status: () => import("./commands/status.ts"),
   token: () => import("./commands/token.ts"),
+  ca: () => import("./commands/ca.ts"),
   modules: () => import("./commands/modules.ts"),
   edge: () => import("./commands/edge.ts"),
   version: () => import("./commands/version.ts"),
@@ -37,6 +38,7 @@ Commands:
   dataplane run       run a sidecar: Envoy, its Workload and its modules (the agent)
   status              connected proxies, what they acknowledged, their last rejection
   token               API tokens: create, dataplane (bound to a service), list, revoke
+  ca                  the mesh CA: status, rotate add-next|promote|remove
   modules push FILE   upload a Wasm module version
   edge export         print the edge workers' configuration (e.g. for a Workers KV key)
   version             the CLI's version and the control plane's (--version: the CLI's only)

@@ -276,7 +276,7 @@ describe("usage", () => {
       ]);
     expectUsage(
       command,
-      "unknown command 'frob'; commands: server, apply, get, delete, bootstrap, dataplane, status, token, modules",
+      "unknown command 'frob'; commands: server, apply, get, delete, bootstrap, dataplane, status, token, ca, modules",
     );
     expect(command.stderr).toContain("Run 'wasmesh --help' for more.");
     expectUsage(option, "unknown option '--frob'");

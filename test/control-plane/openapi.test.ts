@@ -156,6 +156,7 @@ describe("GET /v1/openapi.json", () => {
       ...["status", "health", "ready", "metrics", "openapi"],
       ...["listTokens", "createToken", "getToken", "revokeToken"],
       ...["issueCertificate", "getTrustBundle"],
+      ...["getCa", "rotateCa"],
     ];
     expect([...ids].sort()).toEqual(expected.sort());
   });
