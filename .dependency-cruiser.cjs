@@ -5,7 +5,8 @@
 //   model       control-plane/resources/      the resource model, validation, names
 //   vocabulary  control-plane/envoy/          Envoy's API, the proxy's identity, what a proxy is sent
 //   services    store/  translate/  modules/  xds/ (behind its ConfigCache; never translate/)
-//               security/ (API tokens, the credentials file; over store/)
+//               security/ (API tokens, the credentials file, the API and xDS ports' certificate;
+//               over store/ and ca/)
 //               ca/ (the mesh CA and SPIFFE identities; on the store alone)
 //   consumers   revision/  edge/  api/
 //   roots       server.ts (wires everything)   cli/ (the command line; runs the server)
@@ -77,7 +78,7 @@ module.exports = {
     layer("ca-on-the-store-alone", "ca/", "ca/|store/"),
     layer("revision-below-api", "revision/", "revision/|translate/|modules/|resources/|envoy/|store/"),
     layer("edge-below-api", "edge/", "edge/|revision/|translate/|resources/|envoy/|store/"),
-    layer("security-below-consumers", "security/", "security/|store/|resources/|envoy/"),
+    layer("security-below-consumers", "security/", "security/|store/|resources/|envoy/|ca/"),
     layer(
       "api-below-roots",
       "api/",

@@ -2,6 +2,7 @@
 // every committed write (API, CLI, module push) bumps its revision, and the xDS server recomputes
 // each connected proxy's configuration and pushes what changed, labelled with that revision.
 import { existsSync, mkdirSync, readdirSync } from "node:fs";
+import https from "node:https";
 import { type AddressInfo, isIP } from "node:net";
 import { join } from "node:path";
 import { serve } from "@hono/node-server";
@@ -32,8 +33,9 @@ import {
 } from "./modules/index.ts";
 import { createConfigurationCheck, createRevisionSource, type MeshRevision } from "./revision/index.ts";
 import { ADMIN_TOKEN_FILE, ensureAdminToken } from "./security/admin-token.ts";
-import { saveToken } from "./security/credentials.ts";
+import { saveCaFile, saveToken } from "./security/credentials.ts";
 import { authenticateProxy } from "./security/proxy-auth.ts";
+import { type ServerTls, serverNames, startServerTls } from "./security/tls.ts";
 import { createTokens, type Tokens } from "./security/tokens.ts";
 import { openSqliteStore, type ResourceStore, StoreUnwritableError } from "./store/index.ts";
 import { proxyClassKey } from "./translate/index.ts";
@@ -83,6 +85,14 @@ export interface ControlPlaneOptions {
     CertificateAuthorityOptions,
     "trustDomain" | "kek" | "external" | "workloadValiditySeconds" | "env"
   >;
+  /**
+   * TLS on the API and xDS ports (security/tls.ts): "mesh-ca", a certificate the mesh CA issues for
+   * the server's names (--api-host names, the address, loopback), renewed without a restart, its
+   * trust bundle in <data>/ca-bundle.pem; or a certificate and key given as PEM files. Default none.
+   */
+  tls?: "mesh-ca" | { certFile: string; keyFile: string };
+  /** Lifetime of the mesh CA's server certificate (default the CA's workload validity). */
+  tlsValiditySeconds?: number;
   /** Also write the edge configuration into this Workers KV key after each change (edge/kv.ts). */
   edgeKv?: Omit<KvPublisherOptions, "source" | "log" | "fetch">;
   log?: (line: string) => void;
@@ -101,6 +111,8 @@ export interface ControlPlane {
   adminTokenFile: string;
   /** The mesh CA; undefined when it did not exist and the store could not be written to create it. */
   ca: CertificateAuthority | undefined;
+  /** The API and xDS ports' certificate, with --tls. */
+  tls: ServerTls | undefined;
   close(): Promise<void>;
 }
 
@@ -112,11 +124,14 @@ function isLoopback(address: string): boolean {
 }
 
 /** The API URLs a CLI on this host reaches the server by (keys of the credentials file). */
-function localUrls(address: string, port: number): string[] {
+function localUrls(address: string, port: number, scheme: "http" | "https"): string[] {
   const bare = address.replace(/^\[(.*)\]$/, "$1");
   const wildcard = bare === "0.0.0.0" || bare === "::";
   const own = isIP(bare) === 6 ? `[${bare}]` : bare;
-  return [`http://127.0.0.1:${port}`, ...(wildcard || isLoopback(address) ? [] : [`http://${own}:${port}`])];
+  return [
+    `${scheme}://127.0.0.1:${port}`,
+    ...(wildcard || isLoopback(address) ? [] : [`${scheme}://${own}:${port}`]),
+  ];
 }
 
 /**
@@ -251,7 +266,23 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   store.watch(() => void refresh());
   xds.update(String(pushed.revision));
 
-  const xdsPort = await xds.listen(options.xdsPort, address);
+  let tls: ServerTls | undefined;
+  if (options.tls === "mesh-ca") {
+    if (ca === undefined)
+      throw new Error(
+        "--tls needs the mesh CA, which could not be created now: give --tls-cert and --tls-key",
+      );
+    tls = await startServerTls({
+      ca,
+      names: serverNames(address, options.apiHosts ?? []),
+      dataDir: options.dataDir,
+      log,
+      ...(options.tlsValiditySeconds !== undefined ? { validitySeconds: options.tlsValiditySeconds } : {}),
+    });
+  } else if (options.tls !== undefined) {
+    tls = await startServerTls({ ...options.tls, dataDir: options.dataDir, log });
+  }
+  const xdsPort = await xds.listen(options.xdsPort, address, tls?.material);
 
   // The store's current revision (not the one xDS last pushed), so that GET /v1/edge/config right
   // after a write already answers for it; the same MeshRevision the xDS reload then pushes.
@@ -304,30 +335,43 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     ...(validation.perClient !== undefined ? { validationsPerClient: validation.perClient } : {}),
     validationRetryAfterSeconds: Math.ceil(pool.timeoutMs / 1000),
   });
-  const http = serve({ fetch: app.fetch, port: options.httpPort, hostname: address });
+  const http = serve({
+    fetch: app.fetch,
+    port: options.httpPort,
+    hostname: address,
+    ...(tls ? { createServer: https.createServer, serverOptions: tls.material } : {}),
+  });
   await new Promise<void>((resolve, reject) => {
     http.once("listening", resolve);
     http.once("error", reject);
   });
   const httpPort = (http.address() as AddressInfo).port;
+  // A renewed certificate for the connections opened from now on, on both ports.
+  tls?.onRenew((material) => {
+    xds.setCertificate(material);
+    (http as https.Server).setSecureContext(material);
+  });
 
+  const scheme = tls ? "https" : "http";
   log(
-    `wasmesh control plane: API http://${address}:${httpPort}  xDS grpc://${address}:${xdsPort}  data ${options.dataDir}  (revision ${pushed.revision})`,
+    `wasmesh control plane: API ${scheme}://${address}:${httpPort}  xDS ${tls ? "grpcs" : "grpc"}://${address}:${xdsPort}  data ${options.dataDir}  (revision ${pushed.revision})` +
+      (tls?.caFile ? `  CA bundle ${tls.caFile}` : ""),
   );
-  if (!isLoopback(address)) {
+  if (!isLoopback(address) && !tls) {
     log(
       `wasmesh: WARNING: listening on ${address} without TLS. API tokens, the mesh's configuration and module ` +
-        "bytes cross the network in plain text, readable and replayable by anyone on the path. Put the " +
-        "control plane behind a TLS-terminating proxy, or keep it on a private network (wasmesh serves no " +
-        "TLS itself yet).",
+        "bytes cross the network in plain text, readable and replayable by anyone on the path. Start the " +
+        "server with --tls (a certificate from the mesh CA; clients trust <data>/ca-bundle.pem) or --tls-cert " +
+        "and --tls-key, or keep it on a private network.",
     );
   }
-  if (options.credentialsFile !== undefined && admin.secret !== undefined) {
+  if (options.credentialsFile !== undefined) {
+    const urls = localUrls(address, httpPort, scheme);
     try {
-      saveToken(localUrls(address, httpPort), admin.secret, {
-        path: options.credentialsFile,
-        dataDir: options.dataDir,
-      });
+      if (admin.secret !== undefined)
+        saveToken(urls, admin.secret, { path: options.credentialsFile, dataDir: options.dataDir });
+      // The CLI on this machine trusts the mesh CA's certificate for these URLs with no flag.
+      if (tls?.caFile !== undefined) saveCaFile(urls, tls.caFile, { path: options.credentialsFile });
     } catch (error) {
       // The CLI can still be given the token (--token, $WASMESH_TOKEN); the server runs on.
       log(`wasmesh: cannot save the admin token in ${options.credentialsFile}: ${(error as Error).message}`);
@@ -344,6 +388,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     tokens,
     adminTokenFile: admin.file,
     ca,
+    tls,
     async close() {
       if (closed) return;
       closed = true;
@@ -352,6 +397,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         // Keep-alive connections would hold close() open.
         (http as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
       });
+      tls?.close();
       await leases.close();
       await xds.close();
       await pool.close();

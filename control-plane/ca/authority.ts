@@ -6,6 +6,7 @@
 // operation (cheap: one row), so that a rotation made elsewhere is seen; a write names the version it
 // read, so two writers cannot both win.
 import { createHash, webcrypto } from "node:crypto";
+import { isIP } from "node:net";
 import { ConflictError, type ResourceStore } from "../store/index.ts";
 import { checkCertificateRequest } from "./csr.ts";
 import { CaInputError, CaStateError } from "./errors.ts";
@@ -89,6 +90,14 @@ export interface IssueRequest {
   validitySeconds?: number;
 }
 
+export interface ServerIssueRequest {
+  /** PEM PKCS#10 request; only its key and signature are used. */
+  csr: string;
+  /** Host names and IP addresses the server is reached by; the first is its subject's CN. */
+  names: readonly string[];
+  validitySeconds?: number;
+}
+
 export interface IssuedCertificate {
   /** The identity in the certificate's only SAN, a URI. */
   spiffeId: string;
@@ -144,6 +153,11 @@ export interface CertificateAuthority {
   /** The SPIFFE ID a workload of this identity gets. */
   spiffeId(identity: WorkloadIdentity): string;
   issue(request: IssueRequest): Promise<IssuedCertificate>;
+  /**
+   * A TLS server certificate for the control plane's own ports (wasmesh server --tls): DNS and IP
+   * SANs `names`, serverAuth only, no SPIFFE ID, signed like a workload's and as short-lived.
+   */
+  issueServer(request: ServerIssueRequest): Promise<Omit<IssuedCertificate, "spiffeId">>;
   trustBundle(): Promise<TrustBundle>;
   status(): Promise<CaStatus>;
   /** A new authority as next (trusted, not signing): a generated root, or the operator's intermediate. */
@@ -432,6 +446,73 @@ export async function openCertificateAuthority(
     return run;
   }
 
+  /** Signs the CSR's key for `names` with the active authority, for at most `validitySeconds`. */
+  async function sign(
+    csrPem: string,
+    validitySeconds: number | undefined,
+    what: { names: x509.JsonGeneralName[]; subject: string; usages: string[] },
+  ): Promise<IssuedCertificate> {
+    const validity = checkSeconds(
+      validitySeconds ?? workloadValidity,
+      MIN_WORKLOAD_VALIDITY_SECONDS,
+      workloadValidity,
+      "validitySeconds",
+    );
+    const csr = await checkCertificateRequest(csrPem);
+    const loaded = await current();
+    const signer = signerOf(loaded.authorities);
+    const key = await signingKey(signer);
+    const now = clock();
+    // Never outlive the authority, its chain or its root: a certificate past its issuer's end fails.
+    const limit = Math.min(
+      ...[signer.certificate, ...signer.chain, signer.root].map((c) => c.notAfter.getTime()),
+    );
+    const notAfter = Math.min(now + validity * 1000, limit);
+    if (notAfter - now < MIN_WORKLOAD_VALIDITY_SECONDS * 1000) {
+      throw new CaStateError(
+        `the signing authority ${short(signer.stored.id)} (or its chain) expires at ${new Date(limit).toISOString()}: add a new authority and promote it`,
+      );
+    }
+    const notBefore = Math.max(now - BACKDATE_SECONDS * 1000, signer.certificate.notBefore.getTime());
+    const ski = signer.certificate.getExtension(x509.SubjectKeyIdentifierExtension);
+    const leaf = await x509.X509CertificateGenerator.create({
+      serialNumber: randomSerial(),
+      subject: what.subject,
+      issuer: signer.certificate.subjectName,
+      notBefore: new Date(notBefore),
+      notAfter: new Date(notAfter),
+      signingAlgorithm: signatureAlgorithm(signer.key),
+      publicKey: csr.publicKey,
+      signingKey: key,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(
+          x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
+          true,
+        ),
+        new x509.ExtendedKeyUsageExtension(what.usages),
+        new x509.SubjectAlternativeNameExtension(what.names, what.subject === ""),
+        await x509.SubjectKeyIdentifierExtension.create(csr.publicKey),
+        // The issuer's own key identifier, as it states it: verifiers match the two.
+        ...(ski ? [new x509.AuthorityKeyIdentifierExtension(ski.keyId)] : []),
+      ],
+    });
+    const certificate = pemOf([leaf]);
+    // A root signs alone; an intermediate is presented with the certificates above it, up to the root.
+    const chain = pemOf(signer.stored.origin === "builtin" ? [] : [signer.certificate, ...signer.chain]);
+    return {
+      spiffeId: "",
+      serialNumber: leaf.serialNumber,
+      notBefore: leaf.notBefore,
+      notAfter: leaf.notAfter,
+      certificate,
+      chain,
+      certificateChain: certificate + chain,
+      trustBundle: pemOf(bundleOf(loaded)),
+      signer: signer.stored.id,
+    };
+  }
+
   return {
     trustDomain,
     created,
@@ -439,69 +520,30 @@ export async function openCertificateAuthority(
 
     async issue(request) {
       const spiffeId = workloadSpiffeId(trustDomain, request.identity);
-      const validity = checkSeconds(
-        request.validitySeconds ?? workloadValidity,
-        MIN_WORKLOAD_VALIDITY_SECONDS,
-        workloadValidity,
-        "validitySeconds",
-      );
-      const csr = await checkCertificateRequest(request.csr);
-      const loaded = await current();
-      const signer = signerOf(loaded.authorities);
-      const key = await signingKey(signer);
-      const now = clock();
-      // Never outlive the authority, its chain or its root: a certificate past its issuer's end fails.
-      const limit = Math.min(
-        ...[signer.certificate, ...signer.chain, signer.root].map((c) => c.notAfter.getTime()),
-      );
-      const notAfter = Math.min(now + validity * 1000, limit);
-      if (notAfter - now < MIN_WORKLOAD_VALIDITY_SECONDS * 1000) {
-        throw new CaStateError(
-          `the signing authority ${short(signer.stored.id)} (or its chain) expires at ${new Date(limit).toISOString()}: add a new authority and promote it`,
-        );
-      }
-      const notBefore = Math.max(now - BACKDATE_SECONDS * 1000, signer.certificate.notBefore.getTime());
-      const ski = signer.certificate.getExtension(x509.SubjectKeyIdentifierExtension);
-      const leaf = await x509.X509CertificateGenerator.create({
-        serialNumber: randomSerial(),
+      const issued = await sign(request.csr, request.validitySeconds, {
+        names: [{ type: "url", value: spiffeId }],
         // No subject: the identity is the URI SAN alone (so the SAN is critical, RFC 5280 §4.2.1.6).
         subject: "",
-        issuer: signer.certificate.subjectName,
-        notBefore: new Date(notBefore),
-        notAfter: new Date(notAfter),
-        signingAlgorithm: signatureAlgorithm(signer.key),
-        publicKey: csr.publicKey,
-        signingKey: key,
-        extensions: [
-          new x509.BasicConstraintsExtension(false, undefined, true),
-          new x509.KeyUsagesExtension(
-            x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
-            true,
-          ),
-          new x509.ExtendedKeyUsageExtension([
-            x509.ExtendedKeyUsage.serverAuth,
-            x509.ExtendedKeyUsage.clientAuth,
-          ]),
-          new x509.SubjectAlternativeNameExtension([{ type: "url", value: spiffeId }], true),
-          await x509.SubjectKeyIdentifierExtension.create(csr.publicKey),
-          // The issuer's own key identifier, as it states it: verifiers match the two.
-          ...(ski ? [new x509.AuthorityKeyIdentifierExtension(ski.keyId)] : []),
-        ],
+        usages: [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth],
       });
-      const certificate = pemOf([leaf]);
-      // A root signs alone; an intermediate is presented with the certificates above it, up to the root.
-      const chain = pemOf(signer.stored.origin === "builtin" ? [] : [signer.certificate, ...signer.chain]);
-      return {
-        spiffeId,
-        serialNumber: leaf.serialNumber,
-        notBefore: leaf.notBefore,
-        notAfter: leaf.notAfter,
-        certificate,
-        chain,
-        certificateChain: certificate + chain,
-        trustBundle: pemOf(bundleOf(loaded)),
-        signer: signer.stored.id,
-      };
+      return { ...issued, spiffeId };
+    },
+
+    async issueServer(request) {
+      if (request.names.length === 0) throw new CaInputError("names", "a server certificate names a host");
+      const names = request.names.map((name): x509.JsonGeneralName => {
+        if (isIP(name) !== 0) return { type: "ip", value: name };
+        if (!/^[A-Za-z0-9*](?:[-A-Za-z0-9.]{0,251}[A-Za-z0-9])?$/.test(name)) {
+          throw new CaInputError("names", `'${name}' is neither a host name nor an IP address`);
+        }
+        return { type: "dns", value: name };
+      });
+      const { spiffeId: _, ...issued } = await sign(request.csr, request.validitySeconds, {
+        names,
+        subject: `CN=${request.names[0]}`,
+        usages: [x509.ExtendedKeyUsage.serverAuth],
+      });
+      return issued;
     },
 
     async trustBundle() {

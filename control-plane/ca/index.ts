@@ -14,6 +14,7 @@ export {
   MAX_WORKLOAD_VALIDITY_SECONDS,
   MIN_WORKLOAD_VALIDITY_SECONDS,
   openCertificateAuthority,
+  type ServerIssueRequest,
   TRUST_DOMAIN_ENV,
   type TrustBundle,
 } from "./authority.ts";

@@ -1,8 +1,9 @@
 // Argument parsing shared by the commands: node:util's parseArgs with the common flags, usage errors
 // (exit 2) that repeat the command's usage line, and the flag values several commands take.
+import { readFileSync } from "node:fs";
 import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
-import { credentialsPath, savedToken } from "../security/credentials.ts";
-import { ApiClient, CliError, DEFAULT_API, type TokenSource } from "./client.ts";
+import { credentialsPath, savedCaFile, savedToken } from "../security/credentials.ts";
+import { ApiClient, type CaSource, CliError, DEFAULT_API, type TokenSource } from "./client.ts";
 
 /** What one command module exports: the dispatcher loads it only when that command runs. */
 export interface Command {
@@ -32,6 +33,7 @@ export interface Parsed {
 const commonOptions = {
   api: { type: "string" },
   token: { type: "string" },
+  "ca-file": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -87,10 +89,44 @@ export const str = (value: string | boolean | undefined): string | undefined =>
 export function apiOf(values: {
   api?: string | boolean | undefined;
   token?: string | boolean | undefined;
+  "ca-file"?: string | boolean | undefined;
 }): ApiClient {
   const api = typeof values.api === "string" ? values.api : process.env.WASMESH_API || DEFAULT_API;
   const client = new ApiClient(api);
-  return new ApiClient(client.base, tokenOf(values, client.base));
+  return new ApiClient(client.base, tokenOf(values, client.base), caOf(values, client.base));
+}
+
+/**
+ * The CA an https API is verified with: --ca-file, else $WASMESH_CA_FILE, else the file the
+ * credentials file names for that URL (wasmesh server --tls saves <data>/ca-bundle.pem); else the
+ * system's CAs (a publicly trusted certificate).
+ */
+export function caOf(
+  values: { "ca-file"?: string | boolean | undefined },
+  api: string,
+): CaSource | undefined {
+  let source: Omit<CaSource, "pem"> | undefined;
+  if (typeof values["ca-file"] === "string") {
+    if (values["ca-file"] === "") throw new CliError("--ca-file: must not be empty", 2);
+    source = { file: values["ca-file"], from: "--ca-file" };
+  } else if (process.env.WASMESH_CA_FILE)
+    source = { file: process.env.WASMESH_CA_FILE, from: "$WASMESH_CA_FILE" };
+  else if (api.startsWith("https:")) {
+    const path = credentialsPath();
+    let saved: string | undefined;
+    try {
+      saved = savedCaFile(api, path);
+    } catch (error) {
+      throw new CliError((error as Error).message);
+    }
+    if (saved !== undefined) source = { file: saved, from: `the credentials file ${path}` };
+  }
+  if (source === undefined) return undefined;
+  try {
+    return { ...source, pem: readFileSync(source.file, "utf8") };
+  } catch (error) {
+    throw new CliError(`${source.from}: cannot read the CA file ${source.file}: ${(error as Error).message}`);
+  }
 }
 
 function tokenOf(values: { token?: string | boolean | undefined }, api: string): TokenSource | undefined {

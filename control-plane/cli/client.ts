@@ -67,6 +67,20 @@ const NETWORK_ERRORS: Record<string, string> = {
   UND_ERR_SOCKET: "connection closed",
 };
 
+// Node's codes for a server certificate that does not verify (tls.checkServerIdentity's included).
+const CERTIFICATE_ERRORS = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_SIGNATURE_FAILURE",
+  "CERT_UNTRUSTED",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
 function networkReason(error: NodeJS.ErrnoException): string {
   const code = error.code;
   if (code) return NETWORK_ERRORS[code] ? `${NETWORK_ERRORS[code]}, ${code}` : code;
@@ -87,12 +101,21 @@ interface RawResponse {
   rawHeaders: string[];
 }
 
+/** The CA file an https API is verified with, and where it was named (for a failed verification). */
+export interface CaSource {
+  file: string;
+  pem: string;
+  /** e.g. "--ca-file", "$WASMESH_CA_FILE", "the credentials file …" */
+  from: string;
+}
+
 function request(
   url: URL,
   method: string,
   body: string | Uint8Array | undefined,
   contentType?: string,
   token?: string,
+  ca?: CaSource,
 ) {
   return new Promise<RawResponse>((resolve, reject) => {
     const send = url.protocol === "https:" ? https.request : http.request;
@@ -100,6 +123,7 @@ function request(
       url,
       {
         method,
+        ...(ca !== undefined && url.protocol === "https:" ? { ca: ca.pem } : {}),
         headers: {
           ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}),
           ...(contentType ? { "content-type": contentType } : {}),
@@ -135,9 +159,11 @@ export interface TokenSource {
 export class ApiClient {
   readonly base: string;
   readonly #token: TokenSource | undefined;
+  readonly #ca: CaSource | undefined;
 
-  constructor(base: string, token?: TokenSource) {
+  constructor(base: string, token?: TokenSource, ca?: CaSource) {
     this.#token = token;
+    this.#ca = ca;
     let url: URL;
     try {
       url = new URL(base);
@@ -164,8 +190,20 @@ export class ApiClient {
         init.body,
         init.contentType,
         this.#token?.token,
+        this.#ca,
       );
     } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== undefined && CERTIFICATE_ERRORS.has(code)) {
+        const trusted = this.#ca
+          ? `the CA file ${this.#ca.file} (from ${this.#ca.from})`
+          : "the system's CAs (no --ca-file, $WASMESH_CA_FILE or credentials file entry for this URL)";
+        throw new CliError(
+          `the control plane at ${this.base} presented a certificate that does not verify against ${trusted}: ` +
+            `${(error as Error).message} (${code}). A server started with --tls writes its CA to <data>/ca-bundle.pem: ` +
+            "pass it with --ca-file",
+        );
+      }
       throw new CliError(
         `cannot reach the control plane at ${this.base} (${networkReason(error as NodeJS.ErrnoException)}); ` +
           "start it with `wasmesh server`, or pass --api URL (or set WASMESH_API)",
@@ -208,6 +246,7 @@ export class ApiClient {
         undefined,
         undefined,
         this.#token?.token,
+        this.#ca,
       );
       if (response.status === 200) return JSON.parse(response.text) as unknown;
     } catch {

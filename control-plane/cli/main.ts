@@ -46,7 +46,9 @@ Commands:
 Every command takes --help, and --api URL (before or after the command): the control plane's
 HTTP API (default $WASMESH_API, else ${DEFAULT_API}); server and bootstrap don't call it. Calls
 carry a bearer token: --token TOKEN, else $WASMESH_TOKEN, else the admin token wasmesh server saved
-for that URL in ~/.config/wasmesh/credentials.json ($XDG_CONFIG_HOME/wasmesh/ when set).
+for that URL in ~/.config/wasmesh/credentials.json ($XDG_CONFIG_HOME/wasmesh/ when set). An https
+URL is verified with --ca-file FILE, else $WASMESH_CA_FILE, else the CA file saved there for that
+URL (wasmesh server --tls saves its <data>/ca-bundle.pem), else the system's CAs.
 Kinds: ${KINDS.join(", ")}
 
 Run 'wasmesh <command> --help' for a command's options.`;
@@ -56,7 +58,11 @@ function commandOf(name: string): (() => Promise<Command>) | undefined {
   return Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
 }
 
-const GLOBAL_OPTIONS: Record<string, string> = { "--api": "a URL", "--token": "a token" };
+const GLOBAL_OPTIONS: Record<string, string> = {
+  "--api": "a URL",
+  "--token": "a token",
+  "--ca-file": "a file",
+};
 
 /**
  * `--api URL` and `--token TOKEN` (or `--api=URL`…) before the command, moved after it so that each

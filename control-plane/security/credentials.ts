@@ -19,7 +19,7 @@ import { dirname, join } from "node:path";
 
 interface CredentialsFile {
   /** Per API base URL (as credentialKey() writes it). */
-  apis: Record<string, { token: string; dataDir?: string; savedAt: string }>;
+  apis: Record<string, { token?: string; dataDir?: string; caFile?: string; savedAt: string }>;
 }
 
 /** Where the CLI looks for tokens, and `wasmesh server` leaves its admin token. */
@@ -71,6 +71,18 @@ export function savedToken(api: string, path = credentialsPath()): string | unde
   return typeof token === "string" ? token : undefined;
 }
 
+/** The CA file saved for this API (an https URL of a server started with --tls), if any. */
+export function savedCaFile(api: string, path = credentialsPath()): string | undefined {
+  let file: CredentialsFile;
+  try {
+    file = read(path);
+  } catch (error) {
+    throw new Error(`cannot read the credentials file ${path}: ${(error as Error).message}`);
+  }
+  const caFile = file.apis[credentialKey(api)]?.caFile;
+  return typeof caFile === "string" ? caFile : undefined;
+}
+
 const LOCK_WAIT_MS = 5_000;
 /** A lock file older than this was left by a process that died holding it. */
 const STALE_LOCK_MS = 10_000;
@@ -98,18 +110,37 @@ export function saveToken(
   token: string,
   options: { path?: string; dataDir?: string } = {},
 ): void {
-  const path = options.path ?? credentialsPath();
+  update(apis, options.path, (entry) => {
+    const { caFile } = entry ?? {};
+    return {
+      token,
+      ...(options.dataDir !== undefined ? { dataDir: options.dataDir } : {}),
+      ...(caFile !== undefined ? { caFile } : {}),
+    };
+  });
+}
+
+/** Saves the CA file that verifies each of `apis` (https URLs), keeping their tokens. */
+export function saveCaFile(apis: readonly string[], caFile: string, options: { path?: string } = {}): void {
+  update(apis, options.path, (entry) => ({ ...entry, caFile }));
+}
+
+type Entry = CredentialsFile["apis"][string];
+
+function update(
+  apis: readonly string[],
+  at: string | undefined,
+  change: (entry: Entry | undefined) => Omit<Entry, "savedAt">,
+): void {
+  const path = at ?? credentialsPath();
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const unlock = lock(path);
   try {
     const file = read(path);
     const savedAt = new Date().toISOString();
     for (const api of apis) {
-      file.apis[credentialKey(api)] = {
-        token,
-        ...(options.dataDir !== undefined ? { dataDir: options.dataDir } : {}),
-        savedAt,
-      };
+      const key = credentialKey(api);
+      file.apis[key] = { ...change(file.apis[key]), savedAt };
     }
     writePrivate(path, `${JSON.stringify(file, null, 2)}\n`);
   } finally {

@@ -253,8 +253,8 @@ export class XdsServer {
     this.options.log?.(level, message, fields);
   }
 
-  /** Binds (plain HTTP/2, no TLS); returns the bound port (port 0 → ephemeral). */
-  listen(port: number, host = "0.0.0.0"): Promise<number> {
+  /** Binds (plain HTTP/2, or TLS with `tls`); returns the bound port (port 0 → ephemeral). */
+  listen(port: number, host = "0.0.0.0", tls?: { cert: string; key: string }): Promise<number> {
     if (this.grpcServer) return Promise.reject(new Error("the xDS server is already listening"));
     if (this.closed) return Promise.reject(new Error("the xDS server is closed"));
     const server = new GrpcServer({
@@ -264,10 +264,16 @@ export class XdsServer {
     this.grpcServer = server;
     // "[::1]" as a URL writes it; the socket wants the address alone.
     const address = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
-    return server.listen(port, address).catch((error: unknown) => {
+    return server.listen(port, address, tls).catch((error: unknown) => {
       this.grpcServer = undefined;
       throw error;
     });
+  }
+
+  /** A renewed certificate for new connections (a server listening with TLS). */
+  setCertificate(tls: { cert: string; key: string }): void {
+    if (!this.grpcServer) throw new Error("the xDS server is not listening");
+    this.grpcServer.setCertificate(tls);
   }
 
   /**

@@ -1,5 +1,5 @@
-// ADS's transport: gRPC over HTTP/2 without TLS (h2c), on node:http2, for bidirectional streaming
-// methods only, which is all xDS needs.
+// ADS's transport: gRPC over HTTP/2, in plain text (h2c) or over TLS (ALPN h2; wasmesh server
+// --tls), on node:http2, for bidirectional streaming methods only, which is all xDS needs.
 //
 // Not grpc-js's server: it frames every message it sends into a new buffer of its own
 // (serializeMessage: allocate length + 5, copy the message in), with no way to hand it a message
@@ -140,21 +140,25 @@ export class GrpcCall {
 /** A gRPC server of streaming methods, by path ("/package.Service/Method"). */
 export class GrpcServer {
   private readonly methods: ReadonlyMap<string, StreamingMethod<unknown>>;
-  private server: http2.Http2Server | undefined;
+  private server: http2.Http2Server | http2.Http2SecureServer | undefined;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
 
   constructor(methods: Record<string, StreamingMethod<unknown>>) {
     this.methods = new Map(Object.entries(methods));
   }
 
-  /** Binds (port 0 → ephemeral) and resolves with the bound port. */
-  async listen(port: number, host: string): Promise<number> {
+  /**
+   * Binds (port 0 → ephemeral) and resolves with the bound port; with `tls` (a certificate chain and
+   * its key, PEM), over TLS with ALPN h2 only, as gRPC clients ask.
+   */
+  async listen(port: number, host: string, tls?: { cert: string; key: string }): Promise<number> {
     if (this.server) throw new Error("already listening");
-    const server = http2.createServer({
-      // Node counts data queued to send against this (10 MB by default) and refuses new streams
-      // past it; a proxy's first response with modules inline is hundreds of KB. grpc-js lifts it too.
-      maxSessionMemory: Number.MAX_SAFE_INTEGER,
-    });
+    // Node counts data queued to send against this (10 MB by default) and refuses new streams
+    // past it; a proxy's first response with modules inline is hundreds of KB. grpc-js lifts it too.
+    const maxSessionMemory = Number.MAX_SAFE_INTEGER;
+    const server = tls
+      ? http2.createSecureServer({ ...tls, ALPNProtocols: ["h2"], maxSessionMemory })
+      : http2.createServer({ maxSessionMemory });
     server.on("session", (session) => {
       this.sessions.add(session);
       session.on("close", () => this.sessions.delete(session));
@@ -232,6 +236,14 @@ export class GrpcServer {
     });
     stream.on("end", () => listener.halfClose());
     stream.once("close", () => listener.closed());
+  }
+
+  /** New connections get this certificate from now on (a renewal); open ones keep theirs. */
+  setCertificate(tls: { cert: string; key: string }): void {
+    const server = this.server;
+    if (server === undefined || !("setSecureContext" in server))
+      throw new Error("the xDS server does not serve TLS");
+    server.setSecureContext(tls);
   }
 
   /**

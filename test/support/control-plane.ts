@@ -3,6 +3,7 @@
 // `wasmesh bootstrap` output.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
+import https from "node:https";
 import { join } from "node:path";
 import { type EnvoyProcess, freePort, REPO_ROOT, startEnvoy } from "./envoy.ts";
 import { removeDir, tempDir } from "./temp.ts";
@@ -215,13 +216,16 @@ export async function startControlPlaneProcess(
     gone = true;
   });
 
-  const api = `http://127.0.0.1:${httpPort}`;
+  // --tls or --tls-cert: the API answers https (which tests verify themselves; health is only polled).
+  const tls = (options.extraArgs ?? []).some((arg) => arg === "--tls" || arg.startsWith("--tls-cert"));
+  const api = `${tls ? "https" : "http"}://127.0.0.1:${httpPort}`;
   try {
     await until(
       () => `wasmesh server to be healthy:\n${logs}`,
       async () => {
         if (gone) throw new Error(`wasmesh server exited during startup:\n${logs}`);
         // Not listening yet: an error, so not healthy yet.
+        if (tls) return (await unverifiedStatus(`${api}/healthz`).catch(() => 0)) === 200;
         return (await fetch(`${api}/healthz`).catch(() => undefined))?.ok === true;
       },
       30_000,
@@ -269,6 +273,17 @@ export async function startControlPlaneProcess(
       if (ownDir) removeDir(dataDir);
     },
   };
+}
+
+/** The status of a GET over https without verifying the certificate (polling a TLS server's health). */
+function unverifiedStatus(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = https.get(url, { rejectUnauthorized: false, agent: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on("error", reject);
+  });
 }
 
 export interface SidecarOptions {

@@ -14,7 +14,7 @@ import {
 import { CliError } from "../client.ts";
 
 export const help = `Usage: wasmesh server [--data DIR] [--http-port 5681] [--xds-port 5678] [--address 127.0.0.1]
-                      [--api-host NAME]...
+                      [--api-host NAME]... [--tls | --tls-cert FILE --tls-key FILE]
                       [--edge-kv-account ID --edge-kv-namespace NS [--edge-kv-key KEY]]
                       [--module-memory-limit MIB] [--validation-workers N]
                       [--validations-per-client N] [--validation-timeout SECONDS]
@@ -23,7 +23,13 @@ Runs the control plane: the HTTP API (--http-port) and the gRPC xDS server (--xd
 resources in an embedded SQLite database under --data (default .wasmesh/). Port 0 picks a free
 port (the startup line says which). SIGINT or SIGTERM shuts it down.
   --address          interface both servers listen on (0.0.0.0 for sidecars on other hosts;
-                     without TLS, which wasmesh does not serve yet, it warns)
+                     without --tls, it warns)
+  --tls              the API over HTTPS and xDS over TLS, with a certificate the mesh CA issues
+                     for the --api-host names, the address and localhost/127.0.0.1, renewed
+                     without a restart; clients trust DIR/ca-bundle.pem (the CLI on this machine
+                     by itself, through the credentials file; agents and bootstrap: --ca-file)
+  --tls-cert FILE, --tls-key FILE
+                     the same with this certificate (PEM, its chain after it) and key instead
   --api-host NAME    a host name the API is reached by (repeatable), e.g. wasmesh.example.com:
                      requests naming another host are refused (DNS rebinding); IP addresses and
                      localhost are always served
@@ -62,6 +68,9 @@ export async function run(args: string[], out: Out): Promise<"serving" | undefin
       "xds-port": { type: "string" },
       address: { type: "string" },
       "api-host": { type: "string", multiple: true },
+      tls: { type: "boolean" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
       "edge-kv-account": { type: "string" },
       "edge-kv-namespace": { type: "string" },
       "edge-kv-key": { type: "string" },
@@ -90,6 +99,18 @@ export async function run(args: string[], out: Out): Promise<"serving" | undefin
         `--api-host: expected a host name such as wasmesh.example.com (no scheme, no port), got '${name}'`,
       );
   }
+  const tlsCert = str(values["tls-cert"]);
+  const tlsKey = str(values["tls-key"]);
+  if ((tlsCert === undefined) !== (tlsKey === undefined))
+    throw usage(command, tlsCert === undefined ? "--tls-key needs --tls-cert" : "--tls-cert needs --tls-key");
+  if (tlsCert === "" || tlsKey === "")
+    throw usage(command, `${tlsCert === "" ? "--tls-cert" : "--tls-key"}: must not be empty`);
+  const tls =
+    tlsCert !== undefined && tlsKey !== undefined
+      ? { certFile: tlsCert, keyFile: tlsKey }
+      : values.tls
+        ? ("mesh-ca" as const)
+        : undefined;
   const edgeKv = edgeKvOptions(values);
   const memoryMib = parseCount(str(values["module-memory-limit"]), "--module-memory-limit", 1, 1024);
   const workers = parseCount(str(values["validation-workers"]), "--validation-workers", 1, 64);
@@ -128,6 +149,7 @@ export async function run(args: string[], out: Out): Promise<"serving" | undefin
       xdsPort,
       address,
       apiHosts,
+      ...(tls !== undefined ? { tls } : {}),
       credentialsFile: credentialsPath(),
       ...(edgeKv ? { edgeKv } : {}),
       validation,
