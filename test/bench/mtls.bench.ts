@@ -7,6 +7,8 @@
 // routing Wasm filter on the outbound listener, certificates over SDS):
 //   mtls    client-m → server-m, mTLS (MeshPolicy strict; the server's RBAC filter runs, with no rule)
 //   plain   client-p → server-p, plain text (server-p's own mode: disabled)
+//   envoy   two bare Envoys chained (static listeners and clusters, no Wasm, no TLS, --concurrency 1):
+//           the floor two proxies cost on this machine, whatever the mesh puts in them
 //   direct  the same app, called straight
 // The apps are one loopback HTTP server answering a few bytes. The load is open-loop at a bounded
 // rate (BENCH_RATE requests/s, default 500, for BENCH_SECONDS, default 10; keep-alive connections,
@@ -22,7 +24,15 @@ import { type Agent, startAgent } from "../../dataplane/agent.ts";
 import { RELEASE_WASM } from "../support/artifacts.ts";
 import { BENCH_RESULTS_DIR, median, percentile } from "../support/bench.ts";
 import { apiFetch, apiOf, dataplaneToken, waitForStatus } from "../support/control-plane.ts";
-import { findEnvoy } from "../support/envoy.ts";
+import {
+  type EnvoyProcess,
+  findEnvoy,
+  freePort,
+  httpListener,
+  loopbackCluster,
+  startEnvoy,
+  staticBootstrap,
+} from "../support/envoy.ts";
 import { type LoadResult, runLoad } from "../support/load.ts";
 import { removeTempDirs, tempDir } from "../support/temp.ts";
 import { startUpstream, type Upstream } from "../support/upstreams.ts";
@@ -34,8 +44,14 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
 const GOAL_ADDED_P90_MS = 0.2;
 
-type Setup = "direct" | "plain" | "mtls";
-const SETUPS: readonly Setup[] = ["direct", "plain", "mtls"];
+type Setup = "direct" | "envoy" | "plain" | "mtls";
+const SETUPS: readonly Setup[] = ["direct", "envoy", "plain", "mtls"];
+const LABELS: Record<Setup, string> = {
+  direct: "direct call",
+  envoy: "two bare Envoys (no Wasm, no TLS)",
+  plain: "two sidecars, plain text",
+  mtls: "two sidecars, mTLS",
+};
 
 interface Figures {
   p50: number;
@@ -75,6 +91,7 @@ async function main(): Promise<void> {
   const { api } = apiOf(plane);
   const app: Upstream = await startUpstream({ name: "app" });
   const agents: Agent[] = [];
+  const bareEnvoys: EnvoyProcess[] = [];
   try {
     const put = async (doc: ReturnType<typeof resource>) => {
       const plural = doc.kind === "MeshPolicy" ? "meshpolicies" : `${doc.kind.toLowerCase()}s`;
@@ -143,8 +160,37 @@ async function main(): Promise<void> {
       30_000,
     );
 
+    // The floor: two Envoys with a listener and a cluster each, the second in front of the app.
+    const bare = async (name: string, listenPort: number, upstreamPort: number) => {
+      const envoy = await startEnvoy({
+        name,
+        logLevel: "error",
+        bootstrap: staticBootstrap({
+          adminPort: await freePort(),
+          listeners: [
+            httpListener({
+              name,
+              port: listenPort,
+              routeConfig: {
+                name,
+                virtual_hosts: [
+                  { name, domains: ["*"], routes: [{ match: { prefix: "/" }, route: { cluster: "next" } }] },
+                ],
+              },
+            }),
+          ],
+          clusters: [loopbackCluster("next", upstreamPort)],
+        }),
+      });
+      bareEnvoys.push(envoy);
+    };
+    const [firstPort, secondPort] = [await freePort(), await freePort()];
+    await bare("bare-server", secondPort, app.port);
+    await bare("bare-client", firstPort, secondPort);
+
     const target: Record<Setup, { url: string; host: string }> = {
       direct: { url: `http://127.0.0.1:${app.port}/`, host: "app" },
+      envoy: { url: `http://127.0.0.1:${firstPort}/`, host: "app" },
       plain: { url: `http://127.0.0.1:${clientP?.ports.outbound}/`, host: "server-p" },
       mtls: { url: `http://127.0.0.1:${clientM?.ports.outbound}/`, host: "server-m" },
     };
@@ -202,6 +248,12 @@ async function main(): Promise<void> {
       added: {
         mtls: { p50: added("mtls", "p50"), p90: added("mtls", "p90"), p99: added("mtls", "p99") },
         plain: { p50: added("plain", "p50"), p90: added("plain", "p90"), p99: added("plain", "p99") },
+        envoy: { p50: added("envoy", "p50"), p90: added("envoy", "p90"), p99: added("envoy", "p99") },
+        plainOverBareEnvoys: {
+          p50: added("plain", "p50", "envoy"),
+          p90: added("plain", "p90", "envoy"),
+          p99: added("plain", "p99", "envoy"),
+        },
         mtlsOverPlain: {
           p50: added("mtls", "p50", "plain"),
           p90: added("mtls", "p90", "plain"),
@@ -223,7 +275,7 @@ async function main(): Promise<void> {
       "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
       ...SETUPS.map((s) =>
         [
-          s === "direct" ? "direct call" : s === "plain" ? "two sidecars, plain text" : "two sidecars, mTLS",
+          LABELS[s],
           ms(med(s, "p50")),
           ms(med(s, "p90")),
           ms(med(s, "p99")),
@@ -233,6 +285,7 @@ async function main(): Promise<void> {
         ].join(" | "),
       ).map((line) => `| ${line} |`),
       "",
+      `The mesh's sidecars over two bare Envoys (plain text): p50 ${ms(results.added.plainOverBareEnvoys.p50)}, p90 ${ms(results.added.plainOverBareEnvoys.p90)}, p99 ${ms(results.added.plainOverBareEnvoys.p99)} ms.`,
       `mTLS over plain text: p50 ${ms(results.added.mtlsOverPlain.p50)}, p90 ${ms(results.added.mtlsOverPlain.p90)}, p99 ${ms(results.added.mtlsOverPlain.p99)} ms.`,
       `Goal: under ${GOAL_ADDED_P90_MS} ms added at p90 for the two hops with mTLS: ${results.goal.met ? "met" : "not met"} (${ms(results.added.mtls.p90)} ms). Failed requests: ${failed}.`,
       "",
@@ -244,6 +297,7 @@ async function main(): Promise<void> {
     if (failed > 0) process.exitCode = 1;
   } finally {
     await Promise.all(agents.map((agent) => agent.shutdown()));
+    await Promise.all(bareEnvoys.map((envoy) => envoy.stop()));
     await app.close();
     await plane.close();
     removeTempDirs();
