@@ -19,7 +19,7 @@ import { type ControlPlane, startControlPlane } from "../../control-plane/server
 import { type Agent, startAgent } from "../../dataplane/agent.ts";
 import { RELEASE_WASM } from "../support/artifacts.ts";
 import { openTestCa, workloadRequest } from "../support/ca.ts";
-import { apiFetch, apiOf, dataplaneToken, waitForStatus } from "../support/control-plane.ts";
+import { apiFetch, apiOf, dataplaneToken, startSidecar, waitForStatus } from "../support/control-plane.ts";
 import { type AgentProcess, startAgentProcess } from "../support/dataplane.ts";
 import { findEnvoy, parseStats, statsPath } from "../support/envoy.ts";
 import { type LoadResult, type RunningLoad, startLoad } from "../support/load.ts";
@@ -319,6 +319,43 @@ describe("mTLS between sidecars run by wasmesh dataplane run", () => {
     console.log(
       "deny rule, caller skipping its sidecar: ratings' certificate 403 (rule no-ratings-to-api), web's 200, another CA's refused in the handshake",
     );
+  });
+
+  it("a sidecar from wasmesh bootstrap (no agent, so no certificate) is refused by a strict destination, and served by a permissive one", async () => {
+    const app = await appOf("api-1");
+    const sidecar = await startSidecar({
+      controlPlane: { api, xds: `127.0.0.1:${plane.xdsPort}` },
+      nodeId: "web-bootstrap",
+      service: "web",
+    });
+    try {
+      await synced(await currentRevision(), ["web-bootstrap", "api-1"]);
+      const before = app.count;
+      let refused = 0;
+      for (let i = 0; i < 5; i++) {
+        const answer = await plainCall(sidecar.outboundPort, "/from-bootstrap");
+        // Its Envoy speaks plain text to api's inbound listener, which takes mTLS only: the
+        // connection ends in the handshake and the caller's Envoy answers 503.
+        expect(answer.status, answer.body).toBe(503);
+        refused++;
+      }
+      expect(app.count).toBe(before);
+
+      const revision = await put(policy("permissive"));
+      await synced(revision, ["web-bootstrap", "api-1"]);
+      app.reset();
+      await until("api's inbound listener taking the bootstrap sidecar's plain text", async () => {
+        return (await plainCall(sidecar.outboundPort, "/from-bootstrap")).status === 200;
+      });
+      // Plain text: the app learns nothing of the caller's identity.
+      expect(app.requests.at(-1)?.headers["x-forwarded-client-cert"]).toBeUndefined();
+      console.log(
+        `a bootstrap sidecar (no certificate) calling api: strict 5 tried, ${refused} refused (503), app reached 0 times; permissive: served`,
+      );
+    } finally {
+      await put(policy("strict"));
+      await sidecar.envoy.stop();
+    }
   });
 
   it("permissive: the inbound port takes plain text and mTLS alike", async () => {
