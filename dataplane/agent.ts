@@ -35,6 +35,11 @@ export interface AgentOptions {
    * Workload and module bytes.
    */
   token: string;
+  /**
+   * PEM: the CAs the control plane's certificate is verified with (--ca-file), for its API over
+   * https and its xDS over TLS; default the system's. xDS is TLS when the API is https.
+   */
+  ca?: string;
   /** The control plane's xDS server, host:port. */
   xds: string;
   envoyBin: string;
@@ -102,6 +107,9 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       dataDir,
       api: options.api,
       token: options.token,
+      ...(options.api.startsWith("https:")
+        ? { tls: options.ca !== undefined ? { ca: options.ca } : {} }
+        : {}),
       log,
     });
     cleanups.push(() => proxy.close());
@@ -117,6 +125,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         dataDir,
         api: options.api,
         token: options.token,
+        ...(options.ca !== undefined ? { ca: options.ca } : {}),
         ...(options.certValiditySeconds !== undefined
           ? { certValiditySeconds: options.certValiditySeconds }
           : {}),
@@ -134,6 +143,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const registration = new Registration({
       api: options.api,
       token: options.token,
+      ...(options.ca !== undefined ? { ca: options.ca } : {}),
       workload: {
         name: options.name,
         service: options.service,

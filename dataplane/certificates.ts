@@ -26,6 +26,8 @@ export interface CertificateManagerOptions {
   api: string;
   /** The agent's token (a dataplane token of its service). */
   token?: string;
+  /** PEM: the CAs an https API's certificate is verified with (default the system's). */
+  ca?: string;
   sds: SdsServer;
   /** Asked of the CA (which caps it at its own workload validity); default the CA's. */
   validitySeconds?: number;
@@ -88,7 +90,10 @@ export function startCertificateManager(options: CertificateManagerOptions): Cer
   const { log, sds } = options;
   const now = options.now ?? Date.now;
   const backoff = options.backoff ?? DEFAULT_BACKOFF;
-  const auth = options.token !== undefined ? { token: options.token } : {};
+  const auth = {
+    ...(options.token !== undefined ? { token: options.token } : {}),
+    ...(options.ca !== undefined ? { ca: options.ca } : {}),
+  };
   let current: HeldCertificate | undefined;
   let issued = 0;
   let bundleVersion: string | undefined;

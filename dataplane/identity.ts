@@ -12,6 +12,8 @@ export interface WorkloadIdentityOptions {
   dataDir: string;
   api: string;
   token?: string;
+  /** PEM: the CAs an https API's certificate is verified with. */
+  ca?: string;
   /** Asked of the CA for each certificate (default the CA's workload validity). */
   certValiditySeconds?: number;
   /** How often the trust bundle is checked (default 30 s). */
@@ -30,6 +32,7 @@ export async function startWorkloadIdentity(options: WorkloadIdentityOptions): P
   const certificates = startCertificateManager({
     api: options.api,
     ...(options.token !== undefined ? { token: options.token } : {}),
+    ...(options.ca !== undefined ? { ca: options.ca } : {}),
     sds,
     ...(options.certValiditySeconds !== undefined ? { validitySeconds: options.certValiditySeconds } : {}),
     ...(options.bundleRefreshMs !== undefined ? { bundleRefreshMs: options.bundleRefreshMs } : {}),

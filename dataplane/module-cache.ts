@@ -19,6 +19,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { type FileHandle, open, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
+import { type Fetch, fetchTrusting } from "./http.ts";
 
 /**
  * The API's limit on a module upload (MAX_MODULE_BYTES in control-plane/modules/validate.ts, which
@@ -60,6 +61,8 @@ export interface ModuleCacheOptions {
   api: string;
   /** The agent's API token, sent as a bearer token. */
   token?: string;
+  /** PEM: the CAs an https API's certificate is verified with (default the system's). */
+  ca?: string;
   /** Download limit in bytes (default MAX_MODULE_DOWNLOAD_BYTES). */
   maxBytes?: number;
   /** Tries per download, the first included, for network errors and 5xx answers (default 4). */
@@ -99,6 +102,8 @@ export function createModuleCache(options: ModuleCacheOptions): ModuleCache {
   /** Digests on disk and verified, and those being verified or downloaded (shared by their callers). */
   const known = new Map<string, Promise<string>>();
   let fetches = 0;
+  // fetch takes no CA: with --ca-file, node:https under fetch's shape.
+  const get: Fetch = options.ca !== undefined ? fetchTrusting(options.ca) : fetch;
 
   removeLeftovers(root);
 
@@ -158,7 +163,7 @@ export function createModuleCache(options: ModuleCacheOptions): ModuleCache {
     fetches++;
     let response: Response;
     try {
-      response = await fetch(url, {
+      response = await get(url, {
         signal: AbortSignal.timeout(timeoutMs),
         ...(options.token !== undefined ? { headers: { authorization: `Bearer ${options.token}` } } : {}),
       });

@@ -26,6 +26,8 @@ export interface RegistrationOptions {
   api: string;
   /** The agent's token: a dataplane token of the Workload's service (or an admin token). */
   token?: string;
+  /** PEM: the CAs an https API's certificate is verified with. */
+  ca?: string;
   workload: WorkloadSpec;
   log: (line: string) => void;
   /** Back-off after a failed call: from minMs, doubling to maxMs. */
@@ -131,8 +133,11 @@ export class Registration {
     return false;
   }
 
-  private get auth(): { token?: string } {
-    return this.options.token !== undefined ? { token: this.options.token } : {};
+  private get auth(): { token?: string; ca?: string } {
+    return {
+      ...(this.options.token !== undefined ? { token: this.options.token } : {}),
+      ...(this.options.ca !== undefined ? { ca: this.options.ca } : {}),
+    };
   }
 
   private get timeoutMs(): number {
@@ -207,6 +212,7 @@ export class Registration {
       // (Consul's default advertise address works the same way): asked once, then kept.
       const probe = await httpRequest(`${this.options.api.replace(/\/$/, "")}/healthz`, {
         timeoutMs: this.timeoutMs,
+        ...(this.options.ca !== undefined ? { ca: this.options.ca } : {}),
       });
       this.address = advertised(probe.localAddress);
     }

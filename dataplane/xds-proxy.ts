@@ -71,6 +71,11 @@ export interface XdsProxyOptions {
    * goes with every stream to the control plane (ADS metadata `authorization: Bearer …`).
    */
   token?: string;
+  /**
+   * TLS to the control plane (a server started with --tls): its xDS over TLS, its API over https,
+   * verified with `ca` (PEM; default the system's CAs). Envoy to this proxy stays plain, on loopback.
+   */
+  tls?: { ca?: string };
   log?: (line: string) => void;
   /** Module cache tuning (tests): tries and back-off of a download. */
   moduleFetch?: { attempts?: number; backoffMs?: number; timeoutMs?: number };
@@ -460,10 +465,14 @@ export async function startXdsProxy(options: XdsProxyOptions): Promise<XdsProxy>
     dataDir: options.dataDir,
     api: options.api,
     ...(options.token !== undefined ? { token: options.token } : {}),
+    ...(options.tls?.ca !== undefined ? { ca: options.tls.ca } : {}),
     log,
     ...options.moduleFetch,
   });
-  const upstream = new grpc.Client(options.upstream, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+  const credentials = options.tls
+    ? grpc.credentials.createSsl(options.tls.ca !== undefined ? Buffer.from(options.tls.ca) : null)
+    : grpc.credentials.createInsecure();
+  const upstream = new grpc.Client(options.upstream, credentials, CHANNEL_OPTIONS);
   const relays = new Set<Relay>();
   /** The newest open stream: Envoy's current one (an old one may linger a moment after a restart). */
   let current: Relay | undefined;

@@ -5,6 +5,7 @@
 import { isIP } from "node:net";
 import { stringify } from "yaml";
 import { DEFAULT_PORTS, nodeMetadata, type ProxyIdentity } from "./node.ts";
+import { EXTENSION_TYPE } from "./protos.ts";
 import { SDS_CLUSTER, SDS_SOCKET } from "./sds.ts";
 
 export const XDS_CLUSTER = "wasmesh-xds";
@@ -35,6 +36,11 @@ export interface BootstrapOptions {
    * the proxy's service. The agent leaves it out: its xDS proxy adds its own.
    */
   token?: string;
+  /**
+   * PEM of the CAs the control plane's certificate is verified with (a server started with --tls):
+   * the xDS cluster then speaks TLS (ALPN h2) and checks that the certificate names the --xds host.
+   */
+  xdsCa?: string;
 }
 
 export function parseHostPort(value: string, flag: string): { host: string; port: number } {
@@ -66,6 +72,26 @@ function sdsCluster(): Record<string, unknown> {
     load_assignment: {
       cluster_name: SDS_CLUSTER,
       endpoints: [{ lb_endpoints: [{ endpoint: { address: { pipe: { path: SDS_SOCKET } } } }] }],
+    },
+  };
+}
+
+/** TLS to the control plane's xDS port: its CA inline, the host it is reached by as SNI and SAN. */
+function xdsTls(host: string, ca: string): Record<string, unknown> {
+  const ip = isIP(host) !== 0;
+  return {
+    name: "envoy.transport_sockets.tls",
+    typed_config: {
+      "@type": EXTENSION_TYPE.upstreamTlsContext,
+      ...(ip ? {} : { sni: host }),
+      common_tls_context: {
+        // The control plane's secure server speaks HTTP/2 only, as gRPC asks it by ALPN.
+        alpn_protocols: ["h2"],
+        validation_context: {
+          trusted_ca: { inline_string: ca },
+          match_typed_subject_alt_names: [{ san_type: ip ? "IP_ADDRESS" : "DNS", matcher: { exact: host } }],
+        },
+      },
     },
   };
 }
@@ -112,6 +138,7 @@ export function bootstrap(options: BootstrapOptions): Record<string, unknown> {
           type: isIP(host) ? "STATIC" : "STRICT_DNS",
           connect_timeout: "1s",
           typed_extension_protocol_options: HTTP2,
+          ...(options.xdsCa !== undefined ? { transport_socket: xdsTls(host, options.xdsCa) } : {}),
           load_assignment: {
             cluster_name: XDS_CLUSTER,
             endpoints: [

@@ -334,3 +334,26 @@ describe("renewal", () => {
     }
   }, 60_000);
 });
+
+describe("the non-loopback warning", () => {
+  it("tells to use --tls, and is not given with it", async () => {
+    const plain = await startControlPlaneProcess({ extraArgs: ["--address", "0.0.0.0"] });
+    try {
+      expect(plain.logs()).toMatch(
+        /WARNING: listening on 0\.0\.0\.0 without TLS.*Start the server with --tls/,
+      );
+    } finally {
+      await plain.stop();
+    }
+    const secure = await startControlPlaneProcess({ extraArgs: ["--address", "0.0.0.0", "--tls"] });
+    try {
+      expect(secure.logs()).not.toContain("WARNING");
+      // Bound to every interface: the certificate names this machine's addresses too.
+      const bundle = readFileSync(join(secure.dataDir, "ca-bundle.pem"), "utf8");
+      const presented = await handshake(secure.httpPort, bundle, "127.0.0.1");
+      expect(presented.authorized, presented.error).toBe(true);
+    } finally {
+      await secure.stop();
+    }
+  }, 60_000);
+});

@@ -300,6 +300,8 @@ export interface SidecarOptions {
   /** The local app; without it the sidecar has no inbound listener. */
   appPort?: number;
   protocol?: "sotw" | "delta";
+  /** `wasmesh bootstrap --ca-file`: xDS over TLS to a server started with --tls. */
+  caFile?: string;
   /**
    * Extra Envoy flags. By default `--drain-time-s 2`: a changed listener (a plugin attached or
    * detached) serves connections opened before the change with its old filter chain until they
@@ -355,6 +357,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     String(adminPort),
     "--xds-protocol",
     options.protocol ?? "sotw",
+    ...(options.caFile !== undefined ? ["--ca-file", options.caFile] : []),
   ]);
   if (result.code !== 0) throw new Error(`wasmesh bootstrap failed (${result.code}): ${result.stderr}`);
   const envoy = await startEnvoy({

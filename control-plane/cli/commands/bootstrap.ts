@@ -16,7 +16,7 @@ import {
 export const help = `Usage: wasmesh bootstrap --node-id ID --service NAME [--labels k=v,...] [--xds HOST:PORT]
                          [--outbound-port 15001] [--inbound-port 15006] [--app-port P]
                          [--inbound-address 0.0.0.0] [--admin-port 9901] [--xds-protocol sotw|delta]
-                         [--token-file FILE]
+                         [--token-file FILE] [--ca-file FILE]
 
 Prints (YAML) the bootstrap of an Envoy sidecar: node identity, admin and the ADS cluster only;
 everything else comes from the control plane over xDS. Needs no control plane to run. Start Envoy
@@ -35,6 +35,9 @@ host fails with "unable to bind domain socket with base_id=0".
                         are on this host)
   --admin-port P        Envoy's admin interface, on 127.0.0.1 (default 9901)
   --xds-protocol        sotw (state of the world, default) or delta (incremental xDS)
+  --ca-file FILE        the control plane serves TLS (wasmesh server --tls): Envoy's xDS cluster
+                        speaks TLS, verifying the server with this CA (<data>/ca-bundle.pem of
+                        the server's data directory) and that it names the --xds host
   --token-file FILE     the token Envoy's ADS stream presents: a dataplane token of --service
                         (wasmesh token dataplane --service NAME > FILE). The control plane refuses
                         a stream without one (UNAUTHENTICATED) or of another service
@@ -139,6 +142,20 @@ export async function run(args: string[], out: Out): Promise<undefined> {
       `no --token-file: the control plane refuses this Envoy's ADS stream (UNAUTHENTICATED) until its bootstrap carries a token (wasmesh token dataplane --service ${service})`,
     );
   }
+  const caFile = str(values["ca-file"]);
+  let xdsCa: string | undefined;
+  if (caFile !== undefined) {
+    try {
+      xdsCa = readFileSync(caFile, "utf8");
+    } catch (error) {
+      throw usage(
+        command,
+        `--ca-file: cannot read ${caFile}: ${(error as NodeJS.ErrnoException).code ?? error}`,
+      );
+    }
+    if (!xdsCa.includes("-----BEGIN CERTIFICATE-----"))
+      throw usage(command, `--ca-file: ${caFile} holds no PEM certificate`);
+  }
   out(
     bootstrapYaml({
       proxy,
@@ -146,6 +163,7 @@ export async function run(args: string[], out: Out): Promise<undefined> {
       adminPort: ports["--admin-port"] as number,
       protocol,
       ...(token !== undefined ? { token } : {}),
+      ...(xdsCa !== undefined ? { xdsCa } : {}),
     }).trimEnd(),
   );
 }

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import type { AgentOptions } from "../../../dataplane/agent.ts";
 import {
   type CommandName,
+  caOf,
   noPositionals,
   type Out,
   type Parsed,
@@ -22,6 +23,7 @@ export const help = `Usage: wasmesh dataplane run --name NAME --service SERVICE 
                              [--labels k=v,...]
                              [--address ADDR] [--zone Z] [--inbound-port P] [--outbound-port P]
                              [--admin-port P] [--ready-port P] [--cp URL] [--xds HOST:PORT]
+                             [--ca-file FILE]
                              [--envoy PATH] [--data DIR] [--lease-seconds N] [--drain-seconds N]
                              [--cert-ttl SECONDS] [-- ENVOY FLAGS...]
 
@@ -53,6 +55,10 @@ Envoy at once. Exits 1 with Envoy's reason when Envoy cannot start.
   --cp URL              the control plane's HTTP API (default $WASMESH_API, else ${DEFAULT_API};
                         --api is the same)
   --xds HOST:PORT       the control plane's xDS server (default: --cp's host, port 5678)
+  --ca-file FILE        with an https --cp (wasmesh server --tls): the CA its certificate is
+                        verified with, for the API and for xDS, which is then TLS too (default
+                        $WASMESH_CA_FILE, else the CA file the credentials file names for --cp,
+                        else the system's CAs); Envoy reaches the agent on loopback in plain text
   --envoy PATH          the Envoy binary (default: envoy, found on PATH)
   --data DIR            the agent's directory: Envoy's bootstrap and the module cache; Envoy
                         runs in it (default .wasmesh-dataplane/NAME)
@@ -208,6 +214,7 @@ async function agentOptions(values: Parsed["values"], envoyArgs: string[], out: 
     import("../../resources/index.ts"),
     import("../../../dataplane/registration.ts"),
   ]);
+  const ca = caOf(values, api.href.replace(/\/$/, ""));
   const xds = str(values.xds) ?? `${api.hostname}:${XDS_PORT}`;
   try {
     parseHostPort(xds, "--xds");
@@ -260,6 +267,7 @@ async function agentOptions(values: Parsed["values"], envoyArgs: string[], out: 
     },
     api: api.href.replace(/\/$/, ""),
     token,
+    ...(ca !== undefined ? { ca: ca.pem } : {}),
     xds,
     envoyBin: str(values.envoy) ?? "envoy",
     dataDir: str(values.data) ?? `.wasmesh-dataplane/${name}`,
