@@ -142,6 +142,8 @@ export interface CaDeps {
   ca: CertificateAuthority | undefined;
   tracker: BundleTracker;
   maxBodyBytes: number;
+  /** Told after each rotation step taken (the server rewrites <data>/ca-bundle.pem at once). */
+  onRotation?: () => void;
 }
 
 const fingerprintOf = (id: string) => (id.toUpperCase().match(/../g) ?? []).join(":");
@@ -252,6 +254,7 @@ export function caRoutes(deps: CaDeps): Hono {
         }
         throw error;
       }
+      deps.onRotation?.();
       return c.json(await describe(authority, status, deps.tracker));
     },
   );

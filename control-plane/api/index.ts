@@ -75,6 +75,8 @@ export interface ApiOptions {
    * routes answer 503.
    */
   ca?: CertificateAuthority;
+  /** Told after each CA rotation step taken through the API. */
+  onCaRotation?: () => void;
   /** Reported by /healthz and the OpenAPI document. */
   version?: string;
   /** Where unexpected errors go (default console.error); responses never carry them. */
@@ -177,7 +179,15 @@ export function createApi(options: ApiOptions): Hono {
     }),
   );
   // The CA's state and rotation, for operators (admin tokens: auth.ts).
-  app.route("/v1/ca", caRoutes({ ca: options.ca, tracker: bundles, maxBodyBytes }));
+  app.route(
+    "/v1/ca",
+    caRoutes({
+      ca: options.ca,
+      tracker: bundles,
+      maxBodyBytes,
+      ...(options.onCaRotation ? { onRotation: options.onCaRotation } : {}),
+    }),
+  );
 
   app.route(
     "/v1/edge",

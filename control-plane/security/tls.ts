@@ -59,6 +59,8 @@ export interface ServerTls {
   onRenew(listener: (material: TlsMaterial) => void): void;
   /** A new key and certificate now (mesh CA only). */
   renew(): Promise<void>;
+  /** Rewrites <data>/ca-bundle.pem now if the bundle changed (after a rotation step). */
+  refreshBundle(): Promise<void>;
   close(): void;
 }
 
@@ -125,6 +127,7 @@ export async function startServerTls(options: ServerTlsOptions): Promise<ServerT
       issued: 0,
       onRenew: (listener) => listeners.push(listener),
       renew: async () => {},
+      refreshBundle: async () => {},
       close: () => {},
     };
   }
@@ -180,11 +183,11 @@ export async function startServerTls(options: ServerTlsOptions): Promise<ServerT
   }
 
   await issue();
-  const bundleTimer = setInterval(() => {
+  const refreshBundle = () =>
     writeBundle().catch((error: unknown) =>
       log(`wasmesh: cannot write ${caFile}: ${(error as Error).message}`),
     );
-  }, BUNDLE_CHECK_MS);
+  const bundleTimer = setInterval(refreshBundle, BUNDLE_CHECK_MS);
   bundleTimer.unref();
 
   return {
@@ -200,6 +203,7 @@ export async function startServerTls(options: ServerTlsOptions): Promise<ServerT
     },
     onRenew: (listener) => listeners.push(listener),
     renew,
+    refreshBundle,
     close() {
       closed = true;
       clearTimeout(renewTimer);

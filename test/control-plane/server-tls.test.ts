@@ -167,6 +167,19 @@ describe("wasmesh server --tls", () => {
     expect(ready).toBeInstanceOf(Error);
   });
 
+  it("rewrites ca-bundle.pem at a rotation step: the next root is trusted on this machine at once", async () => {
+    const added = await cli(["ca", "rotate", "add-next", "--api", cp.api]);
+    expect(added.code, added.stderr).toBe(0);
+    const after = readFileSync(join(cp.dataDir, "ca-bundle.pem"), "utf8");
+    expect(after.match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
+    expect(after.startsWith(bundle)).toBe(true);
+    expect(statSync(join(cp.dataDir, "ca-bundle.pem")).mode & 0o777).toBe(0o644);
+    // Abandoned: the bundle is back to the one root.
+    const id = /^([0-9a-f]{16})\s+next\b/m.exec(added.stdout)?.[1] as string;
+    expect((await cli(["ca", "rotate", "remove", "--id", id, "--api", cp.api])).code).toBe(0);
+    expect(readFileSync(join(cp.dataDir, "ca-bundle.pem"), "utf8")).toBe(bundle);
+  });
+
   it("the CLI on the same machine needs no flag; a wrong CA file is a certificate error", async () => {
     const credentials = JSON.parse(readFileSync(join(config, "wasmesh", "credentials.json"), "utf8"));
     expect(credentials.apis[cp.api]).toMatchObject({ caFile: join(cp.dataDir, "ca-bundle.pem") });
