@@ -59,27 +59,26 @@ function read(path: string): CredentialsFile {
   return { apis: parsed.apis };
 }
 
-/** The token saved for this API, if any; a file that cannot be read is an error naming it. */
-export function savedToken(api: string, path = credentialsPath()): string | undefined {
+/** What is saved for this API, if anything; a file that cannot be read is an error naming it. */
+function savedEntry(api: string, path: string): CredentialsFile["apis"][string] | undefined {
   let file: CredentialsFile;
   try {
     file = read(path);
   } catch (error) {
     throw new Error(`cannot read the credentials file ${path}: ${(error as Error).message}`);
   }
-  const token = file.apis[credentialKey(api)]?.token;
+  return file.apis[credentialKey(api)];
+}
+
+/** The token saved for this API, if any. */
+export function savedToken(api: string, path = credentialsPath()): string | undefined {
+  const token = savedEntry(api, path)?.token;
   return typeof token === "string" ? token : undefined;
 }
 
 /** The CA file saved for this API (an https URL of a server started with --tls), if any. */
 export function savedCaFile(api: string, path = credentialsPath()): string | undefined {
-  let file: CredentialsFile;
-  try {
-    file = read(path);
-  } catch (error) {
-    throw new Error(`cannot read the credentials file ${path}: ${(error as Error).message}`);
-  }
-  const caFile = file.apis[credentialKey(api)]?.caFile;
+  const caFile = savedEntry(api, path)?.caFile;
   return typeof caFile === "string" ? caFile : undefined;
 }
 

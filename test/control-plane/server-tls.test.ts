@@ -4,7 +4,6 @@
 // machine needs no flag (the credentials file names the CA file), and a wrong CA file is a clear
 // certificate error; a renewal reaches both ports without a restart; --tls-cert/--tls-key serve the
 // certificate given. Real processes and sockets throughout.
-import { execFileSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import http from "node:http";
@@ -15,7 +14,7 @@ import tls from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startControlPlane } from "../../control-plane/server.ts";
-import { OPENSSL } from "../support/ca.ts";
+import { OPENSSL, selfSigned } from "../support/ca.ts";
 import {
   type ControlPlaneProcess,
   runCommand,
@@ -203,63 +202,15 @@ describe("wasmesh server --tls", () => {
 let otherCaPem: string | undefined;
 /** A self-signed CA certificate that has nothing to do with the mesh. */
 function otherCa(): string {
-  if (otherCaPem === undefined) {
-    const dir = tempDir("other-ca");
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        join(dir, "key.pem"),
-        "-out",
-        join(dir, "cert.pem"),
-        "-subj",
-        "/CN=Other CA",
-        "-days",
-        "1",
-      ],
-      { stdio: "ignore" },
-    );
-    otherCaPem = readFileSync(join(dir, "cert.pem"), "utf8");
-  }
+  otherCaPem ??= selfSigned("/CN=Other CA").pem;
   return otherCaPem;
 }
 
 describe.skipIf(!OPENSSL)("wasmesh server --tls-cert --tls-key", () => {
   it("serves the certificate given, on both ports", async () => {
-    const dir = tempDir("given");
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        join(dir, "key.pem"),
-        "-out",
-        join(dir, "cert.pem"),
-        "-subj",
-        "/CN=cp.example",
-        "-addext",
-        "subjectAltName=DNS:cp.example,IP:127.0.0.1",
-        "-days",
-        "1",
-      ],
-      { stdio: "ignore" },
-    );
-    const given = readFileSync(join(dir, "cert.pem"), "utf8");
+    const { certFile, keyFile, pem: given } = selfSigned("/CN=cp.example", "DNS:cp.example,IP:127.0.0.1");
     const cp = await startControlPlaneProcess({
-      extraArgs: ["--tls-cert", join(dir, "cert.pem"), "--tls-key", join(dir, "key.pem")],
+      extraArgs: ["--tls-cert", certFile, "--tls-key", keyFile],
     });
     try {
       for (const port of [cp.httpPort, cp.xdsPort]) {
@@ -274,30 +225,7 @@ describe.skipIf(!OPENSSL)("wasmesh server --tls-cert --tls-key", () => {
   }, 60_000);
 
   it("refuses a key that is not the certificate's, naming both flags; one without the other is a usage error", async () => {
-    const dir = tempDir("mismatch");
-    for (const name of ["a", "b"]) {
-      execFileSync(
-        "openssl",
-        [
-          "req",
-          "-x509",
-          "-newkey",
-          "ec",
-          "-pkeyopt",
-          "ec_paramgen_curve:P-256",
-          "-nodes",
-          "-keyout",
-          join(dir, `${name}.key`),
-          "-out",
-          join(dir, `${name}.pem`),
-          "-subj",
-          "/CN=x",
-          "-days",
-          "1",
-        ],
-        { stdio: "ignore" },
-      );
-    }
+    const [a, b] = [selfSigned("/CN=a"), selfSigned("/CN=b")] as const;
     const data = tempDir("cp");
     const run = (args: string[]) =>
       runCommand(process.execPath, [
@@ -311,10 +239,10 @@ describe.skipIf(!OPENSSL)("wasmesh server --tls-cert --tls-key", () => {
         "0",
         ...args,
       ]);
-    const mismatch = await run(["--tls-cert", join(dir, "a.pem"), "--tls-key", join(dir, "b.key")]);
+    const mismatch = await run(["--tls-cert", a.certFile, "--tls-key", b.keyFile]);
     expect(mismatch.code).toBe(1);
-    expect(mismatch.stderr).toMatch(/--tls-cert .*a\.pem and --tls-key .*b\.key cannot be used/);
-    const alone = await run(["--tls-cert", join(dir, "a.pem")]);
+    expect(mismatch.stderr).toContain(`--tls-cert ${a.certFile} and --tls-key ${b.keyFile} cannot be used`);
+    const alone = await run(["--tls-cert", a.certFile]);
     expect(alone.code).toBe(2);
     expect(alone.stderr).toMatch(/--tls-cert needs --tls-key/);
   }, 60_000);

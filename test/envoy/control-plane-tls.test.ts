@@ -3,7 +3,6 @@
 // their certificate, module bytes and configuration over TLS and serve a call from web's sidecar to
 // api's; an Envoy from `wasmesh bootstrap --ca-file` gets its configuration over TLS (its xDS cluster
 // verifies the server), and one whose bootstrap trusts another CA never does.
-import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
@@ -11,6 +10,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
 import { RELEASE_WASM } from "../support/artifacts.ts";
+import { selfSigned } from "../support/ca.ts";
 import { type Sidecar, startSidecar } from "../support/control-plane.ts";
 import { type AgentProcess, startAgentProcess } from "../support/dataplane.ts";
 import { tempDir } from "../support/temp.ts";
@@ -190,24 +190,7 @@ describe("Envoy from wasmesh bootstrap --ca-file", () => {
     const stats = await trusted.envoy.stats("cluster.wasmesh-xds.ssl");
     expect(stats.get("cluster.wasmesh-xds.ssl.handshake")).toBeGreaterThan(0);
 
-    const other = join(tempDir("other-ca"), "ca.pem");
-    execFileSync(
-      "openssl",
-      [
-        ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"],
-        ...[
-          "-keyout",
-          join(tempDir("other-key"), "key.pem"),
-          "-out",
-          other,
-          "-subj",
-          "/CN=Other",
-          "-days",
-          "1",
-        ],
-      ],
-      { stdio: "ignore" },
-    );
+    const other = selfSigned("/CN=Other").certFile;
     const untrusting = await startSidecar({
       controlPlane: { xds: `127.0.0.1:${plane.xdsPort}` },
       token,

@@ -3,7 +3,7 @@
 // the CA issues: Node's X509Certificate (checkIssued, verify) and the openssl binary, when there is one.
 import { execFileSync, spawnSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   type CertificateAuthority,
@@ -245,4 +245,27 @@ export async function operatorPki(
       ...(middle.length > 0 ? { chain: pem(middle) } : {}),
     },
   };
+}
+
+/**
+ * A self-signed EC P-256 certificate made by openssl (valid a day), for a server of its own or a CA
+ * that has nothing to do with the mesh: its files in a new temp directory and its PEM.
+ */
+export function selfSigned(
+  subject: string,
+  san?: string,
+): { certFile: string; keyFile: string; pem: string } {
+  const dir = tempDir("self-signed");
+  const certFile = join(dir, "cert.pem");
+  const keyFile = join(dir, "key.pem");
+  execFileSync(
+    "openssl",
+    [
+      ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"],
+      ...["-keyout", keyFile, "-out", certFile, "-subj", subject, "-days", "1"],
+      ...(san !== undefined ? ["-addext", `subjectAltName=${san}`] : []),
+    ],
+    { stdio: "ignore" },
+  );
+  return { certFile, keyFile, pem: readFileSync(certFile, "utf8") };
 }
