@@ -125,7 +125,11 @@ export function caOf(
   try {
     return { ...source, pem: readFileSync(source.file, "utf8") };
   } catch (error) {
-    throw new CliError(`${source.from}: cannot read the CA file ${source.file}: ${(error as Error).message}`);
+    // A flag's bad value is a usage error; a file named elsewhere is not.
+    throw new CliError(
+      `${source.from}: cannot read the CA file ${source.file}: ${(error as Error).message}`,
+      source.from === "--ca-file" ? 2 : 1,
+    );
   }
 }
 

@@ -38,6 +38,22 @@ describe("wasmesh dataplane run: usage", () => {
       [["dataplane"], /dataplane: a subcommand is required \(run\)/],
       [["dataplane", "start"], /dataplane: unknown subcommand 'start'/],
       [["dataplane", "run", ...REQUIRED, "--frob"], /dataplane: unknown option '--frob'/],
+      [
+        ["dataplane", "run", ...REQUIRED, "--cp", "http://127.0.0.1:5681", "--ca-file", emptyFile],
+        /--ca-file: the control plane is reached over plain http/,
+      ],
+      [
+        [
+          "dataplane",
+          "run",
+          ...REQUIRED,
+          "--cp",
+          "https://127.0.0.1:5681",
+          "--ca-file",
+          "/nonexistent/ca.pem",
+        ],
+        /--ca-file: cannot read the CA file \/nonexistent\/ca\.pem/,
+      ],
       [["dataplane", "run", ...REQUIRED, "extra"], /dataplane: unexpected argument 'extra'/],
       [["dataplane", "run", ...withFlag("--name", undefined)], /dataplane run: --name is required/],
       [["dataplane", "run", ...withFlag("--service", undefined)], /dataplane run: --service is required/],

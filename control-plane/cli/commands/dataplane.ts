@@ -214,6 +214,11 @@ async function agentOptions(values: Parsed["values"], envoyArgs: string[], out: 
     import("../../resources/index.ts"),
     import("../../../dataplane/registration.ts"),
   ]);
+  if (values["ca-file"] !== undefined && api.protocol !== "https:")
+    throw usage(
+      command,
+      `--ca-file: the control plane is reached over plain http (--cp ${apiText}); give its https URL`,
+    );
   const ca = caOf(values, api.href.replace(/\/$/, ""));
   const xds = str(values.xds) ?? `${api.hostname}:${XDS_PORT}`;
   try {
