@@ -1,7 +1,8 @@
 import { defineConfig } from "vitest/config";
 
-// Three projects: fast suites run in parallel; suites that start real Envoy processes, and the
-// edge worker's suites in workerd, run one file at a time so they never compete for the two cores.
+// Four projects: fast suites run in parallel; suites that start real Envoy processes, a private
+// Kubernetes API server, or the edge worker in workerd run one file at a time so they never compete
+// for the two cores.
 // Every project removes the temp directories a test file made with tempDir() once the file is done
 // (test/support/temp.ts); the run's temp folder is its own and must end empty (temp-guard.ts).
 const setupFiles = ["test/support/temp-cleanup.ts"];
@@ -31,6 +32,17 @@ export default defineConfig({
           name: "envoy",
           include: ["test/envoy/**/*.test.ts"],
           testTimeout: 120_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+          setupFiles,
+        },
+      },
+      {
+        // A private kube-apiserver and etcd (test/support/kubernetes.ts) per file: one file at a time.
+        test: {
+          name: "kubernetes",
+          include: ["test/kubernetes/**/*.test.ts"],
+          testTimeout: 60_000,
           hookTimeout: 120_000,
           fileParallelism: false,
           setupFiles,
