@@ -35,6 +35,7 @@ import {
   encodeDiscoveryResponse,
   type WireResource,
 } from "../control-plane/xds/codec.ts";
+import { shutdownGrpcServer } from "./grpc-server.ts";
 
 export interface SdsServerOptions {
   /** The socket's path (absolute, or relative to the process's working directory). */
@@ -237,16 +238,7 @@ export async function startSdsServer(options: SdsServerOptions): Promise<SdsServ
     close() {
       closing ??= (async () => {
         for (const stream of streams) stream.call.end();
-        await new Promise<void>((resolveClose) => {
-          const force = setTimeout(() => {
-            server.forceShutdown();
-            resolveClose();
-          }, 1000);
-          server.tryShutdown(() => {
-            clearTimeout(force);
-            resolveClose();
-          });
-        });
+        await shutdownGrpcServer(server);
         rmSync(socketPath, { force: true });
       })();
       return closing;

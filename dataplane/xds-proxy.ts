@@ -55,6 +55,7 @@ import {
   encodeDiscoveryRequest,
   SOTW_METHOD,
 } from "../control-plane/xds/codec.ts";
+import { shutdownGrpcServer } from "./grpc-server.ts";
 import { createModuleCache, type ModuleCache, ModuleFetchError } from "./module-cache.ts";
 
 export interface XdsProxyOptions {
@@ -540,16 +541,7 @@ export async function startXdsProxy(options: XdsProxyOptions): Promise<XdsProxy>
       closing ??= (async () => {
         for (const relay of [...relays])
           relay.close({ code: grpc.status.UNAVAILABLE, details: "the wasmesh xDS proxy is shutting down" });
-        await new Promise<void>((resolve) => {
-          const force = setTimeout(() => {
-            server.forceShutdown();
-            resolve();
-          }, 1000);
-          server.tryShutdown(() => {
-            clearTimeout(force);
-            resolve();
-          });
-        });
+        await shutdownGrpcServer(server);
         upstream.close();
       })();
       return closing;
