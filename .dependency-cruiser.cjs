@@ -77,6 +77,8 @@ module.exports = {
     layer("modules-below-consumers", "modules/", "modules/|resources/|envoy/|store/"),
     layer("ca-on-the-store-alone", "ca/", "ca/|store/"),
     layer("revision-below-api", "revision/", "revision/|translate/|modules/|resources/|envoy/|store/"),
+    // The Kubernetes mode's pieces: CRDs from the model, beside api/ and xds/, never over them.
+    layer("kubernetes-over-the-model", "kubernetes/", "kubernetes/|resources/"),
     layer("edge-below-api", "edge/", "edge/|revision/|translate/|resources/|envoy/|store/"),
     layer("security-below-consumers", "security/", "security/|store/|resources/|envoy/|ca/"),
     layer(

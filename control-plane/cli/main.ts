@@ -22,6 +22,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   ca: () => import("./commands/ca.ts"),
   modules: () => import("./commands/modules.ts"),
   edge: () => import("./commands/edge.ts"),
+  kubernetes: () => import("./commands/kubernetes.ts"),
   version: () => import("./commands/version.ts"),
 };
 
@@ -41,6 +42,7 @@ Commands:
   ca                  the mesh CA: status, rotate add-next|promote|remove
   modules push FILE   upload a Wasm module version
   edge export         print the edge workers' configuration (e.g. for a Workers KV key)
+  kubernetes crds     print the CustomResourceDefinitions of the kinds (for kubectl apply)
   version             the CLI's version and the control plane's (--version: the CLI's only)
 
 Every command takes --help, and --api URL (before or after the command): the control plane's
