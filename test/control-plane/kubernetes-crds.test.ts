@@ -6,12 +6,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type TSchema, Type } from "@sinclair/typebox";
 import { describe, expect, it } from "vitest";
-import {
-  crds,
-  crdsYaml,
-  structural,
-  UnsupportedSchema,
-} from "../../control-plane/kubernetes/crds.ts";
+import { crds, crdsYaml, structural, UnsupportedSchema } from "../../control-plane/kubernetes/crds.ts";
 import { KINDS, resourceSchemas } from "../../control-plane/resources/index.ts";
 import { REPO_ROOT } from "../support/envoy.ts";
 
