@@ -948,6 +948,31 @@ describe("version", () => {
   });
 });
 
+describe("kubernetes crds", () => {
+  it("prints the CRDs, deploy/kubernetes/crds.yaml's content, without calling the control plane", async () => {
+    const closed = `http://127.0.0.1:${await freePort()}`;
+    const result = await wasmesh(["kubernetes", "crds"], { api: closed });
+    expectOk(result);
+    expect(result.stderr).toBe("");
+    expect(result.stdout).toBe(readFileSync(join(REPO_ROOT, "deploy", "kubernetes", "crds.yaml"), "utf8"));
+    const kinds = parseAllDocuments(result.stdout).map(
+      (d) => (d.toJS() as { spec: { names: { kind: string } } }).spec.names.kind,
+    );
+    expect(kinds).toEqual(MODEL_KINDS);
+  });
+
+  it("is a usage error without its subcommand or with another", async () => {
+    const [none, other, extra] = await Promise.all([
+      cli(["kubernetes"]),
+      cli(["kubernetes", "install"]),
+      cli(["kubernetes", "crds", "more"]),
+    ]);
+    expectUsage(none, "kubernetes: a subcommand is required (crds)");
+    expectUsage(other, "kubernetes: unknown subcommand 'install'");
+    expectUsage(extra, "kubernetes crds: unexpected argument 'more'");
+  });
+});
+
 describe("--api", () => {
   it("says when the control plane cannot be reached, exit 1", async () => {
     const closed = `http://127.0.0.1:${await freePort()}`;
