@@ -72,6 +72,7 @@ export interface CustomResourceDefinition {
       served: true;
       storage: true;
       schema: { openAPIV3Schema: StructuralSchema };
+      subresources: { status: Record<string, never> };
       additionalPrinterColumns: PrinterColumn[];
     }[];
   };
@@ -276,6 +277,10 @@ function rootSchema(kind: Kind): StructuralSchema {
         properties: { name: { type: "string", pattern: name.pattern, maxLength: name.maxLength } },
       },
       spec: structural(model.properties.spec, `${kind}.spec`),
+      // The control plane's word on the object (issue 12: status updates by the leader replica),
+      // written through the status subresource only, so a user's apply never overwrites it nor the
+      // control plane's status write the spec. Not in the model: its shape comes with the writer.
+      status: { type: "object", "x-kubernetes-preserve-unknown-fields": true },
     },
   };
 }
@@ -304,6 +309,7 @@ export function crdOf(kind: Kind): CustomResourceDefinition {
           served: true,
           storage: true,
           schema: { openAPIV3Schema: rootSchema(kind) },
+          subresources: { status: {} },
           additionalPrinterColumns: [
             ...columns,
             { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },

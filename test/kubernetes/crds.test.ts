@@ -221,6 +221,56 @@ describe("wasmesh's CRDs on a real API server", () => {
     expect(refused).toMatch(message);
   });
 
+  it("keeps status apart: written through the status subresource only", async () => {
+    const { group, version, plural } = resourceOf("AccessRule");
+    const name = "with-status";
+    const created = (await custom.createNamespacedCustomObject({
+      group,
+      version,
+      plural,
+      namespace,
+      body: {
+        apiVersion: "wasmesh.io/v1alpha1",
+        kind: "AccessRule",
+        metadata: { name },
+        spec: { source: "*", destination: "reviews", action: "allow" },
+        status: { accepted: true },
+      },
+    })) as { status?: unknown; metadata: { resourceVersion: string } };
+    // A user's write sets no status...
+    expect(created.status).toBeUndefined();
+    const status = { accepted: true, conditions: [{ type: "Accepted", status: "True" }] };
+    await custom.replaceNamespacedCustomObjectStatus({
+      group,
+      version,
+      plural,
+      namespace,
+      name,
+      body: { ...created, status },
+    });
+    // ...and the status write changes no spec; the user's next write keeps the status.
+    const read = (await custom.getNamespacedCustomObject({
+      group,
+      version,
+      plural,
+      namespace,
+      name,
+    })) as Document & {
+      status: unknown;
+    };
+    expect(read.status).toEqual(status);
+    const replaced = (await custom.replaceNamespacedCustomObject({
+      group,
+      version,
+      plural,
+      namespace,
+      name,
+      body: { ...read, spec: { ...read.spec, action: "deny" }, status: { accepted: false } },
+    })) as Document & { status: unknown };
+    expect(replaced.spec.action).toBe("deny");
+    expect(replaced.status).toEqual(status);
+  });
+
   it("keeps a WasmPlugin's free-form configuration as it is", async () => {
     const plugin: Document = {
       apiVersion: "wasmesh.io/v1alpha1",
