@@ -4,6 +4,7 @@
 // field path, as `kubectl apply` would show. (The rules JSON Schema cannot say are the validating
 // webhook's, later; unit tests of the conversion are in test/control-plane/kubernetes-crds.test.ts.)
 import { readFileSync } from "node:fs";
+import { request } from "node:https";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -125,6 +126,51 @@ describe("wasmesh's CRDs on a real API server", () => {
       // Nothing pruned: the structural schema knows every field the example uses.
       expect(read.spec, `${document.kind} ${name}`).toEqual(document.spec);
     }
+  });
+
+  it("serves kubectl get's columns: the printer columns over the stored objects", async () => {
+    // What `kubectl get workloads` asks for: the API server's Table, built from the CRD's columns.
+    const table = await new Promise<string>((resolve, reject) => {
+      const req = request(
+        `${server.url}/apis/wasmesh.io/v1alpha1/namespaces/${namespace}/workloads`,
+        {
+          headers: {
+            authorization: `Bearer ${server.token}`,
+            accept: "application/json;as=Table;v=v1;g=meta.k8s.io",
+          },
+          // The private API server's certificate is self-signed (test/support/kubernetes.ts).
+          rejectUnauthorized: false,
+        },
+        (res) => {
+          let body = "";
+          res.on("data", (chunk: Buffer) => {
+            body += chunk.toString("utf8");
+          });
+          res.on("end", () => resolve(body));
+        },
+      );
+      req.on("error", reject);
+      req.end();
+    });
+    const parsed = JSON.parse(table) as {
+      columnDefinitions: { name: string }[];
+      rows: { cells: unknown[] }[];
+    };
+    expect(parsed.columnDefinitions.map((c) => c.name)).toEqual([
+      "Name",
+      "Service",
+      "Address",
+      "Port",
+      "Zone",
+      "Age",
+    ]);
+    expect(parsed.rows.map((r) => r.cells.slice(0, 5))).toContainEqual([
+      "reviews-v1-a",
+      "reviews",
+      "10.0.1.11",
+      9080,
+      "zone-a",
+    ]);
   });
 
   const routeOf = (weight: number): Document => ({
