@@ -46,10 +46,17 @@ afterAll(() => {
 });
 
 describe("deploy/kubernetes", () => {
-  it("holds the two manifests, every document a named resource", () => {
-    expect(files.sort()).toEqual(["control-plane.yaml", "sidecar-example.yaml"]);
+  it("holds the three manifests, every document a named resource", () => {
+    expect(files.sort()).toEqual(["control-plane.yaml", "crds.yaml", "sidecar-example.yaml"]);
     for (const file of files) {
       for (const doc of documents(file)) {
+        if (file === "crds.yaml") {
+          // Generated from the resource model (npm run gen:crds); a CRD is named <plural>.<group>.
+          expect(doc.apiVersion, file).toBe("apiextensions.k8s.io/v1");
+          expect(doc.kind, file).toBe("CustomResourceDefinition");
+          expect(doc.metadata.name, file).toMatch(/^[a-z]+\.wasmesh\.io$/);
+          continue;
+        }
         expect(doc.apiVersion, file).toMatch(/^(v1|apps\/v1)$/);
         expect(doc.metadata.name, `${file} ${doc.kind}`).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
       }
