@@ -149,6 +149,25 @@ function tokenOf(values: { token?: string | boolean | undefined }, api: string):
   return saved === undefined ? undefined : { token: saved, from: `the credentials file ${path}` };
 }
 
+/**
+ * A --token-file's token: its first line, trimmed (as `wasmesh token … > FILE` writes it). An
+ * unreadable or empty file is a usage error naming the flag.
+ */
+export function readTokenFile(command: CommandName, file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (error) {
+    throw usage(
+      command,
+      `--token-file: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
+  }
+  const token = text.split("\n")[0]?.trim() ?? "";
+  if (token === "") throw usage(command, `--token-file: ${file} is empty`);
+  return token;
+}
+
 /** The -o format, one of `allowed` (the first is the default). */
 export function output(values: { output?: string | boolean | undefined }, allowed: string[]): string {
   const format = typeof values.output === "string" ? values.output : allowed[0];

@@ -8,6 +8,7 @@ import {
   parse,
   parseLabels,
   parsePort,
+  readTokenFile,
   str,
   usage,
   warn,
@@ -127,17 +128,8 @@ export async function run(args: string[], out: Out): Promise<undefined> {
   }
   const tokenFile = str(values["token-file"]);
   let token: string | undefined;
-  if (tokenFile !== undefined) {
-    try {
-      token = readFileSync(tokenFile, "utf8").split("\n")[0]?.trim();
-    } catch (error) {
-      throw usage(
-        command,
-        `--token-file: cannot read ${tokenFile}: ${(error as NodeJS.ErrnoException).code ?? error}`,
-      );
-    }
-    if (!token) throw usage(command, `--token-file: ${tokenFile} is empty`);
-  } else {
+  if (tokenFile !== undefined) token = readTokenFile(command, tokenFile);
+  else {
     warn(
       `no --token-file: the control plane refuses this Envoy's ADS stream (UNAUTHENTICATED) until its bootstrap carries a token (wasmesh token dataplane --service ${service})`,
     );

@@ -2,7 +2,6 @@
 // checks the flags (usage errors exit 2 and start nothing), then runs the agent until SIGTERM or
 // SIGINT, and turns a sidecar that cannot start into `wasmesh: <why>` and exit 1.
 
-import { readFileSync } from "node:fs";
 import type { AgentOptions } from "../../../dataplane/agent.ts";
 import {
   type CommandName,
@@ -14,6 +13,7 @@ import {
   parseCount,
   parseLabels,
   parsePort,
+  readTokenFile,
   str,
   usage,
 } from "../args.ts";
@@ -144,20 +144,7 @@ export async function run(args: string[], out: Out): Promise<undefined> {
 
 /** The agent's token: the file's (first line), else $WASMESH_TOKEN; a usage error without one. */
 function tokenOf(file: string | undefined, service: string): string {
-  if (file !== undefined) {
-    let text: string;
-    try {
-      text = readFileSync(file, "utf8");
-    } catch (error) {
-      throw usage(
-        command,
-        `--token-file: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-      );
-    }
-    const token = text.split("\n")[0]?.trim() ?? "";
-    if (token === "") throw usage(command, `--token-file: ${file} is empty`);
-    return token;
-  }
+  if (file !== undefined) return readTokenFile(command, file);
   if (process.env.WASMESH_TOKEN) return process.env.WASMESH_TOKEN;
   throw usage(
     command,
