@@ -5,7 +5,8 @@
 // Kubernetes namespace and service account, so that on Kubernetes a pod's identity is what its
 // service account token proves, unchanged, and a policy or a peer that knows Istio's IDs reads ours.
 // In universal mode there are no namespaces: the namespace is `default` and the service account is
-// the Workload's service, so `payments` is spiffe://wasmesh.local/ns/default/sa/payments.
+// the Workload's service, so `payments` is spiffe://wasmesh.local/ns/default/sa/payments; a service
+// discovered on Kubernetes, `reviews.bookinfo`, is spiffe://wasmesh.local/ns/bookinfo/sa/reviews.
 //
 // Validation follows the SPIFFE ID standard (SPIFFE-ID.md §2): lower-case scheme, a trust domain
 // of [a-z0-9._-], path segments of [A-Za-z0-9._-] that are neither empty, "." nor "..", no query,
@@ -86,11 +87,24 @@ export function checkIdentity(identity: WorkloadIdentity, field = "identity"): W
   return identity;
 }
 
-/** The identity of a universal-mode workload of `service`. */
+/**
+ * The identity of a workload of `service`, from the service's name alone: `payments` is ns default,
+ * sa payments; a service discovered on Kubernetes, `<name>.<namespace>` (resources/schema.ts), is
+ * ns <namespace>, sa <name>, which is the pod's own identity when its service account is named
+ * after its service, as Istio's samples do. So `reviews.default` and `reviews` share one identity.
+ */
 export function universalIdentity(service: string, field = "service"): WorkloadIdentity {
-  // A Service's name (a DNS-1123 label, resources/schema.ts), which is also a valid service account.
-  checkLabel(service, field);
-  return { namespace: UNIVERSAL_NAMESPACE, serviceAccount: service };
+  const dot = service.indexOf(".");
+  if (dot < 0) {
+    checkLabel(service, field);
+    return { namespace: UNIVERSAL_NAMESPACE, serviceAccount: service };
+  }
+  const name = service.slice(0, dot);
+  const namespace = service.slice(dot + 1);
+  // Two DNS labels, as a Service's name (checkLabel refuses a second dot in the namespace).
+  checkLabel(name, field);
+  checkLabel(namespace, field);
+  return { namespace, serviceAccount: name };
 }
 
 /** spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>, from checked parts. */

@@ -10,6 +10,7 @@ export {
   type YamlResult,
 } from "./manifests.ts";
 export {
+  CLUSTER_DOMAIN,
   CLUSTER_HEADER,
   defaultDenyName,
   defaultRouteName,
@@ -25,6 +26,7 @@ export {
   RULE_HEADER,
   ruleName,
   STRIP_RULE_HEADER,
+  splitServiceName,
 } from "./names.ts";
 export {
   AccessRule,
@@ -35,6 +37,7 @@ export {
   type Kind,
   Labels,
   LEASE_SECONDS,
+  MAX_SERVICE_NAME,
   MESH_MODULE,
   MeshPolicy,
   Metadata,
@@ -47,11 +50,13 @@ export {
   RouteRule,
   resourceSchemas,
   Service,
+  ServiceName,
   ServicePort,
   Subset,
   WasmModule,
   WasmPlugin,
   Workload,
+  WorkloadName,
 } from "./schema.ts";
 export {
   type FieldError,

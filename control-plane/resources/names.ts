@@ -6,6 +6,20 @@ import type { Subset } from "./schema.ts";
 /** Set by the routing filter; read by the outbound route's `cluster_header` (schema/headers.ts). */
 export { CLUSTER_HEADER, ROUTING_HEADERS, RULE_HEADER } from "../../schema/headers.ts";
 
+/** The DNS suffix of a Kubernetes cluster's services: `<name>.<namespace>.svc.<CLUSTER_DOMAIN>`. */
+export const CLUSTER_DOMAIN = "cluster.local";
+
+/**
+ * A service name taken apart: `reviews.bookinfo` (discovered on Kubernetes, resources/schema.ts)
+ * is name `reviews` in namespace `bookinfo`; a declared service such as `reviews` has no namespace.
+ */
+export function splitServiceName(service: string): { name: string; namespace: string | undefined } {
+  const dot = service.indexOf(".");
+  return dot < 0
+    ? { name: service, namespace: undefined }
+    : { name: service.slice(0, dot), namespace: service.slice(dot + 1) };
+}
+
 /** Listener and RouteConfiguration names (one of each per direction). */
 export const OUTBOUND = "outbound";
 export const INBOUND = "inbound";

@@ -37,14 +37,39 @@ export const ResourceName = nameOf(
   "DNS-1123 label: lower-case letters, digits and '-', at most 63, starting and ending alphanumeric",
 );
 
+// A Service's name: a DNS label, or `<name>.<namespace>` for one discovered on Kubernetes
+// (control-plane/kubernetes/discovery.ts), each part a DNS label as Kubernetes names them, so at most
+// 63 + 1 + 63. Only services may hold the dot: it is what keeps a discovered service apart from one
+// declared by hand. (validate.ts bounds it further by the names the filter derives from it.)
+const BOUNDED_LABEL = "[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?";
+const SERVICE_NAME = `${BOUNDED_LABEL}(?:\\.${BOUNDED_LABEL})?`;
+export const MAX_SERVICE_NAME = 127;
+
+const serviceNameOf = (description: string) =>
+  Type.String({ pattern: `^${SERVICE_NAME}$`, maxLength: MAX_SERVICE_NAME, description });
+
+export const ServiceName = serviceNameOf(
+  "DNS-1123 label (lower-case letters, digits and '-', at most 63, starting and ending alphanumeric), or two joined by '.' (<name>.<namespace>, a service discovered on Kubernetes)",
+);
+
 /** A reference to a Service by name. */
-const ServiceRef = nameOf("name of a Service");
+const ServiceRef = serviceNameOf("name of a Service (<name> or <name>.<namespace>)");
 
 /** A Service name, or "*" for every service. */
 const ServiceOrAny = Type.String({
-  pattern: `^(?:\\*|${DNS_LABEL})$`,
-  maxLength: 63,
-  description: 'name of a Service, or "*" for every service',
+  pattern: `^(?:\\*|${SERVICE_NAME})$`,
+  maxLength: MAX_SERVICE_NAME,
+  description: 'name of a Service (<name> or <name>.<namespace>), or "*" for every service',
+});
+
+// A Workload's name: a DNS-1123 subdomain (as Kubernetes names pods), so that a discovered pod's
+// Workload can be `<pod>.<namespace>`.
+const DNS_SUBDOMAIN = `${BOUNDED_LABEL}(?:\\.${BOUNDED_LABEL})*`;
+export const WorkloadName = Type.String({
+  pattern: `^${DNS_SUBDOMAIN}$`,
+  maxLength: 253,
+  description:
+    "DNS-1123 subdomain: DNS labels joined by '.', at most 253 (e.g. <pod>.<namespace> for a discovered pod)",
 });
 
 export const Labels = Type.Record(
@@ -64,18 +89,21 @@ export const Subset = Type.Record(
   },
 );
 
-export const Metadata = Type.Object(
-  {
-    name: ResourceName,
-    labels: Type.Optional(Labels),
-    // Written by the store (control-plane/store). Accepted on input so that a document read back
-    // (`wasmesh get -o yaml`) can be applied again; validation does not interpret them.
-    resourceVersion: Type.Optional(Type.String({ maxLength: 128 })),
-    createdAt: Type.Optional(Type.String({ maxLength: 64 })),
-    updatedAt: Type.Optional(Type.String({ maxLength: 64 })),
-  },
-  strict,
-);
+const metadataOf = <N extends TSchema>(name: N) =>
+  Type.Object(
+    {
+      name,
+      labels: Type.Optional(Labels),
+      // Written by the store (control-plane/store). Accepted on input so that a document read back
+      // (`wasmesh get -o yaml`) can be applied again; validation does not interpret them.
+      resourceVersion: Type.Optional(Type.String({ maxLength: 128 })),
+      createdAt: Type.Optional(Type.String({ maxLength: 64 })),
+      updatedAt: Type.Optional(Type.String({ maxLength: 64 })),
+    },
+    strict,
+  );
+
+export const Metadata = metadataOf(ResourceName);
 export type Metadata = Static<typeof Metadata>;
 
 const Port = Type.Integer({ minimum: 1, maximum: 65_535 });
@@ -90,9 +118,14 @@ function oneOf<const T extends string[]>(values: [...T], description: string) {
   );
 }
 
-function resource<const K extends string, S extends TSchema>(kind: K, spec: S, description: string) {
+function resource<const K extends string, S extends TSchema, M extends TSchema = typeof Metadata>(
+  kind: K,
+  spec: S,
+  description: string,
+  metadata: M = Metadata as unknown as M,
+) {
   return Type.Object(
-    { apiVersion: Type.Literal(API_VERSION), kind: Type.Literal(kind), metadata: Metadata, spec },
+    { apiVersion: Type.Literal(API_VERSION), kind: Type.Literal(kind), metadata, spec },
     { ...strict, $id: `https://wasmesh.io/schemas/v1alpha1/${kind}.json`, title: kind, description },
   );
 }
@@ -142,6 +175,7 @@ export const Service = resource(
     strict,
   ),
   "A service: the name clients send as Host, and the ports it serves",
+  metadataOf(ServiceName),
 );
 
 export const Workload = resource(
@@ -188,6 +222,7 @@ export const Workload = resource(
     strict,
   ),
   "One instance of a service (a pod, VM or process) and the address its sidecar serves it on",
+  metadataOf(WorkloadName),
 );
 
 // --- Route ---------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@
 import { Value } from "@sinclair/typebox/value";
 import { type ConfigError, schemaErrors, validateFilterConfig } from "../../schema/filter-config.ts";
 import {
+  defaultDenyName,
+  defaultRouteName,
   MAX_CLUSTER_NAME,
   MAX_FILTER_NAME,
   outboundCluster,
@@ -184,6 +186,7 @@ function semanticErrors(resource: Resource): FieldError[] {
   const fail = (path: string, message: string) => errors.push({ path, message });
   switch (resource.kind) {
     case "Service":
+      checkServiceName(resource.metadata.name, fail);
       checkPorts(resource, fail);
       break;
     case "Workload":
@@ -218,6 +221,18 @@ function semanticErrors(resource: Resource): FieldError[] {
 }
 
 type Fail = (path: string, message: string) => void;
+
+/** The filter's names made from a service's (its default route, its denial) must fit the filter's limit. */
+function checkServiceName(name: string, fail: Fail): void {
+  const longest =
+    [defaultRouteName(name), defaultDenyName(name)].sort((a, b) => b.length - a.length)[0] ?? "";
+  if (longest.length > MAX_FILTER_NAME) {
+    fail(
+      "metadata.name",
+      `too long: the routing filter's '${longest}' must be at most ${MAX_FILTER_NAME} characters (a service name of at most ${name.length - (longest.length - MAX_FILTER_NAME)})`,
+    );
+  }
+}
 
 function checkPorts(service: Service, fail: Fail): void {
   const names = new Set<string>();

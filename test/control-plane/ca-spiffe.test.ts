@@ -30,6 +30,18 @@ describe("building", () => {
     );
   });
 
+  it("reads a discovered service <name>.<namespace> as namespace and service account", () => {
+    expect(universalIdentity("reviews.bookinfo")).toEqual({
+      namespace: "bookinfo",
+      serviceAccount: "reviews",
+    });
+    expect(workloadSpiffeId(DEFAULT_TRUST_DOMAIN, universalIdentity("reviews.bookinfo"))).toBe(
+      "spiffe://wasmesh.local/ns/bookinfo/sa/reviews",
+    );
+    expect(refusal(() => universalIdentity("reviews.bookinfo.svc")).field).toBe("service");
+    expect(refusal(() => universalIdentity("reviews.")).field).toBe("service");
+  });
+
   it("takes a Kubernetes namespace and service account unchanged (a service account may have dots)", () => {
     expect(workloadSpiffeId("cluster.local", { namespace: "shop", serviceAccount: "cart.v2" })).toBe(
       "spiffe://cluster.local/ns/shop/sa/cart.v2",

@@ -600,6 +600,62 @@ describe("validateResource", () => {
     expect(result.ok && result.resource.metadata.resourceVersion).toBe("42");
   });
 
+  it("takes <name>.<namespace> for a Service and every reference to one, and a subdomain for a Workload only", () => {
+    // What Kubernetes discovery makes (control-plane/kubernetes/discovery.ts).
+    const dotted = "reviews.bookinfo";
+    const service = { ...valid().Service, metadata: { name: dotted } };
+    expect(validateResource(service)).toEqual({ ok: true, resource: service });
+    const workload = { ...valid().Workload, metadata: { name: "reviews-v1-5d8f7b9c4-x2x9z.bookinfo" } };
+    spec(workload).service = dotted;
+    expect(validateResource(workload)).toEqual({ ok: true, resource: workload });
+    const route = valid().Route;
+    spec(route).service = dotted;
+    spec(route).rules[0].destinations[0].service = dotted;
+    expect(validateResource(route).ok).toBe(true);
+    const breaker = valid().CircuitBreaker;
+    spec(breaker).service = dotted;
+    expect(validateResource(breaker).ok).toBe(true);
+    const access = valid().AccessRule;
+    Object.assign(spec(access), { source: "productpage.bookinfo", destination: dotted });
+    expect(validateResource(access).ok).toBe(true);
+    const plugin = valid().WasmPlugin;
+    spec(plugin).services = [dotted];
+    expect(validateResource(plugin).ok).toBe(true);
+
+    // One dot at most, labels of 63 at most, and other kinds' names stay DNS labels.
+    const refused: [Record<string, unknown>, string][] = [
+      [{ ...valid().Service, metadata: { name: "reviews.bookinfo.svc" } }, "metadata.name"],
+      [{ ...valid().Service, metadata: { name: `${"a".repeat(64)}.bookinfo` } }, "metadata.name"],
+      [{ ...valid().Service, metadata: { name: "reviews..bookinfo" } }, "metadata.name"],
+      [{ ...valid().Route, metadata: { name: "reviews.bookinfo" } }, "metadata.name"],
+      [{ ...valid().AccessRule, metadata: { name: "a.b" } }, "metadata.name"],
+      [{ ...valid().Workload, metadata: { name: Array(4).fill("a".repeat(63)).join(".") } }, "metadata.name"],
+    ];
+    for (const [doc, path] of refused) {
+      const result = validateResource(doc);
+      expect(result.ok, JSON.stringify(doc.metadata)).toBe(false);
+      if (!result.ok) expect(result.errors.map((e) => e.path)).toContain(path);
+    }
+  });
+
+  it("refuses a service name whose routing filter names would pass the filter's 128 characters", () => {
+    // default-deny:<service> is the longest: 13 + 115 = 128.
+    const fits = { ...valid().Service, metadata: { name: `${"a".repeat(63)}.${"b".repeat(51)}` } };
+    expect(validateResource(fits).ok).toBe(true);
+    const long = { ...valid().Service, metadata: { name: `${"a".repeat(63)}.${"b".repeat(52)}` } };
+    expect(validateResource(long)).toEqual({
+      ok: false,
+      errors: [
+        {
+          path: "metadata.name",
+          message: expect.stringMatching(
+            /^too long: the routing filter's 'default-deny:a+\.b+' must be at most 128 characters \(a service name of at most 115\)$/,
+          ),
+        },
+      ],
+    });
+  });
+
   it("accepts an IPv6 address and a host name for a workload", () => {
     for (const address of ["fd00::1", "reviews-0.bookinfo.svc.cluster.local"]) {
       const w = valid().Workload;
