@@ -2,7 +2,7 @@
 // read back by the xDS server from the first request of a stream (parseNodeIdentity), and what
 // translation, the xDS server and `wasmesh status` know a proxy by.
 import { Value } from "@sinclair/typebox/value";
-import { Labels, ResourceName } from "../resources/schema.ts";
+import { Labels, ServiceName } from "../resources/schema.ts";
 import { isIpAddress } from "./addresses.ts";
 
 /**
@@ -68,7 +68,7 @@ export interface EnvoyNode {
 
 export type NodeIdentityResult = { ok: true; proxy: ProxyIdentity } | { ok: false; error: string };
 
-const SERVICE_NAME = new RegExp(ResourceName.pattern as string);
+const SERVICE_NAME = new RegExp(ServiceName.pattern as string);
 
 /**
  * Reads a ProxyIdentity from a node. Ports may be numbers or decimal strings (a Struct carries

@@ -28,7 +28,7 @@ import {
 import { listenerResources, routeResources } from "./listeners.ts";
 import { indexMesh } from "./mesh.ts";
 import { downstreamMtls, hasSds, mtlsMode } from "./mtls.ts";
-import { assembleRoutingConfig, denialsFor, routingParts } from "./routing-filter.ts";
+import { assembleRoutingConfig, denialsFor, namespaceOf, routingParts } from "./routing-filter.ts";
 
 export { proxyClassKey } from "./class-key.ts";
 export {
@@ -95,10 +95,12 @@ export function compileMesh(resources: readonly Resource[], options: TranslateOp
 
   return {
     translate(proxy) {
-      // Sources that may call the same services get the same routing filter.
+      // Sources of one namespace (whose short names they call by) that may call the same services
+      // get the same routing filter.
+      const namespace = namespaceOf(proxy.service);
       const denials = denialsFor(mesh, proxy.service);
-      const routing = once(`routing ${JSON.stringify(denials)}`, () => {
-        const parts = once("routing parts", () => routingParts(mesh));
+      const routing = once(`routing ${namespace ?? ""} ${JSON.stringify(denials)}`, () => {
+        const parts = once(`routing parts ${namespace ?? ""}`, () => routingParts(mesh, namespace));
         return withEcds(routingFilter(assembleRoutingConfig(parts, denials, proxy.service)));
       });
       const outbound = [...pluginsFor(mesh, proxy, "outbound").map((p) => plugin(p, "outbound")), routing];

@@ -7,14 +7,16 @@ import type { Kind, Route, RouteRule } from "../resources/index.ts";
 import { defaultDenyName, RULE_HEADER, STRIP_RULE_HEADER } from "../resources/names.ts";
 import { EDGE_SOURCE } from "./edge.ts";
 import type { Mesh } from "./mesh.ts";
-import { assembleRoutingConfig, denialFor, routingParts } from "./routing-filter.ts";
+import { assembleRoutingConfig, denialFor, EVERY_NAMESPACE, routingParts } from "./routing-filter.ts";
 
 /**
  * The routing filter's configuration with the denials of every source at once (each Service, each
  * source an AccessRule names, the edge "*"), merged by name. A proxy's configuration, and the
- * edge's, is this one without some of its denials, in the same order: the shared parts are the same
- * objects compileMesh shares, and a denial's name fixes its content (an AccessRule's name, or
- * `default-deny:<service>`; see denialFor). The built-in module checks each entry on its own and
+ * edge's, is this one without some of its denials, with narrower authorities: here every
+ * discovered service answers to its short name too (EVERY_NAMESPACE), where a proxy's answer only
+ * to those of its own namespace (authorityMatch), an alternative less in the same regex, which the
+ * module compiles whenever it compiles this one; and a denial's name fixes the rest of its content
+ * (an AccessRule's name, or `default-deny:<service>`; see denialFor). The built-in module checks each entry on its own and
  * names within a list (assembly/filters/config.ts), so a configuration it accepts stays accepted
  * without some denials: one load of this configuration vouches for every proxy class's. That keeps
  * the check of a write one configuration however many sets of denials the mesh has (with a
@@ -34,11 +36,11 @@ export function routingSuperset(mesh: Mesh): FilterConfig {
   const denials = new Map<string, HeaderRule>();
   for (const service of mesh.services) {
     for (const source of [EDGE_SOURCE, ...(named.get(service.metadata.name) ?? [])]) {
-      const denial = denialFor(mesh, source, service);
+      const denial = denialFor(mesh, source, service, EVERY_NAMESPACE);
       if (denial !== undefined && !denials.has(denial.name)) denials.set(denial.name, denial);
     }
   }
-  return assembleRoutingConfig(routingParts(mesh), [...denials.values()], "every source");
+  return assembleRoutingConfig(routingParts(mesh, EVERY_NAMESPACE), [...denials.values()], "every source");
 }
 
 /** A field of a stored resource. */

@@ -18,25 +18,47 @@ import {
 } from "../../schema/filter-config.ts";
 import type { RouteRule, Service } from "../resources/index.ts";
 import {
+  CLUSTER_DOMAIN,
   defaultDenyName,
   defaultRouteName,
   outboundCluster,
   RULE_HEADER,
   ruleName,
   STRIP_RULE_HEADER,
+  splitServiceName,
 } from "../resources/names.ts";
 import type { Mesh } from "./mesh.ts";
 
 type StringMatch = NonNullable<RequestMatch["authority"]>;
 
 /**
- * Matches the authority a client sends for `service`: its name, alone or with one of its ports,
- * in any case (host names are case-insensitive). Service names are DNS labels, so they hold no
- * regex metacharacter.
+ * Whose short names a routing configuration answers to (see authorityMatch): a source's namespace
+ * (namespaceOf), none (undefined), or EVERY_NAMESPACE for the write path's check (routing-check.ts),
+ * whose one configuration must hold every source's. "*" is no namespace's name (a DNS label).
  */
-export function authorityMatch(service: Service): StringMatch {
+export const EVERY_NAMESPACE = "*";
+
+/** The namespace whose short names `source`'s sidecars may call by (undefined: a declared service, the edge). */
+export function namespaceOf(source: string): string | undefined {
+  return splitServiceName(source).namespace;
+}
+
+/**
+ * Matches the authority a client sends for `service`, alone or with one of its ports, in any case
+ * (host names are case-insensitive). A declared service answers to its name. A service discovered on
+ * Kubernetes, `reviews.bookinfo`, answers to `reviews.bookinfo`, `reviews.bookinfo.svc` and
+ * `reviews.bookinfo.svc.cluster.local`, and to the short `reviews` from callers in its own namespace
+ * (`namespace`), as Kubernetes' DNS search path resolves it there. Names hold letters, digits, '-'
+ * and the dots escaped here, so no other regex metacharacter.
+ */
+export function authorityMatch(service: Service, namespace?: string): StringMatch {
   const ports = [...new Set(service.spec.ports.map((p) => p.port))].sort((a, b) => a - b);
-  return { regex: `${service.metadata.name}(?::(?:${ports.join("|")}))?`, ignoreCase: true };
+  const portPart = `(?::(?:${ports.join("|")}))?`;
+  const { name, namespace: own } = splitServiceName(service.metadata.name);
+  if (own === undefined) return { regex: `${name}${portPart}`, ignoreCase: true };
+  const full = `${name}\\.${own}(?:\\.svc(?:\\.${CLUSTER_DOMAIN.replaceAll(".", "\\.")})?)?`;
+  const short = namespace === own || namespace === EVERY_NAMESPACE ? `|${name}` : "";
+  return { regex: `(?:${full}${short})${portPart}`, ignoreCase: true };
 }
 
 export type AccessDecision = { allow: true } | { allow: false; rule: string };
@@ -61,22 +83,30 @@ export function accessDecision(mesh: Mesh, source: string, destination: string):
 
 /** The routing filter's configuration for the sidecars of `source`; throws if it would be invalid. */
 export function routingFilterConfig(mesh: Mesh, source: string): FilterConfig {
-  return assembleRoutingConfig(routingParts(mesh), denialsFor(mesh, source), source);
+  return assembleRoutingConfig(routingParts(mesh, namespaceOf(source)), denialsFor(mesh, source), source);
 }
 
-/** What the routing configuration of every source shares: the routes, their claims, the breakers. */
+/** What the routing configuration of every source in a namespace shares: the routes, their claims, the breakers. */
 export interface RoutingParts {
   claims: HeaderRule[];
   routes: FilterRoute[];
   breakers: NonNullable<FilterConfig["breakers"]>;
 }
 
-export function routingParts(mesh: Mesh): RoutingParts {
+/**
+ * The routes of every service, with the short names of `namespace`'s (authorityMatch). Its services
+ * come first: a short name that a declared service holds too (`reviews` and `reviews.bookinfo`)
+ * means the caller's namespace's, as Kubernetes' DNS search path resolves it.
+ */
+export function routingParts(mesh: Mesh, namespace?: string): RoutingParts {
   const claims: HeaderRule[] = [];
   const routes: FilterRoute[] = [];
-  for (const service of mesh.services) {
+  const local = (s: Service) =>
+    namespace !== undefined && splitServiceName(s.metadata.name).namespace === namespace;
+  const services = [...mesh.services.filter(local), ...mesh.services.filter((s) => !local(s))];
+  for (const service of services) {
     const name = service.metadata.name;
-    const authority = authorityMatch(service);
+    const authority = authorityMatch(service, namespace);
     const rules = mesh
       .routesFor(name)
       .flatMap((route) =>
@@ -129,11 +159,23 @@ export function denialsFor(mesh: Mesh, source: string): HeaderRule[] {
   return mesh.services.flatMap((service) => denialFor(mesh, source, service) ?? []);
 }
 
-/** The denial of `source`'s calls to `service`, when it may not call it (see denialsFor). */
-export function denialFor(mesh: Mesh, source: string, service: Service): HeaderRule | undefined {
+/**
+ * The denial of `source`'s calls to `service`, when it may not call it (see denialsFor). It matches
+ * the authorities the routes of `namespace` (default: the source's) do, the short name included.
+ */
+export function denialFor(
+  mesh: Mesh,
+  source: string,
+  service: Service,
+  namespace = namespaceOf(source),
+): HeaderRule | undefined {
   const access = accessDecision(mesh, source, service.metadata.name);
   if (access.allow) return undefined;
-  return { name: access.rule, match: { authority: authorityMatch(service) }, deny: { status: 403 } };
+  return {
+    name: access.rule,
+    match: { authority: authorityMatch(service, namespace) },
+    deny: { status: 403 },
+  };
 }
 
 /** The parts as one configuration, validated with the filter's schema; throws if it is invalid. */

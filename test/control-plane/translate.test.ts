@@ -43,6 +43,7 @@ import {
   validateResource,
 } from "../../control-plane/resources/index.ts";
 import { createMemoryStore } from "../../control-plane/store/index.ts";
+import { EDGE_SOURCE } from "../../control-plane/translate/edge.ts";
 import {
   accessDecision,
   compileMesh,
@@ -465,6 +466,134 @@ describe("the generated routing configuration in the real filter (build/mesh.was
   });
 });
 
+describe("services discovered on Kubernetes (<name>.<namespace>) in the real filter", () => {
+  const workload = (name: string, service: string, version: string, address: string) =>
+    resource("Workload", name, { service, address, port: 9080, labels: { version } });
+  const discovered = (...extra: Resource[]) => [
+    resource("Service", "reviews.bookinfo", { ports: [{ name: "http", port: 9080, protocol: "http" }] }),
+    resource("Service", "productpage.bookinfo", { ports: [{ name: "http", port: 9080, protocol: "http" }] }),
+    resource("Service", "client.other", { ports: [{ name: "http", port: 8080, protocol: "http" }] }),
+    workload("reviews-v1-a.bookinfo", "reviews.bookinfo", "v1", "10.0.0.1"),
+    workload("reviews-v2-a.bookinfo", "reviews.bookinfo", "v2", "10.0.0.2"),
+    ...extra,
+  ];
+  const filterFor = (resources: Resource[], source: string) =>
+    MeshUnderTest.start(routingFilterConfig(indexMesh(resources), source));
+
+  it("answers to <name>.<namespace>, .svc and .svc.cluster.local, with or without the port, in any case", async () => {
+    for (const source of ["productpage.bookinfo", "client.other", "web"]) {
+      const mesh = await filterFor(discovered(), source);
+      for (const authority of [
+        "reviews.bookinfo",
+        "reviews.bookinfo:9080",
+        "reviews.bookinfo.svc",
+        "reviews.bookinfo.svc:9080",
+        "reviews.bookinfo.svc.cluster.local",
+        "Reviews.Bookinfo.SVC.cluster.local:9080",
+      ]) {
+        expect(mesh.request({ authority, path: "/" }).cluster, `${source} → ${authority}`).toBe(
+          "outbound|reviews.bookinfo",
+        );
+      }
+      // The dots are literal, and nothing but these forms and the service's port match.
+      for (const authority of [
+        "reviewsxbookinfo",
+        "reviews.bookinfoxsvc",
+        "reviews.bookinfo.svcxcluster.local",
+        "reviews.bookinfo.svc.clusterxlocal",
+        "reviews.bookinfo.svc.cluster",
+        "reviews.bookinfo.svc.cluster.local.evil",
+        "reviews.bookinfo:9081",
+        "reviews.other",
+        "bookinfo",
+      ]) {
+        expect(mesh.request({ authority, path: "/" }).cluster, `${source} → ${authority}`).toBeNull();
+      }
+    }
+  });
+
+  it("answers to the short name from callers in its own namespace only", async () => {
+    const local = await filterFor(discovered(), "productpage.bookinfo");
+    expect(local.request({ authority: "reviews", path: "/" }).cluster).toBe("outbound|reviews.bookinfo");
+    expect(local.request({ authority: "REVIEWS:9080", path: "/" }).cluster).toBe("outbound|reviews.bookinfo");
+    expect(local.request({ authority: "client", path: "/" }).cluster).toBeNull(); // client.other's
+    const other = await filterFor(discovered(), "client.other");
+    expect(other.request({ authority: "reviews", path: "/" }).cluster).toBeNull();
+    expect(other.request({ authority: "client:8080", path: "/" }).cluster).toBe("outbound|client.other");
+    const declared = await filterFor(discovered(), "web"); // a declared service has no namespace
+    expect(declared.request({ authority: "reviews", path: "/" }).cluster).toBeNull();
+    const edge = await filterFor(discovered(), EDGE_SOURCE);
+    expect(edge.request({ authority: "reviews", path: "/" }).cluster).toBeNull();
+  });
+
+  it("resolves a short name that a declared service holds too to the caller's namespace's, as DNS does", async () => {
+    const resources = discovered(service("reviews"));
+    const local = await filterFor(resources, "productpage.bookinfo");
+    expect(local.request({ authority: "reviews", path: "/" }).cluster).toBe("outbound|reviews.bookinfo");
+    const other = await filterFor(resources, "client.other");
+    expect(other.request({ authority: "reviews", path: "/" }).cluster).toBe("outbound|reviews");
+  });
+
+  it("splits the seeds' canary 90/10 by version labels when called by the short name", async () => {
+    const route = resource("Route", "reviews", {
+      service: "reviews.bookinfo",
+      rules: [
+        {
+          name: "canary",
+          destinations: [
+            { service: "reviews.bookinfo", subset: { version: "v1" }, weight: 90 },
+            { service: "reviews.bookinfo", subset: { version: "v2" }, weight: 10 },
+          ],
+        },
+      ],
+    });
+    const mesh = await filterFor(discovered(route), "productpage.bookinfo");
+    const counts = new Map<string | null, number>();
+    for (let i = 0; i < 1000; i++) {
+      const { cluster } = mesh.request({
+        authority: i % 2 === 0 ? "reviews" : "reviews.bookinfo:9080",
+        path: "/",
+      });
+      counts.set(cluster, (counts.get(cluster) ?? 0) + 1);
+    }
+    expect(Object.fromEntries(counts)).toEqual({
+      "outbound|reviews.bookinfo|version=v1": 900,
+      "outbound|reviews.bookinfo|version=v2": 100,
+    });
+  });
+
+  it("denies by the short name too, so that it is no way around an access rule", async () => {
+    const resources = discovered(
+      resource("MeshPolicy", "default", { defaultAccess: "deny" }),
+      resource("AccessRule", "productpage-reviews", {
+        source: "productpage.bookinfo",
+        destination: "reviews.bookinfo",
+        action: "allow",
+      }),
+      resource("Service", "ratings.bookinfo", { ports: [{ name: "http", port: 9080, protocol: "http" }] }),
+    );
+    const ratings = await filterFor(resources, "ratings.bookinfo");
+    for (const authority of ["reviews", "reviews:9080", "reviews.bookinfo.svc.cluster.local"]) {
+      const denied = ratings.request({ authority, path: "/" });
+      expect(denied.status, authority).toBe(403);
+      expect(denied.responseHeaders.get("x-wasmesh-denied")).toBe("default-deny:reviews.bookinfo");
+    }
+    const productpage = await filterFor(resources, "productpage.bookinfo");
+    expect(productpage.request({ authority: "reviews", path: "/" }).status).toBe(200);
+  });
+
+  it("gives sidecars of one namespace one routing filter, and another namespace's another", () => {
+    const compiled = compileMesh(discovered(), options());
+    const routing = (service: string) =>
+      find(compiled.translate(proxy({ service })), TYPE_URL.extensionConfig, ROUTING_FILTER);
+    expect(routing("productpage.bookinfo")).toBe(routing("reviews.bookinfo"));
+    expect(routing("client.other")).not.toEqual(routing("productpage.bookinfo"));
+    expect(proxyClassKey(proxy({ service: "productpage.bookinfo" }))).not.toBe(
+      proxyClassKey(proxy({ service: "productpage.other" })),
+    );
+  });
+});
+
 describe("access rules", () => {
   const mesh = (...extra: Resource[]) => indexMesh([service("reviews"), ...extra]);
   const deniedNames = (resources: Resource[], source: string) =>
@@ -794,6 +923,12 @@ describe("node identity", () => {
       'node.metadata["wasmesh.service"]',
     );
     expect(error(node({}, { cluster: "bad cluster" }))).toContain("node.cluster: must be a service name");
+    // A service discovered on Kubernetes is <name>.<namespace>: one dot, no more.
+    const dotted = parseNodeIdentity(node({ [NODE_METADATA.service]: "reviews.bookinfo" }));
+    expect(dotted.ok && dotted.proxy.service).toBe("reviews.bookinfo");
+    expect(error(node({ [NODE_METADATA.service]: "reviews.bookinfo.svc" }))).toContain(
+      'node.metadata["wasmesh.service"]: must be a service name',
+    );
     expect(error(node({ [NODE_METADATA.service]: "reviews", [NODE_METADATA.appPort]: "80a" }))).toContain(
       'node.metadata["wasmesh.app_port"]: must be a port number from 1 to 65535 (got "80a")',
     );
