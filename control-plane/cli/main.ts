@@ -37,6 +37,7 @@ Commands:
   delete KIND NAME    delete a resource
   bootstrap           print an Envoy bootstrap for a sidecar
   dataplane run       run a sidecar: Envoy, its Workload and its modules (the agent)
+  dataplane capture   install a pod's iptables traffic capture (the injected init container)
   status              connected proxies, what they acknowledged, their last rejection
   token               API tokens: create, dataplane (bound to a service), list, revoke
   ca                  the mesh CA: status, rotate add-next|promote|remove

@@ -35,7 +35,7 @@ describe("wasmesh dataplane run: usage", () => {
     const emptyFile = join(tempDir("cli-dataplane-token"), "empty.token");
     writeFileSync(emptyFile, "\n");
     const cases: [string[], RegExp][] = [
-      [["dataplane"], /dataplane: a subcommand is required \(run\)/],
+      [["dataplane"], /dataplane: a subcommand is required \(run, capture\)/],
       [["dataplane", "start"], /dataplane: unknown subcommand 'start'/],
       [["dataplane", "run", ...REQUIRED, "--frob"], /dataplane: unknown option '--frob'/],
       [

@@ -19,6 +19,28 @@ import {
 } from "../args.ts";
 import { CliError, DEFAULT_API } from "../client.ts";
 
+const captureHelp = `Usage: wasmesh dataplane capture --outbound-port P --inbound-port P --proxy-uid UID
+                             [--proxy-gid GID] [--exclude-outbound-ports P,...]
+                             [--exclude-outbound-cidrs CIDR,...] [--exclude-inbound-ports P,...]
+                             [--ipv6] [--dry-run] [--remove]
+
+Installs the pod's traffic capture (the injected init container runs it, with NET_ADMIN and
+NET_RAW): iptables rules in the nat table that redirect the app's outbound TCP connections to the
+sidecar's outbound listener and connections from outside the pod to its inbound listener. The
+sidecar's own connections (--proxy-uid) and loopback are never captured. Running it again replaces
+the rules (chains WASMESH_*), it never adds a second set. Needs iptables-save and iptables-restore.
+  --outbound-port P              the sidecar's outbound listener (dataplane run --outbound-port)
+  --inbound-port P               the sidecar's inbound listener (dataplane run --inbound-port)
+  --proxy-uid UID                the user the sidecar runs as (not 0): its connections go out as they are
+  --proxy-gid GID                also leave this group's connections alone
+  --exclude-outbound-ports P,... outbound connections to these ports are not captured (the control plane's)
+  --exclude-outbound-cidrs C,... nor to these networks (each CIDR for its own family)
+  --exclude-inbound-ports P,...  connections to these pod ports reach them directly (the ready port)
+  --ipv6                         the same rules for IPv6 too (ip6tables); the listeners must then
+                                 accept ::1 and IPv6 connections
+  --dry-run                      print the iptables-restore input, change nothing
+  --remove                       remove the rules instead (other rules stay)`;
+
 export const help = `Usage: wasmesh dataplane run --name NAME --service SERVICE --app-port PORT --token-file FILE
                              [--labels k=v,...]
                              [--address ADDR] [--zone Z] [--inbound-port P] [--outbound-port P]
@@ -68,7 +90,9 @@ Envoy at once. Exits 1 with Envoy's reason when Envoy cannot start.
                         then drains its connections (Envoy's --drain-time-s) (0-600, default 5)
   --cert-ttl SECONDS    the lifetime asked for the workload's certificates (600-2592000; default
                         the control plane's, 24 h, which also caps it)
-  -- ENVOY FLAGS...     more flags for Envoy, e.g. -- --concurrency 2 --log-level warning`;
+  -- ENVOY FLAGS...     more flags for Envoy, e.g. -- --concurrency 2 --log-level warning
+
+${captureHelp}`;
 
 const command: CommandName = { name: "dataplane", help };
 
@@ -79,7 +103,8 @@ const XDS_PORT = 5678;
 export async function run(args: string[], out: Out): Promise<undefined> {
   const [sub, ...rest] = args;
   if (sub === "--help" || sub === "-h") return out(help);
-  if (sub === undefined) throw usage(command, "dataplane: a subcommand is required (run)");
+  if (sub === undefined) throw usage(command, "dataplane: a subcommand is required (run, capture)");
+  if (sub === "capture") return capture(rest, out);
   if (sub !== "run") throw usage(command, `dataplane: unknown subcommand '${sub}'`);
   // Everything after `--` is Envoy's.
   const split = rest.indexOf("--");
@@ -272,4 +297,83 @@ async function agentOptions(values: Parsed["values"], envoyArgs: string[], out: 
       process.stderr.write(chunk);
     },
   };
+}
+
+/** `wasmesh dataplane capture`: the pod's iptables rules (dataplane/capture.ts). */
+async function capture(args: string[], out: Out): Promise<undefined> {
+  const captureCommand: CommandName = { name: "dataplane capture", help: captureHelp };
+  const { values, positionals } = parse(
+    args,
+    {
+      "outbound-port": { type: "string" },
+      "inbound-port": { type: "string" },
+      "proxy-uid": { type: "string" },
+      "proxy-gid": { type: "string" },
+      "exclude-outbound-ports": { type: "string" },
+      "exclude-outbound-cidrs": { type: "string" },
+      "exclude-inbound-ports": { type: "string" },
+      ipv6: { type: "boolean" },
+      "dry-run": { type: "boolean" },
+      remove: { type: "boolean" },
+    },
+    captureCommand,
+  );
+  if (values.help) return out(captureHelp);
+  noPositionals(positionals, captureCommand);
+  const { applyCapture, captureRules, CaptureError, checkCaptureOptions, removeCapture } = await import(
+    "../../../dataplane/capture.ts"
+  );
+  const families: (4 | 6)[] = values.ipv6 ? [4, 6] : [4];
+  const failed = (error: unknown) => (error instanceof CaptureError ? new CliError(error.message) : error);
+  if (values.remove) {
+    if (values["dry-run"]) throw usage(captureCommand, "dataplane capture: --remove and --dry-run: give one");
+    await removeCapture(families).catch((error: unknown) => {
+      throw failed(error);
+    });
+    return out("capture: rules removed");
+  }
+  const required = (flag: string): string => {
+    const value = str(values[flag]);
+    if (value === undefined) throw usage(captureCommand, `dataplane capture: --${flag} is required`);
+    return value;
+  };
+  const list = (flag: string): string[] =>
+    (str(values[flag]) ?? "")
+      .split(",")
+      .map((item) => item.trim())
+      .filter((item) => item !== "");
+  const ports = (flag: string): number[] => list(flag).map((p) => parsePort(p, `--${flag}`) as number);
+  const options = {
+    outboundPort: parsePort(required("outbound-port"), "--outbound-port") as number,
+    inboundPort: parsePort(required("inbound-port"), "--inbound-port") as number,
+    proxyUid: parseCount(required("proxy-uid"), "--proxy-uid", 1, 0xffff_fffe) as number,
+    proxyGid: parseCount(str(values["proxy-gid"]), "--proxy-gid", 1, 0xffff_fffe),
+    excludeOutboundPorts: ports("exclude-outbound-ports"),
+    excludeOutboundCidrs: list("exclude-outbound-cidrs"),
+    excludeInboundPorts: ports("exclude-inbound-ports"),
+  };
+  try {
+    checkCaptureOptions(options);
+  } catch (error) {
+    if (error instanceof CaptureError) throw usage(captureCommand, `dataplane capture: ${error.message}`);
+    throw error;
+  }
+  if (values["dry-run"]) {
+    return out(
+      families
+        .map((f) =>
+          [`# ${f === 4 ? "iptables" : "ip6tables"}-restore --noflush`, ...captureRules(options, f)].join(
+            "\n",
+          ),
+        )
+        .join("\n"),
+    );
+  }
+  await applyCapture(options, families).catch((error: unknown) => {
+    throw failed(error);
+  });
+  return out(
+    `capture: installed (outbound to ${options.outboundPort}, inbound to ${options.inboundPort}, ` +
+      `except uid ${options.proxyUid}; ${families.map((f) => `IPv${f}`).join(", ")})`,
+  );
 }
