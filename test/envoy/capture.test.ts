@@ -6,12 +6,20 @@
 // connection: the app's call is answered by the sidecar (which forwarded it, as the excluded UID,
 // straight to the server), the proxy UID's own call by the server, inbound connections by the
 // sidecar's inbound listener. Before the rules, the same calls reach the server and the app
-// directly, so none of these assertions can pass without the capture.
+// directly, so none of these assertions can pass without the capture. A second pair of namespaces
+// puts the real sidecar behind the rules: `wasmesh server` and the agent with its Envoy, the agent
+// as the proxy UID. Skipped (saying why) only when not root or without `ip netns`; iptables
+// missing is a failure (./dev installs it).
 import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { chownSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { captureRules } from "../../dataplane/capture.ts";
 import { runCommand, WASMESH_BIN } from "../support/control-plane.ts";
+import { findEnvoy } from "../support/envoy.ts";
+import { tempDir } from "../support/temp.ts";
+import { until } from "../support/wait.ts";
 
 const isRoot = process.getuid?.() === 0;
 const hasNetns = spawnSync("ip", ["netns", "list"]).status === 0;
@@ -62,7 +70,9 @@ const [name, ...ports] = process.argv.slice(1);
 let open = 0;
 for (const port of ports) {
   http.createServer((req, res) => {
-    res.end(name + ":" + port + " host=" + req.headers.host + " from=" + req.socket.remoteAddress);
+    // Envoy gives every request it routes an x-request-id: "via-envoy" says a real Envoy forwarded it.
+    res.end(name + ":" + port + " host=" + req.headers.host + " from=" + req.socket.remoteAddress +
+      (req.headers["x-request-id"] ? " via-envoy" : ""));
   }).listen(Number(port), "0.0.0.0", () => { if (++open === ports.length) console.log("ready"); });
 }`;
 
@@ -120,6 +130,27 @@ function ip(...args: string[]): void {
   if (result.status !== 0) throw new Error(`ip ${args.join(" ")}: ${result.stderr.trim()}`);
 }
 
+/** Two new namespaces joined by a veth pair, lo up in each: the pod at APP_IP, the server at SERVER_IP. */
+function joinNamespaces(app: string, server: string, tag: string): void {
+  ip("netns", "add", app);
+  ip("netns", "add", server);
+  const [appLink, serverLink] = [`wa${tag}${SUFFIX}`, `ws${tag}${SUFFIX}`];
+  ip("link", "add", appLink, "netns", app, "type", "veth", "peer", "name", serverLink, "netns", server);
+  for (const [ns, link, address] of [
+    [app, appLink, APP_IP],
+    [server, serverLink, SERVER_IP],
+  ] as const) {
+    ip("-n", ns, "link", "set", "lo", "up");
+    ip("-n", ns, "addr", "add", `${address}/24`, "dev", link);
+    ip("-n", ns, "link", "set", link, "up");
+  }
+}
+
+/** Deleting a namespace removes its veth end, which removes the pair, and its rules. */
+function deleteNamespaces(...names: string[]): void {
+  for (const ns of names) spawnSync("ip", ["netns", "del", ns]);
+}
+
 const daemons: ChildProcess[] = [];
 
 /** A node script that runs until the end of the file, once it printed "ready". */
@@ -152,16 +183,18 @@ function call(ns: string, uid: number, url: string, host?: string): Promise<stri
   });
 }
 
-/** `wasmesh dataplane capture ARGS` in the app's namespace, as the init container runs it (root). */
-async function capture(...args: string[]) {
-  return runCommand(
-    "ip",
-    nsArgs(APP_NS, 0, [process.execPath, WASMESH_BIN, "dataplane", "capture", ...args]),
-  );
+/** `wasmesh ARGS` in a namespace, as root (the init container runs `dataplane capture` so). */
+function wasmeshIn(ns: string, args: string[], env: NodeJS.ProcessEnv = process.env) {
+  return runCommand("ip", nsArgs(ns, 0, [process.execPath, WASMESH_BIN, ...args]), { env });
 }
 
-function natTable(): string {
-  const result = spawnSync("ip", nsArgs(APP_NS, 0, ["iptables-save", "-t", "nat"]), { encoding: "utf8" });
+/** `wasmesh dataplane capture ARGS` in the first describe's pod. */
+function capture(...args: string[]) {
+  return wasmeshIn(APP_NS, ["dataplane", "capture", ...args]);
+}
+
+function natTable(ns = APP_NS): string {
+  const result = spawnSync("ip", nsArgs(ns, 0, ["iptables-save", "-t", "nat"]), { encoding: "utf8" });
   if (result.status !== 0) throw new Error(`iptables-save: ${result.stderr}`);
   return result.stdout;
 }
@@ -192,30 +225,7 @@ const DIRECT = {
 
 describe.skipIf(skipReason !== undefined)("traffic capture in network namespaces", () => {
   beforeAll(async () => {
-    ip("netns", "add", APP_NS);
-    ip("netns", "add", SERVER_NS);
-    ip(
-      "link",
-      "add",
-      `wa${SUFFIX}`,
-      "netns",
-      APP_NS,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      `ws${SUFFIX}`,
-      "netns",
-      SERVER_NS,
-    );
-    for (const [ns, link, address] of [
-      [APP_NS, `wa${SUFFIX}`, APP_IP],
-      [SERVER_NS, `ws${SUFFIX}`, SERVER_IP],
-    ] as const) {
-      ip("-n", ns, "link", "set", "lo", "up");
-      ip("-n", ns, "addr", "add", `${address}/24`, "dev", link);
-      ip("-n", ns, "link", "set", link, "up");
-    }
+    joinNamespaces(APP_NS, SERVER_NS, "s");
     await daemon(SERVER_NS, 0, SERVER, ["server", String(SERVER_PORT), String(SERVER_EXCLUDED_PORT)]);
     await daemon(APP_NS, APP_UID, SERVER, ["app", String(APP_PORT), String(APP_EXCLUDED_PORT)]);
     await daemon(APP_NS, PROXY_UID, SIDECAR, [
@@ -228,8 +238,7 @@ describe.skipIf(skipReason !== undefined)("traffic capture in network namespaces
 
   afterAll(() => {
     for (const child of daemons) child.kill("SIGKILL");
-    // Deleting a namespace removes its veth end, which removes the pair, and its rules.
-    for (const ns of [APP_NS, SERVER_NS]) spawnSync("ip", ["netns", "del", ns]);
+    deleteNamespaces(APP_NS, SERVER_NS);
   });
 
   it("without the rules, every call reaches the server or the app directly", async () => {
@@ -277,3 +286,179 @@ describe.skipIf(skipReason !== undefined)("traffic capture in network namespaces
     expect(await observe()).toEqual(DIRECT);
   });
 });
+
+// The same capture in front of the real sidecar: the control plane and the agent (which runs a
+// real Envoy from .tools) in the pod's namespace, the agent as the proxy UID, as the injected
+// sidecar container runs. The app's call to the cluster IP, with the service's name as its Host,
+// goes through Envoy's outbound listener, whose route (by Host) sends it to the service's
+// endpoint, the server; inbound, Envoy's inbound listener calls the app.
+const ENVOY_APP_NS = `wasmesh-app-e${SUFFIX}`;
+const ENVOY_SERVER_NS = `wasmesh-srv-e${SUFFIX}`;
+const API_PORT = 5681;
+const XDS_PORT = 5678;
+const ADMIN_PORT = 15000;
+const READY_PORT = 15020;
+
+describe.skipIf(skipReason !== undefined)("traffic capture in front of the agent's Envoy", () => {
+  let cpDir = "";
+  let agentDir = "";
+  let cp: ChildProcess | undefined;
+  let agent: ChildProcess | undefined;
+  let agentOutput = "";
+  const api = `http://127.0.0.1:${API_PORT}`;
+
+  /** `wasmesh ARGS` against the pod's control plane, with its admin token. */
+  const admin = async (...args: string[]) => {
+    const token = readFileSync(join(cpDir, "admin-token"), "utf8").trim();
+    const result = await wasmeshIn(ENVOY_APP_NS, args, {
+      ...process.env,
+      WASMESH_API: api,
+      WASMESH_TOKEN: token,
+    });
+    if (result.code !== 0) throw new Error(`wasmesh ${args.join(" ")}: ${result.stderr}`);
+    return result.stdout;
+  };
+
+  beforeAll(async () => {
+    joinNamespaces(ENVOY_APP_NS, ENVOY_SERVER_NS, "e");
+    cpDir = tempDir("capture-cp");
+    // The agent's files, its user's (the run's temp folder is open to every user, as /tmp is).
+    agentDir = tempDir("capture-agent");
+    await daemon(ENVOY_SERVER_NS, 0, SERVER, ["reviews", String(SERVER_PORT)]);
+    await daemon(ENVOY_APP_NS, APP_UID, SERVER, ["web", String(APP_PORT)]);
+
+    cp = spawn(
+      "ip",
+      nsArgs(ENVOY_APP_NS, 0, [
+        process.execPath,
+        WASMESH_BIN,
+        "server",
+        "--data",
+        cpDir,
+        "--http-port",
+        String(API_PORT),
+        "--xds-port",
+        String(XDS_PORT),
+      ]),
+      { stdio: "ignore" },
+    );
+    await until("the control plane's admin token", () => existsSync(join(cpDir, "admin-token")), 60_000);
+    await until(
+      "the control plane's API",
+      async () => (await call(ENVOY_APP_NS, 0, `${api}/healthz`)).startsWith("200"),
+      60_000,
+      200,
+    );
+    const mesh = join(cpDir, "mesh.yaml");
+    writeFileSync(
+      mesh,
+      [
+        service("reviews", SERVER_PORT),
+        service("web", APP_PORT),
+        // The Service's endpoint: the server, at the address the app calls.
+        `apiVersion: wasmesh.io/v1alpha1\nkind: Workload\nmetadata:\n  name: reviews-1\nspec:\n  service: reviews\n  address: ${SERVER_IP}\n  port: ${SERVER_PORT}\n`,
+      ].join("---\n"),
+    );
+    await admin("apply", "-f", mesh);
+    writeFileSync(
+      join(agentDir, "web.token"),
+      `${(await admin("token", "dataplane", "--service", "web")).trim()}\n`,
+    );
+    chownSync(agentDir, PROXY_UID, PROXY_UID);
+    chownSync(join(agentDir, "web.token"), PROXY_UID, PROXY_UID);
+
+    agent = spawn(
+      "ip",
+      nsArgs(ENVOY_APP_NS, PROXY_UID, [
+        process.execPath,
+        WASMESH_BIN,
+        "dataplane",
+        "run",
+        ...["--name", "web-1", "--service", "web", "--app-port", String(APP_PORT)],
+        ...["--token-file", join(agentDir, "web.token"), "--address", APP_IP],
+        ...["--inbound-port", String(INBOUND_PORT), "--outbound-port", String(OUTBOUND_PORT)],
+        ...["--admin-port", String(ADMIN_PORT), "--ready-port", String(READY_PORT)],
+        ...["--cp", api, "--xds", `127.0.0.1:${XDS_PORT}`, "--envoy", envoyBinary()],
+        ...["--data", join(agentDir, "data"), "--drain-seconds", "0"],
+        ...["--", "--concurrency", "1", "--log-level", "warning"],
+      ]),
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+        env: { ...process.env, HOME: agentDir, XDG_CONFIG_HOME: agentDir },
+      },
+    );
+    agent.stdout?.on("data", (chunk: Buffer) => {
+      agentOutput += chunk;
+    });
+    agent.stderr?.on("data", (chunk: Buffer) => {
+      agentOutput += chunk;
+    });
+    await until(
+      () => `the agent to be ready; its output:\n${agentOutput}`,
+      async () => {
+        if (agent?.exitCode !== null) throw new Error(`the agent exited: ${agentOutput}`);
+        return (await call(ENVOY_APP_NS, PROXY_UID, `http://127.0.0.1:${READY_PORT}/ready`)).startsWith(
+          "200",
+        );
+      },
+      90_000,
+      250,
+    );
+  });
+
+  afterAll(async () => {
+    // SIGTERM: the agent deregisters and stops its Envoy (--drain-seconds 0); SIGKILL if it hangs.
+    if (agent && agent.exitCode === null && agent.signalCode === null) {
+      const exited = new Promise((resolve) => agent?.once("exit", resolve));
+      agent.kill("SIGTERM");
+      const timer = setTimeout(() => agent?.kill("SIGKILL"), 20_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    for (const child of [cp, ...daemons]) child?.kill("SIGKILL");
+    deleteNamespaces(ENVOY_APP_NS, ENVOY_SERVER_NS);
+  });
+
+  const appCall = () =>
+    call(ENVOY_APP_NS, APP_UID, `http://${SERVER_IP}:${SERVER_PORT}/`, `reviews:${SERVER_PORT}`);
+  const inboundCall = () => call(ENVOY_SERVER_NS, 0, `http://${APP_IP}:${APP_PORT}/`);
+
+  it("without the rules, the app's call and the inbound one bypass Envoy", async () => {
+    expect(await appCall()).toBe(`200 reviews:${SERVER_PORT} host=reviews:${SERVER_PORT} from=${APP_IP}`);
+    expect(await inboundCall()).toBe(`200 web:${APP_PORT} host=${APP_IP}:${APP_PORT} from=${SERVER_IP}`);
+  });
+
+  it("with them, Envoy routes the app's call by its Host to the server, and the inbound call to the app", async () => {
+    const installed = await wasmeshIn(ENVOY_APP_NS, ["dataplane", "capture", ...CAPTURE_FLAGS.slice(0, 6)]);
+    expect(installed.code, installed.stderr).toBe(0);
+    // Envoy's own connection to the server (the proxy UID) was not captured: it reached it.
+    expect(await appCall()).toBe(
+      `200 reviews:${SERVER_PORT} host=reviews:${SERVER_PORT} from=${APP_IP} via-envoy`,
+    );
+    expect(await inboundCall()).toBe(
+      `200 web:${APP_PORT} host=${APP_IP}:${APP_PORT} from=127.0.0.1 via-envoy`,
+    );
+    // The outbound listener routes by Host alone: an address there is no service's name.
+    expect(await call(ENVOY_APP_NS, APP_UID, `http://${SERVER_IP}:${SERVER_PORT}/`)).toBe(
+      "404 wasmesh: no service matches this request's authority",
+    );
+  });
+});
+
+/**
+ * Envoy's binary itself: the venv's `envoy` is a Python script whose interpreter may live where the
+ * proxy UID cannot go (under /root), so the sidecar's user runs the binary the package ships.
+ */
+function envoyBinary(): string {
+  const wrapper = findEnvoy();
+  const lib = join(dirname(wrapper), "..", "lib");
+  for (const python of existsSync(lib) ? readdirSync(lib) : []) {
+    const bin = join(lib, python, "site-packages", "envoy", "_bin", "envoy");
+    if (existsSync(bin)) return bin;
+  }
+  return wrapper;
+}
+
+function service(name: string, port: number): string {
+  return `apiVersion: wasmesh.io/v1alpha1\nkind: Service\nmetadata:\n  name: ${name}\nspec:\n  ports:\n    - name: http\n      port: ${port}\n      protocol: http\n`;
+}
