@@ -20,6 +20,7 @@ import {
   MAX_WORKLOAD_VALIDITY_SECONDS,
   MIN_WORKLOAD_VALIDITY_SECONDS,
   universalIdentity,
+  type WorkloadIdentity,
 } from "../ca/index.ts";
 import { ResourceName } from "../resources/index.ts";
 import { forbidden } from "./auth.ts";
@@ -36,6 +37,8 @@ export interface CertificateCaller {
   role: string;
   /** The service a dataplane token is bound to. */
   service?: string;
+  /** A dataplane caller's own identity (a Kubernetes pod's service account): its certificates name it. */
+  identity?: WorkloadIdentity;
 }
 
 export interface CertificateDeps {
@@ -134,7 +137,8 @@ export function certificateRoutes(deps: CertificateDeps): Hono {
       summary: "Sign a workload's CSR for the identity the caller is authenticated as",
       description:
         "The certificate names the SPIFFE ID of the caller's service (a dataplane token's; an admin names it " +
-        "with ?service=), spiffe://<trust-domain>/ns/default/sa/<service>, whatever the CSR asks for: its key " +
+        "with ?service=), spiffe://<trust-domain>/ns/default/sa/<service>, or on Kubernetes the pod's " +
+        "spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>, whatever the CSR asks for: its key " +
         "and signature are all that is used. Short-lived (24 h unless configured otherwise); the data-plane " +
         "agent renews at about half its life.",
       tags: ["certificates"],
@@ -161,7 +165,8 @@ export function certificateRoutes(deps: CertificateDeps): Hono {
     accepts(JSON_TYPES),
     limit(BODY_LIMIT),
     async (c) => {
-      const service = certificateService(deps.caller(c), c.req.query("service"));
+      const caller = deps.caller(c);
+      const service = certificateService(caller, c.req.query("service"));
       const authority = ca();
       const body = parseJson(decodeText(await c.req.arrayBuffer()));
       if (!Value.Check(CertificateRequest, body)) {
@@ -177,7 +182,12 @@ export function certificateRoutes(deps: CertificateDeps): Hono {
       try {
         issued = await authority.issue({
           csr: body.csr,
-          identity: universalIdentity(service),
+          // On Kubernetes the agent's token proves its pod's service account, which is the identity
+          // (not the service); elsewhere the service's universal one.
+          identity:
+            caller.role === "dataplane" && caller.identity !== undefined
+              ? caller.identity
+              : universalIdentity(service),
           ...(body.validitySeconds !== undefined ? { validitySeconds: body.validitySeconds } : {}),
         });
       } catch (error) {

@@ -5,6 +5,7 @@
 // scanning. What the secret was is known only to whoever it was printed for, once.
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { Value } from "@sinclair/typebox/value";
+import type { WorkloadIdentity } from "../ca/spiffe.ts";
 import { ResourceName } from "../resources/index.ts";
 import { INTERNAL_KIND_PREFIX, type ResourceStore, type StoredResource } from "../store/index.ts";
 
@@ -27,6 +28,12 @@ export interface Principal {
   /** The service a dataplane token is bound to. */
   service?: string;
   name?: string;
+  /**
+   * The workload's identity for mTLS when it is not its service's universal one: on Kubernetes, the
+   * namespace and service account a pod's service-account token proves (kubernetes/token-review.ts),
+   * which its certificates name. wasmesh's own tokens carry none.
+   */
+  identity?: WorkloadIdentity;
 }
 
 /** A token as listed: never its secret, nor its hash. */

@@ -71,6 +71,17 @@ describe("POST /v1/certificates", () => {
     expect(JSON.stringify(other.body)).toContain("dataplane token of service 'reviews'");
   });
 
+  it("names a dataplane caller's own identity when it has one (a Kubernetes pod's service account)", async () => {
+    const api = app(await testCa(), {
+      ...DATAPLANE,
+      identity: { namespace: "bookinfo", serviceAccount: "bookinfo-reviews" },
+    });
+    const { status, body } = await post(api, { csr: (await workloadRequest()).csr });
+    expect(status).toBe(200);
+    expect(body.spiffeId).toBe("spiffe://wasmesh.local/ns/bookinfo/sa/bookinfo-reviews");
+    expect(uriSans(body.certificateChain as string)).toEqual([body.spiffeId]);
+  });
+
   it("takes a shorter lifetime, within the CA's bounds", async () => {
     const api = app(await testCa(), DATAPLANE);
     const { csr } = await workloadRequest();
