@@ -6,8 +6,9 @@
 // invalid one UNAUTHENTICATED, another service's (or a read-only token) PERMISSION_DENIED.
 //
 // The one seam for the xDS server (its ProxyAuthenticator, wired by server.ts): on Kubernetes, a
-// service-account token verified with TokenReview (its namespace and service account mapped to
-// the service) takes the dataplane token's place here, and nothing else changes.
+// pod's service-account token verified with TokenReview (a dataplane principal of the service its
+// pod's label names: kubernetes/token-review.ts, a Tokens) takes the dataplane token's place here,
+// and nothing else changes.
 import type { ProxyIdentity } from "../envoy/index.ts";
 import type { Tokens } from "./tokens.ts";
 
