@@ -1,11 +1,13 @@
 // `wasmesh server`: the control plane's pieces wired together. The store is the source of truth;
 // every committed write (API, CLI, module push) bumps its revision, and the xDS server recomputes
 // each connected proxy's configuration and pushes what changed, labelled with that revision.
+import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import https from "node:https";
 import { type AddressInfo, isIP } from "node:net";
 import { join } from "node:path";
 import { serve } from "@hono/node-server";
+import type { KubeConfig } from "@kubernetes/client-node";
 import {
   createApi,
   createLeaseKeeper,
@@ -22,6 +24,29 @@ import { createKvPublisher, type KvPublisherOptions } from "./edge/kv.ts";
 import { createEdgeConfigSource } from "./edge/source.ts";
 import type { ProxyIdentity } from "./envoy/index.ts";
 import { parseNodeIdentity } from "./envoy/index.ts";
+import {
+  ADMIN_TOKEN_SECRET,
+  CA_KEK_SECRET,
+  checkCrdsInstalled,
+  createConfigMapBlobStore,
+  createKubeClient,
+  createValidatingAdmission,
+  ensureWebhookConfiguration,
+  type KubeClient,
+  type KubernetesResourceStore,
+  type LeaderElection,
+  type LeaderElectionOptions,
+  openKubernetesStore,
+  secretValue,
+  sharedSecret,
+  startLeaderElection,
+  startWebhookServer,
+  VALIDATE_PATH,
+  validatingWebhookConfiguration,
+  type WebhookTarget,
+  withServiceAccountTokens,
+  writeSecret,
+} from "./kubernetes/index.ts";
 import { MetricsRegistry } from "./metrics.ts";
 import {
   createFileBlobStore,
@@ -33,7 +58,7 @@ import {
 } from "./modules/index.ts";
 import { createConfigurationCheck, createRevisionSource, type MeshRevision } from "./revision/index.ts";
 import { ADMIN_TOKEN_FILE, ensureAdminToken } from "./security/admin-token.ts";
-import { saveCaFile, saveToken } from "./security/credentials.ts";
+import { saveCaFile, saveToken, writePrivate } from "./security/credentials.ts";
 import { authenticateProxy } from "./security/proxy-auth.ts";
 import { type ServerTls, serverNames, startServerTls } from "./security/tls.ts";
 import { createTokens, type Tokens } from "./security/tokens.ts";
@@ -95,7 +120,29 @@ export interface ControlPlaneOptions {
   tlsValiditySeconds?: number;
   /** Also write the edge configuration into this Workers KV key after each change (edge/kv.ts). */
   edgeKv?: Omit<KvPublisherOptions, "source" | "log" | "fetch">;
+  /** Kubernetes mode (issue 12; `wasmesh server --kubernetes`): the store is the Kubernetes API. */
+  kubernetes?: KubernetesModeOptions;
   log?: (line: string) => void;
+}
+
+export interface KubernetesModeOptions {
+  kubeConfig: KubeConfig;
+  /** The control plane's namespace: its resources, Secrets, module ConfigMaps and leader Lease. */
+  namespace: string;
+  /** This replica's name among the replicas (its pod's name). */
+  identity: string;
+  /** Lease timings (kubernetes/leader.ts defaults: 15 s lease, 10 s renew deadline, 2 s retry). */
+  leaderElection?: Pick<
+    LeaderElectionOptions,
+    "leaseDurationSeconds" | "renewDeadlineSeconds" | "retryPeriodSeconds"
+  >;
+  /**
+   * The admission webhooks' server: its port, the names in its certificate (the webhook Service's
+   * DNS names), and how the API server reaches it (the registrations the leader keeps).
+   */
+  webhooks?: { port: number; address?: string; names: readonly string[]; target: WebhookTarget };
+  /** The audiences of the agents' projected service-account tokens (TokenReview; default the API server's). */
+  tokenAudiences?: readonly string[];
 }
 
 export interface ControlPlane {
@@ -113,6 +160,9 @@ export interface ControlPlane {
   ca: CertificateAuthority | undefined;
   /** The API and xDS ports' certificate, with --tls. */
   tls: ServerTls | undefined;
+  /** Kubernetes mode: the leader election, and the admission webhooks' port. */
+  leader: LeaderElection | undefined;
+  webhookPort: number | undefined;
   close(): Promise<void>;
 }
 
@@ -164,24 +214,130 @@ function blobFiles(dataDir: string): string[] {
     .map((name) => join(MODULES_DIR, name));
 }
 
+/**
+ * On Kubernetes, the CA's key-encryption key is one for every replica: from the environment or the
+ * options when given (e.g. a Secret an operator manages), else Secret wasmesh-ca-kek, made by the
+ * first replica that finds none.
+ */
+async function withSharedKek(
+  options: ControlPlaneOptions,
+  client: KubeClient | undefined,
+  log: (line: string) => void,
+): Promise<ControlPlaneOptions> {
+  const kube = options.kubernetes;
+  const env = options.ca?.env ?? process.env;
+  if (kube === undefined || client === undefined || options.ca?.kek !== undefined) return options;
+  if (env.WASMESH_CA_KEK !== undefined || env.WASMESH_CA_KEK_FILE !== undefined) return options;
+  const { value, created } = await sharedSecret(client, kube.namespace, CA_KEK_SECRET, "key", () =>
+    randomBytes(32),
+  );
+  if (created)
+    log(`wasmesh: created the CA's key-encryption key in Secret ${kube.namespace}/${CA_KEK_SECRET}`);
+  return { ...options, ca: { ...options.ca, kek: { key: new Uint8Array(value) } } };
+}
+
+/**
+ * The admission webhooks' HTTPS server (a certificate from the mesh CA for the webhook Service's
+ * names, renewed without a restart) and their registrations, which the leader keeps current.
+ */
+async function startWebhooks(
+  config: NonNullable<KubernetesModeOptions["webhooks"]>,
+  client: KubeClient,
+  deps: {
+    store: KubernetesResourceStore;
+    ca: CertificateAuthority | undefined;
+    check: Parameters<typeof createValidatingAdmission>[0]["check"];
+    blobs: { has(sha256: string): Promise<boolean> };
+    dataDir: string;
+    log: (line: string) => void;
+  },
+) {
+  const { ca, log } = deps;
+  if (ca === undefined) throw new Error("the admission webhooks need the mesh CA, which could not be opened");
+  // Its own directory: the API's --tls writes the same bundle file in the data directory.
+  const dir = join(deps.dataDir, "webhooks");
+  mkdirSync(dir, { recursive: true });
+  const tls = await startServerTls({ ca, names: config.names, dataDir: dir, log });
+  const validate = createValidatingAdmission({
+    store: deps.store,
+    ...(deps.check ? { check: deps.check } : {}),
+    hasModule: (sha256) => deps.blobs.has(sha256),
+    log,
+  });
+  const server = await startWebhookServer({
+    port: config.port,
+    address: config.address ?? "0.0.0.0",
+    tls: tls.material,
+    handlers: { [VALIDATE_PATH]: validate },
+    log,
+  });
+  tls.onRenew((material) => server.setCertificate(material));
+  log(`wasmesh: admission webhooks on https://${config.address ?? "0.0.0.0"}:${server.port}`);
+  return {
+    port: server.port,
+    async register() {
+      const bundle = (await ca.trustBundle()).pem;
+      await ensureWebhookConfiguration(client, validatingWebhookConfiguration(config.target, bundle));
+    },
+    async close() {
+      await server.close();
+      tls.close();
+    },
+  };
+}
+
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const log = options.log ?? ((line: string) => console.log(line));
   const address = options.address ?? "127.0.0.1";
   mkdirSync(options.dataDir, { recursive: true });
 
   const builtin = await loadBuiltinModule(options.builtinModule);
-  // Module blobs without a database: the database was lost, this is no new directory.
-  const store = await openSqliteStore({
-    dataDir: options.dataDir,
-    otherData: () => blobFiles(options.dataDir),
-  });
-  const ca = await openMeshCa(options, store, log);
+  const kube = options.kubernetes;
+  const kubeClient = kube && createKubeClient(kube.kubeConfig);
+  let store: ResourceStore;
+  if (kube !== undefined && kubeClient !== undefined) {
+    await checkCrdsInstalled(kubeClient);
+    const kubeStore = await openKubernetesStore({
+      kubeConfig: kube.kubeConfig,
+      namespace: kube.namespace,
+      log,
+    });
+    await kubeStore.synced;
+    store = kubeStore;
+  } else {
+    // Module blobs without a database: the database was lost, this is no new directory.
+    store = await openSqliteStore({
+      dataDir: options.dataDir,
+      otherData: () => blobFiles(options.dataDir),
+    });
+  }
+  const ca = await openMeshCa(await withSharedKek(options, kubeClient, log), store, log);
   const metrics = new MetricsRegistry();
-  const tokens = createTokens(store);
+  const ownTokens = createTokens(store);
+  // On Kubernetes an agent proves its pod with its service-account token (TokenReview).
+  const tokens =
+    kube === undefined
+      ? ownTokens
+      : withServiceAccountTokens(ownTokens, {
+          kubeConfig: kube.kubeConfig,
+          namespacedServices: true,
+          ...(kube.tokenAudiences ? { audiences: kube.tokenAudiences } : {}),
+          log,
+        });
   let admin: Awaited<ReturnType<typeof ensureAdminToken>>;
   try {
+    if (kubeClient !== undefined && kube !== undefined) {
+      // Every replica serves with the one admin token operators read from the Secret.
+      const shared = await secretValue(kubeClient, kube.namespace, ADMIN_TOKEN_SECRET, "token");
+      if (shared !== undefined)
+        writePrivate(join(options.dataDir, ADMIN_TOKEN_FILE), `${shared.toString("utf8").trim()}\n`);
+    }
     admin = await ensureAdminToken(tokens, options.dataDir);
     if (admin.created) log(`wasmesh: created an admin token in ${admin.file} (readable by its owner only)`);
+    if (admin.created && admin.secret !== undefined && kubeClient !== undefined && kube !== undefined) {
+      await writeSecret(kubeClient, kube.namespace, ADMIN_TOKEN_SECRET, "token", Buffer.from(admin.secret));
+      log(`wasmesh: the admin token is in Secret ${kube.namespace}/${ADMIN_TOKEN_SECRET} (data.token)`);
+    }
   } catch (error) {
     // A store that cannot be written still serves reads and xDS: start, and say what is missing.
     if (!(error instanceof StoreUnwritableError)) throw error;
@@ -193,9 +349,18 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   }
   const validation = options.validation ?? {};
   const pool = new ValidationPool(validation);
+  const blobs =
+    kube !== undefined && kubeClient !== undefined
+      ? createConfigMapBlobStore({
+          client: kubeClient,
+          namespace: kube.namespace,
+          dataDir: options.dataDir,
+          log,
+        })
+      : createFileBlobStore(options.dataDir);
   const modules = createModuleRegistry({
     store,
-    blobs: createFileBlobStore(options.dataDir),
+    blobs,
     builtin,
     validate: (bytes, validateOptions) => pool.validate(bytes, validateOptions),
     // The code sidecars get declares the same ceiling as its maximum memory.
@@ -288,10 +453,15 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   // after a write already answers for it; the same MeshRevision the xDS reload then pushes.
   const edge = createEdgeConfigSource(revisions);
   const edgeKv = options.edgeKv && createKvPublisher({ ...options.edgeKv, source: edge, log });
+  // Work done once for all replicas (lapsed leases, KV publishing, the webhook registrations) is the
+  // leader's; outside Kubernetes this process is the only one.
+  let leading = kube === undefined;
   if (edgeKv) {
     // Apart from the xDS reload: publishing runs in the background and never delays a push.
-    store.watch(() => edgeKv.notify());
-    edgeKv.notify();
+    store.watch(() => {
+      if (leading) edgeKv.notify();
+    });
+    if (leading) edgeKv.notify();
   }
 
   // Lapsed leases are deleted as the API deletes (a writer of the same store takes the same lock,
@@ -308,8 +478,41 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     metrics,
     log,
     ...options.leases,
+    sweeps: () => leading,
   });
   await leases.start();
+
+  const webhooks =
+    kube?.webhooks === undefined || kubeClient === undefined
+      ? undefined
+      : await startWebhooks(kube.webhooks, kubeClient, {
+          store: store as KubernetesResourceStore,
+          ca,
+          check,
+          blobs,
+          dataDir: options.dataDir,
+          log,
+        });
+  const leader =
+    kube === undefined
+      ? undefined
+      : startLeaderElection({
+          kubeConfig: kube.kubeConfig,
+          namespace: kube.namespace,
+          name: "wasmesh-control-plane",
+          identity: kube.identity,
+          ...kube.leaderElection,
+          log,
+          async onStartedLeading() {
+            leading = true;
+            log(`wasmesh: ${kube.identity} leads the control plane replicas`);
+            edgeKv?.notify();
+            await webhooks?.register();
+          },
+          onStoppedLeading() {
+            leading = false;
+          },
+        });
 
   // A token revoked through the API ends the ADS streams it opened at once: they would otherwise be
   // served until they reconnect.
@@ -329,8 +532,15 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     status: () => xds.status(),
     metrics,
     ...(ca !== undefined ? { ca } : {}),
-    // Clients on this machine trust a rotation's next root from the step on, not 30 s later.
-    onCaRotation: () => void tls?.refreshBundle(),
+    // Clients on this machine trust a rotation's next root from the step on, not 30 s later; the API
+    // server, calling the webhooks, too.
+    onCaRotation: () => {
+      void tls?.refreshBundle();
+      if (leading)
+        void webhooks
+          ?.register()
+          .catch((error: unknown) => log(`wasmesh: webhook registration: ${(error as Error).message}`));
+    },
     version: VERSION,
     edge,
     ...(check ? { check } : {}),
@@ -391,9 +601,14 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     adminTokenFile: admin.file,
     ca,
     tls,
+    leader,
+    webhookPort: webhooks?.port,
     async close() {
       if (closed) return;
       closed = true;
+      // Hand the lead over at once rather than after the lease lapses.
+      await leader?.stop();
+      await webhooks?.close();
       await new Promise<void>((resolve) => {
         http.close(() => resolve());
         // Keep-alive connections would hold close() open.

@@ -24,6 +24,11 @@ export interface LeaseKeeperOptions {
   now?: () => number;
   /** How often lapsed leases are looked for (default 1000 ms; leases are 5 s or longer). */
   sweepIntervalMs?: number;
+  /**
+   * Whether this process sweeps now (default always). With several replicas over one store, only
+   * the leader does, so that one lapse is one delete (kubernetes/leader.ts).
+   */
+  sweeps?: () => boolean;
 }
 
 export interface LeaseKeeper {
@@ -164,6 +169,7 @@ export function createLeaseKeeper(options: LeaseKeeperOptions): LeaseKeeper {
       for (const workload of await store.list(KIND)) track(workload);
       timer = setInterval(() => {
         if (sweeping) return; // a slow sweep (a write waiting for the lock) is not queued behind
+        if (options.sweeps !== undefined && !options.sweeps()) return;
         sweeping = true;
         sweep()
           .catch((error: unknown) => log(`wasmesh: lease sweep failed: ${(error as Error).stack}`))

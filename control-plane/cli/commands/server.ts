@@ -18,6 +18,8 @@ export const help = `Usage: wasmesh server [--data DIR] [--http-port 5681] [--xd
                       [--edge-kv-account ID --edge-kv-namespace NS [--edge-kv-key KEY]]
                       [--module-memory-limit MIB] [--validation-workers N]
                       [--validations-per-client N] [--validation-timeout SECONDS]
+                      [--kubernetes [--kubeconfig FILE] [--namespace NS] [--webhook-port 9443]
+                       [--webhook-service NAME | --webhook-url URL]]
 
 Runs the control plane: the HTTP API (--http-port) and the gRPC xDS server (--xds-port), with the
 resources in an embedded SQLite database under --data (default .wasmesh/). Port 0 picks a free
@@ -52,7 +54,18 @@ $XDG_CONFIG_HOME): wasmesh commands on this machine need no --token.
                      Workers KV namespace (when its version changed; retried in the background),
                      with the API token in $CLOUDFLARE_API_TOKEN
   --edge-kv-key      the KV key (default ${DEFAULT_KV_KEY})
-  --edge-kv-api-base Cloudflare's API (default ${DEFAULT_KV_API_BASE})`;
+  --edge-kv-api-base Cloudflare's API (default ${DEFAULT_KV_API_BASE})
+
+Kubernetes mode (--kubernetes): the resources are wasmesh's custom resources in --namespace (the
+pod's own when run in a cluster, else wasmesh-system; install the CRDs first:
+deploy/kubernetes/crds.yaml), module bytes immutable ConfigMaps there, the admin token and the
+CA's key-encryption key Secrets there; every replica serves, one leads (a Lease). Agents prove their
+pod with its service-account token. Without --kubeconfig: in-cluster, else $KUBECONFIG or
+~/.kube/config.
+  --webhook-port     the admission webhooks' HTTPS port (default 9443; 0 picks one)
+  --webhook-service  the Service in front of the webhooks (default wasmesh-control-plane): the
+                     name in their certificate and in the registrations the leader keeps
+  --webhook-url      the API server calls the webhooks at this https URL instead (outside a cluster)`;
 
 const command: CommandName = { name: "server", help };
 
@@ -79,6 +92,12 @@ export async function run(args: string[], out: Out): Promise<"serving" | undefin
       "validation-workers": { type: "string" },
       "validations-per-client": { type: "string" },
       "validation-timeout": { type: "string" },
+      kubernetes: { type: "boolean" },
+      kubeconfig: { type: "string" },
+      namespace: { type: "string" },
+      "webhook-port": { type: "string" },
+      "webhook-service": { type: "string" },
+      "webhook-url": { type: "string" },
     },
     command,
   );
@@ -122,6 +141,7 @@ export async function run(args: string[], out: Out): Promise<"serving" | undefin
     ...(perClient !== undefined ? { perClient } : {}),
     ...(timeoutS !== undefined ? { timeoutMs: timeoutS * 1000 } : {}),
   };
+  const kubernetes = kubernetesFlags(values);
   // Imported here, after the flags are checked, so that a usage error costs no server start-up.
   const [{ startControlPlane }, grpc, { credentialsPath }] = await Promise.all([
     import("../../server.ts"),
@@ -152,6 +172,7 @@ export async function run(args: string[], out: Out): Promise<"serving" | undefin
       ...(tls !== undefined ? { tls } : {}),
       credentialsFile: credentialsPath(),
       ...(edgeKv ? { edgeKv } : {}),
+      ...(kubernetes ? { kubernetes: await kubernetesMode(kubernetes) } : {}),
       validation,
       log: (line) => out(line),
     });
@@ -175,6 +196,88 @@ export async function run(args: string[], out: Out): Promise<"serving" | undefin
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
   return "serving";
+}
+
+interface KubernetesFlags {
+  kubeconfig: string | undefined;
+  namespace: string | undefined;
+  webhookPort: number;
+  webhookService: string;
+  webhookUrl: string | undefined;
+}
+
+/** The --kubernetes flags, checked; undefined without --kubernetes. */
+function kubernetesFlags(values: Parsed["values"]): KubernetesFlags | undefined {
+  const given = ["kubeconfig", "namespace", "webhook-port", "webhook-service", "webhook-url"].filter(
+    (flag) => values[flag] !== undefined,
+  );
+  if (!values.kubernetes) {
+    if (given.length > 0) throw usage(command, `--${given[0]} needs --kubernetes`);
+    return undefined;
+  }
+  const namespace = str(values.namespace);
+  const DNS_LABEL = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/;
+  if (namespace !== undefined && !DNS_LABEL.test(namespace))
+    throw usage(command, `--namespace: '${namespace}' is not a namespace name`);
+  const webhookService = str(values["webhook-service"]) ?? "wasmesh-control-plane";
+  if (!DNS_LABEL.test(webhookService))
+    throw usage(command, `--webhook-service: '${webhookService}' is not a Service name`);
+  const webhookUrl = str(values["webhook-url"]);
+  if (webhookUrl !== undefined && URL.parse(webhookUrl)?.protocol !== "https:")
+    throw usage(command, `--webhook-url: the API server calls webhooks over https only, got '${webhookUrl}'`);
+  if (webhookUrl !== undefined && values["webhook-service"] !== undefined)
+    throw usage(command, "--webhook-service and --webhook-url are two answers to one question: give one");
+  return {
+    kubeconfig: str(values.kubeconfig),
+    namespace,
+    webhookPort: parsePort(str(values["webhook-port"]), "--webhook-port", 9443, 0) as number,
+    webhookService,
+    webhookUrl,
+  };
+}
+
+/** Where the service account's files are in a pod. */
+const IN_CLUSTER = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/** ControlPlaneOptions.kubernetes from the flags: the kubeconfig loaded, the namespace and names found. */
+async function kubernetesMode(flags: KubernetesFlags) {
+  const [{ KubeConfig }, { existsSync, readFileSync }, { hostname }] = await Promise.all([
+    import("@kubernetes/client-node"),
+    import("node:fs"),
+    import("node:os"),
+  ]);
+  const kubeConfig = new KubeConfig();
+  const inCluster = existsSync(`${IN_CLUSTER}/token`) && process.env.KUBERNETES_SERVICE_HOST !== undefined;
+  if (flags.kubeconfig !== undefined) kubeConfig.loadFromFile(flags.kubeconfig);
+  else if (inCluster) kubeConfig.loadFromCluster();
+  else kubeConfig.loadFromDefault();
+  const namespace =
+    flags.namespace ??
+    (inCluster ? readFileSync(`${IN_CLUSTER}/namespace`, "utf8").trim() : undefined) ??
+    process.env.POD_NAMESPACE ??
+    "wasmesh-system";
+  const service = `${flags.webhookService}.${namespace}.svc`;
+  return {
+    kubeConfig,
+    namespace,
+    identity: process.env.POD_NAME ?? hostname(),
+    webhooks: {
+      port: flags.webhookPort,
+      names:
+        flags.webhookUrl !== undefined
+          ? [new URL(flags.webhookUrl).hostname.replace(/^\[(.*)\]$/, "$1")]
+          : [
+              service,
+              `${service}.cluster.local`,
+              flags.webhookService,
+              `${flags.webhookService}.${namespace}`,
+            ],
+      target:
+        flags.webhookUrl !== undefined
+          ? { url: flags.webhookUrl }
+          : { service: { namespace, name: flags.webhookService } },
+    },
+  };
 }
 
 /** The --edge-kv-* flags as ControlPlaneOptions.edgeKv; undefined without them. */

@@ -1,0 +1,172 @@
+// The admission webhooks' HTTPS server and their registrations (issue 12, §1 and §2). The API server
+// calls webhooks over TLS only and checks the certificate against the caBundle of the registration:
+// the server presents a certificate the mesh CA issues for the webhook Service's names, and the
+// leader replica keeps the registrations' caBundle equal to the mesh's trust bundle (so a CA rotation
+// reaches them), as Istio's istiod patches its own webhook configurations.
+import https from "node:https";
+import type { AddressInfo } from "node:net";
+import type { AdmissionHandler, AdmissionReview } from "./admission.ts";
+import { KubeApiError, type KubeClient, type KubeObject } from "./client.ts";
+import { GROUP, VERSION } from "./crds.ts";
+
+/** The largest AdmissionReview read (a Pod or a resource with its old version fits many times). */
+const MAX_REVIEW_BYTES = 8 * 1024 * 1024;
+
+export const VALIDATE_PATH = "/validate";
+export const INJECT_PATH = "/inject";
+export const VALIDATING_WEBHOOK = "wasmesh-validation";
+export const MUTATING_WEBHOOK = "wasmesh-sidecar-injector";
+
+export interface WebhookServer {
+  readonly port: number;
+  /** A renewed certificate for the connections opened from now on. */
+  setCertificate(material: { cert: string; key: string }): void;
+  close(): Promise<void>;
+}
+
+export async function startWebhookServer(options: {
+  port: number;
+  address: string;
+  tls: { cert: string; key: string };
+  handlers: Partial<Record<string, AdmissionHandler>>;
+  log: (line: string) => void;
+}): Promise<WebhookServer> {
+  const server = https.createServer({ cert: options.tls.cert, key: options.tls.key }, (req, res) => {
+    const reply = (status: number, body: unknown) => {
+      res.writeHead(status, { "Content-Type": "application/json" });
+      res.end(JSON.stringify(body));
+    };
+    const handler = options.handlers[new URL(req.url ?? "/", "https://webhook").pathname];
+    if (req.method !== "POST" || handler === undefined) {
+      reply(404, { message: `no webhook at ${req.method} ${req.url}` });
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_REVIEW_BYTES) req.destroy();
+      else chunks.push(chunk);
+    });
+    req.on("end", () => {
+      let review: AdmissionReview;
+      try {
+        review = JSON.parse(Buffer.concat(chunks).toString("utf8")) as AdmissionReview;
+        if (review.request?.uid === undefined) throw new Error("no request.uid");
+      } catch (error) {
+        reply(400, { message: `not an AdmissionReview: ${(error as Error).message}` });
+        return;
+      }
+      handler(review).then(
+        (answered) => reply(200, answered),
+        (error: unknown) => {
+          // A bug here must not let a resource through unchecked: refuse, and say so in the log.
+          options.log(`wasmesh webhook: ${req.url} failed: ${(error as Error).stack ?? String(error)}`);
+          reply(200, {
+            apiVersion: "admission.k8s.io/v1",
+            kind: "AdmissionReview",
+            response: {
+              uid: review.request?.uid,
+              allowed: false,
+              status: { code: 500, message: `wasmesh webhook failed: ${(error as Error).message}` },
+            },
+          });
+        },
+      );
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.address, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    setCertificate: (material) => server.setSecureContext(material),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/** Where the API server reaches the webhooks: the Service in front of the control plane, or a URL. */
+export type WebhookTarget =
+  | { service: { namespace: string; name: string; port?: number } }
+  /** https://host:port, without a path (tests: the control plane on loopback). */
+  | { url: string };
+
+function clientConfig(target: WebhookTarget, path: string, caBundle: string) {
+  const bundle = Buffer.from(caBundle).toString("base64");
+  return "url" in target
+    ? { url: `${target.url.replace(/\/$/, "")}${path}`, caBundle: bundle }
+    : { service: { ...target.service, port: target.service.port ?? 443, path }, caBundle: bundle };
+}
+
+/**
+ * The ValidatingWebhookConfiguration of wasmesh's kinds. Failure policy Fail: while no replica
+ * answers, writes of wasmesh resources are refused rather than stored unchecked (the mesh keeps
+ * running on what it has). DELETEs are checked too: deleting a Service a Route sends to is refused.
+ */
+export function validatingWebhookConfiguration(target: WebhookTarget, caBundle: string): KubeObject {
+  return {
+    apiVersion: "admissionregistration.k8s.io/v1",
+    kind: "ValidatingWebhookConfiguration",
+    metadata: { name: VALIDATING_WEBHOOK, labels: { "app.kubernetes.io/part-of": "wasmesh" } },
+    webhooks: [
+      {
+        name: `validate.${GROUP}`,
+        admissionReviewVersions: ["v1"],
+        sideEffects: "None",
+        failurePolicy: "Fail",
+        timeoutSeconds: 10,
+        clientConfig: clientConfig(target, VALIDATE_PATH, caBundle),
+        rules: [
+          {
+            apiGroups: [GROUP],
+            apiVersions: [VERSION],
+            operations: ["CREATE", "UPDATE", "DELETE"],
+            resources: ["*"],
+            scope: "*",
+          },
+        ],
+      },
+    ],
+  };
+}
+
+/**
+ * Creates the registration, or brings an existing one's webhooks (targets, caBundle) up to date:
+ * the leader runs it at start and after each CA rotation step.
+ */
+export async function ensureWebhookConfiguration(client: KubeClient, desired: KubeObject): Promise<void> {
+  const plural =
+    desired.kind === "ValidatingWebhookConfiguration"
+      ? "validatingwebhookconfigurations"
+      : "mutatingwebhookconfigurations";
+  const collection = `/apis/admissionregistration.k8s.io/v1/${plural}`;
+  const name = desired.metadata?.name ?? "";
+  for (let attempt = 0; ; attempt++) {
+    let current: KubeObject | undefined;
+    try {
+      current = (await client.request<KubeObject>("GET", `${collection}/${name}`)).body;
+    } catch (error) {
+      if (!(error instanceof KubeApiError && error.status === 404)) throw error;
+    }
+    try {
+      if (current === undefined) await client.request("POST", collection, { body: desired });
+      else if (JSON.stringify(current.webhooks) !== JSON.stringify(desired.webhooks))
+        await client.request("PUT", `${collection}/${name}`, {
+          body: {
+            ...desired,
+            metadata: { ...desired.metadata, resourceVersion: current.metadata?.resourceVersion },
+          },
+        });
+      return;
+    } catch (error) {
+      // Another replica wrote it in between: read again.
+      if (attempt < 3 && error instanceof KubeApiError && error.status === 409) continue;
+      throw error;
+    }
+  }
+}
