@@ -460,36 +460,41 @@ export function startDiscovery(options: DiscoveryOptions): Discovery {
 
   // A failed list or watch (ListWatch reports it and stops; a 410 Gone it re-lists itself) starts
   // again after a delay that doubles while it keeps failing.
+  const failed = (watched: Watched<k8s.KubernetesObject>, error: unknown) => {
+    watched.failures += 1;
+    if (closed) return;
+    const delay = Math.min(backoff.max, backoff.initial * 2 ** watched.attempt);
+    watched.attempt += 1;
+    log(`discovery: ${watched.kind}: ${describeError(error)}; listing or watching again in ${delay} ms`);
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      start(watched);
+    }, delay);
+    timers.add(timer);
+  };
   const start = (watched: Watched<k8s.KubernetesObject>) => {
     if (closed) return;
     const failuresBefore = watched.failures;
-    const started = watched.informer.start().then(() => {
-      if (closed || watched.failures !== failuresBefore) return; // the error handler retries
-      watched.attempt = 0;
-      synced.add(watched.kind);
-      if (!isReady && synced.size === all.length) {
-        isReady = true;
-        recompute();
-        resolveReady();
-      }
-    });
+    const started = watched.informer.start().then(
+      () => {
+        if (closed || watched.failures !== failuresBefore) return; // failed: retried already
+        watched.attempt = 0;
+        synced.add(watched.kind);
+        if (!isReady && synced.size === all.length) {
+          isReady = true;
+          recompute();
+          resolveReady();
+        }
+      },
+      // What ListWatch does not report as an error event (e.g. a kubeconfig without a cluster).
+      (error: unknown) => failed(watched, error),
+    );
     running.add(started);
     void started.finally(() => running.delete(started));
   };
   for (const watched of all) {
     watched.informer.on("change", changed);
-    watched.informer.on("error", (error: unknown) => {
-      watched.failures += 1;
-      if (closed) return;
-      const delay = Math.min(backoff.max, backoff.initial * 2 ** watched.attempt);
-      watched.attempt += 1;
-      log(`discovery: ${watched.kind}: ${describeError(error)}; listing or watching again in ${delay} ms`);
-      const timer = setTimeout(() => {
-        timers.delete(timer);
-        start(watched);
-      }, delay);
-      timers.add(timer);
-    });
+    watched.informer.on("error", (error: unknown) => failed(watched, error));
     start(watched);
   }
 

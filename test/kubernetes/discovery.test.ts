@@ -3,6 +3,7 @@
 // Service and Workload documents; an unlabelled namespace is ignored until it is labelled; a pod
 // that stops being ready, a slice that changes and a Service deleted show up through onChange and
 // current(); a Service that cannot be mapped is logged by name; an unreachable API server is retried.
+import { connect, createServer, type Socket } from "node:net";
 import * as k8s from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -101,6 +102,44 @@ function of(resources: DiscoveredResources, namespace: string) {
   return {
     services: resources.services.filter((s) => s.metadata.name.endsWith(`.${namespace}`)),
     workloads: resources.workloads.filter((w) => w.spec.service.endsWith(`.${namespace}`)),
+  };
+}
+
+/** A TCP proxy to the API server whose connections can be cut (and new ones refused) until healed. */
+async function startCuttableProxy(target: URL) {
+  const sockets = new Set<Socket>();
+  let isCut = false;
+  const proxy = createServer((client) => {
+    client.on("error", () => {});
+    if (isCut) return void client.destroy();
+    const upstream = connect(Number(target.port), target.hostname);
+    upstream.on("error", () => client.destroy());
+    client.on("close", () => upstream.destroy());
+    upstream.on("close", () => client.destroy());
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+  const address = proxy.address();
+  if (address === null || typeof address === "string") throw new Error("the proxy has no port");
+  return {
+    port: address.port,
+    cut() {
+      isCut = true;
+      for (const socket of sockets) socket.destroy();
+    },
+    heal() {
+      isCut = false;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        proxy.close(() => resolve());
+      }),
   };
 }
 
@@ -254,6 +293,45 @@ describe("discovery on a real API server", () => {
       ]);
     } finally {
       await run.discovery.close();
+    }
+  });
+
+  it("watches again after the connection to the API server is cut, and catches up on what it missed", async () => {
+    const mesh = fresh("bookinfo");
+    await createNamespace(mesh, MESH_LABEL);
+    await createReviews(mesh);
+    const proxy = await startCuttableProxy(new URL(server.url));
+    const through = new k8s.KubeConfig();
+    through.loadFromOptions({
+      clusters: [{ name: "proxy", server: `https://127.0.0.1:${proxy.port}`, skipTLSVerify: true }],
+      users: [{ name: "admin", token: server.token }],
+      contexts: [{ name: "proxy", cluster: "proxy", user: "admin" }],
+      currentContext: "proxy",
+    });
+    const run = started({ kubeConfig: through, backoffMs: { initial: 50, max: 200 } });
+    try {
+      await run.discovery.ready;
+      await until("both workloads", () => of(run.discovery.current(), mesh).workloads.length === 2);
+      proxy.cut();
+      // Every kind's watch failed and is being retried.
+      await until(
+        () => `a failure of each kind (${run.lines.join(" | ")})`,
+        () =>
+          ["namespaces", "services", "endpointslices", "pods"].every((kind) =>
+            run.lines.some((l) => l.startsWith(`discovery: ${kind}: `)),
+          ),
+      );
+      await core.deleteNamespacedService({ namespace: mesh, name: "reviews" });
+      expect(of(run.discovery.current(), mesh).services).toHaveLength(1); // it cannot know yet
+      proxy.heal();
+      await until(
+        "the deletion seen after the cut",
+        () => of(run.discovery.current(), mesh).services.length === 0,
+      );
+      expect(of(run.discovery.current(), mesh).workloads).toEqual([]);
+    } finally {
+      await run.discovery.close();
+      await proxy.close();
     }
   });
 
