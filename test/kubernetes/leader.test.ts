@@ -364,6 +364,81 @@ describe("leader election on a Lease", () => {
     expect(taken.spec?.leaseTransitions).toBe(1);
   });
 
+  it("a takeover computed from a stale read is refused (409): it does not lead, and follows the winner", async () => {
+    const namespace = await freshNamespace("leader-race");
+    const stamp = () => new k8s.V1MicroTime(Date.now());
+    await coordination.createNamespacedLease({
+      namespace,
+      body: {
+        metadata: { name: LEASE },
+        spec: { holderIdentity: "gone", leaseDurationSeconds: 3, acquireTime: stamp(), renewTime: stamp() },
+      },
+    });
+    // The interleaving is forced: replica-a's client, just before it sends its first write (its
+    // takeover, once "gone" has expired), lets another controller take the Lease. replica-a's write
+    // was computed from the Lease it read before; the API server decides.
+    let intruder: k8s.V1Lease | undefined;
+    const writeRefusals: number[] = [];
+    const kubeConfig = new k8s.KubeConfig();
+    kubeConfig.loadFromString(server.kubeConfig.exportConfig());
+    const makeApiClient = kubeConfig.makeApiClient.bind(kubeConfig);
+    kubeConfig.makeApiClient = ((type: Parameters<typeof makeApiClient>[0]) => {
+      const api = makeApiClient(type);
+      if (api instanceof k8s.CoordinationV1Api) {
+        const replace = api.replaceNamespacedLease.bind(api);
+        api.replaceNamespacedLease = async (param, options) => {
+          if (!intruder) {
+            const current = await readLease(namespace);
+            intruder = await coordination.replaceNamespacedLease({
+              name: LEASE,
+              namespace,
+              body: {
+                ...current,
+                spec: {
+                  ...current.spec,
+                  holderIdentity: "intruder",
+                  acquireTime: stamp(),
+                  renewTime: stamp(),
+                  leaseTransitions: (current.spec?.leaseTransitions ?? 0) + 1,
+                },
+              },
+            });
+          }
+          return replace(param, options).catch((error: unknown) => {
+            writeRefusals.push(error instanceof k8s.ApiException ? error.code : -1);
+            throw error;
+          });
+        };
+      }
+      return api;
+    }) as typeof kubeConfig.makeApiClient;
+
+    const a = replica("replica-a", namespace, FAST, kubeConfig);
+    await until(
+      "replica-a to see the intruder hold the Lease",
+      () => a.election.leader() === "intruder",
+      15_000,
+    );
+    // The intruder keeps it for over two lease durations; each renewal is conditional, so a write
+    // of replica-a's in between would fail it.
+    for (let renewal = 0; renewal < 14; renewal++) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const held: k8s.V1Lease = intruder as k8s.V1Lease;
+      intruder = await coordination.replaceNamespacedLease({
+        name: LEASE,
+        namespace,
+        body: { ...held, spec: { ...held.spec, renewTime: stamp() } },
+      });
+    }
+    expect(intruder?.spec?.holderIdentity).toBe("intruder");
+    expect(writeRefusals).toEqual([409]);
+    expect(events).toEqual([]);
+    expect(a.election.isLeader()).toBe(false);
+    // Then it stops renewing, and replica-a takes over as usual.
+    await leaderOf(a);
+    expect((await readLease(namespace)).spec?.leaseTransitions).toBe(2);
+  });
+
   it("logs and retries what the API server refuses, and leads once RBAC allows the documented verbs", async () => {
     const namespace = await freshNamespace("leader-rbac");
     // The admin impersonating a user with no role yet: every call is refused (403).
