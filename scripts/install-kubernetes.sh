@@ -2,6 +2,8 @@
 # Builds a real Kubernetes API server and etcd for the Kubernetes tests (issue 12) into the project:
 #   .tools/kubernetes/kube-apiserver   (v1.34.4)
 #   .tools/kubernetes/etcd             (v3.6.17)
+#   .tools/kubernetes/kubectl          (v1.34.4: `kubectl kustomize`, `apply --dry-run=server` and
+#                                       `auth can-i` in test/kubernetes/deploy.test.ts)
 # from the Go module proxy: no kubelet, no container runtime, no binary download. Idempotent: does
 # nothing when the pinned versions are already built (about 10 minutes cold on two cores, a few
 # seconds after). Needs Go (>= 1.24; the toolchain line of each module is honoured).
@@ -38,30 +40,55 @@ command -v go >/dev/null 2>&1 || die "go not found; install Go >= 1.24 (https://
 
 # The version a binary reports, or nothing.
 apiserver_version() { [ -x "$TOOLS/kube-apiserver" ] && "$TOOLS/kube-apiserver" --version 2>/dev/null | awk '{print $2}'; }
+kubectl_version() { [ -x "$TOOLS/kubectl" ] && "$TOOLS/kubectl" version --client -o json 2>/dev/null | sed -n 's/.*"gitVersion": "\(.*\)",*/\1/p'; }
 etcd_version() { [ -x "$TOOLS/etcd" ] && "$TOOLS/etcd" --version 2>/dev/null | sed -n 's/^etcd Version: /v/p'; }
 
 mkdir -p "$TOOLS"
 work=$(mktemp -d "${TMPDIR:-/tmp}/wasmesh-kube-build-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-if [ "$(apiserver_version || true)" != "$KUBERNETES_VERSION" ]; then
-  say "building kube-apiserver $KUBERNETES_VERSION (about 9 minutes cold on two cores)"
-  mkdir -p "$work/apiserver" && cd "$work/apiserver"
-  go mod init wasmesh.local/kube-apiserver-build >/dev/null 2>&1
+# The wrapper module for k8s.io/kubernetes' commands, made once per run: kube-apiserver and kubectl
+# share it, so the second reuses the first's modules and build cache.
+kubernetes_module() {
+  [ -f "$work/kubernetes/go.mod" ] && { cd "$work/kubernetes"; return; }
+  mkdir -p "$work/kubernetes" && cd "$work/kubernetes"
+  go mod init wasmesh.local/kubernetes-build >/dev/null 2>&1
   # Kubernetes' own go.mod names its staging modules: replace each with its published version.
   gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
   [ -f "$gomod" ] || die "could not download k8s.io/kubernetes@$KUBERNETES_VERSION's go.mod"
   staging=$(sed -n 's|^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/src/.*|\1|p' "$gomod")
   [ -n "$staging" ] || die "found no staging modules in k8s.io/kubernetes@$KUBERNETES_VERSION's go.mod"
   for module in $staging; do go mod edit -replace "$module=$module@$STAGING_VERSION"; done
-  go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBERNETES_VERSION" >&2
-  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION" \
-    -o "$TOOLS/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
-  mv "$TOOLS/kube-apiserver.tmp" "$TOOLS/kube-apiserver"
+}
+
+# Builds k8s.io/kubernetes/cmd/$1 into $TOOLS/$1, stamped with the version (kubectl reports
+# client-go's, kube-apiserver component-base's).
+build_kubernetes_command() {
+  kubernetes_module
+  go get "k8s.io/kubernetes/cmd/$1@$KUBERNETES_VERSION" >&2
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w \
+    -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION \
+    -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION" \
+    -o "$TOOLS/$1.tmp" "k8s.io/kubernetes/cmd/$1"
+  mv "$TOOLS/$1.tmp" "$TOOLS/$1"
+}
+
+if [ "$(apiserver_version || true)" != "$KUBERNETES_VERSION" ]; then
+  say "building kube-apiserver $KUBERNETES_VERSION (about 9 minutes cold on two cores)"
+  build_kubernetes_command kube-apiserver
   [ "$(apiserver_version || true)" = "$KUBERNETES_VERSION" ] ||
     die "the kube-apiserver built reports '$(apiserver_version || true)', not $KUBERNETES_VERSION"
 else
   say "kube-apiserver $KUBERNETES_VERSION already built"
+fi
+
+if [ "$(kubectl_version || true)" != "$KUBERNETES_VERSION" ]; then
+  say "building kubectl $KUBERNETES_VERSION (a few minutes more, sharing kube-apiserver's build cache)"
+  build_kubernetes_command kubectl
+  [ "$(kubectl_version || true)" = "$KUBERNETES_VERSION" ] ||
+    die "the kubectl built reports '$(kubectl_version || true)', not $KUBERNETES_VERSION"
+else
+  say "kubectl $KUBERNETES_VERSION already built"
 fi
 
 if [ "$(etcd_version || true)" != "$ETCD_VERSION" ]; then
