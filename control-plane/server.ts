@@ -31,6 +31,8 @@ import {
   createConfigMapBlobStore,
   createKubeClient,
   createValidatingAdmission,
+  type DiscoveredMesh,
+  discoverMesh,
   ensureWebhookConfiguration,
   type KubeClient,
   type KubernetesResourceStore,
@@ -131,6 +133,8 @@ export interface KubernetesModeOptions {
   namespace: string;
   /** This replica's name among the replicas (its pod's name). */
   identity: string;
+  /** A label selector of the namespaces whose Services and Pods are the mesh's (default wasmesh.io/sidecar-injection=enabled). */
+  meshNamespaces?: string;
   /** Lease timings (kubernetes/leader.ts defaults: 15 s lease, 10 s renew deadline, 2 s retry). */
   leaderElection?: Pick<
     LeaderElectionOptions,
@@ -295,11 +299,19 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const kube = options.kubernetes;
   const kubeClient = kube && createKubeClient(kube.kubeConfig);
   let store: ResourceStore;
+  let discovered: DiscoveredMesh | undefined;
   if (kube !== undefined && kubeClient !== undefined) {
     await checkCrdsInstalled(kubeClient);
+    // The cluster's Services and Pods, as read-only Services and Workloads of the mesh.
+    discovered = await discoverMesh({
+      kubeConfig: kube.kubeConfig,
+      ...(kube.meshNamespaces !== undefined ? { namespaceSelector: kube.meshNamespaces } : {}),
+      log,
+    });
     const kubeStore = await openKubernetesStore({
       kubeConfig: kube.kubeConfig,
       namespace: kube.namespace,
+      derived: discovered,
       log,
     });
     await kubeStore.synced;
@@ -622,6 +634,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       await edgeKv?.close();
       await reloading;
       await store.close();
+      await discovered?.discovery.close();
     },
   };
 }

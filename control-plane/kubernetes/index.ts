@@ -3,6 +3,7 @@ export { createValidatingAdmission } from "./admission.ts";
 export { createConfigMapBlobStore } from "./blobs.ts";
 export { createKubeClient, KubeApiError, type KubeClient } from "./client.ts";
 export { crdOf, crds, crdsYaml, GROUP, resourceOf, VERSION } from "./crds.ts";
+export { type DiscoveredMesh, discoverMesh } from "./derived.ts";
 export { type LeaderElection, type LeaderElectionOptions, startLeaderElection } from "./leader.ts";
 export { ADMIN_TOKEN_SECRET, CA_KEK_SECRET, secretValue, sharedSecret, writeSecret } from "./secrets.ts";
 export { type KubernetesResourceStore, openKubernetesStore } from "./store.ts";

@@ -220,6 +220,75 @@ describe("the control plane in Kubernetes mode", () => {
     expect(await kubectlCreate(forged)).toMatch(/denied the request.*spec\.sha256/);
   });
 
+  it("serves the cluster's Services and Pods as the mesh's, read-only, for kubectl'd Routes to use", async () => {
+    const app = await freshNamespace(server, "bookinfo", { "wasmesh.io/sidecar-injection": "enabled" });
+    const core = server.kubeConfig.makeApiClient(k8s.CoreV1Api);
+    await core.createNamespacedService({
+      namespace: app,
+      body: {
+        metadata: { name: "reviews" },
+        spec: { selector: { app: "reviews" }, ports: [{ name: "http", port: 9080 }] },
+      },
+    });
+    for (const version of ["v1", "v2"])
+      await core.createNamespacedPod({
+        namespace: app,
+        body: {
+          metadata: { name: `reviews-${version}`, labels: { app: "reviews", version } },
+          spec: { containers: [{ name: "app", image: "reviews:1" }] },
+        },
+      });
+    await server.kubeConfig.makeApiClient(k8s.DiscoveryV1Api).createNamespacedEndpointSlice({
+      namespace: app,
+      body: {
+        metadata: { name: "reviews-1", labels: { "kubernetes.io/service-name": "reviews" } },
+        addressType: "IPv4",
+        ports: [{ name: "http", port: 9080, protocol: "TCP" }],
+        endpoints: ["v1", "v2"].map((version, i) => ({
+          addresses: [`10.1.0.${11 + i}`],
+          conditions: { ready: true },
+          targetRef: { kind: "Pod", name: `reviews-${version}`, namespace: app },
+        })),
+      },
+    });
+    const service = `reviews.${app}`;
+    for (const plane of [first, second])
+      await until(`replica ${plane.httpPort} to serve ${service}'s two workloads`, async () => {
+        const listed = (await (await call(plane, "/v1/workloads")).json()) as {
+          items: { spec: { service: string; labels?: Record<string, string> } }[];
+        };
+        const versions = listed.items
+          .filter((w) => w.spec.service === service)
+          .map((w) => w.spec.labels?.version);
+        return versions.sort().join() === "v1,v2";
+      });
+    expect((await call(first, `/v1/services/${service}`)).status).toBe(200);
+
+    // Written over, it is refused: the Kubernetes Service is where it changes.
+    const overwrite = await call(first, "/v1/apply", {
+      method: "POST",
+      headers: { "content-type": "application/yaml" },
+      body: `apiVersion: wasmesh.io/v1alpha1\nkind: Service\nmetadata: { name: ${service} }\nspec: { ports: [{ name: http, port: 1, protocol: http }] }\n`,
+    });
+    expect(overwrite.status).toBe(400);
+    expect(await overwrite.text()).toContain(`the Kubernetes Service ${app}/reviews`);
+
+    // A Route over the discovered service and its pods' versions, applied with kubectl.
+    const canary = route([90, 10]);
+    const split = {
+      ...canary,
+      metadata: { name: "bookinfo-reviews", namespace },
+      spec: {
+        service,
+        rules: canary.spec.rules.map((rule) => ({
+          ...rule,
+          destinations: rule.destinations.map((d) => ({ ...d, service })),
+        })),
+      },
+    };
+    expect(await kubectlCreate(split)).toBe("created");
+  });
+
   it("hands the lead over when the leader goes, and the mesh stays whole", async () => {
     const leader = planes.find((p) => p.leader?.isLeader());
     const other = planes.find((p) => p !== leader);
@@ -234,8 +303,12 @@ describe("the control plane in Kubernetes mode", () => {
         .readValidatingWebhookConfiguration({ name: "wasmesh-validation" });
       return hook.webhooks?.[0]?.clientConfig.url?.includes(`:${other.webhookPort}/`) === true;
     });
-    const services = (await (await call(other, "/v1/services")).json()) as { items: unknown[] };
-    expect(services.items.length).toBe(2);
+    const services = (await (await call(other, "/v1/services")).json()) as {
+      items: { metadata: { name: string } }[];
+    };
+    expect(services.items.map((s) => s.metadata.name)).toEqual(
+      expect.arrayContaining(["productpage", "reviews", expect.stringMatching(/^reviews\.bookinfo-/)]),
+    );
     // Writes go on through the remaining replica (and its webhook).
     expect(await kubectlCreate({ ...route([100, 0]), metadata: { name: "after-handover", namespace } })).toBe(
       "created",
