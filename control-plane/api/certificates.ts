@@ -22,7 +22,7 @@ import {
   universalIdentity,
   type WorkloadIdentity,
 } from "../ca/index.ts";
-import { ResourceName } from "../resources/index.ts";
+import { ServiceName } from "../resources/index.ts";
 import { forbidden } from "./auth.ts";
 import { accepts, decodeText, JSON_TYPES, limit, parseJson } from "./body.ts";
 import { noneMatchHits } from "./edge.ts";
@@ -57,9 +57,9 @@ export interface CertificateDeps {
  * repeat it), for an admin the one `?service=` names; nobody else's.
  */
 export function certificateService(caller: CertificateCaller, asked: string | undefined): string {
-  if (asked !== undefined && !Value.Check(ResourceName, asked)) {
+  if (asked !== undefined && !Value.Check(ServiceName, asked)) {
     throw badRequest(`service: '${asked}' is not a service name`, [
-      { path: "service", message: ResourceName.description ?? "not a service name" },
+      { path: "service", message: ServiceName.description ?? "not a service name" },
     ]);
   }
   if (caller.role === "dataplane" && caller.service !== undefined) {
@@ -145,7 +145,7 @@ export function certificateRoutes(deps: CertificateDeps): Hono {
       parameters: [
         queryParam(
           "service",
-          ResourceName,
+          ServiceName,
           "the service to issue for: a dataplane token's own (the default), any for an admin",
         ),
       ],

@@ -5,7 +5,7 @@ import { type Static, Type } from "@sinclair/typebox";
 import { Hono } from "hono";
 import { describeRoute } from "hono-openapi";
 import { schemaErrors } from "../../schema/filter-config.ts";
-import { ResourceName } from "../resources/index.ts";
+import { ServiceName } from "../resources/index.ts";
 import { MAX_TOKEN_NAME, ROLES, TokenRequestError, type Tokens, TTL_SECONDS } from "../security/tokens.ts";
 import { accepts, decodeText, JSON_TYPES, limit, parseJson } from "./body.ts";
 import { fieldDetails, invalid, notFound } from "./errors.ts";
@@ -30,7 +30,7 @@ const TokenRequest = component(
     {
       role: Role,
       service: Type.Optional({
-        ...ResourceName,
+        ...ServiceName,
         description: "the service a dataplane token is bound to (required for one)",
       }),
       name: Type.Optional(Name),

@@ -6,7 +6,7 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { Value } from "@sinclair/typebox/value";
 import type { WorkloadIdentity } from "../ca/spiffe.ts";
-import { ResourceName } from "../resources/index.ts";
+import { ServiceName } from "../resources/index.ts";
 import { INTERNAL_KIND_PREFIX, type ResourceStore, type StoredResource } from "../store/index.ts";
 
 /** The store kind of a token record. */
@@ -117,10 +117,10 @@ function check(request: TokenRequest): void {
   if (request.role === "dataplane") {
     if (request.service === undefined)
       throw new TokenRequestError("service", "a dataplane token is bound to a service: name it");
-    if (!Value.Check(ResourceName, request.service))
+    if (!Value.Check(ServiceName, request.service))
       throw new TokenRequestError(
         "service",
-        `${JSON.stringify(request.service)} is not a service name (${ResourceName.description})`,
+        `${JSON.stringify(request.service)} is not a service name (${ServiceName.description})`,
       );
   } else if (request.service !== undefined) {
     throw new TokenRequestError(

@@ -13,7 +13,7 @@ import { connect } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTokens } from "../../control-plane/security/tokens.ts";
-import { openSqliteStore } from "../../control-plane/store/index.ts";
+import { createMemoryStore, openSqliteStore } from "../../control-plane/store/index.ts";
 import { RELEASE_WASM } from "../support/artifacts.ts";
 import {
   adminTokenOf,
@@ -522,6 +522,17 @@ describe("the admin token of a new data directory, and the CLI", () => {
       await open.stop();
     }
     expect(cp.logs()).not.toContain("WARNING");
+  });
+});
+
+describe("dataplane tokens of services discovered on Kubernetes", () => {
+  it("bind to <name>.<namespace>, and refuse a name with another dot", async () => {
+    const tokens = createTokens(createMemoryStore());
+    const { token } = await tokens.issue({ role: "dataplane", service: "reviews.bookinfo" });
+    expect(token).toMatchObject({ role: "dataplane", service: "reviews.bookinfo" });
+    await expect(tokens.issue({ role: "dataplane", service: "reviews.bookinfo.svc" })).rejects.toMatchObject({
+      path: "service",
+    });
   });
 });
 

@@ -107,6 +107,10 @@ describe("POST /v1/certificates", () => {
     });
     const badName = await post(app(ca, ADMIN), { csr }, "?service=Not_A_Name");
     expect(badName.status).toBe(400);
+    // A service discovered on Kubernetes: its namespace and name (ca/spiffe.ts universalIdentity).
+    const discovered = await post(app(ca, ADMIN), { csr }, "?service=reviews.bookinfo");
+    expect(discovered.body.spiffeId).toBe("spiffe://wasmesh.local/ns/bookinfo/sa/reviews");
+    expect((await post(app(ca, ADMIN), { csr }, "?service=reviews.bookinfo.svc")).status).toBe(400);
     expect((await post(app(ca, { tokenId: "ro", role: "read-only" }), { csr })).status).toBe(403);
   });
 
