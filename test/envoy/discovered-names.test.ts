@@ -62,17 +62,15 @@ beforeAll(async () => {
     input: documents.map((d) => JSON.stringify(d)).join("\n---\n"),
   });
   expect(applied.stderr).toBe("");
-  // The admin token: dataplane tokens are bound to a declared service's name (security/tokens.ts).
+  // Each with a dataplane token of its dotted service.
   productpage = await startSidecar({
     controlPlane: cp,
-    token: cp.token,
     nodeId: "productpage-1",
     service: "productpage.bookinfo",
     protocol: "sotw",
   });
   other = await startSidecar({
     controlPlane: cp,
-    token: cp.token,
     nodeId: "client-1",
     service: "client.other",
     protocol: "delta",
