@@ -5,7 +5,9 @@ import type { ProxyIdentity } from "../envoy/index.ts";
 /**
  * Everything in the identity that the translation reads. The node id and the labels are left out:
  * the configuration of a sidecar depends on its service and its listeners, not on which instance it
- * is, so every instance of a service shares one memoized configuration.
+ * is, so every instance of a service shares one memoized configuration. A discovered service's
+ * name holds its namespace (`reviews.bookinfo`), whose short names its routing filter answers to,
+ * so the service covers that too.
  */
 export function proxyClassKey(proxy: ProxyIdentity): string {
   return JSON.stringify([
