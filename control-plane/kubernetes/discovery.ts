@@ -12,8 +12,9 @@
 //   IP, its labels (so that `version: v2` subsets select it), and, when the injector gave it a sidecar
 //   (`wasmesh.io/sidecar: injected`), the sidecar's inbound port (`wasmesh.io/inbound-port`) with the
 //   endpoint's port as its appPort and mtls: true; without a sidecar, the endpoint's port. The
-//   Workload is `<pod>.<namespace>` for the pod's own service (its `wasmesh.io/service` label's, or
-//   its only one) and `<pod>.<service>.<namespace>` for any other Service that selects it too.
+//   Workload is `<pod>.<namespace>` for the pod's own service (the one its labels name, as for its
+//   token: `wasmesh.io/service`, else `app.kubernetes.io/name`, else `app`; else its only one) and
+//   `<pod>.<service>.<namespace>` for any other Service that selects it too.
 // - A Workload has one port (the model's): a multi-port Service's workloads are called on the
 //   endpoint port of the Service's first port.
 //
@@ -30,6 +31,7 @@ import {
   validateResource,
   type Workload,
 } from "../resources/index.ts";
+import { podService } from "./token-review.ts";
 
 /** The label of the namespaces whose pods get a sidecar: the mesh's namespaces by default. */
 export const MESH_NAMESPACE_SELECTOR = "wasmesh.io/sidecar-injection=enabled";
@@ -38,8 +40,6 @@ export const SIDECAR_ANNOTATION = "wasmesh.io/sidecar";
 export const SIDECAR_INJECTED = "injected";
 /** Set by the injector: the port of the sidecar's inbound listener. */
 export const INBOUND_PORT_ANNOTATION = "wasmesh.io/inbound-port";
-/** Set by the injector: the (Kubernetes) name of the pod's own service. */
-export const SERVICE_LABEL = "wasmesh.io/service";
 /** EndpointSlices name their Service with this label. */
 export const SLICE_SERVICE_LABEL = "kubernetes.io/service-name";
 
@@ -296,9 +296,12 @@ export function discoverResources(objects: ClusterObjects): {
     const serviceName = b.service.k8s.metadata?.name as string;
     const what = `Pod ${b.namespace}/${b.podName} (Service ${b.namespace}/${serviceName})`;
     const own = servicesOfPod.get(`${b.namespace}/${b.podName}`) ?? [];
-    // The pod's own service: the one its label names (short or `<name>.<namespace>`), else its only one.
-    const label = b.pod.metadata?.labels?.[SERVICE_LABEL];
-    const labelled = own.find((s) => label === s || label === discoveredServiceName(s, b.namespace));
+    // The pod's own service: the one its labels name, as its token's (token-review.ts), when the pod
+    // backs it; else its only one.
+    const named = podService(b.pod.metadata?.labels, b.namespace, true);
+    const labelled = own.find(
+      (s) => "service" in named && named.service === discoveredServiceName(s, b.namespace),
+    );
     const primary = labelled !== undefined ? labelled === serviceName : own.length === 1;
     const sidecar = sidecarPort(b.pod);
     if (sidecar !== undefined && "reason" in sidecar) {

@@ -236,10 +236,14 @@ describe("discoverResources", () => {
     });
   });
 
-  it("makes one Workload per Service of a pod, named after the pod for the service its label names", () => {
+  it("makes one Workload per Service of a pod, named after the pod for the service its labels name", () => {
     const objects: ClusterObjects = {
       namespaces: new Set([NS]),
-      services: [service("reviews", REVIEWS_PORTS), service("all", [{ name: "http", port: 80 }])],
+      services: [
+        service("reviews", REVIEWS_PORTS),
+        service("all", [{ name: "http", port: 80 }]),
+        service("ratings", [{ name: "http", port: 9080 }]),
+      ],
       endpointSlices: [
         slice("reviews", SLICE_PORTS, [{ pod: "reviews-1", ip: "10.1.0.1" }]),
         slice(
@@ -248,20 +252,26 @@ describe("discoverResources", () => {
           [
             { pod: "reviews-1", ip: "10.1.0.1" },
             { pod: "other-1", ip: "10.1.0.2" },
+            { pod: "ratings-1", ip: "10.1.0.3" },
           ],
         ),
+        // ratings-1's own service by its app label, as its token's (token-review.ts podService).
+        slice("ratings", [{ name: "http", port: 19080 }], [{ pod: "ratings-1", ip: "10.1.0.3" }]),
         // The same endpoint in a second slice of the Service (slices overlap while they churn): once.
         slice("reviews", SLICE_PORTS, [{ pod: "reviews-1", ip: "10.1.0.1" }], NS, "reviews-fghij"),
       ],
       pods: [
         pod("reviews-1", { app: "reviews", "wasmesh.io/service": "reviews" }, SIDECAR),
         pod("other-1", { app: "other" }),
+        pod("ratings-1", { app: "ratings" }),
       ],
     };
     const { resources, skipped } = discoverResources(objects);
     expect(skipped).toEqual([]);
     expect(resources.workloads.map((w) => [w.metadata.name, w.spec.service])).toEqual([
       ["other-1.bookinfo", "all.bookinfo"],
+      ["ratings-1.all.bookinfo", "all.bookinfo"],
+      ["ratings-1.bookinfo", "ratings.bookinfo"],
       ["reviews-1.all.bookinfo", "all.bookinfo"],
       ["reviews-1.bookinfo", "reviews.bookinfo"],
     ]);
