@@ -320,6 +320,8 @@ export function discoverResources(objects: ClusterObjects): {
         address: b.address,
         port: sidecar?.port ?? b.port,
         ...(sidecar !== undefined ? { appPort: b.port, mtls: true } : {}),
+        // What its certificate names (token-review.ts: the pod's service account is its identity).
+        serviceAccount: b.pod.spec?.serviceAccountName || "default",
         ...(Object.keys(labels).length > 0 ? { labels } : {}),
         ...(b.zone !== undefined ? { zone: b.zone } : {}),
       },

@@ -218,6 +218,19 @@ export const Workload = resource(
             "its sidecar takes mesh mTLS on port (set by the data-plane agent): mesh callers originate mTLS to it unless mTLS is disabled",
         }),
       ),
+      /**
+       * The Kubernetes service account its pod runs as (set by discovery): its certificate names
+       * spiffe://<td>/ns/<service's namespace>/sa/<this>, which callers verify, rather than the
+       * identity the service's name gives (ca/spiffe.ts universalIdentity).
+       */
+      serviceAccount: Type.Optional(
+        Type.String({
+          pattern: "^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*$",
+          maxLength: 253,
+          description:
+            "the Kubernetes service account its pod runs as (set by discovery): the identity in its certificate",
+        }),
+      ),
     },
     strict,
   ),

@@ -28,12 +28,16 @@ import {
 } from "../envoy/index.ts";
 import { INBOUND_ACCESS_FILTER } from "../resources/index.ts";
 import type { Mesh } from "./mesh.ts";
-import { serviceSpiffeId } from "./mtls.ts";
+import { serviceSpiffeIds } from "./mtls.ts";
 import { accessDecision } from "./routing-filter.ts";
 
-const peer = (trustDomain: string, service: string): Principal => ({
-  authenticated: { principal_name: { exact: serviceSpiffeId(trustDomain, service) } },
-});
+/** Any of the identities the workloads of `service` hold (mtls.ts serviceSpiffeIds). */
+const peer = (mesh: Mesh, trustDomain: string, service: string): Principal => {
+  const ids = serviceSpiffeIds(mesh, trustDomain, service).map(
+    (exact): Principal => ({ authenticated: { principal_name: { exact } } }),
+  );
+  return ids.length === 1 ? (ids[0] as Principal) : { or_ids: { ids } };
+};
 
 /** The RBAC configuration of `destination`'s inbound mTLS filter chain. */
 export function accessRbac(mesh: Mesh, destination: string, trustDomain: string): RBAC {
@@ -52,8 +56,8 @@ export function accessRbac(mesh: Mesh, destination: string, trustDomain: string)
     const decision = accessDecision(mesh, source, destination);
     const same = decision.allow ? fallback.allow : !fallback.allow && decision.rule === fallback.rule;
     if (same) continue;
-    own.push(peer(trustDomain, source));
-    if (!decision.allow) deny(decision.rule, peer(trustDomain, source));
+    own.push(peer(mesh, trustDomain, source));
+    if (!decision.allow) deny(decision.rule, peer(mesh, trustDomain, source));
   }
   if (!fallback.allow) {
     // Every other peer, unknown ones too; a peer denied by a rule of its own is left to that rule,

@@ -37,9 +37,23 @@ export function mtlsMode(mesh: Mesh, service: Service | undefined): MtlsMode {
 /** Whether a proxy is configured with TLS at all: its agent serves it certificates over SDS. */
 export const hasSds = (proxy: ProxyIdentity): boolean => proxy.sds === "agent";
 
-/** The SPIFFE ID the workloads of a service are issued (universal mode: ns default, sa = service). */
-export function serviceSpiffeId(trustDomain: string, service: string): string {
-  return workloadSpiffeId(trustDomain, universalIdentity(service));
+/**
+ * The SPIFFE IDs the workloads of a service are issued: on Kubernetes each pod's service account in
+ * the service's namespace (Workload spec.serviceAccount, from discovery); otherwise the identity the
+ * service's name gives (universal mode: ns default, sa = service). Sorted, without repeats.
+ */
+export function serviceSpiffeIds(mesh: Mesh, trustDomain: string, service: string): string[] {
+  const universal = universalIdentity(service);
+  const ids = new Set<string>();
+  const workloads = mesh.clusters
+    .filter((c) => c.service.metadata.name === service)
+    .flatMap((c) => c.workloads);
+  for (const workload of workloads) {
+    const serviceAccount = workload.spec.serviceAccount ?? universal.serviceAccount;
+    ids.add(workloadSpiffeId(trustDomain, { ...universal, serviceAccount }));
+  }
+  if (ids.size === 0) ids.add(workloadSpiffeId(trustDomain, universal));
+  return [...ids].sort();
 }
 
 /** transport_socket_matches' key: an endpoint carrying it is sent mTLS. */
@@ -57,13 +71,18 @@ export function endpointMetadata(workload: Workload): Metadata | undefined {
 const SAN_URI = () =>
   envoyEnum("envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher.SanType", "URI");
 
-/** The certificate and the trust bundle over SDS; peers' SANs checked as `san`. */
-function commonTlsContext(san: { exact: string } | { prefix: string }, alpn: string[]): CommonTlsContext {
+/** The certificate and the trust bundle over SDS; a peer's URI SAN must match one of `sans`. */
+function commonTlsContext(
+  sans: readonly ({ exact: string } | { prefix: string })[],
+  alpn: string[],
+): CommonTlsContext {
   return {
     alpn_protocols: alpn,
     tls_certificate_sds_secret_configs: [{ name: CERTIFICATE_SECRET, sds_config: sdsConfigSource() }],
     combined_validation_context: {
-      default_validation_context: { match_typed_subject_alt_names: [{ san_type: SAN_URI(), matcher: san }] },
+      default_validation_context: {
+        match_typed_subject_alt_names: sans.map((matcher) => ({ san_type: SAN_URI(), matcher })),
+      },
       validation_context_sds_secret_config: { name: TRUST_BUNDLE_SECRET, sds_config: sdsConfigSource() },
     },
   };
@@ -98,7 +117,10 @@ export function withUpstreamMtls(
       name: "envoy.transport_sockets.tls",
       typed_config: {
         "@type": EXTENSION_TYPE.upstreamTlsContext,
-        common_tls_context: commonTlsContext({ exact: serviceSpiffeId(trustDomain, name) }, alpnOf(cluster)),
+        common_tls_context: commonTlsContext(
+          serviceSpiffeIds(mesh, trustDomain, name).map((exact) => ({ exact })),
+          alpnOf(cluster),
+        ),
         sni: name,
       },
     },
@@ -110,7 +132,7 @@ export function withUpstreamMtls(
 export function downstreamMtls(trustDomain: string): TransportSocket {
   const context: DownstreamTlsContext = {
     // Any workload of this trust domain: which of them may call is the access rules' business.
-    common_tls_context: commonTlsContext({ prefix: `spiffe://${trustDomain}/` }, ["h2", "http/1.1"]),
+    common_tls_context: commonTlsContext([{ prefix: `spiffe://${trustDomain}/` }], ["h2", "http/1.1"]),
     require_client_certificate: { value: true },
   };
   return {

@@ -72,7 +72,10 @@ function canary(): ClusterObjects {
       ]),
     ],
     pods: [
-      pod("reviews-v1-7f9c-a1", { app: "reviews", version: "v1", "pod-template-hash": "7f9c" }, SIDECAR),
+      {
+        ...pod("reviews-v1-7f9c-a1", { app: "reviews", version: "v1", "pod-template-hash": "7f9c" }, SIDECAR),
+        spec: { containers: [], serviceAccountName: "bookinfo-reviews" },
+      },
       pod("reviews-v2-5d8b-b2", { app: "reviews", version: "v2", "pod-template-hash": "5d8b" }),
     ],
   };
@@ -168,6 +171,8 @@ describe("discoverResources", () => {
           port: 15006,
           appPort: 19080,
           mtls: true,
+          // The pod's service account: the identity its certificate names.
+          serviceAccount: "bookinfo-reviews",
           labels: { app: "reviews", version: "v1" },
           zone: "zone-a",
         },
@@ -181,6 +186,8 @@ describe("discoverResources", () => {
           service: "reviews.bookinfo",
           address: "10.1.0.12",
           port: 19080,
+          // A pod that names none runs as the namespace's "default".
+          serviceAccount: "default",
           labels: { app: "reviews", version: "v2" },
         },
       },
