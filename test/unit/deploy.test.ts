@@ -1,254 +1,274 @@
-// deploy/: every Kubernetes manifest parses, and what its pods run agrees with the CLI, with Envoy
-// and with each other (names, namespaces, ports, volumes). No cluster here: the control plane's
-// exact server flags are run through the real `wasmesh server`, and the Dockerfile is checked to
-// copy every file the CLI loads. (The initContainer's exact bootstrap command goes through a real
-// Envoy's `--mode validate` in test/envoy/deploy.test.ts.)
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+// deploy/: every Kubernetes manifest parses, and what it runs agrees with the CLI, the control
+// plane's code and the other manifests (flags, ports, names, namespaces, labels, volumes); the
+// Dockerfile copies every file the CLI loads. No cluster and no kubectl here: the API server's own
+// checks (kubectl kustomize, apply --dry-run=server, RBAC, the Deployment's flags starting a real
+// control plane in Kubernetes mode) are in test/kubernetes/deploy.test.ts.
+import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import http from "node:http";
 import { dirname, join, relative, resolve } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
-import { DEFAULT_PORTS } from "../../control-plane/envoy/index.ts";
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { MESH_NAMESPACE_SELECTOR } from "../../control-plane/kubernetes/discovery.ts";
+import { validatingWebhookConfiguration } from "../../control-plane/kubernetes/webhooks.ts";
+import { validateResource } from "../../control-plane/resources/index.ts";
 import { WASMESH_BIN } from "../support/control-plane.ts";
 import {
+  CANARY_DIR,
   type Container,
   container,
+  controlPlaneOf,
+  type DeploymentSpec,
   documents,
   flag,
   KUBERNETES_DIR,
+  type Manifest,
   only,
+  PRODUCTION_DIR,
   port,
   type ServiceSpec,
-  type StatefulSetSpec,
-  sidecarExample,
 } from "../support/deploy.ts";
-import { ENVOY_VERSION, freePort, REPO_ROOT } from "../support/envoy.ts";
-import { tempDir } from "../support/temp.ts";
-import { until } from "../support/wait.ts";
+import { REPO_ROOT } from "../support/envoy.ts";
 
-/** Replaces the value following `name` (for running the manifest's flags outside a pod). */
-function withFlag(args: readonly string[], name: string, value: string): string[] {
-  const out = [...args];
-  out[out.indexOf(name) + 1] = value;
-  return out;
+/** A kustomization's resources, and the documents of the files among them. */
+function kustomization(dir: string) {
+  const { resources } = parse(readFileSync(join(dir, "kustomization.yaml"), "utf8")) as {
+    resources: string[];
+  };
+  const files = resources.filter((r) => /\.ya?ml$/.test(r));
+  return { resources, files, manifests: files.flatMap((f) => documents(join(dir, f))) };
 }
 
-const files = readdirSync(KUBERNETES_DIR).filter((f) => /\.ya?ml$/.test(f));
-const controlPlane = documents("control-plane.yaml");
-const namespace = only<unknown>(controlPlane, "Namespace").metadata.name;
-const service = only<ServiceSpec>(controlPlane, "Service");
-const statefulSet = only<StatefulSetSpec>(controlPlane, "StatefulSet");
-const server = container(statefulSet.spec.template, "control-plane");
+const base = kustomization(KUBERNETES_DIR);
+const { deployment, server, args, service } = controlPlaneOf(base.manifests);
+const namespace = only<unknown>(base.manifests, "Namespace").metadata.name;
+const CLUSTER_SCOPED = new Set([
+  "Namespace",
+  "CustomResourceDefinition",
+  "ClusterRole",
+  "ClusterRoleBinding",
+]);
 
-const cleanup: (() => void)[] = [];
-afterAll(() => {
-  for (const undo of cleanup.reverse()) undo();
-});
-
-describe("deploy/kubernetes", () => {
-  it("holds the three manifests, every document a named resource", () => {
-    expect(files.sort()).toEqual(["control-plane.yaml", "crds.yaml", "sidecar-example.yaml"]);
-    for (const file of files) {
-      for (const doc of documents(file)) {
-        if (file === "crds.yaml") {
-          // Generated from the resource model (npm run gen:crds); a CRD is named <plural>.<group>.
-          expect(doc.apiVersion, file).toBe("apiextensions.k8s.io/v1");
-          expect(doc.kind, file).toBe("CustomResourceDefinition");
-          expect(doc.metadata.name, file).toMatch(/^[a-z]+\.wasmesh\.io$/);
-          continue;
-        }
-        expect(doc.apiVersion, file).toMatch(/^(v1|apps\/v1)$/);
-        expect(doc.metadata.name, `${file} ${doc.kind}`).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
-      }
-    }
-  });
-});
-
-describe("control-plane.yaml", () => {
-  it("a namespace, a service account, one StatefulSet replica on a volume, a Service for both ports", () => {
-    expect(controlPlane.map((m) => m.kind).sort()).toEqual([
-      "Namespace",
-      "Service",
-      "ServiceAccount",
-      "StatefulSet",
-    ]);
+describe("deploy/kubernetes, the Kustomize base", () => {
+  it("lists every manifest of its directory, each document a named resource in wasmesh-system", () => {
+    const yaml = readdirSync(KUBERNETES_DIR).filter((f) => /\.ya?ml$/.test(f) && f !== "kustomization.yaml");
+    expect(base.files.sort()).toEqual(yaml.sort());
     expect(namespace).toBe("wasmesh-system");
-    for (const m of controlPlane.filter((m) => m.kind !== "Namespace"))
-      expect(m.metadata.namespace).toBe(namespace);
-
-    const spec = statefulSet.spec;
-    expect(spec.replicas).toBe(1); // SQLite: a single writer
-    expect(spec.serviceName).toBe(service.metadata.name);
-    expect(spec.template.spec.serviceAccountName).toBe(only(controlPlane, "ServiceAccount").metadata.name);
-    expect(spec.template.metadata.labels).toMatchObject(spec.selector.matchLabels);
-    expect(spec.template.metadata.labels).toMatchObject(service.spec.selector);
-
-    // The server's data directory is the claimed volume.
-    const args = [...(server.command ?? []), ...(server.args ?? [])];
-    const data = flag(args, "--data");
-    const claims = spec.volumeClaimTemplates.map((t) => t.metadata.name);
-    expect(server.volumeMounts?.filter((v) => claims.includes(v.name)).map((v) => v.mountPath)).toEqual([
-      data,
+    for (const doc of base.manifests) {
+      if (doc.kind === "CustomResourceDefinition") {
+        // Generated from the resource model (npm run gen:crds); a CRD is named <plural>.<group>.
+        expect(doc.apiVersion).toBe("apiextensions.k8s.io/v1");
+        expect(doc.metadata.name).toMatch(/^[a-z]+\.wasmesh\.io$/);
+        continue;
+      }
+      expect(doc.metadata.name, doc.kind).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+      expect(doc.metadata.namespace, `${doc.kind} ${doc.metadata.name}`).toBe(
+        CLUSTER_SCOPED.has(doc.kind) ? undefined : namespace,
+      );
+    }
+    expect(base.manifests.map((m) => m.kind).filter((k) => k !== "CustomResourceDefinition")).toEqual([
+      "Namespace",
+      "ServiceAccount",
+      "Role",
+      "RoleBinding",
+      "ClusterRole",
+      "ClusterRoleBinding",
+      "Deployment",
+      "Service",
+      "PodDisruptionBudget",
     ]);
   });
 
-  it("runs `npx wasmesh server` on all interfaces, with the Service and probes on its ports", () => {
+  it("runs `wasmesh server --kubernetes` (the package's bin, as the image holds it) with flags the CLI accepts", () => {
     expect(server.image).toBe("ghcr.io/wasmesh/control-plane:0.1.0");
-    const args = [...(server.command ?? []), ...(server.args ?? [])];
-    expect(args).toEqual([
-      "npx",
-      "wasmesh",
-      "server",
-      "--data",
-      "/var/lib/wasmesh",
-      "--address",
-      "0.0.0.0",
-      "--http-port",
-      "5681",
-      "--xds-port",
-      "5678",
-      "--api-host",
-      "wasmesh-control-plane.wasmesh-system.svc",
-      "--api-host",
-      "wasmesh-control-plane.wasmesh-system.svc.cluster.local",
-    ]);
-    // `npx wasmesh` in the image's /app runs the package's own bin.
+    expect(server.command).toEqual(["node", "/app/bin/wasmesh.js"]);
     const pkg = JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")) as {
       bin: Record<string, string>;
     };
     expect(pkg.bin.wasmesh).toBe("bin/wasmesh.js");
+    const dockerfile = readFileSync(join(REPO_ROOT, "deploy", "Dockerfile"), "utf8");
+    const runtime = dockerfile.slice(dockerfile.lastIndexOf("\nFROM "));
+    expect(runtime).toMatch(/^WORKDIR \/app$/m);
+    expect(runtime).toMatch(/^COPY bin \.\/bin$/m);
 
-    expect(port(server, "http")).toBe(Number(flag(args, "--http-port")));
-    expect(port(server, "grpc")).toBe(Number(flag(args, "--xds-port")));
-    for (const probe of [server.readinessProbe, server.livenessProbe]) {
-      expect(probe?.httpGet).toEqual({ path: "/healthz", port: "http" });
-    }
-    expect(service.spec.ports).toEqual([
-      { name: "http", port: 5681, targetPort: "http", appProtocol: "http" },
-      { name: "grpc", port: 5678, targetPort: "grpc", appProtocol: "grpc" },
-    ]);
-  });
-
-  it("passes only flags `wasmesh server` accepts, and with them the server starts and answers the probe path", async () => {
-    const args = (server.args ?? []).slice(1); // after "server"
+    expect(args.slice(0, 2)).toEqual(["server", "--kubernetes"]);
     const help = execFileSync(process.execPath, [WASMESH_BIN, "server", "--help"], { encoding: "utf8" });
     for (const arg of args.filter((a) => a.startsWith("--"))) expect(help).toContain(arg);
+    expect(flag(args, "--address")).toBe("0.0.0.0");
+    expect(args).toContain("--tls");
+  });
 
-    // The same flags with values this machine can use: a temp data dir, free loopback ports.
-    const dataDir = tempDir("deploy");
-    const httpPort = await freePort();
-    let local = withFlag(args, "--data", dataDir);
-    local = withFlag(local, "--address", "127.0.0.1");
-    local = withFlag(local, "--http-port", String(httpPort));
-    local = withFlag(local, "--xds-port", String(await freePort()));
-    const child: ChildProcess = spawn(process.execPath, [WASMESH_BIN, "server", ...local], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    cleanup.push(() => child.kill("SIGKILL"));
-    let output = "";
-    child.stdout?.on("data", (chunk: Buffer) => {
-      output += chunk.toString("utf8");
-    });
-    child.stderr?.on("data", (chunk: Buffer) => {
-      output += chunk.toString("utf8");
-    });
-    await until(
-      () => `wasmesh server to start:\n${output}`,
-      () => {
-        if (child.exitCode !== null) throw new Error(`wasmesh server exited:\n${output}`);
-        return output.includes("wasmesh control plane: API");
-      },
-      20_000,
+  it("two replicas on the ports its flags name, and one Service for the API, xDS and the webhooks", () => {
+    const spec = deployment.spec;
+    expect(spec.replicas).toBe(2);
+    expect(spec.template.metadata.labels).toMatchObject(spec.selector.matchLabels);
+    expect(spec.template.metadata.labels).toMatchObject(service.spec.selector);
+    expect(port(server, "http")).toBe(Number(flag(args, "--http-port")));
+    expect(port(server, "grpc")).toBe(Number(flag(args, "--xds-port")));
+    expect(port(server, "webhook")).toBe(Number(flag(args, "--webhook-port")));
+    expect(service.spec.ports).toEqual([
+      { name: "http", port: 5681, targetPort: "http", appProtocol: "https" },
+      { name: "grpc", port: 5678, targetPort: "grpc", appProtocol: "grpc" },
+      { name: "webhook", port: 443, targetPort: "webhook", appProtocol: "https" },
+    ]);
+    // The API is reached by the Service's names: requests naming another host are refused.
+    const hosts = args.flatMap((a, i) => (args[i - 1] === "--api-host" ? [a] : []));
+    expect(hosts).toEqual([
+      `${service.metadata.name}.${namespace}.svc`,
+      `${service.metadata.name}.${namespace}.svc.cluster.local`,
+    ]);
+    const pdb = only<{ minAvailable: number; selector: { matchLabels: Record<string, string> } }>(
+      base.manifests,
+      "PodDisruptionBudget",
     );
-    const probe = server.readinessProbe?.httpGet?.path ?? "";
-    const health = await fetch(`http://127.0.0.1:${httpPort}${probe}`);
-    expect(health.status).toBe(200);
-    // Reached by the Service's name, as agents in the cluster reach it: served; another name is not.
-    const token = readFileSync(join(dataDir, "admin-token"), "utf8").trim();
-    const byName = (host: string) =>
-      new Promise<number>((resolve, reject) => {
-        const req = http.get(
-          {
-            host: "127.0.0.1",
-            port: httpPort,
-            path: "/v1/services",
-            headers: { host, authorization: `Bearer ${token}` },
-          },
-          (res) => {
-            res.resume();
-            resolve(res.statusCode ?? 0);
-          },
-        );
-        req.on("error", reject);
-      });
-    expect(await byName("wasmesh-control-plane.wasmesh-system.svc:5681")).toBe(200);
-    expect(await byName("wasmesh-control-plane.wasmesh-system.svc.cluster.local")).toBe(200);
-    expect(await byName("wasmesh-control-plane.evil.example:5681")).toBe(421);
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill("SIGTERM");
-    await exited;
+    expect(pdb.spec.minAvailable).toBe(1);
+    expect(spec.template.metadata.labels).toMatchObject(pdb.spec.selector.matchLabels);
+  });
+
+  it("the webhook registrations the leader writes name this Service and its webhook port", () => {
+    // No --webhook-service: the default, this Service. The registration is the code's (webhooks.ts).
+    expect(args).not.toContain("--webhook-service");
+    expect(args).not.toContain("--webhook-url");
+    const registration = validatingWebhookConfiguration(
+      { service: { namespace, name: "wasmesh-control-plane" } },
+      "bundle",
+    ) as { webhooks: { clientConfig: { service: { name: string; namespace: string; port: number } } }[] };
+    const target = registration.webhooks[0]?.clientConfig.service;
+    expect(target?.name).toBe(service.metadata.name);
+    expect(target?.namespace).toBe(service.metadata.namespace);
+    expect(service.spec.ports.find((p) => p.port === target?.port)?.targetPort).toBe("webhook");
+  });
+
+  it("probes /healthz and /readyz over HTTPS, as the server serves with --tls", () => {
+    const scheme = args.includes("--tls") ? "HTTPS" : "HTTP";
+    expect(server.startupProbe?.httpGet).toEqual({ path: "/healthz", port: "http", scheme });
+    expect(server.livenessProbe?.httpGet).toEqual({ path: "/healthz", port: "http", scheme });
+    expect(server.readinessProbe?.httpGet).toEqual({ path: "/readyz", port: "http", scheme });
+  });
+
+  it("non-root, a read-only root file system, and --data, $XDG_CONFIG_HOME and /tmp on emptyDir volumes", () => {
+    const pod = deployment.spec.template.spec;
+    expect(pod.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      runAsUser: 1000,
+      seccompProfile: { type: "RuntimeDefault" },
+    });
+    expect(server.securityContext).toEqual({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"] },
+    });
+    const emptyDirs = new Set((pod.volumes ?? []).filter((v) => v.emptyDir !== undefined).map((v) => v.name));
+    const writable = (server.volumeMounts ?? []).filter((m) => emptyDirs.has(m.name)).map((m) => m.mountPath);
+    const config = server.env?.find((e) => e.name === "XDG_CONFIG_HOME")?.value ?? "";
+    for (const path of [flag(args, "--data"), config, "/tmp"])
+      expect(
+        writable.some((mount) => path === mount || path.startsWith(`${mount}/`)),
+        path,
+      ).toBe(true);
+  });
+
+  it("gives the pod its name (the leader election's identity) and namespace, and resources", () => {
+    for (const [name, fieldPath] of [
+      ["POD_NAME", "metadata.name"],
+      ["POD_NAMESPACE", "metadata.namespace"],
+    ])
+      expect(server.env).toContainEqual({ name, valueFrom: { fieldRef: { fieldPath } } });
+    const resources = (server as Container & { resources?: { requests?: object; limits?: object } })
+      .resources;
+    expect(resources?.requests).toMatchObject({ cpu: expect.any(String), memory: expect.any(String) });
+    expect(resources?.limits).toMatchObject({ memory: expect.any(String) });
+  });
+
+  it("binds its Role and ClusterRole to the Deployment's service account", () => {
+    const account = only<unknown>(base.manifests, "ServiceAccount");
+    expect(deployment.spec.template.spec.serviceAccountName).toBe(account.metadata.name);
+    const subject = { kind: "ServiceAccount", name: account.metadata.name, namespace };
+    for (const [binding, role] of [
+      ["RoleBinding", "Role"],
+      ["ClusterRoleBinding", "ClusterRole"],
+    ] as const) {
+      const bound = only<unknown>(base.manifests, binding) as Manifest & {
+        roleRef: { kind: string; name: string };
+        subjects: unknown[];
+      };
+      expect(bound.subjects).toEqual([subject]);
+      expect(bound.roleRef.kind).toBe(role);
+      expect(bound.roleRef.name).toBe(only(base.manifests, role).metadata.name);
+    }
   });
 });
 
-describe("sidecar-example.yaml", () => {
-  const { manifests, deployment, template, init, envoy, app, script, bootstrapArgs, bootstrapFile } =
-    sidecarExample();
+describe("deploy/overlays/production", () => {
+  it("is an overlay of the base", () => {
+    const overlay = kustomization(PRODUCTION_DIR);
+    expect(overlay.resources).toContain(relative(PRODUCTION_DIR, KUBERNETES_DIR));
+  });
+});
 
-  it("an initContainer writes the bootstrap with `wasmesh bootstrap` into a volume Envoy reads", () => {
-    expect(manifests.map((m) => m.kind)).toEqual(["Deployment"]);
-    expect(template.metadata.labels).toMatchObject(deployment.spec.selector.matchLabels);
-    expect(init.command).toEqual(["sh", "-c"]);
-    expect(init.args).toHaveLength(1);
-    expect(bootstrapArgs, script).toBeDefined();
-    expect(init.image).toBe(server.image);
-    // $(POD_NAME) is expanded by Kubernetes from this variable: one node id per pod.
-    expect(init.env).toContainEqual({
-      name: "POD_NAME",
-      valueFrom: { fieldRef: { fieldPath: "metadata.name" } },
-    });
+describe("deploy/examples/canary", () => {
+  const canary = kustomization(CANARY_DIR);
+  const demo = only<unknown>(canary.manifests, "Namespace");
+  const reviews = only<ServiceSpec>(canary.manifests, "Service", "reviews");
+  const route = only<{
+    service: string;
+    rules: { destinations: { service: string; subset: Record<string, string>; weight: number }[] }[];
+  }>(canary.manifests, "Route");
+  const deployments = canary.manifests.filter((m) => m.kind === "Deployment") as (Manifest & {
+    spec: DeploymentSpec;
+  })[];
 
-    const file = bootstrapFile ?? "";
-    const shared = template.spec.volumes?.filter((v) => v.emptyDir !== undefined).map((v) => v.name) ?? [];
-    const mountOf = (c: Container) => c.volumeMounts?.find((m) => shared.includes(m.name));
-    expect(mountOf(init)?.name).toBeDefined();
-    expect(mountOf(envoy)?.name).toBe(mountOf(init)?.name);
-    expect(dirname(file)).toBe(mountOf(init)?.mountPath);
-    expect(dirname(file)).toBe(mountOf(envoy)?.mountPath);
-
-    expect(envoy.image).toBe(`envoyproxy/envoy:v${ENVOY_VERSION}`);
-    const envoyArgs = [...(envoy.command ?? []), ...(envoy.args ?? [])];
-    expect(flag(envoyArgs, "-c")).toBe(file);
-    expect(flag(envoyArgs, "--drain-time-s")).toBe("5");
+  it("a namespace labelled for injection (what discovery selects), its objects in it", () => {
+    const [key, value] = MESH_NAMESPACE_SELECTOR.split("=") as [string, string];
+    expect(demo.metadata.labels?.[key]).toBe(value);
+    for (const m of canary.manifests.filter((m) => m.kind !== "Namespace" && m.kind !== "Route"))
+      expect(m.metadata.namespace, `${m.kind} ${m.metadata.name}`).toBe(demo.metadata.name);
   });
 
-  it("points the sidecar at the control plane's Service and at the app's port", () => {
-    const args = bootstrapArgs ?? [];
-    const grpc = service.spec.ports.find((p) => p.name === "grpc")?.port;
-    expect(flag(args, "--xds")).toBe(`${service.metadata.name}.${namespace}.svc:${grpc}`);
-    expect(Number(flag(args, "--app-port"))).toBe(port(app, "http"));
-    expect(flag(args, "--node-id")).toBe("$(POD_NAME)");
-    // The labels route subsets select on, as the pods carry them.
-    expect(flag(args, "--labels")).toBe(`version=${template.metadata.labels.version}`);
-    // The inbound listener (the bootstrap's default port) is what the pod exposes and probes.
-    expect(args).not.toContain("--inbound-port");
-    expect(port(envoy, "mesh-inbound")).toBe(DEFAULT_PORTS.inbound);
-    expect(envoy.readinessProbe?.tcpSocket?.port).toBe(DEFAULT_PORTS.inbound);
+  it("a 90/10 Route in the control plane's namespace over reviews' v1 and v2 pods, by the name discovery gives it", () => {
+    expect(route.metadata.namespace).toBe(namespace);
+    const { metadata, ...rest } = route as Manifest & Record<string, unknown>;
+    const { namespace: _ns, ...named } = metadata;
+    const checked = validateResource({ ...rest, metadata: named });
+    expect(checked.ok ? [] : checked.errors).toEqual([]);
+    expect(route.spec.service).toBe(`${reviews.metadata.name}.${demo.metadata.name}`);
+    const destinations = route.spec.rules[0]?.destinations ?? [];
+    expect(destinations.map((d) => [d.service, d.subset, d.weight])).toEqual([
+      [route.spec.service, { version: "v1" }, 90],
+      [route.spec.service, { version: "v2" }, 10],
+    ]);
+    // Each subset selects the pods of one Deployment, all of them behind the Service.
+    for (const destination of destinations) {
+      const selected = deployments.filter((d) =>
+        Object.entries({ ...reviews.spec.selector, ...destination.subset }).every(
+          ([k, v]) => d.spec.template.metadata.labels[k] === v,
+        ),
+      );
+      expect(
+        selected.map((d) => d.metadata.name),
+        JSON.stringify(destination.subset),
+      ).toEqual([`reviews-${destination.subset.version}`]);
+    }
   });
 
-  it("gives the bootstrap a dataplane token of the service from a Secret, mounted in the initContainer only", () => {
-    const args = bootstrapArgs ?? [];
-    const file = flag(args, "--token-file") ?? "";
-    const volume = template.spec.volumes?.find((v) => (v as { secret?: unknown }).secret !== undefined) as
-      | { name: string; secret: { secretName: string; defaultMode?: number } }
-      | undefined;
-    expect(volume?.secret.secretName).toBe(`${flag(args, "--service")}-dataplane-token`);
-    expect(init.volumeMounts).toContainEqual({
-      name: volume?.name,
-      mountPath: dirname(file),
-      readOnly: true,
-    });
-    expect(envoy.volumeMounts?.map((m) => m.name)).not.toContain(volume?.name);
-    expect(app.volumeMounts?.map((m) => m.name) ?? []).not.toContain(volume?.name);
+  it("the apps: reviews answers on the Service's target port, the client calls it; the image is the control plane's", () => {
+    for (const d of deployments) {
+      expect(d.spec.template.metadata.labels).toMatchObject(d.spec.selector.matchLabels);
+      for (const c of d.spec.template.spec.containers) expect(c.image, d.metadata.name).toBe(server.image);
+    }
+    const target = reviews.spec.ports[0];
+    for (const version of ["v1", "v2"]) {
+      const app = container(
+        only<DeploymentSpec>(deployments, "Deployment", `reviews-${version}`).spec.template,
+        "reviews",
+      );
+      expect(port(app, String(target?.targetPort))).toBe(9080);
+      expect(app.args?.[0]).toContain(".listen(9080)");
+    }
+    const client = container(
+      only<DeploymentSpec>(deployments, "Deployment", "client").spec.template,
+      "client",
+    );
+    expect(client.args?.[0]).toContain(`"http://${reviews.metadata.name}:${target?.port}/"`);
   });
 });
 
