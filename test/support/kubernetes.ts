@@ -1,6 +1,7 @@
-// A private, real Kubernetes API server for tests (issue 12, §4): etcd and kube-apiserver built by
-// scripts/install-kubernetes.sh into .tools/kubernetes (KUBERNETES_TOOLS overrides), started on
-// loopback with a data directory of their own and stopped with the test file.
+// A private, real Kubernetes API server for tests (issue 12, §4): etcd and kube-apiserver (and
+// kubectl, for the manifests' test) built by scripts/install-kubernetes.sh into .tools/kubernetes
+// (KUBERNETES_TOOLS overrides), started on loopback with a data directory of their own and stopped
+// with the test file.
 //
 // No kubelet, controller manager or scheduler runs: nothing starts containers, creates default
 // service accounts, finishes deleting namespaces or makes EndpointSlices. So the API server runs
@@ -21,7 +22,7 @@ export const KUBERNETES_TOOLS = process.env.KUBERNETES_TOOLS ?? join(REPO_ROOT, 
 const INSTALL_HINT = "Run `./dev setup` (or `bash scripts/install-kubernetes.sh`) to build them.";
 
 /** The path of a binary the install script builds, or an error saying how to get it. */
-export function kubernetesBinary(name: "kube-apiserver" | "etcd"): string {
+export function kubernetesBinary(name: "kube-apiserver" | "etcd" | "kubectl"): string {
   const path = join(KUBERNETES_TOOLS, name);
   try {
     accessSync(path, constants.X_OK);
