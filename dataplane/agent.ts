@@ -12,6 +12,7 @@ import { join, resolve } from "node:path";
 import { bootstrap } from "../control-plane/envoy/bootstrap.ts";
 import { DEFAULT_ADDRESSES, type ProxyIdentity } from "../control-plane/envoy/index.ts";
 import { Envoy, EnvoyStartError } from "./envoy.ts";
+import type { Token } from "./http.ts";
 import { startWorkloadIdentity, type WorkloadIdentity } from "./identity.ts";
 import { type PortRequest, type Ports, pickPorts } from "./ports.ts";
 import { type Readiness, type ReadinessServer, startReadiness } from "./ready.ts";
@@ -32,9 +33,20 @@ export interface AgentOptions {
   api: string;
   /**
    * The agent's API token: a dataplane token of its service (`wasmesh token dataplane`), for its
-   * Workload and module bytes.
+   * Workload and module bytes; a function is called for each call (a token file read again).
    */
-  token: string;
+  token: Token;
+  /**
+   * Whether the agent writes its Workload and keeps its lease (default true). On Kubernetes the
+   * control plane makes the Workloads from EndpointSlices (kubernetes/discovery.ts): the injected
+   * agent registers nothing (`--no-register`).
+   */
+  register?: boolean;
+  /**
+   * The address the readiness endpoint listens on (default 127.0.0.1): a kubelet probes the pod's
+   * IP, so the injected sidecar serves it on 0.0.0.0 (`--ready-address`).
+   */
+  readyAddress?: string;
   /**
    * PEM: the CAs the control plane's certificate is verified with (--ca-file), for its API over
    * https and its xDS over TLS; default the system's. xDS is TLS when the API is https.
@@ -78,6 +90,8 @@ export interface Agent {
 
 export async function startAgent(options: AgentOptions): Promise<Agent> {
   const { log } = options;
+  const register = options.register ?? true;
+  const readyAddress = options.readyAddress ?? "127.0.0.1";
   const dataDir = resolve(options.dataDir);
   try {
     mkdirSync(dataDir, { recursive: true });
@@ -186,10 +200,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     };
     let readiness: ReadinessServer;
     try {
-      readiness = await startReadiness(ports.ready, check);
+      readiness = await startReadiness(ports.ready, check, readyAddress);
     } catch (error) {
       throw new AgentError(
-        `cannot listen on 127.0.0.1:${ports.ready} for the readiness endpoint (--ready-port): ${(error as Error).message}`,
+        `cannot listen on ${readyAddress}:${ports.ready} for the readiness endpoint (--ready-port): ${(error as Error).message}`,
       );
     }
     cleanups.push(() => readiness.close());
@@ -202,7 +216,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     }
     cleanups.push(() => envoy.stop());
     log(
-      `Envoy started (pid ${envoy.pid}), admin on 127.0.0.1:${ports.admin}; readiness on http://127.0.0.1:${readiness.port}/ready`,
+      `Envoy started (pid ${envoy.pid}), admin on 127.0.0.1:${ports.admin}; readiness on http://${readyAddress}:${readiness.port}/ready`,
     );
 
     // The Workload is registered once the sidecar can serve it: before, other sidecars would send
@@ -212,7 +226,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       while (!stopping && !(await check()).ready) await sleep(200);
       if (stopping) return;
       log("ready: Envoy is LIVE and has acknowledged its configuration");
-      registration.start();
+      if (register) registration.start();
+      else log("not registering a Workload (--no-register): the control plane discovers this one");
     })();
 
     let shutdown: Promise<void> | undefined;
@@ -235,7 +250,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         shutdown = (async () => {
           log("shutting down: readiness answers 503");
           envoy.stopRestarting();
-          await registration.deregister();
+          if (register) await registration.deregister();
           log(
             `Envoy serves on for ${options.drainSeconds} s while the other sidecars learn the workload is gone`,
           );

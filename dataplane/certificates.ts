@@ -18,14 +18,14 @@
 import { X509Certificate } from "node:crypto";
 import { renewalDelayMs } from "../control-plane/ca/renewal.ts";
 import { createCertificateRequest, createWorkloadKey } from "../control-plane/ca/workload.ts";
-import { failureOf, type HttpResponse, httpRequest } from "./http.ts";
+import { failureOf, type HttpResponse, httpRequest, type Token } from "./http.ts";
 import type { SdsServer } from "./sds.ts";
 
 export interface CertificateManagerOptions {
   /** The control plane's HTTP API base URL. */
   api: string;
   /** The agent's token (a dataplane token of its service). */
-  token?: string;
+  token?: Token;
   /** PEM: the CAs an https API's certificate is verified with (default the system's). */
   ca?: string;
   sds: SdsServer;

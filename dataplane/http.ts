@@ -15,12 +15,21 @@ export interface HttpResponse {
   headers: http.IncomingHttpHeaders;
 }
 
+/**
+ * The agent's token, or how to read it now: a token file (--token-file) is read again for each call,
+ * because the kubelet rotates a projected service-account token in place long before it expires.
+ */
+export type Token = string | (() => string);
+
+/** The Authorization header's value for `token`, read now. */
+export const bearer = (token: Token): string => `Bearer ${typeof token === "string" ? token : token()}`;
+
 export interface HttpRequest {
   method?: string;
   /** Sent as JSON. */
   json?: unknown;
   /** Sent as `Authorization: Bearer <token>`. */
-  token?: string;
+  token?: Token;
   /** PEM: the CAs an https server's certificate is verified with (default the system's). */
   ca?: string;
   /** More request headers (e.g. If-None-Match). */
@@ -44,7 +53,7 @@ export function httpRequest(url: string, options: HttpRequest): Promise<HttpResp
         ...(options.ca !== undefined && target.protocol === "https:" ? { ca: options.ca } : {}),
         headers: {
           ...options.headers,
-          ...(options.token !== undefined ? { authorization: `Bearer ${options.token}` } : {}),
+          ...(options.token !== undefined ? { authorization: bearer(options.token) } : {}),
           ...(body === undefined
             ? {}
             : { "content-type": "application/json", "content-length": Buffer.byteLength(body) }),

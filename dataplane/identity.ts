@@ -5,13 +5,14 @@
 import { join } from "node:path";
 import { SDS_SOCKET } from "../control-plane/envoy/index.ts";
 import { type CertificateManager, startCertificateManager } from "./certificates.ts";
+import type { Token } from "./http.ts";
 import { type SdsServer, startSdsServer } from "./sds.ts";
 
 export interface WorkloadIdentityOptions {
   /** Envoy's working directory: the bootstrap names the socket relative to it (SDS_SOCKET). */
   dataDir: string;
   api: string;
-  token?: string;
+  token?: Token;
   /** PEM: the CAs an https API's certificate is verified with. */
   ca?: string;
   /** Asked of the CA for each certificate (default the CA's workload validity). */

@@ -19,7 +19,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { type FileHandle, open, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { type Fetch, fetchTrusting } from "./http.ts";
+import { bearer, type Fetch, fetchTrusting, type Token } from "./http.ts";
 
 /**
  * The API's limit on a module upload (MAX_MODULE_BYTES in control-plane/modules/validate.ts, which
@@ -60,7 +60,7 @@ export interface ModuleCacheOptions {
   /** The control plane's HTTP API base URL: bytes come from `<api>/v1/modules/<name>/<sha256>.wasm`. */
   api: string;
   /** The agent's API token, sent as a bearer token. */
-  token?: string;
+  token?: Token;
   /** PEM: the CAs an https API's certificate is verified with (default the system's). */
   ca?: string;
   /** Download limit in bytes (default MAX_MODULE_DOWNLOAD_BYTES). */
@@ -165,7 +165,7 @@ export function createModuleCache(options: ModuleCacheOptions): ModuleCache {
     try {
       response = await get(url, {
         signal: AbortSignal.timeout(timeoutMs),
-        ...(options.token !== undefined ? { headers: { authorization: `Bearer ${options.token}` } } : {}),
+        ...(options.token !== undefined ? { headers: { authorization: bearer(options.token) } } : {}),
       });
     } catch (error) {
       throw new Retryable(describe(error));

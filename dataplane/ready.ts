@@ -1,5 +1,5 @@
 // The agent's readiness endpoint, for a Kubernetes readiness probe or a script:
-// GET http://127.0.0.1:<ready-port>/ready answers 200 when the sidecar can take traffic, otherwise
+// GET http://127.0.0.1:<ready-port>/ready (or another address: a kubelet probes the pod's IP) answers 200 when the sidecar can take traffic, otherwise
 // 503 with the reason as text. The check runs on each request, so the answer is never stale.
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -14,6 +14,7 @@ export interface ReadinessServer {
 export async function startReadiness(
   port: number,
   check: () => Promise<Readiness>,
+  host = "127.0.0.1",
 ): Promise<ReadinessServer> {
   const server = http.createServer((req, res) => {
     const path = new URL(req.url ?? "/", "http://localhost").pathname;
@@ -33,7 +34,7 @@ export async function startReadiness(
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen({ host: "127.0.0.1", port, exclusive: true }, () => {
+    server.listen({ host, port, exclusive: true }, () => {
       server.off("error", reject);
       resolve();
     });

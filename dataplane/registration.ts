@@ -4,7 +4,7 @@
 // A control plane that is away is retried with back-off and never stops the agent: while it is
 // away, the Workload stays until its lease lapses, and the next renewal that gets through registers
 // it again if it was swept meanwhile.
-import { failureOf, type HttpResponse, httpRequest } from "./http.ts";
+import { failureOf, type HttpResponse, httpRequest, type Token } from "./http.ts";
 
 export interface WorkloadSpec {
   name: string;
@@ -25,7 +25,7 @@ export interface RegistrationOptions {
   /** The API's base URL, e.g. http://127.0.0.1:5681. */
   api: string;
   /** The agent's token: a dataplane token of the Workload's service (or an admin token). */
-  token?: string;
+  token?: Token;
   /** PEM: the CAs an https API's certificate is verified with. */
   ca?: string;
   workload: WorkloadSpec;
@@ -133,7 +133,7 @@ export class Registration {
     return false;
   }
 
-  private get auth(): { token?: string; ca?: string } {
+  private get auth(): { token?: Token; ca?: string } {
     return {
       ...(this.options.token !== undefined ? { token: this.options.token } : {}),
       ...(this.options.ca !== undefined ? { ca: this.options.ca } : {}),

@@ -56,6 +56,7 @@ import {
   SOTW_METHOD,
 } from "../control-plane/xds/codec.ts";
 import { shutdownGrpcServer } from "./grpc-server.ts";
+import { bearer, type Token } from "./http.ts";
 import { createModuleCache, type ModuleCache, ModuleFetchError } from "./module-cache.ts";
 
 export interface XdsProxyOptions {
@@ -71,7 +72,7 @@ export interface XdsProxyOptions {
    * The agent's token (a dataplane token of its service): module bytes are fetched with it, and it
    * goes with every stream to the control plane (ADS metadata `authorization: Bearer …`).
    */
-  token?: string;
+  token?: Token;
   /**
    * TLS to the control plane (a server started with --tls): its xDS over TLS, its API over https,
    * verified with `ca` (PEM; default the system's CAs). Envoy to this proxy stays plain, on loopback.
@@ -489,7 +490,7 @@ export async function startXdsProxy(options: XdsProxyOptions): Promise<XdsProxy>
       const metadata = new grpc.Metadata();
       // Envoy's stream comes in without a token (loopback, the agent's own Envoy); it goes out with
       // the agent's, which the control plane checks against the service Envoy's node claims.
-      if (options.token !== undefined) metadata.set("authorization", `Bearer ${options.token}`);
+      if (options.token !== undefined) metadata.set("authorization", bearer(options.token));
       return metadata;
     },
     log,

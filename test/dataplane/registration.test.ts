@@ -3,10 +3,14 @@
 // register again when the Workload was deleted behind its back, retry with back-off while the
 // control plane is away and never give up, and deregister. The agent as a whole, with Envoy:
 // test/envoy/dataplane.test.ts.
+import { renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { runOptions } from "../../control-plane/cli/commands/dataplane.ts";
 import { createTokens } from "../../control-plane/security/tokens.ts";
 import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
 import { openSqliteStore } from "../../control-plane/store/index.ts";
+import type { Token } from "../../dataplane/http.ts";
 import { Registration, type WorkloadSpec } from "../../dataplane/registration.ts";
 import { apiFetch, apiOf } from "../support/control-plane.ts";
 import { freePort } from "../support/envoy.ts";
@@ -58,7 +62,7 @@ function register(
   base: string,
   workload: WorkloadSpec,
   lines: string[] = [],
-  token = agentToken,
+  token: Token = agentToken,
 ): Registration {
   const registration = new Registration({
     api: base,
@@ -139,6 +143,41 @@ describe("Registration", () => {
     expect(lines.filter((line) => line.startsWith("registered workload/reviews-asked"))).toHaveLength(2);
     await registration.deregister();
     expect(registration.reregister()).toBe(false);
+  });
+
+  it("reads --token-file again for each call: a token rotated in the file is the one sent", async () => {
+    // As the kubelet rotates a pod's projected service-account token: the file is replaced in place
+    // with a new token, and the old one stops being accepted.
+    const file = join(tempDir("registration-token"), "token");
+    const old = await plane.tokens.issue({ role: "dataplane", service: "reviews" });
+    writeFileSync(file, `${old.secret}\n`);
+    // The token as `wasmesh dataplane run --token-file` gives it to the agent.
+    const options = await runOptions(
+      [
+        "--name",
+        "reviews-rotated",
+        "--service",
+        "reviews",
+        "--app-port",
+        "9080",
+        "--token-file",
+        file,
+        "--cp",
+        api,
+      ],
+      () => {},
+    );
+    if (options === undefined) throw new Error("no options");
+    const lines: string[] = [];
+    const registration = register(api, spec("reviews-rotated", 6), lines, options.token);
+    await registration.registeredOnce();
+    const fresh = await plane.tokens.issue({ role: "dataplane", service: "reviews" });
+    writeFileSync(`${file}.new`, `${fresh.secret}\n`);
+    renameSync(`${file}.new`, file);
+    await plane.tokens.revoke(old.token.id);
+    const renewed = registration.renewals;
+    await until("two renewals after the rotation", () => registration.renewals >= renewed + 2, 20_000, 50);
+    expect(lines.filter((line) => /failed|401/.test(line))).toEqual([]);
   });
 
   it("registers the Workload again when it was deleted behind its back", async () => {

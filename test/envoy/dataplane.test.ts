@@ -6,6 +6,7 @@
 // API, Envoy's processes and admin, and which app answered a request sent through the client.
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import net from "node:net";
+import { networkInterfaces } from "node:os";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTokens } from "../../control-plane/security/tokens.ts";
@@ -215,6 +216,41 @@ describe("wasmesh dataplane run", () => {
     );
     const [accepted] = ((await inbound.json()) as { stats: { value: number }[] }).stats;
     expect(accepted?.value).toBeGreaterThan(0);
+  });
+
+  it("--no-register --ready-address 0.0.0.0 (the injected sidecar): ready on this host's own address, no Workload written nor deleted", async () => {
+    // A kubelet probes the pod's IP, never its loopback; on Kubernetes discovery makes the Workload.
+    const address = Object.values(networkInterfaces())
+      .flat()
+      .find((i) => i?.family === "IPv4" && !i.internal)?.address;
+    if (address === undefined) throw new Error("this host has no non-loopback IPv4 address to probe");
+    const injected = agent({
+      api: cp.api,
+      token: tokens.reviews as string,
+      args: [
+        "--name",
+        "reviews-injected",
+        "--service",
+        "reviews",
+        "--app-port",
+        String(reviewsApp.port),
+        "--xds",
+        cp.xds,
+        "--no-register",
+        "--ready-address",
+        "0.0.0.0",
+      ],
+    });
+    const { ready } = await injected.ports();
+    await injected.waitReady();
+    const probe = await fetch(`http://${address}:${ready}/ready`).catch((error: Error) => error);
+    expect(probe instanceof Response ? probe.status : String(probe.cause ?? probe)).toBe(200);
+    // Once ready, the agent says it registers nothing (where it would have started registering).
+    await injected.waitForOutput(/not registering a Workload/, 30_000);
+    expect((await workload("reviews-injected")).status).toBe(404);
+    injected.signal("SIGTERM");
+    expect((await injected.exited).code, injected.stdout()).toBe(0);
+    expect(injected.stdout()).not.toMatch(/registered workload|deregistered/);
   });
 
   it("restarts an Envoy killed with SIGKILL: ready again, traffic resumes, the Workload stays as it was", async () => {

@@ -2,7 +2,9 @@
 // checks the flags (usage errors exit 2 and start nothing), then runs the agent until SIGTERM or
 // SIGINT, and turns a sidecar that cannot start into `wasmesh: <why>` and exit 1.
 
+import { isIP } from "node:net";
 import type { AgentOptions } from "../../../dataplane/agent.ts";
+import type { Token } from "../../../dataplane/http.ts";
 import {
   type CommandName,
   caOf,
@@ -45,7 +47,7 @@ export const help = `Usage: wasmesh dataplane run --name NAME --service SERVICE 
                              [--labels k=v,...]
                              [--address ADDR] [--zone Z] [--inbound-port P] [--outbound-port P]
                              [--admin-port P] [--ready-port P] [--cp URL] [--xds HOST:PORT]
-                             [--ca-file FILE]
+                             [--ca-file FILE] [--ready-address ADDR] [--no-register]
                              [--envoy PATH] [--data DIR] [--lease-seconds N] [--drain-seconds N]
                              [--cert-ttl SECONDS] [-- ENVOY FLAGS...]
 
@@ -62,7 +64,9 @@ Envoy at once. Exits 1 with Envoy's reason when Envoy cannot start.
   --app-port PORT       the local app's port, behind the inbound listener (required)
   --token-file FILE     the agent's API token: a dataplane token of SERVICE, from
                         wasmesh token dataplane --service SERVICE > FILE (required, unless
-                        $WASMESH_TOKEN holds one)
+                        $WASMESH_TOKEN holds one), or on Kubernetes the pod's projected
+                        service-account token; read again for each call, so a token the
+                        kubelet rotates in place is followed
   --labels k=v,...      the workload's labels, e.g. version=v2 (route subsets select on them)
   --address ADDR        where other sidecars reach this one (default: the address this host
                         reaches the control plane from)
@@ -74,6 +78,10 @@ Envoy at once. Exits 1 with Envoy's reason when Envoy cannot start.
                         LIVE and has acknowledged its first configuration, and the workload has
                         its certificate; else 503 and why)
                         Ports not given are picked free, and the first line says which.
+  --ready-address ADDR  where the readiness endpoint listens (default 127.0.0.1; 0.0.0.0 for a
+                        kubelet's probe, which comes to the pod's IP)
+  --no-register         write no Workload and keep no lease: on Kubernetes the control plane
+                        makes the pod's Workload from its EndpointSlices (the injected sidecar)
   --cp URL              the control plane's HTTP API (default $WASMESH_API, else ${DEFAULT_API};
                         --api is the same)
   --xds HOST:PORT       the control plane's xDS server (default: --cp's host, port 5678)
@@ -106,36 +114,8 @@ export async function run(args: string[], out: Out): Promise<undefined> {
   if (sub === undefined) throw usage(command, "dataplane: a subcommand is required (run, capture)");
   if (sub === "capture") return capture(rest, out);
   if (sub !== "run") throw usage(command, `dataplane: unknown subcommand '${sub}'`);
-  // Everything after `--` is Envoy's.
-  const split = rest.indexOf("--");
-  const envoyArgs = split < 0 ? [] : rest.slice(split + 1);
-  const { values, positionals } = parse(
-    split < 0 ? rest : rest.slice(0, split),
-    {
-      name: { type: "string" },
-      service: { type: "string" },
-      "app-port": { type: "string" },
-      "token-file": { type: "string" },
-      labels: { type: "string" },
-      address: { type: "string" },
-      zone: { type: "string" },
-      "inbound-port": { type: "string" },
-      "outbound-port": { type: "string" },
-      "admin-port": { type: "string" },
-      "ready-port": { type: "string" },
-      cp: { type: "string" },
-      xds: { type: "string" },
-      envoy: { type: "string" },
-      data: { type: "string" },
-      "lease-seconds": { type: "string" },
-      "drain-seconds": { type: "string" },
-      "cert-ttl": { type: "string" },
-    },
-    command,
-  );
-  if (values.help) return out(help);
-  noPositionals(positionals, command);
-  const options = await agentOptions(values, envoyArgs, out);
+  const options = await runOptions(rest, out);
+  if (options === undefined) return undefined;
 
   const { startAgent, AgentError } = await import("../../../dataplane/agent.ts");
   let agent: Awaited<ReturnType<typeof startAgent>> | undefined;
@@ -167,9 +147,67 @@ export async function run(args: string[], out: Out): Promise<undefined> {
   return undefined;
 }
 
-/** The agent's token: the file's (first line), else $WASMESH_TOKEN; a usage error without one. */
-function tokenOf(file: string | undefined, service: string): string {
-  if (file !== undefined) return readTokenFile(command, file);
+/**
+ * `dataplane run`'s arguments (those after `run`) as the agent's options, every problem a usage
+ * error naming its flag; undefined after printing the help. Exported for tests: e.g. that the
+ * injected sidecar's command line is one this command takes.
+ */
+export async function runOptions(args: string[], out: Out): Promise<AgentOptions | undefined> {
+  // Everything after `--` is Envoy's.
+  const split = args.indexOf("--");
+  const envoyArgs = split < 0 ? [] : args.slice(split + 1);
+  const { values, positionals } = parse(
+    split < 0 ? args : args.slice(0, split),
+    {
+      name: { type: "string" },
+      service: { type: "string" },
+      "app-port": { type: "string" },
+      "token-file": { type: "string" },
+      labels: { type: "string" },
+      address: { type: "string" },
+      zone: { type: "string" },
+      "inbound-port": { type: "string" },
+      "outbound-port": { type: "string" },
+      "admin-port": { type: "string" },
+      "ready-port": { type: "string" },
+      "ready-address": { type: "string" },
+      "no-register": { type: "boolean" },
+      cp: { type: "string" },
+      xds: { type: "string" },
+      envoy: { type: "string" },
+      data: { type: "string" },
+      "lease-seconds": { type: "string" },
+      "drain-seconds": { type: "string" },
+      "cert-ttl": { type: "string" },
+    },
+    command,
+  );
+  if (values.help) {
+    out(help);
+    return undefined;
+  }
+  noPositionals(positionals, command);
+  return agentOptions(values, envoyArgs, out);
+}
+
+/**
+ * The agent's token: the file's (first line), else $WASMESH_TOKEN; a usage error without one. The
+ * file is read now (a usage error if it cannot be) and again for each call the agent makes, since the
+ * kubelet rotates a projected service-account token in place; a read that fails then (the file
+ * being replaced) keeps the last token read.
+ */
+function tokenOf(file: string | undefined, service: string): Token {
+  if (file !== undefined) {
+    let last = readTokenFile(command, file);
+    return () => {
+      try {
+        last = readTokenFile(command, file);
+      } catch {
+        // Kept: the next call reads it again.
+      }
+      return last;
+    };
+  }
   if (process.env.WASMESH_TOKEN) return process.env.WASMESH_TOKEN;
   throw usage(
     command,
@@ -239,6 +277,9 @@ async function agentOptions(values: Parsed["values"], envoyArgs: string[], out: 
     throw usage(command, (error as Error).message);
   }
   const address = str(values.address);
+  const readyAddress = str(values["ready-address"]);
+  if (readyAddress !== undefined && isIP(readyAddress) === 0)
+    throw usage(command, `--ready-address: expected an IP address such as 0.0.0.0, got '${readyAddress}'`);
   const workload = {
     name,
     service,
@@ -284,6 +325,8 @@ async function agentOptions(values: Parsed["values"], envoyArgs: string[], out: 
     },
     api: api.href.replace(/\/$/, ""),
     token,
+    ...(values["no-register"] ? { register: false } : {}),
+    ...(readyAddress !== undefined ? { readyAddress } : {}),
     ...(ca !== undefined ? { ca: ca.pem } : {}),
     xds,
     envoyBin: str(values.envoy) ?? "envoy",
