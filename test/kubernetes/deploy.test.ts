@@ -1,10 +1,11 @@
 // deploy/'s Kubernetes manifests checked by a real API server (issue 12, §3), with a real kubectl:
 // `kubectl kustomize` builds the base, the production overlay and the canary example; `kubectl apply
 // -k --dry-run=server` takes each through the API server's validation and admission (schemas, the
-// CRDs' structural schemas, strict field validation, Pod Security "restricted" in wasmesh-system)
-// without a warning, and refuses broken copies with the field; the RBAC, applied for real, lets the
-// control plane's service account make every call the control plane makes and nothing more; and the
-// Deployment's own arguments start `wasmesh server --kubernetes` with that service account's token.
+// CRDs' structural schemas, strict field validation, Pod Security "restricted" in wasmesh-system,
+// enforced on the control plane's pod) without a warning, and refuses broken copies with the field;
+// the RBAC, applied for real, lets the control plane's service account make every call the control
+// plane makes and nothing more; and the Deployment's own arguments start `wasmesh server
+// --kubernetes` with that service account's token.
 // The tests run in order: the dry runs need the CRDs and namespaces the first ones create, the last
 // ones the base applied for real. No kubelet runs here: nothing pulls an image or starts a pod.
 import { type ChildProcess, spawn } from "node:child_process";
@@ -24,10 +25,12 @@ import { type CliResult, runCommand, WASMESH_BIN } from "../support/control-plan
 import {
   CANARY_DIR,
   controlPlaneOf,
+  type DeploymentSpec,
   flag,
   KUBERNETES_DIR,
   type Manifest,
   only,
+  type PodTemplate,
   PRODUCTION_DIR,
   parseDocuments,
   withFlag,
@@ -67,6 +70,28 @@ function brokenCopy(dir: string, file: string, edit: (text: string) => string): 
   expect(changed, `the edit of ${file}`).not.toBe(text);
   writeFileSync(join(copy, file), changed);
   return copy;
+}
+
+/** A file holding the Pod a Deployment makes (its template, changed by `edit`): Pod Security's enforcement applies to it. */
+function podOf(
+  deployment: Manifest & { spec: DeploymentSpec },
+  edit: (spec: PodTemplate["spec"]) => void = () => undefined,
+): string {
+  const { metadata, spec } = structuredClone(deployment.spec.template);
+  edit(spec);
+  const file = join(tempDir("deploy-pod"), "pod.json");
+  const pod = {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: {
+      ...metadata,
+      name: `${deployment.metadata.name}-0`,
+      namespace: deployment.metadata.namespace,
+    },
+    spec,
+  };
+  writeFileSync(file, JSON.stringify(pod));
+  return file;
 }
 
 beforeAll(async () => {
@@ -142,9 +167,19 @@ describe("deploy/ on a real API server", () => {
       expect(lines, dir).toHaveLength(objects.length);
       for (const line of lines) expect(line, dir).toMatch(/ \(server dry run\)$/);
     }
+    // Pod Security is enforced on pods (on a Deployment it only warns): the control plane's pod,
+    // as its Deployment makes it, is admitted in wasmesh-system.
+    const pod = await kubectl([
+      "apply",
+      "--dry-run=server",
+      "-f",
+      podOf(controlPlaneOf(await build(KUBERNETES_DIR)).deployment),
+    ]);
+    expect(pod.code, pod.stderr).toBe(0);
+    expect(pod.stderr).toBe("");
   });
 
-  it("refuses a broken copy with the field, and warns of a pod outside the namespace's Pod Security level", async () => {
+  it("refuses a broken copy with the field; Pod Security warns of a Deployment breaking the namespace's level and refuses its pod", async () => {
     const refused = async (dir: string, field: RegExp) => {
       const result = await dryRun(dir);
       expect(result.code, result.stdout).not.toBe(0);
@@ -182,6 +217,18 @@ describe("deploy/ on a real API server", () => {
     expect(insecure.stderr).toMatch(
       /Warning: would violate PodSecurity "restricted:latest": allowPrivilegeEscalation/,
     );
+    // And such a pod is refused.
+    const { deployment } = controlPlaneOf(await build(KUBERNETES_DIR));
+    const rootPod = await kubectl([
+      "apply",
+      "--dry-run=server",
+      "-f",
+      podOf(deployment, (spec) => {
+        spec.securityContext = { ...spec.securityContext, runAsNonRoot: false, runAsUser: 0 };
+      }),
+    ]);
+    expect(rootPod.code).not.toBe(0);
+    expect(rootPod.stderr).toMatch(/violates PodSecurity "restricted:latest": .*runAsNonRoot/);
   });
 });
 
