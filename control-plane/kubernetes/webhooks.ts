@@ -8,6 +8,7 @@ import type { AddressInfo } from "node:net";
 import type { AdmissionHandler, AdmissionReview } from "./admission.ts";
 import { KubeApiError, type KubeClient, type KubeObject } from "./client.ts";
 import { GROUP, VERSION } from "./crds.ts";
+import { INJECTION_ENABLED, INJECTION_LABEL } from "./injection.ts";
 
 /** The largest AdmissionReview read (a Pod or a resource with its old version fits many times). */
 const MAX_REVIEW_BYTES = 8 * 1024 * 1024;
@@ -128,6 +129,59 @@ export function validatingWebhookConfiguration(target: WebhookTarget, caBundle: 
             operations: ["CREATE", "UPDATE", "DELETE"],
             resources: ["*"],
             scope: "*",
+          },
+        ],
+      },
+    ],
+  };
+}
+
+/**
+ * The MutatingWebhookConfiguration of sidecar injection (kubernetes/injection.ts): Pod CREATEs in
+ * the namespaces labelled `wasmesh.io/sidecar-injection: enabled`, never in the control plane's own
+ * (its pods would wait for the webhook they serve).
+ *
+ * Failure policy Fail: while no replica answers, pods of mesh namespaces are not created (their
+ * controllers retry) rather than created without a sidecar, which would leave them outside the mesh
+ * until deleted, unable to reach services that take mTLS only, and never told so. Pods elsewhere are
+ * not affected: the namespaceSelector keeps the API server from calling the webhook for them.
+ */
+export function mutatingWebhookConfiguration(
+  target: WebhookTarget,
+  caBundle: string,
+  options: { controlPlaneNamespace: string; timeoutSeconds?: number },
+): KubeObject {
+  return {
+    apiVersion: "admissionregistration.k8s.io/v1",
+    kind: "MutatingWebhookConfiguration",
+    metadata: { name: MUTATING_WEBHOOK, labels: { "app.kubernetes.io/part-of": "wasmesh" } },
+    webhooks: [
+      {
+        name: `inject.${GROUP}`,
+        admissionReviewVersions: ["v1"],
+        sideEffects: "None",
+        failurePolicy: "Fail",
+        // The patch is whole at once; another webhook's later change is not a reason to run again.
+        reinvocationPolicy: "Never",
+        timeoutSeconds: options.timeoutSeconds ?? 10,
+        clientConfig: clientConfig(target, INJECT_PATH, caBundle),
+        namespaceSelector: {
+          matchLabels: { [INJECTION_LABEL]: INJECTION_ENABLED },
+          matchExpressions: [
+            {
+              key: "kubernetes.io/metadata.name",
+              operator: "NotIn",
+              values: [options.controlPlaneNamespace],
+            },
+          ],
+        },
+        rules: [
+          {
+            apiGroups: [""],
+            apiVersions: ["v1"],
+            operations: ["CREATE"],
+            resources: ["pods"],
+            scope: "Namespaced",
           },
         ],
       },

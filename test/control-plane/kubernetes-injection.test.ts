@@ -1,0 +1,495 @@
+// Sidecar injection's patch (control-plane/kubernetes/injection.ts), applied to pods by an RFC 6902
+// applier: the pod a mesh namespace stores, what is left alone (other namespaces, the control plane's,
+// opted out, host network, already injected) and what is refused. The webhook on a real API server:
+// test/kubernetes/injection.test.ts. The injected command lines are parsed by the real CLI here.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type * as k8s from "@kubernetes/client-node";
+import { describe, expect, it } from "vitest";
+import { runOptions } from "../../control-plane/cli/commands/dataplane.ts";
+import type { AdmissionReview } from "../../control-plane/kubernetes/admission.ts";
+import {
+  CA_DIR,
+  createInjectionAdmission,
+  type InjectionConfig,
+  injectionPatch,
+  type JsonPatchOperation,
+  TOKEN_DIR,
+} from "../../control-plane/kubernetes/injection.ts";
+import { runCommand, WASMESH_BIN } from "../support/control-plane.ts";
+import { commandLine, containerEnv } from "../support/kubelet.ts";
+import { tempDir } from "../support/temp.ts";
+
+const CONFIG: InjectionConfig = {
+  image: "ghcr.io/wasmesh/control-plane:0.1.0",
+  controlPlaneNamespace: "wasmesh-system",
+  api: "https://wasmesh-control-plane.wasmesh-system.svc:5681",
+  xds: "wasmesh-control-plane.wasmesh-system.svc:5678",
+  caBundle: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+};
+const MESH = { name: "bookinfo", labels: { "wasmesh.io/sidecar-injection": "enabled" } };
+
+/** RFC 6902 add, replace and remove, as the API server applies a webhook's patch. */
+function applyPatch<T>(document: T, patch: readonly JsonPatchOperation[]): T {
+  const root = structuredClone(document) as unknown;
+  for (const operation of patch) {
+    const segments = operation.path
+      .split("/")
+      .slice(1)
+      .map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"));
+    const last = segments.pop() as string;
+    let parent = root as Record<string, unknown>;
+    for (const segment of segments) {
+      const next = (parent as Record<string, unknown>)[segment];
+      if (typeof next !== "object" || next === null) throw new Error(`${operation.path}: no ${segment}`);
+      parent = next as Record<string, unknown>;
+    }
+    if (Array.isArray(parent)) {
+      const index = last === "-" ? parent.length : Number(last);
+      if (!(index >= 0 && index <= parent.length)) throw new Error(`${operation.path}: index out of range`);
+      if (operation.op === "add") parent.splice(index, 0, structuredClone(operation.value));
+      else if (operation.op === "replace") parent[index] = structuredClone(operation.value);
+      else parent.splice(index, 1);
+    } else if (operation.op === "remove") delete parent[last];
+    else {
+      if (operation.op === "replace" && !(last in parent))
+        throw new Error(`${operation.path}: nothing to replace`);
+      parent[last] = structuredClone(operation.value);
+    }
+  }
+  return root as T;
+}
+
+function reviewsPod(): k8s.V1Pod {
+  return {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: {
+      generateName: "reviews-v1-7d9f-",
+      namespace: "bookinfo",
+      labels: { app: "reviews", version: "v1", "pod-template-hash": "7d9f" },
+    },
+    spec: {
+      containers: [{ name: "reviews", image: "reviews:v1", ports: [{ name: "http", containerPort: 9080 }] }],
+    },
+  };
+}
+
+function inject(pod: k8s.V1Pod, services: k8s.V1Service[] = [], config = CONFIG) {
+  const decision = injectionPatch(pod, MESH, config, services);
+  if (!("inject" in decision) || !decision.inject)
+    throw new Error(`not injected: ${JSON.stringify(decision)}`);
+  return { ...decision, pod: applyPatch(pod, decision.patch) };
+}
+
+const SIDECAR_ARGS = (service: string, appPort: number, labels: string) => [
+  "dataplane",
+  "run",
+  "--name",
+  "$(POD_NAME).$(POD_NAMESPACE)",
+  "--service",
+  service,
+  "--app-port",
+  String(appPort),
+  "--labels",
+  labels,
+  "--token-file",
+  "/var/run/secrets/wasmesh.io/token/token",
+  "--cp",
+  "https://wasmesh-control-plane.wasmesh-system.svc:5681",
+  "--xds",
+  "wasmesh-control-plane.wasmesh-system.svc:5678",
+  "--ca-file",
+  "/var/run/secrets/wasmesh.io/ca/ca.pem",
+  "--inbound-port",
+  "15006",
+  "--outbound-port",
+  "15001",
+  "--admin-port",
+  "15000",
+  "--ready-port",
+  "15021",
+  "--ready-address",
+  "0.0.0.0",
+  "--no-register",
+  "--data",
+  "/var/lib/wasmesh-dataplane",
+  "--",
+  "--concurrency",
+  "2",
+];
+
+describe("sidecar injection's patch", () => {
+  it("gives a pod of a mesh namespace the capture, then the native sidecar, its volumes, labels and annotations", () => {
+    const { pod, service, warnings } = inject(reviewsPod());
+    expect(service).toBe("reviews.bookinfo");
+    expect(warnings).toEqual([]);
+    expect(pod).toEqual({
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: {
+        generateName: "reviews-v1-7d9f-",
+        namespace: "bookinfo",
+        labels: {
+          app: "reviews",
+          version: "v1",
+          "pod-template-hash": "7d9f",
+          "wasmesh.io/service": "reviews",
+        },
+        annotations: {
+          "wasmesh.io/sidecar": "injected",
+          "wasmesh.io/inbound-port": "15006",
+          "wasmesh.io/ca-bundle": CONFIG.caBundle,
+        },
+      },
+      spec: {
+        containers: [
+          { name: "reviews", image: "reviews:v1", ports: [{ name: "http", containerPort: 9080 }] },
+        ],
+        initContainers: [
+          {
+            name: "wasmesh-capture",
+            image: CONFIG.image,
+            command: ["node", "/app/bin/wasmesh.js"],
+            args: [
+              "dataplane",
+              "capture",
+              "--outbound-port",
+              "15001",
+              "--inbound-port",
+              "15006",
+              "--proxy-uid",
+              "1337",
+              "--exclude-inbound-ports",
+              "15021",
+            ],
+            securityContext: {
+              runAsUser: 0,
+              runAsGroup: 0,
+              runAsNonRoot: false,
+              allowPrivilegeEscalation: false,
+              readOnlyRootFilesystem: false,
+              capabilities: { add: ["NET_ADMIN", "NET_RAW"], drop: ["ALL"] },
+            },
+            resources: { requests: { cpu: "10m", memory: "32Mi" }, limits: { memory: "128Mi" } },
+          },
+          {
+            name: "wasmesh-sidecar",
+            image: CONFIG.image,
+            restartPolicy: "Always",
+            command: ["node", "/app/bin/wasmesh.js"],
+            args: SIDECAR_ARGS("reviews.bookinfo", 9080, "app=reviews,version=v1,wasmesh.io/service=reviews"),
+            env: [
+              { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+              { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+              { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
+            ],
+            startupProbe: {
+              httpGet: { path: "/ready", port: 15021 },
+              periodSeconds: 1,
+              failureThreshold: 300,
+            },
+            readinessProbe: {
+              httpGet: { path: "/ready", port: 15021 },
+              periodSeconds: 5,
+              failureThreshold: 3,
+            },
+            resources: { requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "512Mi" } },
+            securityContext: {
+              runAsUser: 1337,
+              runAsGroup: 1337,
+              runAsNonRoot: true,
+              readOnlyRootFilesystem: true,
+              allowPrivilegeEscalation: false,
+              capabilities: { drop: ["ALL"] },
+            },
+            volumeMounts: [
+              { name: "wasmesh-token", mountPath: "/var/run/secrets/wasmesh.io/token", readOnly: true },
+              { name: "wasmesh-ca", mountPath: "/var/run/secrets/wasmesh.io/ca", readOnly: true },
+              { name: "wasmesh-data", mountPath: "/var/lib/wasmesh-dataplane" },
+            ],
+          },
+        ],
+        volumes: [
+          {
+            name: "wasmesh-token",
+            projected: {
+              sources: [
+                { serviceAccountToken: { audience: "wasmesh", expirationSeconds: 3600, path: "token" } },
+              ],
+            },
+          },
+          {
+            name: "wasmesh-ca",
+            downwardAPI: {
+              items: [
+                { path: "ca.pem", fieldRef: { fieldPath: "metadata.annotations['wasmesh.io/ca-bundle']" } },
+              ],
+            },
+          },
+          { name: "wasmesh-data", emptyDir: {} },
+        ],
+      },
+    });
+  });
+
+  it("goes before the pod's own init containers, next to its volumes and annotations, and excludes its probes' ports from the capture", () => {
+    const pod = reviewsPod();
+    pod.metadata = { ...pod.metadata, annotations: { "prometheus.io/scrape": "true" } };
+    pod.spec = {
+      initContainers: [{ name: "migrate", image: "migrate:1" }],
+      containers: [
+        {
+          name: "reviews",
+          image: "reviews:v1",
+          ports: [
+            { name: "http", containerPort: 9080 },
+            { name: "health", containerPort: 9090 },
+          ],
+          readinessProbe: { httpGet: { path: "/healthz", port: "health" } },
+          livenessProbe: { tcpSocket: { port: 9080 } },
+        },
+      ],
+      volumes: [{ name: "config", emptyDir: {} }],
+    };
+    const injected = inject(pod).pod;
+    expect(injected.spec?.initContainers?.map((c) => c.name)).toEqual([
+      "wasmesh-capture",
+      "wasmesh-sidecar",
+      "migrate",
+    ]);
+    expect(injected.spec?.volumes?.map((v) => v.name)).toEqual([
+      "config",
+      "wasmesh-token",
+      "wasmesh-ca",
+      "wasmesh-data",
+    ]);
+    expect(injected.metadata?.annotations).toEqual({
+      "prometheus.io/scrape": "true",
+      "wasmesh.io/sidecar": "injected",
+      "wasmesh.io/inbound-port": "15006",
+      "wasmesh.io/ca-bundle": CONFIG.caBundle,
+    });
+    expect(injected.spec?.initContainers?.[0]?.args?.at(-1)).toBe("15021,9080,9090");
+  });
+
+  it("is idempotent: a pod that has the sidecar gets no second one", () => {
+    const once = inject(reviewsPod()).pod;
+    expect(injectionPatch(once, MESH, CONFIG)).toEqual({
+      inject: false,
+      reason: "the pod already has the sidecar",
+      warn: false,
+    });
+  });
+
+  it("leaves alone pods opted out, on the host's network, in unlabelled namespaces and in the control plane's", () => {
+    const optedOut = reviewsPod();
+    optedOut.metadata = { ...optedOut.metadata, annotations: { "wasmesh.io/sidecar-injection": "disabled" } };
+    expect(injectionPatch(optedOut, MESH, CONFIG)).toMatchObject({ inject: false, warn: false });
+    const host = reviewsPod();
+    host.spec = { ...host.spec, containers: host.spec?.containers ?? [], hostNetwork: true };
+    expect(injectionPatch(host, MESH, CONFIG)).toMatchObject({
+      inject: false,
+      warn: true,
+      reason: /host's network/,
+    });
+    expect(injectionPatch(reviewsPod(), { name: "bookinfo", labels: {} }, CONFIG)).toMatchObject({
+      inject: false,
+      reason: /not labelled wasmesh.io\/sidecar-injection=enabled/,
+    });
+    expect(injectionPatch(reviewsPod(), { ...MESH, name: "wasmesh-system" }, CONFIG)).toMatchObject({
+      inject: false,
+      reason: /control plane's/,
+    });
+  });
+
+  it("takes the app port from the annotation, else the first port, else 8080 with a warning", () => {
+    const appPort = (pod: k8s.V1Pod) => {
+      const args = inject(pod).pod.spec?.initContainers?.[1]?.args ?? [];
+      return args[args.indexOf("--app-port") + 1];
+    };
+    const annotated = reviewsPod();
+    annotated.metadata = { ...annotated.metadata, annotations: { "wasmesh.io/app-port": "9443" } };
+    expect(appPort(annotated)).toBe("9443");
+    const portless = reviewsPod();
+    portless.spec = { containers: [{ name: "client", image: "curl" }] };
+    expect(appPort(portless)).toBe("8080");
+    expect(inject(portless).warnings).toEqual([expect.stringMatching(/declares no container port.*8080/)]);
+  });
+
+  it("names the service from the label, else the one Service selecting the pod, else app labels", () => {
+    const service = (labels: Record<string, string>, services: k8s.V1Service[] = []) => {
+      const pod = reviewsPod();
+      pod.metadata = { ...pod.metadata, labels };
+      return injectionPatch(pod, MESH, CONFIG, services);
+    };
+    const selecting = (name: string, selector: Record<string, string>): k8s.V1Service => ({
+      metadata: { name, namespace: "bookinfo" },
+      spec: { selector, ports: [{ port: 9080 }] },
+    });
+    expect(service({ "wasmesh.io/service": "ratings", app: "reviews" })).toMatchObject({
+      service: "ratings.bookinfo",
+    });
+    const bySelector = service({ app: "reviews", version: "v1" }, [
+      selecting("reviews-svc", { app: "reviews" }),
+      selecting("details", { app: "details" }),
+    ]);
+    expect(bySelector).toMatchObject({ service: "reviews-svc.bookinfo" });
+    expect(
+      applyPatch(reviewsPod(), (bySelector as { patch: JsonPatchOperation[] }).patch).metadata?.labels,
+    ).toMatchObject({
+      "wasmesh.io/service": "reviews-svc",
+    });
+    expect(
+      service({ app: "reviews" }, [
+        selecting("reviews", { app: "reviews" }),
+        selecting("all", { app: "reviews" }),
+      ]),
+    ).toMatchObject({ service: "reviews.bookinfo" });
+    expect(
+      service({ tier: "web" }, [selecting("a", { tier: "web" }), selecting("b", { tier: "web" })]),
+    ).toEqual({
+      refuse: expect.stringMatching(/Services a, b all select the pod: label it wasmesh.io\/service/),
+    });
+    expect(service({ "app.kubernetes.io/name": "reviews" })).toMatchObject({ service: "reviews.bookinfo" });
+    expect(service({ "wasmesh.io/service": "reviews.other" })).toEqual({
+      refuse: expect.stringMatching(/another namespace/),
+    });
+    expect(service({ tier: "web" })).toMatchObject({
+      inject: false,
+      warn: true,
+      reason: /no Service selects it/,
+    });
+  });
+
+  it("refuses an app that runs as the proxy UID or listens on a sidecar port", () => {
+    const asProxy = reviewsPod();
+    asProxy.spec = {
+      ...asProxy.spec,
+      containers: asProxy.spec?.containers ?? [],
+      securityContext: { runAsUser: 1337 },
+    };
+    expect(injectionPatch(asProxy, MESH, CONFIG)).toEqual({ refuse: expect.stringMatching(/UID 1337/) });
+    const onInbound = reviewsPod();
+    onInbound.metadata = { ...onInbound.metadata, annotations: { "wasmesh.io/app-port": "15006" } };
+    expect(injectionPatch(onInbound, MESH, CONFIG)).toEqual({
+      refuse: expect.stringMatching(/15006 is the sidecar's inbound port/),
+    });
+  });
+
+  it("without TLS to the control plane, mounts no CA and passes no --ca-file", () => {
+    const { pod } = inject(reviewsPod(), [], {
+      ...CONFIG,
+      api: "http://cp.wasmesh-system.svc:5681",
+      caBundle: undefined,
+    });
+    const sidecar = pod.spec?.initContainers?.[1];
+    expect(sidecar?.args).not.toContain("--ca-file");
+    expect(pod.spec?.volumes?.map((v) => v.name)).toEqual(["wasmesh-token", "wasmesh-data"]);
+    expect(pod.metadata?.annotations?.["wasmesh.io/ca-bundle"]).toBeUndefined();
+  });
+});
+
+describe("the injected command lines", () => {
+  it("are what `wasmesh dataplane run` takes: the sidecar's options as the kubelet would start it", async () => {
+    const sidecar = inject(reviewsPod()).pod.spec?.initContainers?.[1] as k8s.V1Container;
+    const env = containerEnv(sidecar, {
+      "metadata.name": "reviews-v1-7d9f-x2k4q",
+      "metadata.namespace": "bookinfo",
+      "status.podIP": "10.1.2.3",
+    });
+    // The projected token and the CA file, as the kubelet mounts them.
+    const mounts = tempDir("injection-mounts");
+    for (const dir of ["token", "ca"]) mkdirSync(join(mounts, dir));
+    writeFileSync(join(mounts, "token", "token"), "eyJhbGciOiJSUzI1NiJ9.e30.c2ln\n");
+    writeFileSync(join(mounts, "ca", "ca.pem"), CONFIG.caBundle as string);
+    const line = commandLine(sidecar, env, {
+      [TOKEN_DIR]: join(mounts, "token"),
+      [CA_DIR]: join(mounts, "ca"),
+    });
+    expect(line.slice(0, 4)).toEqual(["node", "/app/bin/wasmesh.js", "dataplane", "run"]);
+    const options = await runOptions(line.slice(4), () => {});
+    expect(options).toMatchObject({
+      name: "reviews-v1-7d9f-x2k4q.bookinfo",
+      service: "reviews.bookinfo",
+      appPort: 9080,
+      labels: { app: "reviews", version: "v1", "wasmesh.io/service": "reviews" },
+      ports: { inbound: 15006, outbound: 15001, admin: 15000, ready: 15021 },
+      api: "https://wasmesh-control-plane.wasmesh-system.svc:5681",
+      xds: "wasmesh-control-plane.wasmesh-system.svc:5678",
+      ca: CONFIG.caBundle,
+      register: false,
+      readyAddress: "0.0.0.0",
+      dataDir: "/var/lib/wasmesh-dataplane",
+      envoyArgs: ["--concurrency", "2"],
+    });
+    expect(typeof options?.token === "function" ? options.token() : options?.token).toBe(
+      "eyJhbGciOiJSUzI1NiJ9.e30.c2ln",
+    );
+  });
+
+  it("the capture's is what `wasmesh dataplane capture` takes (its --dry-run prints the rules)", async () => {
+    const capture = inject(reviewsPod()).pod.spec?.initContainers?.[0] as k8s.V1Container;
+    const line = commandLine(capture, {});
+    const result = await runCommand(process.execPath, [WASMESH_BIN, ...line.slice(2), "--dry-run"], {});
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/-j REDIRECT --to-ports 15001/);
+    expect(result.stdout).toMatch(/-j REDIRECT --to-ports 15006/);
+    expect(result.stdout).toMatch(/--uid-owner 1337/);
+    expect(result.stdout).toMatch(/--dports 15006,15021 -j RETURN/);
+  });
+});
+
+describe("the injection webhook's handler", () => {
+  const handler = (namespaceLabels: Record<string, string> | undefined, services: k8s.V1Service[] = []) =>
+    createInjectionAdmission({
+      config: async () => CONFIG,
+      namespaceLabels: async () => namespaceLabels,
+      services: async () => services,
+      log: () => {},
+    });
+  const review = (pod: k8s.V1Pod, operation: "CREATE" | "UPDATE" = "CREATE"): AdmissionReview => ({
+    apiVersion: "admission.k8s.io/v1",
+    kind: "AdmissionReview",
+    request: {
+      uid: "u-1",
+      kind: { group: "", version: "v1", kind: "Pod" },
+      namespace: "bookinfo",
+      operation,
+      object: pod as never,
+    },
+  });
+
+  it("answers a CREATE in a mesh namespace with the patch, base64 JSON Patch", async () => {
+    const answered = await handler(MESH.labels)(review(reviewsPod()));
+    expect(answered.response).toMatchObject({ uid: "u-1", allowed: true, patchType: "JSONPatch" });
+    const patch = JSON.parse(
+      Buffer.from(answered.response?.patch ?? "", "base64").toString(),
+    ) as JsonPatchOperation[];
+    expect(applyPatch(reviewsPod(), patch).spec?.initContainers?.map((c) => c.name)).toEqual([
+      "wasmesh-capture",
+      "wasmesh-sidecar",
+    ]);
+  });
+
+  it("lets through without a patch an UPDATE, an unlabelled namespace, and says why it refuses", async () => {
+    for (const answered of [
+      await handler(MESH.labels)(review(reviewsPod(), "UPDATE")),
+      await handler({})(review(reviewsPod())),
+      await handler(undefined)(review(reviewsPod())),
+    ]) {
+      expect(answered.response).toEqual({ uid: "u-1", allowed: true });
+    }
+    const asProxy = reviewsPod();
+    asProxy.spec = {
+      ...asProxy.spec,
+      containers: asProxy.spec?.containers ?? [],
+      securityContext: { runAsUser: 1337 },
+    };
+    const refused = await handler(MESH.labels)(review(asProxy));
+    expect(refused.response).toMatchObject({
+      allowed: false,
+      status: { code: 422, message: expect.stringMatching(/UID 1337/) },
+    });
+  });
+});
