@@ -292,6 +292,16 @@ describe("deploy/Dockerfile", () => {
     for (const dir of topLevelDirsLoadedFrom(WASMESH_BIN)) expect(copied, dir).toContain(dir);
     expect(runtime).toContain("COPY --from=build /app/build/mesh.wasm ./build/mesh.wasm");
   });
+
+  it("holds what the injected containers run: Envoy (the version the tests run) and iptables", () => {
+    const envoyVersion = /^ENVOY_VERSION=([0-9.]+)$/m.exec(
+      readFileSync(join(REPO_ROOT, "scripts", "install-envoy.sh"), "utf8"),
+    )?.[1];
+    expect(envoyVersion).toBeDefined();
+    expect(dockerfile).toMatch(new RegExp(`^FROM envoyproxy/envoy:v${envoyVersion} AS envoy$`, "m"));
+    expect(runtime).toContain("COPY --from=envoy /usr/local/bin/envoy /usr/local/bin/envoy");
+    expect(runtime).toMatch(/apt-get install -y --no-install-recommends iptables/);
+  });
 });
 
 /**
