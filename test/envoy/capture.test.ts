@@ -12,12 +12,12 @@
 // missing is a failure (./dev installs it).
 import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chownSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { chownSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { captureRules } from "../../dataplane/capture.ts";
 import { runCommand, WASMESH_BIN } from "../support/control-plane.ts";
-import { findEnvoy } from "../support/envoy.ts";
+import { envoyExecutable } from "../support/envoy.ts";
 import { tempDir } from "../support/temp.ts";
 import { until } from "../support/wait.ts";
 
@@ -378,7 +378,7 @@ describe.skipIf(skipReason !== undefined)("traffic capture in front of the agent
         ...["--token-file", join(agentDir, "web.token"), "--address", APP_IP],
         ...["--inbound-port", String(INBOUND_PORT), "--outbound-port", String(OUTBOUND_PORT)],
         ...["--admin-port", String(ADMIN_PORT), "--ready-port", String(READY_PORT)],
-        ...["--cp", api, "--xds", `127.0.0.1:${XDS_PORT}`, "--envoy", envoyBinary()],
+        ...["--cp", api, "--xds", `127.0.0.1:${XDS_PORT}`, "--envoy", envoyExecutable()],
         ...["--data", join(agentDir, "data"), "--drain-seconds", "0"],
         ...["--", "--concurrency", "1", "--log-level", "warning"],
       ]),
@@ -444,20 +444,6 @@ describe.skipIf(skipReason !== undefined)("traffic capture in front of the agent
     );
   });
 });
-
-/**
- * Envoy's binary itself: the venv's `envoy` is a Python script whose interpreter may live where the
- * proxy UID cannot go (under /root), so the sidecar's user runs the binary the package ships.
- */
-function envoyBinary(): string {
-  const wrapper = findEnvoy();
-  const lib = join(dirname(wrapper), "..", "lib");
-  for (const python of existsSync(lib) ? readdirSync(lib) : []) {
-    const bin = join(lib, python, "site-packages", "envoy", "_bin", "envoy");
-    if (existsSync(bin)) return bin;
-  }
-  return wrapper;
-}
 
 function service(name: string, port: number): string {
   return `apiVersion: wasmesh.io/v1alpha1\nkind: Service\nmetadata:\n  name: ${name}\nspec:\n  ports:\n    - name: http\n      port: ${port}\n      protocol: http\n`;

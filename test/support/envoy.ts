@@ -8,7 +8,9 @@ import {
   accessSync,
   constants,
   createWriteStream,
+  existsSync,
   mkdtempSync,
+  readdirSync,
   rmSync,
   type WriteStream,
   writeFileSync,
@@ -17,7 +19,7 @@ import { readFile } from "node:fs/promises";
 import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CLUSTER_HEADER } from "../../schema/headers.ts";
 import { until } from "./wait.ts";
@@ -64,6 +66,21 @@ export function findEnvoy(options: FindEnvoyOptions = {}): string {
   }
   if (isExecutable(venvBin)) return venvBin;
   throw new Error(`Envoy not found: ENVOY_BIN is not set and ${venvBin} does not exist. ${INSTALL_HINT}`);
+}
+
+/**
+ * Envoy's binary itself: the venv's `envoy` is a Python script whose interpreter may live where
+ * another user cannot go (under /root), so a sidecar run as the proxy's UID runs the binary the
+ * package ships.
+ */
+export function envoyExecutable(): string {
+  const wrapper = findEnvoy();
+  const lib = join(dirname(wrapper), "..", "lib");
+  for (const python of existsSync(lib) ? readdirSync(lib) : []) {
+    const bin = join(lib, python, "site-packages", "envoy", "_bin", "envoy");
+    if (existsSync(bin)) return bin;
+  }
+  return wrapper;
 }
 
 /** `envoy --version` output, e.g. "envoy  version: 3909deb…/1.37.0/Clean/RELEASE/BoringSSL". */

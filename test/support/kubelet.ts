@@ -5,13 +5,17 @@
 import type * as k8s from "@kubernetes/client-node";
 
 /** The container's environment: values as given, fieldRefs from `fields` (e.g. "metadata.name"). */
-export function containerEnv(container: k8s.V1Container, fields: Record<string, string>): Record<string, string> {
+export function containerEnv(
+  container: k8s.V1Container,
+  fields: Record<string, string>,
+): Record<string, string> {
   const env: Record<string, string> = {};
   for (const variable of container.env ?? []) {
     const field = variable.valueFrom?.fieldRef?.fieldPath;
     if (field !== undefined) {
       const value = fields[field];
-      if (value === undefined) throw new Error(`${container.name}: env ${variable.name}: no value for field ${field}`);
+      if (value === undefined)
+        throw new Error(`${container.name}: env ${variable.name}: no value for field ${field}`);
       env[variable.name] = value;
     } else {
       env[variable.name] = expand(variable.value ?? "", env);
@@ -47,5 +51,7 @@ export function commandLine(
     }
     return text;
   };
-  return [...(container.command ?? entrypoint), ...(container.args ?? [])].map((arg) => mapPath(expand(arg, env)));
+  return [...(container.command ?? entrypoint), ...(container.args ?? [])].map((arg) =>
+    mapPath(expand(arg, env)),
+  );
 }
