@@ -11,7 +11,7 @@
 // here as they are there (ENTRYPOINT `npx wasmesh` when a container gives no command).
 import { type ChildProcess, spawn } from "node:child_process";
 import { chmodSync, chownSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { WASMESH_BIN } from "./control-plane.ts";
 import { envoyExecutable, REPO_ROOT } from "./envoy.ts";
@@ -166,7 +166,9 @@ export async function startPod(
       }
       if (source.configMap?.name !== undefined)
         await writeConfigMap(core, namespace, source.configMap.name, dir);
+      for (const item of source.downwardAPI?.items ?? []) writeDownward(pod, item, dir);
     }
+    for (const item of volume.downwardAPI?.items ?? []) writeDownward(pod, item, dir);
     if (volume.configMap?.name !== undefined)
       await writeConfigMap(core, namespace, volume.configMap.name, dir);
     if (volume.secret?.secretName !== undefined) {
@@ -259,6 +261,26 @@ export async function startPod(
     }
   }
   return running();
+}
+
+/** A downward API file: a field of the pod as stored (labels, annotations, name, namespace, uid). */
+function writeDownward(pod: k8s.V1Pod, item: k8s.V1DownwardAPIVolumeFile, dir: string): void {
+  const path = item.fieldRef?.fieldPath;
+  if (path === undefined)
+    throw new Error(`downward API file ${item.path}: the play kubelet reads fieldRefs only`);
+  const keyed = /^metadata\.(annotations|labels)\['(.+)'\]$/.exec(path);
+  const metadata = pod.metadata ?? {};
+  const fields: Record<string, string | undefined> = {
+    "metadata.name": metadata.name,
+    "metadata.namespace": metadata.namespace,
+    "metadata.uid": metadata.uid,
+  };
+  const value = keyed
+    ? (keyed[1] === "annotations" ? metadata.annotations : metadata.labels)?.[keyed[2] as string]
+    : fields[path];
+  if (value === undefined) throw new Error(`downward API file ${item.path}: the pod has no ${path}`);
+  mkdirSync(dirname(join(dir, item.path)), { recursive: true });
+  writeFileSync(join(dir, item.path), value, { mode: 0o644 });
 }
 
 async function writeConfigMap(
