@@ -7,7 +7,7 @@ import https from "node:https";
 import { type AddressInfo, isIP } from "node:net";
 import { join } from "node:path";
 import { serve } from "@hono/node-server";
-import type { KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig, V1Service } from "@kubernetes/client-node";
 import {
   createApi,
   createLeaseKeeper,
@@ -29,15 +29,20 @@ import {
   CA_KEK_SECRET,
   checkCrdsInstalled,
   createConfigMapBlobStore,
+  createInjectionAdmission,
   createKubeClient,
   createValidatingAdmission,
   type DiscoveredMesh,
   discoverMesh,
   ensureWebhookConfiguration,
+  INJECT_PATH,
+  type InjectionConfig,
+  KubeApiError,
   type KubeClient,
   type KubernetesResourceStore,
   type LeaderElection,
   type LeaderElectionOptions,
+  mutatingWebhookConfiguration,
   openKubernetesStore,
   secretValue,
   sharedSecret,
@@ -147,6 +152,11 @@ export interface KubernetesModeOptions {
   webhooks?: { port: number; address?: string; names: readonly string[]; target: WebhookTarget };
   /** The audiences of the agents' projected service-account tokens (TokenReview; default the API server's). */
   tokenAudiences?: readonly string[];
+  /**
+   * Sidecar injection (kubernetes/injection.ts; with `webhooks`): the image, and how sidecars reach
+   * the control plane. Their token's audience is tokenAudiences' first, the CA they trust the mesh's.
+   */
+  injection?: Omit<InjectionConfig, "controlPlaneNamespace" | "caBundle" | "tokenAudience">;
 }
 
 export interface ControlPlane {
@@ -248,6 +258,9 @@ async function startWebhooks(
   config: NonNullable<KubernetesModeOptions["webhooks"]>,
   client: KubeClient,
   deps: {
+    namespace: string;
+    injection: KubernetesModeOptions["injection"];
+    tokenAudience: string | undefined;
     store: KubernetesResourceStore;
     ca: CertificateAuthority | undefined;
     check: Parameters<typeof createValidatingAdmission>[0]["check"];
@@ -268,11 +281,40 @@ async function startWebhooks(
     hasModule: (sha256) => deps.blobs.has(sha256),
     log,
   });
+  const injection = deps.injection;
+  const inject =
+    injection &&
+    createInjectionAdmission({
+      config: async () => ({
+        ...injection,
+        controlPlaneNamespace: deps.namespace,
+        ...(deps.tokenAudience !== undefined ? { tokenAudience: deps.tokenAudience } : {}),
+        // Read for each pod: a CA rotation reaches the pods created from then on.
+        ...(injection.api.startsWith("https:") ? { caBundle: (await ca.trustBundle()).pem } : {}),
+      }),
+      async namespaceLabels(name) {
+        try {
+          const { body } = await client.request("GET", `/api/v1/namespaces/${encodeURIComponent(name)}`);
+          return body.metadata?.labels ?? {};
+        } catch (error) {
+          if (error instanceof KubeApiError && error.status === 404) return undefined;
+          throw error;
+        }
+      },
+      async services(namespace) {
+        const { body } = await client.request<{ items?: V1Service[] }>(
+          "GET",
+          `/api/v1/namespaces/${encodeURIComponent(namespace)}/services`,
+        );
+        return body.items ?? [];
+      },
+      log,
+    });
   const server = await startWebhookServer({
     port: config.port,
     address: config.address ?? "0.0.0.0",
     tls: tls.material,
-    handlers: { [VALIDATE_PATH]: validate },
+    handlers: { [VALIDATE_PATH]: validate, ...(inject ? { [INJECT_PATH]: inject } : {}) },
     log,
   });
   tls.onRenew((material) => server.setCertificate(material));
@@ -282,6 +324,11 @@ async function startWebhooks(
     async register() {
       const bundle = (await ca.trustBundle()).pem;
       await ensureWebhookConfiguration(client, validatingWebhookConfiguration(config.target, bundle));
+      if (inject)
+        await ensureWebhookConfiguration(
+          client,
+          mutatingWebhookConfiguration(config.target, bundle, { controlPlaneNamespace: deps.namespace }),
+        );
     },
     async close() {
       await server.close();
@@ -498,6 +545,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     kube?.webhooks === undefined || kubeClient === undefined
       ? undefined
       : await startWebhooks(kube.webhooks, kubeClient, {
+          namespace: kube.namespace,
+          injection: kube.injection,
+          tokenAudience: kube.tokenAudiences?.[0],
           store: store as KubernetesResourceStore,
           ca,
           check,

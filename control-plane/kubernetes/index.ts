@@ -4,12 +4,19 @@ export { createConfigMapBlobStore } from "./blobs.ts";
 export { createKubeClient, KubeApiError, type KubeClient } from "./client.ts";
 export { crdOf, crds, crdsYaml, GROUP, resourceOf, VERSION } from "./crds.ts";
 export { type DiscoveredMesh, discoverMesh } from "./derived.ts";
+export {
+  createInjectionAdmission,
+  type InjectionConfig,
+  injectionPatch,
+} from "./injection.ts";
 export { type LeaderElection, type LeaderElectionOptions, startLeaderElection } from "./leader.ts";
 export { ADMIN_TOKEN_SECRET, CA_KEK_SECRET, secretValue, sharedSecret, writeSecret } from "./secrets.ts";
 export { type KubernetesResourceStore, openKubernetesStore } from "./store.ts";
 export { withServiceAccountTokens } from "./token-review.ts";
 export {
   ensureWebhookConfiguration,
+  INJECT_PATH,
+  mutatingWebhookConfiguration,
   startWebhookServer,
   VALIDATE_PATH,
   validatingWebhookConfiguration,

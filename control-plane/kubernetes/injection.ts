@@ -66,7 +66,6 @@ export const DEFAULT_PORTS: SidecarPorts = { outbound: 15001, inbound: 15006, ad
 export const DEFAULT_PROXY_UID = 1337;
 /** A pod that declares no port: the app port the sidecar's inbound listener forwards to. */
 export const DEFAULT_APP_PORT = 8080;
-export const DEFAULT_TOKEN_AUDIENCE = "wasmesh";
 export const DEFAULT_TOKEN_EXPIRATION_SECONDS = 3600;
 /** The image's `wasmesh` (deploy/Dockerfile: the package in /app), run by node: npx writes to $HOME. */
 export const DEFAULT_COMMAND = ["node", "/app/bin/wasmesh.js"];
@@ -91,7 +90,10 @@ export interface InjectionConfig {
   xds: string;
   /** With an https API: the PEM the agent verifies the control plane's certificate with. */
   caBundle?: string;
-  /** The projected service-account token's audience (the control plane's TokenReview audience). */
+  /**
+   * The projected service-account token's audience: the one the control plane's TokenReview asks
+   * for (wasmesh server --token-audience). Absent: none, so the API server's own.
+   */
   tokenAudience?: string;
   tokenExpirationSeconds?: number;
   ports?: Partial<SidecarPorts>;
@@ -368,7 +370,7 @@ export function injectionPatch(
         sources: [
           {
             serviceAccountToken: {
-              audience: config.tokenAudience ?? DEFAULT_TOKEN_AUDIENCE,
+              ...(config.tokenAudience !== undefined ? { audience: config.tokenAudience } : {}),
               expirationSeconds: config.tokenExpirationSeconds ?? DEFAULT_TOKEN_EXPIRATION_SECONDS,
               path: "token",
             },
@@ -408,6 +410,9 @@ export function injectionPatch(
   });
   if (identity.label !== undefined)
     addEntries("/metadata/labels", pod.metadata?.labels, { [SERVICE_LABEL]: identity.label });
+  // A projected token needs a service account named: the ServiceAccount admission plugin, which
+  // runs before the webhooks, names `default` when the pod names none; where it does not run, so do we.
+  if (!spec.serviceAccountName) patch.push({ op: "add", path: "/spec/serviceAccountName", value: "default" });
   // First, before the pod's own init containers: theirs go through the mesh too.
   if (spec.initContainers === undefined || spec.initContainers.length === 0)
     patch.push({ op: "add", path: "/spec/initContainers", value: [capture, sidecar] });

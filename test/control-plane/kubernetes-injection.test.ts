@@ -26,6 +26,7 @@ const CONFIG: InjectionConfig = {
   api: "https://wasmesh-control-plane.wasmesh-system.svc:5681",
   xds: "wasmesh-control-plane.wasmesh-system.svc:5678",
   caBundle: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+  tokenAudience: "wasmesh",
 };
 const MESH = { name: "bookinfo", labels: { "wasmesh.io/sidecar-injection": "enabled" } };
 
@@ -146,6 +147,7 @@ describe("sidecar injection's patch", () => {
         containers: [
           { name: "reviews", image: "reviews:v1", ports: [{ name: "http", containerPort: 9080 }] },
         ],
+        serviceAccountName: "default",
         initContainers: [
           {
             name: "wasmesh-capture",
@@ -273,6 +275,12 @@ describe("sidecar injection's patch", () => {
     expect(injected.spec?.initContainers?.[0]?.args?.at(-1)).toBe("15021,9080,9090");
   });
 
+  it("keeps the pod's service account, whose token the sidecar is given", () => {
+    const pod = reviewsPod();
+    pod.spec = { ...pod.spec, containers: pod.spec?.containers ?? [], serviceAccountName: "reviews" };
+    expect(inject(pod).pod.spec?.serviceAccountName).toBe("reviews");
+  });
+
   it("is idempotent: a pod that has the sidecar gets no second one", () => {
     const once = inject(reviewsPod()).pod;
     expect(injectionPatch(once, MESH, CONFIG)).toEqual({
@@ -388,6 +396,13 @@ describe("sidecar injection's patch", () => {
     expect(pod.spec?.volumes?.map((v) => v.name)).toEqual(["wasmesh-token", "wasmesh-data"]);
     expect(pod.metadata?.annotations?.["wasmesh.io/ca-bundle"]).toBeUndefined();
   });
+
+  it("without a token audience, projects a token for the API server's own audiences", () => {
+    const { pod } = inject(reviewsPod(), [], { ...CONFIG, tokenAudience: undefined });
+    expect(pod.spec?.volumes?.[0]?.projected?.sources).toEqual([
+      { serviceAccountToken: { expirationSeconds: 3600, path: "token" } },
+    ]);
+  });
 });
 
 describe("the injected command lines", () => {
@@ -491,5 +506,21 @@ describe("the injection webhook's handler", () => {
       allowed: false,
       status: { code: 422, message: expect.stringMatching(/UID 1337/) },
     });
+  });
+});
+
+describe("wasmesh server's injection flags", () => {
+  it("are checked before anything starts, each usage error naming its flag", async () => {
+    for (const [args, message] of [
+      [["--sidecar-image", "x"], /--sidecar-image needs --kubernetes/],
+      [["--kubernetes", "--sidecar-cp", "https://cp.example:5681"], /--sidecar-cp: an https URL needs --tls/],
+      [["--kubernetes", "--sidecar-cp", "cp:5681"], /--sidecar-cp: expected the API's http\(s\) URL/],
+      [["--kubernetes", "--sidecar-xds", "cp"], /--sidecar-xds: expected HOST:PORT, got 'cp'/],
+      [["--kubernetes", "--token-audience="], /--token-audience: must not be empty/],
+    ] as const) {
+      const result = await runCommand(process.execPath, [WASMESH_BIN, "server", ...args], {});
+      expect(result.code, result.stderr).toBe(2);
+      expect(result.stderr).toMatch(message);
+    }
   });
 });

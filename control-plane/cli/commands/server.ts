@@ -1,5 +1,6 @@
 // `wasmesh server`: the control plane (HTTP API and xDS server) in this process, until a signal.
 import { DEFAULT_KV_API_BASE, DEFAULT_KV_KEY, type KvTarget } from "../../edge/kv.ts";
+import { VERSION } from "../../version.ts";
 import {
   type CommandName,
   noPositionals,
@@ -19,7 +20,8 @@ export const help = `Usage: wasmesh server [--data DIR] [--http-port 5681] [--xd
                       [--module-memory-limit MIB] [--validation-workers N]
                       [--validations-per-client N] [--validation-timeout SECONDS]
                       [--kubernetes [--kubeconfig FILE] [--namespace NS] [--webhook-port 9443]
-                       [--webhook-service NAME | --webhook-url URL]]
+                       [--webhook-service NAME | --webhook-url URL] [--token-audience AUD]
+                       [--sidecar-image IMAGE] [--sidecar-cp URL] [--sidecar-xds HOST:PORT]]
 
 Runs the control plane: the HTTP API (--http-port) and the gRPC xDS server (--xds-port), with the
 resources in an embedded SQLite database under --data (default .wasmesh/). Port 0 picks a free
@@ -65,7 +67,17 @@ pod with its service-account token. Without --kubeconfig: in-cluster, else $KUBE
   --webhook-port     the admission webhooks' HTTPS port (default 9443; 0 picks one)
   --webhook-service  the Service in front of the webhooks (default wasmesh-control-plane): the
                      name in their certificate and in the registrations the leader keeps
-  --webhook-url      the API server calls the webhooks at this https URL instead (outside a cluster)`;
+  --webhook-url      the API server calls the webhooks at this https URL instead (outside a cluster)
+  --token-audience   the audience of the agents' projected service-account tokens, which TokenReview
+                     checks and injected sidecars are given (default wasmesh)
+
+Sidecar injection: pods created in namespaces labelled wasmesh.io/sidecar-injection=enabled get
+the traffic capture and the agent as a native sidecar (control-plane/README.md, injection.ts).
+  --sidecar-image    the image they run (default ghcr.io/wasmesh/control-plane:<this version>)
+  --sidecar-cp       the API as sidecars reach it (default https://SERVICE.NAMESPACE.svc:5681 with
+                     --tls, else http://…, SERVICE the --webhook-service); with https they verify
+                     it with the mesh's trust bundle: --api-host must name its host
+  --sidecar-xds      the xDS server as sidecars reach it (default SERVICE.NAMESPACE.svc:5678)`;
 
 const command: CommandName = { name: "server", help };
 
@@ -98,6 +110,10 @@ export async function run(args: string[], out: Out): Promise<"serving" | undefin
       "webhook-port": { type: "string" },
       "webhook-service": { type: "string" },
       "webhook-url": { type: "string" },
+      "token-audience": { type: "string" },
+      "sidecar-image": { type: "string" },
+      "sidecar-cp": { type: "string" },
+      "sidecar-xds": { type: "string" },
     },
     command,
   );
@@ -141,7 +157,7 @@ export async function run(args: string[], out: Out): Promise<"serving" | undefin
     ...(perClient !== undefined ? { perClient } : {}),
     ...(timeoutS !== undefined ? { timeoutMs: timeoutS * 1000 } : {}),
   };
-  const kubernetes = kubernetesFlags(values);
+  const kubernetes = kubernetesFlags(values, tls !== undefined);
   // Imported here, after the flags are checked, so that a usage error costs no server start-up.
   const [{ startControlPlane }, grpc, { credentialsPath }] = await Promise.all([
     import("../../server.ts"),
@@ -172,7 +188,7 @@ export async function run(args: string[], out: Out): Promise<"serving" | undefin
       ...(tls !== undefined ? { tls } : {}),
       credentialsFile: credentialsPath(),
       ...(edgeKv ? { edgeKv } : {}),
-      ...(kubernetes ? { kubernetes: await kubernetesMode(kubernetes) } : {}),
+      ...(kubernetes ? { kubernetes: await kubernetesMode(kubernetes, tls !== undefined) } : {}),
       validation,
       log: (line) => out(line),
     });
@@ -204,13 +220,23 @@ interface KubernetesFlags {
   webhookPort: number;
   webhookService: string;
   webhookUrl: string | undefined;
+  tokenAudience: string;
+  sidecar: { image: string; cp: string | undefined; xds: string | undefined };
 }
 
 /** The --kubernetes flags, checked; undefined without --kubernetes. */
-function kubernetesFlags(values: Parsed["values"]): KubernetesFlags | undefined {
-  const given = ["kubeconfig", "namespace", "webhook-port", "webhook-service", "webhook-url"].filter(
-    (flag) => values[flag] !== undefined,
-  );
+function kubernetesFlags(values: Parsed["values"], tls: boolean): KubernetesFlags | undefined {
+  const given = [
+    "kubeconfig",
+    "namespace",
+    "webhook-port",
+    "webhook-service",
+    "webhook-url",
+    "token-audience",
+    "sidecar-image",
+    "sidecar-cp",
+    "sidecar-xds",
+  ].filter((flag) => values[flag] !== undefined);
   if (!values.kubernetes) {
     if (given.length > 0) throw usage(command, `--${given[0]} needs --kubernetes`);
     return undefined;
@@ -227,7 +253,22 @@ function kubernetesFlags(values: Parsed["values"]): KubernetesFlags | undefined 
     throw usage(command, `--webhook-url: the API server calls webhooks over https only, got '${webhookUrl}'`);
   if (webhookUrl !== undefined && values["webhook-service"] !== undefined)
     throw usage(command, "--webhook-service and --webhook-url are two answers to one question: give one");
+  const tokenAudience = str(values["token-audience"]) ?? "wasmesh";
+  if (tokenAudience === "") throw usage(command, "--token-audience: must not be empty");
+  const sidecarCp = str(values["sidecar-cp"]);
+  const cpProtocol = sidecarCp === undefined ? undefined : URL.parse(sidecarCp)?.protocol;
+  if (sidecarCp !== undefined && cpProtocol !== "https:" && cpProtocol !== "http:")
+    throw usage(command, `--sidecar-cp: expected the API's http(s) URL, got '${sidecarCp}'`);
+  if (cpProtocol === "https:" && !tls)
+    throw usage(command, "--sidecar-cp: an https URL needs --tls (the API serves plain http without it)");
+  const sidecarXds = str(values["sidecar-xds"]);
+  if (sidecarXds !== undefined && !/^[^\s:/]+:[0-9]{1,5}$/.test(sidecarXds))
+    throw usage(command, `--sidecar-xds: expected HOST:PORT, got '${sidecarXds}'`);
+  const sidecarImage = str(values["sidecar-image"]) ?? `ghcr.io/wasmesh/control-plane:${VERSION}`;
+  if (sidecarImage === "") throw usage(command, "--sidecar-image: must not be empty");
   return {
+    tokenAudience,
+    sidecar: { image: sidecarImage, cp: sidecarCp, xds: sidecarXds },
     kubeconfig: str(values.kubeconfig),
     namespace,
     webhookPort: parsePort(str(values["webhook-port"]), "--webhook-port", 9443, 0) as number,
@@ -240,7 +281,7 @@ function kubernetesFlags(values: Parsed["values"]): KubernetesFlags | undefined 
 const IN_CLUSTER = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /** ControlPlaneOptions.kubernetes from the flags: the kubeconfig loaded, the namespace and names found. */
-async function kubernetesMode(flags: KubernetesFlags) {
+async function kubernetesMode(flags: KubernetesFlags, tls: boolean) {
   const [{ KubeConfig }, { existsSync, readFileSync }, { hostname }] = await Promise.all([
     import("@kubernetes/client-node"),
     import("node:fs"),
@@ -261,6 +302,13 @@ async function kubernetesMode(flags: KubernetesFlags) {
     kubeConfig,
     namespace,
     identity: process.env.POD_NAME ?? hostname(),
+    tokenAudiences: [flags.tokenAudience],
+    // Sidecars reach the control plane through its Service (deploy/: ports 5681 and 5678).
+    injection: {
+      image: flags.sidecar.image,
+      api: flags.sidecar.cp ?? `${tls ? "https" : "http"}://${service}:5681`,
+      xds: flags.sidecar.xds ?? `${service}:5678`,
+    },
     webhooks: {
       port: flags.webhookPort,
       names:

@@ -1,0 +1,388 @@
+// Sidecar injection on a real API server (issue 12, §2): two control plane replicas in Kubernetes
+// mode, the leader's mutating webhook registered with its URL. A Pod created in a namespace labelled
+// wasmesh.io/sidecar-injection=enabled is stored with the capture init container and the native
+// sidecar; elsewhere, or opted out, it is stored as it was sent; a pod that has the sidecar gets no
+// second one; a pod that cannot get a working sidecar is refused with the reason. The sidecar's
+// stored command line, expanded as the kubelet expands it, is one `wasmesh dataplane run` takes.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import * as k8s from "@kubernetes/client-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runOptions } from "../../control-plane/cli/commands/dataplane.ts";
+import { CA_DIR, TOKEN_DIR } from "../../control-plane/kubernetes/injection.ts";
+import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
+import { freePort } from "../support/envoy.ts";
+import { commandLine, containerEnv } from "../support/kubelet.ts";
+import { type ApiServer, startApiServer } from "../support/kubernetes.ts";
+import { freshNamespace, installCrds } from "../support/kubernetes-mesh.ts";
+import { tempDir } from "../support/temp.ts";
+import { until } from "../support/wait.ts";
+
+let server: ApiServer;
+let core: k8s.CoreV1Api;
+let namespace: string;
+let mesh: string;
+const planes: ControlPlane[] = [];
+const IMAGE = "ghcr.io/wasmesh/control-plane:test";
+
+async function replica(identity: string): Promise<ControlPlane> {
+  const webhookPort = await freePort();
+  const plane = await startControlPlane({
+    dataDir: tempDir(`k8s-inject-${identity}`),
+    httpPort: 0,
+    xdsPort: 0,
+    kubernetes: {
+      kubeConfig: server.kubeConfig,
+      namespace,
+      identity,
+      leaderElection: { leaseDurationSeconds: 4, renewDeadlineSeconds: 3, retryPeriodSeconds: 0.5 },
+      webhooks: {
+        port: webhookPort,
+        address: "127.0.0.1",
+        names: ["127.0.0.1"],
+        target: { url: `https://127.0.0.1:${webhookPort}` },
+      },
+      tokenAudiences: ["wasmesh"],
+      injection: {
+        image: IMAGE,
+        api: `https://wasmesh-control-plane.${namespace}.svc:5681`,
+        xds: `wasmesh-control-plane.${namespace}.svc:5678`,
+      },
+    },
+    log: () => undefined,
+  });
+  planes.push(plane);
+  return plane;
+}
+
+const leader = () => planes.find((p) => p.leader?.isLeader());
+
+function pod(
+  name: string,
+  extra: Partial<k8s.V1ObjectMeta> = {},
+  spec: Partial<k8s.V1PodSpec> = {},
+): k8s.V1Pod {
+  return {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name, labels: { app: "reviews", version: "v2" }, ...extra },
+    spec: {
+      containers: [{ name: "reviews", image: "reviews:v2", ports: [{ name: "http", containerPort: 9080 }] }],
+      ...spec,
+    },
+  };
+}
+
+/** What `kubectl create` answers: the stored pod, or the API server's message. */
+async function create(inNamespace: string, body: k8s.V1Pod, dryRun = false): Promise<k8s.V1Pod | string> {
+  try {
+    return await core.createNamespacedPod({
+      namespace: inNamespace,
+      body,
+      ...(dryRun ? { dryRun: "All" } : {}),
+    });
+  } catch (error) {
+    const text = String((error as { body?: unknown }).body);
+    try {
+      return String((JSON.parse(text) as { message?: string }).message);
+    } catch {
+      return text;
+    }
+  }
+}
+
+async function created(inNamespace: string, body: k8s.V1Pod): Promise<k8s.V1Pod> {
+  const result = await create(inNamespace, body);
+  if (typeof result === "string") throw new Error(result);
+  return result;
+}
+
+const wasmeshContainers = (p: k8s.V1Pod) =>
+  [...(p.spec?.initContainers ?? []), ...(p.spec?.containers ?? [])]
+    .map((c) => c.name)
+    .filter((n) => n.startsWith("wasmesh-"));
+
+beforeAll(async () => {
+  server = await startApiServer();
+  core = server.kubeConfig.makeApiClient(k8s.CoreV1Api);
+  await installCrds(server);
+  namespace = await freshNamespace(server, "wasmesh-system");
+  mesh = await freshNamespace(server, "bookinfo", { "wasmesh.io/sidecar-injection": "enabled" });
+  await replica("replica-a");
+  await replica("replica-b");
+  const admission = server.kubeConfig.makeApiClient(k8s.AdmissionregistrationV1Api);
+  await until(
+    "a leader, and the injection webhook registered",
+    async () => {
+      if (leader() === undefined) return false;
+      const hooks = await admission.listMutatingWebhookConfiguration();
+      return hooks.items.some((h) => h.metadata?.name === "wasmesh-sidecar-injector");
+    },
+    30_000,
+  );
+}, 180_000);
+
+afterAll(async () => {
+  for (const plane of planes) await plane.close();
+  await server?.stop();
+});
+
+describe("sidecar injection on a real API server", () => {
+  it("registers the webhook for Pod CREATEs in labelled namespaces, failing closed", async () => {
+    const hook = await server.kubeConfig
+      .makeApiClient(k8s.AdmissionregistrationV1Api)
+      .readMutatingWebhookConfiguration({ name: "wasmesh-sidecar-injector" });
+    expect(hook.webhooks?.[0]).toMatchObject({
+      name: "inject.wasmesh.io",
+      failurePolicy: "Fail",
+      sideEffects: "None",
+      reinvocationPolicy: "Never",
+      admissionReviewVersions: ["v1"],
+      rules: [{ apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["pods"] }],
+      namespaceSelector: {
+        matchLabels: { "wasmesh.io/sidecar-injection": "enabled" },
+        matchExpressions: [{ key: "kubernetes.io/metadata.name", operator: "NotIn", values: [namespace] }],
+      },
+    });
+  });
+
+  it("stores a pod of a labelled namespace with the capture and the native sidecar", async () => {
+    const stored = await created(mesh, pod("reviews-v2-1"));
+    const bundle = (await leader()?.ca?.trustBundle())?.pem;
+    expect(bundle).toMatch(/BEGIN CERTIFICATE/);
+    expect(stored.metadata?.annotations).toEqual({
+      "wasmesh.io/sidecar": "injected",
+      "wasmesh.io/inbound-port": "15006",
+      "wasmesh.io/ca-bundle": bundle,
+    });
+    expect(stored.metadata?.labels).toEqual({
+      app: "reviews",
+      version: "v2",
+      "wasmesh.io/service": "reviews",
+    });
+    const [capture, sidecar, ...others] = stored.spec?.initContainers ?? [];
+    expect(others).toEqual([]);
+    expect(capture).toMatchObject({
+      name: "wasmesh-capture",
+      image: IMAGE,
+      command: ["node", "/app/bin/wasmesh.js"],
+      args: [
+        "dataplane",
+        "capture",
+        "--outbound-port",
+        "15001",
+        "--inbound-port",
+        "15006",
+        "--proxy-uid",
+        "1337",
+        "--exclude-inbound-ports",
+        "15021",
+      ],
+      securityContext: {
+        runAsUser: 0,
+        runAsNonRoot: false,
+        allowPrivilegeEscalation: false,
+        capabilities: { add: ["NET_ADMIN", "NET_RAW"], drop: ["ALL"] },
+      },
+    });
+    expect(sidecar).toMatchObject({
+      name: "wasmesh-sidecar",
+      image: IMAGE,
+      restartPolicy: "Always",
+      command: ["node", "/app/bin/wasmesh.js"],
+      env: [
+        { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+        { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+        { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
+      ],
+      startupProbe: { httpGet: { path: "/ready", port: 15021 } },
+      readinessProbe: { httpGet: { path: "/ready", port: 15021 } },
+      resources: { requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "512Mi" } },
+      securityContext: {
+        runAsUser: 1337,
+        runAsNonRoot: true,
+        readOnlyRootFilesystem: true,
+        allowPrivilegeEscalation: false,
+        capabilities: { drop: ["ALL"] },
+      },
+    });
+    expect(sidecar?.args).toEqual([
+      "dataplane",
+      "run",
+      "--name",
+      "$(POD_NAME).$(POD_NAMESPACE)",
+      "--service",
+      `reviews.${mesh}`,
+      "--app-port",
+      "9080",
+      "--labels",
+      "app=reviews,version=v2,wasmesh.io/service=reviews",
+      "--token-file",
+      "/var/run/secrets/wasmesh.io/token/token",
+      "--cp",
+      `https://wasmesh-control-plane.${namespace}.svc:5681`,
+      "--xds",
+      `wasmesh-control-plane.${namespace}.svc:5678`,
+      "--ca-file",
+      "/var/run/secrets/wasmesh.io/ca/ca.pem",
+      "--inbound-port",
+      "15006",
+      "--outbound-port",
+      "15001",
+      "--admin-port",
+      "15000",
+      "--ready-port",
+      "15021",
+      "--ready-address",
+      "0.0.0.0",
+      "--no-register",
+      "--data",
+      "/var/lib/wasmesh-dataplane",
+      "--",
+      "--concurrency",
+      "2",
+    ]);
+    expect(stored.spec?.volumes).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          name: "wasmesh-token",
+          projected: expect.objectContaining({
+            sources: [
+              { serviceAccountToken: { audience: "wasmesh", expirationSeconds: 3600, path: "token" } },
+            ],
+          }),
+        }),
+        expect.objectContaining({
+          name: "wasmesh-ca",
+          downwardAPI: expect.objectContaining({
+            items: [
+              {
+                path: "ca.pem",
+                fieldRef: { apiVersion: "v1", fieldPath: "metadata.annotations['wasmesh.io/ca-bundle']" },
+              },
+            ],
+          }),
+        }),
+        expect.objectContaining({ name: "wasmesh-data", emptyDir: {} }),
+      ]),
+    );
+
+    // Playing the kubelet: the stored command line, expanded and with its mounts, is one the CLI takes.
+    const env = containerEnv(sidecar as k8s.V1Container, {
+      "metadata.name": stored.metadata?.name as string,
+      "metadata.namespace": mesh,
+      "status.podIP": "10.0.0.9",
+    });
+    const mounts = tempDir("inject-mounts");
+    for (const dir of ["token", "ca"]) mkdirSync(join(mounts, dir));
+    writeFileSync(join(mounts, "token", "token"), "eyJhbGciOiJSUzI1NiJ9.e30.c2ln\n");
+    writeFileSync(join(mounts, "ca", "ca.pem"), bundle as string);
+    const line = commandLine(sidecar as k8s.V1Container, env, {
+      [TOKEN_DIR]: join(mounts, "token"),
+      [CA_DIR]: join(mounts, "ca"),
+    });
+    expect(await runOptions(line.slice(4), () => {})).toMatchObject({
+      name: `reviews-v2-1.${mesh}`,
+      service: `reviews.${mesh}`,
+      appPort: 9080,
+      register: false,
+      ca: bundle,
+    });
+  });
+
+  it("stores pods unchanged in an unlabelled namespace, in the control plane's, and opted out", async () => {
+    const plain = await freshNamespace(server, "plain");
+    // Even labelled, the control plane's own namespace is never injected (its pods serve the webhook).
+    await core.patchNamespace(
+      {
+        name: namespace,
+        body: [{ op: "add", path: "/metadata/labels/wasmesh.io~1sidecar-injection", value: "enabled" }],
+      },
+      k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.JsonPatch),
+    );
+    const optOut = { annotations: { "wasmesh.io/sidecar-injection": "disabled" } };
+    for (const [where, body] of [
+      [plain, pod("reviews-plain")],
+      [namespace, pod("reviews-cp")],
+      [mesh, pod("reviews-opted-out", optOut)],
+    ] as const) {
+      const stored = await created(where, body);
+      expect(stored.spec?.initContainers, where).toBeUndefined();
+      expect(stored.metadata?.labels).toEqual(body.metadata?.labels);
+      expect(stored.metadata?.annotations).toEqual(body.metadata?.annotations);
+      expect(stored.spec?.volumes).toBeUndefined();
+    }
+  });
+
+  it("never injects twice: updating an injected pod, or creating one that has the sidecar", async () => {
+    const stored = await created(mesh, pod("reviews-v2-2"));
+    expect(wasmeshContainers(stored)).toEqual(["wasmesh-capture", "wasmesh-sidecar"]);
+    const updated = await core.patchNamespacedPod(
+      {
+        name: "reviews-v2-2",
+        namespace: mesh,
+        body: [{ op: "add", path: "/metadata/labels/tier", value: "backend" }],
+      },
+      k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.JsonPatch),
+    );
+    expect(updated.metadata?.labels?.tier).toBe("backend");
+    expect(wasmeshContainers(updated)).toEqual(["wasmesh-capture", "wasmesh-sidecar"]);
+    // The stored pod sent again (as a controller re-creating it from a copy would): admitted as it is.
+    const {
+      resourceVersion: _rv,
+      uid: _uid,
+      creationTimestamp: _ct,
+      managedFields: _mf,
+      ...metadata
+    } = stored.metadata ?? {};
+    const again = await created(mesh, {
+      ...stored,
+      metadata: { ...metadata, name: "reviews-v2-3" },
+      status: {},
+    });
+    expect(wasmeshContainers(again)).toEqual(["wasmesh-capture", "wasmesh-sidecar"]);
+    expect(again.spec?.volumes?.map((v) => v.name).filter((n) => n.startsWith("wasmesh-"))).toEqual([
+      "wasmesh-token",
+      "wasmesh-ca",
+      "wasmesh-data",
+    ]);
+  });
+
+  it("names the service from the Service that selects the pod, and refuses a pod that cannot be meshed", async () => {
+    await core.createNamespacedService({
+      namespace: mesh,
+      body: {
+        metadata: { name: "ratings" },
+        spec: { selector: { tier: "ratings" }, ports: [{ name: "http", port: 9080 }] },
+      },
+    });
+    const stored = await created(mesh, pod("ratings-1", { labels: { tier: "ratings" } }));
+    expect(stored.metadata?.labels).toEqual({ tier: "ratings", "wasmesh.io/service": "ratings" });
+    const args = stored.spec?.initContainers?.[1]?.args ?? [];
+    expect(args[args.indexOf("--service") + 1]).toBe(`ratings.${mesh}`);
+
+    const asProxy = await create(mesh, pod("reviews-as-proxy", {}, { securityContext: { runAsUser: 1337 } }));
+    expect(asProxy).toMatch(/admission webhook "inject.wasmesh.io" denied the request/);
+    expect(asProxy).toMatch(/runs as UID 1337, the sidecar's/);
+    expect(await create(mesh, pod("reviews-as-proxy"), true)).not.toBeTypeOf("string");
+  });
+
+  it("keeps injecting when the leader goes: the other replica registers its own webhook", async () => {
+    const first = leader();
+    if (first === undefined) throw new Error("no leader");
+    await first.close();
+    planes.splice(planes.indexOf(first), 1);
+    await until("the other replica to lead", () => leader() !== undefined, 20_000);
+    let last: k8s.V1Pod | string = "";
+    await until(
+      () =>
+        `a pod created through the new leader's webhook (last: ${typeof last === "string" ? last : "not injected"})`,
+      async () => {
+        last = await create(mesh, pod("reviews-after"), true);
+        return typeof last !== "string" && wasmeshContainers(last).length === 2;
+      },
+      20_000,
+      200,
+    );
+  });
+});
