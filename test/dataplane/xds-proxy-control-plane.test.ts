@@ -14,6 +14,7 @@ import {
 } from "../../control-plane/envoy/index.ts";
 import { pluginFilterName, ROUTING_FILTER } from "../../control-plane/resources/names.ts";
 import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
+import type { Token } from "../../dataplane/http.ts";
 import { startXdsProxy, type XdsProxy } from "../../dataplane/xds-proxy.ts";
 import { DEBUG_WASM, RELEASE_WASM } from "../support/artifacts.ts";
 import { apiFetch, apiOf, proxyStatus, waitForStatus } from "../support/control-plane.ts";
@@ -92,7 +93,7 @@ describe("xDS proxy in front of the real control plane", () => {
   const local = { [NODE_METADATA.service]: "productpage", [NODE_METADATA.moduleDelivery]: "local" };
 
   /** A proxy of its own, with its own data directory. */
-  async function agentProxy(token = agentToken): Promise<{ proxy: XdsProxy; dataDir: string }> {
+  async function agentProxy(token: Token = agentToken): Promise<{ proxy: XdsProxy; dataDir: string }> {
     const dataDir = tempDir("xds-proxy-cp");
     const proxy = await startXdsProxy({
       upstream: `127.0.0.1:${plane.xdsPort}`,
@@ -200,6 +201,20 @@ describe("xDS proxy in front of the real control plane", () => {
     const { proxy: own } = await agentProxy();
     const { client: served } = await sidecar("productpage-own-token", `127.0.0.1:${own.port}`, "sotw");
     expect((await served.fetch(CDS)).length).toBeGreaterThan(0);
+  });
+
+  it("opens each control plane stream with the token as read then: after a rotation (the old token revoked) Envoy's next stream is served", async () => {
+    // As the agent's --token-file, which the kubelet rewrites with a new projected token.
+    const first = await plane.tokens.issue({ role: "dataplane", service: "productpage" });
+    let current = first.secret;
+    const { proxy } = await agentProxy(() => current);
+    const { client: before } = await sidecar("productpage-rotating-1", `127.0.0.1:${proxy.port}`, "sotw");
+    expect((await before.fetch(CDS)).length).toBeGreaterThan(0);
+    current = (await plane.tokens.issue({ role: "dataplane", service: "productpage" })).secret;
+    await plane.tokens.revoke(first.token.id);
+    // Envoy's next stream (after a restart, or a stream the control plane ended) goes out anew.
+    const { client: after } = await sidecar("productpage-rotating-2", `127.0.0.1:${proxy.port}`, "sotw");
+    expect((await after.fetch(CDS)).length).toBeGreaterThan(0);
   });
 
   it.each<AdsProtocol>(["sotw", "delta"])(
