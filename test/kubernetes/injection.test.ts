@@ -9,8 +9,9 @@ import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runOptions } from "../../control-plane/cli/commands/dataplane.ts";
-import { CA_DIR, TOKEN_DIR } from "../../control-plane/kubernetes/injection.ts";
+import { CA_DIR, DATA_DIR, TOKEN_DIR } from "../../control-plane/kubernetes/injection.ts";
 import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
+import { startAgentProcess } from "../support/dataplane.ts";
 import { freePort } from "../support/envoy.ts";
 import { commandLine, containerEnv } from "../support/kubelet.ts";
 import { type ApiServer, startApiServer } from "../support/kubernetes.ts";
@@ -24,13 +25,17 @@ let namespace: string;
 let mesh: string;
 const planes: ControlPlane[] = [];
 const IMAGE = "ghcr.io/wasmesh/control-plane:test";
+/** The sidecar's ports, free ones rather than the defaults: the test runs a sidecar on this host. */
+const P = { outbound: 0, inbound: 0, admin: 0, ready: 0 };
 
 async function replica(identity: string): Promise<ControlPlane> {
-  const webhookPort = await freePort();
+  const [webhookPort, httpPort, xdsPort] = [await freePort(), await freePort(), await freePort()];
   const plane = await startControlPlane({
     dataDir: tempDir(`k8s-inject-${identity}`),
-    httpPort: 0,
-    xdsPort: 0,
+    httpPort,
+    xdsPort,
+    // Sidecars verify the API and xDS with the mesh's trust bundle, which the pod is given.
+    tls: "mesh-ca",
     kubernetes: {
       kubeConfig: server.kubeConfig,
       namespace,
@@ -45,8 +50,10 @@ async function replica(identity: string): Promise<ControlPlane> {
       tokenAudiences: ["wasmesh"],
       injection: {
         image: IMAGE,
-        api: `https://wasmesh-control-plane.${namespace}.svc:5681`,
-        xds: `wasmesh-control-plane.${namespace}.svc:5678`,
+        // This replica as the sidecars started here reach it.
+        api: `https://127.0.0.1:${httpPort}`,
+        xds: `127.0.0.1:${xdsPort}`,
+        ports: P,
       },
     },
     log: () => undefined,
@@ -103,6 +110,7 @@ const wasmeshContainers = (p: k8s.V1Pod) =>
     .filter((n) => n.startsWith("wasmesh-"));
 
 beforeAll(async () => {
+  for (const key of Object.keys(P) as (keyof typeof P)[]) P[key] = await freePort();
   server = await startApiServer();
   core = server.kubeConfig.makeApiClient(k8s.CoreV1Api);
   await installCrds(server);
@@ -147,12 +155,14 @@ describe("sidecar injection on a real API server", () => {
   });
 
   it("stores a pod of a labelled namespace with the capture and the native sidecar", async () => {
+    const lead = leader();
+    if (lead === undefined) throw new Error("no leader");
     const stored = await created(mesh, pod("reviews-v2-1"));
-    const bundle = (await leader()?.ca?.trustBundle())?.pem;
+    const bundle = (await lead.ca?.trustBundle())?.pem;
     expect(bundle).toMatch(/BEGIN CERTIFICATE/);
     expect(stored.metadata?.annotations).toEqual({
       "wasmesh.io/sidecar": "injected",
-      "wasmesh.io/inbound-port": "15006",
+      "wasmesh.io/inbound-port": String(P.inbound),
       "wasmesh.io/ca-bundle": bundle,
     });
     expect(stored.metadata?.labels).toEqual({
@@ -170,13 +180,13 @@ describe("sidecar injection on a real API server", () => {
         "dataplane",
         "capture",
         "--outbound-port",
-        "15001",
+        String(P.outbound),
         "--inbound-port",
-        "15006",
+        String(P.inbound),
         "--proxy-uid",
         "1337",
         "--exclude-inbound-ports",
-        "15021",
+        String(P.ready),
       ],
       securityContext: {
         runAsUser: 0,
@@ -195,8 +205,8 @@ describe("sidecar injection on a real API server", () => {
         { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
         { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
       ],
-      startupProbe: { httpGet: { path: "/ready", port: 15021 } },
-      readinessProbe: { httpGet: { path: "/ready", port: 15021 } },
+      startupProbe: { httpGet: { path: "/ready", port: P.ready } },
+      readinessProbe: { httpGet: { path: "/ready", port: P.ready } },
       resources: { requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "512Mi" } },
       securityContext: {
         runAsUser: 1337,
@@ -220,19 +230,19 @@ describe("sidecar injection on a real API server", () => {
       "--token-file",
       "/var/run/secrets/wasmesh.io/token/token",
       "--cp",
-      `https://wasmesh-control-plane.${namespace}.svc:5681`,
+      `https://127.0.0.1:${lead.httpPort}`,
       "--xds",
-      `wasmesh-control-plane.${namespace}.svc:5678`,
+      `127.0.0.1:${lead.xdsPort}`,
       "--ca-file",
       "/var/run/secrets/wasmesh.io/ca/ca.pem",
       "--inbound-port",
-      "15006",
+      String(P.inbound),
       "--outbound-port",
-      "15001",
+      String(P.outbound),
       "--admin-port",
-      "15000",
+      String(P.admin),
       "--ready-port",
-      "15021",
+      String(P.ready),
       "--ready-address",
       "0.0.0.0",
       "--no-register",
@@ -366,6 +376,71 @@ describe("sidecar injection on a real API server", () => {
     expect(asProxy).toMatch(/runs as UID 1337, the sidecar's/);
     expect(await create(mesh, pod("reviews-as-proxy"), true)).not.toBeTypeOf("string");
   });
+
+  it("gives a sidecar that, started as the kubelet starts it, proves its pod with the projected token and turns ready", async () => {
+    // What the kubelet and the control plane's controllers would have made: the service account,
+    // and the Service (which discovery makes reviews.<namespace>).
+    await core.createNamespacedServiceAccount({ namespace: mesh, body: { metadata: { name: "default" } } });
+    await core.createNamespacedService({
+      namespace: mesh,
+      body: {
+        metadata: { name: "reviews" },
+        spec: { selector: { app: "reviews" }, ports: [{ name: "http", port: 9080 }] },
+      },
+    });
+    const stored = await created(mesh, pod("reviews-v2-run"));
+    const sidecar = stored.spec?.initContainers?.[1] as k8s.V1Container;
+    // The kubelet's part: the projected token (its audience, bound to the pod), the CA file from the
+    // annotation (the downward API volume), the data directory, the environment.
+    const projected = stored.spec?.volumes?.find((v) => v.name === "wasmesh-token")?.projected?.sources?.[0];
+    const minted = await core.createNamespacedServiceAccountToken({
+      name: stored.spec?.serviceAccountName as string,
+      namespace: mesh,
+      body: {
+        spec: {
+          audiences: [projected?.serviceAccountToken?.audience as string],
+          expirationSeconds: projected?.serviceAccountToken?.expirationSeconds as number,
+          boundObjectRef: {
+            apiVersion: "v1",
+            kind: "Pod",
+            name: stored.metadata?.name,
+            uid: stored.metadata?.uid,
+          },
+        },
+      },
+    });
+    const mounts = tempDir("inject-run");
+    for (const dir of ["token", "ca", "data"]) mkdirSync(join(mounts, dir));
+    writeFileSync(join(mounts, "token", "token"), minted.status?.token as string);
+    writeFileSync(
+      join(mounts, "ca", "ca.pem"),
+      stored.metadata?.annotations?.["wasmesh.io/ca-bundle"] as string,
+    );
+    const env = containerEnv(sidecar, {
+      "metadata.name": stored.metadata?.name as string,
+      "metadata.namespace": mesh,
+      "status.podIP": "127.0.0.1",
+    });
+    const line = commandLine(sidecar, env, {
+      [TOKEN_DIR]: join(mounts, "token"),
+      [CA_DIR]: join(mounts, "ca"),
+      [DATA_DIR]: join(mounts, "data"),
+    });
+    // The image's `node /app/bin/wasmesh.js` is this checkout's bin; Envoy is .tools'.
+    const agent = startAgentProcess({ args: line.slice(4), envoyArgs: [] });
+    try {
+      await agent.waitReady(90_000);
+      const probe = await fetch(`http://127.0.0.1:${P.ready}/ready`);
+      expect(probe.status).toBe(200);
+      await agent.waitForOutput(/not registering a Workload/);
+      expect(agent.stdout()).toMatch(
+        new RegExp(`ports: inbound ${P.inbound}, outbound ${P.outbound}, admin ${P.admin}, ready ${P.ready}`),
+      );
+    } finally {
+      await agent.stop();
+    }
+    expect((await agent.exited).code, agent.stderr()).toBe(0);
+  }, 150_000);
 
   it("keeps injecting when the leader goes: the other replica registers its own webhook", async () => {
     const first = leader();
