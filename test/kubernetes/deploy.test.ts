@@ -280,6 +280,9 @@ describe("the control plane's RBAC, applied for real", () => {
       [verb, "", "pods"],
       [verb, "discovery.k8s.io", "endpointslices"],
     ]),
+    // The injector (server.ts): a new pod's namespace (its label) and its namespace's Services.
+    ["get", "", "namespaces", { name: "bookinfo" }],
+    ["list", "", "services", { namespace: "bookinfo" }],
     // token-review.ts: an agent's token, and its pod in any namespace.
     ["create", "authentication.k8s.io", "tokenreviews"],
     ["get", "", "pods", { namespace: "bookinfo" }],
