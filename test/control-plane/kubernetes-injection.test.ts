@@ -509,7 +509,7 @@ describe("the injection webhook's handler", () => {
   });
 });
 
-describe("wasmesh server's injection flags", () => {
+describe("wasmesh server's Kubernetes and injection flags", () => {
   it("are checked before anything starts, each usage error naming its flag", async () => {
     for (const [args, message] of [
       [["--sidecar-image", "x"], /--sidecar-image needs --kubernetes/],
@@ -517,6 +517,21 @@ describe("wasmesh server's injection flags", () => {
       [["--kubernetes", "--sidecar-cp", "cp:5681"], /--sidecar-cp: expected the API's http\(s\) URL/],
       [["--kubernetes", "--sidecar-xds", "cp"], /--sidecar-xds: expected HOST:PORT, got 'cp'/],
       [["--kubernetes", "--token-audience="], /--token-audience: must not be empty/],
+      // The Kubernetes mode's own.
+      [["--kubeconfig", "k.yaml"], /--kubeconfig needs --kubernetes/],
+      [
+        ["--kubernetes", "--namespace", "Wasmesh_System"],
+        /--namespace: 'Wasmesh_System' is not a namespace name/,
+      ],
+      [
+        ["--kubernetes", "--webhook-url", "http://127.0.0.1:9443"],
+        /--webhook-url: the API server calls webhooks over https only/,
+      ],
+      [
+        ["--kubernetes", "--webhook-url", "https://127.0.0.1:9443", "--webhook-service", "x"],
+        /--webhook-service and --webhook-url/,
+      ],
+      [["--kubernetes", "--webhook-port", "70000"], /--webhook-port/],
     ] as const) {
       const result = await runCommand(process.execPath, [WASMESH_BIN, "server", ...args], {});
       expect(result.code, result.stderr).toBe(2);
