@@ -7,13 +7,11 @@ import { readFileSync } from "node:fs";
 import * as k8s from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { resourceOf } from "../../control-plane/kubernetes/crds.ts";
-import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
+import type { ControlPlane } from "../../control-plane/server.ts";
 import { RELEASE_WASM } from "../support/artifacts.ts";
 import { authorizedFetch } from "../support/control-plane.ts";
-import { freePort } from "../support/envoy.ts";
 import { type ApiServer, startApiServer } from "../support/kubernetes.ts";
-import { freshNamespace, installCrds } from "../support/kubernetes-mesh.ts";
-import { tempDir } from "../support/temp.ts";
+import { freshNamespace, installCrds, startReplica } from "../support/kubernetes-mesh.ts";
 import { until } from "../support/wait.ts";
 
 let server: ApiServer;
@@ -25,25 +23,7 @@ let second: ControlPlane;
 let token: string;
 
 async function replica(identity: string): Promise<ControlPlane> {
-  const webhookPort = await freePort();
-  const plane = await startControlPlane({
-    dataDir: tempDir(`k8s-${identity}`),
-    httpPort: 0,
-    xdsPort: 0,
-    kubernetes: {
-      kubeConfig: server.kubeConfig,
-      namespace,
-      identity,
-      leaderElection: { leaseDurationSeconds: 4, renewDeadlineSeconds: 3, retryPeriodSeconds: 0.5 },
-      webhooks: {
-        port: webhookPort,
-        address: "127.0.0.1",
-        names: ["127.0.0.1"],
-        target: { url: `https://127.0.0.1:${webhookPort}` },
-      },
-    },
-    log: () => undefined,
-  });
+  const plane = await startReplica(server, namespace, identity);
   planes.push(plane);
   return plane;
 }

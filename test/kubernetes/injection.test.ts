@@ -10,12 +10,12 @@ import * as k8s from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runOptions } from "../../control-plane/cli/commands/dataplane.ts";
 import { CA_DIR, DATA_DIR, TOKEN_DIR } from "../../control-plane/kubernetes/injection.ts";
-import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
+import type { ControlPlane } from "../../control-plane/server.ts";
 import { startAgentProcess } from "../support/dataplane.ts";
 import { freePort } from "../support/envoy.ts";
 import { commandLine, containerEnv } from "../support/kubelet.ts";
 import { type ApiServer, startApiServer } from "../support/kubernetes.ts";
-import { freshNamespace, installCrds } from "../support/kubernetes-mesh.ts";
+import { freshNamespace, installCrds, startReplica } from "../support/kubernetes-mesh.ts";
 import { tempDir } from "../support/temp.ts";
 import { until } from "../support/wait.ts";
 
@@ -29,24 +29,13 @@ const IMAGE = "ghcr.io/wasmesh/control-plane:test";
 const P = { outbound: 0, inbound: 0, admin: 0, ready: 0 };
 
 async function replica(identity: string): Promise<ControlPlane> {
-  const [webhookPort, httpPort, xdsPort] = [await freePort(), await freePort(), await freePort()];
-  const plane = await startControlPlane({
-    dataDir: tempDir(`k8s-inject-${identity}`),
+  const [httpPort, xdsPort] = [await freePort(), await freePort()];
+  const plane = await startReplica(server, namespace, identity, {
     httpPort,
     xdsPort,
     // Sidecars verify the API and xDS with the mesh's trust bundle, which the pod is given.
     tls: "mesh-ca",
     kubernetes: {
-      kubeConfig: server.kubeConfig,
-      namespace,
-      identity,
-      leaderElection: { leaseDurationSeconds: 4, renewDeadlineSeconds: 3, retryPeriodSeconds: 0.5 },
-      webhooks: {
-        port: webhookPort,
-        address: "127.0.0.1",
-        names: ["127.0.0.1"],
-        target: { url: `https://127.0.0.1:${webhookPort}` },
-      },
       tokenAudiences: ["wasmesh"],
       injection: {
         image: IMAGE,
@@ -56,7 +45,6 @@ async function replica(identity: string): Promise<ControlPlane> {
         ports: P,
       },
     },
-    log: () => undefined,
   });
   planes.push(plane);
   return plane;

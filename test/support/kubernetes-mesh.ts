@@ -2,20 +2,28 @@
 // (kubernetes.ts): wasmesh's CRDs installed and served, and a fresh namespace per test (without a
 // controller manager, deleted namespaces never go away, so names are never reused).
 import * as k8s from "@kubernetes/client-node";
-import { crds, resourceOf } from "../../control-plane/kubernetes/crds.ts";
+import { crds, crdsYaml, resourceOf } from "../../control-plane/kubernetes/crds.ts";
 import type { Kind } from "../../control-plane/resources/index.ts";
+import {
+  type ControlPlane,
+  type ControlPlaneOptions,
+  type KubernetesModeOptions,
+  startControlPlane,
+} from "../../control-plane/server.ts";
+import { freePort } from "./envoy.ts";
 import type { ApiServer } from "./kubernetes.ts";
+import { tempDir } from "./temp.ts";
 import { until } from "./wait.ts";
 
 /** Creates every wasmesh CRD and resolves once each is Established and its endpoint answers. */
 export async function installCrds(server: ApiServer): Promise<void> {
   const extensions = server.kubeConfig.makeApiClient(k8s.ApiextensionsV1Api);
   const custom = server.kubeConfig.makeApiClient(k8s.CustomObjectsApi);
-  for (const crd of crds()) {
-    // The generated object is the manifest; the client's model type differs only in spelling.
-    await extensions.createCustomResourceDefinition({
-      body: crd as unknown as k8s.V1CustomResourceDefinition,
-    });
+  // Through the client's own reading of the manifest: its model spells some fields differently
+  // (enum is _enum, x-kubernetes-preserve-unknown-fields x_kubernetes_…), and a plain object would
+  // lose them unseen (a plugin's configuration then pruned to {}).
+  for (const body of k8s.loadAllYaml(crdsYaml()) as k8s.V1CustomResourceDefinition[]) {
+    await extensions.createCustomResourceDefinition({ body });
   }
   for (const crd of crds()) {
     await until(
@@ -48,4 +56,42 @@ export async function freshNamespace(
     .makeApiClient(k8s.CoreV1Api)
     .createNamespace({ body: { metadata: { name, labels } } });
   return name;
+}
+
+/**
+ * A control plane replica in Kubernetes mode over `namespace`, as `wasmesh server --kubernetes`
+ * starts one: its webhooks on a port of their own on loopback, where the API server calls them by
+ * URL (a cluster would use the Service), and short leader-election timings so that a handover takes
+ * seconds. `options` adds to or replaces what the replica is started with.
+ */
+export async function startReplica(
+  server: ApiServer,
+  namespace: string,
+  identity: string,
+  options: Partial<Omit<ControlPlaneOptions, "kubernetes">> & {
+    kubernetes?: Partial<Omit<KubernetesModeOptions, "kubeConfig" | "namespace" | "identity">>;
+  } = {},
+): Promise<ControlPlane> {
+  const webhookPort = await freePort();
+  const { kubernetes, ...rest } = options;
+  return startControlPlane({
+    dataDir: tempDir(`k8s-${identity}`),
+    httpPort: 0,
+    xdsPort: 0,
+    log: () => undefined,
+    ...rest,
+    kubernetes: {
+      kubeConfig: server.kubeConfig,
+      namespace,
+      identity,
+      leaderElection: { leaseDurationSeconds: 4, renewDeadlineSeconds: 3, retryPeriodSeconds: 0.5 },
+      webhooks: {
+        port: webhookPort,
+        address: "127.0.0.1",
+        names: ["127.0.0.1"],
+        target: { url: `https://127.0.0.1:${webhookPort}` },
+      },
+      ...kubernetes,
+    },
+  });
 }

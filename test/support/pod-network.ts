@@ -3,6 +3,7 @@
 // own IPs and the host (where the control plane runs) at the bridge's, as on a node with a bridge
 // CNI. Needs root and iproute2; everything made here is named with a tag and removed by destroy().
 import { spawn, spawnSync } from "node:child_process";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 
 export const canMakePods = (): string | undefined => {
   if (process.getuid?.() !== 0) return "making network namespaces needs root";
@@ -20,6 +21,11 @@ export interface PodNetwork {
   readonly hostIp: string;
   /** A new pod: its namespace's name and its IP. */
   addPod(name: string): { netns: string; ip: string };
+  /**
+   * Names the pod's processes resolve (cluster DNS's part): `ip netns exec` mounts
+   * /etc/netns/<netns>/hosts over /etc/hosts for the processes it starts.
+   */
+  setHosts(netns: string, hosts: Record<string, readonly string[]>): void;
   /** argv that runs `argv` inside the pod's namespace, as `uid` (root when 0). */
   exec(netns: string, uid: number, argv: readonly string[]): string[];
   destroy(): void;
@@ -58,12 +64,24 @@ export function createPodNetwork(tag: string, octet: number): PodNetwork {
       ip("-n", netns, "route", "add", "default", "via", hostIp);
       return { netns, ip: podIp };
     },
+    setHosts(netns, hosts) {
+      const dir = `/etc/netns/${netns}`;
+      mkdirSync(dir, { recursive: true });
+      const lines = [
+        "127.0.0.1 localhost",
+        ...Object.entries(hosts).map(([ip, names]) => `${ip} ${names.join(" ")}`),
+      ];
+      writeFileSync(`${dir}/hosts`, `${lines.join("\n")}\n`, { mode: 0o644 });
+    },
     exec(netns, uid, argv) {
       const as = uid === 0 ? [] : ["setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups"];
       return ["netns", "exec", netns, ...as, ...argv];
     },
     destroy() {
-      for (const netns of namespaces) spawnSync("ip", ["netns", "del", netns]);
+      for (const netns of namespaces) {
+        spawnSync("ip", ["netns", "del", netns]);
+        rmSync(`/etc/netns/${netns}`, { recursive: true, force: true });
+      }
       spawnSync("ip", ["link", "del", bridge]);
     },
   };

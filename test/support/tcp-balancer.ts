@@ -24,7 +24,10 @@ export async function startTcpBalancer(
       return;
     }
     const target = targets[next++ % targets.length] as string;
-    const [targetHost, targetPort] = [target.slice(0, target.lastIndexOf(":")), Number(target.split(":").at(-1))];
+    const [targetHost, targetPort] = [
+      target.slice(0, target.lastIndexOf(":")),
+      Number(target.split(":").at(-1)),
+    ];
     const upstream = net.connect(targetPort, targetHost);
     sockets.add(upstream);
     upstream.once("connect", () => {
