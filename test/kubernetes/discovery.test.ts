@@ -195,6 +195,8 @@ describe("discovery on a real API server", () => {
           port: 15006,
           appPort: 9080,
           mtls: true,
+          // Neither pod names one: the namespace's "default" runs them, the identity they are issued.
+          serviceAccount: "default",
           labels: { app: "reviews", version: "v1" },
         },
       ],
@@ -204,6 +206,7 @@ describe("discovery on a real API server", () => {
           service: `reviews.${mesh}`,
           address: "10.1.0.12",
           port: 9080,
+          serviceAccount: "default",
           labels: { app: "reviews", version: "v2" },
         },
       ],
