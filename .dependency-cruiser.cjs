@@ -65,6 +65,8 @@ module.exports = {
       to: { path: "^control-plane/" },
     },
     layer("resources-is-the-model", "resources/", "resources/"),
+    // Other meshes' resources (Istio's) translated into the model's: beside it, over it alone.
+    layer("imports-over-the-model", "imports/", "imports/|resources/"),
     layer("envoy-is-vocabulary", "envoy/", "envoy/|resources/"),
     layer("store-below-services", "store/", "store/|resources/"),
     // SPIFFE IDs: the one place they are built (the mTLS a destination is verified by).
