@@ -13,6 +13,7 @@ import { KINDS } from "./kinds.ts";
 const COMMANDS: Record<string, () => Promise<Command>> = {
   server: () => import("./commands/server.ts"),
   apply: () => import("./commands/apply.ts"),
+  convert: () => import("./commands/convert.ts"),
   get: () => import("./commands/get.ts"),
   delete: () => import("./commands/delete.ts"),
   bootstrap: () => import("./commands/bootstrap.ts"),
@@ -33,6 +34,7 @@ Usage: wasmesh <command> [options]
 Commands:
   server              run the control plane (HTTP API and xDS server)
   apply -f FILE       create or update resources from YAML or JSON (- for stdin)
+  convert -f FILE     print the native resources Istio's YAML becomes (not applied)
   get KIND [NAME]     show resources
   delete KIND NAME    delete a resource
   bootstrap           print an Envoy bootstrap for a sidecar
