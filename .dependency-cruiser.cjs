@@ -3,6 +3,7 @@
 //
 //   libraries   schema/ (filter and edge configuration)   host/ (Proxy-Wasm host: Node and workerd)
 //   model       control-plane/resources/      the resource model, validation, names
+//               control-plane/imports/        other meshes' resources as the model's, over it alone
 //   vocabulary  control-plane/envoy/          Envoy's API, the proxy's identity, what a proxy is sent
 //   services    store/  translate/  modules/  xds/ (behind its ConfigCache; never translate/)
 //               security/ (API tokens, the credentials file, the API and xDS ports' certificate;

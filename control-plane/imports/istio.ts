@@ -95,7 +95,9 @@ function trafficPolicyFields(at: string): Record<string, FieldSupport> {
     [`${at}.connectionPool.http.h2UpgradePolicy`]: ignored("the protocol follows the Service's port"),
     [`${at}.connectionPool.http.useClientProtocol`]: ignored("the protocol follows the Service's port"),
     [`${at}.connectionPool.http.maxConcurrentStreams`]: ignored("no HTTP/2 stream limit in wasmesh"),
-    [`${at}.loadBalancer`]: ignored("wasmesh balances round robin; stickiness is a Route rule's sticky"),
+    [`${at}.loadBalancer`]: ignored(
+      "wasmesh balances round robin; consistentHash has no equivalent (a Route rule's sticky picks among destinations, not hosts)",
+    ),
     [`${at}.tls`]: partly(
       "ISTIO_MUTUAL and DISABLE are warnings (wasmesh originates mesh mTLS itself, by MeshPolicy and Service modes); SIMPLE and MUTUAL are errors",
     ),
@@ -919,22 +921,24 @@ export function convertDestinationRule(ctx: Context, doc: Obj, base: string): Ci
       outlierDetection: own.outlierDetection ?? top.outlierDetection,
       connectionPool: own.connectionPool ?? top.connectionPool,
     };
+    // An inherited outlierDetection was reported where it is written: not again at the subset.
+    const inherited = `${at}.trafficPolicy.outlierDetection`;
+    const subsetCtx: Context =
+      own.outlierDetection !== undefined
+        ? ctx
+        : {
+            ...ctx,
+            warn: (path, message) => (path.startsWith(inherited) ? undefined : ctx.warn(path, message)),
+            error: (path, message) => (path.startsWith(inherited) ? undefined : ctx.error(path, message)),
+          };
     const settings =
       own.outlierDetection !== undefined || own.connectionPool !== undefined
-        ? breakerSettings(ctx, { ...merged, ...pick(own) }, `${at}.trafficPolicy`)
+        ? breakerSettings(subsetCtx, merged, `${at}.trafficPolicy`)
         : topSettings;
     if (settings !== undefined) {
       out.push(breaker(nativeName(base, s.name), settings, s.labels as Record<string, string>));
     }
   });
-  return out;
-}
-
-/** The subset's own policy fields, whose problems are reported at the subset's paths. */
-function pick(own: Obj): Obj {
-  const out: Obj = {};
-  if (own.outlierDetection !== undefined) out.outlierDetection = own.outlierDetection;
-  if (own.connectionPool !== undefined) out.connectionPool = own.connectionPool;
   return out;
 }
 

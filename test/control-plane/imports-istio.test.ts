@@ -911,3 +911,52 @@ spec:
     expect((await cli(["convert", "-f", "x.yaml", "--frobnicate"])).code).toBe(2);
   });
 });
+
+describe("DestinationRule subsets' own traffic policies", () => {
+  it("a subset's outlierDetection replaces the top one for it; a subset's connectionPool keeps the top outlierDetection, reported once", () => {
+    const result = run(`
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 5, interval: 30s}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      outlierDetection: {consecutive5xxErrors: 1, baseEjectionTime: 1m}
+  - name: v3
+    labels: {version: v3}
+    trafficPolicy:
+      connectionPool:
+        http: {http2MaxRequests: 50}
+`);
+    expect(result.errors).toEqual([]);
+    const top = { consecutiveErrors: 5, intervalMs: 30_000, baseEjectionMs: 30_000, maxEjectionPercent: 10 };
+    expect(result.resources.map((r) => [r.metadata.name, r.spec])).toEqual([
+      ["reviews", { service: "reviews", ...top }],
+      ["reviews-v1", { service: "reviews", subset: { version: "v1" }, ...top }],
+      [
+        "reviews-v2",
+        {
+          service: "reviews",
+          subset: { version: "v2" },
+          consecutiveErrors: 1,
+          intervalMs: 10_000,
+          baseEjectionMs: 60_000,
+          maxEjectionPercent: 10,
+        },
+      ],
+      ["reviews-v3", { service: "reviews", subset: { version: "v3" }, ...top, maxConcurrent: 50 }],
+    ]);
+    expect(result.warnings.map((w) => w.path)).toEqual([
+      "spec.trafficPolicy.outlierDetection",
+      "spec.subsets[1].trafficPolicy.outlierDetection",
+    ]);
+    expectValid(result);
+  });
+});
