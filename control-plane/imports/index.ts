@@ -16,20 +16,17 @@ import {
   convertPeerAuthentication,
   convertVirtualService,
   indexSubsets,
+  isObj,
   istioKind,
+  type Obj,
 } from "./istio.ts";
-import { nativeName } from "./naming.ts";
+import { isDnsLabel, nativeName } from "./naming.ts";
 import type { ConvertOptions, ConvertResult, ImportProblem, Produced } from "./types.ts";
 
 export { parseDuration, wholeMillis } from "./durations.ts";
 export { FIELDS, serviceOfHost, serviceOfPrincipal } from "./istio.ts";
-export { nativeName } from "./naming.ts";
+export { isDnsLabel, nativeName } from "./naming.ts";
 export * from "./types.ts";
-
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
-
-const DNS_LABEL = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/;
 
 export function convert(documents: readonly unknown[], options: ConvertOptions = {}): ConvertResult {
   const result: ConvertResult = { resources: [], warnings: [], errors: [], produced: [] };
@@ -96,11 +93,11 @@ export function convert(documents: readonly unknown[], options: ConvertOptions =
       );
       continue;
     }
-    if (!DNS_LABEL.test(name)) {
+    if (!isDnsLabel(name)) {
       ctx.error("metadata.name", "is required: a DNS label, as Kubernetes names resources");
       continue;
     }
-    if (namespace !== undefined && !DNS_LABEL.test(namespace)) {
+    if (namespace !== undefined && !isDnsLabel(namespace)) {
       ctx.error("metadata.namespace", `'${namespace}' is no DNS label`);
       continue;
     }

@@ -232,8 +232,9 @@ export const FIELDS: Record<string, Record<string, FieldSupport>> = {
 
 // --- The per-document context ---------------------------------------------------------------------
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
+export type Obj = Record<string, unknown>;
+/** A mapping (not a list, not null). */
+export const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
 
 export interface Context {
   document: number;

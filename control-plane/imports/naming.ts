@@ -2,6 +2,12 @@
 // part, so that converting the same input twice gives the same names, and different originals give
 // different ones. Too long a name is cut and ends with a hash of the whole, which keeps it unique.
 import { createHash } from "node:crypto";
+import { ResourceName } from "../resources/index.ts";
+
+const DNS_LABEL = new RegExp(ResourceName.pattern as string);
+
+/** Whether `text` is a DNS label (as Kubernetes names resources and namespaces). */
+export const isDnsLabel = (text: string): boolean => text.length <= 63 && DNS_LABEL.test(text);
 
 const MAX_LABEL = 63;
 const HASH_LENGTH = 8;

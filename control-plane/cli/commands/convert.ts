@@ -1,6 +1,6 @@
 // `wasmesh convert -f FILE`: the native resources another mesh's YAML becomes, printed, not applied.
 import { stringify } from "yaml";
-import { convert, formatProblem, type ImportProblem } from "../../imports/index.ts";
+import { convert, formatProblem, type ImportProblem, isDnsLabel } from "../../imports/index.ts";
 import { formatManifestError, parseYaml } from "../../resources/index.ts";
 import { type CommandName, noPositionals, type Out, parse, str, usage, warn } from "../args.ts";
 import { CliError } from "../client.ts";
@@ -19,8 +19,6 @@ docs/imports.md lists what is supported, field by field.
 
 const command: CommandName = { name: "convert", help };
 
-const DNS_LABEL = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/;
-
 export async function run(args: string[], out: Out): Promise<undefined> {
   const { values, positionals } = parse(
     args,
@@ -37,7 +35,7 @@ export async function run(args: string[], out: Out): Promise<undefined> {
   const files = (values.file as unknown as string[] | undefined) ?? [];
   if (files.length === 0) throw usage(command, "convert: -f FILE is required");
   const namespace = str(values.namespace);
-  if (namespace !== undefined && !DNS_LABEL.test(namespace)) {
+  if (namespace !== undefined && !isDnsLabel(namespace)) {
     throw usage(command, `convert: --namespace '${namespace}' is no DNS label`);
   }
 
