@@ -248,7 +248,7 @@ export interface Context {
 
 /** Warnings and errors for the fields of `doc.spec` per FIELDS (unknown, ignored, refused). */
 export function auditFields(doc: Obj, ctx: Context): void {
-  const table = FIELDS[ctx.kind] ?? {};
+  const table = Object.hasOwn(FIELDS, ctx.kind) ? (FIELDS[ctx.kind] as Record<string, FieldSupport>) : {};
   const prefixes = new Set(
     Object.keys(table).flatMap((key) => {
       const parents: string[] = [];
@@ -260,7 +260,7 @@ export function auditFields(doc: Obj, ctx: Context): void {
     for (const [key, child] of Object.entries(value)) {
       const p = `${pattern}.${key}`;
       const at = `${path}.${key}`;
-      const field = table[p];
+      const field = Object.hasOwn(table, p) ? table[p] : undefined;
       if (field === undefined) {
         ctx.warn(at, "unknown field: ignored");
         continue;
@@ -351,16 +351,15 @@ export type SubsetIndex = Map<string, Map<string, Record<string, string>>>;
 export function istioKind(doc: Obj): { known: boolean; message?: string } {
   const apiVersion = typeof doc.apiVersion === "string" ? doc.apiVersion : "";
   const [group, version] = apiVersion.split("/");
-  if (group === undefined || VERSIONS[group] === undefined) return { known: false };
+  // Own keys only: "constructor/v1" names no group.
+  if (group === undefined || !Object.hasOwn(VERSIONS, group)) return { known: false };
   const kind = String(doc.kind);
-  if (ISTIO_KINDS[kind] !== group) {
+  if (!Object.hasOwn(ISTIO_KINDS, kind) || ISTIO_KINDS[kind] !== group) {
     return { known: true, message: `${group} kind '${kind}' is not supported yet` };
   }
-  if (!VERSIONS[group].includes(version ?? "")) {
-    return {
-      known: true,
-      message: `version '${version}' of ${group} is unknown (${VERSIONS[group].join(", ")})`,
-    };
+  const versions = VERSIONS[group] as readonly string[];
+  if (!versions.includes(version ?? "")) {
+    return { known: true, message: `version '${version}' of ${group} is unknown (${versions.join(", ")})` };
   }
   return { known: true };
 }

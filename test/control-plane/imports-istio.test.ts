@@ -555,11 +555,15 @@ spec:
       { apiVersion: "networking.istio.io/v1", kind: "Gateway", metadata: { name: "gw" }, spec: {} },
       { apiVersion: "networking.istio.io/v2", kind: "VirtualService", metadata: { name: "x" }, spec: {} },
       { apiVersion: "kuma.io/v1alpha1", kind: "TrafficRoute", metadata: { name: "y" } },
+      { apiVersion: "constructor/v1", kind: "toString", metadata: { name: "z" } },
+      { apiVersion: "security.istio.io/v1", kind: "constructor", metadata: { name: "z" } },
     ]);
     expect(result.errors.map((e) => [e.document, e.path])).toEqual([
       [0, "kind"],
       [1, "kind"],
       [2, "apiVersion"],
+      [3, "apiVersion"],
+      [4, "kind"],
     ]);
   });
 });
