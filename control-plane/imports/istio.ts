@@ -372,7 +372,10 @@ const native = <K extends string, S>(kind: K, name: string, spec: S) => ({
   spec,
 });
 
-function duration(ctx: Context, value: unknown, path: string, max = 3_600_000): number | undefined {
+/** The filter's limit on a route timeout (schema/filter-config.ts). */
+const MAX_TIMEOUT_MS = 3_600_000;
+
+function duration(ctx: Context, value: unknown, path: string, max = MAX_TIMEOUT_MS): number | undefined {
   const parsed = parseDuration(value, path);
   if (!parsed.ok) {
     ctx.error(parsed.error.path, parsed.error.message);
@@ -606,7 +609,15 @@ function convertHttpRoute(
   // Timeout, retries, faults, header changes.
   if (http.timeout !== undefined) {
     const ms = duration(ctx, http.timeout, `${at}.timeout`);
-    if (ms !== undefined && ms > 0) base.timeoutMs = ms; // 0s: no timeout, as without one
+    if (ms !== undefined && ms > 0) base.timeoutMs = ms;
+    else if (ms === 0) {
+      // Istio's 0s turns the timeout off; wasmesh's routes have one (Envoy's 15s without timeoutMs).
+      base.timeoutMs = MAX_TIMEOUT_MS;
+      ctx.warn(
+        `${at}.timeout`,
+        `no timeout cannot be expressed: the longest wasmesh allows, ${MAX_TIMEOUT_MS}ms (1h)`,
+      );
+    }
   }
   if (isObj(http.retries)) {
     const r = http.retries;

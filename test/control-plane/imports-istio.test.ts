@@ -222,6 +222,25 @@ spec:
     expectValid(relative);
   });
 
+  it("timeout 0s (Istio: none) is the longest wasmesh allows, with a warning (without one, Envoy's 15s would apply)", () => {
+    const result = run(`
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http:
+  - route: [{destination: {host: ratings}}]
+    timeout: 0s
+`);
+    expect(result.resources[0]?.kind === "Route" && result.resources[0].spec.rules[0]?.timeoutMs).toBe(
+      3_600_000,
+    );
+    expect(where(result.warnings)).toEqual([
+      { document: 0, kind: "VirtualService", name: "ratings", path: "spec.http[0].timeout" },
+    ]);
+  });
+
   it("fault injection: an abort of 500 for jason, with its percentage", () => {
     const result = run(`
 apiVersion: networking.istio.io/v1
