@@ -13,7 +13,6 @@ import { KINDS } from "./kinds.ts";
 const COMMANDS: Record<string, () => Promise<Command>> = {
   server: () => import("./commands/server.ts"),
   apply: () => import("./commands/apply.ts"),
-  convert: () => import("./commands/convert.ts"),
   get: () => import("./commands/get.ts"),
   delete: () => import("./commands/delete.ts"),
   bootstrap: () => import("./commands/bootstrap.ts"),
@@ -22,6 +21,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   token: () => import("./commands/token.ts"),
   ca: () => import("./commands/ca.ts"),
   modules: () => import("./commands/modules.ts"),
+  convert: () => import("./commands/convert.ts"),
   edge: () => import("./commands/edge.ts"),
   kubernetes: () => import("./commands/kubernetes.ts"),
   version: () => import("./commands/version.ts"),
@@ -34,7 +34,6 @@ Usage: wasmesh <command> [options]
 Commands:
   server              run the control plane (HTTP API and xDS server)
   apply -f FILE       create or update resources from YAML or JSON (- for stdin)
-  convert -f FILE     print the native resources Istio's YAML becomes (not applied)
   get KIND [NAME]     show resources
   delete KIND NAME    delete a resource
   bootstrap           print an Envoy bootstrap for a sidecar
@@ -44,6 +43,7 @@ Commands:
   token               API tokens: create, dataplane (bound to a service), list, revoke
   ca                  the mesh CA: status, rotate add-next|promote|remove
   modules push FILE   upload a Wasm module version
+  convert -f FILE     print the native resources Istio's YAML becomes (not applied)
   edge export         print the edge workers' configuration (e.g. for a Workers KV key)
   kubernetes crds     print the CustomResourceDefinitions of the kinds (for kubectl apply)
   version             the CLI's version and the control plane's (--version: the CLI's only)
