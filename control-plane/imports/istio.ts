@@ -761,7 +761,11 @@ export function convertVirtualService(ctx: Context, doc: Obj, subsets: SubsetInd
     return [];
   }
   const usedNames = new Set<string>();
-  const rules = http.flatMap((h, i) => (isObj(h) ? convertHttpRoute(ctx, h, i, subsets, usedNames) : []));
+  const rules = http.flatMap((h, i) => {
+    if (isObj(h)) return convertHttpRoute(ctx, h, i, subsets, usedNames);
+    ctx.error(`spec.http[${i}]`, "must be a route (a mapping)");
+    return [];
+  });
   const last = http[http.length - 1];
   if (isObj(last) && Array.isArray(last.match) && last.match.length > 0) {
     ctx.warn(

@@ -520,6 +520,7 @@ spec:
       "- route: [{destination: {host: reviews}}]\n    timeout: 48h",
       "spec.http[0].timeout",
     ],
+    ["a route that is no mapping", "- just-a-string", "spec.http[0]"],
   ])("a VirtualService with %s is an error naming the field, and produces nothing", (_, http, path) => {
     const result = run(`
 apiVersion: networking.istio.io/v1
