@@ -877,7 +877,7 @@ function breakerSettings(ctx: Context, policy: Obj, at: string): BreakerSettings
 
 function checkTls(ctx: Context, policy: Obj, at: string): void {
   if (!isObj(policy.tls)) return;
-  const mode = policy.tls.mode;
+  const mode = policy.tls.mode ?? "DISABLE"; // Istio's default mode
   if (mode === "ISTIO_MUTUAL" || mode === "DISABLE") {
     ctx.warn(
       `${at}.tls.mode`,
