@@ -984,3 +984,25 @@ spec:
     expectValid(result);
   });
 });
+
+describe("DestinationRule tls", () => {
+  it("without a mode is Istio's DISABLE: a warning at tls.mode, the rule still converted", () => {
+    const result = run(`
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    tls: {}
+    outlierDetection: {consecutive5xxErrors: 2}
+`);
+    expect(result.errors).toEqual([]);
+    expect(result.warnings.map((w) => w.path)).toEqual([
+      "spec.trafficPolicy.tls.mode",
+      "spec.trafficPolicy.outlierDetection",
+    ]);
+    expect(result.warnings[0]?.message).toMatch(/^DISABLE is not carried/);
+    expect(result.resources.map((r) => r.metadata.name)).toEqual(["reviews"]);
+  });
+});
