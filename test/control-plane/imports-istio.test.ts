@@ -3,8 +3,7 @@
 // warning per field not carried and an error per field whose loss would change the meaning, and the
 // `wasmesh convert` command.
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
@@ -24,6 +23,7 @@ import {
   validateResource,
   type Workload,
 } from "../../control-plane/resources/index.ts";
+import { tempDir } from "../support/temp.ts";
 
 const REPO = join(import.meta.dirname, "..", "..");
 const DATA = join(import.meta.dirname, "testdata", "istio");
@@ -857,7 +857,7 @@ describe("wasmesh convert", () => {
         resolve({ code: error ? (typeof error.code === "number" ? error.code : -1) : 0, stdout, stderr });
       });
     });
-  const work = mkdtempSync(join(tmpdir(), "wasmesh-convert-"));
+  const work = tempDir("convert");
 
   it("prints the native resources as a YAML stream that apply's parser reads back; warnings go to stderr", async () => {
     const file = join(work, "bookinfo.yaml");
