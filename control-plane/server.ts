@@ -37,7 +37,6 @@ import {
   ensureWebhookConfiguration,
   INJECT_PATH,
   type InjectionConfig,
-  KubeApiError,
   type KubeClient,
   type KubernetesResourceStore,
   type LeaderElection,
@@ -293,13 +292,8 @@ async function startWebhooks(
         ...(injection.api.startsWith("https:") ? { caBundle: (await ca.trustBundle()).pem } : {}),
       }),
       async namespaceLabels(name) {
-        try {
-          const { body } = await client.request("GET", `/api/v1/namespaces/${encodeURIComponent(name)}`);
-          return body.metadata?.labels ?? {};
-        } catch (error) {
-          if (error instanceof KubeApiError && error.status === 404) return undefined;
-          throw error;
-        }
+        const namespace = await client.find(`/api/v1/namespaces/${encodeURIComponent(name)}`);
+        return namespace === undefined ? undefined : (namespace.metadata?.labels ?? {});
       },
       async services(namespace) {
         const { body } = await client.request<{ items?: V1Service[] }>(

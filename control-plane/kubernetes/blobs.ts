@@ -8,7 +8,7 @@
 // written last to first, so the first one existing means the others do; a put that finds a part
 // already there (an earlier push, another replica) goes on, since a digest names one content.
 import { createFileBlobStore, type ModuleBlobStore, sha256Hex } from "../modules/index.ts";
-import { KubeApiError, type KubeClient, type KubeObject } from "./client.ts";
+import { KubeApiError, type KubeClient } from "./client.ts";
 
 export const PART_BYTES = 768 * 1024;
 const PARTS_ANNOTATION = "wasmesh.io/module-parts";
@@ -28,14 +28,7 @@ export function createConfigMapBlobStore(options: {
   const local = createFileBlobStore(options.dataDir, { log: options.log });
   const collection = `/api/v1/namespaces/${namespace}/configmaps`;
 
-  async function read(name: string): Promise<KubeObject | undefined> {
-    try {
-      return (await client.request<KubeObject>("GET", `${collection}/${name}`)).body;
-    } catch (error) {
-      if (error instanceof KubeApiError && error.status === 404) return undefined;
-      throw error;
-    }
-  }
+  const read = (name: string) => client.find(`${collection}/${name}`);
 
   async function fetchRemote(sha256: string): Promise<Uint8Array | undefined> {
     const first = await read(partName(sha256, 0));

@@ -66,6 +66,8 @@ export interface KubeClient {
     path: string,
     options?: { query?: Record<string, string | undefined>; body?: unknown; contentType?: string },
   ): Promise<{ status: number; body: T }>;
+  /** GET `path`; undefined when the API server answers 404 (absence is an answer, not a failure). */
+  find<T = KubeObject>(path: string): Promise<T | undefined>;
   /**
    * Streams the events of a watch until the server ends it (resolves), it fails (rejects: an
    * ERROR event as a KubeApiError with its Status, e.g. 410 Gone) or the signal aborts (resolves).
@@ -214,5 +216,14 @@ export function createKubeClient(kubeConfig: k8s.KubeConfig): KubeClient {
     }
   }
 
-  return { server, request, watch };
+  async function find<T>(path: string): Promise<T | undefined> {
+    try {
+      return (await request<T>("GET", path)).body;
+    } catch (error) {
+      if (error instanceof KubeApiError && error.status === 404) return undefined;
+      throw error;
+    }
+  }
+
+  return { server, request, find, watch };
 }

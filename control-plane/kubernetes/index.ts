@@ -23,7 +23,7 @@ export {
   type WebhookTarget,
 } from "./webhooks.ts";
 
-import { KubeApiError, type KubeClient } from "./client.ts";
+import type { KubeClient } from "./client.ts";
 import { crds, GROUP, VERSION } from "./crds.ts";
 
 /**
@@ -31,17 +31,8 @@ import { crds, GROUP, VERSION } from "./crds.ts";
  * control plane does not install its CRDs itself: that needs cluster-wide rights it does not keep.
  */
 export async function checkCrdsInstalled(client: KubeClient): Promise<void> {
-  let served: Set<string>;
-  try {
-    const { body } = await client.request<{ resources?: { name: string }[] }>(
-      "GET",
-      `/apis/${GROUP}/${VERSION}`,
-    );
-    served = new Set((body.resources ?? []).map((r) => r.name));
-  } catch (error) {
-    if (!(error instanceof KubeApiError && error.status === 404)) throw error;
-    served = new Set();
-  }
+  const group = await client.find<{ resources?: { name: string }[] }>(`/apis/${GROUP}/${VERSION}`);
+  const served = new Set((group?.resources ?? []).map((r) => r.name));
   const missing = crds().filter((crd) => !served.has(crd.spec.names.plural));
   if (missing.length > 0)
     throw new Error(

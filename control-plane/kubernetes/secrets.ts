@@ -9,18 +9,8 @@ export const CA_KEK_SECRET = "wasmesh-ca-kek";
 /** The Secret holding the admin token (data.token), for `kubectl get secret`. */
 export const ADMIN_TOKEN_SECRET = "wasmesh-admin-token";
 
-async function readSecret(
-  client: KubeClient,
-  namespace: string,
-  name: string,
-): Promise<KubeObject | undefined> {
-  try {
-    return (await client.request<KubeObject>("GET", `/api/v1/namespaces/${namespace}/secrets/${name}`)).body;
-  } catch (error) {
-    if (error instanceof KubeApiError && error.status === 404) return undefined;
-    throw error;
-  }
-}
+const readSecret = (client: KubeClient, namespace: string, name: string) =>
+  client.find(`/api/v1/namespaces/${namespace}/secrets/${name}`);
 
 const secretData = (secret: KubeObject | undefined, key: string): Buffer | undefined => {
   const data = (secret?.data as Record<string, string> | undefined)?.[key];

@@ -611,15 +611,11 @@ class KubernetesStore implements KubernetesResourceStore {
       // An unconditional write raced a writer this replica has not heard of yet: write over what is
       // there now, once (a second conflict is a busy object: the caller hears of it).
       if (!(expected === undefined && error instanceof KubeApiError && error.status === 409)) throw error;
-      const current = await this.#client
-        .request<KubeObject>("GET", this.#objectPath(kind, name))
-        .catch((e: unknown) =>
-          e instanceof KubeApiError && e.status === 404 ? undefined : Promise.reject(e),
-        );
+      const current = await this.#client.find(this.#objectPath(kind, name));
       response =
         current === undefined
           ? await this.#client.request("POST", this.#collectionPathOf(kind), { query, body })
-          : await replace(current.body.metadata?.resourceVersion);
+          : await replace(current.metadata?.resourceVersion);
     }
     const stored = storedOf(kind, response.body);
     if (stored === undefined) throw new Error(`the API server returned no ${kind} ${name}`);

@@ -201,12 +201,7 @@ export async function ensureWebhookConfiguration(client: KubeClient, desired: Ku
   const collection = `/apis/admissionregistration.k8s.io/v1/${plural}`;
   const name = desired.metadata?.name ?? "";
   for (let attempt = 0; ; attempt++) {
-    let current: KubeObject | undefined;
-    try {
-      current = (await client.request<KubeObject>("GET", `${collection}/${name}`)).body;
-    } catch (error) {
-      if (!(error instanceof KubeApiError && error.status === 404)) throw error;
-    }
+    const current = await client.find(`${collection}/${name}`);
     try {
       if (current === undefined) await client.request("POST", collection, { body: desired });
       else if (JSON.stringify(current.webhooks) !== JSON.stringify(desired.webhooks))
