@@ -8,45 +8,72 @@ import {
   type Resource,
   validateResource,
 } from "../resources/index.ts";
-import {
-  auditFields,
-  type Context,
-  convertAuthorizationPolicy,
-  convertDestinationRule,
-  convertPeerAuthentication,
-  convertVirtualService,
-  indexSubsets,
-  isObj,
-  istioKind,
-  type Obj,
-} from "./istio.ts";
+import { type Context, isObj } from "./fields.ts";
+import { istio } from "./istio.ts";
 import { isDnsLabel, nativeName } from "./naming.ts";
-import type { ConvertOptions, ConvertResult, ImportProblem, Produced } from "./types.ts";
+import type {
+  ConvertOptions,
+  ConvertResult,
+  ImportProblem,
+  Produced,
+  SourceDocument,
+  SourceMesh,
+} from "./types.ts";
 
 export { parseDuration, wholeMillis } from "./durations.ts";
-export { FIELDS, serviceOfHost, serviceOfPrincipal } from "./istio.ts";
+export type { FieldSupport, FieldTable, Support } from "./fields.ts";
+export { serviceOfHost, serviceOfPrincipal } from "./istio.ts";
 export { isDnsLabel, nativeName } from "./naming.ts";
 export * from "./types.ts";
 
+/** The meshes whose resources are converted, each asked in turn whether a document is its own. */
+// A SourceMesh's Index is its own business: the list holds them with it erased.
+export const MESHES: readonly SourceMesh<unknown>[] = [istio as SourceMesh<unknown>];
+
+/** Every converted kind's support matrix, by kind (kinds are unique across the meshes). */
+export const FIELDS = Object.fromEntries(MESHES.flatMap((m) => Object.entries(m.fields)));
+
 export function convert(documents: readonly unknown[], options: ConvertOptions = {}): ConvertResult {
   const result: ConvertResult = { resources: [], warnings: [], errors: [], produced: [] };
-  const docs = documents.map((doc, document) => {
-    const metadata = isObj(doc) && isObj(doc.metadata) ? doc.metadata : {};
-    const ns = typeof metadata.namespace === "string" ? metadata.namespace : options.namespace;
-    return { doc, document, namespace: ns, name: typeof metadata.name === "string" ? metadata.name : "" };
+  type Recognised = {
+    mesh: SourceMesh<unknown>;
+    source: SourceDocument;
+    error?: { path: string; message: string };
+  };
+  const recognised = new Map<number, Recognised>();
+  documents.forEach((doc, document) => {
+    if (!isObj(doc) || doc.apiVersion === API_VERSION) return;
+    for (const mesh of MESHES) {
+      const id = mesh.identify(doc);
+      if (id === undefined) continue;
+      const namespace = "namespace" in id && id.namespace !== undefined ? id.namespace : options.namespace;
+      const source = { doc, document, kind: id.kind, name: id.name, namespace };
+      recognised.set(document, { mesh, source, ...("error" in id ? { error: id.error } : {}) });
+      return;
+    }
   });
-  const istio = docs.filter((d): d is typeof d & { doc: Obj } => isObj(d.doc) && istioKind(d.doc).known);
-  const subsets = indexSubsets(istio);
-  // What PeerAuthentication and AuthorizationPolicy say for the whole mesh: one MeshPolicy.
+  const indexes = new Map(
+    MESHES.map((mesh) => [
+      mesh,
+      mesh.index([...recognised.values()].filter((r) => r.mesh === mesh && !r.error).map((r) => r.source)),
+    ]),
+  );
+  // What the originals say for the whole mesh: one MeshPolicy.
   const mesh: { mtls?: MtlsMode; deny: boolean; sources: Produced[] } = { deny: false, sources: [] };
   const taken = new Map<string, number>();
   const routed = new Map<string, number>();
   let firstMeshDocument = -1;
   const deniedToAll: { destination: string; ctx: Context }[] = [];
 
-  for (const { doc, document, namespace, name } of docs) {
-    if (doc === null || doc === undefined) continue;
-    const kind = isObj(doc) && typeof doc.kind === "string" ? doc.kind : "";
+  documents.forEach((doc, document) => {
+    if (doc === null || doc === undefined) return;
+    const found = recognised.get(document);
+    const metadata = isObj(doc) && isObj(doc.metadata) ? doc.metadata : {};
+    const kind = found?.source.kind ?? (isObj(doc) && typeof doc.kind === "string" ? doc.kind : "");
+    const name = found?.source.name ?? (typeof metadata.name === "string" ? metadata.name : "");
+    const namespace =
+      found?.source.namespace ??
+      (typeof metadata.namespace === "string" ? metadata.namespace : options.namespace);
     const problem = (path: string, message: string): ImportProblem => ({
       document,
       kind,
@@ -65,10 +92,10 @@ export function convert(documents: readonly unknown[], options: ConvertOptions =
     };
     if (!isObj(doc)) {
       ctx.error("(root)", "must be an object (a resource)");
-      continue;
+      return;
     }
     const source: Produced["source"] = {
-      apiVersion: String(doc.apiVersion),
+      apiVersion: String(doc.apiVersion ?? doc.type),
       kind,
       ...(namespace !== undefined ? { namespace } : {}),
       name,
@@ -82,71 +109,46 @@ export function convert(documents: readonly unknown[], options: ConvertOptions =
           resources: [{ kind: valid.resource.kind, name: valid.resource.metadata.name }],
         });
       }
-      continue;
+      return;
     }
-    const known = istioKind(doc);
-    if (!known.known || known.message !== undefined) {
+    if (found === undefined) {
       ctx.error(
-        known.known ? "kind" : "apiVersion",
-        known.message ??
-          `${JSON.stringify(doc.apiVersion)}: not a kind wasmesh converts (Istio's networking.istio.io and security.istio.io, or ${API_VERSION})`,
+        "apiVersion",
+        `${JSON.stringify(doc.apiVersion)}: not a kind wasmesh converts (${MESHES.map((m) => m.name).join(", ")}'s, or ${API_VERSION})`,
       );
-      continue;
+      return;
+    }
+    if (found.error !== undefined) {
+      ctx.error(found.error.path, found.error.message);
+      return;
     }
     if (!isDnsLabel(name)) {
       ctx.error("metadata.name", "is required: a DNS label, as Kubernetes names resources");
-      continue;
+      return;
     }
     if (namespace !== undefined && !isDnsLabel(namespace)) {
       ctx.error("metadata.namespace", `'${namespace}' is no DNS label`);
-      continue;
+      return;
     }
-    auditFields(doc, ctx);
     const base = nativeName(name, namespace);
     const produced: Produced = { source, resources: [] };
-    let made: Resource[] = [];
-    let meshWide = false;
-    switch (kind) {
-      case "VirtualService": {
-        const routes = convertVirtualService(ctx, doc, subsets, base);
-        made = routes;
-        // Istio merges no two VirtualServices of one host for sidecars: one of them would hold.
-        for (const r of routes) {
-          const other = routed.get(r.spec.service);
-          if (other !== undefined) {
-            ctx.error(
-              "spec.hosts",
-              `'${r.spec.service}' is routed by document ${other} too: Istio applies one VirtualService per host to sidecars`,
-            );
-          }
-        }
-        break;
-      }
-      case "DestinationRule":
-        made = convertDestinationRule(ctx, doc, base);
-        break;
-      case "PeerAuthentication": {
-        const mode = convertPeerAuthentication(ctx, doc);
-        if (mode !== undefined) {
-          mesh.mtls = mode;
-          meshWide = true;
-        }
-        break;
-      }
-      case "AuthorizationPolicy": {
-        const access = convertAuthorizationPolicy(ctx, doc, base);
-        made = access.rules;
-        if (access.denyByDefault) {
-          mesh.deny = true;
-          meshWide = true;
-        }
-        for (const destination of access.deniedToAll) deniedToAll.push({ destination, ctx });
-        break;
+    const made = found.mesh.translate(ctx, doc, indexes.get(found.mesh), base);
+    // A document with an error produces nothing: half of a resource's meaning is worse than none.
+    if (result.errors.length > errorsBefore) return;
+    for (const r of made.resources) {
+      if (r.kind !== "Route") continue;
+      // Istio merges no two VirtualServices of one host for sidecars, Kuma and Consul have one
+      // route per service too: a second would silently lose to the first.
+      const other = routed.get(r.spec.service);
+      if (other !== undefined) {
+        ctx.error(
+          kind === "VirtualService" ? "spec.hosts" : "(root)",
+          `'${r.spec.service}' is routed by document ${other} too: one route per destination service`,
+        );
+        return;
       }
     }
-    // A document with an error produces nothing: half of a resource's meaning is worse than none.
-    if (result.errors.length > errorsBefore) continue;
-    for (const r of made) {
+    for (const r of made.resources) {
       const valid = validateResource(r);
       if (!valid.ok) {
         for (const e of valid.errors)
@@ -157,12 +159,15 @@ export function convert(documents: readonly unknown[], options: ConvertOptions =
       if (r.kind === "Route") routed.set(r.spec.service, document);
       produced.resources.push({ kind: r.kind, name: r.metadata.name });
     }
-    if (meshWide) {
+    for (const destination of made.deniedToAll ?? []) deniedToAll.push({ destination, ctx });
+    if (made.mtls !== undefined || made.denyByDefault === true) {
+      if (made.mtls !== undefined) mesh.mtls = made.mtls;
+      if (made.denyByDefault === true) mesh.deny = true;
       if (mesh.sources.length === 0) firstMeshDocument = document;
       mesh.sources.push(produced);
     }
     result.produced.push(produced);
-  }
+  });
 
   // A source's own allow rule wins over "*" in wasmesh; in Istio, DENY policies are evaluated first.
   for (const { destination, ctx } of deniedToAll) {
@@ -199,12 +204,13 @@ export function convert(documents: readonly unknown[], options: ConvertOptions =
     const key = `${r.kind}/${r.metadata.name}`;
     const earlier = taken.get(key);
     if (earlier !== undefined) {
-      const d = docs[document];
-      const kind = isObj(d?.doc) && typeof d.doc.kind === "string" ? d.doc.kind : r.kind;
+      const d = documents[document];
+      const found = recognised.get(document)?.source;
+      const metadata = isObj(d) && isObj(d.metadata) ? d.metadata : {};
       result.errors.push({
         document,
-        kind,
-        name: d?.name ?? r.metadata.name,
+        kind: found?.kind ?? (isObj(d) && typeof d.kind === "string" ? d.kind : r.kind),
+        name: found?.name ?? (typeof metadata.name === "string" ? metadata.name : r.metadata.name),
         path: "metadata.name",
         message: `produces ${key}, which document ${earlier} produces too`,
       });

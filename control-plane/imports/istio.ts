@@ -26,7 +26,19 @@ import {
   ServiceName,
 } from "../resources/index.ts";
 import { parseDuration, wholeMillis } from "./durations.ts";
+import {
+  auditFields,
+  type Context,
+  type FieldTable,
+  ignored,
+  isObj,
+  type Obj,
+  ok,
+  partly,
+  refused,
+} from "./fields.ts";
 import { nativeName } from "./naming.ts";
+import type { SourceMesh } from "./types.ts";
 
 export const NETWORKING = "networking.istio.io";
 export const SECURITY = "security.istio.io";
@@ -44,24 +56,12 @@ export const ISTIO_KINDS: Record<string, string> = {
 /** Istio's root namespace: its PeerAuthentication and AuthorizationPolicy hold for the whole mesh. */
 export const ROOT_NAMESPACE = "istio-system";
 
-export type Support = "supported" | "partly" | "ignored" | "refused";
-export interface FieldSupport {
-  support: Support;
-  /** Why, for partly/ignored/refused: the warning's or error's text. */
-  why?: string;
-}
-
-const ok: FieldSupport = { support: "supported" };
-const partly = (why: string): FieldSupport => ({ support: "partly", why });
-const ignored = (why: string): FieldSupport => ({ support: "ignored", why });
-const refused = (why: string): FieldSupport => ({ support: "refused", why });
-
 const OUTLIER_DETECTION =
   "a CircuitBreaker: wasmesh's breaker also opens the circuit for the whole subset (503 while open) after that many consecutive errors, where Istio only ejects hosts";
 
 const MIRROR = ignored("mirroring is not supported: no copy of the traffic is sent");
 
-function trafficPolicyFields(at: string): Record<string, FieldSupport> {
+function trafficPolicyFields(at: string): FieldTable {
   return {
     [at]: partly("outlierDetection and connectionPool.http.http2MaxRequests are carried (see below)"),
     [`${at}.outlierDetection`]: partly(OUTLIER_DETECTION),
@@ -108,7 +108,7 @@ function trafficPolicyFields(at: string): Record<string, FieldSupport> {
 }
 
 /** Every field of each kind's spec the converter knows, with how far it is carried. */
-export const FIELDS: Record<string, Record<string, FieldSupport>> = {
+export const FIELDS: Record<string, FieldTable> = {
   VirtualService: {
     "spec.hosts": ok,
     "spec.gateways": partly('"mesh" only: routing at gateways is not supported'),
@@ -229,54 +229,6 @@ export const FIELDS: Record<string, Record<string, FieldSupport>> = {
     "spec.rules[].when": refused("conditions are not supported"),
   },
 };
-
-// --- The per-document context ---------------------------------------------------------------------
-
-export type Obj = Record<string, unknown>;
-/** A mapping (not a list, not null). */
-export const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
-
-export interface Context {
-  document: number;
-  kind: string;
-  name: string;
-  /** metadata.namespace, else the --namespace option; undefined: universal. */
-  namespace: string | undefined;
-  warn(path: string, message: string): void;
-  error(path: string, message: string): void;
-}
-
-/** Warnings and errors for the fields of `doc.spec` per FIELDS (unknown, ignored, refused). */
-export function auditFields(doc: Obj, ctx: Context): void {
-  const table = Object.hasOwn(FIELDS, ctx.kind) ? (FIELDS[ctx.kind] as Record<string, FieldSupport>) : {};
-  const prefixes = new Set(
-    Object.keys(table).flatMap((key) => {
-      const parents: string[] = [];
-      for (let i = key.indexOf("."); i >= 0; i = key.indexOf(".", i + 1)) parents.push(key.slice(0, i));
-      return parents.map((p) => p.replace(/\[\]$/, ""));
-    }),
-  );
-  const walk = (value: Obj, pattern: string, path: string): void => {
-    for (const [key, child] of Object.entries(value)) {
-      const p = `${pattern}.${key}`;
-      const at = `${path}.${key}`;
-      const field = Object.hasOwn(table, p) ? table[p] : undefined;
-      if (field === undefined) {
-        ctx.warn(at, "unknown field: ignored");
-        continue;
-      }
-      if (field.support === "ignored") ctx.warn(at, `not supported, ignored: ${field.why}`);
-      if (field.support === "refused") ctx.error(at, `not supported: ${field.why}`);
-      if (field.support === "ignored" || field.support === "refused" || !prefixes.has(p)) continue;
-      if (Array.isArray(child)) {
-        child.forEach((item, i) => {
-          if (isObj(item)) walk(item, `${p}[]`, `${at}[${i}]`);
-        });
-      } else if (isObj(child)) walk(child, p, at);
-    }
-  };
-  if (isObj(doc.spec)) walk(doc.spec, "spec", "spec");
-}
 
 // --- Addressing ----------------------------------------------------------------------------------
 
@@ -1088,3 +1040,47 @@ export function convertAuthorizationPolicy(ctx: Context, doc: Obj, base: string)
   if (!sources.includes("*")) result.rules.push(rule("*", "deny"));
   return result;
 }
+
+// --- The mesh ------------------------------------------------------------------------------------
+
+export const istio: SourceMesh<SubsetIndex> = {
+  name: "Istio",
+  fields: FIELDS,
+  identify(doc) {
+    const known = istioKind(doc);
+    if (!known.known) return undefined;
+    const kind = typeof doc.kind === "string" ? doc.kind : "";
+    const metadata = isObj(doc.metadata) ? doc.metadata : {};
+    const name = typeof metadata.name === "string" ? metadata.name : "";
+    if (known.message !== undefined) return { kind, name, error: { path: "kind", message: known.message } };
+    return {
+      kind,
+      name,
+      ...(typeof metadata.namespace === "string" ? { namespace: metadata.namespace } : {}),
+    };
+  },
+  index: indexSubsets,
+  translate(ctx, doc, subsets, base) {
+    if (isObj(doc.spec)) auditFields(doc.spec, "spec", FIELDS[ctx.kind] ?? {}, ctx);
+    switch (ctx.kind) {
+      case "VirtualService":
+        return { resources: convertVirtualService(ctx, doc, subsets, base) };
+      case "DestinationRule":
+        return { resources: convertDestinationRule(ctx, doc, base) };
+      case "PeerAuthentication": {
+        const mtls = convertPeerAuthentication(ctx, doc);
+        return { resources: [], ...(mtls !== undefined ? { mtls } : {}) };
+      }
+      case "AuthorizationPolicy": {
+        const access = convertAuthorizationPolicy(ctx, doc, base);
+        return {
+          resources: access.rules,
+          denyByDefault: access.denyByDefault,
+          deniedToAll: access.deniedToAll,
+        };
+      }
+      default:
+        return { resources: [] };
+    }
+  },
+};
