@@ -66,7 +66,8 @@ module.exports = {
       to: { path: "^control-plane/" },
     },
     layer("resources-is-the-model", "resources/", "resources/"),
-    // Other meshes' resources (Istio's) translated into the model's: beside it, over it alone.
+    // Other meshes' resources (Istio's, Kuma's, Consul's) translated into the model's: beside it, over
+    // it alone. The API converts them at its edge (POST /v1/apply).
     layer("imports-over-the-model", "imports/", "imports/|resources/"),
     layer("envoy-is-vocabulary", "envoy/", "envoy/|resources/"),
     layer("store-below-services", "store/", "store/|resources/"),
@@ -94,7 +95,7 @@ module.exports = {
     layer(
       "api-below-roots",
       "api/",
-      "api/|edge/|revision/|modules/|xds/|translate/|resources/|envoy/|store/|security/|ca/",
+      "api/|edge/|revision/|modules/|xds/|translate/|resources/|imports/|envoy/|store/|security/|ca/",
     ),
     {
       name: "only-the-cli-runs-the-server",

@@ -107,9 +107,14 @@ export function parseYamlDocument(text: string): unknown {
 
 /** `?dryRun`, `?dryRun=true|false|1|0`; anything else is a 400 rather than a silent real write. */
 export function parseDryRun(value: string | undefined): boolean {
+  return parseFlag(value, "dryRun");
+}
+
+/** A boolean query parameter: absent, false or 0 is false; present empty, true or 1 is true. */
+export function parseFlag(value: string | undefined, name: string): boolean {
   if (value === undefined || value === "false" || value === "0") return false;
   if (value === "" || value === "true" || value === "1") return true;
-  throw badRequest(`dryRun must be true or false (got '${value}')`);
+  throw badRequest(`${name} must be true or false (got '${value}')`);
 }
 
 /** A version from `If-Match` (`"5"` or `5`) and/or another source; both must agree. */

@@ -7,6 +7,7 @@ import { Hono, type MiddlewareHandler } from "hono";
 import { createMiddleware } from "hono/factory";
 import { describeRoute } from "hono-openapi";
 import { schemaErrors } from "../../schema/filter-config.ts";
+import { type IncomingDocument, isDnsLabel, isForeign } from "../imports/index.ts";
 import {
   KINDS,
   type Kind,
@@ -17,7 +18,7 @@ import {
   resourceSchemas,
   validateResource,
 } from "../resources/index.ts";
-import type { ResourceStore } from "../store/index.ts";
+import { ConflictError, type ResourceStore } from "../store/index.ts";
 import { agentRoute, workloadGuard } from "./auth.ts";
 import {
   accepts,
@@ -30,14 +31,16 @@ import {
   MANIFEST_TYPES,
   mediaType,
   parseDryRun,
+  parseFlag,
   parseJson,
   parseYamlDocument,
   YAML_TYPES,
 } from "./body.ts";
 import { ApiError, badRequest, ErrorDetail, fieldDetails, invalid, notFound } from "./errors.ts";
+import { importChanges } from "./imports.ts";
 import type { LeaseKeeper } from "./leases.ts";
 import { bodyOf, component, errorResponse, ifMatchHeader, json, pathParam, queryParam } from "./openapi.ts";
-import type { Writer } from "./writer.ts";
+import type { Desired, Writer } from "./writer.ts";
 
 // The bodies of these routes, as the OpenAPI document names them.
 for (const kind of KINDS) component(kind, resourceSchemas[kind]);
@@ -69,7 +72,12 @@ const ApplyResult = component(
       Type.Object({
         kind: Type.String(),
         name: Type.String(),
-        action: Type.Union([Type.Literal("created"), Type.Literal("configured"), Type.Literal("unchanged")]),
+        action: Type.Union([
+          Type.Literal("created"),
+          Type.Literal("configured"),
+          Type.Literal("unchanged"),
+          Type.Literal("deleted"),
+        ]),
       }),
     ),
     warnings: Type.Array(ErrorDetail),
@@ -325,15 +333,21 @@ function kindRoutes(kind: Kind, deps: ResourceDeps): Hono {
         "?resourceVersion",
       );
       const guard = workloadGuard(c.get("principal"));
+      const name = c.req.param("name");
+      if (kind === "ImportedResource") {
+        // Deleting an original deletes what it produced; the others are converted again without it.
+        const record = await deps.store.get(kind, name);
+        if (record === undefined) throw notFound(`${kind} '${name}' does not exist`);
+        if (version !== undefined && record.metadata.resourceVersion !== version) {
+          throw new ConflictError(kind, name, version, record.metadata.resourceVersion);
+        }
+        const { desired } = await importChanges(deps.store, [], { remove: [name] });
+        const { revision, outcomes } = await writer.write(desired);
+        const deleted = outcomes.find((o) => o.op === "delete" && o.kind === kind && o.name === name);
+        return c.json({ revision, deleted: deleted?.resource ?? record });
+      }
       const { revision, outcomes } = await writer.write(
-        [
-          {
-            op: "delete",
-            kind,
-            name: c.req.param("name"),
-            ...(version !== undefined ? { expectedVersion: version } : {}),
-          },
-        ],
+        [{ op: "delete", kind, name, ...(version !== undefined ? { expectedVersion: version } : {}) }],
         guard ? { guard } : {},
       );
       return c.json({ revision, deleted: outcomes[0]?.resource });
@@ -397,7 +411,9 @@ export function resourceRoutes(deps: ResourceDeps): { prefix: string; router: Ho
   return KINDS.map((kind) => ({ prefix: `/v1/${pluralOf(kind)}`, router: kindRoutes(kind, deps) }));
 }
 
-type ManifestEnv = { Variables: { manifest: { resources: Resource[]; documents: boolean } } };
+type ManifestEnv = {
+  Variables: { manifest: { resources: Resource[]; documents: boolean; foreign: IncomingDocument[] } };
+};
 
 /**
  * The apply body: multi-document YAML (through parseManifests, as the CLI reads files) or JSON
@@ -408,6 +424,8 @@ const manifestBody = createMiddleware<ManifestEnv>(async (c, next) => {
   const text = decodeText(await c.req.arrayBuffer());
   let resources: Resource[] = [];
   let documents = false;
+  // Other meshes' documents (Istio, Kuma, Consul): converted by the handler, over what is stored.
+  const foreign: IncomingDocument[] = [];
   if (isJson(mediaType(c.req.header("content-type")))) {
     const value = parseJson(text);
     const items =
@@ -418,6 +436,10 @@ const manifestBody = createMiddleware<ManifestEnv>(async (c, next) => {
           : [value];
     const details: ErrorDetail[] = [];
     items.forEach((item: unknown, document) => {
+      if (isForeign(item)) {
+        foreign.push({ doc: item, document });
+        return;
+      }
       const result = validateResource(item);
       if (result.ok) resources.push(result.resource);
       else details.push(...fieldDetails(result.errors, whereOf(item, document)));
@@ -425,7 +447,7 @@ const manifestBody = createMiddleware<ManifestEnv>(async (c, next) => {
     if (details.length > 0) throw invalid(invalidMessage(details), details);
     documents = true;
   } else {
-    const result = parseManifests(text);
+    const result = parseManifests(text, { claim: isForeign });
     if (!result.ok) {
       const details = result.errors.map((e): ErrorDetail => ({ ...e }));
       if (details.some((d) => d.message.startsWith("invalid YAML"))) {
@@ -434,11 +456,19 @@ const manifestBody = createMiddleware<ManifestEnv>(async (c, next) => {
       throw invalid(invalidMessage(details), details);
     }
     resources = result.resources;
+    foreign.push(...(result.claimed ?? []).map((d) => ({ doc: d.value, document: d.document })));
   }
-  if (resources.length === 0) throw badRequest("the request body holds no resources");
-  c.set("manifest", { resources, documents });
+  if (resources.length === 0 && foreign.length === 0) throw badRequest("the request body holds no resources");
+  c.set("manifest", { resources, documents, foreign });
   await next();
 });
+
+/** The `namespace` query parameter: a DNS label, as Kubernetes names namespaces. */
+function namespaceOf(value: string | undefined): { namespace?: string } {
+  if (value === undefined || value === "") return {};
+  if (!isDnsLabel(value)) throw badRequest(`namespace must be a DNS label (got '${value}')`);
+  return { namespace: value };
+}
 
 function invalidMessage(details: readonly ErrorDetail[]): string {
   const count = new Set(details.map((d) => d.document)).size;
@@ -469,6 +499,16 @@ export function applyRoutes(deps: ResourceDeps): Hono {
       tags: ["apply"],
       parameters: [
         queryParam("dryRun", Type.Boolean(), "validate against the stored state and store nothing"),
+        queryParam(
+          "namespace",
+          Type.String(),
+          "the namespace of other meshes' documents that name none (their short hosts resolve in it)",
+        ),
+        queryParam(
+          "strict",
+          Type.Boolean(),
+          "a field of another mesh's document that is not carried fails the apply",
+        ),
       ],
       requestBody: { required: true, content: { ...json(Manifest), ...bodyOf(ManifestText, YAML_TYPES) } },
       responses: {
@@ -488,9 +528,9 @@ export function applyRoutes(deps: ResourceDeps): Hono {
     manifestBody,
     async (c) => {
       const dryRun = parseDryRun(c.req.query("dryRun"));
-      const { resources, documents } = c.get("manifest");
-      const result = await deps.writer.write(
-        resources.map((resource, document) => ({
+      const { resources, documents, foreign } = c.get("manifest");
+      const native = resources.map(
+        (resource, document): Desired => ({
           op: "put" as const,
           resource,
           // A document read back from the API carries its version: apply it only over that version.
@@ -498,17 +538,29 @@ export function applyRoutes(deps: ResourceDeps): Hono {
             ? { expectedVersion: resource.metadata.resourceVersion }
             : {}),
           ...(documents ? { document } : {}),
-        })),
-        { dryRun },
+        }),
       );
+      const imported =
+        foreign.length > 0
+          ? await importChanges(deps.store, foreign, {
+              ...namespaceOf(c.req.query("namespace")),
+              strict: parseFlag(c.req.query("strict"), "strict"),
+            })
+          : { desired: [], warnings: [] };
+      const desired = [...native, ...imported.desired];
+      const result = await deps.writer.write(desired, { dryRun });
       const body: Static<typeof ApplyResult> = {
         revision: result.revision,
         dryRun,
-        // An apply only puts.
-        results: result.outcomes.flatMap((o) =>
-          o.op === "put" ? [{ kind: o.kind, name: o.name, action: o.action }] : [],
-        ),
-        warnings: result.warnings,
+        // What originals no longer produce is deleted: listed too. What the originals kept from
+        // earlier applies still produce, unchanged, is not this request's news.
+        results: result.outcomes.flatMap((o, i): Static<typeof ApplyResult>["results"] => {
+          const d = desired[i];
+          if (o.op === "delete") return [{ kind: o.kind, name: o.name, action: "deleted" as const }];
+          const kept = d?.op === "put" && d.imported === true && d.document === undefined;
+          return kept && o.action === "unchanged" ? [] : [{ kind: o.kind, name: o.name, action: o.action }];
+        }),
+        warnings: [...imported.warnings, ...result.warnings],
       };
       return c.json(body);
     },

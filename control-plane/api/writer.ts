@@ -18,9 +18,13 @@ import { ConflictError } from "../store/index.ts";
 import { ApiError, type ErrorDetail, invalid, notFound } from "./errors.ts";
 
 export type Desired =
-  /** expectedVersion: undefined writes unconditionally, null requires absence (create). */
-  | { op: "put"; resource: Resource; expectedVersion?: string | null; document?: number }
-  | { op: "delete"; kind: Kind; name: string; expectedVersion?: string };
+  /**
+   * expectedVersion: undefined writes unconditionally, null requires absence (create). imported:
+   * planned by the apply of other meshes' originals (api/imports.ts), the one writer of
+   * ImportedResources.
+   */
+  | { op: "put"; resource: Resource; expectedVersion?: string | null; document?: number; imported?: boolean }
+  | { op: "delete"; kind: Kind; name: string; expectedVersion?: string; imported?: boolean };
 
 export type Action = "created" | "configured" | "unchanged";
 
@@ -204,6 +208,18 @@ export function createWriter(
               name: metadata.name,
               path: "(root)",
               message: "WasmModule resources are created by uploading the module: POST /v1/modules/<name>",
+            },
+          ]);
+        }
+        if (kind === "ImportedResource" && d.imported !== true) {
+          throw invalid(`ImportedResource '${metadata.name}' cannot be written here: apply the original`, [
+            {
+              ...at(d.document),
+              kind,
+              name: metadata.name,
+              path: "(root)",
+              message:
+                "ImportedResources are written by applying another mesh's resource (POST /v1/apply, wasmesh apply -f)",
             },
           ]);
         }

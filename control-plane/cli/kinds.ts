@@ -16,18 +16,77 @@ export const KINDS = [
   "MeshPolicy",
   "WasmModule",
   "WasmPlugin",
+  "ImportedResource",
 ] as const satisfies readonly Kind[];
+
+/**
+ * Other meshes' kinds that apply converts (control-plane/imports FIELDS; test/control-plane/cli.test.ts
+ * checks the two agree). `get` and `delete` reach their originals through ImportedResources.
+ */
+export const IMPORTED_KINDS = [
+  ["VirtualService", "networking.istio.io"],
+  ["DestinationRule", "networking.istio.io"],
+  ["ServiceEntry", "networking.istio.io"],
+  ["WorkloadEntry", "networking.istio.io"],
+  ["Gateway", "networking.istio.io"],
+  ["PeerAuthentication", "security.istio.io"],
+  ["AuthorizationPolicy", "security.istio.io"],
+  ["WasmPlugin", "extensions.istio.io"],
+  ["Mesh", "kuma.io"],
+  ["Dataplane", "kuma.io"],
+  ["TrafficRoute", "kuma.io"],
+  ["TrafficPermission", "kuma.io"],
+  ["CircuitBreaker", "kuma.io"],
+  ["MeshHTTPRoute", "kuma.io"],
+  ["MeshTrafficPermission", "kuma.io"],
+  ["MeshCircuitBreaker", "kuma.io"],
+  ["ServiceIntentions", "consul.hashicorp.com"],
+  ["ServiceDefaults", "consul.hashicorp.com"],
+  ["ServiceSplitter", "consul.hashicorp.com"],
+  ["ServiceResolver", "consul.hashicorp.com"],
+  ["ServiceRouter", "consul.hashicorp.com"],
+  ["ProxyDefaults", "consul.hashicorp.com"],
+] as const;
+
+const names = (kind: string, wanted: string) => {
+  const lower = kind.toLowerCase();
+  return wanted === lower || wanted === `${lower}s` || wanted === lower.replace(/y$/, "ies");
+};
+
+/** Another mesh's kind, as kubectl names one: `virtualservice`, or qualified `wasmplugins.extensions.istio.io`. */
+export interface ImportedKind {
+  kind: string;
+  group: string;
+}
 
 /** Resolves `route`, `Routes`, `meshpolicy`… to a kind, or fails naming the accepted ones. */
 export function resolveKind(value: string): Kind {
   const wanted = value.toLowerCase();
-  const kind = KINDS.find((k) => {
-    const lower = k.toLowerCase();
-    return wanted === lower || wanted === `${lower}s` || wanted === lower.replace(/y$/, "ies");
-  });
+  const kind = KINDS.find((k) => names(k, wanted));
   if (!kind) throw new CliError(`unknown kind '${value}'; kinds: ${KINDS.join(", ")}`, 2);
   return kind;
 }
+
+/**
+ * A native kind, or another mesh's kind whose originals apply keeps (`virtualservices`). A native
+ * name wins; the group tells them apart (`circuitbreakers.kuma.io`, `wasmplugins.extensions.istio.io`).
+ */
+export function resolveAnyKind(value: string): { native: Kind } | { imported: ImportedKind } {
+  const wanted = value.toLowerCase();
+  const native = KINDS.find((k) => names(k, wanted));
+  if (native !== undefined) return { native };
+  const dot = wanted.indexOf(".");
+  const [bare, group] = dot < 0 ? [wanted, undefined] : [wanted.slice(0, dot), wanted.slice(dot + 1)];
+  const found = IMPORTED_KINDS.find(([k, g]) => names(k, bare) && (group === undefined || group === g));
+  if (found !== undefined) return { imported: { kind: found[0], group: found[1] } };
+  throw new CliError(
+    `unknown kind '${value}'; kinds: ${KINDS.join(", ")}; and, as applied from other meshes: ${IMPORTED_KINDS.map(([k]) => k).join(", ")}`,
+    2,
+  );
+}
+
+/** Whether an original's apiVersion is of the group. */
+export const ofGroup = (apiVersion: string, group: string): boolean => apiVersion.split("/")[0] === group;
 
 /** The API's path segment for a kind (see control-plane/api). */
 export function kindPath(kind: Kind): string {

@@ -128,6 +128,20 @@ const COLUMNS: { [K in Kind]: Column<Doc<K>>[] } = {
     { header: "PRIORITY", cell: (r) => String(r.spec.priority ?? 0) },
     { header: "ROOT ID", cell: (r) => r.spec.rootId ?? NONE, wideOnly: true },
   ],
+  ImportedResource: [
+    {
+      header: "SOURCE",
+      cell: (r) => {
+        const { kind, name, namespace } = r.spec.source;
+        return `${kind}/${name}${namespace !== undefined ? `.${namespace}` : ""}`;
+      },
+    },
+    {
+      header: "PRODUCED",
+      cell: (r) => r.spec.produced.map((p) => `${p.kind.toLowerCase()}/${p.name}`).join(",") || NONE,
+    },
+    { header: "WARNINGS", cell: (r) => String(r.spec.warnings?.length ?? 0) },
+  ],
 };
 
 /** The `get` table of resources of one kind; `wide` for `-o wide`. */

@@ -1,6 +1,9 @@
 // Istio's resources as wasmesh's: networking.istio.io VirtualService → Route, DestinationRule →
-// subsets (for the Routes) and CircuitBreakers, security.istio.io PeerAuthentication → MeshPolicy's
-// mTLS mode, AuthorizationPolicy → AccessRules (and MeshPolicy's defaultAccess).
+// subsets (for the Routes) and CircuitBreakers, ServiceEntry → Services and static Workloads,
+// WorkloadEntry → a static Workload, Gateway → nothing (the edge worker serves north-south traffic:
+// warnings, and errors for what it cannot serve), security.istio.io PeerAuthentication → MeshPolicy's
+// mTLS mode, AuthorizationPolicy → AccessRules (and MeshPolicy's defaultAccess), and
+// extensions.istio.io WasmPlugin → a WasmPlugin running a module of the registry (ConvertOptions.modules).
 //
 // FIELDS below is the support matrix the converter runs on: every field of a document's spec is
 // looked up there (unknown fields are warnings), `ignored` fields are warnings and `refused` fields
@@ -13,6 +16,9 @@
 //   `ratings.prod` in both, except that a universal resource's `ratings.default…` is `ratings`
 //   (a universal service's identity is namespace default's, ca/spiffe.ts). A `:port` is dropped (a
 //   wasmesh service is addressed by name).
+// - A host of another form (`api.example.com`) is a service only when a ServiceEntry of the input
+//   declares it: the entry's service, its labels joined with '-' (`api-example-com`), which callers
+//   must send as Host (serviceOfDeclaredHost, resolveHost; serviceOfHost itself refuses it).
 // - A principal `<td>/ns/<ns>/sa/<sa>` is the service `<sa>.<ns>` in a namespaced resource; in a
 //   universal one it is `<sa>` when <ns> is `default` (wasmesh's universal identity of a service,
 //   ca/spiffe.ts), else `<sa>.<ns>`.
@@ -23,7 +29,10 @@ import {
   type MtlsMode,
   type Route,
   type RouteRule,
+  type Service,
   ServiceName,
+  type WasmPlugin,
+  type Workload,
 } from "../resources/index.ts";
 import { parseDuration, wholeMillis } from "./durations.ts";
 import {
@@ -37,20 +46,26 @@ import {
   partly,
   refused,
 } from "./fields.ts";
-import { nativeName } from "./naming.ts";
-import type { SourceMesh } from "./types.ts";
+import { isDnsLabel, nativeName } from "./naming.ts";
+import type { ConvertOptions, SourceMesh } from "./types.ts";
 
 export const NETWORKING = "networking.istio.io";
 export const SECURITY = "security.istio.io";
+export const EXTENSIONS = "extensions.istio.io";
 const VERSIONS: Record<string, readonly string[]> = {
   [NETWORKING]: ["v1alpha3", "v1beta1", "v1"],
   [SECURITY]: ["v1beta1", "v1"],
+  [EXTENSIONS]: ["v1alpha1"],
 };
 export const ISTIO_KINDS: Record<string, string> = {
   VirtualService: NETWORKING,
   DestinationRule: NETWORKING,
+  ServiceEntry: NETWORKING,
+  WorkloadEntry: NETWORKING,
+  Gateway: NETWORKING,
   PeerAuthentication: SECURITY,
   AuthorizationPolicy: SECURITY,
+  WasmPlugin: EXTENSIONS,
 };
 
 /** Istio's root namespace: its PeerAuthentication and AuthorizationPolicy hold for the whole mesh. */
@@ -58,6 +73,12 @@ export const ROOT_NAMESPACE = "istio-system";
 
 const OUTLIER_DETECTION =
   "a CircuitBreaker: wasmesh's breaker also opens the circuit for the whole subset (503 while open) after that many consecutive errors, where Istio only ejects hosts";
+
+const SERVICE_ACCOUNT =
+  "the Workload's serviceAccount (its identity); callers still send plain text: a static Workload takes no mTLS (a data-plane agent registers its own Workload for that)";
+const LOCALITY = "the zone (<region>/<zone>/…) is the Workload's zone; region and subzone are not carried";
+const NETWORK = "one network: every Workload is reached at its address";
+const WEIGHT = "Workloads are balanced round robin, unweighted";
 
 const MIRROR = ignored("mirroring is not supported: no copy of the traffic is sent");
 
@@ -111,7 +132,9 @@ function trafficPolicyFields(at: string): FieldTable {
 export const FIELDS: Record<string, FieldTable> = {
   VirtualService: {
     "spec.hosts": ok,
-    "spec.gateways": partly('"mesh" only: routing at gateways is not supported'),
+    "spec.gateways": partly(
+      '"mesh", plus gateways as a warning: no gateway runs the Route, the edge worker applies it to north-south requests; gateways without "mesh" are an error (sidecars would apply it too)',
+    ),
     "spec.exportTo": ignored("visibility is not scoped: the Route applies to every sidecar"),
     "spec.http": ok,
     "spec.http[].name": ok,
@@ -228,6 +251,101 @@ export const FIELDS: Record<string, FieldTable> = {
     "spec.rules[].to": refused("AccessRules allow or deny a whole service: no operations (paths, methods)"),
     "spec.rules[].when": refused("conditions are not supported"),
   },
+  ServiceEntry: {
+    "spec.hosts": partly(
+      "each a Service: <name>[.<namespace>[.svc.cluster.local]] by its name, another host by its labels joined with '-' (a warning: callers must send that name)",
+    ),
+    "spec.addresses": ignored("no virtual IPs: a wasmesh service is called by its name (Host)"),
+    "spec.ports": ok,
+    "spec.ports[].number": ok,
+    "spec.ports[].name": ok,
+    "spec.ports[].protocol": partly(
+      "HTTP, HTTP2 (as http), GRPC and GRPC-WEB (as http); TCP, TLS, HTTPS and the others are errors: the mesh routes HTTP",
+    ),
+    "spec.ports[].targetPort": ok,
+    "spec.location": partly(
+      "MESH_INTERNAL, and MESH_EXTERNAL for plain HTTP to hosts a service name can address (a warning: no sidecar there)",
+    ),
+    "spec.resolution": partly(
+      "STATIC, and DNS or DNS_ROUND_ROBIN (a Workload's address may be a host name); NONE needs endpoints or a workloadSelector",
+    ),
+    "spec.endpoints": ok,
+    "spec.endpoints[].address": ok,
+    "spec.endpoints[].ports": ok,
+    "spec.endpoints[].labels": ok,
+    "spec.endpoints[].serviceAccount": partly(SERVICE_ACCOUNT),
+    "spec.endpoints[].locality": partly(LOCALITY),
+    "spec.endpoints[].network": ignored(NETWORK),
+    "spec.endpoints[].weight": ignored(WEIGHT),
+    "spec.workloadSelector": partly(
+      "selects the WorkloadEntries of the input; pods are Workloads of their Kubernetes Services (discovery), not of this one",
+    ),
+    "spec.workloadSelector.labels": ok,
+    "spec.exportTo": ignored("visibility is not scoped: every sidecar may call the service"),
+    "spec.subjectAltNames": ignored(
+      "callers verify the service's own SPIFFE identities, when its Workloads take mTLS",
+    ),
+  },
+  WorkloadEntry: {
+    "spec.address": ok,
+    "spec.ports": partly("one port: a Workload is reached on one"),
+    "spec.labels": ok,
+    "spec.serviceAccount": partly(SERVICE_ACCOUNT),
+    "spec.locality": partly(LOCALITY),
+    "spec.network": ignored(NETWORK),
+    "spec.weight": ignored(WEIGHT),
+  },
+  Gateway: {
+    "spec.selector": ignored(
+      "wasmesh deploys no gateway: the edge worker serves north-south requests to every service, by Host",
+    ),
+    "spec.servers": partly(
+      "produce nothing: each server's hosts and TLS are warnings, what the edge cannot serve errors",
+    ),
+    "spec.servers[].name": ok,
+    "spec.servers[].port": ok,
+    "spec.servers[].port.number": ignored("the edge serves the platform's ports (80 and 443)"),
+    "spec.servers[].port.name": ok,
+    "spec.servers[].port.protocol": partly("HTTP, HTTPS, HTTP2 and GRPC; TCP, TLS and the others are errors"),
+    "spec.servers[].port.targetPort": ignored("the edge serves the platform's ports (80 and 443)"),
+    "spec.servers[].hosts": partly(
+      'a warning: the edge serves every service that outside callers may call (AccessRules with source "*", else MeshPolicy), by its service name as Host',
+    ),
+    "spec.servers[].bind": ignored("the edge serves the platform's addresses"),
+    "spec.servers[].tls": partly(
+      "SIMPLE (a warning: the edge terminates TLS with the zone's certificate, not this one) and httpsRedirect (a warning); MUTUAL, PASSTHROUGH and the others are errors",
+    ),
+    "spec.servers[].defaultEndpoint": refused("the edge forwards to Workloads, not to a default endpoint"),
+  },
+  WasmPlugin: {
+    "spec.selector": partly(
+      "matchLabels {app: <service>} only; none: every service (in Istio's root namespace or universal)",
+    ),
+    "spec.selector.matchLabels": partly("{app: <service>} only"),
+    "spec.targetRef": refused("policies attached to gateways or waypoints are not supported: use selector"),
+    "spec.targetRefs": refused("policies attached to gateways or waypoints are not supported: use selector"),
+    "spec.url": partly(
+      "names the WasmModule of the registry by its last path segment (without tag, digest or .wasm); wasmesh pulls no module",
+    ),
+    "spec.sha256": partly("the WasmModule of the registry with this digest (the module's bytes)"),
+    "spec.imagePullPolicy": ignored("wasmesh pulls no module: the registry holds it (wasmesh modules push)"),
+    "spec.imagePullSecret": ignored("wasmesh pulls no module: the registry holds it (wasmesh modules push)"),
+    "spec.verificationKey": ignored("not implemented by Istio either; the registry pins modules by sha256"),
+    "spec.pluginConfig": ok,
+    "spec.pluginName": ok,
+    "spec.phase": partly(
+      "the order among plugins (a priority offset); AUTHN and AUTHZ plugins still run after wasmesh's access check (a warning)",
+    ),
+    "spec.priority": ok,
+    "spec.failStrategy": partly(
+      "FAIL_CLOSE; FAIL_OPEN and FAIL_RELOAD are warnings: a failing plugin fails the request",
+    ),
+    "spec.vmConfig": refused("environment variables for the plugin's VM are not supported"),
+    "spec.match": partly("one mode: SERVER (inbound) or CLIENT (outbound)"),
+    "spec.match[].mode": partly("SERVER or CLIENT"),
+    "spec.match[].ports": refused("plugins for some ports only are not supported"),
+    "spec.type": partly("HTTP; NETWORK is an error"),
+  },
 };
 
 // --- Addressing ----------------------------------------------------------------------------------
@@ -253,7 +371,7 @@ export function serviceOfHost(
   if (labels.length > 2) {
     return {
       ok: false,
-      message: `'${host}' is no service of the mesh (<name>, <name>.<namespace> or <name>.<namespace>.svc.cluster.local); external hosts (ServiceEntry) are not supported yet`,
+      message: `'${host}' is no service of the mesh (<name>, <name>.<namespace> or <name>.<namespace>.svc.cluster.local), and no ServiceEntry of the input declares it`,
     };
   }
   // Universal services are namespace default's (their identity, ca/spiffe.ts universalIdentity).
@@ -269,6 +387,45 @@ export function serviceOfHost(
     return { ok: false, message: `'${host}' gives '${service}', which is no valid service name` };
   }
   return { ok: true, service };
+}
+
+const HOST_NAME =
+  /^(?=.{1,253}$)[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)*$/;
+
+/**
+ * The service a ServiceEntry's host declares: serviceOfHost's name for a host of the mesh's form;
+ * another host (`api.example.com`) is named by its labels joined with '-' (`api-example-com`), a
+ * declared service (`renamed`: callers must send that name as Host).
+ */
+export function serviceOfDeclaredHost(
+  host: unknown,
+  namespace: string | undefined,
+): { ok: true; service: string; renamed: boolean } | { ok: false; message: string } {
+  const own = serviceOfHost(host, namespace);
+  if (own.ok) return { ...own, renamed: false };
+  if (typeof host !== "string") return own;
+  const bare = host.toLowerCase().replace(/\.$/, "");
+  if (bare.includes("*")) return { ok: false, message: `'${host}': wildcard hosts are not supported` };
+  if (!HOST_NAME.test(bare))
+    return { ok: false, message: `'${host}' is no host name (a ServiceEntry's hosts have no port)` };
+  const service = bare.replaceAll(".", "-");
+  if (service.length > 63) {
+    return { ok: false, message: `'${host}' gives the service name '${service}', longer than 63 characters` };
+  }
+  return { ok: true, service, renamed: true };
+}
+
+/** serviceOfHost, except that a host a ServiceEntry of the input declares is that entry's service. */
+export function resolveHost(
+  host: unknown,
+  namespace: string | undefined,
+  index: Pick<IstioIndex, "hosts">,
+): { ok: true; service: string } | { ok: false; message: string } {
+  if (typeof host === "string") {
+    const declared = index.hosts.get(host.toLowerCase().replace(/:\d+$/, "").replace(/\.$/, ""));
+    if (declared !== undefined) return { ok: true, service: declared };
+  }
+  return serviceOfHost(host, namespace);
 }
 
 const PRINCIPAL = /^(?:[^/]+\/)?ns\/([^/]+)\/sa\/([^/]+)$/;
@@ -298,6 +455,32 @@ export function serviceOfPrincipal(
 
 /** The subsets of every service a DestinationRule of the input defines: service → name → labels. */
 export type SubsetIndex = Map<string, Map<string, Record<string, string>>>;
+
+/** A ServiceEntry of the input with a workloadSelector: the services its WorkloadEntries join. */
+export interface SelectingEntry {
+  document: number;
+  name: string;
+  namespace: string | undefined;
+  labels: Record<string, string>;
+  services: string[];
+  ports: readonly unknown[];
+}
+
+/** What Istio's documents of one input need to know of each other. */
+export interface IstioIndex {
+  subsets: SubsetIndex;
+  /**
+   * Hosts outside the mesh's naming (`api.example.com`) that a ServiceEntry of the input declares,
+   * lower case, → its service (serviceOfDeclaredHost).
+   */
+  hosts: Map<string, string>;
+  /** The ServiceEntries with a workloadSelector, for WorkloadEntries. */
+  selectors: SelectingEntry[];
+  /** The Gateways of the input, as `<namespace>/<name>` (`/<name>` when universal). */
+  gateways: Set<string>;
+  /** The modules of the registry (ConvertOptions.modules), for WasmPlugins. */
+  modules: readonly { name: string; sha256: string }[];
+}
 
 /** The apiVersion's group and version, if it is one of Istio's that is converted. */
 export function istioKind(doc: Obj): { known: boolean; message?: string } {
@@ -345,11 +528,14 @@ function duration(ctx: Context, value: unknown, path: string, max = MAX_TIMEOUT_
 }
 
 /** DestinationRule subsets of the input, by service, for VirtualService destinations to name. */
-export function indexSubsets(documents: readonly { doc: Obj; namespace: string | undefined }[]): SubsetIndex {
+export function indexSubsets(
+  documents: readonly { doc: Obj; namespace: string | undefined }[],
+  declared: Pick<IstioIndex, "hosts"> = { hosts: new Map() },
+): SubsetIndex {
   const index: SubsetIndex = new Map();
   for (const { doc, namespace } of documents) {
     if (doc.kind !== "DestinationRule" || !isObj(doc.spec)) continue;
-    const host = serviceOfHost(doc.spec.host, namespace);
+    const host = resolveHost(doc.spec.host, namespace, declared);
     if (!host.ok) continue;
     const subsets = index.get(host.service) ?? new Map<string, Record<string, string>>();
     for (const s of Array.isArray(doc.spec.subsets) ? doc.spec.subsets : []) {
@@ -360,6 +546,46 @@ export function indexSubsets(documents: readonly { doc: Obj; namespace: string |
     index.set(host.service, subsets);
   }
   return index;
+}
+
+/** The index of Istio's documents of one input (SourceMesh.index). */
+export function indexIstio(
+  documents: readonly { doc: Obj; document?: number; name?: string; namespace: string | undefined }[],
+  options: ConvertOptions = {},
+): IstioIndex {
+  const hosts = new Map<string, string>();
+  const selectors: SelectingEntry[] = [];
+  const gateways = new Set<string>();
+  for (const { doc, document, name, namespace } of documents) {
+    const spec = isObj(doc.spec) ? doc.spec : {};
+    if (doc.kind === "Gateway") gateways.add(`${namespace ?? ""}/${String(name ?? "")}`);
+    if (doc.kind !== "ServiceEntry") continue;
+    const services: string[] = [];
+    for (const h of Array.isArray(spec.hosts) ? spec.hosts : []) {
+      const s = serviceOfDeclaredHost(h, namespace);
+      if (!s.ok) continue;
+      if (s.renamed) hosts.set((h as string).toLowerCase().replace(/\.$/, ""), s.service);
+      if (!services.includes(s.service)) services.push(s.service);
+    }
+    const selector = isObj(spec.workloadSelector) ? spec.workloadSelector.labels : undefined;
+    if (isObj(selector) && Object.values(selector).every((v) => typeof v === "string")) {
+      selectors.push({
+        document: document ?? -1,
+        name: String(name ?? ""),
+        namespace,
+        labels: selector as Record<string, string>,
+        services,
+        ports: Array.isArray(spec.ports) ? spec.ports : [],
+      });
+    }
+  }
+  return {
+    subsets: indexSubsets(documents, { hosts }),
+    hosts,
+    selectors,
+    gateways,
+    modules: options.modules ?? [],
+  };
 }
 
 type StringMatch = { exact?: string; prefix?: string; regex?: string; ignoreCase?: boolean };
@@ -477,9 +703,10 @@ function convertHttpRoute(
   ctx: Context,
   http: Obj,
   i: number,
-  subsets: SubsetIndex,
+  index: IstioIndex,
   usedNames: Set<string>,
 ): RouteRule[] {
+  const subsets = index.subsets;
   const at = `spec.http[${i}]`;
   const base: Omit<RouteRule, "name" | "match"> = {
     destinations: [] as unknown as RouteRule["destinations"],
@@ -505,7 +732,7 @@ function convertHttpRoute(
       ctx.error(`${rat}.destination`, "is required");
       return;
     }
-    const host = serviceOfHost(r.destination.host, ctx.namespace);
+    const host = resolveHost(r.destination.host, ctx.namespace, index);
     if (!host.ok) {
       ctx.error(`${rat}.destination.host`, host.message);
       return;
@@ -684,22 +911,26 @@ function convertMatch(ctx: Context, m: unknown, at: string): RouteRule["match"] 
   return Object.keys(match).length > 0 ? match : undefined;
 }
 
-export function convertVirtualService(ctx: Context, doc: Obj, subsets: SubsetIndex, base: string): Route[] {
+export function convertVirtualService(ctx: Context, doc: Obj, index: IstioIndex, base: string): Route[] {
   const spec = isObj(doc.spec) ? doc.spec : {};
   if (Array.isArray(spec.gateways)) {
     const mesh = spec.gateways.includes("mesh");
     spec.gateways.forEach((g, i) => {
       if (g === "mesh") return;
-      if (mesh)
+      if (mesh) {
+        // `<namespace>/<name>`, or `<name>` in the VirtualService's own namespace.
+        const ref = String(g).includes("/") ? String(g) : `${ctx.namespace ?? ""}/${String(g)}`;
+        const known = index.gateways.has(ref) ? " (a Gateway of the input, which produces nothing)" : "";
         ctx.warn(
           `spec.gateways[${i}]`,
-          `gateway '${String(g)}' is not served: the Route applies to sidecars only`,
+          `gateway '${String(g)}'${known} does not run the Route: wasmesh has no gateways; the edge worker applies the service's Route to north-south requests (Host: the service's name) as sidecars do`,
         );
+      }
     });
     if (!mesh) {
       ctx.error(
         "spec.gateways",
-        'names gateways only: wasmesh serves the Route to sidecars ("mesh"), which Istio would not',
+        'names gateways only: a wasmesh Route applies to every sidecar (Istio\'s "mesh") and at the edge, where Istio would apply it at the gateways only; add "mesh" to route the sidecars\' calls too',
       );
       return [];
     }
@@ -714,7 +945,7 @@ export function convertVirtualService(ctx: Context, doc: Obj, subsets: SubsetInd
   }
   const usedNames = new Set<string>();
   const rules = http.flatMap((h, i) => {
-    if (isObj(h)) return convertHttpRoute(ctx, h, i, subsets, usedNames);
+    if (isObj(h)) return convertHttpRoute(ctx, h, i, index, usedNames);
     ctx.error(`spec.http[${i}]`, "must be a route (a mapping)");
     return [];
   });
@@ -727,7 +958,7 @@ export function convertVirtualService(ctx: Context, doc: Obj, subsets: SubsetInd
   }
   const services: string[] = [];
   hosts.forEach((h, i) => {
-    const s = serviceOfHost(h, ctx.namespace);
+    const s = resolveHost(h, ctx.namespace, index);
     if (!s.ok) ctx.error(`spec.hosts[${i}]`, s.message);
     else if (!services.includes(s.service)) services.push(s.service);
   });
@@ -843,9 +1074,14 @@ function checkTls(ctx: Context, policy: Obj, at: string): void {
   }
 }
 
-export function convertDestinationRule(ctx: Context, doc: Obj, base: string): CircuitBreaker[] {
+export function convertDestinationRule(
+  ctx: Context,
+  doc: Obj,
+  base: string,
+  index: Pick<IstioIndex, "hosts"> = { hosts: new Map() },
+): CircuitBreaker[] {
   const spec = isObj(doc.spec) ? doc.spec : {};
-  const host = serviceOfHost(spec.host, ctx.namespace);
+  const host = resolveHost(spec.host, ctx.namespace, index);
   if (!host.ok) {
     ctx.error("spec.host", host.message);
     return [];
@@ -1041,9 +1277,601 @@ export function convertAuthorizationPolicy(ctx: Context, doc: Obj, base: string)
   return result;
 }
 
+// --- ServiceEntry and WorkloadEntry ---------------------------------------------------------------
+
+type ServicePort = Service["spec"]["ports"][number];
+
+/** Istio's port protocols wasmesh serves, as a Service port's protocol (HTTP2: see FIELDS). */
+const PROTOCOLS: Record<string, ServicePort["protocol"]> = {
+  HTTP: "http",
+  HTTP2: "http",
+  GRPC: "grpc",
+  "GRPC-WEB": "http",
+};
+
+/** A ServiceEntry's ports as a Service's, with each port's targetPort; errors at `spec.ports`. */
+function entryPorts(
+  ctx: Context | undefined,
+  ports: readonly unknown[],
+): { port: ServicePort; targetPort: number | undefined }[] {
+  const out: { port: ServicePort; targetPort: number | undefined }[] = [];
+  ports.forEach((p, i) => {
+    const at = `spec.ports[${i}]`;
+    if (!isObj(p)) {
+      ctx?.error(at, "must be a port (number, name, protocol)");
+      return;
+    }
+    const number = p.number;
+    if (typeof number !== "number" || !Number.isInteger(number) || number < 1 || number > 65_535) {
+      ctx?.error(`${at}.number`, "must be a port number from 1 to 65535");
+      return;
+    }
+    const name = typeof p.name === "string" ? p.name : undefined;
+    // Istio's naming convention says the protocol when none is written: `http-web`, `grpc`.
+    const given = typeof p.protocol === "string" ? p.protocol : name?.split("-")[0];
+    const protocol = given === undefined ? undefined : PROTOCOLS[given.toUpperCase()];
+    if (protocol === undefined) {
+      ctx?.error(
+        `${at}.protocol`,
+        given === undefined
+          ? "is required: wasmesh must know that the port speaks HTTP (HTTP, HTTP2, GRPC)"
+          : `${given}: the mesh routes HTTP only (HTTP, HTTP2, GRPC, GRPC-WEB); TCP and TLS to a service are not supported`,
+      );
+      return;
+    }
+    if (given?.toUpperCase() === "HTTP2") {
+      ctx?.warn(
+        `${at}.protocol`,
+        "HTTP2 is carried as http: sidecars call the Workloads over HTTP/1.1 (a GRPC port gets HTTP/2)",
+      );
+    }
+    const portName = name ?? `${protocol}-${number}`;
+    if (!isDnsLabel(portName)) {
+      ctx?.error(`${at}.name`, `'${portName}' is no DNS label, as a wasmesh Service's port names are`);
+      return;
+    }
+    let targetPort: number | undefined;
+    if (p.targetPort !== undefined) {
+      const t = p.targetPort;
+      if (typeof t !== "number" || !Number.isInteger(t) || t < 1 || t > 65_535) {
+        ctx?.error(`${at}.targetPort`, "must be a port number from 1 to 65535");
+        return;
+      }
+      targetPort = t;
+    }
+    out.push({ port: { name: portName, port: number, protocol }, targetPort });
+  });
+  return out;
+}
+
+/** Where a Workload of the ports' service is reached: one port, or the error's path and message. */
+function workloadPort(
+  ports: readonly { port: ServicePort; targetPort: number | undefined }[],
+  own: unknown,
+  at: string,
+): { ok: true; port: number } | { ok: false; path: string; message: string } {
+  const named = isObj(own) ? own : {};
+  for (const [k, v] of Object.entries(named)) {
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > 65_535) {
+      return { ok: false, path: `${at}.${k}`, message: "must be a port number from 1 to 65535" };
+    }
+  }
+  const targets = [
+    ...new Set(ports.map((p) => (named[p.port.name] as number | undefined) ?? p.targetPort ?? p.port.port)),
+  ];
+  if (targets.length === 1) return { ok: true, port: targets[0] as number };
+  if (targets.length === 0) {
+    return {
+      ok: false,
+      path: at,
+      message: "no port: the ServiceEntry declares none, and the entry names none",
+    };
+  }
+  return {
+    ok: false,
+    path: at,
+    message: `the service's ports reach this workload on ports ${targets.join(", ")}: a wasmesh Workload is reached on one port (give every port the same target)`,
+  };
+}
+
+/** An endpoint's or WorkloadEntry's fields, as a Workload's spec (without service and port). */
+function workloadFields(
+  ctx: Context,
+  entry: Obj,
+  at: string,
+): Omit<Workload["spec"], "service" | "port"> | undefined {
+  const prefix = at === "" ? "" : `${at}.`;
+  const address = entry.address;
+  if (typeof address !== "string" || address === "") {
+    ctx.error(`${prefix}address`, "is required: the workload's IP address or host name");
+    return undefined;
+  }
+  if (address.startsWith("unix://")) {
+    ctx.error(
+      `${prefix}address`,
+      "a Unix domain socket is not supported: a Workload has an IP address or host name",
+    );
+    return undefined;
+  }
+  const spec: Omit<Workload["spec"], "service" | "port"> = { address };
+  if (entry.labels !== undefined) {
+    if (!isObj(entry.labels) || !Object.values(entry.labels).every((v) => typeof v === "string")) {
+      ctx.error(`${prefix}labels`, "must be a map of label names to strings");
+      return undefined;
+    }
+    if (Object.keys(entry.labels).length > 0) spec.labels = { ...(entry.labels as Record<string, string>) };
+  }
+  if (typeof entry.locality === "string" && entry.locality !== "") {
+    const zone = entry.locality.split("/")[1];
+    if (zone !== undefined && zone !== "") {
+      spec.zone = zone;
+      if (entry.locality.split("/").length > 2) {
+        ctx.warn(`${prefix}locality`, `the zone '${zone}' is carried; the subzone is not`);
+      }
+    } else ctx.warn(`${prefix}locality`, "names no zone (<region>/<zone>): not carried");
+  }
+  if (typeof entry.serviceAccount === "string" && entry.serviceAccount !== "") {
+    spec.serviceAccount = entry.serviceAccount;
+    ctx.warn(`${prefix}serviceAccount`, SERVICE_ACCOUNT);
+  }
+  return spec;
+}
+
+/** A Workload's spec, its fields in the schema's order. */
+function workloadSpec(
+  service: string,
+  fields: Omit<Workload["spec"], "service" | "port">,
+  port: number,
+): Workload["spec"] {
+  const { address, ...rest } = fields;
+  return { service, address, port, ...rest };
+}
+
+const LOCATIONS = ["MESH_INTERNAL", "MESH_EXTERNAL"];
+const RESOLUTIONS = ["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN"];
+
+/**
+ * ServiceEntry: a Service per host (its ports), and a static Workload (no lease: it stays until
+ * deleted) per endpoint and host; with a workloadSelector, the WorkloadEntries it selects are the
+ * Workloads; with DNS resolution and neither, the host itself is the Workload's address.
+ */
+export function convertServiceEntry(ctx: Context, doc: Obj, base: string): (Service | Workload)[] {
+  const spec = isObj(doc.spec) ? doc.spec : {};
+  const location = spec.location ?? "MESH_EXTERNAL"; // Istio's default
+  const resolution = spec.resolution ?? "NONE"; // Istio's default
+  if (!LOCATIONS.includes(String(location))) {
+    ctx.error("spec.location", `must be MESH_INTERNAL or MESH_EXTERNAL (got ${JSON.stringify(location)})`);
+    return [];
+  }
+  if (!RESOLUTIONS.includes(String(resolution))) {
+    ctx.error(
+      "spec.resolution",
+      `must be NONE, STATIC, DNS or DNS_ROUND_ROBIN (got ${JSON.stringify(resolution)})`,
+    );
+    return [];
+  }
+  const external = location === "MESH_EXTERNAL";
+  const hosts = Array.isArray(spec.hosts) ? spec.hosts : [];
+  if (hosts.length === 0) ctx.error("spec.hosts", "is required: the names the service is called by");
+  const services: { service: string; host: string }[] = [];
+  hosts.forEach((h, i) => {
+    const s = serviceOfDeclaredHost(h, ctx.namespace);
+    if (!s.ok) {
+      ctx.error(`spec.hosts[${i}]`, s.message);
+      return;
+    }
+    if (s.renamed && external) {
+      ctx.error(
+        `spec.hosts[${i}]`,
+        `'${String(h)}' cannot be a wasmesh service name (callers send the service's name as Host, and an external server would receive '${s.service}'); wasmesh reaches external hosts of the form <name>.<domain> only`,
+      );
+      return;
+    }
+    if (s.renamed) {
+      ctx.warn(
+        `spec.hosts[${i}]`,
+        `declared as Service '${s.service}': a wasmesh service answers to its name, so callers must send Host '${s.service}' instead of '${String(h)}' (VirtualServices and DestinationRules of the input naming the host mean it)`,
+      );
+    }
+    if (!services.some((x) => x.service === s.service))
+      services.push({ service: s.service, host: String(h) });
+  });
+  const ports = Array.isArray(spec.ports) ? spec.ports : [];
+  if (ports.length === 0) ctx.error("spec.ports", "is required: a wasmesh Service has at least one port");
+  const portList = entryPorts(ctx, ports);
+  const endpoints = Array.isArray(spec.endpoints) ? spec.endpoints : [];
+  const selector = spec.workloadSelector;
+  if (selector !== undefined && endpoints.length > 0) {
+    ctx.error("spec.workloadSelector", "and spec.endpoints are exclusive (as in Istio)");
+    return [];
+  }
+  if (selector !== undefined) {
+    const labels = isObj(selector) ? selector.labels : undefined;
+    if (!isObj(labels) || Object.keys(labels).length === 0) {
+      ctx.error("spec.workloadSelector.labels", "is required: the labels of the WorkloadEntries it selects");
+      return [];
+    }
+    ctx.warn(
+      "spec.workloadSelector",
+      "selects the WorkloadEntries of the input (in its namespace), which become the service's Workloads; pods it would select are Workloads of their Kubernetes Services (discovery), not of this one",
+    );
+  }
+  if (
+    selector === undefined &&
+    endpoints.length === 0 &&
+    resolution !== "DNS" &&
+    resolution !== "DNS_ROUND_ROBIN"
+  ) {
+    ctx.error(
+      resolution === "STATIC" ? "spec.endpoints" : "spec.resolution",
+      resolution === "STATIC"
+        ? "is required with STATIC resolution (or a workloadSelector): the addresses of the service's Workloads"
+        : "NONE without endpoints (passing calls on to the address the caller connected to) is not supported: give endpoints, or DNS resolution of the hosts",
+    );
+    return [];
+  }
+  // A port in error would leave the Service without it, and every Workload's port in doubt.
+  if (portList.length !== ports.length) return [];
+  if (external) {
+    ctx.warn(
+      "spec.location",
+      "MESH_EXTERNAL: its Workloads have no sidecar, so callers send them plain HTTP (no mTLS) and AccessRules naming the service as destination are not enforced there",
+    );
+  }
+  const out: (Service | Workload)[] = services.map(({ service }) =>
+    native("Service", service, { ports: portList.map((p) => ({ ...p.port })) }),
+  );
+  if (selector !== undefined) return out;
+  // The Workloads: each endpoint, else (DNS) each host itself, for each host's service.
+  const many = services.length > 1;
+  if (endpoints.length === 0) {
+    for (const { service, host } of services) {
+      const port = workloadPort(portList, undefined, "spec.ports");
+      if (!port.ok) {
+        ctx.error(port.path, port.message);
+        return [];
+      }
+      out.push(
+        native("Workload", many ? nativeName(base, service) : base, {
+          service,
+          address: host.toLowerCase().replace(/\.$/, ""),
+          port: port.port,
+        }),
+      );
+    }
+    return out;
+  }
+  endpoints.forEach((e, i) => {
+    const at = `spec.endpoints[${i}]`;
+    if (!isObj(e)) {
+      ctx.error(at, "must be an endpoint (address, ports, labels)");
+      return;
+    }
+    const fields = workloadFields(ctx, e, at);
+    const port = workloadPort(portList, e.ports, `${at}.ports`);
+    if (!port.ok) ctx.error(port.path, port.message);
+    if (fields === undefined || !port.ok) return;
+    for (const { service } of services) {
+      out.push(
+        native(
+          "Workload",
+          many ? nativeName(base, service, String(i)) : nativeName(base, String(i)),
+          workloadSpec(service, fields, port.port),
+        ),
+      );
+    }
+  });
+  return out;
+}
+
+/**
+ * WorkloadEntry: a static Workload of each service whose ServiceEntry of the input selects it
+ * (workloadSelector, in its namespace), else of the Kubernetes service its `app` label names, as
+ * Istio's Kubernetes Services select WorkloadEntries.
+ */
+export function convertWorkloadEntry(ctx: Context, doc: Obj, index: IstioIndex, base: string): Workload[] {
+  const spec = isObj(doc.spec) ? doc.spec : {};
+  const fields = workloadFields(ctx, spec, "spec");
+  if (fields === undefined) return [];
+  const labels = fields.labels ?? {};
+  const selecting = index.selectors.filter(
+    (s) => s.namespace === ctx.namespace && Object.entries(s.labels).every(([k, v]) => labels[k] === v),
+  );
+  const targets: { service: string; port: number }[] = [];
+  if (selecting.length > 0) {
+    for (const entry of selecting) {
+      const port = workloadPort(entryPorts(undefined, entry.ports), spec.ports, "spec.ports");
+      if (!port.ok) {
+        ctx.error(port.path, `${port.message} (ServiceEntry '${entry.name}', document ${entry.document})`);
+        return [];
+      }
+      for (const service of entry.services) {
+        if (!targets.some((t) => t.service === service)) targets.push({ service, port: port.port });
+      }
+    }
+  } else {
+    if (typeof labels.app !== "string") {
+      ctx.error(
+        "spec.labels",
+        "no ServiceEntry of the input selects this WorkloadEntry (workloadSelector.labels, in its namespace), and it has no app label naming its service",
+      );
+      return [];
+    }
+    const s = resolveHost(labels.app, ctx.namespace, index);
+    if (!s.ok) {
+      ctx.error("spec.labels.app", s.message);
+      return [];
+    }
+    const own = isObj(spec.ports) ? Object.values(spec.ports) : [];
+    const distinct = [...new Set(own)];
+    if (distinct.length !== 1 || typeof distinct[0] !== "number") {
+      ctx.error(
+        "spec.ports",
+        distinct.length === 0
+          ? `is required: no ServiceEntry of the input gives the port of service '${s.service}' (app label)`
+          : "must name one port: a wasmesh Workload is reached on one",
+      );
+      return [];
+    }
+    const port = distinct[0];
+    if (!Number.isInteger(port) || port < 1 || port > 65_535) {
+      ctx.error("spec.ports", "must be port numbers from 1 to 65535");
+      return [];
+    }
+    ctx.warn(
+      "spec.labels.app",
+      `taken as a Workload of Service '${s.service}' (a Kubernetes Service selecting app: ${labels.app}); no ServiceEntry of the input selects it`,
+    );
+    targets.push({ service: s.service, port });
+  }
+  return targets.map(
+    ({ service, port }): Workload =>
+      native(
+        "Workload",
+        targets.length === 1 ? base : nativeName(base, service),
+        workloadSpec(service, fields, port),
+      ),
+  );
+}
+
+// --- Gateway -------------------------------------------------------------------------------------
+
+const GATEWAY_PROTOCOLS = ["HTTP", "HTTPS", "HTTP2", "GRPC"];
+
+/**
+ * Gateway: nothing. wasmesh deploys no gateway: the edge worker serves north-south requests to
+ * every service that outside callers may call, by its name as Host. What a server says that
+ * the edge does anyway is a warning; what it cannot serve (TCP, client certificates, passthrough)
+ * is an error.
+ */
+export function convertGateway(ctx: Context, doc: Obj): [] {
+  const spec = isObj(doc.spec) ? doc.spec : {};
+  const servers = Array.isArray(spec.servers) ? spec.servers : [];
+  if (servers.length === 0) ctx.error("spec.servers", "is required");
+  servers.forEach((server, i) => {
+    const at = `spec.servers[${i}]`;
+    if (!isObj(server)) {
+      ctx.error(at, "must be a server (port, hosts, tls)");
+      return;
+    }
+    const protocol = isObj(server.port) ? String(server.port.protocol ?? "").toUpperCase() : "";
+    if (!GATEWAY_PROTOCOLS.includes(protocol)) {
+      ctx.error(
+        `${at}.port.protocol`,
+        `${protocol === "" ? "is required" : protocol}: the edge serves HTTP and HTTPS only (HTTP, HTTPS, HTTP2, GRPC)`,
+      );
+    }
+    const hosts = Array.isArray(server.hosts) ? server.hosts.map(String) : [];
+    ctx.warn(
+      `${at}.hosts`,
+      `${hosts.join(", ") || "(none)"}: not carried: wasmesh has no gateway; the edge worker serves every service that outside callers may call (AccessRules with source "*", else MeshPolicy's defaultAccess), with the service's name as Host`,
+    );
+    if (isObj(server.tls)) {
+      const tls = server.tls;
+      // Istio's default mode is PASSTHROUGH; an HTTP server's tls says httpsRedirect only.
+      const mode = tls.mode ?? (protocol === "HTTP" ? undefined : "PASSTHROUGH");
+      if (tls.httpsRedirect === true) {
+        ctx.warn(`${at}.tls.httpsRedirect`, "not carried: redirecting to HTTPS is the edge's zone setting");
+      }
+      if (mode === "SIMPLE") {
+        ctx.warn(
+          `${at}.tls`,
+          "the edge terminates TLS with the certificate of its zone (the platform's), not with this server's (credentialName, serverCertificate)",
+        );
+      } else if (mode !== undefined) {
+        ctx.error(
+          `${at}.tls.mode`,
+          `${String(mode)}: the edge terminates TLS itself, without client certificates or passthrough (SIMPLE only)`,
+        );
+      }
+    } else if (protocol === "HTTPS") {
+      ctx.error(`${at}.tls`, "is required with HTTPS (as in Istio)");
+    }
+  });
+  return [];
+}
+
+// --- WasmPlugin ----------------------------------------------------------------------------------
+
+/**
+ * Istio runs plugins by phase (AUTHN, then AUTHZ, then STATS, then the unspecified phase), each by
+ * priority; wasmesh by one priority: a phase is an offset, so that the order is kept, and a plugin
+ * without phase or priority has wasmesh's default, 0.
+ */
+const PHASE_OFFSET: Record<string, number> = {
+  AUTHN: 3_000_000,
+  AUTHZ: 2_000_000,
+  STATS: 1_000_000,
+  UNSPECIFIED_PHASE: 0,
+};
+const MAX_PHASE_PRIORITY = 999_999;
+
+/** The registry module name a url names: its last path segment, without tag, digest or extension. */
+export function moduleNameOfUrl(url: string): string {
+  const path = url.replace(/^[a-z]+:\/\//i, "").replace(/[?#].*$/, "");
+  const last =
+    path
+      .split("/")
+      .filter((s) => s !== "")
+      .pop() ?? "";
+  return last
+    .replace(/@sha256:[0-9a-f]*$/i, "")
+    .replace(/:[^:]*$/, "")
+    .replace(/\.wasm$/i, "")
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, "-")
+    .replace(/^-+|-+$/g, "");
+}
+
+export function convertWasmPlugin(ctx: Context, doc: Obj, index: IstioIndex, base: string): WasmPlugin[] {
+  const spec = isObj(doc.spec) ? doc.spec : {};
+  if (spec.vmConfig !== undefined || spec.targetRef !== undefined || spec.targetRefs !== undefined) return []; // refused by the audit
+  const type = spec.type ?? "HTTP";
+  if (type !== "HTTP" && type !== "UNSPECIFIED_PLUGIN_TYPE") {
+    ctx.error("spec.type", `${String(type)}: wasmesh runs HTTP plugins only`);
+    return [];
+  }
+
+  // The module.
+  let module: string | undefined;
+  const url = typeof spec.url === "string" ? spec.url : undefined;
+  if (typeof spec.sha256 === "string" && spec.sha256 !== "") {
+    const found = index.modules.find((m) => m.sha256 === spec.sha256);
+    if (found === undefined) {
+      ctx.error(
+        "spec.sha256",
+        `no module of the registry has this digest${url?.startsWith("oci://") || (url !== undefined && !url.includes("://")) ? " (for an OCI image Istio's sha256 is the image's digest, not the module's: leave it out to take the module by its name)" : ""}: push the module first (wasmesh modules push FILE --name NAME)`,
+      );
+      return [];
+    }
+    module = found.name;
+  } else if (url !== undefined && url !== "") {
+    const name = moduleNameOfUrl(url);
+    const found = index.modules.find((m) => m.name === name);
+    if (found === undefined || !isDnsLabel(name)) {
+      ctx.error(
+        "spec.url",
+        isDnsLabel(name)
+          ? `wasmesh pulls no module: it runs module '${name}' (the url's last path segment) of the registry, which has none of that name: push it first (wasmesh modules push FILE --name ${name})`
+          : `names no module: its last path segment gives no module name`,
+      );
+      return [];
+    }
+    module = found.name;
+    if (/@sha256:/i.test(url)) {
+      ctx.warn(
+        "spec.url",
+        `the digest pins an image wasmesh does not pull: module '${name}' of the registry runs, whichever version it holds`,
+      );
+    }
+  } else {
+    ctx.error("spec.url", "is required: the module (by its name in the registry) or spec.sha256");
+    return [];
+  }
+
+  // The services.
+  let services: string[];
+  if (spec.selector !== undefined) {
+    const labels = isObj(spec.selector) && isObj(spec.selector.matchLabels) ? spec.selector.matchLabels : {};
+    const keys = Object.keys(labels);
+    if (keys.length !== 1 || keys[0] !== "app" || typeof labels.app !== "string") {
+      ctx.error(
+        "spec.selector.matchLabels",
+        "must be {app: <service>}: a wasmesh WasmPlugin runs in the sidecars of services, not of workloads by labels (a gateway's neither)",
+      );
+      return [];
+    }
+    const s = resolveHost(labels.app, ctx.namespace, index);
+    if (!s.ok) {
+      ctx.error("spec.selector.matchLabels.app", s.message);
+      return [];
+    }
+    services = [s.service];
+  } else if (ctx.namespace !== undefined && ctx.namespace !== ROOT_NAMESPACE) {
+    ctx.error(
+      "spec.selector",
+      `is required outside ${ROOT_NAMESPACE}: a plugin for every workload of namespace '${ctx.namespace}' has no WasmPlugin form (it names services, or "*" for all of the mesh)`,
+    );
+    return [];
+  } else services = ["*"];
+
+  // Direction and order.
+  let direction: "inbound" | "outbound" = "inbound";
+  if (Array.isArray(spec.match) && spec.match.length > 0) {
+    const modes = new Set(spec.match.map((m) => (isObj(m) ? String(m.mode ?? "CLIENT_AND_SERVER") : "")));
+    const [mode] = modes;
+    if (modes.size !== 1 || (mode !== "SERVER" && mode !== "CLIENT")) {
+      ctx.error(
+        modes.size === 1 ? "spec.match[0].mode" : "spec.match",
+        `${[...modes].join(", ")}: a wasmesh WasmPlugin runs in one direction, SERVER (inbound) or CLIENT (outbound); make one plugin per direction`,
+      );
+      return [];
+    }
+    if (mode === "CLIENT") direction = "outbound";
+  }
+  const phase = String(spec.phase ?? "UNSPECIFIED_PHASE");
+  if (!Object.hasOwn(PHASE_OFFSET, phase)) {
+    ctx.error(
+      "spec.phase",
+      `must be AUTHN, AUTHZ, STATS or UNSPECIFIED_PHASE (got ${JSON.stringify(spec.phase)})`,
+    );
+    return [];
+  }
+  if ((phase === "AUTHN" || phase === "AUTHZ") && direction === "inbound") {
+    ctx.warn(
+      "spec.phase",
+      `${phase}: the plugin runs after wasmesh's access check (AccessRules), where Istio runs it before authorization; it runs before the other plugins, as in Istio`,
+    );
+  }
+  const own = spec.priority ?? 0;
+  if (typeof own !== "number" || !Number.isInteger(own) || Math.abs(own) > MAX_PHASE_PRIORITY) {
+    ctx.error(
+      "spec.priority",
+      `must be a whole number from -${MAX_PHASE_PRIORITY} to ${MAX_PHASE_PRIORITY}: wasmesh orders phases by priority offsets of 1000000`,
+    );
+    return [];
+  }
+  const priority = (PHASE_OFFSET[phase] as number) + own;
+  const fail = spec.failStrategy ?? "FAIL_CLOSE";
+  if (fail === "FAIL_OPEN" || fail === "FAIL_RELOAD") {
+    ctx.warn(
+      "spec.failStrategy",
+      `${fail} is not carried: a plugin that fails (a fatal error, a crash) fails the requests it sees, as FAIL_CLOSE`,
+    );
+  } else if (fail !== "FAIL_CLOSE") {
+    ctx.error(
+      "spec.failStrategy",
+      `must be FAIL_CLOSE, FAIL_OPEN or FAIL_RELOAD (got ${JSON.stringify(fail)})`,
+    );
+    return [];
+  }
+  if (spec.pluginConfig !== undefined && !isObj(spec.pluginConfig)) {
+    ctx.error("spec.pluginConfig", "must be a mapping (the plugin's configuration)");
+    return [];
+  }
+  let rootId: string | undefined;
+  if (spec.pluginName !== undefined) {
+    if (typeof spec.pluginName !== "string" || spec.pluginName === "" || spec.pluginName.length > 256) {
+      ctx.error("spec.pluginName", "must be a name of 1 to 256 characters");
+      return [];
+    }
+    rootId = spec.pluginName;
+  }
+  return [
+    native("WasmPlugin", base, {
+      module,
+      services,
+      ...(rootId !== undefined ? { rootId } : {}),
+      configuration: structuredClone(isObj(spec.pluginConfig) ? spec.pluginConfig : {}),
+      direction,
+      ...(priority !== 0 ? { priority } : {}),
+    }),
+  ];
+}
+
 // --- The mesh ------------------------------------------------------------------------------------
 
-export const istio: SourceMesh<SubsetIndex> = {
+export const istio: SourceMesh<IstioIndex> = {
   name: "Istio",
   fields: FIELDS,
   identify(doc) {
@@ -1059,14 +1887,22 @@ export const istio: SourceMesh<SubsetIndex> = {
       ...(typeof metadata.namespace === "string" ? { namespace: metadata.namespace } : {}),
     };
   },
-  index: indexSubsets,
-  translate(ctx, doc, subsets, base) {
+  index: indexIstio,
+  translate(ctx, doc, index, base) {
     if (isObj(doc.spec)) auditFields(doc.spec, "spec", FIELDS[ctx.kind] ?? {}, ctx);
     switch (ctx.kind) {
       case "VirtualService":
-        return { resources: convertVirtualService(ctx, doc, subsets, base) };
+        return { resources: convertVirtualService(ctx, doc, index, base) };
       case "DestinationRule":
-        return { resources: convertDestinationRule(ctx, doc, base) };
+        return { resources: convertDestinationRule(ctx, doc, base, index) };
+      case "ServiceEntry":
+        return { resources: convertServiceEntry(ctx, doc, base) };
+      case "WorkloadEntry":
+        return { resources: convertWorkloadEntry(ctx, doc, index, base) };
+      case "Gateway":
+        return { resources: convertGateway(ctx, doc) };
+      case "WasmPlugin":
+        return { resources: convertWasmPlugin(ctx, doc, index, base) };
       case "PeerAuthentication": {
         const mtls = convertPeerAuthentication(ctx, doc);
         return { resources: [], ...(mtls !== undefined ? { mtls } : {}) };

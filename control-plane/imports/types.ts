@@ -19,6 +19,8 @@ export interface ImportProblem {
 
 /** What one input document became. */
 export interface Produced {
+  /** The input document's index. */
+  document: number;
   source: { apiVersion: string; kind: string; namespace?: string; name: string };
   resources: { kind: Kind; name: string }[];
 }
@@ -29,6 +31,13 @@ export interface ConvertOptions {
    * metadata.namespace, a document is universal: its short host names are wasmesh service names.
    */
   namespace?: string;
+  /** Per document (by index), the namespace to take when it names none; over `namespace`. */
+  namespaces?: readonly (string | undefined)[];
+  /**
+   * The Wasm modules the registry holds (WasmModule names and digests): an Istio WasmPlugin's
+   * sha256 or url names one of them. Without it, no WasmPlugin converts.
+   */
+  modules?: readonly { name: string; sha256: string }[];
 }
 
 export interface ConvertResult {
@@ -75,6 +84,11 @@ export interface Translation {
 export interface SourceMesh<Index = unknown> {
   /** As users know it: "Istio", "Kuma", "Consul". */
   readonly name: string;
+  /**
+   * The apiVersion recorded for its documents written without one (Kuma's universal form, whose
+   * resources are the same as its Kubernetes form's).
+   */
+  readonly universalApiVersion?: string;
   /** The support matrix, kind by kind (docs/imports.md prints it; a test compares them). */
   readonly fields: Readonly<Record<string, FieldTable>>;
   /**
@@ -89,7 +103,7 @@ export interface SourceMesh<Index = unknown> {
     | { kind: string; name: string; error: { path: string; message: string } }
     | undefined;
   /** What documents need to know of each other (Istio: DestinationRule subsets), over the input. */
-  index(documents: readonly SourceDocument[]): Index;
+  index(documents: readonly SourceDocument[], options: ConvertOptions): Index;
   /**
    * The native resources one document becomes, named from `base` (a DNS label unique to this
    * original). Reports its problems (the field audit included) to ctx; any error and nothing of

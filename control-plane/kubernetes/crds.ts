@@ -154,6 +154,16 @@ const KINDS: Record<
       { name: "Priority", type: "integer", jsonPath: ".spec.priority" },
     ],
   },
+  ImportedResource: {
+    plural: "importedresources",
+    shortNames: ["imp"],
+    scope: "Namespaced",
+    columns: [
+      { name: "Source Kind", type: "string", jsonPath: ".spec.source.kind" },
+      { name: "Source Name", type: "string", jsonPath: ".spec.source.name" },
+      { name: "Source Namespace", type: "string", jsonPath: ".spec.source.namespace" },
+    ],
+  },
 };
 
 /** Keywords copied as they are: a structural schema takes them with JSON Schema's meaning. */

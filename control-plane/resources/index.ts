@@ -2,8 +2,10 @@
 // of references across a set (validate.ts), parsing of YAML/JSON manifests (manifests.ts), and the
 // names resources take in the data plane (names.ts).
 export {
+  type ClaimedDocument,
   formatManifestError,
   type ManifestError,
+  type ManifestOptions,
   type ManifestResult,
   parseManifests,
   parseYaml,
@@ -33,6 +35,7 @@ export {
   API_VERSION,
   CircuitBreaker,
   DEFAULT_MTLS_MODE,
+  ImportedResource,
   KINDS,
   type Kind,
   Labels,

@@ -13,7 +13,21 @@ export interface ManifestError extends FieldError {
   column?: number;
 }
 
-export type ManifestResult = { ok: true; resources: Resource[] } | { ok: false; errors: ManifestError[] };
+export type ManifestResult =
+  /** claimed: with ManifestOptions.claim only. */
+  { ok: true; resources: Resource[]; claimed?: ClaimedDocument[] } | { ok: false; errors: ManifestError[] };
+
+/** A document that ManifestOptions.claim took, not validated here (another mesh's resource). */
+export interface ClaimedDocument {
+  value: unknown;
+  /** Its YAML document's index. */
+  document: number;
+}
+
+export interface ManifestOptions {
+  /** Documents this returns true for are handed back as they are instead of validated as native. */
+  claim?: (value: unknown) => boolean;
+}
 
 /** Every document's value (null for one that holds nothing), or every problem in the text. */
 export type YamlResult = { ok: true; values: unknown[] } | { ok: false; errors: ManifestError[] };
@@ -124,15 +138,20 @@ export function parseYaml(text: string): YamlResult {
 }
 
 /** Parses and validates every resource in `text`; documents that hold nothing (only comments) are skipped. */
-export function parseManifests(text: string): ManifestResult {
+export function parseManifests(text: string, options: ManifestOptions = {}): ManifestResult {
   const parsed = parseYaml(text);
   if (!parsed.ok) return parsed;
   const resources: Resource[] = [];
+  const claimed: ClaimedDocument[] = [];
   const errors: ManifestError[] = [];
   parsed.values.forEach((value, document) => {
     if (value === null || value === undefined) return;
     const items = Array.isArray(value) ? value : [value];
     items.forEach((item: unknown, i) => {
+      if (options.claim?.(item) === true) {
+        claimed.push({ value: item, document });
+        return;
+      }
       const result = validateResource(item);
       if (result.ok) {
         resources.push(result.resource);
@@ -145,7 +164,8 @@ export function parseManifests(text: string): ManifestResult {
       }
     });
   });
-  return errors.length > 0 ? { ok: false, errors } : { ok: true, resources };
+  if (errors.length > 0) return { ok: false, errors };
+  return options.claim !== undefined ? { ok: true, resources, claimed } : { ok: true, resources };
 }
 
 /** One line per error, for the CLI and API responses: `document 1: spec.ports[0].port: message`. */

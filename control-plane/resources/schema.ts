@@ -375,6 +375,59 @@ export const WasmPlugin = resource(
   "Runs a Wasm module, with its configuration, in the sidecars of some services",
 );
 
+// --- Imported -----------------------------------------------------------------------------------
+
+/**
+ * Another mesh's resource (Istio, Kuma, Consul) as it was applied, kept beside the native resources
+ * it became (control-plane/imports): `get` shows the original, deleting it deletes what it produced,
+ * and each apply converts every kept original again, so that one may name another's subsets. Written
+ * only by the apply of the original (POST /v1/apply), never directly.
+ */
+export const ImportedResource = resource(
+  "ImportedResource",
+  Type.Object(
+    {
+      source: Type.Object(
+        {
+          apiVersion: Type.String({
+            maxLength: 253,
+            description: "the original's apiVersion (Kuma's universal form: kuma.io/v1alpha1)",
+          }),
+          kind: Type.String({ minLength: 1, maxLength: 63 }),
+          name: Type.String({ minLength: 1, maxLength: 253 }),
+          namespace: Type.Optional(Type.String({ minLength: 1, maxLength: 63 })),
+        },
+        strict,
+      ),
+      /** The original document, as applied. */
+      document: Type.Record(Type.String(), Type.Unknown()),
+      /** What it became; each must exist (a produced resource cannot be deleted on its own). */
+      produced: Type.Array(
+        Type.Object(
+          {
+            kind: oneOf(
+              ["Service", "Workload", "Route", "CircuitBreaker", "AccessRule", "MeshPolicy", "WasmPlugin"],
+              "a native kind",
+            ),
+            name: Type.String({ minLength: 1, maxLength: 253 }),
+          },
+          strict,
+        ),
+      ),
+      /** What the conversion did not carry, one line per field (as apply printed them). */
+      warnings: Type.Optional(Type.Array(Type.String({ maxLength: 2048 }))),
+      /**
+       * Who applied the original: "api" (POST /v1/apply, wasmesh apply; also when absent), or
+       * "kubernetes" (an object of the cluster, kept in step by kubernetes/imports.ts, which
+       * removes it when the object is gone and never touches the API's).
+       */
+      origin: Type.Optional(oneOf(["api", "kubernetes"], "who applied the original")),
+    },
+    strict,
+  ),
+  "Another mesh's resource as applied, and the native resources it became (written by apply)",
+);
+
 // --- All kinds -----------------------------------------------------------------------------------
 
 export const resourceSchemas = {
@@ -386,6 +439,7 @@ export const resourceSchemas = {
   MeshPolicy,
   WasmModule,
   WasmPlugin,
+  ImportedResource,
 } as const;
 
 export type Kind = keyof typeof resourceSchemas;
@@ -393,7 +447,17 @@ export const KINDS = Object.keys(resourceSchemas) as Kind[];
 
 /** Any resource; `kind` tells which. This is also the JSON Schema of a resource document. */
 export const Resource = Type.Union(
-  [Service, Workload, Route, CircuitBreaker, AccessRule, MeshPolicy, WasmModule, WasmPlugin],
+  [
+    Service,
+    Workload,
+    Route,
+    CircuitBreaker,
+    AccessRule,
+    MeshPolicy,
+    WasmModule,
+    WasmPlugin,
+    ImportedResource,
+  ],
   {
     $id: "https://wasmesh.io/schemas/v1alpha1/resource.json",
     title: "wasmesh resource",
@@ -408,5 +472,6 @@ export type AccessRule = Static<typeof AccessRule>;
 export type MeshPolicy = Static<typeof MeshPolicy>;
 export type WasmModule = Static<typeof WasmModule>;
 export type WasmPlugin = Static<typeof WasmPlugin>;
+export type ImportedResource = Static<typeof ImportedResource>;
 export type Resource = Static<typeof Resource>;
 export type Subset = Static<typeof Subset>;

@@ -414,6 +414,7 @@ export function validateReferences(resources: readonly Resource[]): ReferenceRes
   const services = names("Service");
   const modules = names("WasmModule").add(MESH_MODULE);
   const workloads = resources.filter((r): r is Workload => r.kind === "Workload");
+  const present = new Set(resources.map((r) => `${r.kind}/${r.metadata.name}`));
 
   const seen = new Set<string>();
   // One breaker per cluster: the filter keeps one circuit state per cluster, so a second
@@ -482,6 +483,12 @@ export function validateReferences(resources: readonly Resource[]): ReferenceRes
         if (!modules.has(r.spec.module)) missing("spec.module", "WasmModule", r.spec.module);
         r.spec.services.forEach((name, i) => {
           if (name !== "*") service(`spec.services[${i}]`, name);
+        });
+        break;
+      case "ImportedResource":
+        // What an original produced lives as long as it does: deleting one of them alone is refused.
+        r.spec.produced.forEach((p, i) => {
+          if (!present.has(`${p.kind}/${p.name}`)) missing(`spec.produced[${i}]`, p.kind, p.name);
         });
         break;
       case "Service":

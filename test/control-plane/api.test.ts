@@ -271,8 +271,10 @@ describe("CRUD per kind", () => {
       "meshpolicies",
       "wasmmodules",
       "wasmplugins",
+      "importedresources",
     ]);
-    expect([...CRUD.map((c) => c.kind), "WasmModule"].sort()).toEqual([...KINDS].sort());
+    // WasmModules are written by uploads, ImportedResources by applying originals (imports-apply.test.ts).
+    expect([...CRUD.map((c) => c.kind), "WasmModule", "ImportedResource"].sort()).toEqual([...KINDS].sort());
   });
 
   it.each(CRUD)("$kind: create, get, list, replace, unchanged, delete", async ({ kind, doc, change }) => {

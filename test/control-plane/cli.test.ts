@@ -19,8 +19,9 @@ import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
-import { KINDS as CLI_KINDS } from "../../control-plane/cli/kinds.ts";
+import { KINDS as CLI_KINDS, IMPORTED_KINDS } from "../../control-plane/cli/kinds.ts";
 import { TYPE_URL } from "../../control-plane/envoy/index.ts";
+import { FIELDS as IMPORT_FIELDS } from "../../control-plane/imports/index.ts";
 import { KINDS as MODEL_KINDS } from "../../control-plane/resources/index.ts";
 import { type ControlPlane, startControlPlane } from "../../control-plane/server.ts";
 import { RELEASE_WASM } from "../support/artifacts.ts";
@@ -40,7 +41,8 @@ import { until } from "../support/wait.ts";
 import { type AdsClient, connectAds } from "../support/xds-client.ts";
 
 const MESH_YAML = join(REPO_ROOT, "deploy", "examples", "mesh.yaml");
-const KINDS = "Service, Workload, Route, CircuitBreaker, AccessRule, MeshPolicy, WasmModule, WasmPlugin";
+const KINDS =
+  "Service, Workload, Route, CircuitBreaker, AccessRule, MeshPolicy, WasmModule, WasmPlugin, ImportedResource";
 
 let plane: ControlPlane;
 let api: string;
@@ -130,9 +132,10 @@ describe("the bin", () => {
     expect(usage.stderr).toContain("wasmesh: unknown command 'frob'");
   });
 
-  it("knows every kind of the resource model (it lists them rather than load the model)", () => {
+  it("knows every kind of the resource model and every kind apply converts (it lists them rather than load them)", () => {
     expect([...CLI_KINDS]).toEqual(MODEL_KINDS);
     expect(KINDS).toBe(MODEL_KINDS.join(", "));
+    expect(IMPORTED_KINDS.map(([kind]) => kind).sort()).toEqual(Object.keys(IMPORT_FIELDS).sort());
   });
 
   it("loads only the command it runs: --version, help and usage errors never load the server", async () => {

@@ -137,7 +137,7 @@ describe("Istio's bookinfo tasks", () => {
     expect(where(result.warnings)).toEqual([
       { document: 1, kind: "DestinationRule", name: "ratings", path: "spec.trafficPolicy.outlierDetection" },
     ]);
-    expect(result.produced).toEqual([
+    expect(result.produced.map(({ document: _, ...p }) => p)).toEqual([
       {
         source: { apiVersion: "networking.istio.io/v1", kind: "DestinationRule", name: "reviews" },
         resources: [],
@@ -572,9 +572,9 @@ spec:
 
   it("unknown kinds and versions are errors naming apiVersion or kind", () => {
     const result = convert([
-      { apiVersion: "networking.istio.io/v1", kind: "Gateway", metadata: { name: "gw" }, spec: {} },
+      { apiVersion: "networking.istio.io/v1", kind: "Sidecar", metadata: { name: "gw" }, spec: {} },
       { apiVersion: "networking.istio.io/v2", kind: "VirtualService", metadata: { name: "x" }, spec: {} },
-      { apiVersion: "kuma.io/v1alpha1", kind: "TrafficRoute", metadata: { name: "y" } },
+      { apiVersion: "getambassador.io/v3alpha1", kind: "Mapping", metadata: { name: "y" } },
       { apiVersion: "constructor/v1", kind: "toString", metadata: { name: "z" } },
       { apiVersion: "security.istio.io/v1", kind: "constructor", metadata: { name: "z" } },
     ]);

@@ -125,6 +125,20 @@ function valid(): Record<Kind | "WorkloadV2", Record<string, unknown>> {
         },
       },
     },
+    ImportedResource: {
+      apiVersion: api,
+      kind: "ImportedResource",
+      metadata: { name: "virtualservice-reviews" },
+      spec: {
+        source: { apiVersion: "networking.istio.io/v1", kind: "VirtualService", name: "reviews" },
+        document: {
+          apiVersion: "networking.istio.io/v1",
+          kind: "VirtualService",
+          metadata: { name: "reviews" },
+        },
+        produced: [{ kind: "Route", name: "reviews" }],
+      },
+    },
   };
 }
 
@@ -911,11 +925,13 @@ describe("validateReferences", () => {
 describe("parseManifests", () => {
   const yamlOf = (docs: string[]) => docs.join("\n---\n");
 
-  it("reads the example mesh: every kind but WasmModule, consistent and without warnings", () => {
+  it("reads the example mesh: every kind but those written by the registry and by imports, consistent and without warnings", () => {
     const result = parseManifests(readFileSync(examplePath, "utf8"));
     if (!result.ok) throw new Error(result.errors.map(formatManifestError).join("\n"));
     const kinds = new Set(result.resources.map((r) => r.kind));
-    expect([...kinds].sort()).toEqual(KINDS.filter((k) => k !== "WasmModule").sort());
+    expect([...kinds].sort()).toEqual(
+      KINDS.filter((k) => k !== "WasmModule" && k !== "ImportedResource").sort(),
+    );
     const route = result.resources.find((r) => r.kind === "Route");
     if (route?.kind !== "Route") throw new Error("no route");
     expect(route.spec.rules[1]?.destinations.map((d) => [d.subset?.version, d.weight])).toEqual([

@@ -26,7 +26,8 @@ const API_VERSION = "wasmesh.io/v1alpha1";
 export interface CanaryAgent {
   /** The Workload's name and Envoy's node id; its app answers `x-upstream: <name>`. */
   name: string;
-  service: "productpage" | "reviews";
+  /** productpage or reviews in the canary mesh; any Service the manifests given define otherwise. */
+  service: string;
   labels?: Record<string, string>;
   /** The API URL the agent is given (--cp); default the control plane's. */
   cp?: string;
@@ -74,8 +75,16 @@ export function reviewsSplit(v1: number, v2: number) {
   });
 }
 
+export interface CanaryMeshOptions {
+  /**
+   * Manifest files to apply (`wasmesh apply -f`) instead of the canary mesh and its tag module: the
+   * same control plane and agents for another mesh's resources.
+   */
+  manifests?: readonly string[];
+}
+
 /** The control plane with the canary mesh applied (tag module version 1 pushed first), no agents yet. */
-export async function startCanaryMesh(): Promise<CanaryMesh> {
+export async function startCanaryMesh(options: CanaryMeshOptions = {}): Promise<CanaryMesh> {
   const cp = await startControlPlaneProcess();
   const agents = new Map<string, AgentProcess>();
   const apps = new Map<string, Upstream>();
@@ -184,8 +193,12 @@ export async function startCanaryMesh(): Promise<CanaryMesh> {
     },
   };
   try {
-    await mesh.pushTagger(await tagModule(1));
-    await cli(["apply", "-f", CANARY_MESH_FILE]);
+    if (options.manifests !== undefined) {
+      for (const file of options.manifests) await cli(["apply", "-f", file]);
+    } else {
+      await mesh.pushTagger(await tagModule(1));
+      await cli(["apply", "-f", CANARY_MESH_FILE]);
+    }
   } catch (error) {
     await cp.stop();
     throw error;

@@ -3,20 +3,30 @@ import { apiOf, type CommandName, noPositionals, type Out, parse, str, usage, wa
 import { CliError } from "../client.ts";
 import { readText } from "../input.ts";
 
-export const help = `Usage: wasmesh apply -f FILE [--dry-run] [--api URL]
+export const help = `Usage: wasmesh apply -f FILE [-n NAMESPACE] [--strict] [--dry-run] [--api URL]
 
 Creates or updates every resource in FILE (multi-document YAML, or JSON; - reads stdin), all or
-nothing, and prints what happened to each: created, configured or unchanged. A document carrying
-metadata.resourceVersion (as \`get -o yaml\` prints it) applies only over that version.
-  -f, --file FILE  the manifest; - for stdin
-  --dry-run        validate against the stored state and store nothing`;
+nothing, and prints what happened to each: created, configured, unchanged or deleted. A document
+carrying metadata.resourceVersion (as \`get -o yaml\` prints it) applies only over that version.
+Istio, Kuma and Consul resources are converted into native ones (docs/imports.md) and kept beside
+them: a field not carried is a warning naming it, one whose loss would change the meaning an error;
+what an original no longer produces is deleted.
+  -f, --file FILE       the manifest; - for stdin
+  -n, --namespace NS    the namespace of other meshes' documents that name none
+  --strict              a field of another mesh's document that is not carried fails the apply
+  --dry-run             validate against the stored state and store nothing`;
 
 const command: CommandName = { name: "apply", help };
 
 export async function run(args: string[], out: Out): Promise<undefined> {
   const { values, positionals } = parse(
     args,
-    { file: { type: "string", short: "f" }, "dry-run": { type: "boolean" } },
+    {
+      file: { type: "string", short: "f" },
+      namespace: { type: "string", short: "n" },
+      strict: { type: "boolean" },
+      "dry-run": { type: "boolean" },
+    },
     command,
   );
   if (values.help) return out(help);
@@ -32,18 +42,30 @@ export async function run(args: string[], out: Out): Promise<undefined> {
   // including multi-document YAML whose documents are written as JSON objects.
   const json = file.endsWith(".json") || isJson(text);
   const dryRun = values["dry-run"] === true;
-  const { body } = await api.call("POST", `/v1/apply${dryRun ? "?dryRun=true" : ""}`, {
+  const query = new URLSearchParams();
+  if (dryRun) query.set("dryRun", "true");
+  const namespace = str(values.namespace);
+  if (namespace !== undefined) query.set("namespace", namespace);
+  if (values.strict === true) query.set("strict", "true");
+  const search = query.size > 0 ? `?${query}` : "";
+  const { body } = await api.call("POST", `/v1/apply${search}`, {
     body: text,
     contentType: json ? "application/json" : "application/yaml",
   });
   const result = body as {
     results?: { kind: string; name: string; action: string }[];
-    warnings?: { kind?: string; name?: string; path?: string; message: string }[];
+    warnings?: { document?: number; kind?: string; name?: string; path?: string; message: string }[];
   };
   const suffix = dryRun ? " (dry run)" : "";
   for (const r of result.results ?? []) out(`${r.kind.toLowerCase()}/${r.name} ${r.action}${suffix}`);
   for (const w of result.warnings ?? []) {
-    const where = [w.kind && w.name ? `${w.kind}/${w.name}` : undefined, w.path].filter(Boolean).join(" ");
+    const where = [
+      w.document !== undefined ? `document ${w.document}:` : undefined,
+      w.kind && w.name ? `${w.kind}/${w.name}` : undefined,
+      w.path,
+    ]
+      .filter(Boolean)
+      .join(" ");
     warn(`${where ? `${where}: ` : ""}${w.message}`);
   }
 }

@@ -1,21 +1,53 @@
-// `wasmesh delete KIND NAME`.
-import { apiOf, type CommandName, type Out, parse, usage } from "../args.ts";
-import { kindPath, resolveKind } from "../kinds.ts";
+// `wasmesh delete KIND NAME`. Another mesh's kind deletes the original apply kept, and with it
+// what it produced.
+import type { ImportedResource } from "../../resources/index.ts";
+import { apiOf, type CommandName, type Out, parse, str, usage } from "../args.ts";
+import { CliError } from "../client.ts";
+import { kindPath, ofGroup, resolveAnyKind } from "../kinds.ts";
 
-export const help = `Usage: wasmesh delete KIND NAME [--api URL]
+export const help = `Usage: wasmesh delete KIND NAME [-n NAMESPACE] [--api URL]
 
 Deletes a resource. Deleting one that others still reference (e.g. a Service a Route sends
-traffic to) is refused, naming them.`;
+traffic to) is refused, naming them. KIND may be another mesh's kind that apply converts
+(virtualservice…): the original and every resource it produced are deleted; -n picks the
+original's namespace when several share the name.`;
 
 const command: CommandName = { name: "delete", help };
 
 export async function run(args: string[], out: Out): Promise<undefined> {
-  const { values, positionals } = parse(args, {}, command);
+  const { values, positionals } = parse(args, { namespace: { type: "string", short: "n" } }, command);
   if (values.help) return out(help);
   const [kindArg, name, extra] = positionals;
   if (!kindArg || !name) throw usage(command, "delete: KIND and NAME are required");
   if (extra !== undefined) throw usage(command, `delete: unexpected argument '${extra}'`);
-  const kind = resolveKind(kindArg);
-  await apiOf(values).call("DELETE", `/v1/${kindPath(kind)}/${encodeURIComponent(name)}`);
-  out(`${kind.toLowerCase()}/${name} deleted`);
+  const resolved = resolveAnyKind(kindArg);
+  const api = apiOf(values);
+  if ("native" in resolved) {
+    const kind = resolved.native;
+    await api.call("DELETE", `/v1/${kindPath(kind)}/${encodeURIComponent(name)}`);
+    return out(`${kind.toLowerCase()}/${name} deleted`);
+  }
+  const kind = resolved.imported;
+  const namespace = str(values.namespace);
+  const { body } = await api.call("GET", `/v1/${kindPath("ImportedResource")}`);
+  const found = ((body as { items: ImportedResource[] }).items ?? []).filter(
+    (r) =>
+      r.spec.source.kind === kind.kind &&
+      ofGroup(r.spec.source.apiVersion, kind.group) &&
+      r.spec.source.name === name &&
+      (namespace === undefined || r.spec.source.namespace === namespace),
+  );
+  const where = namespace !== undefined ? ` in namespace '${namespace}'` : "";
+  if (found.length === 0) throw new CliError(`${kind.kind} '${name}'${where} was not applied`);
+  if (found.length > 1) {
+    const namespaces = found.map((r) => r.spec.source.namespace ?? "(none)").join(", ");
+    throw new CliError(
+      `${kind.kind} '${name}' was applied in several namespaces (${namespaces}): name one with -n`,
+      2,
+    );
+  }
+  const record = found[0] as ImportedResource;
+  await api.call("DELETE", `/v1/${kindPath("ImportedResource")}/${encodeURIComponent(record.metadata.name)}`);
+  // What it produced goes with it, unless another original produces it too (a MeshPolicy).
+  out(`${kind.kind.toLowerCase()}/${name}${where} deleted, and what it produced`);
 }
