@@ -8,11 +8,11 @@ import { readText } from "../input.ts";
 
 export const help = `Usage: wasmesh convert -f FILE [-f FILE...] [--namespace NS] [--strict]
 
-Prints the native resources (a YAML stream) that Istio's VirtualService, DestinationRule,
-PeerAuthentication and AuthorizationPolicy in FILE become; native resources pass through. Nothing
-is applied. Each field wasmesh does not carry is a warning on stderr with its document and path; a
-field whose loss would change the meaning is an error, and then nothing is printed (exit 1).
-docs/imports.md lists what is supported, field by field.
+Prints the native resources (a YAML stream) that Istio's, Kuma's and Consul's resources in FILE
+become; native resources pass through. Nothing is applied (wasmesh apply -f converts the same way,
+and keeps the originals). Each field wasmesh does not carry is a warning on stderr with its
+document and path; a field whose loss would change the meaning is an error, and then nothing is
+printed (exit 1). docs/imports.md lists what is supported, kind by kind and field by field.
   -f, --file FILE   a manifest (multi-document YAML or JSON; - for stdin); repeatable
   --namespace NS    the namespace of documents that name none (short hosts resolve in it)
   --strict          warnings fail too (exit 1)`;
