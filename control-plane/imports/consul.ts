@@ -22,13 +22,11 @@
 // no router of the service is in the input.
 import {
   type AccessRule,
-  API_VERSION,
   type MtlsMode,
   type Route,
   type RouteRule,
   ServiceName,
 } from "../resources/index.ts";
-import { parseDuration, wholeMillis } from "./durations.ts";
 import {
   auditFields,
   type Context,
@@ -41,6 +39,7 @@ import {
   refused,
 } from "./fields.ts";
 import { nativeName } from "./naming.ts";
+import { concatChanges, duration, type HeaderChanges, headerChanges, native, percents } from "./translate.ts";
 import type { SourceDocument, SourceMesh, Translation } from "./types.ts";
 
 export const CONSUL_GROUP = "consul.hashicorp.com";
@@ -315,77 +314,11 @@ export function labelsOfFilter(filter: unknown): SubsetLabels {
 // --- Conversion ----------------------------------------------------------------------------------
 
 /** A native resource, its fields in the order `get -o yaml` prints them. */
-const native = <K extends string, S>(kind: K, name: string, spec: S) => ({
-  apiVersion: API_VERSION as typeof API_VERSION,
-  kind,
-  metadata: { name },
-  spec,
-});
-
-/** The filter's limit on a route timeout (schema/filter-config.ts). */
-const MAX_TIMEOUT_MS = 3_600_000;
-
-function duration(ctx: Context, value: unknown, path: string): number | undefined {
-  const parsed = parseDuration(value, path);
-  if (!parsed.ok) {
-    ctx.error(parsed.error.path, parsed.error.message);
-    return undefined;
-  }
-  if (parsed.ms === 0) return 0;
-  const { ms, rounded } = wholeMillis(parsed.ms);
-  if (rounded)
-    ctx.warn(path, `${String(value)} is rounded up to ${ms}ms (wasmesh counts whole milliseconds)`);
-  if (ms > MAX_TIMEOUT_MS) {
-    ctx.error(path, `${String(value)} is longer than wasmesh's limit of ${MAX_TIMEOUT_MS}ms`);
-    return undefined;
-  }
-  return ms;
-}
 
 function checkPartition(ctx: Context, value: unknown, path: string): void {
   if (value !== undefined && value !== "" && value !== "default") {
     ctx.error(path, `partition '${String(value)}': admin partitions are not supported`);
   }
-}
-
-type HeaderChanges = NonNullable<RouteRule["requestHeaders"]>;
-
-function headerChanges(ctx: Context, value: unknown, path: string): HeaderChanges | undefined {
-  if (value === undefined) return undefined;
-  if (!isObj(value)) {
-    ctx.error(path, "must be a mapping of add, set, remove");
-    return undefined;
-  }
-  const out: HeaderChanges = {};
-  for (const op of ["set", "add"] as const) {
-    const map = value[op];
-    if (map === undefined) continue;
-    if (!isObj(map)) {
-      ctx.error(`${path}.${op}`, "must be a map of header names to values");
-      continue;
-    }
-    const entries = Object.entries(map).map(([name, v]) => ({ name, value: String(v) }));
-    if (entries.length > 0) out[op] = entries;
-  }
-  if (value.remove !== undefined) {
-    if (!Array.isArray(value.remove)) ctx.error(`${path}.remove`, "must be a list of header names");
-    else if (value.remove.length > 0) out.remove = value.remove.map(String);
-  }
-  return Object.keys(out).length > 0 ? out : undefined;
-}
-
-function concatChanges(
-  a: HeaderChanges | undefined,
-  b: HeaderChanges | undefined,
-): HeaderChanges | undefined {
-  if (a === undefined) return b;
-  if (b === undefined) return a;
-  const out: HeaderChanges = {};
-  for (const op of ["set", "add", "remove"] as const) {
-    const joined = [...(a[op] ?? []), ...(b[op] ?? [])];
-    if (joined.length > 0) (out as Record<string, unknown>)[op] = joined;
-  }
-  return out;
 }
 
 type Destination = RouteRule["destinations"][number];
@@ -470,21 +403,6 @@ function resolveTarget(
     return labels === undefined ? undefined : { destinations: [{ service, subset: labels }] };
   }
   return { destinations: [{ service }] };
-}
-
-/** Integer weights summing to 100 from Consul's (0.01 steps, summing to 100): largest remainders. */
-function percents(weights: number[]): number[] {
-  const total = weights.reduce((a, b) => a + b, 0);
-  const exact = weights.map((w) => (w * 100) / total);
-  const floors = exact.map(Math.floor);
-  let left = 100 - floors.reduce((a, b) => a + b, 0);
-  const order = exact.map((e, i) => ({ i, r: e - Math.floor(e) })).sort((a, b) => b.r - a.r || a.i - b.i);
-  for (const { i } of order) {
-    if (left <= 0) break;
-    floors[i] = (floors[i] as number) + 1;
-    left--;
-  }
-  return floors;
 }
 
 const sameLabels = (

@@ -24,7 +24,6 @@
 //   ca/spiffe.ts), else `<sa>.<ns>`.
 import {
   type AccessRule,
-  API_VERSION,
   type CircuitBreaker,
   type MtlsMode,
   type Route,
@@ -34,7 +33,6 @@ import {
   type WasmPlugin,
   type Workload,
 } from "../resources/index.ts";
-import { parseDuration, wholeMillis } from "./durations.ts";
 import {
   auditFields,
   type Context,
@@ -47,6 +45,15 @@ import {
   refused,
 } from "./fields.ts";
 import { isDnsLabel, nativeName } from "./naming.ts";
+import {
+  concatChanges,
+  duration,
+  type HeaderChanges,
+  headerChanges,
+  MAX_TIMEOUT_MS,
+  native,
+  percents,
+} from "./translate.ts";
 import type { ConvertOptions, SourceMesh } from "./types.ts";
 
 export const NETWORKING = "networking.istio.io";
@@ -499,34 +506,6 @@ export function istioKind(doc: Obj): { known: boolean; message?: string } {
   return { known: true };
 }
 
-/** A native resource, its fields in the order `get -o yaml` prints them. */
-const native = <K extends string, S>(kind: K, name: string, spec: S) => ({
-  apiVersion: API_VERSION as typeof API_VERSION,
-  kind,
-  metadata: { name },
-  spec,
-});
-
-/** The filter's limit on a route timeout (schema/filter-config.ts). */
-const MAX_TIMEOUT_MS = 3_600_000;
-
-function duration(ctx: Context, value: unknown, path: string, max = MAX_TIMEOUT_MS): number | undefined {
-  const parsed = parseDuration(value, path);
-  if (!parsed.ok) {
-    ctx.error(parsed.error.path, parsed.error.message);
-    return undefined;
-  }
-  if (parsed.ms === 0) return 0;
-  const { ms, rounded } = wholeMillis(parsed.ms);
-  if (rounded)
-    ctx.warn(path, `${String(value)} is rounded up to ${ms}ms (wasmesh counts whole milliseconds)`);
-  if (ms > max) {
-    ctx.error(path, `${String(value)} is longer than wasmesh's limit of ${max}ms`);
-    return undefined;
-  }
-  return ms;
-}
-
 /** DestinationRule subsets of the input, by service, for VirtualService destinations to name. */
 export function indexSubsets(
   documents: readonly { doc: Obj; namespace: string | undefined }[],
@@ -628,41 +607,6 @@ function namedMatches(ctx: Context, value: unknown, path: string, lower: boolean
   return out;
 }
 
-type HeaderChanges = NonNullable<RouteRule["requestHeaders"]>;
-
-function headerChanges(ctx: Context, value: unknown, path: string): HeaderChanges | undefined {
-  if (!isObj(value)) return undefined;
-  const out: HeaderChanges = {};
-  for (const op of ["set", "add"] as const) {
-    const map = value[op];
-    if (map === undefined) continue;
-    if (!isObj(map)) {
-      ctx.error(`${path}.${op}`, "must be a map of header names to values");
-      continue;
-    }
-    out[op] = Object.entries(map).map(([name, v]) => ({ name, value: String(v) }));
-  }
-  if (value.remove !== undefined) {
-    if (!Array.isArray(value.remove)) ctx.error(`${path}.remove`, "must be a list of header names");
-    else out.remove = value.remove.map(String);
-  }
-  return Object.keys(out).length > 0 ? out : undefined;
-}
-
-function concatChanges(
-  a: HeaderChanges | undefined,
-  b: HeaderChanges | undefined,
-): HeaderChanges | undefined {
-  if (a === undefined) return b;
-  if (b === undefined) return a;
-  const out: HeaderChanges = {};
-  for (const op of ["set", "add", "remove"] as const) {
-    const joined = [...(a[op] ?? []), ...(b[op] ?? [])];
-    if (joined.length > 0) (out as Record<string, unknown>)[op] = joined;
-  }
-  return out;
-}
-
 function percentOf(ctx: Context, fault: Obj, path: string): number | undefined {
   if (isObj(fault.percentage)) {
     const v = fault.percentage.value;
@@ -680,21 +624,6 @@ function percentOf(ctx: Context, fault: Obj, path: string): number | undefined {
     return fault.percent;
   }
   return undefined;
-}
-
-/** Integer weights summing to 100 from Istio's (relative) weights: largest remainders. */
-function percents(weights: number[]): number[] {
-  const total = weights.reduce((a, b) => a + b, 0);
-  const exact = weights.map((w) => (w * 100) / total);
-  const floors = exact.map(Math.floor);
-  let left = 100 - floors.reduce((a, b) => a + b, 0);
-  const order = exact.map((e, i) => ({ i, r: e - Math.floor(e) })).sort((a, b) => b.r - a.r || a.i - b.i);
-  for (const { i } of order) {
-    if (left <= 0) break;
-    floors[i] = (floors[i] as number) + 1;
-    left--;
-  }
-  return floors;
 }
 
 const RULE_NAME = /^[A-Za-z0-9._:-]{1,64}$/;
@@ -1028,12 +957,7 @@ function breakerSettings(ctx: Context, policy: Obj, at: string): BreakerSettings
   }
   const ms = (key: string, fallback: number): number | undefined => {
     if (od[key] === undefined) return fallback;
-    const v = duration(ctx, od[key], `${odAt}.${key}`, 86_400_000);
-    if (v === 0) {
-      ctx.error(`${odAt}.${key}`, "must be longer than 0");
-      return undefined;
-    }
-    return v;
+    return duration(ctx, od[key], `${odAt}.${key}`, { max: 86_400_000, zero: "refused" });
   };
   const intervalMs = ms("interval", 10_000);
   const baseEjectionMs = ms("baseEjectionTime", 30_000);

@@ -22,7 +22,6 @@
 // (whatever its name); one of another mesh is an error at its `mesh`.
 import {
   type AccessRule,
-  API_VERSION,
   type CircuitBreaker,
   type MtlsMode,
   type Resource,
@@ -32,7 +31,6 @@ import {
   ServiceName,
   type Workload,
 } from "../resources/index.ts";
-import { parseDuration, wholeMillis } from "./durations.ts";
 import {
   auditFields,
   type Context,
@@ -45,6 +43,7 @@ import {
   refused,
 } from "./fields.ts";
 import { nativeName } from "./naming.ts";
+import { duration, native } from "./translate.ts";
 import type { SourceDocument, SourceMesh, Translation } from "./types.ts";
 
 export const KUMA_API_VERSION = "kuma.io/v1alpha1";
@@ -327,33 +326,6 @@ function under(ctx: Context, prefix: string): Context {
     warn: (path, message) => ctx.warn(`${prefix}${path}`, message),
     error: (path, message) => ctx.error(`${prefix}${path}`, message),
   };
-}
-
-const native = <K extends string, S>(kind: K, name: string, spec: S) => ({
-  apiVersion: API_VERSION as typeof API_VERSION,
-  kind,
-  metadata: { name },
-  spec,
-});
-
-function millis(ctx: Context, value: unknown, path: string, max: number): number | undefined {
-  const parsed = parseDuration(value, path);
-  if (!parsed.ok) {
-    ctx.error(parsed.error.path, parsed.error.message);
-    return undefined;
-  }
-  const { ms, rounded } = wholeMillis(parsed.ms);
-  if (parsed.ms === 0) {
-    ctx.error(path, "must be longer than 0");
-    return undefined;
-  }
-  if (rounded)
-    ctx.warn(path, `${String(value)} is rounded up to ${ms}ms (wasmesh counts whole milliseconds)`);
-  if (ms > max) {
-    ctx.error(path, `${String(value)} is longer than wasmesh's limit of ${max}ms`);
-    return undefined;
-  }
-  return ms;
 }
 
 function wholeNumber(
@@ -966,7 +938,9 @@ function breakerSettings(
     return undefined;
   }
   const ms = (key: string, fallback: number) =>
-    od[key] === undefined ? fallback : millis(ctx, od[key], `${at}.${key}`, DAY_MS);
+    od[key] === undefined
+      ? fallback
+      : duration(ctx, od[key], `${at}.${key}`, { max: DAY_MS, zero: "refused" });
   const intervalMs = ms("interval", 10_000);
   const baseEjectionMs = ms("baseEjectionTime", 30_000);
   const percent =
