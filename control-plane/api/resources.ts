@@ -57,9 +57,29 @@ const AnyResource = component(
     },
   ),
 );
+/** What one write did to one resource (deleted: what originals no longer produce, or a delete's cascade). */
+const WriteOutcome = Type.Object({
+  kind: Type.String(),
+  name: Type.String(),
+  action: Type.Union([
+    Type.Literal("created"),
+    Type.Literal("configured"),
+    Type.Literal("unchanged"),
+    Type.Literal("deleted"),
+  ]),
+});
 const DeleteResult = component(
   "DeleteResult",
-  Type.Object({ revision: Type.Integer(), deleted: AnyResource }),
+  Type.Object({
+    revision: Type.Integer(),
+    deleted: AnyResource,
+    results: Type.Optional(
+      Type.Array(WriteOutcome, {
+        description:
+          "an ImportedResource's delete: every change it made (what it produced, deleted; what the other kept originals now produce, converted again without it)",
+      }),
+    ),
+  }),
 );
 const ApplyResult = component(
   "ApplyResult",
@@ -68,18 +88,7 @@ const ApplyResult = component(
       description: "store revision after the apply (the current one for a dry run or when nothing changed)",
     }),
     dryRun: Type.Boolean(),
-    results: Type.Array(
-      Type.Object({
-        kind: Type.String(),
-        name: Type.String(),
-        action: Type.Union([
-          Type.Literal("created"),
-          Type.Literal("configured"),
-          Type.Literal("unchanged"),
-          Type.Literal("deleted"),
-        ]),
-      }),
-    ),
+    results: Type.Array(WriteOutcome),
     warnings: Type.Array(ErrorDetail),
   }),
 );
@@ -344,7 +353,14 @@ function kindRoutes(kind: Kind, deps: ResourceDeps): Hono {
         const { desired } = await importChanges(deps.store, [], { remove: [name] });
         const { revision, outcomes } = await writer.write(desired);
         const deleted = outcomes.find((o) => o.op === "delete" && o.kind === kind && o.name === name);
-        return c.json({ revision, deleted: deleted?.resource ?? record });
+        const results = outcomes.flatMap((o): Static<typeof WriteOutcome>[] =>
+          o.op === "delete"
+            ? [{ kind: o.kind, name: o.name, action: "deleted" }]
+            : o.action === "unchanged"
+              ? []
+              : [{ kind: o.kind, name: o.name, action: o.action }],
+        );
+        return c.json({ revision, deleted: deleted?.resource ?? record, results });
       }
       const { revision, outcomes } = await writer.write(
         [{ op: "delete", kind, name, ...(version !== undefined ? { expectedVersion: version } : {}) }],

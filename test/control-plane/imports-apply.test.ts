@@ -204,6 +204,10 @@ spec:
     const deleted = await call(app, "DELETE", "/v1/importedresources/virtualservice-reviews");
     expect(deleted.status).toBe(200);
     expect(deleted.body.deleted.metadata.name).toBe("virtualservice-reviews");
+    expect(actions(deleted.body)).toEqual([
+      "Route/reviews deleted",
+      "ImportedResource/virtualservice-reviews deleted",
+    ]);
     expect(await names(app, "routes")).toEqual(["ratings"]);
     expect(await names(app, "importedresources")).not.toContain("virtualservice-reviews");
     expect((await call(app, "DELETE", "/v1/importedresources/virtualservice-reviews")).status).toBe(404);

@@ -47,7 +47,15 @@ export async function run(args: string[], out: Out): Promise<undefined> {
     );
   }
   const record = found[0] as ImportedResource;
-  await api.call("DELETE", `/v1/${kindPath("ImportedResource")}/${encodeURIComponent(record.metadata.name)}`);
-  // What it produced goes with it, unless another original produces it too (a MeshPolicy).
-  out(`${kind.kind.toLowerCase()}/${name}${where} deleted, and what it produced`);
+  const { body: result } = await api.call(
+    "DELETE",
+    `/v1/${kindPath("ImportedResource")}/${encodeURIComponent(record.metadata.name)}`,
+  );
+  out(`${kind.kind.toLowerCase()}/${name}${where} deleted`);
+  // What it produced goes with it (unless another original produces it too, as a MeshPolicy); the
+  // other kept originals are converted again without it, which may change what they produce.
+  for (const r of (result as { results?: { kind: string; name: string; action: string }[] }).results ?? []) {
+    if (r.kind === "ImportedResource" && r.name === record.metadata.name) continue;
+    out(`${r.kind.toLowerCase()}/${r.name} ${r.action}`);
+  }
 }
