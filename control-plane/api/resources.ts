@@ -565,18 +565,32 @@ export function applyRoutes(deps: ResourceDeps): Hono {
           : { desired: [], warnings: [] };
       const desired = [...native, ...imported.desired];
       const result = await deps.writer.write(desired, { dryRun });
+      const keptUnchanged = new Set(
+        result.outcomes.flatMap((o, i) => {
+          const d = desired[i];
+          const kept = d?.op === "put" && d.imported === true && d.document === undefined;
+          return kept && o.op === "put" && o.action === "unchanged" ? [`${o.kind}/${o.name}`] : [];
+        }),
+      );
       const body: Static<typeof ApplyResult> = {
         revision: result.revision,
         dryRun,
         // What originals no longer produce is deleted: listed too. What the originals kept from
         // earlier applies still produce, unchanged, is not this request's news.
-        results: result.outcomes.flatMap((o, i): Static<typeof ApplyResult>["results"] => {
-          const d = desired[i];
+        results: result.outcomes.flatMap((o): Static<typeof ApplyResult>["results"] => {
           if (o.op === "delete") return [{ kind: o.kind, name: o.name, action: "deleted" as const }];
-          const kept = d?.op === "put" && d.imported === true && d.document === undefined;
-          return kept && o.action === "unchanged" ? [] : [{ kind: o.kind, name: o.name, action: o.action }];
+          return keptUnchanged.has(`${o.kind}/${o.name}`)
+            ? []
+            : [{ kind: o.kind, name: o.name, action: o.action }];
         }),
-        warnings: [...imported.warnings, ...result.warnings],
+        // A reference warning about what a kept original produces, unchanged, was given when it was
+        // applied; this request changes nothing there.
+        warnings: [
+          ...imported.warnings,
+          ...result.warnings.filter(
+            (w) => w.document !== undefined || !keptUnchanged.has(`${w.kind}/${w.name}`),
+          ),
+        ],
       };
       return c.json(body);
     },

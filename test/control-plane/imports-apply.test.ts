@@ -191,6 +191,8 @@ spec:
       expect.arrayContaining(["CircuitBreaker/ratings deleted", "CircuitBreaker/ratings-v1 deleted"]),
     );
     expect(await names(app, "circuitbreakers")).toEqual([]);
+    // The kept VirtualService's Route (whose subsets select no workload here) is no news of this apply.
+    expect(changed.body.warnings.filter((w: Json) => w.kind === "Route")).toEqual([]);
 
     // A produced resource cannot be deleted on its own: its original still says it exists.
     const alone = await call(app, "DELETE", "/v1/routes/reviews");
