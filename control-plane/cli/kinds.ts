@@ -22,15 +22,16 @@ export const KINDS = [
 /**
  * Other meshes' kinds that apply converts (control-plane/imports FIELDS; test/control-plane/cli.test.ts
  * checks the two agree). `get` and `delete` reach their originals through ImportedResources.
+ * Kubernetes' v1 Service is converted but not listed: `service` is the native kind it becomes.
  */
-export const IMPORTED_KINDS = [
-  ["VirtualService", "networking.istio.io"],
-  ["DestinationRule", "networking.istio.io"],
-  ["ServiceEntry", "networking.istio.io"],
-  ["WorkloadEntry", "networking.istio.io"],
-  ["Gateway", "networking.istio.io"],
-  ["PeerAuthentication", "security.istio.io"],
-  ["AuthorizationPolicy", "security.istio.io"],
+export const IMPORTED_KINDS: readonly (readonly [kind: string, group: string, short?: string])[] = [
+  ["VirtualService", "networking.istio.io", "vs"],
+  ["DestinationRule", "networking.istio.io", "dr"],
+  ["ServiceEntry", "networking.istio.io", "se"],
+  ["WorkloadEntry", "networking.istio.io", "we"],
+  ["Gateway", "networking.istio.io", "gw"],
+  ["PeerAuthentication", "security.istio.io", "pa"],
+  ["AuthorizationPolicy", "security.istio.io", "ap"],
   ["WasmPlugin", "extensions.istio.io"],
   ["Mesh", "kuma.io"],
   ["Dataplane", "kuma.io"],
@@ -46,7 +47,7 @@ export const IMPORTED_KINDS = [
   ["ServiceResolver", "consul.hashicorp.com"],
   ["ServiceRouter", "consul.hashicorp.com"],
   ["ProxyDefaults", "consul.hashicorp.com"],
-] as const;
+];
 
 const names = (kind: string, wanted: string) => {
   const lower = kind.toLowerCase();
@@ -77,7 +78,10 @@ export function resolveAnyKind(value: string): { native: Kind } | { imported: Im
   if (native !== undefined) return { native };
   const dot = wanted.indexOf(".");
   const [bare, group] = dot < 0 ? [wanted, undefined] : [wanted.slice(0, dot), wanted.slice(dot + 1)];
-  const found = IMPORTED_KINDS.find(([k, g]) => names(k, bare) && (group === undefined || group === g));
+  // As kubectl: a kind's name, plural, or the short name its mesh's CRD gives it (vs, dr…).
+  const found = IMPORTED_KINDS.find(
+    ([k, g, short]) => (names(k, bare) || bare === short) && (group === undefined || group === g),
+  );
   if (found !== undefined) return { imported: { kind: found[0], group: found[1] } };
   throw new CliError(
     `unknown kind '${value}'; kinds: ${KINDS.join(", ")}; and, as applied from other meshes: ${IMPORTED_KINDS.map(([k]) => k).join(", ")}`,

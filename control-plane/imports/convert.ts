@@ -11,6 +11,7 @@ import {
 import { consul } from "./consul.ts";
 import { type Context, isObj } from "./fields.ts";
 import { istio } from "./istio.ts";
+import { kubernetes } from "./kubernetes.ts";
 import { kuma } from "./kuma.ts";
 import { isDnsLabel, nativeName } from "./naming.ts";
 import type {
@@ -28,6 +29,8 @@ export const MESHES: readonly SourceMesh<unknown>[] = [
   istio as SourceMesh<unknown>,
   consul as SourceMesh<unknown>,
   kuma as SourceMesh<unknown>,
+  // Kubernetes' own v1 Service (universal mode: `wasmesh apply -f svc.yaml`).
+  kubernetes as SourceMesh<unknown>,
 ];
 
 /** Every converted kind's support matrix, by kind (kinds are unique across the meshes). */
@@ -91,7 +94,10 @@ export function convert(documents: readonly unknown[], options: ConvertOptions =
     ]),
   );
   // What the originals say for the whole mesh: one MeshPolicy.
-  const mesh: { mtls?: MtlsMode; deny: boolean; sources: Produced[] } = { deny: false, sources: [] };
+  const mesh: { mtls?: MtlsMode; mtlsDocument?: number; deny: boolean; sources: Produced[] } = {
+    deny: false,
+    sources: [],
+  };
   const taken = new Map<string, number>();
   const routed = new Map<string, number>();
   let firstMeshDocument = -1;
@@ -171,6 +177,14 @@ export function convert(documents: readonly unknown[], options: ConvertOptions =
     const made = found.mesh.translate(ctx, doc, indexes.get(found.mesh), base);
     // A document with an error produces nothing: half of a resource's meaning is worse than none.
     if (result.errors.length > errorsBefore) return;
+    // One mTLS mode for the mesh: two originals that say different ones cannot both hold.
+    if (made.mtls !== undefined && mesh.mtls !== undefined && made.mtls !== mesh.mtls) {
+      ctx.error(
+        "(root)",
+        `sets the mesh's mTLS mode to ${made.mtls}, where document ${mesh.mtlsDocument} sets ${mesh.mtls}: the mesh has one mode`,
+      );
+      return;
+    }
     for (const r of made.resources) {
       if (r.kind !== "Route") continue;
       // Istio merges no two VirtualServices of one host for sidecars, Kuma and Consul have one
@@ -197,7 +211,10 @@ export function convert(documents: readonly unknown[], options: ConvertOptions =
     }
     for (const destination of made.deniedToAll ?? []) deniedToAll.push({ destination, ctx });
     if (made.mtls !== undefined || made.denyByDefault === true) {
-      if (made.mtls !== undefined) mesh.mtls = made.mtls;
+      if (made.mtls !== undefined && mesh.mtls === undefined) {
+        mesh.mtls = made.mtls;
+        mesh.mtlsDocument = document;
+      }
       if (made.denyByDefault === true) mesh.deny = true;
       if (mesh.sources.length === 0) firstMeshDocument = document;
       mesh.sources.push(produced);
