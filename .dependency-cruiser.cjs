@@ -83,12 +83,13 @@ module.exports = {
     layer("revision-below-api", "revision/", "revision/|translate/|modules/|resources/|envoy/|store/"),
     // The Kubernetes mode's pieces: adapters between the Kubernetes API and the control plane's layers
     // (the store on CRDs, module bytes in ConfigMaps, the admission webhooks running the API's write
-    // checks, the TokenReview verifier, a Tokens of security/tokens.ts); server.ts wires them, and no
-    // layer below imports them.
+    // checks, the TokenReview verifier, a Tokens of security/tokens.ts, other meshes' objects converted
+    // by imports/ and a Kubernetes Service's ports read as imports/kubernetes.ts reads them); server.ts
+    // wires them, and no layer below imports them.
     layer(
       "kubernetes-over-the-model",
       "kubernetes/",
-      "kubernetes/|api/|modules/|revision/|resources/|store/|security/tokens\\.ts$",
+      "kubernetes/|api/|imports/|modules/|revision/|resources/|store/|security/tokens\\.ts$",
     ),
     layer("edge-below-api", "edge/", "edge/|revision/|translate/|resources/|envoy/|store/"),
     layer("security-below-consumers", "security/", "security/|store/|resources/|envoy/|ca/"),

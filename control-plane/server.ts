@@ -29,6 +29,8 @@ import {
   CA_KEK_SECRET,
   checkCrdsInstalled,
   createConfigMapBlobStore,
+  createImportAdmission,
+  createImportReconciler,
   createInjectionAdmission,
   createKubeClient,
   createValidatingAdmission,
@@ -47,6 +49,7 @@ import {
   sharedSecret,
   startLeaderElection,
   startWebhookServer,
+  VALIDATE_IMPORTS_PATH,
   VALIDATE_PATH,
   validatingWebhookConfiguration,
   type WebhookTarget,
@@ -291,9 +294,11 @@ async function startWebhooks(
         // Read for each pod: a CA rotation reaches the pods created from then on.
         ...(injection.api.startsWith("https:") ? { caBundle: (await ca.trustBundle()).pem } : {}),
       }),
-      async namespaceLabels(name) {
+      async namespaceMetadata(name) {
         const namespace = await client.find(`/api/v1/namespaces/${encodeURIComponent(name)}`);
-        return namespace === undefined ? undefined : (namespace.metadata?.labels ?? {});
+        return namespace === undefined
+          ? undefined
+          : { labels: namespace.metadata?.labels ?? {}, annotations: namespace.metadata?.annotations ?? {} };
       },
       async services(namespace) {
         const { body } = await client.request<{ items?: V1Service[] }>(
@@ -308,7 +313,17 @@ async function startWebhooks(
     port: config.port,
     address: config.address ?? "0.0.0.0",
     tls: tls.material,
-    handlers: { [VALIDATE_PATH]: validate, ...(inject ? { [INJECT_PATH]: inject } : {}) },
+    handlers: {
+      [VALIDATE_PATH]: validate,
+      // Other meshes' objects (kubernetes/imports.ts).
+      [VALIDATE_IMPORTS_PATH]: createImportAdmission({
+        store: deps.store,
+        client,
+        ...(deps.check ? { check: deps.check } : {}),
+        log,
+      }),
+      ...(inject ? { [INJECT_PATH]: inject } : {}),
+    },
     log,
   });
   tls.onRenew((material) => server.setCertificate(material));
@@ -549,6 +564,25 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
           dataDir: options.dataDir,
           log,
         });
+  // Other meshes' objects in the cluster, kept in step with the store's ImportedResources by the
+  // leader (kubernetes/imports.ts), written as the API writes.
+  const imports =
+    kube === undefined || kubeClient === undefined
+      ? undefined
+      : createImportReconciler({
+          client: kubeClient,
+          store: store as KubernetesResourceStore,
+          writer: createWriter(
+            store,
+            undefined,
+            (message, error) =>
+              log(error === undefined ? message : `${message}: ${(error as Error).stack ?? error}`),
+            check,
+          ),
+          ...(check ? { check } : {}),
+          identity: kube.identity,
+          log,
+        });
   const leader =
     kube === undefined
       ? undefined
@@ -563,10 +597,12 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
             leading = true;
             log(`wasmesh: ${kube.identity} leads the control plane replicas`);
             edgeKv?.notify();
+            imports?.start();
             await webhooks?.register();
           },
-          onStoppedLeading() {
+          async onStoppedLeading() {
             leading = false;
+            await imports?.stop();
           },
         });
 
@@ -664,6 +700,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       closed = true;
       // Hand the lead over at once rather than after the lease lapses.
       await leader?.stop();
+      await imports?.stop();
       await webhooks?.close();
       await new Promise<void>((resolve) => {
         http.close(() => resolve());

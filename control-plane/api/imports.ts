@@ -1,7 +1,7 @@
 // Other meshes' resources at the API's edge (issue 13): the writes that applying originals (or
 // deleting one) comes to, planned by imports/apply.ts over what is stored now. The writer carries
 // them out like any apply: all or nothing, unchanged documents skipped, references checked.
-import { type ImportProblem, type IncomingDocument, planImports } from "../imports/index.ts";
+import { type ImportPlan, type ImportProblem, type IncomingDocument, planImports } from "../imports/index.ts";
 import { type Resource, validateResource } from "../resources/index.ts";
 import type { ResourceStore } from "../store/index.ts";
 import { type ErrorDetail, invalid } from "./errors.ts";
@@ -34,11 +34,7 @@ export async function importChanges(
   incoming: readonly IncomingDocument[],
   options: ImportOptions = {},
 ): Promise<{ desired: Desired[]; warnings: ErrorDetail[] }> {
-  const stored: Resource[] = [];
-  for (const s of await store.list()) {
-    const result = validateResource(s, { stored: true });
-    if (result.ok) stored.push(result.resource);
-  }
+  const stored = await validStored(store);
   const plan = planImports(stored, incoming, {
     ...(options.namespace !== undefined ? { namespace: options.namespace } : {}),
     ...(options.remove !== undefined ? { remove: options.remove } : {}),
@@ -58,7 +54,22 @@ export async function importChanges(
       warnings,
     );
   }
-  const desired: Desired[] = [
+  return { desired: desiredOf(plan), warnings };
+}
+
+/** What is stored and valid: the state a plan is made over (an invalid row takes no part). */
+export async function validStored(store: ResourceStore): Promise<Resource[]> {
+  const stored: Resource[] = [];
+  for (const s of await store.list()) {
+    const result = validateResource(s, { stored: true });
+    if (result.ok) stored.push(result.resource);
+  }
+  return stored;
+}
+
+/** A plan's writes, for the API's writer (which alone writes ImportedResources: imported). */
+export function desiredOf(plan: ImportPlan): Desired[] {
+  return [
     ...plan.puts.map(
       (p): Desired => ({
         op: "put",
@@ -78,5 +89,4 @@ export async function importChanges(
       }),
     ),
   ];
-  return { desired, warnings };
 }

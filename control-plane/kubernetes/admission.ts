@@ -14,7 +14,7 @@ import { KINDS, type Kind, type Resource, validateResource } from "../resources/
 import type { ConfigurationCheck } from "../revision/index.ts";
 import type { KubeObject } from "./client.ts";
 import { GROUP } from "./crds.ts";
-import type { KubernetesResourceStore } from "./store.ts";
+import { FIELD_MANAGER, type KubernetesResourceStore } from "./store.ts";
 
 /** admission.k8s.io/v1 AdmissionReview, as far as the webhooks read it. */
 export interface AdmissionReview {
@@ -31,6 +31,8 @@ export interface AdmissionReview {
     object?: KubeObject | null;
     oldObject?: KubeObject | null;
     dryRun?: boolean;
+    /** The request's CreateOptions, UpdateOptions or DeleteOptions. */
+    options?: { fieldManager?: string; preconditions?: { resourceVersion?: string } } | null;
   };
   response?: AdmissionResponse;
 }
@@ -85,6 +87,19 @@ function resourceOf(object: KubeObject, kind: Kind): unknown {
   };
 }
 
+/**
+ * Whether the request is the control plane's own write (store.ts: its field manager on creates and
+ * replaces, a resourceVersion precondition on every delete it sends). Its writer checked the whole
+ * write, under its lock, before sending it; checked again here one object at a time, against a cache
+ * that may not hold the write's earlier objects yet, a write of several would be refused for the
+ * order its objects arrive in (a produced Route deleted before the ImportedResource that names it).
+ * ImportedResources are written so only. This is no privilege: RBAC decides who may write.
+ */
+function fromControlPlane(request: NonNullable<AdmissionReview["request"]>): boolean {
+  if (request.operation === "DELETE") return request.options?.preconditions?.resourceVersion !== undefined;
+  return request.options?.fieldManager === FIELD_MANAGER;
+}
+
 export function createValidatingAdmission(options: ValidationOptions): AdmissionHandler {
   const view = options.store.planningView();
   const writer = createWriter(
@@ -115,7 +130,17 @@ export function createValidatingAdmission(options: ValidationOptions): Admission
         403,
       );
 
+    if (fromControlPlane(request)) return answer(review, { allowed: true });
+
     let desired: Desired;
+    if (request.operation === "DELETE" && kind === "ImportedResource") {
+      // Alone, what the original produced would stay behind, and the reconciler (kubernetes/imports.ts)
+      // would find its object still in the cluster: the original is what is deleted.
+      return deny(
+        review,
+        `ImportedResource ${name} is deleted with its original: delete the other mesh's object (kubectl delete), or DELETE /v1/importedresources/${name} (wasmesh delete), which deletes what it produced too`,
+      );
+    }
     if (request.operation === "DELETE") {
       desired = { op: "delete", kind, name };
     } else if (request.operation === "CREATE" || request.operation === "UPDATE") {

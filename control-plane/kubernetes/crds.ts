@@ -358,3 +358,187 @@ export function crdsYaml(): string {
       .join("")
   );
 }
+
+// --- Other meshes' kinds (issue 13) ---------------------------------------------------------------
+
+/**
+ * A kind of another mesh that wasmesh converts (imports/), as that mesh's own CRD names it: group,
+ * plural, scope, short names and categories match Istio's, Kuma's and Consul's, so that their YAML
+ * (and `kubectl get vs`) works unchanged on a cluster where wasmesh, not the other mesh, installed
+ * them. The schema keeps every field: the conversion is the check (the webhook, kubernetes/imports.ts).
+ */
+export interface ForeignKind {
+  group: string;
+  kind: string;
+  plural: string;
+  scope: "Namespaced" | "Cluster";
+  shortNames: readonly string[];
+  categories: readonly string[];
+  /** The versions served, and the one stored (as the mesh's own CRD stores it). */
+  versions: readonly string[];
+  storage: string;
+  /** Whether the mesh's CRD has the status subresource. */
+  status: boolean;
+}
+
+const ISTIO_NETWORKING = {
+  group: "networking.istio.io",
+  versions: ["v1alpha3", "v1beta1", "v1"],
+  storage: "v1alpha3",
+};
+const ISTIO_SECURITY = { group: "security.istio.io", versions: ["v1beta1", "v1"], storage: "v1beta1" };
+const ISTIO_EXTENSIONS = { group: "extensions.istio.io", versions: ["v1alpha1"], storage: "v1alpha1" };
+const KUMA = {
+  group: "kuma.io",
+  versions: ["v1alpha1"],
+  storage: "v1alpha1",
+  categories: ["kuma"],
+  status: false,
+};
+const CONSUL = {
+  group: "consul.hashicorp.com",
+  versions: ["v1alpha1"],
+  storage: "v1alpha1",
+  categories: [],
+  status: true,
+};
+const istioCategories = (group: string) => ["istio-io", `${group.split(".")[0]}-istio-io`];
+const istioKind = (
+  at: { group: string; versions: string[]; storage: string },
+  kind: string,
+  plural: string,
+  shortNames: string[],
+): ForeignKind => ({
+  ...at,
+  kind,
+  plural,
+  scope: "Namespaced",
+  shortNames,
+  categories: istioCategories(at.group),
+  status: true,
+});
+
+/**
+ * Every converted kind of a CRD (imports/index.ts FIELDS but Kubernetes' own v1 Service, which
+ * discovery reads; test/control-plane/kubernetes-crds.test.ts checks they agree). Kuma's Mesh and its older policies (TrafficRoute, TrafficPermission,
+ * CircuitBreaker) are cluster-scoped, their body beside metadata (`mesh`, `spec`) as Kuma's CRDs have
+ * it; its Dataplane and Mesh* policies are namespaced.
+ */
+export const FOREIGN_KINDS: readonly ForeignKind[] = [
+  istioKind(ISTIO_NETWORKING, "VirtualService", "virtualservices", ["vs"]),
+  istioKind(ISTIO_NETWORKING, "DestinationRule", "destinationrules", ["dr"]),
+  istioKind(ISTIO_NETWORKING, "ServiceEntry", "serviceentries", ["se"]),
+  istioKind(ISTIO_NETWORKING, "WorkloadEntry", "workloadentries", ["we"]),
+  istioKind(ISTIO_NETWORKING, "Gateway", "gateways", ["gw"]),
+  istioKind(ISTIO_SECURITY, "PeerAuthentication", "peerauthentications", ["pa"]),
+  istioKind(ISTIO_SECURITY, "AuthorizationPolicy", "authorizationpolicies", ["ap"]),
+  istioKind(ISTIO_EXTENSIONS, "WasmPlugin", "wasmplugins", []),
+  { ...KUMA, kind: "Mesh", plural: "meshes", scope: "Cluster", shortNames: ["m"] },
+  { ...KUMA, kind: "Dataplane", plural: "dataplanes", scope: "Namespaced", shortNames: ["dpp"] },
+  { ...KUMA, kind: "TrafficRoute", plural: "trafficroutes", scope: "Cluster", shortNames: [] },
+  { ...KUMA, kind: "TrafficPermission", plural: "trafficpermissions", scope: "Cluster", shortNames: [] },
+  { ...KUMA, kind: "CircuitBreaker", plural: "circuitbreakers", scope: "Cluster", shortNames: [] },
+  { ...KUMA, kind: "MeshHTTPRoute", plural: "meshhttproutes", scope: "Namespaced", shortNames: ["mhttpr"] },
+  {
+    ...KUMA,
+    kind: "MeshTrafficPermission",
+    plural: "meshtrafficpermissions",
+    scope: "Namespaced",
+    shortNames: ["mtp"],
+  },
+  {
+    ...KUMA,
+    kind: "MeshCircuitBreaker",
+    plural: "meshcircuitbreakers",
+    scope: "Namespaced",
+    shortNames: ["mcb"],
+  },
+  ...(
+    [
+      ["ServiceIntentions", "serviceintentions"],
+      ["ServiceDefaults", "servicedefaults"],
+      ["ServiceSplitter", "servicesplitters"],
+      ["ServiceResolver", "serviceresolvers"],
+      ["ServiceRouter", "servicerouters"],
+      ["ProxyDefaults", "proxydefaults"],
+    ] as const
+  ).map(([kind, plural]): ForeignKind => ({ ...CONSUL, kind, plural, scope: "Namespaced", shortNames: [] })),
+];
+
+/** The groups of FOREIGN_KINDS, each once, in order. */
+export const FOREIGN_GROUPS: readonly string[] = [...new Set(FOREIGN_KINDS.map((k) => k.group))];
+
+/** The CRD of another mesh's kind: every field kept (x-kubernetes-preserve-unknown-fields). */
+export function foreignCrdOf(foreign: ForeignKind): KubeCrd {
+  const singular = foreign.kind.toLowerCase();
+  return {
+    apiVersion: "apiextensions.k8s.io/v1",
+    kind: "CustomResourceDefinition",
+    metadata: {
+      name: `${foreign.plural}.${foreign.group}`,
+      labels: { "app.kubernetes.io/part-of": "wasmesh", "wasmesh.io/imports": "true" },
+    },
+    spec: {
+      group: foreign.group,
+      scope: foreign.scope,
+      names: {
+        plural: foreign.plural,
+        singular,
+        kind: foreign.kind,
+        listKind: `${foreign.kind}List`,
+        ...(foreign.shortNames.length > 0 ? { shortNames: [...foreign.shortNames] } : {}),
+        ...(foreign.categories.length > 0 ? { categories: [...foreign.categories] } : {}),
+      },
+      versions: foreign.versions.map((name) => ({
+        name,
+        served: true,
+        storage: name === foreign.storage,
+        schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
+        ...(foreign.status ? { subresources: { status: {} } } : {}),
+      })),
+    },
+  };
+}
+
+/** A CRD as written (the foreign ones say less than the native kinds' CustomResourceDefinition). */
+export interface KubeCrd {
+  apiVersion: "apiextensions.k8s.io/v1";
+  kind: "CustomResourceDefinition";
+  metadata: { name: string; labels: Record<string, string> };
+  spec: {
+    group: string;
+    scope: "Namespaced" | "Cluster";
+    names: Record<string, string | string[]>;
+    versions: {
+      name: string;
+      served: boolean;
+      storage: boolean;
+      schema: { openAPIV3Schema: StructuralSchema };
+      subresources?: { status: Record<string, never> };
+    }[];
+  };
+}
+
+/** The CRDs of every converted kind, for clusters without the other mesh installed. */
+export function foreignCrds(): KubeCrd[] {
+  return FOREIGN_KINDS.map(foreignCrdOf);
+}
+
+/**
+ * The foreign kinds' CRDs as one YAML stream (deploy/other-meshes/crds.yaml; `wasmesh kubernetes
+ * crds --imports`). Not part of the base: a cluster running Istio (or Kuma, Consul) has its own, which
+ * wasmesh uses as they are.
+ */
+export function foreignCrdsYaml(): string {
+  const header =
+    "# CustomResourceDefinitions of the other meshes' kinds wasmesh converts (Istio, Kuma, Consul), for a\n" +
+    "# cluster where that mesh is not installed: `kubectl apply` of their YAML then reaches wasmesh. Generated:\n" +
+    "# do not edit. Regenerate with `npm run gen:crds` (or `wasmesh kubernetes crds --imports`). A cluster\n" +
+    "# with the mesh's own CRDs keeps them: wasmesh reads its objects through those.\n";
+  return (
+    header +
+    foreignCrds()
+      .map((crd) => `---\n${stringify(crd, { lineWidth: 0 })}`)
+      .join("")
+  );
+}

@@ -1,7 +1,8 @@
 // Discovery (issue 12, §1): the Services, EndpointSlices and Pods of the mesh's namespaces (those
-// labelled `wasmesh.io/sidecar-injection: enabled`, or another label selector) become wasmesh
-// Service and Workload documents, read-only, for the Kubernetes store's view. Nothing is written to
-// the API server.
+// labelled `wasmesh.io/sidecar-injection: enabled`, or another label selector; and, without a
+// wasmesh label, those another mesh's injection markers put in the mesh: meshNamespaces) become
+// wasmesh Service and Workload documents, read-only, for the Kubernetes store's view. Nothing is
+// written to the API server.
 //
 // - A Kubernetes Service `reviews` in namespace `bookinfo` is the Service `reviews.bookinfo`
 //   (resources/schema.ts: a Service's name may be `<name>.<namespace>`), with a port per ServicePort:
@@ -23,18 +24,108 @@
 // recomputes the documents from the caches; onChange is called when they differ. An object that
 // cannot be mapped is left out with a log line naming it and why, logged once while it stays so.
 import * as k8s from "@kubernetes/client-node";
-import type { Static } from "@sinclair/typebox";
-import {
-  API_VERSION,
-  type Service,
-  type ServicePort,
-  validateResource,
-  type Workload,
-} from "../resources/index.ts";
+import { portProtocol } from "../imports/kubernetes.ts";
+import { API_VERSION, type Service, validateResource, type Workload } from "../resources/index.ts";
+import { describeVerdict, INJECTION_LABEL, injectionWanted, namespaceMarker } from "./markers.ts";
 import { podService } from "./token-review.ts";
 
 /** The label of the namespaces whose pods get a sidecar: the mesh's namespaces by default. */
 export const MESH_NAMESPACE_SELECTOR = "wasmesh.io/sidecar-injection=enabled";
+
+type Term = (labels: Record<string, string>) => boolean;
+
+/**
+ * A Kubernetes label selector (`a=b,c!=d,e in (x,y),f notin (z),g,!h`) as a predicate on labels,
+ * as the API server evaluates one; an empty selector selects everything. Throws on a malformed one.
+ */
+export function labelSelector(selector: string): Term {
+  const terms: Term[] = [];
+  let depth = 0;
+  let start = 0;
+  const parts: string[] = [];
+  for (let i = 0; i <= selector.length; i++) {
+    const c = selector[i];
+    if (c === "(") depth++;
+    else if (c === ")") depth--;
+    else if ((c === "," && depth === 0) || i === selector.length) {
+      parts.push(selector.slice(start, i).trim());
+      start = i + 1;
+    }
+  }
+  const KEY = "[A-Za-z0-9][-A-Za-z0-9_./]*";
+  const SET = new RegExp(`^(${KEY})\\s+(in|notin)\\s*\\(([^()]*)\\)$`);
+  const EQUALITY = new RegExp(`^(${KEY})\\s*(!=|==|=)\\s*([-A-Za-z0-9_.]*)$`);
+  const EXISTS = new RegExp(`^(!?)\\s*(${KEY})$`);
+  for (const part of parts) {
+    if (part === "" && parts.length === 1) break;
+    const set = part.match(SET);
+    const equality = part.match(EQUALITY);
+    const exists = part.match(EXISTS);
+    if (set !== null) {
+      const [, key, op, list] = set as unknown as [string, string, string, string];
+      const values = list.split(",").map((v) => v.trim());
+      terms.push(
+        op === "in"
+          ? (l) => l[key] !== undefined && values.includes(l[key])
+          : (l) => l[key] === undefined || !values.includes(l[key]),
+      );
+    } else if (equality !== null) {
+      const [, key, op, value] = equality as unknown as [string, string, string, string];
+      terms.push(op === "!=" ? (l) => l[key] !== value : (l) => l[key] === value);
+    } else if (exists !== null) {
+      const [, not, key] = exists as unknown as [string, string, string];
+      terms.push(not === "!" ? (l) => l[key] === undefined : (l) => l[key] !== undefined);
+    } else throw new Error(`'${selector}' is no label selector: '${part}'`);
+  }
+  return (labels) => terms.every((t) => t(labels));
+}
+
+/**
+ * The mesh's namespaces, each with why: those the selector selects (wasmesh's label by default);
+ * then, when they have no wasmesh.io/sidecar-injection label of their own, those another mesh's
+ * namespace marker enables (markers.ts namespaceMarker: `istio-injection: enabled`, `istio.io/rev`,
+ * `kuma.io/sidecar-injection: enabled`), and those with a pod the injector gave a sidecar for a pod
+ * marker of another mesh that still asks for one (Istio's or Kuma's pod label, Consul's annotation).
+ */
+export function meshNamespaces(
+  namespaces: readonly k8s.V1Namespace[],
+  pods: readonly k8s.V1Pod[],
+  selector: string = MESH_NAMESPACE_SELECTOR,
+): Map<string, string> {
+  const selects = labelSelector(selector);
+  const out = new Map<string, string>();
+  const byName = new Map<
+    string,
+    { name: string; labels: Record<string, string>; annotations: Record<string, string> }
+  >();
+  for (const n of namespaces) {
+    const name = n.metadata?.name;
+    if (name === undefined) continue;
+    const labels = n.metadata?.labels ?? {};
+    if (selects(labels)) {
+      out.set(name, `selected by ${selector}`);
+      continue;
+    }
+    if (labels[INJECTION_LABEL] !== undefined) continue;
+    const namespace = { name, labels, annotations: n.metadata?.annotations ?? {} };
+    const marker = namespaceMarker(namespace);
+    if (marker !== undefined) out.set(name, `another mesh's marker: ${describeVerdict(marker)}`);
+    else byName.set(name, namespace);
+  }
+  // A pod the injector gave a sidecar for another mesh's pod marker, which still asks for one.
+  for (const pod of pods) {
+    const namespace = byName.get(pod.metadata?.namespace ?? "");
+    if (namespace === undefined || out.has(namespace.name)) continue;
+    if (pod.metadata?.annotations?.[SIDECAR_ANNOTATION] !== SIDECAR_INJECTED) continue;
+    const wanted = injectionWanted(pod.metadata ?? {}, namespace);
+    if (wanted.inject && wanted.by !== undefined)
+      out.set(
+        namespace.name,
+        `pod ${pod.metadata?.name ?? ""} has the sidecar for another mesh's marker: ${describeVerdict(wanted.by)}`,
+      );
+  }
+  return out;
+}
 /** Set by the injector on a pod it gave a sidecar. */
 export const SIDECAR_ANNOTATION = "wasmesh.io/sidecar";
 export const SIDECAR_INJECTED = "injected";
@@ -71,9 +162,6 @@ export interface Skipped {
 
 type Mapped<T> = { ok: true; resource: T } | { ok: false; reason: string };
 
-type ServicePortDoc = Static<typeof ServicePort>;
-type Protocol = ServicePortDoc["protocol"];
-
 /** The canonical wasmesh name of a Kubernetes Service: `<name>.<namespace>`. */
 export function discoveredServiceName(name: string, namespace: string): string {
   return `${name}.${namespace}`;
@@ -87,36 +175,8 @@ function invalid(errors: readonly { path: string; message: string }[]): string {
   return `its wasmesh document would be invalid: ${errors.map((e) => `${e.path}: ${e.message}`).join("; ")}`;
 }
 
-// appProtocol values (Kubernetes' own `kubernetes.io/…`, IANA names, Istio's) and the protocol
-// the mesh serves them with: gRPC is its HTTP/2 upstream; what the app encrypts itself is opaque TCP.
-const APP_PROTOCOLS: Record<string, Protocol> = {
-  http: "http",
-  "kubernetes.io/ws": "http",
-  http2: "grpc",
-  h2c: "grpc",
-  "kubernetes.io/h2c": "grpc",
-  grpc: "grpc",
-  "grpc-web": "http",
-  tcp: "tcp",
-  tls: "tcp",
-  https: "tcp",
-  "kubernetes.io/wss": "tcp",
-  mongo: "tcp",
-  mysql: "tcp",
-  redis: "tcp",
-};
-
-/**
- * A ServicePort's protocol for the mesh: its appProtocol when it has one the mesh knows, else its
- * name's prefix (`http`, `http-…`, `grpc-…`, `http2-…`, `tcp-…`, `tls-…`, `https-…`), as Istio's
- * protocol selection; http otherwise.
- */
-export function portProtocol(port: Pick<k8s.V1ServicePort, "name" | "appProtocol">): Protocol {
-  const app = port.appProtocol?.toLowerCase();
-  if (app !== undefined && APP_PROTOCOLS[app] !== undefined) return APP_PROTOCOLS[app];
-  const prefix = (port.name ?? "").toLowerCase().split("-")[0] ?? "";
-  return APP_PROTOCOLS[prefix] ?? "http";
-}
+/** A ServicePort's protocol for the mesh (appProtocol, else the name's prefix, else http). */
+export { portProtocol } from "../imports/kubernetes.ts";
 
 /** A Kubernetes Service as a wasmesh Service, or why it is none. */
 export function mapService(service: k8s.V1Service): Mapped<Service> {
@@ -348,7 +408,10 @@ export function discoverResources(objects: ClusterObjects): {
 
 export interface DiscoveryOptions {
   kubeConfig: k8s.KubeConfig;
-  /** A label selector of the mesh's namespaces (default MESH_NAMESPACE_SELECTOR). */
+  /**
+   * A label selector of the mesh's namespaces (default MESH_NAMESPACE_SELECTOR), evaluated here over
+   * every namespace; other meshes' markers add theirs (meshNamespaces). A malformed one throws.
+   */
   namespaceSelector?: string;
   log: (line: string) => void;
   /** Called with the new documents whenever they change after `ready`. */
@@ -374,13 +437,14 @@ interface Watched<T extends k8s.KubernetesObject> {
 }
 
 /**
- * Lists and watches the mesh's namespaces and the Services, EndpointSlices and Pods of the cluster,
+ * Lists and watches the namespaces and the Services, EndpointSlices and Pods of the cluster,
  * and keeps their wasmesh documents (discoverResources) up to date. Needs get, list and watch on
  * namespaces, services, pods and discovery.k8s.io endpointslices, cluster-wide.
  */
 export function startDiscovery(options: DiscoveryOptions): Discovery {
   const { kubeConfig, log } = options;
   const selector = options.namespaceSelector ?? MESH_NAMESPACE_SELECTOR;
+  labelSelector(selector); // a malformed selector fails here, not at each list
   const backoff = options.backoffMs ?? { initial: 500, max: 30_000 };
   const core = kubeConfig.makeApiClient(k8s.CoreV1Api);
   const discovery = kubeConfig.makeApiClient(k8s.DiscoveryV1Api);
@@ -389,12 +453,8 @@ export function startDiscovery(options: DiscoveryOptions): Discovery {
     kind: "namespaces",
     failures: 0,
     attempt: 0,
-    informer: k8s.makeInformer(
-      kubeConfig,
-      "/api/v1/namespaces",
-      () => core.listNamespace({ labelSelector: selector }),
-      selector,
-    ),
+    // All of them: the selector, other meshes' markers and injected pods decide (meshNamespaces).
+    informer: k8s.makeInformer(kubeConfig, "/api/v1/namespaces", () => core.listNamespace()),
   };
   const services: Watched<k8s.V1Service> = {
     kind: "services",
@@ -425,14 +485,21 @@ export function startDiscovery(options: DiscoveryOptions): Discovery {
   let isReady = false;
 
   const recompute = () => {
+    const podList = pods.informer.list();
+    const mesh = meshNamespaces(namespaces.informer.list(), podList, selector);
     const { resources, skipped } = discoverResources({
-      namespaces: new Set(namespaces.informer.list().flatMap((n) => n.metadata?.name ?? [])),
+      namespaces: new Set(mesh.keys()),
       services: services.informer.list(),
       endpointSlices: slices.informer.list(),
-      pods: pods.informer.list(),
+      pods: podList,
     });
     // Said once while it lasts, not at every recomputation.
-    const lines = new Set(skipped.map((s) => `discovery: skipped ${s.object}: ${s.reason}`));
+    const lines = new Set([
+      ...[...mesh]
+        .filter(([, why]) => !why.startsWith("selected by"))
+        .map(([name, why]) => `discovery: namespace ${name} is the mesh's: ${why}`),
+      ...skipped.map((s) => `discovery: skipped ${s.object}: ${s.reason}`),
+    ]);
     for (const line of lines) if (!logged.has(line)) log(line);
     logged = lines;
     const json = JSON.stringify(resources);

@@ -2,8 +2,19 @@
 export { createValidatingAdmission } from "./admission.ts";
 export { createConfigMapBlobStore } from "./blobs.ts";
 export { createKubeClient, KubeApiError, type KubeClient } from "./client.ts";
-export { crdOf, crds, crdsYaml, GROUP, resourceOf, VERSION } from "./crds.ts";
+export {
+  crdOf,
+  crds,
+  crdsYaml,
+  FOREIGN_KINDS,
+  foreignCrds,
+  foreignCrdsYaml,
+  GROUP,
+  resourceOf,
+  VERSION,
+} from "./crds.ts";
 export { type DiscoveredMesh, discoverMesh } from "./derived.ts";
+export { createImportAdmission, createImportReconciler, type ImportReconciler } from "./imports.ts";
 export {
   createInjectionAdmission,
   type InjectionConfig,
@@ -18,6 +29,7 @@ export {
   INJECT_PATH,
   mutatingWebhookConfiguration,
   startWebhookServer,
+  VALIDATE_IMPORTS_PATH,
   VALIDATE_PATH,
   validatingWebhookConfiguration,
   type WebhookTarget,

@@ -21,6 +21,8 @@
 // Not injected: pods of other namespaces, of the control plane's own, opted out
 // (`wasmesh.io/sidecar-injection: disabled` annotation), on the host's network (the capture would
 // rewrite the node's rules), and pods that already have the sidecar (re-admission changes nothing).
+// Other meshes' injection markers (Istio's, Kuma's, Consul's) count too, with wasmesh's own label
+// and annotation over them: markers.ts; the injector logs the marker a pod was injected for.
 // Refused, with the reason: a pod whose app runs as the proxy UID (its traffic would escape the
 // capture), whose app port is one of the sidecar's, or whose service cannot be told.
 import type * as k8s from "@kubernetes/client-node";
@@ -31,15 +33,22 @@ import {
   SIDECAR_INJECTED,
   workloadLabels,
 } from "./discovery.ts";
+import {
+  describeVerdict,
+  INJECTION_DISABLED,
+  INJECTION_ENABLED,
+  INJECTION_LABEL,
+  injectionWanted,
+  type Meta,
+  type Verdict,
+} from "./markers.ts";
 import { podService, SERVICE_LABELS } from "./token-review.ts";
 
 /** The pod label naming its service, which the injector sets when the pod has none. */
 const SERVICE_LABEL = SERVICE_LABELS[0];
 
 /** The namespace label that asks for injection, and the pod annotation that opts a pod out. */
-export const INJECTION_LABEL = "wasmesh.io/sidecar-injection";
-export const INJECTION_ENABLED = "enabled";
-export const INJECTION_DISABLED = "disabled";
+export { INJECTION_DISABLED, INJECTION_ENABLED, INJECTION_LABEL } from "./markers.ts";
 /** A pod annotation naming the app's port, when it is not the first container's first port. */
 export const APP_PORT_ANNOTATION = "wasmesh.io/app-port";
 /** Set by the injector: the trust bundle the agent verifies the control plane with (PEM). */
@@ -102,7 +111,8 @@ export interface InjectionConfig {
 }
 
 export type InjectionDecision =
-  | { inject: true; patch: JsonPatchOperation[]; service: string; warnings: string[] }
+  /** `by`: another mesh's marker that asked for the sidecar (markers.ts); undefined: wasmesh's label. */
+  | { inject: true; patch: JsonPatchOperation[]; service: string; warnings: string[]; by?: Verdict }
   /** Left as it is; `warn` when the pod's owner would not expect it. */
   | { inject: false; reason: string; warn: boolean }
   /** Refused: the pod asks for the mesh but cannot be given a working sidecar. */
@@ -185,18 +195,18 @@ function serviceOf(
  */
 export function injectionPatch(
   pod: k8s.V1Pod,
-  namespace: { name: string; labels: Record<string, string> | undefined },
+  namespace: {
+    name: string;
+    labels: Record<string, string> | undefined;
+    annotations?: Record<string, string>;
+  },
   config: InjectionConfig,
   services: readonly k8s.V1Service[] = [],
 ): InjectionDecision {
   const skip = (reason: string, warn = false): InjectionDecision => ({ inject: false, reason, warn });
-  if (namespace.name === config.controlPlaneNamespace)
-    return skip(`namespace ${namespace.name} is the control plane's`);
-  if (namespace.labels?.[INJECTION_LABEL] !== INJECTION_ENABLED)
-    return skip(`namespace ${namespace.name} is not labelled ${INJECTION_LABEL}=${INJECTION_ENABLED}`);
+  const wanted = injectionWanted(pod.metadata ?? {}, namespace, config.controlPlaneNamespace);
+  if (!wanted.inject) return skip(wanted.reason);
   const annotations = pod.metadata?.annotations ?? {};
-  if (annotations[INJECTION_LABEL] === INJECTION_DISABLED)
-    return skip(`the pod is annotated ${INJECTION_LABEL}: ${INJECTION_DISABLED}`);
   const spec = pod.spec;
   if (spec === undefined) return { refuse: "the pod has no spec" };
   if ([...(spec.initContainers ?? []), ...spec.containers].some((c) => c.name === SIDECAR_CONTAINER))
@@ -206,7 +216,10 @@ export function injectionPatch(
 
   const ports = { ...DEFAULT_PORTS, ...config.ports };
   const proxyUid = config.proxyUid ?? DEFAULT_PROXY_UID;
-  const warnings: string[] = [];
+  const warnings: string[] = wanted.ignored.map(
+    (v) =>
+      `${describeVerdict(v)} is not honoured: namespace ${namespace.name} is labelled ${INJECTION_LABEL}=${INJECTION_ENABLED}, which wins (annotate the pod ${INJECTION_LABEL}: ${INJECTION_DISABLED} to opt it out)`,
+  );
 
   // The app must not run as the proxy UID: the capture lets that UID's connections out unmeshed.
   for (const container of [...(spec.initContainers ?? []), ...spec.containers]) {
@@ -423,24 +436,44 @@ export function injectionPatch(
     );
   if (spec.volumes === undefined) patch.push({ op: "add", path: "/spec/volumes", value: volumes });
   else for (const volume of volumes) patch.push({ op: "add", path: "/spec/volumes/-", value: volume });
-  return { inject: true, patch, service: identity.service, warnings };
+  return {
+    inject: true,
+    patch,
+    service: identity.service,
+    warnings,
+    ...(wanted.by ? { by: wanted.by } : {}),
+  };
 }
 
-export interface InjectionOptions {
+interface InjectionOptionsBase {
   /** The configuration now (the CA bundle follows a rotation). */
   config: () => Promise<InjectionConfig>;
-  /** A namespace's labels; undefined when there is no such namespace. */
-  namespaceLabels: (namespace: string) => Promise<Record<string, string> | undefined>;
   /** The Kubernetes Services of a namespace. */
   services: (namespace: string) => Promise<k8s.V1Service[]>;
   log: (line: string) => void;
 }
 
 /**
- * The mutating webhook's handler: a Pod CREATE in a mesh namespace gets the patch of
- * injectionPatch; anything else is let through unchanged.
+ * How the handler reads a pod's namespace: its labels and annotations (older Kuma versions mark a
+ * namespace with an annotation), or its labels only; undefined when there is no such namespace.
+ */
+export type InjectionOptions = InjectionOptionsBase &
+  (
+    | { namespaceMetadata: (namespace: string) => Promise<Meta | undefined> }
+    | { namespaceLabels: (namespace: string) => Promise<Record<string, string> | undefined> }
+  );
+
+/**
+ * The mutating webhook's handler: a Pod CREATE that asks for a sidecar (markers.ts: a mesh
+ * namespace's, or one another mesh's markers ask for) gets the patch of injectionPatch; anything
+ * else is let through unchanged. A pod injected for another mesh's marker is logged with it.
  */
 export function createInjectionAdmission(options: InjectionOptions): AdmissionHandler {
+  const namespaceOf = async (name: string): Promise<Meta | undefined> => {
+    if ("namespaceMetadata" in options) return options.namespaceMetadata(name);
+    const labels = await options.namespaceLabels(name);
+    return labels === undefined ? undefined : { labels };
+  };
   return async (review) => {
     const request = review.request;
     if (request === undefined) throw new Error("an AdmissionReview without a request");
@@ -451,13 +484,18 @@ export function createInjectionAdmission(options: InjectionOptions): AdmissionHa
     const namespace = request.namespace ?? pod.metadata?.namespace ?? "";
     const what = `pod ${namespace}/${pod.metadata?.name ?? `${pod.metadata?.generateName ?? ""}*`}`;
     const config = await options.config();
-    const namespaceLabels =
-      namespace === config.controlPlaneNamespace ? undefined : await options.namespaceLabels(namespace);
+    const meta = namespace === config.controlPlaneNamespace ? undefined : await namespaceOf(namespace);
+    const ns = {
+      name: namespace,
+      labels: meta?.labels,
+      ...(meta?.annotations ? { annotations: meta.annotations } : {}),
+    };
     const needServices =
-      namespaceLabels?.[INJECTION_LABEL] === INJECTION_ENABLED &&
+      meta !== undefined &&
+      injectionWanted(pod.metadata ?? {}, ns, config.controlPlaneNamespace).inject &&
       pod.metadata?.labels?.[SERVICE_LABEL] === undefined;
     const services = needServices ? await options.services(namespace) : [];
-    const decision = injectionPatch(pod, { name: namespace, labels: namespaceLabels }, config, services);
+    const decision = injectionPatch(pod, ns, config, services);
     if ("refuse" in decision) {
       options.log(`wasmesh injector: refused ${what}: ${decision.refuse}`);
       return deny(review, `wasmesh sidecar injection: ${what}: ${decision.refuse}`);
@@ -469,11 +507,17 @@ export function createInjectionAdmission(options: InjectionOptions): AdmissionHa
         ...(decision.warn ? { warnings: [`wasmesh: no sidecar: ${decision.reason}`] } : {}),
       });
     }
+    const warnings = [...decision.warnings];
+    if (decision.by !== undefined) {
+      const because = `sidecar injected for ${describeVerdict(decision.by)} (another mesh's marker; label the namespace ${INJECTION_LABEL}=${INJECTION_ENABLED} to make it wasmesh's own)`;
+      options.log(`wasmesh injector: ${what}: ${because}`);
+      warnings.push(because);
+    }
     return answer(review, {
       allowed: true,
       patchType: "JSONPatch",
       patch: Buffer.from(JSON.stringify(decision.patch)).toString("base64"),
-      ...(decision.warnings.length > 0 ? { warnings: decision.warnings.map((w) => `wasmesh: ${w}`) } : {}),
+      ...(warnings.length > 0 ? { warnings: warnings.map((w) => `wasmesh: ${w}`) } : {}),
     });
   };
 }

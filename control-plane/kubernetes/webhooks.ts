@@ -7,13 +7,16 @@ import https from "node:https";
 import type { AddressInfo } from "node:net";
 import type { AdmissionHandler, AdmissionReview } from "./admission.ts";
 import { KubeApiError, type KubeClient, type KubeObject } from "./client.ts";
-import { GROUP, VERSION } from "./crds.ts";
+import { FOREIGN_GROUPS, FOREIGN_KINDS, GROUP, VERSION } from "./crds.ts";
 import { INJECTION_ENABLED, INJECTION_LABEL } from "./injection.ts";
+import { markerWebhooks } from "./markers.ts";
 
 /** The largest AdmissionReview read (a Pod or a resource with its old version fits many times). */
 const MAX_REVIEW_BYTES = 8 * 1024 * 1024;
 
 export const VALIDATE_PATH = "/validate";
+/** Other meshes' objects (kubernetes/imports.ts). */
+export const VALIDATE_IMPORTS_PATH = "/validate-imports";
 export const INJECT_PATH = "/inject";
 export const VALIDATING_WEBHOOK = "wasmesh-validation";
 export const MUTATING_WEBHOOK = "wasmesh-sidecar-injector";
@@ -132,6 +135,25 @@ export function validatingWebhookConfiguration(target: WebhookTarget, caBundle: 
           },
         ],
       },
+      // Other meshes' kinds that wasmesh converts (kubernetes/imports.ts): what wasmesh cannot carry
+      // is refused, naming the field. Failure policy Ignore: while no replica answers, the other
+      // mesh's objects are still stored (the other mesh may run beside wasmesh during a migration),
+      // and the reconciler reports what it cannot convert as Events on the object.
+      {
+        name: `imports.${GROUP}`,
+        admissionReviewVersions: ["v1"],
+        sideEffects: "None",
+        failurePolicy: "Ignore",
+        timeoutSeconds: 10,
+        clientConfig: clientConfig(target, VALIDATE_IMPORTS_PATH, caBundle),
+        rules: FOREIGN_GROUPS.map((group) => ({
+          apiGroups: [group],
+          apiVersions: ["*"],
+          operations: ["CREATE", "UPDATE", "DELETE"],
+          resources: FOREIGN_KINDS.filter((k) => k.group === group).map((k) => k.plural),
+          scope: "*",
+        })),
+      },
     ],
   };
 }
@@ -145,12 +167,33 @@ export function validatingWebhookConfiguration(target: WebhookTarget, caBundle: 
  * controllers retry) rather than created without a sidecar, which would leave them outside the mesh
  * until deleted, unable to reach services that take mTLS only, and never told so. Pods elsewhere are
  * not affected: the namespaceSelector keeps the API server from calling the webhook for them.
+ *
+ * Then one webhook per other mesh's injection marker (markers.ts markerWebhooks: Istio's and Kuma's
+ * labels, failing closed too; the annotations of Consul and older Istio and Kuma, which no selector
+ * reads, with every other pod of the cluster and failures ignored), to the same handler.
  */
 export function mutatingWebhookConfiguration(
   target: WebhookTarget,
   caBundle: string,
   options: { controlPlaneNamespace: string; timeoutSeconds?: number },
 ): KubeObject {
+  const common = {
+    admissionReviewVersions: ["v1"],
+    sideEffects: "None",
+    // The patch is whole at once; another webhook's later change is not a reason to run again.
+    reinvocationPolicy: "Never",
+    timeoutSeconds: options.timeoutSeconds ?? 10,
+    clientConfig: clientConfig(target, INJECT_PATH, caBundle),
+  };
+  const rules = [
+    {
+      apiGroups: [""],
+      apiVersions: ["v1"],
+      operations: ["CREATE"],
+      resources: ["pods"],
+      scope: "Namespaced",
+    },
+  ];
   return {
     apiVersion: "admissionregistration.k8s.io/v1",
     kind: "MutatingWebhookConfiguration",
@@ -158,13 +201,8 @@ export function mutatingWebhookConfiguration(
     webhooks: [
       {
         name: `inject.${GROUP}`,
-        admissionReviewVersions: ["v1"],
-        sideEffects: "None",
+        ...common,
         failurePolicy: "Fail",
-        // The patch is whole at once; another webhook's later change is not a reason to run again.
-        reinvocationPolicy: "Never",
-        timeoutSeconds: options.timeoutSeconds ?? 10,
-        clientConfig: clientConfig(target, INJECT_PATH, caBundle),
         namespaceSelector: {
           matchLabels: { [INJECTION_LABEL]: INJECTION_ENABLED },
           matchExpressions: [
@@ -175,16 +213,14 @@ export function mutatingWebhookConfiguration(
             },
           ],
         },
-        rules: [
-          {
-            apiGroups: [""],
-            apiVersions: ["v1"],
-            operations: ["CREATE"],
-            resources: ["pods"],
-            scope: "Namespaced",
-          },
-        ],
+        rules,
       },
+      ...markerWebhooks(options.controlPlaneNamespace).map((hook) => ({
+        ...hook,
+        name: `${hook.name}.inject.${GROUP}`,
+        ...common,
+        rules,
+      })),
     ],
   };
 }

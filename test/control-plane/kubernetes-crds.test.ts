@@ -6,7 +6,16 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type TSchema, Type } from "@sinclair/typebox";
 import { describe, expect, it } from "vitest";
-import { crds, crdsYaml, structural, UnsupportedSchema } from "../../control-plane/kubernetes/crds.ts";
+import { FIELDS, MESHES } from "../../control-plane/imports/index.ts";
+import {
+  crds,
+  crdsYaml,
+  FOREIGN_KINDS,
+  foreignCrds,
+  foreignCrdsYaml,
+  structural,
+  UnsupportedSchema,
+} from "../../control-plane/kubernetes/crds.ts";
 import { KINDS, resourceSchemas } from "../../control-plane/resources/index.ts";
 import { REPO_ROOT } from "../support/envoy.ts";
 
@@ -141,5 +150,57 @@ describe("CRDs from the resource model", () => {
     expect(readFileSync(file, "utf8"), "deploy/kubernetes/crds.yaml is stale: run npm run gen:crds").toBe(
       crdsYaml(),
     );
+  });
+});
+
+describe("CRDs of the other meshes' kinds (kubectl apply of their YAML, issue 13)", () => {
+  it("one per converted kind, at versions the converter takes", () => {
+    // Kubernetes' own kinds (a v1 Service) have their CRD-less home already: discovery reads them.
+    const core = (kind: string) =>
+      MESHES.some((m) => m.identify({ apiVersion: "v1", kind, metadata: { name: "x" } }) !== undefined);
+    expect(FOREIGN_KINDS.map((k) => k.kind).sort()).toEqual(
+      Object.keys(FIELDS)
+        .filter((kind) => !core(kind))
+        .sort(),
+    );
+    for (const foreign of FOREIGN_KINDS) {
+      expect(foreign.versions, foreign.kind).toContain(foreign.storage);
+      for (const version of foreign.versions) {
+        const probe = {
+          apiVersion: `${foreign.group}/${version}`,
+          kind: foreign.kind,
+          metadata: { name: "x" },
+        };
+        const ids = MESHES.map((m) => m.identify(probe)).filter((id) => id !== undefined);
+        expect(ids, `${foreign.group}/${version} ${foreign.kind}`).toEqual([
+          { kind: foreign.kind, name: "x" },
+        ]);
+      }
+    }
+  });
+
+  it("keep every field, one storage version each, and Kuma's older kinds cluster-scoped as Kuma's own", () => {
+    for (const crd of foreignCrds()) {
+      expect(crd.spec.versions.filter((v) => v.storage)).toHaveLength(1);
+      for (const v of crd.spec.versions)
+        expect(v.schema.openAPIV3Schema).toEqual({
+          type: "object",
+          "x-kubernetes-preserve-unknown-fields": true,
+        });
+    }
+    const scope = (name: string) => foreignCrds().find((c) => c.metadata.name === name)?.spec.scope;
+    expect(scope("trafficroutes.kuma.io")).toBe("Cluster");
+    expect(scope("meshes.kuma.io")).toBe("Cluster");
+    expect(scope("dataplanes.kuma.io")).toBe("Namespaced");
+    expect(scope("meshhttproutes.kuma.io")).toBe("Namespaced");
+    expect(scope("virtualservices.networking.istio.io")).toBe("Namespaced");
+  });
+
+  it("deploy/other-meshes/crds.yaml is what the generator makes (npm run gen:crds rewrites it)", () => {
+    const file = join(REPO_ROOT, "deploy", "other-meshes", "crds.yaml");
+    expect(
+      readFileSync(file, "utf8"),
+      "deploy/other-meshes/crds.yaml is stale: run npm run gen:crds",
+    ).toBe(foreignCrdsYaml());
   });
 });

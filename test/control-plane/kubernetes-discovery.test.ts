@@ -7,7 +7,9 @@ import { describe, expect, it } from "vitest";
 import {
   type ClusterObjects,
   discoverResources,
+  labelSelector,
   mapService,
+  meshNamespaces,
   portProtocol,
 } from "../../control-plane/kubernetes/discovery.ts";
 import { type Resource, validateReferences, validateResource } from "../../control-plane/resources/index.ts";
@@ -349,5 +351,78 @@ describe("discoverResources", () => {
         reason: 'its wasmesh.io/inbound-port annotation "99999" is no port number',
       },
     ]);
+  });
+});
+
+describe("the mesh's namespaces", () => {
+  const namespace = (
+    name: string,
+    labels: Record<string, string> = {},
+    annotations?: Record<string, string>,
+  ) => ({
+    metadata: { name, labels, ...(annotations ? { annotations } : {}) },
+  });
+
+  it("evaluates a label selector as the API server does", () => {
+    const s = labelSelector("a=b,c!=d,e in (x, y),f notin (z),g,!h");
+    expect(s({ a: "b", e: "x", g: "" })).toBe(true);
+    expect(s({ a: "b", c: "d", e: "x", g: "" })).toBe(false);
+    expect(s({ a: "b", e: "w", g: "" })).toBe(false);
+    expect(s({ a: "b", e: "y", f: "z", g: "" })).toBe(false);
+    expect(s({ a: "b", e: "y", g: "", h: "1" })).toBe(false);
+    expect(s({ a: "b", e: "y" })).toBe(false);
+    expect(
+      labelSelector("wasmesh.io/sidecar-injection==enabled")({ "wasmesh.io/sidecar-injection": "enabled" }),
+    ).toBe(true);
+    expect(labelSelector("")({})).toBe(true);
+    expect(() => labelSelector("a in b")).toThrow(/is no label selector/);
+  });
+
+  it("are those the selector selects, then, without a wasmesh label, other meshes' and those with injected pods", () => {
+    const injected = (ns: string, annotations: Record<string, string> = {}): k8s.V1Pod => ({
+      metadata: {
+        name: "p",
+        namespace: ns,
+        annotations: { "wasmesh.io/sidecar": "injected", ...annotations },
+      },
+    });
+    const consul = { "consul.hashicorp.com/connect-inject": "true" };
+    const found = meshNamespaces(
+      [
+        namespace("bookinfo", { "wasmesh.io/sidecar-injection": "enabled" }),
+        namespace("istio", { "istio-injection": "enabled" }),
+        namespace("canary", { "istio.io/rev": "canary" }),
+        namespace("kuma", { "kuma.io/sidecar-injection": "enabled" }),
+        namespace("kuma-old", {}, { "kuma.io/sidecar-injection": "enabled" }),
+        namespace("consul"),
+        namespace("plain"),
+        namespace("off", { "wasmesh.io/sidecar-injection": "disabled", "istio-injection": "enabled" }),
+        namespace("closed", { "istio-injection": "disabled", "kuma.io/sidecar-injection": "enabled" }),
+        namespace("kube-system", { "istio-injection": "enabled" }),
+      ],
+      [
+        injected("consul", consul),
+        injected("off", consul),
+        // Injected once (its namespace was labelled), with no marker now: not a reason.
+        injected("plain"),
+      ],
+    );
+    expect(Object.fromEntries(found)).toEqual({
+      bookinfo: "selected by wasmesh.io/sidecar-injection=enabled",
+      istio: "another mesh's marker: Istio's namespace label istio-injection=enabled",
+      canary: "another mesh's marker: Istio's namespace label istio.io/rev=canary",
+      kuma: "another mesh's marker: Kuma's namespace label kuma.io/sidecar-injection=enabled",
+      "kuma-old": "another mesh's marker: Kuma's namespace annotation kuma.io/sidecar-injection: \"enabled\"",
+      consul:
+        "pod p has the sidecar for another mesh's marker: Consul's pod annotation consul.hashicorp.com/connect-inject: \"true\"",
+    });
+    // Another selector replaces wasmesh's label; other meshes' markers still count.
+    expect([
+      ...meshNamespaces(
+        [namespace("a", { team: "x" }), namespace("istio", { "istio-injection": "enabled" })],
+        [],
+        "team=x",
+      ).keys(),
+    ]).toEqual(["a", "istio"]);
   });
 });

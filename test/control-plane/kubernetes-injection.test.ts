@@ -16,6 +16,8 @@ import {
   type JsonPatchOperation,
   TOKEN_DIR,
 } from "../../control-plane/kubernetes/injection.ts";
+import { injectionWanted, markerWebhooks } from "../../control-plane/kubernetes/markers.ts";
+import { mutatingWebhookConfiguration } from "../../control-plane/kubernetes/webhooks.ts";
 import { runCommand, WASMESH_BIN } from "../support/control-plane.ts";
 import { commandLine, containerEnv } from "../support/kubelet.ts";
 import { tempDir } from "../support/temp.ts";
@@ -506,6 +508,309 @@ describe("the injection webhook's handler", () => {
       allowed: false,
       status: { code: 422, message: expect.stringMatching(/UID 1337/) },
     });
+  });
+});
+
+describe("other meshes' injection markers (markers.ts)", () => {
+  const withMeta = (labels: Record<string, string> = {}, annotations: Record<string, string> = {}) => {
+    const p = reviewsPod();
+    p.metadata = {
+      ...p.metadata,
+      labels: { ...p.metadata?.labels, ...labels },
+      ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
+    };
+    return p;
+  };
+  const ns = (labels: Record<string, string>, annotations?: Record<string, string>, name = "bookinfo") => ({
+    name,
+    labels,
+    ...(annotations ? { annotations } : {}),
+  });
+  const decide = (p: k8s.V1Pod, namespace: ReturnType<typeof ns>) => injectionPatch(p, namespace, CONFIG);
+
+  it("Istio: the namespace label, the pod label (over the older annotation), the revision label; any no wins", () => {
+    const istio = ns({ "istio-injection": "enabled" });
+    expect(decide(reviewsPod(), istio)).toMatchObject({
+      inject: true,
+      by: { mesh: "Istio", marker: "namespace label istio-injection=enabled", inject: true },
+    });
+    expect(decide(withMeta({ "sidecar.istio.io/inject": "false" }), istio)).toMatchObject({
+      inject: false,
+      reason: "Istio's pod label sidecar.istio.io/inject=false opts it out",
+    });
+    expect(decide(withMeta({}, { "sidecar.istio.io/inject": "false" }), istio)).toMatchObject({
+      inject: false,
+      reason: /pod annotation sidecar.istio.io\/inject: "false"/,
+    });
+    // The label wins over the annotation.
+    expect(
+      decide(withMeta({ "sidecar.istio.io/inject": "true" }, { "sidecar.istio.io/inject": "false" }), istio),
+    ).toMatchObject({ inject: true });
+    // A namespace that says no wins over a pod that says yes (Istio: either disabled, no sidecar).
+    expect(
+      decide(withMeta({ "sidecar.istio.io/inject": "true" }), ns({ "istio-injection": "disabled" })),
+    ).toMatchObject({ inject: false, reason: /namespace label istio-injection=disabled/ });
+    // Unlabelled namespace: the pod label opts in; the annotation alone reaches no webhook of Istio's.
+    expect(decide(withMeta({ "sidecar.istio.io/inject": "true" }), ns({}))).toMatchObject({
+      inject: true,
+      by: { marker: "pod label sidecar.istio.io/inject=true" },
+    });
+    expect(decide(withMeta({}, { "sidecar.istio.io/inject": "true" }), ns({}))).toMatchObject({
+      inject: false,
+      reason: /not labelled wasmesh.io\/sidecar-injection=enabled/,
+    });
+    // Revisions: any revision is wasmesh's.
+    expect(decide(reviewsPod(), ns({ "istio.io/rev": "canary" }))).toMatchObject({
+      inject: true,
+      by: { marker: "namespace label istio.io/rev=canary" },
+    });
+    expect(decide(withMeta({ "istio.io/rev": "1-22" }), ns({}))).toMatchObject({
+      inject: true,
+      by: { marker: "pod label istio.io/rev=1-22" },
+    });
+    // Istio's gateways (its gateway injection template) are no sidecar's, and neither are Kuma's.
+    expect(
+      decide(
+        withMeta({ "sidecar.istio.io/inject": "true" }, { "inject.istio.io/templates": "gateway" }),
+        ns({}),
+      ),
+    ).toMatchObject({ inject: false, reason: /an Istio gateway gets no sidecar/ });
+    expect(
+      decide(withMeta({}, { "kuma.io/gateway": "enabled" }), ns({ "kuma.io/sidecar-injection": "enabled" })),
+    ).toMatchObject({ inject: false, reason: /a Kuma gateway gets no sidecar/ });
+    // istio-injection wins over the revision label on the namespace.
+    expect(
+      decide(reviewsPod(), ns({ "istio-injection": "disabled", "istio.io/rev": "canary" })),
+    ).toMatchObject({ inject: false });
+  });
+
+  it("Kuma: the pod's label, else annotation, over the namespace's label, else annotation (older Kuma)", () => {
+    expect(decide(reviewsPod(), ns({ "kuma.io/sidecar-injection": "enabled" }))).toMatchObject({
+      inject: true,
+      by: { mesh: "Kuma", marker: "namespace label kuma.io/sidecar-injection=enabled" },
+    });
+    expect(
+      decide(
+        withMeta({ "kuma.io/sidecar-injection": "disabled" }),
+        ns({ "kuma.io/sidecar-injection": "enabled" }),
+      ),
+    ).toMatchObject({ inject: false, reason: /Kuma's pod label kuma.io\/sidecar-injection=disabled/ });
+    expect(
+      decide(
+        withMeta({ "kuma.io/sidecar-injection": "enabled" }),
+        ns({ "kuma.io/sidecar-injection": "disabled" }),
+      ),
+    ).toMatchObject({ inject: true, by: { marker: "pod label kuma.io/sidecar-injection=enabled" } });
+    expect(decide(reviewsPod(), ns({}, { "kuma.io/sidecar-injection": "enabled" }))).toMatchObject({
+      inject: true,
+      by: { marker: 'namespace annotation kuma.io/sidecar-injection: "enabled"' },
+    });
+    expect(
+      decide(
+        withMeta({}, { "kuma.io/sidecar-injection": "disabled" }),
+        ns({ "kuma.io/sidecar-injection": "enabled" }),
+      ),
+    ).toMatchObject({ inject: false });
+  });
+
+  it("Consul: the pod annotation, opt-in in any namespace but the system ones", () => {
+    const consul = (value: string) => withMeta({}, { "consul.hashicorp.com/connect-inject": value });
+    expect(decide(consul("true"), ns({}))).toMatchObject({
+      inject: true,
+      by: { mesh: "Consul", marker: 'pod annotation consul.hashicorp.com/connect-inject: "true"' },
+    });
+    expect(decide(consul("false"), ns({ "istio-injection": "enabled" }))).toMatchObject({
+      inject: false,
+      reason: /Consul's pod annotation/,
+    });
+    expect(decide(consul("true"), ns({}, undefined, "kube-system"))).toMatchObject({
+      inject: false,
+      reason: /system namespace/,
+    });
+    expect(decide(consul("maybe"), ns({}))).toMatchObject({ inject: false });
+  });
+
+  it("wasmesh's own label and annotation win over every other mesh's marker", () => {
+    // Enabled: injected even where another mesh opts the pod out, with a warning naming the marker.
+    const optedOut = decide(withMeta({ "sidecar.istio.io/inject": "false" }), MESH);
+    expect(optedOut).toMatchObject({ inject: true });
+    expect("by" in optedOut).toBe(false);
+    expect("warnings" in optedOut && optedOut.warnings).toEqual([
+      expect.stringMatching(
+        /^Istio's pod label sidecar.istio.io\/inject=false is not honoured: namespace bookinfo is labelled wasmesh.io\/sidecar-injection=enabled/,
+      ),
+    ]);
+    expect(
+      decide(reviewsPod(), ns({ "wasmesh.io/sidecar-injection": "disabled", "istio-injection": "enabled" })),
+    ).toMatchObject({ inject: false, reason: /wasmesh's own label wins/ });
+    expect(
+      decide(
+        withMeta({}, { "wasmesh.io/sidecar-injection": "disabled" }),
+        ns({ "istio-injection": "enabled" }),
+      ),
+    ).toMatchObject({ inject: false, reason: "the pod is annotated wasmesh.io/sidecar-injection: disabled" });
+    expect(
+      decide(reviewsPod(), ns({ "istio-injection": "enabled" }, undefined, "wasmesh-system")),
+    ).toMatchObject({
+      inject: false,
+      reason: /control plane's/,
+    });
+  });
+
+  it("the handler reads the namespace's labels and annotations, and logs the marker a pod was injected for", async () => {
+    const lines: string[] = [];
+    const handler = createInjectionAdmission({
+      config: async () => CONFIG,
+      namespaceMetadata: async () => ({
+        labels: {},
+        annotations: { "kuma.io/sidecar-injection": "enabled" },
+      }),
+      services: async () => [],
+      log: (line) => lines.push(line),
+    });
+    const answered = await handler({
+      apiVersion: "admission.k8s.io/v1",
+      kind: "AdmissionReview",
+      request: {
+        uid: "u-2",
+        kind: { group: "", version: "v1", kind: "Pod" },
+        namespace: "bookinfo",
+        operation: "CREATE",
+        object: reviewsPod() as never,
+      },
+    });
+    expect(answered.response).toMatchObject({ allowed: true, patchType: "JSONPatch" });
+    expect(answered.response?.warnings).toEqual([
+      expect.stringMatching(
+        /^wasmesh: sidecar injected for Kuma's namespace annotation kuma.io\/sidecar-injection/,
+      ),
+    ]);
+    expect(lines).toEqual([
+      expect.stringMatching(
+        /^wasmesh injector: pod bookinfo\/reviews-v1-7d9f-\*: sidecar injected for Kuma's namespace annotation/,
+      ),
+    ]);
+  });
+});
+
+/** Whether a LabelSelector (matchLabels, matchExpressions) selects these labels, as the API server does. */
+function selects(
+  selector:
+    | {
+        matchLabels?: Record<string, string>;
+        matchExpressions?: { key: string; operator: string; values?: string[] }[];
+      }
+    | undefined,
+  labels: Record<string, string>,
+): boolean {
+  if (selector === undefined) return true;
+  return (
+    Object.entries(selector.matchLabels ?? {}).every(([k, v]) => labels[k] === v) &&
+    (selector.matchExpressions ?? []).every((e) => {
+      const value = labels[e.key];
+      switch (e.operator) {
+        case "In":
+          return value !== undefined && (e.values ?? []).includes(value);
+        case "NotIn":
+          return value === undefined || !(e.values ?? []).includes(value);
+        case "Exists":
+          return value !== undefined;
+        case "DoesNotExist":
+          return value === undefined;
+        default:
+          throw new Error(e.operator);
+      }
+    })
+  );
+}
+
+describe("the mutating webhook's registration", () => {
+  type Hook = {
+    name: string;
+    failurePolicy: string;
+    namespaceSelector?: Parameters<typeof selects>[0];
+    objectSelector?: Parameters<typeof selects>[0];
+  };
+  const hooks = (
+    mutatingWebhookConfiguration({ url: "https://127.0.0.1:9443" }, "bundle", {
+      controlPlaneNamespace: "wasmesh-system",
+    }) as unknown as { webhooks: Hook[] }
+  ).webhooks;
+
+  it("keeps wasmesh's own webhook as it was, then one per other mesh's marker", () => {
+    expect(hooks[0]).toMatchObject({
+      name: "inject.wasmesh.io",
+      failurePolicy: "Fail",
+      namespaceSelector: {
+        matchLabels: { "wasmesh.io/sidecar-injection": "enabled" },
+        matchExpressions: [
+          { key: "kubernetes.io/metadata.name", operator: "NotIn", values: ["wasmesh-system"] },
+        ],
+      },
+    });
+    expect(hooks.slice(1).map((h) => [h.name, h.failurePolicy])).toEqual(
+      markerWebhooks("wasmesh-system").map((h) => [`${h.name}.inject.wasmesh.io`, h.failurePolicy]),
+    );
+    // Only the webhook that sees every other pod (for annotations) lets pods through when no replica answers.
+    expect(hooks.filter((h) => h.failurePolicy === "Ignore").map((h) => h.name)).toEqual([
+      "annotations.inject.wasmesh.io",
+    ]);
+  });
+
+  it("sends the API server's every pod that asks for a sidecar, by any mesh's markers, to the injector", () => {
+    const options = <K extends string>(key: K, values: string[]) =>
+      [undefined, ...values].map((v) => [key, v] as const);
+    const combine = (lists: (readonly (readonly [string, string | undefined])[])[]) =>
+      lists.reduce<Record<string, string>[]>(
+        (acc, list) =>
+          acc.flatMap((labels) => list.map(([k, v]) => (v === undefined ? labels : { ...labels, [k]: v }))),
+        [{}],
+      );
+    const namespaceLabels = combine([
+      options("wasmesh.io/sidecar-injection", ["enabled", "disabled"]),
+      options("istio-injection", ["enabled", "disabled"]),
+      options("istio.io/rev", ["canary"]),
+      options("kuma.io/sidecar-injection", ["enabled", "disabled"]),
+    ]);
+    const podLabels = combine([
+      options("sidecar.istio.io/inject", ["true", "false"]),
+      options("istio.io/rev", ["canary"]),
+      options("kuma.io/sidecar-injection", ["enabled", "disabled"]),
+    ]);
+    const podAnnotations = combine([
+      options("consul.hashicorp.com/connect-inject", ["true", "false"]),
+      options("sidecar.istio.io/inject", ["true", "false"]),
+      options("kuma.io/sidecar-injection", ["enabled", "disabled"]),
+    ]);
+    let wanted = 0;
+    for (const name of ["bookinfo", "kube-system", "wasmesh-system"])
+      for (const nsLabels of namespaceLabels)
+        for (const labels of podLabels)
+          for (const annotations of podAnnotations) {
+            const want = injectionWanted(
+              { labels, annotations },
+              { name, labels: nsLabels },
+              "wasmesh-system",
+            );
+            if (!want.inject) continue;
+            wanted += 1;
+            const called = hooks.filter(
+              (h) =>
+                selects(h.namespaceSelector, { ...nsLabels, "kubernetes.io/metadata.name": name }) &&
+                selects(h.objectSelector, labels),
+            );
+            expect(called.length, JSON.stringify({ name, nsLabels, labels, annotations })).toBeGreaterThan(0);
+            // Where a label asks, the webhook that is called fails closed, as wasmesh's own.
+            if (
+              annotations["consul.hashicorp.com/connect-inject"] === undefined &&
+              !("kuma.io/sidecar-injection" in annotations)
+            )
+              expect(
+                called.some((h) => h.failurePolicy === "Fail"),
+                JSON.stringify({ nsLabels, labels }),
+              ).toBe(true);
+          }
+    expect(wanted).toBeGreaterThan(1000);
   });
 });
 

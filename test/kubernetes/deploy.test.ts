@@ -14,7 +14,7 @@ import https from "node:https";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { crds } from "../../control-plane/kubernetes/crds.ts";
+import { crds, FOREIGN_KINDS } from "../../control-plane/kubernetes/crds.ts";
 import { ADMIN_TOKEN_SECRET } from "../../control-plane/kubernetes/secrets.ts";
 import {
   MUTATING_WEBHOOK,
@@ -280,6 +280,9 @@ describe("the control plane's RBAC, applied for real", () => {
       [verb, "", "pods"],
       [verb, "discovery.k8s.io", "endpointslices"],
     ]),
+    // imports.ts: other meshes' objects in every namespace, and Events on those it cannot convert.
+    ...FOREIGN_KINDS.flatMap((k) => ["list", "watch"].map((verb): Call => [verb, k.group, k.plural])),
+    ["create", "", "events", { namespace: "bookinfo" }],
     // The injector (server.ts): a new pod's namespace (its label) and its namespace's Services.
     ["get", "", "namespaces", { name: "bookinfo" }],
     ["list", "", "services", { namespace: "bookinfo" }],
@@ -326,6 +329,8 @@ describe("the control plane's RBAC, applied for real", () => {
     ["update", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", { name: "another-injector" }],
     ["create", "authorization.k8s.io", "subjectaccessreviews"],
     ["create", "rbac.authorization.k8s.io", "clusterrolebindings"],
+    ["create", "networking.istio.io", "virtualservices", { namespace: "bookinfo" }],
+    ["delete", "", "events", { namespace: "bookinfo" }],
     ["update", "apiextensions.k8s.io", "customresourcedefinitions", { name: crds()[0]?.metadata.name ?? "" }],
   ];
   const describeCall = ([verb, group, resource, where]: Call) =>

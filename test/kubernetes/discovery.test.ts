@@ -224,6 +224,47 @@ describe("discovery on a real API server", () => {
     await until(`reviews.${outside} gone`, () => of(run.discovery.current(), outside).services.length === 0);
   });
 
+  it("discovers the namespaces other meshes' markers put in the mesh: Istio's label, a pod injected for Consul's annotation", async () => {
+    const istio = fresh("istio");
+    const consul = fresh("consul");
+    const off = fresh("off");
+    await createNamespace(istio, { "istio-injection": "enabled" });
+    await createNamespace(consul);
+    // wasmesh's own label wins over Istio's.
+    await createNamespace(off, { "wasmesh.io/sidecar-injection": "disabled", "istio-injection": "enabled" });
+    for (const ns of [istio, consul, off]) await createReviews(ns);
+    const run = started();
+    await run.discovery.ready;
+    try {
+      expect(of(run.discovery.current(), istio).workloads.map((w) => w.metadata.name)).toEqual([
+        `reviews-v1-abc12.${istio}`,
+        `reviews-v2-abc12.${istio}`,
+      ]);
+      expect(run.lines).toContain(
+        `discovery: namespace ${istio} is the mesh's: another mesh's marker: Istio's namespace label istio-injection=enabled`,
+      );
+      // The injected pod has no marker yet: its namespace is no mesh's.
+      expect(of(run.discovery.current(), consul)).toEqual({ services: [], workloads: [] });
+      await core.patchNamespacedPod(
+        {
+          name: "reviews-v1-abc12",
+          namespace: consul,
+          body: [
+            { op: "add", path: "/metadata/annotations/consul.hashicorp.com~1connect-inject", value: "true" },
+          ],
+        },
+        k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.JsonPatch),
+      );
+      await until(
+        `reviews.${consul} discovered`,
+        () => of(run.discovery.current(), consul).workloads.length === 2,
+      );
+      expect(of(run.discovery.current(), off)).toEqual({ services: [], workloads: [] });
+    } finally {
+      await run.discovery.close();
+    }
+  });
+
   it("shows a pod that stops being ready, a changed slice and a deleted Service through onChange and current()", async () => {
     const mesh = fresh("bookinfo");
     await createNamespace(mesh, MESH_LABEL);

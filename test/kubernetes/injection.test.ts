@@ -1,8 +1,9 @@
 // Sidecar injection on a real API server (issue 12, §2): two control plane replicas in Kubernetes
 // mode, the leader's mutating webhook registered with its URL. A Pod created in a namespace labelled
 // wasmesh.io/sidecar-injection=enabled is stored with the capture init container and the native
-// sidecar; elsewhere, or opted out, it is stored as it was sent; a pod that has the sidecar gets no
-// second one; a pod that cannot get a working sidecar is refused with the reason. The sidecar's
+// sidecar; so is one that another mesh's markers ask a sidecar for (Istio's namespace or pod label,
+// Consul's annotation), unless one opts it out; elsewhere, or opted out, it is stored as it was
+// sent; a pod that has the sidecar gets no second one; a pod that cannot get a working sidecar is refused with the reason. The sidecar's
 // stored command line, expanded as the kubelet expands it, is one `wasmesh dataplane run` takes.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -310,6 +311,46 @@ describe("sidecar injection on a real API server", () => {
       expect(stored.metadata?.annotations).toEqual(body.metadata?.annotations);
       expect(stored.spec?.volumes).toBeUndefined();
     }
+  });
+
+  it("honours other meshes' markers: Istio's namespace label and pod label, Consul's pod annotation", async () => {
+    // A namespace labelled for Istio (migrating from it): its pods get wasmesh's sidecar…
+    const istio = await freshNamespace(server, "istio", { "istio-injection": "enabled" });
+    const injected = await created(istio, pod("reviews-istio"));
+    expect(wasmeshContainers(injected)).toEqual(["wasmesh-capture", "wasmesh-sidecar"]);
+    expect(injected.metadata?.annotations?.["wasmesh.io/sidecar"]).toBe("injected");
+    expect(injected.metadata?.labels?.["wasmesh.io/service"]).toBe("reviews");
+    // …except one Istio's pod label opts out (the API server does not even call the webhook for it).
+    const optedOut = await created(
+      istio,
+      pod("reviews-istio-out", {
+        labels: { app: "reviews", version: "v2", "sidecar.istio.io/inject": "false" },
+      }),
+    );
+    expect(optedOut.spec?.initContainers).toBeUndefined();
+    expect(optedOut.metadata?.annotations).toBeUndefined();
+    // In a namespace of no mesh: Istio's pod label opts in, and so does Consul's annotation (through
+    // the webhook that sees every other pod, as no selector reads annotations); a plain pod stays so.
+    const none = await freshNamespace(server, "migrating");
+    const labelled = await created(
+      none,
+      pod("reviews-istio-pod", {
+        labels: { app: "reviews", version: "v2", "sidecar.istio.io/inject": "true" },
+      }),
+    );
+    expect(wasmeshContainers(labelled)).toEqual(["wasmesh-capture", "wasmesh-sidecar"]);
+    const consul = await created(
+      none,
+      pod("reviews-consul", { annotations: { "consul.hashicorp.com/connect-inject": "true" } }),
+    );
+    expect(wasmeshContainers(consul)).toEqual(["wasmesh-capture", "wasmesh-sidecar"]);
+    expect(wasmeshContainers(await created(none, pod("reviews-none")))).toEqual([]);
+    // wasmesh's own label wins: a namespace labelled disabled is not injected, whatever Istio's says.
+    const off = await freshNamespace(server, "off", {
+      "wasmesh.io/sidecar-injection": "disabled",
+      "istio-injection": "enabled",
+    });
+    expect(wasmeshContainers(await created(off, pod("reviews-off")))).toEqual([]);
   });
 
   it("never injects twice: updating an injected pod, or creating one that has the sidecar", async () => {
