@@ -1,6 +1,6 @@
-// Issue 13's proof for Istio: bookinfo's routing, traffic-shifting, timeout, circuit-breaking and
-// authorization YAML, applied unchanged with `wasmesh apply -f` to `wasmesh server` (a process), and
-// the result observed through real Envoy sidecars run by `wasmesh dataplane run`: which version
+// Issue 13's proof for Istio: bookinfo's routing, traffic-shifting, timeout, fault-injection,
+// circuit-breaking and authorization YAML, applied unchanged with `wasmesh apply -f` to `wasmesh
+// server` (a process), and the result observed through real Envoy sidecars run by `wasmesh dataplane run`: which version
 // answered, split counts, a 504 after the route's 4 s timeout, the circuit opening after the
 // configured consecutive errors, and the allow and deny between named services. One mesh for the
 // file; each step starts from the state the one before left.
@@ -103,6 +103,18 @@ describe("Istio's bookinfo YAML through real sidecars", () => {
     }
     const fast = await send("ratings", 5);
     expect(Object.fromEntries(fast.byUpstream)).toEqual({ "ratings-v1": 5 });
+  });
+
+  it("fault injection: jason's calls to ratings are aborted with 500 by the caller's sidecar, others pass", async () => {
+    const out = await applySynced(join(ISTIO, "virtual-service-ratings-test-abort.yaml"));
+    expect(out).toContain("route/ratings configured");
+    const ratings = mesh.app("ratings-v1");
+    ratings.reset();
+    const jason = await send("ratings", 10, { "end-user": "jason" });
+    expect(Object.fromEntries(jason.statuses)).toEqual({ 500: 10 });
+    expect(ratings.count).toBe(0);
+    const others = await send("ratings", 10);
+    expect(Object.fromEntries(others.byUpstream)).toEqual({ "ratings-v1": 10 });
   });
 
   it("outlier detection: after 3 consecutive 5xx from ratings the circuit is open", async () => {
