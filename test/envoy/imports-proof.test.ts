@@ -1,9 +1,10 @@
 // Issue 13's proof for Istio: bookinfo's routing, traffic-shifting, timeout, fault-injection,
 // circuit-breaking and authorization YAML, applied unchanged with `wasmesh apply -f` to `wasmesh
-// server` (a process), and the result observed through real Envoy sidecars run by `wasmesh dataplane run`: which version
-// answered, split counts, a 504 after the route's 4 s timeout, the circuit opening after the
-// configured consecutive errors, and the allow and deny between named services. One mesh for the
-// file; each step starts from the state the one before left.
+// server` (a process), and the result observed through real Envoy sidecars run by `wasmesh dataplane
+// run`: which version answered, split counts, a 504 after the route's 4 s timeout, aborts by the
+// caller's sidecar, the circuit opening after the configured consecutive errors, and the allow and
+// deny between named services. One mesh for the file; each step starts from the state the one
+// before left.
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CanaryMesh, startCanaryMesh } from "../support/canary-mesh.ts";
