@@ -974,9 +974,7 @@ describe("kubernetes crds", () => {
   it("--imports prints the other meshes' kinds' CRDs, deploy/other-meshes/crds.yaml's content", async () => {
     const result = await cli(["kubernetes", "crds", "--imports"]);
     expectOk(result);
-    expect(result.stdout).toBe(
-      readFileSync(join(REPO_ROOT, "deploy", "other-meshes", "crds.yaml"), "utf8"),
-    );
+    expect(result.stdout).toBe(readFileSync(join(REPO_ROOT, "deploy", "other-meshes", "crds.yaml"), "utf8"));
     expect(result.stdout).toContain("name: virtualservices.networking.istio.io");
   });
 

@@ -198,9 +198,8 @@ describe("CRDs of the other meshes' kinds (kubectl apply of their YAML, issue 13
 
   it("deploy/other-meshes/crds.yaml is what the generator makes (npm run gen:crds rewrites it)", () => {
     const file = join(REPO_ROOT, "deploy", "other-meshes", "crds.yaml");
-    expect(
-      readFileSync(file, "utf8"),
-      "deploy/other-meshes/crds.yaml is stale: run npm run gen:crds",
-    ).toBe(foreignCrdsYaml());
+    expect(readFileSync(file, "utf8"), "deploy/other-meshes/crds.yaml is stale: run npm run gen:crds").toBe(
+      foreignCrdsYaml(),
+    );
   });
 });
