@@ -133,9 +133,11 @@ describe("Kuma's documented policies through real sidecars", () => {
     }
 
     // `circuitbreaker` alone is the native kind: the group names Kuma's.
-    expect(await remove("circuitbreakers.kuma.io", "ratings-breaker")).toContain(
-      "circuitbreaker/ratings-breaker deleted, and what it produced",
-    );
+    // The original, then every change its delete made: the CircuitBreaker it produced.
+    expect((await remove("circuitbreakers.kuma.io", "ratings-breaker")).trim().split("\n")).toEqual([
+      "circuitbreaker.kuma.io/ratings-breaker deleted",
+      "circuitbreaker/ratings-breaker deleted",
+    ]);
     await mesh.synced();
     expect(await names("circuitbreakers")).toEqual([]);
     expect(await names("importedresources")).toEqual(["trafficroute-reviews-canary"]);
@@ -207,9 +209,10 @@ describe("Kuma's documented policies through real sidecars", () => {
   });
 
   it("deleting the originals deletes what they produced: no Route, rule or policy is left", async () => {
-    expect(await remove("trafficroute", "reviews-canary")).toContain(
-      "trafficroute/reviews-canary deleted, and what it produced",
-    );
+    expect((await remove("trafficroute", "reviews-canary")).trim().split("\n")).toEqual([
+      "trafficroute.kuma.io/reviews-canary deleted",
+      "route/reviews-canary deleted",
+    ]);
     await mesh.synced();
     expect(await names("routes")).toEqual([]);
     // The permission before the Mesh: without a Mesh in the input, a kept permission is carried
@@ -259,7 +262,12 @@ describe("Consul's intentions and traffic-splitting tutorials through real sidec
   });
 
   it("deleting the splitter leaves the resolver's Route: every call to its default subset, v1", async () => {
-    expect(await remove("servicesplitter", "reviews")).toContain("deleted, and what it produced");
+    // The kept resolver, converted again without the splitter, now makes the Route.
+    expect((await remove("servicesplitter", "reviews")).trim().split("\n")).toEqual([
+      "servicesplitter.consul.hashicorp.com/reviews deleted",
+      "route/reviews configured",
+      "importedresource/serviceresolver-reviews configured",
+    ]);
     await mesh.synced();
     expect(await names("routes")).toEqual(["reviews"]);
     expect(await get("/v1/routes/reviews")).toEqual({

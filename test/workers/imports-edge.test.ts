@@ -103,7 +103,7 @@ describe("other meshes' canary YAML served at the edge worker", () => {
   });
 
   it("Istio's 80/20 VirtualService in its place: the edge follows", async () => {
-    expect(await cli("delete", "trafficroute", "reviews-canary")).toContain("deleted, and what it produced");
+    expect(await cli("delete", "trafficroute", "reviews-canary")).toContain("route/reviews-canary deleted");
     expect(await cli("apply", "-f", join(ISTIO, "destination-rule-all.yaml"))).toContain(
       "importedresource/destinationrule-reviews created",
     );

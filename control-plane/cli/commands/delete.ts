@@ -51,7 +51,8 @@ export async function run(args: string[], out: Out): Promise<undefined> {
     "DELETE",
     `/v1/${kindPath("ImportedResource")}/${encodeURIComponent(record.metadata.name)}`,
   );
-  out(`${kind.kind.toLowerCase()}/${name}${where} deleted`);
+  // As kubectl names it, kind.group: Kuma's CircuitBreaker is not the native one it produced.
+  out(`${kind.kind.toLowerCase()}.${kind.group}/${name}${where} deleted`);
   // What it produced goes with it (unless another original produces it too, as a MeshPolicy); the
   // other kept originals are converted again without it, which may change what they produce.
   for (const r of (result as { results?: { kind: string; name: string; action: string }[] }).results ?? []) {
