@@ -24,56 +24,93 @@ const Cluster = Type.String({
   pattern: CLUSTER,
   description: "Envoy cluster name (printable ASCII, no spaces)",
 });
-const Millis = (max: number) => Type.Integer({ minimum: 1, maximum: max });
+const Millis = (max: number, description: string, defaultMs?: number) =>
+  Type.Integer({
+    minimum: 1,
+    maximum: max,
+    description,
+    ...(defaultMs !== undefined ? { default: defaultMs } : {}),
+  });
 const Percent = Type.Number({
   minimum: 0,
   maximum: 100,
-  description: "share of matching requests, default 100",
+  default: 100,
+  description: "share of matching requests, in percent",
 });
-const Status = Type.Integer({ minimum: 200, maximum: 599 });
+const Status = (description: string, status?: number) =>
+  Type.Integer({
+    minimum: 200,
+    maximum: 599,
+    description,
+    ...(status !== undefined ? { default: status } : {}),
+  });
 
 const stringConditions = {
-  exact: Type.Optional(Type.String()),
-  prefix: Type.Optional(Type.String()),
-  suffix: Type.Optional(Type.String()),
-  contains: Type.Optional(Type.String()),
+  exact: Type.Optional(Type.String({ description: "equals this" })),
+  prefix: Type.Optional(Type.String({ description: "starts with this" })),
+  suffix: Type.Optional(Type.String({ description: "ends with this" })),
+  contains: Type.Optional(Type.String({ description: "contains this" })),
   /** Full match, linear-time subset (see docs/filters.md). */
-  regex: Type.Optional(Type.String({ maxLength: 1024 })),
-  ignoreCase: Type.Optional(Type.Boolean()),
+  regex: Type.Optional(
+    Type.String({
+      maxLength: 1024,
+      description: "matches this regular expression, in full (a linear-time subset: docs/filters.md)",
+    }),
+  ),
+  ignoreCase: Type.Optional(
+    Type.Boolean({ default: false, description: "compare ASCII letters regardless of case" }),
+  ),
 };
 
 /** Exactly one of exact, prefix, suffix, contains, regex. */
-export const StringMatch = Type.Object(stringConditions, strict);
+export const StringMatch = Type.Object(stringConditions, {
+  ...strict,
+  description: "exactly one of exact, prefix, suffix, contains, regex",
+});
 
 /** A header or query parameter condition: exactly one of the string conditions, present or absent. */
 export const NamedMatch = Type.Object(
   {
-    name: Type.String({ minLength: 1 }),
+    name: Type.String({ minLength: 1, description: "the header's or query parameter's name" }),
     ...stringConditions,
-    present: Type.Optional(Type.Boolean()),
-    absent: Type.Optional(Type.Boolean()),
+    present: Type.Optional(Type.Boolean({ description: "true: it is present, with any value" })),
+    absent: Type.Optional(Type.Boolean({ description: "true: it is absent" })),
   },
-  strict,
+  {
+    ...strict,
+    description: "exactly one of exact, prefix, suffix, contains, regex, present, absent",
+  },
 );
 
 export const RequestMatch = Type.Object(
   {
-    path: Type.Optional(StringMatch),
-    authority: Type.Optional(StringMatch),
-    methods: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
-    headers: Type.Optional(Type.Array(NamedMatch)),
-    query: Type.Optional(Type.Array(NamedMatch)),
+    path: Type.Optional(
+      Type.Object(stringConditions, { ...strict, description: "the request's path (without the query)" }),
+    ),
+    authority: Type.Optional(
+      Type.Object(stringConditions, { ...strict, description: "the request's authority (Host)" }),
+    ),
+    methods: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), { description: "any of these methods, e.g. GET" }),
+    ),
+    headers: Type.Optional(Type.Array(NamedMatch, { description: "every one of these headers matches" })),
+    query: Type.Optional(
+      Type.Array(NamedMatch, { description: "every one of these query parameters matches" }),
+    ),
   },
+  { ...strict, description: "which requests: all of the given conditions hold (none given: every request)" },
+);
+
+const HeaderValue = Type.Object(
+  { name: HeaderName, value: Type.String({ pattern: HEADER_VALUE, description: "the header's value" }) },
   strict,
 );
 
-const HeaderValue = Type.Object({ name: HeaderName, value: Type.String({ pattern: HEADER_VALUE }) }, strict);
-
 export const HeaderChanges = Type.Object(
   {
-    set: Type.Optional(Type.Array(HeaderValue)),
-    add: Type.Optional(Type.Array(HeaderValue)),
-    remove: Type.Optional(Type.Array(HeaderName)),
+    set: Type.Optional(Type.Array(HeaderValue, { description: "headers set, replacing any of the name" })),
+    add: Type.Optional(Type.Array(HeaderValue, { description: "headers added beside any of the name" })),
+    remove: Type.Optional(Type.Array(HeaderName, { description: "names of headers removed" })),
   },
   strict,
 );
@@ -82,20 +119,38 @@ export const HeaderRule = Type.Object(
   {
     name: Name,
     match: Type.Optional(RequestMatch),
-    requestHeaders: Type.Optional(HeaderChanges),
-    responseHeaders: Type.Optional(HeaderChanges),
+    requestHeaders: Type.Optional(
+      Type.Object(HeaderChanges.properties, { ...strict, description: "changes to the request's headers" }),
+    ),
+    responseHeaders: Type.Optional(
+      Type.Object(HeaderChanges.properties, { ...strict, description: "changes to the response's headers" }),
+    ),
     deny: Type.Optional(
-      Type.Object({ status: Type.Optional(Status), body: Type.Optional(Type.String()) }, strict),
+      Type.Object(
+        {
+          status: Type.Optional(Status("the status of the local answer", 403)),
+          body: Type.Optional(Type.String({ description: "the body of the local answer" })),
+        },
+        { ...strict, description: "answer matching requests locally instead of forwarding them" },
+      ),
     ),
     fault: Type.Optional(
       Type.Object(
         {
-          abort: Type.Optional(Type.Object({ status: Status, percent: Type.Optional(Percent) }, strict)),
+          abort: Type.Optional(
+            Type.Object(
+              { status: Status("the status answered"), percent: Type.Optional(Percent) },
+              { ...strict, description: "answer some requests locally with an error status" },
+            ),
+          ),
           delay: Type.Optional(
-            Type.Object({ ms: Millis(3_600_000), percent: Type.Optional(Percent) }, strict),
+            Type.Object(
+              { ms: Millis(3_600_000, "how long, in milliseconds"), percent: Type.Optional(Percent) },
+              { ...strict, description: "hold some requests before they continue" },
+            ),
           ),
         },
-        strict,
+        { ...strict, description: "injected faults: abort, delay or both (testing resilience)" },
       ),
     ),
   },
@@ -106,7 +161,14 @@ export const Destination = Type.Object(
   {
     cluster: Cluster,
     /** Required when a route has more than one destination; weights add up to 100. */
-    weight: Type.Optional(Type.Integer({ minimum: 0, maximum: 100 })),
+    weight: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 100,
+        description:
+          "share of requests, in percent: required when there is more than one destination, and they add up to 100; a single destination takes all",
+      }),
+    ),
   },
   strict,
 );
@@ -119,20 +181,40 @@ export const Route = Type.Object(
     /** Exactly one of header, cookie: the value is hashed so a user stays on one destination. */
     sticky: Type.Optional(
       Type.Object(
-        { header: Type.Optional(HeaderName), cookie: Type.Optional(Type.String({ minLength: 1 })) },
-        strict,
+        {
+          header: Type.Optional(HeaderName),
+          cookie: Type.Optional(Type.String({ minLength: 1, description: "a cookie's name" })),
+        },
+        {
+          ...strict,
+          description:
+            "exactly one of header, cookie: its value is hashed onto the weights, so one user stays on one destination (none: smooth weighted round-robin)",
+        },
       ),
     ),
-    timeoutMs: Type.Optional(Millis(3_600_000)),
+    timeoutMs: Type.Optional(
+      Millis(
+        3_600_000,
+        "the request's timeout in milliseconds, retries included (none: Envoy's route timeout)",
+      ),
+    ),
     retries: Type.Optional(
       Type.Object(
         {
-          attempts: Type.Integer({ minimum: 0, maximum: 10 }),
+          attempts: Type.Integer({ minimum: 0, maximum: 10, description: "retries after the first try" }),
           /** Envoy's retry_on list, default "5xx,reset,connect-failure". */
-          on: Type.Optional(Type.String({ pattern: HEADER_VALUE })),
-          perTryTimeoutMs: Type.Optional(Millis(3_600_000)),
+          on: Type.Optional(
+            Type.String({
+              pattern: HEADER_VALUE,
+              default: "5xx,reset,connect-failure",
+              description: "when to retry: Envoy's retry_on conditions, comma-separated",
+            }),
+          ),
+          perTryTimeoutMs: Type.Optional(
+            Millis(3_600_000, "each try's timeout in milliseconds (none: only the request's)"),
+          ),
         },
-        strict,
+        { ...strict, description: "retries by Envoy's router (none: no retries)" },
       ),
     ),
   },
@@ -142,22 +224,59 @@ export const Route = Type.Object(
 export const Breaker = Type.Object(
   {
     cluster: Cluster,
-    consecutiveErrors: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, default: 5 })),
-    intervalMs: Type.Optional(Millis(86_400_000)),
-    baseEjectionMs: Type.Optional(Millis(86_400_000)),
-    maxEjectionMs: Type.Optional(Millis(86_400_000)),
-    maxConcurrent: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+    consecutiveErrors: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 10_000,
+        default: 5,
+        description: "failures (5xx) in a row, within intervalMs of the first, that open the circuit",
+      }),
+    ),
+    intervalMs: Type.Optional(
+      Millis(86_400_000, "the window, in milliseconds, in which the failures count", 10_000),
+    ),
+    baseEjectionMs: Type.Optional(
+      Millis(
+        86_400_000,
+        "how long the circuit stays open the first time, in milliseconds (n times that the nth time in a row)",
+        30_000,
+      ),
+    ),
+    maxEjectionMs: Type.Optional(
+      Millis(
+        86_400_000,
+        "the longest the circuit stays open, in milliseconds (default 300000, or baseEjectionMs if longer)",
+      ),
+    ),
+    maxConcurrent: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 1_000_000,
+        description: "requests in flight to it at most; more are refused (none: no cap of the filter's)",
+      }),
+    ),
     /** Cluster that takes the traffic while the circuit is open, instead of a local 503. */
-    fallback: Type.Optional(Cluster),
+    fallback: Type.Optional(
+      Type.String({
+        pattern: CLUSTER,
+        description: "the cluster that takes the traffic while the circuit is open, instead of a local 503",
+      }),
+    ),
   },
   strict,
 );
 
 export const FilterConfig = Type.Object(
   {
-    headerRules: Type.Optional(Type.Array(HeaderRule)),
-    routes: Type.Optional(Type.Array(Route)),
-    breakers: Type.Optional(Type.Array(Breaker)),
+    headerRules: Type.Optional(
+      Type.Array(HeaderRule, {
+        description: "header changes, denials and faults, in order: every match applies",
+      }),
+    ),
+    routes: Type.Optional(
+      Type.Array(Route, { description: "in order: the first that matches routes the request" }),
+    ),
+    breakers: Type.Optional(Type.Array(Breaker, { description: "circuit breakers, one per cluster" })),
   },
   { ...strict, $id: "https://wasmesh.io/schemas/filter-config.json", title: "wasmesh filter configuration" },
 );
@@ -203,11 +322,12 @@ export function validateFilterConfig(value: unknown): ValidationResult {
 export function schemaErrors(schema: TSchema, value: unknown): ConfigError[] {
   const errors: ConfigError[] = [];
   for (const error of Value.Errors(schema, value)) {
-    let path = pointerToPath(error.path);
-    // An unknown field is reported on its parent; name the field itself, as the module does.
-    const unknown = unknownField(error.value, error.schema);
-    if (unknown !== undefined) path = path === "(root)" ? unknown : `${path}.${unknown}`;
-    errors.push({ path, message: keyMessage(error) ?? literalsMessage(error.schema) ?? error.message });
+    // An unknown field is reported at the field itself (its path ends in its name).
+    errors.push({
+      path: pointerToPath(error.path),
+      message:
+        keyMessage(error) ?? unknownFieldMessage(error) ?? literalsMessage(error.schema) ?? error.message,
+    });
   }
   return dedupe(errors);
 }
@@ -228,12 +348,59 @@ function literalsMessage(schema: TSchema): string | undefined {
   return `Expected one of: ${values.map((v) => JSON.stringify(v)).join(", ")}`;
 }
 
-function unknownField(value: unknown, schema: TSchema): string | undefined {
-  if (schema.additionalProperties !== false || typeof value !== "object" || value === null) return undefined;
-  // A record's error is already at the offending key (keyMessage); its value's keys are not fields.
-  if (schema.patternProperties !== undefined) return undefined;
-  const known = Object.keys((schema.properties ?? {}) as Record<string, unknown>);
-  return Object.keys(value).find((key) => !known.includes(key));
+/**
+ * A field the object's schema does not know: TypeBox's "Unexpected property", plus the nearest known
+ * sibling when one is close enough (`timeout` → "did you mean timeoutMs?").
+ */
+function unknownFieldMessage(error: ValueError): string | undefined {
+  if (error.type !== ValueErrorType.ObjectAdditionalProperties) return undefined;
+  const field = error.path
+    .slice(error.path.lastIndexOf("/") + 1)
+    .replaceAll("~1", "/")
+    .replaceAll("~0", "~");
+  const known = Object.keys((error.schema.properties ?? {}) as Record<string, unknown>);
+  const nearest = nearestField(field, known);
+  return nearest === undefined ? error.message : `${error.message} (did you mean ${nearest}?)`;
+}
+
+/**
+ * The known field `field` most likely meant: the nearest by edit distance (optimal string alignment,
+ * ignoring case) within a third of the field's length (at least 1), or one that starts with it
+ * (`timeout` → `timeoutMs`, `interval` → `intervalMs`; three characters at least). Ties go to the
+ * field declared first. Undefined when none is close enough.
+ */
+export function nearestField(field: string, known: readonly string[]): string | undefined {
+  const lower = field.toLowerCase();
+  const limit = Math.max(1, Math.floor(field.length / 3));
+  let best: { name: string; distance: number } | undefined;
+  for (const name of known) {
+    const candidate = name.toLowerCase();
+    const distance = editDistance(lower, candidate);
+    const close = distance <= limit || (lower.length >= 3 && candidate.startsWith(lower));
+    if (close && (best === undefined || distance < best.distance)) best = { name, distance };
+  }
+  return best?.name;
+}
+
+/** Optimal string alignment distance: insertions, deletions, substitutions and adjacent swaps. */
+function editDistance(a: string, b: string): number {
+  // Rows i-2, i-1 and i of the distance matrix.
+  let before: number[] = [];
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let d = Math.min((previous[j] ?? 0) + 1, (row[j - 1] ?? 0) + 1, (previous[j - 1] ?? 0) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d = Math.min(d, (before[j - 2] ?? 0) + 1);
+      }
+      row.push(d);
+    }
+    before = previous;
+    previous = row;
+  }
+  return previous[b.length] ?? 0;
 }
 
 function dedupe(errors: ConfigError[]): ConfigError[] {

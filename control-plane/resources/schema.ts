@@ -56,11 +56,11 @@ export const ServiceName = serviceNameOf(
 const ServiceRef = serviceNameOf("name of a Service (<name> or <name>.<namespace>)");
 
 /** A Service name, or "*" for every service. */
-const ServiceOrAny = Type.String({
-  pattern: `^(?:\\*|${SERVICE_NAME})$`,
-  maxLength: MAX_SERVICE_NAME,
-  description: 'name of a Service (<name> or <name>.<namespace>), or "*" for every service',
-});
+const serviceOrAnyOf = (description: string) =>
+  Type.String({ pattern: `^(?:\\*|${SERVICE_NAME})$`, maxLength: MAX_SERVICE_NAME, description });
+const ServiceOrAny = serviceOrAnyOf(
+  'name of a Service (<name> or <name>.<namespace>), or "*" for every service',
+);
 
 // A Workload's name: a DNS-1123 subdomain (as Kubernetes names pods), so that a discovered pod's
 // Workload can be `<pod>.<namespace>`.
@@ -96,9 +96,24 @@ const metadataOf = <N extends TSchema>(name: N) =>
       labels: Type.Optional(Labels),
       // Written by the store (control-plane/store). Accepted on input so that a document read back
       // (`wasmesh get -o yaml`) can be applied again; validation does not interpret them.
-      resourceVersion: Type.Optional(Type.String({ maxLength: 128 })),
-      createdAt: Type.Optional(Type.String({ maxLength: 64 })),
-      updatedAt: Type.Optional(Type.String({ maxLength: 64 })),
+      resourceVersion: Type.Optional(
+        Type.String({
+          maxLength: 128,
+          description: "written by the store; accepted on input, not interpreted",
+        }),
+      ),
+      createdAt: Type.Optional(
+        Type.String({
+          maxLength: 64,
+          description: "written by the store; accepted on input, not interpreted",
+        }),
+      ),
+      updatedAt: Type.Optional(
+        Type.String({
+          maxLength: 64,
+          description: "written by the store; accepted on input, not interpreted",
+        }),
+      ),
     },
     strict,
   );
@@ -106,7 +121,7 @@ const metadataOf = <N extends TSchema>(name: N) =>
 export const Metadata = metadataOf(ResourceName);
 export type Metadata = Static<typeof Metadata>;
 
-const Port = Type.Integer({ minimum: 1, maximum: 65_535 });
+const Port = (description: string) => Type.Integer({ minimum: 1, maximum: 65_535, description });
 
 /** The bounds of a Workload's lease (spec.leaseSeconds) and of a renewal's (PUT .../lease), in seconds. */
 export const LEASE_SECONDS = { minimum: 5, maximum: 3600 } as const;
@@ -156,8 +171,8 @@ const Mtls = Type.Object(
 
 export const ServicePort = Type.Object(
   {
-    name: ResourceName,
-    port: Port,
+    name: nameOf("the port's name, unique in the service (a DNS-1123 label)"),
+    port: Port("the port clients call"),
     protocol: oneOf(["http", "grpc", "tcp"], "application protocol"),
   },
   strict,
@@ -167,10 +182,18 @@ export const Service = resource(
   "Service",
   Type.Object(
     {
-      ports: Type.Array(ServicePort, { minItems: 1 }),
-      description: Type.Optional(Type.String({ maxLength: 1024 })),
+      ports: Type.Array(ServicePort, {
+        minItems: 1,
+        description: "the ports it serves (names and numbers unique)",
+      }),
+      description: Type.Optional(Type.String({ maxLength: 1024, description: "free text for people" })),
       /** The service's own mTLS mode, over MeshPolicy's: what its inbound listeners accept. */
-      mtls: Type.Optional(Mtls),
+      mtls: Type.Optional(
+        Type.Object(Mtls.properties, {
+          ...strict,
+          description: "its own mTLS mode, over MeshPolicy's (default: MeshPolicy's, else permissive)",
+        }),
+      ),
     },
     strict,
   ),
@@ -182,14 +205,36 @@ export const Workload = resource(
   "Workload",
   Type.Object(
     {
-      service: ServiceRef,
+      service: serviceNameOf("the Service it is an instance of"),
       /** Shape (IPv4, IPv6 or DNS host name) is checked in validate.ts, where the message can say which. */
-      address: Type.String({ minLength: 1, maxLength: 253, pattern: "^[0-9A-Za-z.:-]+$" }),
+      address: Type.String({
+        minLength: 1,
+        maxLength: 253,
+        pattern: "^[0-9A-Za-z.:-]+$",
+        description: "IPv4 or IPv6 address, or DNS host name, where other sidecars reach it",
+      }),
       /** Where other sidecars call it: its sidecar's inbound listener (or the app, without a sidecar). */
-      port: Port,
+      port: Port(
+        "where other sidecars call it: its sidecar's inbound listener (or the app, without a sidecar)",
+      ),
       /** What subsets select on, e.g. `version: v1`; none when omitted. */
-      labels: Type.Optional(Labels),
-      zone: Type.Optional(Type.String({ pattern: `^${LABEL_NAME}$` })),
+      labels: Type.Optional(
+        Type.Record(
+          Type.String({ pattern: LABEL_KEY }),
+          Type.String({ pattern: LABEL_VALUE, maxLength: 63 }),
+          {
+            ...strict,
+            description:
+              "what subsets select on, e.g. version: v1 (Kubernetes label syntax); none when omitted",
+          },
+        ),
+      ),
+      zone: Type.Optional(
+        Type.String({
+          pattern: `^${LABEL_NAME}$`,
+          description: "its zone: the locality of its endpoint in Envoy's load assignment",
+        }),
+      ),
       /** Recorded, not routed to: the sidecar's inbound listener forwards to it. */
       appPort: Type.Optional(
         Type.Integer({
@@ -216,6 +261,7 @@ export const Workload = resource(
         Type.Boolean({
           description:
             "its sidecar takes mesh mTLS on port (set by the data-plane agent): mesh callers originate mTLS to it unless mTLS is disabled",
+          default: false,
         }),
       ),
       /**
@@ -242,7 +288,7 @@ export const Workload = resource(
 
 export const RouteDestination = Type.Object(
   {
-    service: ServiceRef,
+    service: serviceNameOf("the Service requests go to"),
     subset: Type.Optional(Subset),
     weight: FilterDestination.properties.weight,
   },
@@ -257,7 +303,10 @@ export const RouteRule = Type.Object(
   {
     name: FilterRoute.properties.name,
     match: FilterRoute.properties.match,
-    destinations: Type.Array(RouteDestination, { minItems: 1 }),
+    destinations: Type.Array(RouteDestination, {
+      minItems: 1,
+      description: "where matching requests go, split by weight",
+    }),
     sticky: FilterRoute.properties.sticky,
     requestHeaders: HeaderRule.properties.requestHeaders,
     responseHeaders: HeaderRule.properties.responseHeaders,
@@ -274,9 +323,12 @@ export const Route = resource(
   Type.Object(
     {
       /** The service whose traffic this route directs (the Host clients send). */
-      service: ServiceRef,
+      service: serviceNameOf("the Service whose traffic it directs (the Host clients send)"),
       /** Ordered: the first rule that matches a request applies. */
-      rules: Type.Array(RouteRule, { minItems: 1 }),
+      rules: Type.Array(RouteRule, {
+        minItems: 1,
+        description: "in order: the first rule that matches a request applies",
+      }),
     },
     strict,
   ),
@@ -293,17 +345,29 @@ export const CircuitBreaker = resource(
   "CircuitBreaker",
   Type.Object(
     {
-      service: ServiceRef,
+      service: serviceNameOf("the Service it protects"),
       subset: Type.Optional(Subset),
       consecutiveErrors: breakerThresholds.consecutiveErrors,
       intervalMs: breakerThresholds.intervalMs,
       baseEjectionMs: breakerThresholds.baseEjectionMs,
       maxEjectionMs: FilterBreaker.properties.maxEjectionMs,
       /** Envoy outlier detection's cap on the share of endpoints ejected at once. */
-      maxEjectionPercent: Type.Optional(Type.Integer({ minimum: 0, maximum: 100 })),
+      maxEjectionPercent: Type.Optional(
+        Type.Integer({
+          minimum: 0,
+          maximum: 100,
+          description:
+            "Envoy's outlier detection: the most endpoints, in percent, taken out of the pool at once (none: Envoy's default, 10)",
+        }),
+      ),
       maxConcurrent: FilterBreaker.properties.maxConcurrent,
       /** Where traffic goes while the circuit is open, instead of a local 503. */
-      fallback: Type.Optional(Type.Object({ service: ServiceRef, subset: Type.Optional(Subset) }, strict)),
+      fallback: Type.Optional(
+        Type.Object(
+          { service: ServiceRef, subset: Type.Optional(Subset) },
+          { ...strict, description: "where traffic goes while the circuit is open, instead of a local 503" },
+        ),
+      ),
     },
     strict,
   ),
@@ -316,7 +380,14 @@ const Access = oneOf(["allow", "deny"], "whether the call is allowed");
 
 export const AccessRule = resource(
   "AccessRule",
-  Type.Object({ source: ServiceOrAny, destination: ServiceRef, action: Access }, strict),
+  Type.Object(
+    {
+      source: serviceOrAnyOf('the calling Service (<name> or <name>.<namespace>), or "*" for every caller'),
+      destination: serviceNameOf("the called Service"),
+      action: Access,
+    },
+    strict,
+  ),
   "Allows or denies calls from a source service to a destination service",
 );
 
@@ -325,9 +396,15 @@ export const MeshPolicy = resource(
   "MeshPolicy",
   Type.Object(
     {
-      defaultAccess: Access,
+      defaultAccess: oneOf(["allow", "deny"], "whether a call no AccessRule matches is allowed"),
       /** mTLS between agent-run sidecars (default permissive); a Service's own mode wins for it. */
-      mtls: Type.Optional(Mtls),
+      mtls: Type.Optional(
+        Type.Object(Mtls.properties, {
+          ...strict,
+          default: { mode: DEFAULT_MTLS_MODE },
+          description: "mTLS between sidecars run by the data-plane agent; a Service's own mode wins for it",
+        }),
+      ),
     },
     strict,
   ),
@@ -343,7 +420,7 @@ export const WasmModule = resource(
       sha256: Type.String({ pattern: "^[0-9a-f]{64}$", description: "lower-case hex digest of the bytes" }),
       size: Type.Integer({ minimum: 8, maximum: Number.MAX_SAFE_INTEGER, description: "bytes" }),
       abiVersion: oneOf(["0.2.1"], "Proxy-Wasm ABI version the module exports"),
-      description: Type.Optional(Type.String({ maxLength: 1024 })),
+      description: Type.Optional(Type.String({ maxLength: 1024, description: "free text for people" })),
     },
     strict,
   ),
@@ -356,19 +433,42 @@ export const WasmPlugin = resource(
     {
       module: nameOf(`name of a WasmModule, or "${MESH_MODULE}" for the built-in module`),
       /** The services whose sidecars run the plugin, or ["*"] for all. */
-      services: Type.Array(ServiceOrAny, { minItems: 1 }),
-      rootId: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+      services: Type.Array(ServiceOrAny, {
+        minItems: 1,
+        description: 'the Services whose sidecars run it, or ["*"] for all',
+      }),
+      rootId: Type.Optional(
+        Type.String({
+          minLength: 1,
+          maxLength: 256,
+          description: "the module's root context to run (none: its default one)",
+        }),
+      ),
       /** Handed to the module as its plugin configuration (JSON). */
-      configuration: Type.Record(Type.String(), Type.Unknown()),
+      configuration: Type.Record(Type.String(), Type.Unknown(), {
+        description: `handed to the module as its plugin configuration (JSON); for "${MESH_MODULE}", the filters' configuration (below)`,
+      }),
       /**
        * Which listener of the sidecar runs it: inbound (requests to the service, the default, as in
        * Istio's WasmPlugin) or outbound (the service's calls, before the built-in routing filter).
        */
       direction: Type.Optional(
-        oneOf(["inbound", "outbound"], "the sidecar listener that runs the plugin (default inbound)"),
+        Type.Union([Type.Literal("inbound"), Type.Literal("outbound")], {
+          default: "inbound",
+          description:
+            "the sidecar listener that runs it: inbound (requests to the service) or outbound (the service's calls, before the routing filter)",
+        }),
       ),
       /** Order among plugins on one sidecar: higher runs first, as in Istio's WasmPlugin. */
-      priority: Type.Optional(Type.Integer({ minimum: -2_147_483_648, maximum: 2_147_483_647 })),
+      priority: Type.Optional(
+        Type.Integer({
+          minimum: -2_147_483_648,
+          maximum: 2_147_483_647,
+          default: 0,
+          description:
+            "order among the plugins of one sidecar and direction: higher runs first, then by name",
+        }),
+      ),
     },
     strict,
   ),
@@ -393,14 +493,22 @@ export const ImportedResource = resource(
             maxLength: 253,
             description: "the original's apiVersion (Kuma's universal form: kuma.io/v1alpha1)",
           }),
-          kind: Type.String({ minLength: 1, maxLength: 63 }),
-          name: Type.String({ minLength: 1, maxLength: 253 }),
-          namespace: Type.Optional(Type.String({ minLength: 1, maxLength: 63 })),
+          kind: Type.String({ minLength: 1, maxLength: 63, description: "the original's kind" }),
+          name: Type.String({ minLength: 1, maxLength: 253, description: "the original's name" }),
+          namespace: Type.Optional(
+            Type.String({
+              minLength: 1,
+              maxLength: 63,
+              description: "the original's namespace, if it had one",
+            }),
+          ),
         },
-        strict,
+        { ...strict, description: "which resource of which mesh it is" },
       ),
       /** The original document, as applied. */
-      document: Type.Record(Type.String(), Type.Unknown()),
+      document: Type.Record(Type.String(), Type.Unknown(), {
+        description: "the original document, as applied",
+      }),
       /** What it became; each must exist (a produced resource cannot be deleted on its own). */
       produced: Type.Array(
         Type.Object(
@@ -409,19 +517,30 @@ export const ImportedResource = resource(
               ["Service", "Workload", "Route", "CircuitBreaker", "AccessRule", "MeshPolicy", "WasmPlugin"],
               "a native kind",
             ),
-            name: Type.String({ minLength: 1, maxLength: 253 }),
+            name: Type.String({ minLength: 1, maxLength: 253, description: "its name" }),
           },
           strict,
         ),
+        { description: "the native resources it became; each must exist" },
       ),
       /** What the conversion did not carry, one line per field (as apply printed them). */
-      warnings: Type.Optional(Type.Array(Type.String({ maxLength: 2048 }))),
+      warnings: Type.Optional(
+        Type.Array(Type.String({ maxLength: 2048 }), {
+          description: "what the conversion did not carry, one line per field (as apply printed them)",
+        }),
+      ),
       /**
        * Who applied the original: "api" (POST /v1/apply, wasmesh apply; also when absent), or
        * "kubernetes" (an object of the cluster, kept in step by kubernetes/imports.ts, which
        * removes it when the object is gone and never touches the API's).
        */
-      origin: Type.Optional(oneOf(["api", "kubernetes"], "who applied the original")),
+      origin: Type.Optional(
+        Type.Union([Type.Literal("api"), Type.Literal("kubernetes")], {
+          default: "api",
+          description:
+            "who applied the original: api (POST /v1/apply, wasmesh apply) or kubernetes (an object of the cluster, kept in step with it)",
+        }),
+      ),
     },
     strict,
   ),

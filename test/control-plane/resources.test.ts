@@ -14,7 +14,7 @@ import {
   validateReferences,
   validateResource,
 } from "../../control-plane/resources/index.ts";
-import { Breaker, Route as FilterRoute, HeaderRule } from "../../schema/filter-config.ts";
+import { Breaker, Route as FilterRoute, HeaderRule, nearestField } from "../../schema/filter-config.ts";
 
 const api = "wasmesh.io/v1alpha1";
 const examplePath = new URL("../../deploy/examples/mesh.yaml", import.meta.url);
@@ -791,6 +791,91 @@ describe("validateResource", () => {
       if (c.message !== undefined) expect(result.errors[0]?.message).toMatch(c.message);
     });
   }
+});
+
+describe("unknown fields", () => {
+  const errors = (r: Doc) => {
+    const result = validateResource(r);
+    return result.ok ? [] : result.errors;
+  };
+
+  it("name the field and suggest the nearest known one: timeout, did you mean timeoutMs?", () => {
+    const route = valid().Route;
+    spec(route).rules[1].timeout = 2000;
+    expect(errors(route)).toEqual([
+      { path: "spec.rules[1].timeout", message: "Unexpected property (did you mean timeoutMs?)" },
+    ]);
+  });
+
+  it("suggest across typos, case, plurals and truncations, at any depth", () => {
+    // The kind, the object that gets the unknown field, its path there, and the suggestion.
+    const cases: [Kind, (r: Doc) => Any, string, string][] = [
+      ["Route", (r) => spec(r).rules[1].destinations[0], "spec.rules[1].destinations[0].wieght", "weight"],
+      ["Route", (r) => spec(r).rules[0].destinations[0], "spec.rules[0].destinations[0].subsets", "subset"],
+      ["Route", (r) => spec(r).rules[1].retries, "spec.rules[1].retries.perTryTimeout", "perTryTimeoutMs"],
+      ["Route", (r) => spec(r).rules[1].match.path, "spec.rules[1].match.path.ignorecase", "ignoreCase"],
+      ["CircuitBreaker", spec, "spec.interval", "intervalMs"],
+      ["WasmPlugin", spec, "spec.Priority", "priority"],
+      ["Workload", (r) => r.metadata, "metadata.lables", "labels"],
+      ["Service", (r) => r, "specs", "spec"],
+    ];
+    for (const [kind, parent, path, suggestion] of cases) {
+      const r = valid()[kind];
+      parent(r)[path.slice(path.lastIndexOf(".") + 1)] = 1;
+      expect(errors(r), path).toEqual([
+        { path, message: `Unexpected property (did you mean ${suggestion}?)` },
+      ]);
+    }
+  });
+
+  it("suggest nothing when no known field is close", () => {
+    const service = valid().Service;
+    spec(service).replicas = 3;
+    (service.metadata as Any).namespace = "default";
+    expect(errors(service)).toEqual([
+      { path: "metadata.namespace", message: "Unexpected property" },
+      { path: "spec.replicas", message: "Unexpected property" },
+    ]);
+  });
+
+  it("are named by their own path when their value is an object", () => {
+    const route = valid().Route;
+    spec(route).rules[1].retry = { attempts: 2 };
+    expect(errors(route)).toEqual([{ path: "spec.rules[1].retry", message: "Unexpected property" }]);
+  });
+
+  it("in the built-in module's configuration too", () => {
+    const plugin = valid().WasmPlugin;
+    spec(plugin).configuration = { rotues: [] };
+    expect(errors(plugin)).toEqual([
+      { path: "spec.configuration.rotues", message: "Unexpected property (did you mean routes?)" },
+    ]);
+  });
+
+  it("reach manifests with the document and line", () => {
+    const route = valid().Route;
+    spec(route).rules[1].timeout = 2000;
+    const result = parseManifests(JSON.stringify(route));
+    expect(result.ok === false && result.errors.map(formatManifestError)).toEqual([
+      expect.stringMatching(/spec\.rules\[1\]\.timeout: Unexpected property \(did you mean timeoutMs\?\)$/),
+    ]);
+  });
+});
+
+describe("nearestField", () => {
+  it("takes the nearest within a third of the length, a field the name begins, or the same name in another case", () => {
+    const known = ["name", "match", "destinations", "timeoutMs", "retries"];
+    expect(nearestField("timeout", known)).toBe("timeoutMs");
+    expect(nearestField("destination", known)).toBe("destinations");
+    expect(nearestField("NAME", known)).toBe("name");
+    expect(nearestField("mtach", known)).toBe("match");
+    expect(nearestField("dest", known)).toBe("destinations");
+    expect(nearestField("de", known)).toBeUndefined();
+    expect(nearestField("weight", known)).toBeUndefined();
+    expect(nearestField("x", [])).toBeUndefined();
+    // A tie goes to the field declared first.
+    expect(nearestField("ab", ["aa", "bb"])).toBe("aa");
+  });
 });
 
 describe("schemas", () => {
