@@ -6,12 +6,14 @@
 //               control-plane/imports/        other meshes' resources as the model's, over it alone
 //   vocabulary  control-plane/envoy/          Envoy's API, the proxy's identity, what a proxy is sent
 //   services    store/  translate/  modules/  xds/ (behind its ConfigCache; never translate/)
+//               traffic/ (the sidecars' traffic reports, kept and aggregated; over resources/ alone)
 //               security/ (API tokens, the credentials file, the API and xDS ports' certificate;
 //               over store/ and ca/)
 //               ca/ (the mesh CA and SPIFFE identities; on the store alone)
 //   consumers   revision/  edge/  api/
 //   roots       server.ts (wires everything)   cli/ (the command line; runs the server)
 // Leaves anyone may import: control-plane/{metrics,utf8,version}.ts.
+// gui/ (the web console, in the browser) reads the API over HTTP and imports none of the above.
 // dataplane/ (the data-plane agent) sits beside the control plane, not in it: it reaches it as an
 // agent on another host would, so of control-plane/ it takes only Envoy's vocabulary (envoy/) and
 // the xDS wire (xds/codec.ts), and the workload's side of the CA (its key, CSR, renewal time and
@@ -92,11 +94,14 @@ module.exports = {
       "kubernetes/|api/|imports/|modules/|revision/|resources/|store/|security/tokens\\.ts$",
     ),
     layer("edge-below-api", "edge/", "edge/|revision/|translate/|resources/|envoy/|store/"),
+    // Live traffic figures (the agents' reports, aggregated): a service over the model's names alone;
+    // api/ serves it.
+    layer("traffic-on-the-names", "traffic/", "traffic/|resources/"),
     layer("security-below-consumers", "security/", "security/|store/|resources/|envoy/|ca/"),
     layer(
       "api-below-roots",
       "api/",
-      "api/|edge/|revision/|modules/|xds/|translate/|resources/|imports/|envoy/|store/|security/|ca/",
+      "api/|edge/|revision/|modules/|xds/|translate/|resources/|imports/|envoy/|store/|security/|ca/|traffic/",
     ),
     {
       name: "only-the-cli-runs-the-server",
@@ -126,6 +131,14 @@ module.exports = {
         pathNot: "^control-plane/cli/commands/dataplane\\.ts$",
       },
       to: { path: "^dataplane/" },
+    },
+    {
+      name: "console-talks-http",
+      severity: "error",
+      comment:
+        "The web console (gui/) runs in the browser and reads the control plane through its HTTP API, as the CLI does: no code of the control plane, the data plane, the libraries, tests or scripts.",
+      from: { path: "^gui/" },
+      to: { path: "^(?:control-plane|dataplane|host|schema|workers|test|scripts|bin)/" },
     },
     {
       name: "product-code-never-imports-tests",

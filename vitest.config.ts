@@ -1,8 +1,8 @@
 import { defineConfig } from "vitest/config";
 
-// Four projects: fast suites run in parallel; suites that start real Envoy processes, a private
-// Kubernetes API server, or the edge worker in workerd run one file at a time so they never compete
-// for the two cores.
+// Five projects: fast suites run in parallel; suites that start real Envoy processes, a private
+// Kubernetes API server, the edge worker in workerd, or a headless Chromium (the console) run one
+// file at a time so they never compete for the two cores.
 // Every project removes the temp directories a test file made with tempDir() once the file is done
 // (test/support/temp.ts); the run's temp folder is its own and must end empty (temp-guard.ts).
 const setupFiles = ["test/support/temp-cleanup.ts"];
@@ -57,6 +57,20 @@ export default defineConfig({
           globalSetup: ["test/workers/global-setup.ts"],
           setupFiles,
           testTimeout: 30_000,
+          hookTimeout: 60_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        // The web console (gui/, served at /gui) in a real headless Chromium (Debian's chromium,
+        // scripts/install-chromium.sh) driven by playwright-core, against `wasmesh server`; the
+        // global setup builds the console (npm run build:gui). One file at a time: a browser each.
+        test: {
+          name: "gui",
+          include: ["test/gui/**/*.test.ts"],
+          globalSetup: ["test/gui/global-setup.ts"],
+          setupFiles,
+          testTimeout: 60_000,
           hookTimeout: 60_000,
           fileParallelism: false,
         },

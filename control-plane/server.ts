@@ -622,6 +622,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     modules,
     leases,
     status: () => xds.status(),
+    sentTo: (nodeId) => xds.sentTo(nodeId),
+    moduleCodes: () => pushed.modules,
     metrics,
     ...(ca !== undefined ? { ca } : {}),
     // Clients on this machine trust a rotation's next root from the step on, not 30 s later; the API

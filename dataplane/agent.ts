@@ -17,6 +17,7 @@ import { startWorkloadIdentity, type WorkloadIdentity } from "./identity.ts";
 import { type PortRequest, type Ports, pickPorts } from "./ports.ts";
 import { type Readiness, type ReadinessServer, startReadiness } from "./ready.ts";
 import { Registration } from "./registration.ts";
+import { startStatsReporter } from "./stats.ts";
 import { startXdsProxy, type XdsProxy } from "./xds-proxy.ts";
 
 export interface AgentOptions {
@@ -62,6 +63,11 @@ export interface AgentOptions {
   envoyArgs: readonly string[];
   /** The lifetime asked of the CA for the workload's certificates (default the CA's, 24 h). */
   certValiditySeconds?: number;
+  /**
+   * How often Envoy's traffic counters are reported to the control plane (PUT
+   * /v1/proxies/<name>/stats, stats.ts), in seconds; 0: never. Default 5.
+   */
+  statsIntervalSeconds?: number;
   /** How often the trust bundle is checked (default 30 s). */
   bundleRefreshMs?: number;
   /** The agent's own lines. */
@@ -228,6 +234,20 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       log("ready: Envoy is LIVE and has acknowledged its configuration");
       if (register) registration.start();
       else log("not registering a Workload (--no-register): the control plane discovers this one");
+      const statsInterval = options.statsIntervalSeconds ?? 5;
+      if (statsInterval > 0) {
+        const reporter = startStatsReporter({
+          node: options.name,
+          service: options.service,
+          adminPort: ports.admin,
+          api: options.api,
+          token: options.token,
+          ...(options.ca !== undefined ? { ca: options.ca } : {}),
+          intervalSeconds: statsInterval,
+          log,
+        });
+        cleanups.push(async () => reporter.stop());
+      }
     })();
 
     let shutdown: Promise<void> | undefined;

@@ -175,6 +175,7 @@ const sidecars = workloads
 console.log(`wasmesh demo: a control plane and a mesh driven by it
 
   control plane   API ${api} (admin token in ${plane.adminTokenFile})  xDS 127.0.0.1:${plane.xdsPort}  data ${dataDir}
+  web console     ${api}/gui/ (sign in with a token: wasmesh token create --role read-only)
   mesh            ${meshFile}
   sidecars (one data-plane agent each, data in ${agentsDir}):
 ${sidecars}

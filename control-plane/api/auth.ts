@@ -1,10 +1,11 @@
 // Who may call the API, checked in front of every route: the Host a request was sent to (DNS
 // rebinding), where a browser's write comes from (cross-origin writes), the bearer token and what
-// its role may do. /healthz and /readyz answer without a token (probes); everything else needs one.
+// its role may do. /healthz and /readyz answer without a token (probes), and the web console's
+// files under /gui (gui.ts); everything else needs one.
 //
 // Roles: admin does everything; read-only reads (GET and HEAD) everything but tokens and the CA; a dataplane
 // token, bound to one service, calls only the routes marked with agentRoute (an agent's: its
-// service's Workloads, module bytes and certificates), whose handlers check the service.
+// service's Workloads, module bytes, certificates and traffic reports), whose handlers check the service.
 import { isIP } from "node:net";
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
@@ -12,6 +13,7 @@ import { matchedRoutes } from "hono/route";
 import type { Principal, Tokens } from "../security/tokens.ts";
 import type { StoredResource } from "../store/index.ts";
 import { ApiError } from "./errors.ts";
+import { isConsolePath } from "./gui.ts";
 
 declare module "hono" {
   interface ContextVariableMap {
@@ -94,7 +96,8 @@ export function authenticate(auth: ApiAuth | "none") {
       );
     }
     if (!SAFE_METHODS.has(c.req.method)) crossOriginCheck(c, host as string);
-    if (OPEN_PATHS.has(c.req.path)) return next();
+    // The web console's files (gui.ts) are open too: the page asks for a token for its data calls.
+    if (OPEN_PATHS.has(c.req.path) || isConsolePath(c.req.path)) return next();
 
     const header = c.req.header("authorization");
     if (header === undefined) {
@@ -151,7 +154,7 @@ function authorize(c: Context, principal: Principal): void {
   if (!matchedRoutes(c).some((route) => route.handler === agentRoute)) {
     throw forbidden(
       `token ${principal.tokenId} is a dataplane token of service '${principal.service}': it may register, renew ` +
-        `and delete that service's Workloads and fetch module bytes, and get that service's certificates; ${method} ${path} needs a read-only or admin token`,
+        `and delete that service's Workloads and fetch module bytes, and get that service's certificates and report its proxies' traffic figures; ${method} ${path} needs a read-only or admin token`,
     );
   }
 }

@@ -8,6 +8,7 @@ import { matchedRoutes } from "hono/route";
 import { describeRoute } from "hono-openapi";
 import type { CertificateAuthority } from "../ca/index.ts";
 import { createEdgeConfigSource, type EdgeConfigSource } from "../edge/source.ts";
+import type { ModuleCode } from "../envoy/index.ts";
 import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "../metrics.ts";
 import { DEFAULT_VALIDATION_TIMEOUT_MS } from "../modules/isolate.ts";
 import type { ModuleRegistry } from "../modules/types.ts";
@@ -15,17 +16,21 @@ import { KINDS } from "../resources/index.ts";
 import { type ConfigurationCheck, createRevisionSource } from "../revision/index.ts";
 import { createTokens } from "../security/tokens.ts";
 import type { ResourceStore } from "../store/index.ts";
+import { createTrafficTable, type TrafficTable } from "../traffic/index.ts";
 import { ProxyStatus } from "../xds/status.ts";
 import { type ApiAuth, agentRoute, authenticate } from "./auth.ts";
 import { caRoutes, createBundleTracker } from "./ca.ts";
 import { certificateRoutes } from "./certificates.ts";
 import { edgeRoutes } from "./edge.ts";
 import { ApiError, type ErrorBody, toApiError } from "./errors.ts";
+import { CONSOLE_ROUTE, consoleFiles, isConsolePath } from "./gui.ts";
 import type { LeaseKeeper } from "./leases.ts";
 import { DEFAULT_VALIDATIONS_PER_CLIENT, moduleRoutes } from "./modules.ts";
 import { component, errorResponse, json, openApiDocument } from "./openapi.ts";
+import { proxyRoutes, type SentConfig } from "./proxies.ts";
 import { applyRoutes, resourceRoutes } from "./resources.ts";
 import { tokenRoutes } from "./tokens.ts";
+import { trafficRoutes } from "./traffic.ts";
 import { createWriter } from "./writer.ts";
 
 export { type ApiAuth, OPEN_PATHS, servesHost } from "./auth.ts";
@@ -46,6 +51,10 @@ export interface ApiOptions {
   modules?: ModuleRegistry;
   /** The proxies connected to the xDS server, for GET /v1/status. */
   status?: () => ProxyStatus[];
+  /** What the xDS server last sent a connected proxy, for GET /v1/proxies/<node>/config. */
+  sentTo?: SentConfig;
+  /** The module code of the revision the xDS server serves (names each Wasm filter's version there). */
+  moduleCodes?: () => ReadonlyMap<string, ModuleCode>;
   /** The API registers its metrics into it and serves GET /metrics from it; default a private one. */
   metrics?: MetricsRegistry;
   /** Limit on resource and manifest bodies; default 1 MiB. */
@@ -77,6 +86,13 @@ export interface ApiOptions {
   ca?: CertificateAuthority;
   /** Told after each CA rotation step taken through the API. */
   onCaRotation?: () => void;
+  /**
+   * The sidecars' traffic figures, which PUT /v1/proxies/<node>/stats keeps and GET /v1/traffic
+   * serves; default a table of this API's own, with the default bounds.
+   */
+  traffic?: TrafficTable;
+  /** The web console's built files, served at /gui (default build/gui). */
+  consoleDir?: string;
   /** Reported by /healthz and the OpenAPI document. */
   version?: string;
   /** Where unexpected errors go (default console.error); responses never carry them. */
@@ -118,13 +134,17 @@ export function createApi(options: ApiOptions): Hono {
   app.use("*", async function countRequests(c, next) {
     await next();
     // The route pattern, not the URL, keeps the label set bounded.
-    const route = matchedRoutes(c).findLast((r) => r.method !== "ALL")?.path ?? "unmatched";
+    const route =
+      matchedRoutes(c).findLast((r) => r.method !== "ALL")?.path ??
+      (isConsolePath(c.req.path) ? CONSOLE_ROUTE : "unmatched");
     const method = METHODS.has(c.req.method) ? c.req.method : "OTHER";
     requests.inc({ method, route, status: String(c.res.status) });
   });
 
   // Before everything else a route does: the Host, a browser's origin, the token and its role.
   app.use("*", authenticate(options.auth));
+  // The web console's files at /gui (gui.ts; built into build/gui by `npm run build:gui`).
+  app.use("*", consoleFiles(options.consoleDir));
 
   app.use(
     "*",
@@ -197,6 +217,17 @@ export function createApi(options: ApiOptions): Hono {
         createEdgeConfigSource(createRevisionSource({ store, log: (line) => log(`api: ${line}`) })),
     }),
   );
+
+  app.route(
+    "/v1/proxies",
+    proxyRoutes({
+      ...(options.sentTo ? { sentTo: options.sentTo } : {}),
+      ...(options.moduleCodes ? { modules: options.moduleCodes } : {}),
+    }),
+  );
+
+  // Live traffic figures: the agents' reports in, the console's graph out.
+  app.route("/", trafficRoutes({ traffic: options.traffic ?? createTrafficTable() }));
 
   const system = new Hono();
   const tags = ["system"];

@@ -81,6 +81,17 @@ const DeleteResult = component(
     ),
   }),
 );
+/** An apply's outcome; a dry run's carries the document it would store (wasmesh apply --dry-run diffs it). */
+const ApplyOutcome = Type.Object({
+  ...WriteOutcome.properties,
+  resource: Type.Optional(
+    Type.Unsafe<Resource>({
+      ...AnyResource,
+      description:
+        "dry run, created or configured: the document as it would be stored (converted, for what other meshes' documents produce)",
+    }),
+  ),
+});
 const ApplyResult = component(
   "ApplyResult",
   Type.Object({
@@ -88,7 +99,7 @@ const ApplyResult = component(
       description: "store revision after the apply (the current one for a dry run or when nothing changed)",
     }),
     dryRun: Type.Boolean(),
-    results: Type.Array(WriteOutcome),
+    results: Type.Array(ApplyOutcome),
     warnings: Type.Array(ErrorDetail),
   }),
 );
@@ -579,9 +590,15 @@ export function applyRoutes(deps: ResourceDeps): Hono {
         // earlier applies still produce, unchanged, is not this request's news.
         results: result.outcomes.flatMap((o): Static<typeof ApplyResult>["results"] => {
           if (o.op === "delete") return [{ kind: o.kind, name: o.name, action: "deleted" as const }];
-          return keptUnchanged.has(`${o.kind}/${o.name}`)
-            ? []
-            : [{ kind: o.kind, name: o.name, action: o.action }];
+          if (keptUnchanged.has(`${o.kind}/${o.name}`)) return [];
+          return [
+            {
+              kind: o.kind,
+              name: o.name,
+              action: o.action,
+              ...(dryRun && o.action !== "unchanged" ? { resource: o.resource as Resource } : {}),
+            },
+          ];
         }),
         // A reference warning about what a kept original produces, unchanged, was given when it was
         // applied; this request changes nothing there.

@@ -18,6 +18,9 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   bootstrap: () => import("./commands/bootstrap.ts"),
   dataplane: () => import("./commands/dataplane.ts"),
   status: () => import("./commands/status.ts"),
+  describe: () => import("./commands/describe.ts"),
+  inspect: () => import("./commands/inspect.ts"),
+  analyze: () => import("./commands/analyze.ts"),
   token: () => import("./commands/token.ts"),
   ca: () => import("./commands/ca.ts"),
   modules: () => import("./commands/modules.ts"),
@@ -33,13 +36,16 @@ Usage: wasmesh <command> [options]
 
 Commands:
   server              run the control plane (HTTP API and xDS server)
-  apply -f FILE       create or update resources from YAML or JSON (- for stdin)
+  apply -f FILE       create or update resources from YAML or JSON (- for stdin; --dry-run: a diff)
   get KIND [NAME]     show resources
   delete KIND NAME    delete a resource
   bootstrap           print an Envoy bootstrap for a sidecar
   dataplane run       run a sidecar: Envoy, its Workload and its modules (the agent)
   dataplane capture   install a pod's iptables traffic capture (the injected init container)
   status              connected proxies, what they acknowledged, their last rejection
+  describe KIND NAME  what a resource selects, what selects it, and its problems
+  inspect proxy NODE  the configuration a connected proxy was sent, as Envoy sees it
+  analyze             likely mistakes across the mesh (exit 1 when there is one)
   token               API tokens: create, dataplane (bound to a service), list, revoke
   ca                  the mesh CA: status, rotate add-next|promote|remove
   modules push FILE   upload a Wasm module version

@@ -16,6 +16,7 @@ export {
   parseNodeIdentity,
 } from "./node.ts";
 export {
+  anyToObject,
   decodeMessage,
   duration,
   EXTENSION_TYPE,

@@ -205,6 +205,31 @@ export function decodeMessage(typeUrl: string, bytes: Uint8Array): Record<string
   return type.toObject(type.decode(bytes), { enums: String, longs: Number, defaults: false, oneofs: false });
 }
 
+/**
+ * An encoded google.protobuf.Any (a resource as the xDS server sends it) as the plain object an
+ * Envoy config dump shows: each Any unpacked with its `@type` first, enums by name, 64-bit integers
+ * as numbers, only the fields on the wire; bytes stay byte arrays, for the caller to show.
+ */
+export function anyToObject(any: Uint8Array): Record<string, unknown> {
+  const type = envoyProtos().lookupType("google.protobuf.Any");
+  const object = type.toObject(type.decode(any), {
+    json: true,
+    enums: String,
+    longs: Number,
+    defaults: false,
+    oneofs: false,
+  });
+  return typeFirst(object) as Record<string, unknown>;
+}
+
+function typeFirst(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(typeFirst);
+  if (!isPlainObject(value)) return value;
+  const { "@type": type, ...rest } = value;
+  const fields = Object.entries(rest).map(([k, v]) => [k, typeFirst(v)] as const);
+  return Object.fromEntries(type === undefined ? fields : [["@type", type], ...fields]);
+}
+
 /** Milliseconds as a google.protobuf.Duration object. */
 export function duration(ms: number): { seconds: number; nanos: number } {
   return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1_000_000 };

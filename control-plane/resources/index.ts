@@ -22,6 +22,7 @@ export {
   OUTBOUND,
   OUTBOUND_CLUSTER_PREFIX,
   outboundCluster,
+  parseOutboundCluster,
   pluginFilterName,
   ROUTING_FILTER,
   ROUTING_HEADERS,

@@ -53,6 +53,27 @@ export function outboundCluster(service: string, subset?: Subset): string {
   return `${OUTBOUND_CLUSTER_PREFIX}${service}|${keys.map((k) => `${k}=${subset[k]}`).join(",")}`;
 }
 
+/**
+ * outboundCluster read back: the service and the subset (null for the whole service) a cluster
+ * name stands for; undefined for a name outboundCluster does not make. Services and label values
+ * have no `|`, `,` or `=` (resources/schema.ts), so the name splits without ambiguity.
+ */
+export function parseOutboundCluster(
+  cluster: string,
+): { service: string; subset: Record<string, string> | null } | undefined {
+  if (!cluster.startsWith(OUTBOUND_CLUSTER_PREFIX)) return undefined;
+  const [service, selector, ...rest] = cluster.slice(OUTBOUND_CLUSTER_PREFIX.length).split("|");
+  if (service === undefined || service === "" || rest.length > 0) return undefined;
+  if (selector === undefined) return { service, subset: null };
+  const subset: Record<string, string> = {};
+  for (const pair of selector.split(",")) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) return undefined;
+    subset[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return { service, subset };
+}
+
 /** The cluster of the local app behind the inbound listener. */
 export function inboundCluster(appPort: number): string {
   return `inbound|${appPort}`;

@@ -16,9 +16,10 @@ import {
   decodeDiscoveryRequest,
   type NodeInfo,
   SOTW_METHOD,
+  type WireResource,
 } from "./codec.ts";
 import type { ProxyStatus, Rejection } from "./status.ts";
-import { DeltaStream, SHORT_TYPE, SotwStream, StreamCaches, type StreamHooks } from "./stream.ts";
+import { DeltaStream, PUSH_ORDER, SHORT_TYPE, SotwStream, StreamCaches, type StreamHooks } from "./stream.ts";
 import { type CallListener, type GrpcCall, GrpcServer } from "./transport.ts";
 
 export type ParseNode = (node: {
@@ -523,36 +524,54 @@ export class XdsServer {
 
   /** One ProxyStatus per connected stream. */
   status(): ProxyStatus[] {
-    return [...this.connections].map((c) => {
-      const sent: Record<string, string> = {};
-      const acked: Record<string, string> = {};
-      // The proxy is as current as its least current type.
-      let syncedGen = Number.POSITIVE_INFINITY;
-      let syncedVersion: string | undefined;
-      for (const typeUrl of c.stream.subscribedTypes()) {
-        const s = c.stream.typeStatus(typeUrl);
-        if (!s) continue;
-        if (s.sent) sent[typeUrl] = s.sent;
-        if (s.acked) acked[typeUrl] = s.acked;
-        if (s.ackedGen < syncedGen) {
-          syncedGen = s.ackedGen;
-          syncedVersion = s.ackedGen >= 0 ? s.synced : undefined;
-        }
+    return [...this.connections].map((c) => this.statusOf(c));
+  }
+
+  /**
+   * What the proxy `nodeId` was last sent and holds, by type (PUSH_ORDER; the types it subscribed
+   * to), with its status: undefined when no stream of it is open (the newest, if several are).
+   * The resources are the encoded Any's the stream was sent, shared, not copied.
+   */
+  sentTo(nodeId: string): { status: ProxyStatus; types: Map<TypeUrl, WireResource[]> } | undefined {
+    const connection = [...this.connections].findLast((c) => c.proxy.nodeId === nodeId && !c.closed);
+    if (connection === undefined) return undefined;
+    const types = new Map<TypeUrl, WireResource[]>();
+    for (const typeUrl of PUSH_ORDER) {
+      const held = connection.stream.held(typeUrl);
+      if (held !== undefined) types.set(typeUrl, held);
+    }
+    return { status: this.statusOf(connection), types };
+  }
+
+  private statusOf(c: Connection): ProxyStatus {
+    const sent: Record<string, string> = {};
+    const acked: Record<string, string> = {};
+    // The proxy is as current as its least current type.
+    let syncedGen = Number.POSITIVE_INFINITY;
+    let syncedVersion: string | undefined;
+    for (const typeUrl of c.stream.subscribedTypes()) {
+      const s = c.stream.typeStatus(typeUrl);
+      if (!s) continue;
+      if (s.sent) sent[typeUrl] = s.sent;
+      if (s.acked) acked[typeUrl] = s.acked;
+      if (s.ackedGen < syncedGen) {
+        syncedGen = s.ackedGen;
+        syncedVersion = s.ackedGen >= 0 ? s.synced : undefined;
       }
-      return {
-        nodeId: c.proxy.nodeId,
-        service: c.proxy.service,
-        labels: { ...c.proxy.labels },
-        protocol: c.stream.protocol,
-        peer: c.peer,
-        connectedAt: c.connectedAt,
-        sent,
-        acked,
-        ...(syncedVersion !== undefined ? { syncedVersion } : {}),
-        ...(c.stream.lastRejection ? { lastRejection: { ...c.stream.lastRejection } } : {}),
-        nacks: c.stream.nacks,
-      };
-    });
+    }
+    return {
+      nodeId: c.proxy.nodeId,
+      service: c.proxy.service,
+      labels: { ...c.proxy.labels },
+      protocol: c.stream.protocol,
+      peer: c.peer,
+      connectedAt: c.connectedAt,
+      sent,
+      acked,
+      ...(syncedVersion !== undefined ? { syncedVersion } : {}),
+      ...(c.stream.lastRejection ? { lastRejection: { ...c.stream.lastRejection } } : {}),
+      nacks: c.stream.nacks,
+    };
   }
 
   /**

@@ -162,6 +162,13 @@ export abstract class XdsStream<S extends TypeState = TypeState> {
   /** Moves to a new snapshot and pushes what changed, in PUSH_ORDER. Returns the responses sent. */
   abstract push(snapshot: Snapshot, pushedAt: number): number;
 
+  /**
+   * The resources of a type the proxy was last sent and holds (whether it ACKed them or not), in
+   * name order; undefined when it has not subscribed to the type. For inspection (GET
+   * /v1/proxies/<node>/config): nothing is copied or encoded.
+   */
+  abstract held(typeUrl: TypeUrl): WireResource[] | undefined;
+
   protected resourcesOf(typeUrl: TypeUrl, snapshot = this.snapshot): TypeResources {
     return snapshot.types.get(typeUrl) ?? NO_RESOURCES;
   }
@@ -438,6 +445,15 @@ export class SotwStream extends XdsStream<SotwTypeState> {
     return sent;
   }
 
+  held(typeUrl: TypeUrl): WireResource[] | undefined {
+    const state = this.types.get(typeUrl);
+    if (!state) return undefined;
+    const from = state.sentFrom;
+    if (!from) return [];
+    const names = state.names === undefined ? [...from.byName.keys()] : [...state.names];
+    return names.sort().flatMap((name) => from.byName.get(name) ?? []);
+  }
+
   /** Whether any type after CDS changes for this stream (then removed clusters go last). */
   private othersChange(): boolean {
     for (const typeUrl of PUSH_ORDER) {
@@ -665,6 +681,20 @@ export class DeltaStream extends XdsStream<DeltaTypeState> {
       sent++;
     }
     return sent;
+  }
+
+  held(typeUrl: TypeUrl): WireResource[] | undefined {
+    const state = this.types.get(typeUrl);
+    if (!state) return undefined;
+    // What it holds, by name and version: the snapshot's resource of that version (what was sent;
+    // a version the proxy announced that this server never made has no content here).
+    const { byName } = this.resourcesOf(typeUrl);
+    return [...state.versions.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .flatMap(([name, version]) => {
+        const r = byName.get(name);
+        return r !== undefined && r.version === version ? [r] : [];
+      });
   }
 
   private covers(state: DeltaTypeState, name: string): boolean {

@@ -96,6 +96,10 @@ describe("wasmesh dataplane run: usage", () => {
         ["dataplane", "run", ...REQUIRED, "--drain-seconds", "601"],
         /--drain-seconds: expected a whole number 0-600/,
       ],
+      [
+        ["dataplane", "run", ...REQUIRED, "--stats-interval", "3601"],
+        /--stats-interval: expected a whole number 0-3600/,
+      ],
       [["dataplane", "run", ...REQUIRED, "--cp", "127.0.0.1:5681"], /--cp: expected the API's http\(s\) URL/],
       [
         ["dataplane", "run", ...REQUIRED, "--cp", "http://a:1", "--api", "http://b:2"],
@@ -164,6 +168,7 @@ describe("wasmesh dataplane run: usage", () => {
       "--data DIR",
       "--lease-seconds",
       "--drain-seconds",
+      "--stats-interval SECONDS",
       "-- ENVOY FLAGS",
     ]) {
       expect(help.stdout).toContain(flag);

@@ -197,6 +197,9 @@ describe("usage", () => {
         "delete KIND NAME",
         "bootstrap",
         "status",
+        "describe KIND NAME",
+        "inspect proxy NODE",
+        "analyze",
       ]) {
         expect(result.stdout).toContain(command);
       }
@@ -230,6 +233,22 @@ describe("usage", () => {
       ],
       [["version"], ["--client", "-o, --output", "--api URL"]],
       [["status"], ["-o, --output", "json", "--api URL"]],
+      [["describe"], ["KIND NAME", "--api URL", "Service", "Route", "acknowledged"]],
+      [
+        ["inspect"],
+        [
+          "proxy NODE",
+          "--type TYPE",
+          "clusters",
+          "listeners",
+          "routes",
+          "endpoints",
+          "extensions",
+          "yaml",
+          "SHA256",
+        ],
+      ],
+      [["analyze"], ["-o, --output", "Exit status", "Nobody calls", "no request", "--api URL"]],
       [
         ["modules", "push"],
         ["--name NAME", "--description", "--configuration JSON", "--root-id", "--api URL"],
@@ -286,7 +305,7 @@ describe("usage", () => {
       ]);
     expectUsage(
       command,
-      "unknown command 'frob'; commands: server, apply, get, delete, bootstrap, dataplane, status, token, ca, modules",
+      "unknown command 'frob'; commands: server, apply, get, delete, bootstrap, dataplane, status, describe, inspect, analyze, token, ca, modules",
     );
     expect(command.stderr).toContain("Run 'wasmesh --help' for more.");
     expectUsage(option, "unknown option '--frob'");
@@ -365,7 +384,15 @@ describe("apply, get, delete", () => {
     const manifest = file("dry.yaml", service("dry-run-only"));
     const result = await cli(["apply", "--dry-run", "-f", manifest]);
     expectOk(result);
-    expect(result.stdout.trim()).toBe("service/dry-run-only created (dry run)");
+    // The outcome, then what would be created (apply --dry-run's diff against what is stored).
+    const [outcome, ...diff] = result.stdout.trim().split("\n");
+    expect(outcome).toBe("service/dry-run-only created (dry run)");
+    expect(diff.slice(0, 3)).toEqual([
+      "--- /dev/null",
+      "+++ service/dry-run-only (applied)",
+      "@@ -0,0 +1,9 @@",
+    ]);
+    expect(diff).toContain("+  name: dry-run-only");
     expect(await stored("Service", "dry-run-only")).toBeUndefined();
     expect(await plane.store.revision()).toBe(revision);
   });

@@ -153,10 +153,11 @@ describe("GET /v1/openapi.json", () => {
         ...(kind === "WasmModule" ? [] : [`create${kind}`, `put${kind}`]),
       ]),
       ...["apply", "pushModule", "getModuleBytes", "getEdgeConfig", "renewWorkloadLease"],
-      ...["status", "health", "ready", "metrics", "openapi"],
+      ...["status", "proxyConfig", "health", "ready", "metrics", "openapi"],
       ...["listTokens", "createToken", "getToken", "revokeToken"],
       ...["issueCertificate", "getTrustBundle"],
       ...["getCa", "rotateCa"],
+      ...["reportProxyStats", "traffic"],
     ];
     expect([...ids].sort()).toEqual(expected.sort());
   });

@@ -285,12 +285,15 @@ describe("deploy/Dockerfile", () => {
     expect(existsSync(join(REPO_ROOT, "deploy", "Dockerfile.dockerignore"))).toBe(true);
   });
 
-  it("copies every directory the CLI loads, and the built-in module", () => {
+  it("copies every directory the CLI loads, the built-in module and the web console", () => {
     const copied = [...runtime.matchAll(/^COPY (?:--from=\S+ )?(?:\S+ )*?(\S+) \.\/(\S+)$/gm)].map(
       (m) => m[2],
     );
     for (const dir of topLevelDirsLoadedFrom(WASMESH_BIN)) expect(copied, dir).toContain(dir);
     expect(runtime).toContain("COPY --from=build /app/build/mesh.wasm ./build/mesh.wasm");
+    // The web console, served at /gui (control-plane/api/gui.ts).
+    expect(dockerfile).toMatch(/^RUN npm run build:gui$/m);
+    expect(runtime).toContain("COPY --from=build /app/build/gui ./build/gui");
   });
 
   it("holds what the injected containers run: Envoy (the version the tests run) and iptables", () => {

@@ -1,7 +1,9 @@
-// `wasmesh apply -f FILE`: POST /v1/apply, all or nothing.
+// `wasmesh apply -f FILE`: POST /v1/apply, all or nothing; with --dry-run, a diff of what it would change.
+import type { Kind } from "../../resources/schema.ts";
 import { apiOf, type CommandName, noPositionals, type Out, parse, str, usage, warn } from "../args.ts";
 import { CliError } from "../client.ts";
 import { readText } from "../input.ts";
+import { kindPath } from "../kinds.ts";
 
 export const help = `Usage: wasmesh apply -f FILE [-n NAMESPACE] [--strict] [--dry-run] [--api URL]
 
@@ -14,7 +16,10 @@ what an original no longer produces is deleted.
   -f, --file FILE       the manifest; - for stdin
   -n, --namespace NS    the namespace of other meshes' documents that name none
   --strict              a field of another mesh's document that is not carried fails the apply
-  --dry-run             validate against the stored state and store nothing`;
+  --dry-run             validate against the stored state, store nothing, and show what would
+                        change: each resource (those other meshes' documents produce too) as
+                        created (its YAML), configured (a unified diff of its YAML against the
+                        stored one), unchanged or deleted`;
 
 const command: CommandName = { name: "apply", help };
 
@@ -53,11 +58,11 @@ export async function run(args: string[], out: Out): Promise<undefined> {
     contentType: json ? "application/json" : "application/yaml",
   });
   const result = body as {
-    results?: { kind: string; name: string; action: string }[];
+    results?: { kind: string; name: string; action: string; resource?: unknown }[];
     warnings?: { document?: number; kind?: string; name?: string; path?: string; message: string }[];
   };
-  const suffix = dryRun ? " (dry run)" : "";
-  for (const r of result.results ?? []) out(`${r.kind.toLowerCase()}/${r.name} ${r.action}${suffix}`);
+  if (dryRun) await printDiff(api, result.results ?? [], out);
+  else for (const r of result.results ?? []) out(`${r.kind.toLowerCase()}/${r.name} ${r.action}`);
   for (const w of result.warnings ?? []) {
     const where = [
       w.document !== undefined ? `document ${w.document}:` : undefined,
@@ -67,6 +72,47 @@ export async function run(args: string[], out: Out): Promise<undefined> {
       .filter(Boolean)
       .join(" ");
     warn(`${where ? `${where}: ` : ""}${w.message}`);
+  }
+}
+
+/** The document as `get -o yaml` prints it, without what the store writes (version, times). */
+function documentYaml(yaml: typeof import("yaml"), resource: unknown): string {
+  const { metadata, ...rest } = resource as { metadata?: Record<string, unknown> };
+  const { resourceVersion: _v, createdAt: _c, updatedAt: _u, ...meta } = metadata ?? {};
+  const { apiVersion, kind, spec, ...others } = rest as Record<string, unknown>;
+  return yaml.stringify({ apiVersion, kind, metadata: meta, spec, ...others }, { lineWidth: 0 });
+}
+
+/**
+ * A dry run's outcome per resource, and what it would change: a created resource's YAML, a
+ * configured one's diff against the stored document (read back with GET), a deleted one's stored
+ * YAML removed.
+ */
+async function printDiff(
+  api: ReturnType<typeof apiOf>,
+  results: { kind: string; name: string; action: string; resource?: unknown }[],
+  out: Out,
+): Promise<void> {
+  const yaml = await import("yaml");
+  const { unifiedDiff } = await import("../diff.ts");
+  const stored = await Promise.all(
+    results.map((r) =>
+      r.action === "configured" || r.action === "deleted"
+        ? api.tryGet(`/v1/${kindPath(r.kind as Kind)}/${encodeURIComponent(r.name)}`)
+        : undefined,
+    ),
+  );
+  for (const [i, r] of results.entries()) {
+    const id = `${r.kind.toLowerCase()}/${r.name}`;
+    out(`${id} ${r.action} (dry run)`);
+    const before = stored[i] === undefined ? "" : documentYaml(yaml, stored[i]);
+    const after = r.resource === undefined || r.action === "deleted" ? "" : documentYaml(yaml, r.resource);
+    if (r.action === "unchanged" || (before === "" && after === "")) continue;
+    const diff = unifiedDiff(before, after);
+    if (diff === "") continue;
+    out(
+      `--- ${before === "" ? "/dev/null" : `${id} (stored)`}\n+++ ${after === "" ? "/dev/null" : `${id} (applied)`}\n${diff}`,
+    );
   }
 }
 

@@ -49,7 +49,7 @@ export const help = `Usage: wasmesh dataplane run --name NAME --service SERVICE 
                              [--admin-port P] [--ready-port P] [--cp URL] [--xds HOST:PORT]
                              [--ca-file FILE] [--ready-address ADDR] [--no-register]
                              [--envoy PATH] [--data DIR] [--lease-seconds N] [--drain-seconds N]
-                             [--cert-ttl SECONDS] [-- ENVOY FLAGS...]
+                             [--cert-ttl SECONDS] [--stats-interval SECONDS] [-- ENVOY FLAGS...]
 
 Runs a sidecar: writes Envoy's bootstrap, starts Envoy and restarts it (with back-off) if it dies,
 registers the workload with the control plane once the sidecar is ready and renews its lease, and
@@ -98,6 +98,9 @@ Envoy at once. Exits 1 with Envoy's reason when Envoy cannot start.
                         then drains its connections (Envoy's --drain-time-s) (0-600, default 5)
   --cert-ttl SECONDS    the lifetime asked for the workload's certificates (600-2592000; default
                         the control plane's, 24 h, which also caps it)
+  --stats-interval SECONDS  how often Envoy's traffic counters (requests and 5xx per outbound
+                        cluster, circuits, denials) are reported to the control plane, PUT
+                        /v1/proxies/NAME/stats, for GET /v1/traffic (0-3600, default 5; 0: never)
   -- ENVOY FLAGS...     more flags for Envoy, e.g. -- --concurrency 2 --log-level warning
 
 ${captureHelp}`;
@@ -179,6 +182,7 @@ export async function runOptions(args: string[], out: Out): Promise<AgentOptions
       "lease-seconds": { type: "string" },
       "drain-seconds": { type: "string" },
       "cert-ttl": { type: "string" },
+      "stats-interval": { type: "string" },
     },
     command,
   );
@@ -246,6 +250,7 @@ async function agentOptions(values: Parsed["values"], envoyArgs: string[], out: 
     parseCount(str(values["drain-seconds"]), "--drain-seconds", 0, 600) ?? DEFAULT_DRAIN_SECONDS;
   // The CA's bounds for a workload certificate (ca/authority.ts).
   const certValiditySeconds = parseCount(str(values["cert-ttl"]), "--cert-ttl", 600, 30 * 24 * 3600);
+  const statsIntervalSeconds = parseCount(str(values["stats-interval"]), "--stats-interval", 0, 3600);
 
   const cp = str(values.cp);
   const apiFlag = str(values.api);
@@ -334,6 +339,7 @@ async function agentOptions(values: Parsed["values"], envoyArgs: string[], out: 
     leaseSeconds,
     drainSeconds,
     ...(certValiditySeconds !== undefined ? { certValiditySeconds } : {}),
+    ...(statsIntervalSeconds !== undefined ? { statsIntervalSeconds } : {}),
     envoyArgs,
     log: (line) => out(line),
     envoyOutput: (chunk) => {
