@@ -5,12 +5,15 @@ import { Hono } from "hono";
 import { describeRoute } from "hono-openapi";
 import { EdgeConfig } from "../../schema/edge-config.ts";
 import type { EdgeConfigSource } from "../edge/source.ts";
+import type { EdgeStatusTable } from "../edge/status.ts";
 import { component, errorResponse, json } from "./openapi.ts";
 
 const Config = component("EdgeConfig", EdgeConfig);
 
 export interface EdgeDeps {
   edge: EdgeConfigSource;
+  /** Where polls naming their worker (Wasmesh-Edge-Name) are recorded, for GET /v1/status. */
+  status?: EdgeStatusTable;
 }
 
 /** Whether an If-None-Match header matches `etag` (weak comparison, as RFC 9110 wants for it). */
@@ -40,6 +43,22 @@ export function edgeRoutes(deps: EdgeDeps): Hono {
           description: "The ETag of the configuration the caller holds: 304 while it is current",
           schema: { type: "string" },
         },
+        {
+          name: "Wasmesh-Edge-Name",
+          in: "header",
+          required: false,
+          description:
+            "The edge worker's name (its EDGE_NAME, a DNS label): the poll is recorded for GET /v1/status",
+          schema: { type: "string", maxLength: 63 },
+        },
+        {
+          name: "Wasmesh-Edge-Rejected",
+          in: "header",
+          required: false,
+          description:
+            "Why the worker refused the document If-None-Match names (it keeps serving its last good one); at most 512 bytes are kept",
+          schema: { type: "string" },
+        },
       ],
       responses: {
         "200": {
@@ -66,6 +85,16 @@ export function edgeRoutes(deps: EdgeDeps): Hono {
         "Cache-Control": "no-cache",
         "Wasmesh-Revision": String(state.revision),
       };
+      const name = c.req.header("wasmesh-edge-name");
+      if (name !== undefined && deps.status) {
+        deps.status.record({
+          name,
+          tokenId: c.get("principal")?.tokenId ?? "none",
+          ifNoneMatch: c.req.header("if-none-match"),
+          rejected: c.req.header("wasmesh-edge-rejected"),
+          currentVersion: state.config.version,
+        });
+      }
       if (noneMatchHits(c.req.header("if-none-match"), state.etag)) return c.body(null, 304, headers);
       return c.body(state.body, 200, { ...headers, "Content-Type": "application/json" });
     },

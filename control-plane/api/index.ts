@@ -8,6 +8,7 @@ import { matchedRoutes } from "hono/route";
 import { describeRoute } from "hono-openapi";
 import type { CertificateAuthority } from "../ca/index.ts";
 import { createEdgeConfigSource, type EdgeConfigSource } from "../edge/source.ts";
+import { createEdgeStatusTable, EdgeStatus, type EdgeStatusTable } from "../edge/status.ts";
 import type { ModuleCode } from "../envoy/index.ts";
 import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "../metrics.ts";
 import { DEFAULT_VALIDATION_TIMEOUT_MS } from "../modules/isolate.ts";
@@ -70,6 +71,11 @@ export interface ApiOptions {
   /** What GET /v1/edge/config serves; default translated from `store`, once per revision. */
   edge?: EdgeConfigSource;
   /**
+   * What the edge workers' polls say of them (name, version served, last rejection), for GET
+   * /v1/status; default a table of this API's own, with the default bounds.
+   */
+  edgeStatus?: EdgeStatusTable;
+  /**
    * Loads what a write would configure into the modules before it is committed, refusing what they
    * refuse (revision/check.ts); without it, writes are checked by the schemas only.
    */
@@ -106,7 +112,12 @@ const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIO
 
 const Status = component(
   "Status",
-  Type.Object({ proxies: Type.Array(component("ProxyStatus", ProxyStatus)) }),
+  Type.Object({
+    proxies: Type.Array(component("ProxyStatus", ProxyStatus)),
+    edges: Type.Array(component("EdgeStatus", EdgeStatus), {
+      description: "edge workers that polled GET /v1/edge/config in the last 10 minutes",
+    }),
+  }),
 );
 const Health = component(
   "Health",
@@ -209,14 +220,11 @@ export function createApi(options: ApiOptions): Hono {
     }),
   );
 
-  app.route(
-    "/v1/edge",
-    edgeRoutes({
-      edge:
-        options.edge ??
-        createEdgeConfigSource(createRevisionSource({ store, log: (line) => log(`api: ${line}`) })),
-    }),
-  );
+  const edge =
+    options.edge ??
+    createEdgeConfigSource(createRevisionSource({ store, log: (line) => log(`api: ${line}`) }));
+  const edgeStatus = options.edgeStatus ?? createEdgeStatusTable();
+  app.route("/v1/edge", edgeRoutes({ edge, status: edgeStatus }));
 
   app.route(
     "/v1/proxies",
@@ -235,11 +243,26 @@ export function createApi(options: ApiOptions): Hono {
     "/v1/status",
     describeRoute({
       operationId: "status",
-      summary: "Proxies connected to the xDS server: what each was sent, acknowledged and last rejected",
+      summary:
+        "Proxies connected to the xDS server: what each was sent, acknowledged and last rejected; and the edge workers that poll the edge configuration: the version each serves and its last rejection",
       tags,
-      responses: { "200": { description: "connected proxies", content: json(Status) } },
+      responses: {
+        "200": { description: "connected proxies and polling edge workers", content: json(Status) },
+      },
     }),
-    (c) => c.json({ proxies: options.status?.() ?? [] }),
+    async (c) => {
+      // The current edge version, to tell each worker current or behind; a failing store leaves
+      // each with the version its last poll was answered with.
+      let edges = edgeStatus.list();
+      if (edges.length > 0) {
+        const currentVersion = await edge.current().then(
+          (state) => state.config.version,
+          () => undefined,
+        );
+        edges = edgeStatus.list(currentVersion);
+      }
+      return c.json({ proxies: options.status?.() ?? [], edges });
+    },
   );
   system.get(
     "/healthz",

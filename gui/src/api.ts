@@ -97,6 +97,21 @@ export interface ProxyStatus {
   nacks: number;
 }
 
+/** GET /v1/status: an edge worker that polled GET /v1/edge/config in the last 10 minutes. */
+export interface EdgeStatus {
+  name: string;
+  tokenId: string;
+  /** Null: none yet, or not known (it refused the document it fetched). */
+  servingVersion: string | null;
+  currentVersion: string;
+  current: boolean;
+  lastPollAt: string;
+  /** By the control plane's clock: the browser's may differ. */
+  lastPollAgoMs: number;
+  polls: number;
+  lastRejection?: { reason: string; version: string | null; at: string };
+}
+
 /** GET /v1/traffic: what the sidecars report of the last window (absent while the API answers 404). */
 export interface Traffic {
   windowSeconds: number;
@@ -136,6 +151,8 @@ export interface Mesh {
   plugins: Resource<WasmPluginSpec>[];
   imported: Resource<ImportedResourceSpec>[];
   proxies: ProxyStatus[];
+  /** Edge workers (absent from a control plane that does not list them: none). */
+  edges: EdgeStatus[];
   /** Null while GET /v1/traffic answers 404 (a control plane without it): nothing is shown. */
   traffic: Traffic | null;
   /** Wasm filters each connected proxy was sent, by node id (fetched again when its revision moves). */
@@ -220,7 +237,7 @@ export async function readMesh(): Promise<Mesh> {
       list<ImportedResourceSpec>("importedresources"),
     ]);
   const [status, traffic] = await Promise.all([
-    get<{ proxies: ProxyStatus[] }>("/v1/status"),
+    get<{ proxies: ProxyStatus[]; edges?: EdgeStatus[] }>("/v1/status"),
     get<Traffic>("/v1/traffic", true),
   ]);
   const proxies = status?.proxies ?? [];
@@ -235,6 +252,7 @@ export async function readMesh(): Promise<Mesh> {
     plugins,
     imported,
     proxies,
+    edges: status?.edges ?? [],
     traffic,
     wasm: await wasmOf(proxies),
     readAt: new Date(),

@@ -1,12 +1,84 @@
 // Proxies (each sidecar connected to the xDS server, and any reporter GET /v1/traffic knows that
 // is not connected, such as an edge worker): connection, the revision it acknowledged, the module
-// digests it runs, and its last rejection with Envoy's text. Modules: each WasmModule's versions by
+// digests it runs, and its last rejection with Envoy's text. Edge workers (each poll of GET
+// /v1/edge/config): current, behind or silent, the version each serves, its last rejection. Modules: each WasmModule's versions by
 // digest, and the plugins and proxies that use each.
-import type { Mesh, ProxyWasm } from "./api.ts";
+import type { EdgeStatus, Mesh, ProxyWasm } from "./api.ts";
 
 const short = (digest: string) => digest.slice(0, 12);
 const typeName = (typeUrl: string) => typeUrl.slice(typeUrl.lastIndexOf(".") + 1);
 const since = (iso: string) => new Date(iso).toLocaleTimeString();
+
+/**
+ * An edge polls every 5 s by default (CONFIG_REFRESH_MS): silent after three intervals without a
+ * poll, as the control plane's clock counts them (lastPollAgoMs), not the browser's.
+ */
+export const EDGE_SILENT_MS = 3 * 5_000;
+
+function edgeState(e: EdgeStatus): { state: "current" | "behind" | "silent"; class: string } {
+  if (e.lastPollAgoMs > EDGE_SILENT_MS) return { state: "silent", class: "warn" };
+  return e.current ? { state: "current", class: "good" } : { state: "behind", class: "bad" };
+}
+
+function EdgesTable({ edges }: { edges: EdgeStatus[] }) {
+  return (
+    <>
+      <h2>Edge workers</h2>
+      {edges.length === 0 && <p class="muted">No edge worker has polled in the last 10 minutes.</p>}
+      {edges.length > 0 && (
+        <table class="edges">
+          <thead>
+            <tr>
+              <th>Name</th>
+              <th>State</th>
+              <th>Serving</th>
+              <th>Last rejection</th>
+            </tr>
+          </thead>
+          <tbody>
+            {edges.map((e) => {
+              const { state, class: tone } = edgeState(e);
+              return (
+                <tr data-edge-worker={e.name} data-token={e.tokenId}>
+                  <td>
+                    {e.name}
+                    <div class="muted">token {e.tokenId}</div>
+                  </td>
+                  <td>
+                    <span class={`state ${tone}`}>{state}</span>
+                    <div class="muted">
+                      last poll {since(e.lastPollAt)} ({e.polls} poll{e.polls === 1 ? "" : "s"})
+                    </div>
+                  </td>
+                  <td class="serving">
+                    <code class="version" title={e.servingVersion ?? undefined}>
+                      {e.servingVersion === null ? "none" : short(e.servingVersion)}
+                    </code>
+                    {!e.current && (
+                      <div class="muted" title={e.currentVersion}>
+                        current {short(e.currentVersion)}
+                      </div>
+                    )}
+                  </td>
+                  <td class="rejection">
+                    {e.lastRejection ? (
+                      <div class="bad">
+                        {e.lastRejection.version !== null && `version ${short(e.lastRejection.version)} `}at{" "}
+                        {since(e.lastRejection.at)}:<pre>{e.lastRejection.reason}</pre>
+                      </div>
+                    ) : (
+                      <span class="muted">none</span>
+                    )}
+                  </td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      )}
+    </>
+  );
+}
 
 export function ProxiesPage({ mesh }: { mesh: Mesh }) {
   const connected = new Set(mesh.proxies.map((p) => p.nodeId));
@@ -119,6 +191,7 @@ export function ProxiesPage({ mesh }: { mesh: Mesh }) {
           </tbody>
         </table>
       )}
+      <EdgesTable edges={mesh.edges} />
     </section>
   );
 }

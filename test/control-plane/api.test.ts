@@ -952,9 +952,9 @@ describe("system routes", () => {
       },
     ];
     const h = await setup({ status: () => proxies });
-    expect((await call(h.app, "GET", "/v1/status")).body).toEqual({ proxies });
+    expect((await call(h.app, "GET", "/v1/status")).body).toEqual({ proxies, edges: [] });
     const none = await setup();
-    expect((await call(none.app, "GET", "/v1/status")).body).toEqual({ proxies: [] });
+    expect((await call(none.app, "GET", "/v1/status")).body).toEqual({ proxies: [], edges: [] });
   });
 });
 

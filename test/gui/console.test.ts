@@ -3,7 +3,7 @@
 // against `wasmesh server` with the demo mesh (deploy/demo/mesh.yaml: reviews split 90/10), signed
 // in with a read-only token made by `wasmesh token create`. The page shows what the API holds:
 // 90 and 10, then 50 and 50 after a PUT without a reload, an open circuit as open, a proxy's NACK
-// with Envoy's text. Each page's screenshot is kept under test-artifacts/gui/.
+// with Envoy's text, an edge worker's poll with the text of its rejection. Each page's screenshot is kept under test-artifacts/gui/.
 import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -300,6 +300,29 @@ describe("the web console at /gui", () => {
     // A Workload whose sidecar has no stream now.
     expect(await textOf(page, '[data-proxy="ratings-1"] .warn', "not connected")).toBe("not connected");
     await shot(page, "proxies");
+  });
+
+  it("lists an edge worker that polls: behind, the version it serves and the text of its rejection", async () => {
+    // What an edge worker sends (workers/src/config-source.ts), with the read-only token it polls with:
+    // once while it serves an old version, then with why it refused the current one.
+    const url = `${plane.api}/v1/edge/config`;
+    const headers = { authorization: `Bearer ${readOnly}`, "wasmesh-edge-name": "edge-eu" };
+    const first = await fetch(url, { headers: { ...headers, "if-none-match": '"old"' } });
+    expect(first.status).toBe(200);
+    const etag = first.headers.get("etag") as string;
+    await first.body?.cancel();
+    const refusal = `the module refused configuration ${etag.slice(1, -1)}: route "canary": no such cluster`;
+    const second = await fetch(url, {
+      headers: { ...headers, "if-none-match": etag, "wasmesh-edge-rejected": refusal },
+    });
+    expect(second.status).toBe(304);
+
+    await page.goto(`${plane.api}/gui/#/proxies`);
+    const row = '[data-edge-worker="edge-eu"]';
+    expect(await textOf(page, `${row} .rejection pre`, refusal)).toBe(refusal);
+    expect(await textOf(page, `${row} .state`, "behind")).toBe("behind");
+    expect(await textOf(page, `${row} .serving .version`, "old")).toBe("old");
+    await shot(page, "proxies-edge");
   });
 
   it("shows each module's versions by digest and the plugins that use it", async () => {

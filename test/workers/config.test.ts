@@ -290,6 +290,10 @@ describe("revalidation and the last good configuration (a stand-in endpoint that
     await control.start();
     control.serveRaw(500, "internal error");
     await keepServing(edge, "v1", logged(edge, /keeping configuration good: .* answered 500/, 2));
+    // Each poll names the worker (EDGE_NAME, default "edge"); a failure to fetch is no refusal of a
+    // document, so it reports none.
+    expect(control.lastHeaders["wasmesh-edge-name"]).toBe("edge");
+    expect(control.lastHeaders["wasmesh-edge-rejected"]).toBeUndefined();
     control.serveRaw(200, "<html>definitely not JSON");
     await keepServing(
       edge,
@@ -324,10 +328,20 @@ describe("revalidation and the last good configuration (a stand-in endpoint that
       "v1",
       thenRevalidated(logged(edge, /the module refused configuration refused: .*weights must add up to 100/)),
     );
+    // Revalidating the refused document, it says why it refused it (for GET /v1/status).
+    expect(control.lastHeaders["if-none-match"]).toMatch(/^"r\d+"$/);
+    expect(control.lastHeaders["wasmesh-edge-rejected"]).toMatch(
+      /^the module refused configuration refused: .*weights must add up to 100/,
+    );
 
     control.serve(allTo("better", "v2"));
     await until("the worker to follow", async () => upstreamOf(await edge.send({ path: "/" })) === "v2");
     expect(v2.count).toBeGreaterThan(0);
+    // Serving the new one, it reports no refusal any more.
+    await until("a poll without a refusal", async () => {
+      await edge.send({ path: "/" });
+      return control.lastHeaders["wasmesh-edge-rejected"] === undefined;
+    });
   });
 
   it("answers 503 with a clear body until it has ever had a configuration, never routing", async () => {
@@ -356,6 +370,11 @@ describe("revalidation and the last good configuration (a stand-in endpoint that
     expect(response.body).toContain(
       'wasmesh edge is misconfigured: CONFIG_SOURCE is "kv" but no CONFIG_KV namespace is bound',
     );
+    const misnamed = await (await worker({ CONFIG_URL: control.url, EDGE_NAME: "Edge_1" })).send({
+      path: "/",
+    });
+    expect(misnamed.status).toBe(503);
+    expect(misnamed.body).toContain("wasmesh edge is misconfigured: EDGE_NAME must be a DNS label");
   });
 });
 

@@ -10,6 +10,7 @@ import {
   startControlPlaneProcess,
   wasmesh,
 } from "../support/control-plane.ts";
+import { until } from "../support/wait.ts";
 import { startWranglerDev, type WranglerDev } from "./harness.ts";
 
 let upstreams: DemoUpstreams;
@@ -31,6 +32,9 @@ beforeAll(async () => {
   edge = await startWranglerDev({
     CONFIG_URL: `${cp.api}/v1/edge/config`,
     WASMESH_TOKEN: token.stdout.trim(),
+    EDGE_NAME: "edge-demo",
+    // Polls often enough that the control plane sees it serve the current version within the test.
+    CONFIG_REFRESH_MS: "500",
   });
 });
 
@@ -70,5 +74,33 @@ describe("wrangler dev against the demo's mesh", () => {
     const ratings = await edge.send({ path: "/ratings/1", authority: "ratings" });
     expect(ratings.status).toBe(200);
     expect(ratings.headers.get("x-upstream")).toBe("ratings");
+  });
+
+  it("is listed by GET /v1/status under its EDGE_NAME, serving the current version", async () => {
+    interface Edge {
+      name: string;
+      servingVersion: string | null;
+      currentVersion: string;
+      current: boolean;
+      lastRejection?: unknown;
+    }
+    let edges: Edge[] = [];
+    // Polls are made by requests (one per interval at most): keep sending until one with the
+    // version it serves has been made.
+    await until(
+      "the edge listed as current",
+      async () => {
+        await edge.send({ path: "/reviews/1", authority: "reviews" });
+        edges = ((await (await apiFetch(`${cp.api}/v1/status`)).json()) as { edges: Edge[] }).edges;
+        return edges.some((e) => e.name === "edge-demo" && e.current);
+      },
+      30_000,
+      200,
+    ).catch((error: unknown) => {
+      throw new Error(`${String(error)}; edges: ${JSON.stringify(edges)}\n${edge.output()}`);
+    });
+    const listed = edges.find((e) => e.name === "edge-demo");
+    expect(listed?.servingVersion).toBe(listed?.currentVersion);
+    expect(listed?.lastRejection).toBeUndefined();
   });
 });

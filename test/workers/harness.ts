@@ -152,6 +152,8 @@ export interface ConfigServer {
   /** Requests answered 200 / 304 so far. */
   readonly full: number;
   readonly notModified: number;
+  /** The last request's headers (the worker's name, If-None-Match, what it refused). */
+  readonly lastHeaders: http.IncomingHttpHeaders;
   close(): Promise<void>;
 }
 
@@ -162,7 +164,9 @@ export async function startConfigServer(): Promise<ConfigServer> {
   let revision = 0;
   let full = 0;
   let notModified = 0;
+  let lastHeaders: http.IncomingHttpHeaders = {};
   const server = http.createServer((req, res) => {
+    lastHeaders = req.headers;
     if (status === 200 && req.headers["if-none-match"] === etag) {
       notModified++;
       res.writeHead(304, { etag }).end();
@@ -203,6 +207,9 @@ export async function startConfigServer(): Promise<ConfigServer> {
     },
     get notModified() {
       return notModified;
+    },
+    get lastHeaders() {
+      return lastHeaders;
     },
     close: stop,
   };

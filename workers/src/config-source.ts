@@ -17,6 +17,11 @@ export interface WorkerEnv {
    * --role read-only`), set as a secret (`wrangler secret put WASMESH_TOKEN`).
    */
   WASMESH_TOKEN?: string;
+  /**
+   * The worker's name as the control plane lists it (GET /v1/status, the console's proxies page): a
+   * DNS label (default "edge"). Sent with every poll as Wasmesh-Edge-Name.
+   */
+  EDGE_NAME?: string;
   /** How often the configuration is revalidated, in ms (default 5000). */
   CONFIG_REFRESH_MS?: string | number;
   CONFIG_KV?: KvReader;
@@ -33,8 +38,12 @@ export type LoadOutcome =
 export interface ConfigSource {
   /** For messages: where the configuration comes from. */
   readonly description: string;
-  /** Loads the configuration unless it is still the one identified by `tag`. Never throws. */
-  load(tag: string | undefined): Promise<LoadOutcome>;
+  /**
+   * Loads the configuration unless it is still the one identified by `tag`. Never throws.
+   * `refused`: why the document `tag` names was refused (the worker serves its last good one), which
+   * an HTTP source reports to the control plane.
+   */
+  load(tag: string | undefined, refused?: string): Promise<LoadOutcome>;
 }
 
 export interface WorkerSettings {
@@ -50,6 +59,11 @@ export const MAX_REFRESH_MS = 300_000;
 const FETCH_TIMEOUT_MS = 5_000;
 /** The key the control plane's KV publisher writes by default (control-plane/edge/kv.ts). */
 const DEFAULT_KV_KEY = "wasmesh-edge-config";
+export const DEFAULT_EDGE_NAME = "edge";
+/** EDGE_NAME: a DNS label (lower case), as the control plane records it. */
+const EDGE_NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+/** The most of a rejection's text sent in Wasmesh-Edge-Rejected. */
+export const MAX_REJECTION_BYTES = 512;
 
 /** Reads wrangler.toml's vars and bindings; an error says what to fix. */
 export function readSettings(
@@ -62,12 +76,22 @@ export function readSettings(
       error: `CONFIG_REFRESH_MS must be an integer from ${MIN_REFRESH_MS} to ${MAX_REFRESH_MS} (got ${JSON.stringify(env.CONFIG_REFRESH_MS)})`,
     };
   }
+  const name = env.EDGE_NAME === undefined || env.EDGE_NAME === "" ? DEFAULT_EDGE_NAME : env.EDGE_NAME;
+  if (!EDGE_NAME.test(name)) {
+    return {
+      ok: false,
+      error: `EDGE_NAME must be a DNS label: lower-case letters, digits and '-', at most 63, not starting or ending with '-' (got ${JSON.stringify(env.EDGE_NAME)})`,
+    };
+  }
   const kind = env.CONFIG_SOURCE ?? "http";
   if (kind === "http") {
     const url = env.CONFIG_URL;
     if (!url || !URL.canParse(url))
       return { ok: false, error: "CONFIG_URL must be set to the control plane's /v1/edge/config URL" };
-    return { ok: true, settings: { source: httpSource(url, env.WASMESH_TOKEN || undefined), refreshMs } };
+    return {
+      ok: true,
+      settings: { source: httpSource(url, env.WASMESH_TOKEN || undefined, name), refreshMs },
+    };
   }
   if (kind === "kv") {
     if (!env.CONFIG_KV)
@@ -87,19 +111,39 @@ function parseRefresh(value: string | number | undefined): number | undefined {
 }
 
 /**
- * GET with If-None-Match: a 304 costs the control plane nothing and the worker nothing. With the
- * API token as a bearer token, when there is one.
+ * A rejection's text as a header value: printable ASCII only (CR and LF would end the header, and
+ * fetch refuses characters beyond Latin-1), control characters as spaces and anything else as "?",
+ * at most `maxBytes`.
  */
-export function httpSource(url: string, token?: string): ConfigSource {
+export function headerSafe(text: string, maxBytes = MAX_REJECTION_BYTES): string {
+  return (
+    text
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: removing them is the point
+      .replace(/[\x00-\x1f\x7f]+/g, " ")
+      .replace(/[^\x20-\x7e]/g, "?")
+      .trim()
+      .slice(0, maxBytes)
+  );
+}
+
+/**
+ * GET with If-None-Match: a 304 costs the control plane nothing and the worker nothing. With the
+ * API token as a bearer token, when there is one. Each poll names the worker (Wasmesh-Edge-Name)
+ * and, while it holds a document it refused, why (Wasmesh-Edge-Rejected), for GET /v1/status.
+ */
+export function httpSource(url: string, token?: string, name = DEFAULT_EDGE_NAME): ConfigSource {
   return {
     description: url,
-    async load(tag) {
+    async load(tag, refused) {
+      const rejected = refused !== undefined ? headerSafe(refused) : "";
       const etag = tag?.startsWith(ETAG) ? tag.slice(ETAG.length) : undefined;
       let response: Response;
       try {
         response = await fetch(url, {
           headers: {
             accept: "application/json",
+            "wasmesh-edge-name": name,
+            ...(rejected !== "" ? { "wasmesh-edge-rejected": rejected } : {}),
             ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}),
             ...(etag !== undefined ? { "if-none-match": etag } : {}),
           },

@@ -79,6 +79,11 @@ export class EdgeMesh {
   #active: Generation | undefined;
   /** Identifies the document last seen (accepted or not), so an unchanged one is not reloaded. */
   #tag: string | undefined;
+  /**
+   * Why the document #tag names was refused (invalid, or the module refused it), reported with
+   * each poll until another document comes; the worker serves its last good one meanwhile.
+   */
+  #refused: string | undefined;
   #lastAttemptMs = Number.NEGATIVE_INFINITY;
   #lastProblem = "the configuration has not been loaded yet";
   #loading: Promise<void> | undefined;
@@ -139,10 +144,16 @@ export class EdgeMesh {
   }
 
   async #load(): Promise<void> {
-    const outcome = await this.#options.source.load(this.#tag);
+    const outcome = await this.#options.source.load(this.#tag, this.#refused);
     if (outcome.kind === "unchanged") return;
-    if (outcome.tag !== undefined) this.#tag = outcome.tag;
+    // A new document: what was refused of the last one no longer applies. (A source that could not
+    // be read names no document: #tag and what is known of it stay.)
+    if (outcome.tag !== undefined) {
+      this.#tag = outcome.tag;
+      this.#refused = undefined;
+    }
     if (outcome.kind === "rejected") {
+      if (outcome.tag !== undefined) this.#refused = outcome.reason;
       this.#problem(outcome.reason);
       return;
     }
@@ -158,11 +169,15 @@ export class EdgeMesh {
     try {
       result = await host.tryCreatePlugin({ configuration: JSON.stringify(config.filter), rootId: ROOT_ID });
     } catch (error) {
-      this.#problem(`configuration ${config.version}: creating the plugin failed: ${describe(error)}`);
+      const reason = `configuration ${config.version}: creating the plugin failed: ${describe(error)}`;
+      this.#refused = reason;
+      this.#problem(reason);
       return;
     }
     if (!result.ok) {
-      this.#problem(`the module refused configuration ${config.version}: ${result.error}`);
+      const reason = `the module refused configuration ${config.version}: ${result.error}`;
+      this.#refused = reason;
+      this.#problem(reason);
       return;
     }
     const previous = this.#active;
