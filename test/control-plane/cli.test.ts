@@ -891,7 +891,7 @@ describe("status", () => {
     expectOk(table);
     expect(table.stdout).toBe("No proxies connected.\n");
     expectOk(json);
-    expect(JSON.parse(json.stdout)).toEqual({ proxies: [] });
+    expect(JSON.parse(json.stdout)).toEqual({ proxies: [], edges: [] });
   });
 
   it("shows a connected proxy, what it acknowledged, and its last rejection", async () => {

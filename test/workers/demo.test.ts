@@ -102,5 +102,10 @@ describe("wrangler dev against the demo's mesh", () => {
     const listed = edges.find((e) => e.name === "edge-demo");
     expect(listed?.servingVersion).toBe(listed?.currentVersion);
     expect(listed?.lastRejection).toBeUndefined();
+    // `wasmesh status` lists it under the proxies: its name, the version it serves, current.
+    const status = await wasmesh(["status"], { api: cp.api });
+    expect(status.code, status.stderr).toBe(0);
+    const row = status.stdout.split("\n").find((line) => line.startsWith("edge-demo "));
+    expect(row?.split(/\s+/).slice(0, 3)).toEqual(["edge-demo", listed?.servingVersion?.slice(0, 12), "yes"]);
   });
 });
