@@ -26,6 +26,7 @@
 import * as k8s from "@kubernetes/client-node";
 import { portProtocol } from "../imports/kubernetes.ts";
 import { API_VERSION, type Service, validateResource, type Workload } from "../resources/index.ts";
+import { describeKubeError } from "./errors.ts";
 import { describeVerdict, INJECTION_LABEL, injectionWanted, namespaceMarker } from "./markers.ts";
 import { podService } from "./token-review.ts";
 
@@ -537,7 +538,7 @@ export function startDiscovery(options: DiscoveryOptions): Discovery {
     if (closed) return;
     const delay = Math.min(backoff.max, backoff.initial * 2 ** watched.attempt);
     watched.attempt += 1;
-    log(`discovery: ${watched.kind}: ${describeError(error)}; listing or watching again in ${delay} ms`);
+    log(`discovery: ${watched.kind}: ${describeKubeError(error)}; listing or watching again in ${delay} ms`);
     const timer = setTimeout(() => {
       timers.delete(timer);
       start(watched);
@@ -584,14 +585,4 @@ export function startDiscovery(options: DiscoveryOptions): Discovery {
       for (const watched of all) await watched.informer.stop();
     },
   };
-}
-
-function describeError(error: unknown): string {
-  if (typeof error === "object" && error !== null) {
-    const e = error as { code?: unknown; statusCode?: unknown; message?: unknown; body?: unknown };
-    const status = e.code ?? e.statusCode;
-    const message = typeof e.message === "string" ? e.message : String(error);
-    return typeof status === "number" ? `HTTP ${status}: ${message}` : message;
-  }
-  return String(error);
 }

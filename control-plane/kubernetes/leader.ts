@@ -29,6 +29,7 @@
 // RBAC: the control plane's service account needs get, create and update on leases
 // (coordination.k8s.io) in its namespace.
 import * as k8s from "@kubernetes/client-node";
+import { describeKubeError } from "./errors.ts";
 
 export const DEFAULT_LEASE_DURATION_SECONDS = 15;
 export const DEFAULT_RENEW_DEADLINE_SECONDS = 10;
@@ -119,17 +120,6 @@ const sameRecord = (a: LeaseRecord, b: LeaseRecord) =>
 
 const statusOf = (error: unknown) => (error instanceof k8s.ApiException ? error.code : undefined);
 
-/** What a failed call says, briefly: its status code and the Status message, or the network error. */
-function describeError(error: unknown): string {
-  if (error instanceof k8s.ApiException) {
-    const body = error.body as { message?: unknown } | string | undefined;
-    const message = typeof body === "object" && typeof body?.message === "string" ? body.message : undefined;
-    return `HTTP ${error.code}${message ? `: ${message}` : ""}`;
-  }
-  if (error instanceof Error && error.name === "AbortError") return "no answer in time";
-  return error instanceof Error ? error.message : String(error);
-}
-
 /** Client options that abort the request on `signal` (the client has no timeout of its own). */
 function abortingOn(signal: AbortSignal): k8s.ConfigurationOptions {
   return {
@@ -209,7 +199,7 @@ export function startLeaderElection(options: LeaderElectionOptions): LeaderElect
     try {
       await callback();
     } catch (error) {
-      log(`leader election: ${what} failed: ${describeError(error)}`);
+      log(`leader election: ${what} failed: ${describeKubeError(error)}`);
     }
   };
 
@@ -227,7 +217,7 @@ export function startLeaderElection(options: LeaderElectionOptions): LeaderElect
       try {
         options.onNewLeader?.(holder);
       } catch (error) {
-        log(`leader election: onNewLeader failed: ${describeError(error)}`);
+        log(`leader election: onNewLeader failed: ${describeKubeError(error)}`);
       }
     }
   }
@@ -390,7 +380,7 @@ export function startLeaderElection(options: LeaderElectionOptions): LeaderElect
         lastError = undefined;
       } catch (error) {
         if (stopping.signal.aborted) break;
-        const text = describeError(error);
+        const text = describeKubeError(error);
         // One line per distinct failure, not one per retry, while the API server is unreachable.
         if (text !== lastError) log(`leader election: ${namespace}/${name}: ${text}; retrying`);
         lastError = text;
@@ -431,7 +421,7 @@ export function startLeaderElection(options: LeaderElectionOptions): LeaderElect
       } catch (error) {
         if (statusOf(error) === 409) continue;
         log(
-          `leader election: releasing ${namespace}/${name} failed (${describeError(error)}); it expires instead`,
+          `leader election: releasing ${namespace}/${name} failed (${describeKubeError(error)}); it expires instead`,
         );
         return;
       }

@@ -23,6 +23,7 @@ import * as k8s from "@kubernetes/client-node";
 import { Value } from "@sinclair/typebox/value";
 import { ResourceName } from "../resources/index.ts";
 import { looksLikeToken, type Principal, type Tokens, type Verdict } from "../security/tokens.ts";
+import { describeKubeError } from "./errors.ts";
 
 /** The pod label naming a workload's service (set by the sidecar injector), then the usual ones. */
 export const SERVICE_LABELS = ["wasmesh.io/service", "app.kubernetes.io/name", "app"] as const;
@@ -80,16 +81,6 @@ function expiryOf(jwt: string): number | undefined {
   }
 }
 
-/** What a Kubernetes client error says, briefly: its status code and the Status message. */
-function describeError(error: unknown): string {
-  if (error instanceof k8s.ApiException) {
-    const body = error.body as { message?: unknown } | string | undefined;
-    const message = typeof body === "object" && typeof body?.message === "string" ? body.message : undefined;
-    return `HTTP ${error.code}${message ? `: ${message}` : ""}`;
-  }
-  return error instanceof Error ? error.message : String(error);
-}
-
 /**
  * The service a pod's labels name, or why there is none. The label holds a service's name (a DNS
  * label), or `<name>.<namespace>` naming the pod's own namespace (never another's: a pod cannot
@@ -145,7 +136,7 @@ export function withServiceAccountTokens(tokens: Tokens, options: ServiceAccount
       });
       status = answer.status;
     } catch (error) {
-      const why = describeError(error);
+      const why = describeKubeError(error);
       options.log(`kubernetes: a TokenReview failed (${why}); the token is refused`);
       return refused(`the Kubernetes API server could not review the token (${why})`);
     }
@@ -176,7 +167,7 @@ export function withServiceAccountTokens(tokens: Tokens, options: ServiceAccount
     } catch (error) {
       if (error instanceof k8s.ApiException && error.code === 404)
         return refused(`pod ${namespace}/${pod} the token was bound to no longer exists`);
-      const why = describeError(error);
+      const why = describeKubeError(error);
       options.log(`kubernetes: reading pod ${namespace}/${pod} failed (${why}); its token is refused`);
       return refused(`the Kubernetes API server could not be asked for pod ${namespace}/${pod} (${why})`);
     }
