@@ -9,9 +9,7 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CanaryMesh, startCanaryMesh } from "../support/canary-mesh.ts";
-import { wasmesh } from "../support/control-plane.ts";
 import { REPO_ROOT } from "../support/envoy.ts";
-import { startLoad } from "../support/load.ts";
 import { sendHttp } from "../support/mesh-envoy.ts";
 
 const FIXTURES = join(REPO_ROOT, "test", "fixtures", "imports");
@@ -23,18 +21,14 @@ let mesh: CanaryMesh;
 
 /** `wasmesh apply -f FILE` and waits until every sidecar has what it made: stdout and stderr. */
 async function applySynced(file: string): Promise<{ stdout: string; stderr: string }> {
-  const result = await wasmesh(["apply", "-f", file], { api: mesh.cp.api });
-  if (result.code !== 0) throw new Error(`wasmesh apply -f ${file}: exit ${result.code}: ${result.stderr}`);
+  const result = await mesh.cli(["apply", "-f", file]);
   await mesh.synced();
   return result;
 }
 
 /** `wasmesh delete KIND NAME`: its stdout; throws on a non-zero exit. */
 async function remove(kind: string, name: string): Promise<string> {
-  const result = await wasmesh(["delete", kind, name], { api: mesh.cp.api });
-  if (result.code !== 0)
-    throw new Error(`wasmesh delete ${kind} ${name}: exit ${result.code}: ${result.stderr}`);
-  return result.stdout;
+  return (await mesh.cli(["delete", kind, name])).stdout;
 }
 
 /** The names of the stored resources of a kind (its API path segment). */
@@ -49,16 +43,7 @@ async function get(path: string): Promise<unknown> {
   return (body as { spec: unknown }).spec;
 }
 
-async function send(host: string, n: number) {
-  const { outbound } = await mesh.agent(CLIENT).ports();
-  return startLoad({
-    url: `http://127.0.0.1:${outbound}/`,
-    headers: { host },
-    requests: n,
-    concurrency: 1,
-    timeoutMs: 15_000,
-  }).result;
-}
+const send = (host: string, n: number) => mesh.send(CLIENT, host, n);
 
 /** One request through productpage's sidecar: its status and what says why. */
 async function call(host: string, path = "/") {

@@ -10,7 +10,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CanaryMesh, startCanaryMesh } from "../support/canary-mesh.ts";
 import { revisionOf, wasmesh } from "../support/control-plane.ts";
 import { REPO_ROOT } from "../support/envoy.ts";
-import { startLoad } from "../support/load.ts";
 import { sendHttp } from "../support/mesh-envoy.ts";
 
 const FIXTURES = join(REPO_ROOT, "test", "fixtures", "imports");
@@ -19,12 +18,7 @@ const CLIENT = "productpage-1";
 
 let mesh: CanaryMesh;
 
-/** `wasmesh apply -f FILE`: its stdout and stderr; throws on a non-zero exit. */
-async function apply(file: string): Promise<{ stdout: string; stderr: string }> {
-  const result = await wasmesh(["apply", "-f", file], { api: mesh.cp.api });
-  if (result.code !== 0) throw new Error(`wasmesh apply -f ${file}: exit ${result.code}: ${result.stderr}`);
-  return result;
-}
+const apply = (file: string) => mesh.cli(["apply", "-f", file]);
 
 /** Applies a file and waits until every sidecar has what it made. */
 async function applySynced(file: string): Promise<string> {
@@ -33,16 +27,8 @@ async function applySynced(file: string): Promise<string> {
   return stdout;
 }
 
-async function send(host: string, n: number, headers: Record<string, string> = {}) {
-  const { outbound } = await mesh.agent(CLIENT).ports();
-  return startLoad({
-    url: `http://127.0.0.1:${outbound}/`,
-    headers: { host, ...headers },
-    requests: n,
-    concurrency: 1,
-    timeoutMs: 15_000,
-  }).result;
-}
+const send = (host: string, n: number, headers: Record<string, string> = {}) =>
+  mesh.send(CLIENT, host, n, headers);
 
 beforeAll(async () => {
   mesh = await startCanaryMesh({ manifests: [join(FIXTURES, "bookinfo-services.yaml")] });

@@ -15,6 +15,7 @@ import {
 } from "./control-plane.ts";
 import { type AgentProcess, startAgentProcess } from "./dataplane.ts";
 import { REPO_ROOT } from "./envoy.ts";
+import { type LoadResult, startLoad } from "./load.ts";
 import { tagModule } from "./tag-module.ts";
 import { tempDir } from "./temp.ts";
 import { startUpstream, type Upstream } from "./upstreams.ts";
@@ -53,6 +54,10 @@ export interface CanaryMesh {
   pushTagger(bytes: Uint8Array): Promise<void>;
   /** Resolves once each named proxy (default: every running agent) has ACKed `revision` (default: the store's). */
   synced(revision?: number, names?: string[]): Promise<void>;
+  /** `wasmesh ARGS` against this control plane: stdout and stderr; throws on a non-zero exit. */
+  cli(args: string[], input?: string | Uint8Array): Promise<{ stdout: string; stderr: string }>;
+  /** n requests, one after another, through `agent`'s outbound listener to `host`. */
+  send(agent: string, host: string, n: number, headers?: Record<string, string>): Promise<LoadResult>;
   close(): Promise<void>;
 }
 
@@ -185,6 +190,17 @@ export async function startCanaryMesh(options: CanaryMeshOptions = {}): Promise<
           }),
         30_000,
       );
+    },
+    cli,
+    async send(agent, host, n, headers = {}) {
+      const { outbound } = await mesh.agent(agent).ports();
+      return startLoad({
+        url: `http://127.0.0.1:${outbound}/`,
+        headers: { host, ...headers },
+        requests: n,
+        concurrency: 1,
+        timeoutMs: 15_000,
+      }).result;
     },
     async close() {
       await Promise.all([...agents.values()].map((a) => a.stop()));
