@@ -11,6 +11,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { bootstrap } from "../control-plane/envoy/bootstrap.ts";
 import { DEFAULT_ADDRESSES, type ProxyIdentity } from "../control-plane/envoy/index.ts";
+import { DEFAULT_STATS_INTERVAL_SECONDS } from "../schema/traffic-report.ts";
 import { Envoy, EnvoyStartError } from "./envoy.ts";
 import type { Token } from "./http.ts";
 import { startWorkloadIdentity, type WorkloadIdentity } from "./identity.ts";
@@ -234,7 +235,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       log("ready: Envoy is LIVE and has acknowledged its configuration");
       if (register) registration.start();
       else log("not registering a Workload (--no-register): the control plane discovers this one");
-      const statsInterval = options.statsIntervalSeconds ?? 5;
+      const statsInterval = options.statsIntervalSeconds ?? DEFAULT_STATS_INTERVAL_SECONDS;
       if (statsInterval > 0) {
         const reporter = startStatsReporter({
           node: options.name,

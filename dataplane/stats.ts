@@ -4,20 +4,8 @@
 // compact cumulative report to /v1/proxies/<node>/stats. Cumulative, so a lost report loses no
 // count: the control plane's rates are the difference between two reports. A failed report is
 // logged once per outage and never touches traffic or the agent's other work.
+import { MAX_REPORT_ENTRIES, type StatsReport } from "../schema/traffic-report.ts";
 import { failureOf, type HttpResponse, httpRequest, type Token } from "./http.ts";
-
-/** What PUT /v1/proxies/<node>/stats takes (control-plane/traffic/). */
-export interface StatsReport {
-  service: string;
-  at: string;
-  clusters: Record<string, { requests: number; errors5xx: number }>;
-  circuits: Record<string, { open: boolean; rejected: number }>;
-  denials: Record<string, number>;
-}
-
-/** The control plane's limit on each of clusters, circuits and denials in one report. */
-export const MAX_REPORT_ENTRIES = 256;
-export const DEFAULT_STATS_INTERVAL_SECONDS = 5;
 
 const OUTBOUND = "outbound|";
 /**

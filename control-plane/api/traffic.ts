@@ -6,6 +6,7 @@
 import { Type } from "@sinclair/typebox";
 import { Hono } from "hono";
 import { describeRoute } from "hono-openapi";
+import { StatsReportBody } from "../../schema/traffic-report.ts";
 import { MAX_REPORT_BYTES, TrafficRefusal, type TrafficTable } from "../traffic/index.ts";
 import { agentRoute, forbidden } from "./auth.ts";
 import { accepts, decodeText, JSON_TYPES, limit, parseJson } from "./body.ts";
@@ -16,38 +17,11 @@ export interface TrafficDeps {
   traffic: TrafficTable;
 }
 
-const Count = Type.Integer({ minimum: 0 });
 const Subset = Type.Union([Type.Record(Type.String(), Type.String()), Type.Null()], {
   description: "the destination's subset selector; null for the whole service",
 });
 
-const StatsReport = component(
-  "StatsReport",
-  Type.Object(
-    {
-      service: Type.String({ description: "the reporting proxy's service (a dataplane token's own)" }),
-      at: Type.String({ format: "date-time", description: "when the counters were read" }),
-      clusters: Type.Record(
-        Type.String(),
-        Type.Object({ requests: Count, errors5xx: Count }, { additionalProperties: false }),
-        {
-          description: "per outbound cluster (outbound|<service>[|<k=v,…>]): cumulative counts, at most 256",
-        },
-      ),
-      circuits: Type.Optional(
-        Type.Record(
-          Type.String(),
-          Type.Object({ open: Type.Boolean(), rejected: Count }, { additionalProperties: false }),
-          { description: "per outbound cluster with a CircuitBreaker, at most 256" },
-        ),
-      ),
-      denials: Type.Optional(
-        Type.Record(Type.String(), Count, { description: "requests denied per rule, at most 256" }),
-      ),
-    },
-    { additionalProperties: false },
-  ),
-);
+const StatsReport = component("StatsReport", StatsReportBody);
 
 const Traffic = component(
   "Traffic",

@@ -9,20 +9,14 @@
 // report (a larger report is refused naming the field). A proxy that misses three of its intervals
 // is dropped, lazily, when the table is next read or written: no timer. Counters are cumulative,
 // so a lost report loses no count, and a counter lower than before (Envoy restarted) counts from 0.
+import {
+  DEFAULT_STATS_INTERVAL_SECONDS,
+  MAX_REPORT_ENTRIES,
+  type StatsReport,
+} from "../../schema/traffic-report.ts";
 import { MAX_SERVICE_NAME, parseOutboundCluster } from "../resources/index.ts";
 
-/** One report, as the agent sends it (cumulative counters since its Envoy started). */
-export interface StatsReport {
-  service: string;
-  /** When the agent read the counters (RFC 3339). */
-  at: string;
-  /** Per outbound cluster: requests sent, and answers 5xx. */
-  clusters: Record<string, { requests: number; errors5xx: number }>;
-  /** Per outbound cluster with a CircuitBreaker: open now (half-open included), requests refused. */
-  circuits: Record<string, { open: boolean; rejected: number }>;
-  /** Requests the routing filter denied, per rule (an AccessRule, a default deny). */
-  denials: Record<string, number>;
-}
+export type { StatsReport } from "../../schema/traffic-report.ts";
 
 export interface TrafficView {
   windowSeconds: number;
@@ -66,9 +60,8 @@ export interface TrafficOptions {
   viewCacheMs?: number;
 }
 
-export const DEFAULT_STATS_INTERVAL_SECONDS = 5;
 export const DEFAULT_MAX_PROXIES = 10_000;
-export const DEFAULT_MAX_ENTRIES = 256;
+export const DEFAULT_MAX_ENTRIES = MAX_REPORT_ENTRIES;
 /** The longest node, cluster or rule name a report may carry. */
 export const MAX_NAME = 253;
 /** A report's body: 256 entries of each kind with long names fit. */
