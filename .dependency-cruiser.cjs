@@ -1,7 +1,8 @@
 // The layers of wasmesh and the direction imports may take, checked by `npm run lint` (depcruise).
 // Drawn in control-plane/README.md. Type-only imports count: a type is a dependency too.
 //
-//   libraries   schema/ (filter and edge configuration, agents' traffic reports)   host/ (Proxy-Wasm host)
+//   libraries   schema/ (filter and edge configuration, agents' traffic reports)
+//               host/ (Proxy-Wasm host: Node and workerd)
 //   model       control-plane/resources/      the resource model, validation, names
 //               control-plane/imports/        other meshes' resources as the model's, over it alone
 //   vocabulary  control-plane/envoy/          Envoy's API, the proxy's identity, what a proxy is sent

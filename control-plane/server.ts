@@ -532,17 +532,19 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     if (leading) edgeKv.notify();
   }
 
-  // Lapsed leases are deleted as the API deletes (a writer of the same store takes the same lock,
-  // and the modules check the result); every leased Workload stored starts with a whole lease.
+  // The control plane's own writes (lapsed leases, other meshes' objects from the cluster) are
+  // written as the API writes: a writer of the same store takes the same lock, and the modules
+  // check the result.
+  const ownWriter = createWriter(
+    store,
+    undefined,
+    (message, error) => log(error === undefined ? message : `${message}: ${(error as Error).stack ?? error}`),
+    check,
+  );
+  // Every leased Workload stored starts with a whole lease.
   const leases = createLeaseKeeper({
     store,
-    writer: createWriter(
-      store,
-      undefined,
-      (message, error) =>
-        log(error === undefined ? message : `${message}: ${(error as Error).stack ?? error}`),
-      check,
-    ),
+    writer: ownWriter,
     metrics,
     log,
     ...options.leases,
@@ -572,13 +574,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       : createImportReconciler({
           client: kubeClient,
           store: store as KubernetesResourceStore,
-          writer: createWriter(
-            store,
-            undefined,
-            (message, error) =>
-              log(error === undefined ? message : `${message}: ${(error as Error).stack ?? error}`),
-            check,
-          ),
+          writer: ownWriter,
           ...(check ? { check } : {}),
           identity: kube.identity,
           log,

@@ -9,7 +9,7 @@
 // which would call this webhook again.
 
 import { toApiError } from "../api/errors.ts";
-import { createWriter, type Desired } from "../api/writer.ts";
+import { createWriter, type Desired, type Writer } from "../api/writer.ts";
 import { KINDS, type Kind, type Resource, validateResource } from "../resources/index.ts";
 import type { ConfigurationCheck } from "../revision/index.ts";
 import type { KubeObject } from "./client.ts";
@@ -100,14 +100,25 @@ function fromControlPlane(request: NonNullable<AdmissionReview["request"]>): boo
   return request.options?.fieldManager === FIELD_MANAGER;
 }
 
-export function createValidatingAdmission(options: ValidationOptions): AdmissionHandler {
-  const view = options.store.planningView();
-  const writer = createWriter(
-    view,
+/**
+ * The API's writer over the store's cache (planningView), for dry runs only: what a write would do,
+ * checked as the API checks it, with nothing stored (the webhooks, the import reconciler's plans).
+ */
+export function planningWriter(
+  store: KubernetesResourceStore,
+  check: ConfigurationCheck | undefined,
+  log: (line: string) => void,
+): Writer {
+  return createWriter(
+    store.planningView(),
     undefined,
-    (message, error) => options.log(error === undefined ? message : `${message}: ${String(error)}`),
-    options.check,
+    (message, error) => log(error === undefined ? message : `${message}: ${String(error)}`),
+    check,
   );
+}
+
+export function createValidatingAdmission(options: ValidationOptions): AdmissionHandler {
+  const writer = planningWriter(options.store, options.check, options.log);
 
   return async (review) => {
     const request = review.request;

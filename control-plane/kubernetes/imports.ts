@@ -26,7 +26,7 @@
 //   found by trying the changes one at a time, in order, and refusing the ones that break.
 import { toApiError } from "../api/errors.ts";
 import { desiredOf, validStored } from "../api/imports.ts";
-import { createWriter, type Writer } from "../api/writer.ts";
+import type { Writer } from "../api/writer.ts";
 import {
   type ImportPlan,
   type ImportProblem,
@@ -38,7 +38,7 @@ import {
 } from "../imports/index.ts";
 import type { ImportedResource, Resource } from "../resources/index.ts";
 import type { ConfigurationCheck } from "../revision/index.ts";
-import { type AdmissionHandler, answer, deny } from "./admission.ts";
+import { type AdmissionHandler, answer, deny, planningWriter } from "./admission.ts";
 import { KubeApiError, type KubeClient, type KubeList, type KubeObject } from "./client.ts";
 import { FOREIGN_GROUPS, FOREIGN_KINDS, type ForeignKind } from "./crds.ts";
 import type { KubernetesResourceStore } from "./store.ts";
@@ -248,12 +248,7 @@ export interface ImportAdmissionOptions {
 
 export function createImportAdmission(options: ImportAdmissionOptions): AdmissionHandler {
   const view = options.store.planningView();
-  const planner = createWriter(
-    view,
-    undefined,
-    (message, error) => options.log(error === undefined ? message : `${message}: ${String(error)}`),
-    options.check,
-  );
+  const planner = planningWriter(options.store, options.check, options.log);
   return async (review) => {
     const request = review.request;
     if (request === undefined) throw new Error("an AdmissionReview without a request");
@@ -365,12 +360,7 @@ export function createImportReconciler(options: ImportReconcilerOptions): Import
   const { client, store, writer, log } = options;
   const debounceMs = options.debounceMs ?? 200;
   const rediscoverMs = options.rediscoverMs ?? 30_000;
-  const planner = createWriter(
-    store.planningView(),
-    undefined,
-    (message, error) => log(error === undefined ? message : `${message}: ${String(error)}`),
-    options.check,
-  );
+  const planner = planningWriter(store, options.check, log);
   const watched = new Map<string, Watched>();
   /** What was last reported of each refused object (key), so a pass repeats no Event. */
   const reported = new Map<string, string>();
