@@ -1,6 +1,6 @@
 // The resource kinds as the CLI names them on the command line and in API paths.
-import type { Kind } from "../resources/index.ts";
-import { CliError } from "./client.ts";
+import type { ImportedResource, Kind } from "../resources/index.ts";
+import { type ApiClient, CliError } from "./client.ts";
 
 /**
  * The resource kinds, in the resource model's order. Listed rather than imported: the model loads
@@ -90,7 +90,23 @@ export function resolveAnyKind(value: string): { native: Kind } | { imported: Im
 }
 
 /** Whether an original's apiVersion is of the group. */
-export const ofGroup = (apiVersion: string, group: string): boolean => apiVersion.split("/")[0] === group;
+const ofGroup = (apiVersion: string, group: string): boolean => apiVersion.split("/")[0] === group;
+
+/** The kept originals (ImportedResources) of another mesh's kind, of this name and namespace if given. */
+export async function importedOriginals(
+  api: ApiClient,
+  kind: ImportedKind,
+  { name, namespace }: { name?: string | undefined; namespace?: string | undefined },
+): Promise<ImportedResource[]> {
+  const { body } = await api.call("GET", `/v1/${kindPath("ImportedResource")}`);
+  return ((body as { items: ImportedResource[] }).items ?? []).filter(
+    (r) =>
+      r.spec.source.kind === kind.kind &&
+      ofGroup(r.spec.source.apiVersion, kind.group) &&
+      (name === undefined || r.spec.source.name === name) &&
+      (namespace === undefined || r.spec.source.namespace === namespace),
+  );
+}
 
 /** The API's path segment for a kind (see control-plane/api). */
 export function kindPath(kind: Kind): string {

@@ -3,7 +3,7 @@
 import type { ImportedResource } from "../../resources/index.ts";
 import { apiOf, type CommandName, type Out, parse, str, usage } from "../args.ts";
 import { CliError } from "../client.ts";
-import { kindPath, ofGroup, resolveAnyKind } from "../kinds.ts";
+import { importedOriginals, kindPath, resolveAnyKind } from "../kinds.ts";
 
 export const help = `Usage: wasmesh delete KIND NAME [-n NAMESPACE] [--api URL]
 
@@ -29,14 +29,7 @@ export async function run(args: string[], out: Out): Promise<undefined> {
   }
   const kind = resolved.imported;
   const namespace = str(values.namespace);
-  const { body } = await api.call("GET", `/v1/${kindPath("ImportedResource")}`);
-  const found = ((body as { items: ImportedResource[] }).items ?? []).filter(
-    (r) =>
-      r.spec.source.kind === kind.kind &&
-      ofGroup(r.spec.source.apiVersion, kind.group) &&
-      r.spec.source.name === name &&
-      (namespace === undefined || r.spec.source.namespace === namespace),
-  );
+  const found = await importedOriginals(api, kind, { name, namespace });
   const where = namespace !== undefined ? ` in namespace '${namespace}'` : "";
   if (found.length === 0) throw new CliError(`${kind.kind} '${name}'${where} was not applied`);
   if (found.length > 1) {

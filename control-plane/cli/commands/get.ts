@@ -1,9 +1,9 @@
 // `wasmesh get KIND [NAME]`: a kind's resources as a table, YAML or JSON. Another mesh's kind
 // (`get virtualservices`) shows the originals apply kept (ImportedResources), as they were applied.
-import type { ImportedResource, Resource } from "../../resources/index.ts";
+import type { Resource } from "../../resources/index.ts";
 import { apiOf, type CommandName, type Out, output, parse, str, usage } from "../args.ts";
 import { CliError } from "../client.ts";
-import { IMPORTED_KINDS, KINDS, kindPath, ofGroup, resolveAnyKind } from "../kinds.ts";
+import { IMPORTED_KINDS, importedOriginals, KINDS, kindPath, resolveAnyKind } from "../kinds.ts";
 import { resourceTable, table } from "../printers.ts";
 
 export const help = `Usage: wasmesh get KIND [NAME] [-n NAMESPACE] [-o table|wide|yaml|json] [--api URL]
@@ -50,14 +50,7 @@ export async function run(args: string[], out: Out): Promise<undefined> {
   } else {
     const kind = resolved.imported;
     const namespace = str(values.namespace);
-    const { body } = await api.call("GET", `/v1/${kindPath("ImportedResource")}`);
-    const records = ((body as { items: ImportedResource[] }).items ?? []).filter(
-      (r) =>
-        r.spec.source.kind === kind.kind &&
-        ofGroup(r.spec.source.apiVersion, kind.group) &&
-        (name === undefined || r.spec.source.name === name) &&
-        (namespace === undefined || r.spec.source.namespace === namespace),
-    );
+    const records = await importedOriginals(api, kind, { name, namespace });
     if (name !== undefined && records.length === 0) {
       throw new CliError(
         `${kind.kind} '${name}'${namespace ? ` in namespace '${namespace}'` : ""} was not applied`,
