@@ -9,7 +9,7 @@ import {
   validateResource,
 } from "../resources/index.ts";
 import { consul } from "./consul.ts";
-import { type Context, isObj } from "./fields.ts";
+import { type Context, isObj, type Obj } from "./fields.ts";
 import { istio } from "./istio.ts";
 import { kubernetes } from "./kubernetes.ts";
 import { kuma } from "./kuma.ts";
@@ -36,29 +36,38 @@ export const MESHES: readonly SourceMesh<unknown>[] = [
 /** Every converted kind's support matrix, by kind (kinds are unique across the meshes). */
 export const FIELDS = Object.fromEntries(MESHES.flatMap((m) => Object.entries(m.fields)));
 
-/** Whether `value` is one of the converted meshes' documents (a kind converted or not). */
-export function isForeign(value: unknown): boolean {
-  return (
-    isObj(value) && value.apiVersion !== API_VERSION && MESHES.some((m) => m.identify(value) !== undefined)
-  );
+/** A document one of the meshes claims: which mesh, and the original as Produced names it. */
+interface Recognised {
+  mesh: SourceMesh<unknown>;
+  source: Produced["source"];
+  /** The mesh's, but not converted (an unknown kind or version): the error. */
+  error?: { path: string; message: string };
 }
 
-/** Which original `value` is (as Produced names it), if one of the converted meshes' documents. */
-export function sourceOf(value: unknown, namespace?: string): Produced["source"] | undefined {
+/** The mesh that claims `value`, if any, with `namespace` taken when the document names none. */
+function recognise(value: unknown, namespace: string | undefined): Recognised | undefined {
   if (!isObj(value) || value.apiVersion === API_VERSION) return undefined;
   for (const mesh of MESHES) {
     const id = mesh.identify(value);
     if (id === undefined) continue;
     const ns = "namespace" in id && id.namespace !== undefined ? id.namespace : namespace;
-    return {
+    const source: Produced["source"] = {
       apiVersion: typeof value.apiVersion === "string" ? value.apiVersion : (mesh.universalApiVersion ?? ""),
       kind: id.kind,
       ...(ns !== undefined ? { namespace: ns } : {}),
       name: id.name,
     };
+    return { mesh, source, ...("error" in id ? { error: id.error } : {}) };
   }
   return undefined;
 }
+
+/** Whether `value` is one of the converted meshes' documents (a kind converted or not). */
+export const isForeign = (value: unknown): boolean => recognise(value, undefined) !== undefined;
+
+/** Which original `value` is (as Produced names it), if one of the converted meshes' documents. */
+export const sourceOf = (value: unknown, namespace?: string): Produced["source"] | undefined =>
+  recognise(value, namespace)?.source;
 
 export function convert(documents: readonly unknown[], options: ConvertOptions = {}): ConvertResult {
   const result: ConvertResult = { resources: [], warnings: [], errors: [], produced: [] };
@@ -66,29 +75,26 @@ export function convert(documents: readonly unknown[], options: ConvertOptions =
     options.namespaces !== undefined && document < options.namespaces.length
       ? options.namespaces[document]
       : options.namespace;
-  type Recognised = {
-    mesh: SourceMesh<unknown>;
-    source: SourceDocument;
-    error?: { path: string; message: string };
-  };
-  const recognised = new Map<number, Recognised>();
+  const recognised = new Map<number, Recognised & { doc: Obj }>();
   documents.forEach((doc, document) => {
-    if (!isObj(doc) || doc.apiVersion === API_VERSION) return;
-    for (const mesh of MESHES) {
-      const id = mesh.identify(doc);
-      if (id === undefined) continue;
-      const namespace =
-        "namespace" in id && id.namespace !== undefined ? id.namespace : fallbackNamespace(document);
-      const source = { doc, document, kind: id.kind, name: id.name, namespace };
-      recognised.set(document, { mesh, source, ...("error" in id ? { error: id.error } : {}) });
-      return;
-    }
+    const found = recognise(doc, fallbackNamespace(document));
+    if (found !== undefined) recognised.set(document, { ...found, doc: doc as Obj });
   });
   const indexes = new Map(
     MESHES.map((mesh) => [
       mesh,
       mesh.index(
-        [...recognised.values()].filter((r) => r.mesh === mesh && !r.error).map((r) => r.source),
+        [...recognised.entries()]
+          .filter(([, r]) => r.mesh === mesh && !r.error)
+          .map(
+            ([document, r]): SourceDocument => ({
+              doc: r.doc,
+              document,
+              kind: r.source.kind,
+              name: r.source.name,
+              namespace: r.source.namespace,
+            }),
+          ),
         options,
       ),
     ]),
@@ -132,11 +138,8 @@ export function convert(documents: readonly unknown[], options: ConvertOptions =
       ctx.error("(root)", "must be an object (a resource)");
       return;
     }
-    const source: Produced["source"] = {
-      apiVersion:
-        typeof doc.apiVersion === "string"
-          ? doc.apiVersion
-          : (found?.mesh.universalApiVersion ?? String(doc.apiVersion)),
+    const source: Produced["source"] = found?.source ?? {
+      apiVersion: String(doc.apiVersion),
       kind,
       ...(namespace !== undefined ? { namespace } : {}),
       name,
