@@ -4,6 +4,7 @@
 import { type Static, Type } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { type ConfigError, FilterConfig, schemaErrors, validateFilterConfig } from "./filter-config.ts";
+import { EdgeTracing } from "./telemetry.ts";
 
 const strict = { additionalProperties: false } as const;
 
@@ -29,6 +30,8 @@ export const EdgeConfig = Type.Object(
     origins: Type.Record(Type.String({ pattern: "^[\\x21-\\x7e]{1,200}$" }), Type.Array(OriginUrl), {
       ...strict,
     }),
+    /** Present when a Tracing resource applies to the edge (schema/telemetry.ts). */
+    tracing: Type.Optional(EdgeTracing),
   },
   { ...strict, $id: "https://wasmesh.io/schemas/edge-config.json", title: "wasmesh edge configuration" },
 );

@@ -16,6 +16,8 @@ export const KINDS = [
   "MeshPolicy",
   "WasmModule",
   "WasmPlugin",
+  "Tracing",
+  "AccessLog",
   "ImportedResource",
 ] as const satisfies readonly Kind[];
 

@@ -128,6 +128,29 @@ const COLUMNS: { [K in Kind]: Column<Doc<K>>[] } = {
     { header: "PRIORITY", cell: (r) => String(r.spec.priority ?? 0) },
     { header: "ROOT ID", cell: (r) => r.spec.rootId ?? NONE, wideOnly: true },
   ],
+  Tracing: [
+    { header: "SERVICE", cell: (r) => r.spec.service ?? "<mesh>" },
+    {
+      header: "BACKEND",
+      cell: (r) => (r.spec.backend ? `${r.spec.backend.protocol} ${r.spec.backend.url}` : "<mesh's>"),
+    },
+    {
+      header: "SAMPLING",
+      cell: (r) => (r.spec.sampling ? `${r.spec.sampling.randomPercent}%` : "<mesh's>"),
+    },
+    { header: "EDGE", cell: (r) => r.spec.edge?.url ?? NONE, wideOnly: true },
+  ],
+  AccessLog: [
+    { header: "SERVICE", cell: (r) => r.spec.service ?? "<mesh>" },
+    {
+      header: "BACKENDS",
+      cell: (r) =>
+        r.spec.backends.length === 0
+          ? "off"
+          : r.spec.backends.map((b) => (b.file ? `file:${b.file.path}` : "stdout")).join(","),
+    },
+    { header: "FORMAT", cell: (r) => (r.spec.format === undefined ? "default" : "custom") },
+  ],
   ImportedResource: [
     {
       header: "SOURCE",

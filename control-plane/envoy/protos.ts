@@ -42,6 +42,12 @@ export const EXTENSION_TYPE = {
    * control plane: an Any in the SDS response, listed here so that it is loaded and typed.
    */
   secret: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+  // Tracing and access logs (issue 18): the HTTP connection manager's tracing provider and its
+  // access loggers.
+  openTelemetryTracer: "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+  zipkinTracer: "type.googleapis.com/envoy.config.trace.v3.ZipkinConfig",
+  fileAccessLog: "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+  stdoutAccessLog: "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
 } as const;
 
 const PROTO_FILES = [
@@ -62,6 +68,10 @@ const PROTO_FILES = [
   "envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.proto",
   "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto",
   "envoy/extensions/filters/http/rbac/v3/rbac.proto",
+  "envoy/config/trace/v3/opentelemetry.proto",
+  "envoy/config/trace/v3/zipkin.proto",
+  "envoy/extensions/access_loggers/file/v3/file.proto",
+  "envoy/extensions/access_loggers/stream/v3/stream.proto",
   "google/protobuf/wrappers.proto",
 ];
 

@@ -28,6 +28,10 @@ export interface ExtensionTypes {
   "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector": TlsInspector;
   "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC": RBAC;
   "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret": Secret;
+  "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig": OpenTelemetryConfig;
+  "type.googleapis.com/envoy.config.trace.v3.ZipkinConfig": ZipkinConfig;
+  "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog": FileAccessLog;
+  "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog": StdoutAccessLog;
 }
 
 /** google.protobuf.Any: one of the EXTENSION_TYPE messages, with its type URL. */
@@ -157,6 +161,11 @@ export interface EnvoyEnums {
     | "PASS_THROUGH_INTERNAL_REDIRECT"
     | "HANDLE_INTERNAL_REDIRECT";
   "envoy.config.route.v3.VirtualHost.TlsRequirementType": "NONE" | "EXTERNAL_ONLY" | "ALL";
+  "envoy.config.trace.v3.ZipkinConfig.CollectorEndpointVersion":
+    | "DEPRECATED_AND_UNAVAILABLE_DO_NOT_USE"
+    | "HTTP_JSON"
+    | "HTTP_PROTO"
+    | "GRPC";
   "envoy.data.accesslog.v3.AccessLogType":
     | "NotSet"
     | "TcpUpstreamConnected"
@@ -1080,6 +1089,12 @@ export interface ConfigCore_HttpProtocolOptions {
   /** enum envoy.config.core.v3.HttpProtocolOptions.HeadersWithUnderscoresAction */
   headers_with_underscores_action?: number;
   max_requests_per_connection?: UInt32Value;
+}
+
+/** envoy.config.core.v3.HttpService */
+export interface HttpService {
+  http_uri?: HttpUri;
+  request_headers_to_add?: HeaderValueOption[];
 }
 
 /** envoy.config.core.v3.HttpUri */
@@ -2264,11 +2279,61 @@ export interface WeightedCluster_ClusterWeight {
   host_rewrite_literal?: string;
 }
 
+/** envoy.config.trace.v3.OpenTelemetryConfig */
+export interface OpenTelemetryConfig {
+  grpc_service?: GrpcService;
+  http_service?: HttpService;
+  service_name?: string;
+  resource_detectors?: TypedExtensionConfig[];
+  sampler?: TypedExtensionConfig;
+}
+
 /** envoy.config.trace.v3.Tracing.Http */
 export interface Tracing_Http {
   name?: string;
   /** oneof config_type */
   typed_config?: KnownAny;
+}
+
+/** envoy.config.trace.v3.ZipkinConfig */
+export interface ZipkinConfig {
+  collector_cluster?: string;
+  collector_endpoint?: string;
+  trace_id_128bit?: boolean;
+  shared_span_context?: BoolValue;
+  /** enum envoy.config.trace.v3.ZipkinConfig.CollectorEndpointVersion */
+  collector_endpoint_version?: number;
+  collector_hostname?: string;
+  /** @deprecated */
+  split_spans_for_request?: boolean;
+}
+
+/** envoy.extensions.access_loggers.file.v3.FileAccessLog */
+export interface FileAccessLog {
+  path?: string;
+  /**
+   * oneof access_log_format
+   * @deprecated
+   */
+  format?: string;
+  /**
+   * oneof access_log_format
+   * @deprecated
+   */
+  json_format?: Struct;
+  /**
+   * oneof access_log_format
+   * @deprecated
+   */
+  typed_json_format?: Struct;
+  /** oneof access_log_format */
+  log_format?: SubstitutionFormatString;
+}
+
+/** envoy.extensions.access_loggers.stream.v3.StdoutAccessLog */
+export interface StdoutAccessLog {
+  /** oneof access_log_format */
+  log_format?: SubstitutionFormatString;
 }
 
 /** envoy.extensions.filters.http.rbac.v3.RBAC */

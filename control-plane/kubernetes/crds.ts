@@ -154,6 +154,24 @@ const KINDS: Record<
       { name: "Priority", type: "integer", jsonPath: ".spec.priority" },
     ],
   },
+  // Namespaced as the rest: a mesh-wide one (no spec.service) is named once, like MeshPolicy's
+  // "default" would be, and the store keys names as it does for every namespaced kind.
+  Tracing: {
+    plural: "tracings",
+    shortNames: ["wtrace"],
+    scope: "Namespaced",
+    columns: [
+      { name: "Service", type: "string", jsonPath: ".spec.service" },
+      { name: "Protocol", type: "string", jsonPath: ".spec.backend.protocol" },
+      { name: "Sampling", type: "number", jsonPath: ".spec.sampling.randomPercent" },
+    ],
+  },
+  AccessLog: {
+    plural: "accesslogs",
+    shortNames: ["wal"],
+    scope: "Namespaced",
+    columns: [{ name: "Service", type: "string", jsonPath: ".spec.service" }],
+  },
   ImportedResource: {
     plural: "importedresources",
     shortNames: ["imp"],

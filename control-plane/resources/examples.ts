@@ -116,6 +116,30 @@ export const EXAMPLES: Examples = {
       },
     },
   },
+  Tracing: {
+    apiVersion,
+    kind: "Tracing",
+    metadata: { name: "mesh" },
+    spec: {
+      backend: { protocol: "otlp-grpc", url: "http://jaeger-collector.observability:4317" },
+      sampling: { randomPercent: 1, clientPercent: 100, overallPercent: 100 },
+      tags: [
+        { name: "user", header: "end-user", default: "anonymous" },
+        { name: "env", literal: "production" },
+      ],
+      edge: { url: "https://otel.example.com/v1/traces" },
+    },
+  },
+  AccessLog: {
+    apiVersion,
+    kind: "AccessLog",
+    metadata: { name: "reviews" },
+    spec: {
+      service: "reviews",
+      backends: [{ stdout: {} }, { file: { path: "/var/log/wasmesh/reviews.log" } }],
+      format: "%START_TIME% %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %UPSTREAM_CLUSTER% %DURATION%ms\n",
+    },
+  },
   ImportedResource: {
     apiVersion,
     kind: "ImportedResource",

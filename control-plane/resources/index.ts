@@ -32,6 +32,7 @@ export {
   splitServiceName,
 } from "./names.ts";
 export {
+  AccessLog,
   AccessRule,
   API_VERSION,
   CircuitBreaker,
@@ -57,6 +58,9 @@ export {
   ServiceName,
   ServicePort,
   Subset,
+  TRACING_PROTOCOLS,
+  Tracing,
+  type TracingProtocol,
   WasmModule,
   WasmPlugin,
   Workload,

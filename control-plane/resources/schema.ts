@@ -13,6 +13,7 @@ import {
   Route as FilterRoute,
   HeaderRule,
 } from "../../schema/filter-config.ts";
+import { Sampling, TraceTag } from "../../schema/telemetry.ts";
 
 export const API_VERSION = "wasmesh.io/v1alpha1";
 
@@ -475,6 +476,131 @@ export const WasmPlugin = resource(
   "Runs a Wasm module, with its configuration, in the sidecars of some services",
 );
 
+// --- Telemetry ----------------------------------------------------------------------------------
+
+/** How spans leave a sidecar: OTLP over gRPC or HTTP (Jaeger, the OpenTelemetry Collector), or Zipkin v2 JSON. */
+export const TRACING_PROTOCOLS = ["otlp-grpc", "otlp-http", "zipkin"] as const;
+export type TracingProtocol = (typeof TRACING_PROTOCOLS)[number];
+
+/** An http(s) URL of a collector; host and port become an Envoy cluster, the path the endpoint. */
+const CollectorUrl = (description: string) =>
+  Type.String({ pattern: "^https?://[^\\s/?#@]+(/[^\\s?#]*)?$", maxLength: 2048, description });
+
+const TracingBackend = Type.Object(
+  {
+    protocol: oneOf(
+      [...TRACING_PROTOCOLS],
+      "otlp-grpc (e.g. http://jaeger:4317), otlp-http (e.g. http://jaeger:4318/v1/traces) or zipkin (e.g. http://zipkin:9411/api/v2/spans)",
+    ),
+    url: CollectorUrl(
+      "the collector: http(s)://host:port, and for otlp-http and zipkin the path spans are posted to",
+    ),
+  },
+  { ...strict, description: "where the sidecars send their spans" },
+);
+
+/**
+ * Tracing for the mesh (no `service`) or one service's override of it (`service`): the fields an
+ * override gives win over the mesh's, the rest it inherits. Envoy's tracing provider sits on each
+ * listener (a change of backend or of tags drains the sidecars' connections, as any listener
+ * change does); the sampling percentages sit on the routes and travel over RDS, so turning
+ * tracing up, down or off (randomPercent: 0) drains nothing.
+ */
+export const Tracing = resource(
+  "Tracing",
+  Type.Object(
+    {
+      service: Type.Optional(
+        serviceNameOf("the Service whose sidecars this overrides the mesh's tracing for (none: the mesh's)"),
+      ),
+      backend: Type.Optional(
+        Type.Object(TracingBackend.properties, {
+          ...strict,
+          description:
+            "where the sidecars send their spans (required for the mesh's; an override inherits it)",
+        }),
+      ),
+      sampling: Type.Optional(Sampling),
+      tags: Type.Optional(
+        Type.Array(TraceTag, {
+          maxItems: 64,
+          description: "tags on every span, from a request header or literal",
+        }),
+      ),
+      edge: Type.Optional(
+        Type.Object(
+          {
+            url: CollectorUrl(
+              "the OTLP/HTTP traces endpoint edge workers post to, e.g. https://otel.example.com/v1/traces",
+            ),
+          },
+          {
+            ...strict,
+            description:
+              "where edge workers export their spans (none: backend.url when it is otlp-http, else the edge does not trace)",
+          },
+        ),
+      ),
+    },
+    strict,
+  ),
+  "Distributed tracing: where spans go, which requests are traced and how spans are tagged",
+);
+
+/** One of file and stdout (one object rather than a union, for Kubernetes' structural schemas). */
+const AccessLogBackend = Type.Object(
+  {
+    file: Type.Optional(
+      Type.Object(
+        {
+          path: Type.String({
+            pattern: "^/",
+            maxLength: 1024,
+            description: "an absolute path on the sidecar's host, which Envoy appends to",
+          }),
+        },
+        { ...strict, description: "a file on the sidecar's host" },
+      ),
+    ),
+    stdout: Type.Optional(
+      Type.Object({}, { ...strict, description: "Envoy's standard output, which the agent passes on" }),
+    ),
+  },
+  { ...strict, description: "where lines go: exactly one of file: {path} and stdout: {}" },
+);
+
+/**
+ * Access logs for the mesh (no `service`) or one service's own (`service`, which replaces the
+ * mesh's for its sidecars; `backends: []` turns them off there). Off without an AccessLog. They sit
+ * on the listeners: a change drains the sidecars' connections.
+ */
+export const AccessLog = resource(
+  "AccessLog",
+  Type.Object(
+    {
+      service: Type.Optional(
+        serviceNameOf(
+          "the Service whose sidecars this applies to, in place of the mesh's (none: the mesh's)",
+        ),
+      ),
+      backends: Type.Array(AccessLogBackend, {
+        maxItems: 8,
+        description: "where each line goes; [] turns access logs off (for a service's own)",
+      }),
+      format: Type.Optional(
+        Type.String({
+          minLength: 1,
+          maxLength: 4096,
+          description:
+            "one line per request in Envoy's command operators, e.g. %RESPONSE_CODE% %UPSTREAM_CLUSTER% (none: the default, with the mesh's decision)",
+        }),
+      ),
+    },
+    strict,
+  ),
+  "Access logs: one line per request through the sidecars, with the mesh's routing decision",
+);
+
 // --- Imported -----------------------------------------------------------------------------------
 
 /**
@@ -558,6 +684,8 @@ export const resourceSchemas = {
   MeshPolicy,
   WasmModule,
   WasmPlugin,
+  Tracing,
+  AccessLog,
   ImportedResource,
 } as const;
 
@@ -575,6 +703,8 @@ export const Resource = Type.Union(
     MeshPolicy,
     WasmModule,
     WasmPlugin,
+    Tracing,
+    AccessLog,
     ImportedResource,
   ],
   {
@@ -591,6 +721,8 @@ export type AccessRule = Static<typeof AccessRule>;
 export type MeshPolicy = Static<typeof MeshPolicy>;
 export type WasmModule = Static<typeof WasmModule>;
 export type WasmPlugin = Static<typeof WasmPlugin>;
+export type Tracing = Static<typeof Tracing>;
+export type AccessLog = Static<typeof AccessLog>;
 export type ImportedResource = Static<typeof ImportedResource>;
 export type Resource = Static<typeof Resource>;
 export type Subset = Static<typeof Subset>;

@@ -14,6 +14,7 @@ import {
   ruleName,
 } from "./names.ts";
 import {
+  type AccessLog,
   API_VERSION,
   type CircuitBreaker,
   KINDS,
@@ -24,6 +25,7 @@ import {
   resourceSchemas,
   type Service,
   type Subset,
+  type Tracing,
   type WasmPlugin,
   type Workload,
 } from "./schema.ts";
@@ -213,11 +215,102 @@ function semanticErrors(resource: Resource): FieldError[] {
     case "WasmPlugin":
       checkPlugin(resource, fail);
       break;
+    case "Tracing":
+      checkTracing(resource, fail);
+      break;
+    case "AccessLog":
+      if (resource.spec.format !== undefined) checkAccessLogFormat(resource.spec.format, fail);
+      checkAccessLogPaths(resource, fail);
+      break;
     case "AccessRule":
     case "WasmModule":
+    case "ImportedResource":
       break;
   }
   return errors;
+}
+
+function checkTracing(tracing: Tracing, fail: Fail): void {
+  const spec = tracing.spec;
+  if (spec.service === undefined && spec.backend === undefined) {
+    fail(
+      "spec.backend",
+      "is required for the mesh's Tracing (one without spec.service); an override may inherit it",
+    );
+  }
+  const sampling = spec.sampling;
+  if (sampling?.overallPercent !== undefined && sampling.overallPercent < sampling.randomPercent) {
+    // Envoy would apply the cap silently: say that the random share cannot be reached.
+    fail(
+      "spec.sampling.overallPercent",
+      `must not be less than randomPercent (${sampling.randomPercent}): it caps every request, so randomPercent could not be reached`,
+    );
+  }
+  const names = new Map<string, number>();
+  (spec.tags ?? []).forEach((tag, i) => {
+    if ((tag.header === undefined) === (tag.literal === undefined)) {
+      fail(`spec.tags[${i}]`, "must have exactly one of header, literal");
+    }
+    if (tag.default !== undefined && tag.header === undefined) {
+      fail(`spec.tags[${i}].default`, "is for a header tag: a literal is its own value");
+    }
+    const earlier = names.get(tag.name);
+    if (earlier !== undefined)
+      fail(`spec.tags[${i}].name`, `duplicate tag '${tag.name}' (also tags[${earlier}])`);
+    else names.set(tag.name, i);
+  });
+  if (spec.edge !== undefined && !URL.canParse(spec.edge.url)) fail("spec.edge.url", "is not a URL");
+  if (spec.backend !== undefined) {
+    if (!URL.canParse(spec.backend.url)) {
+      fail("spec.backend.url", "is not a URL");
+      return;
+    }
+    const url = new URL(spec.backend.url);
+    if (url.port === "" && spec.backend.protocol === "otlp-grpc") {
+      fail("spec.backend.url", "needs a port for otlp-grpc (OTLP's is 4317)");
+    }
+    if (spec.backend.protocol === "otlp-grpc" && url.pathname !== "/") {
+      fail("spec.backend.url", "must have no path for otlp-grpc (the gRPC service names its own)");
+    }
+  }
+}
+
+/**
+ * Envoy's format strings: `%OPERATOR%`, `%OPERATOR(arguments)%` or `%OPERATOR(arguments):length%`
+ * (arguments may hold '%', as START_TIME's strftime does); anything else after a '%' makes Envoy
+ * refuse the listener (a NACK), so it is refused here instead, with the offset.
+ */
+const FORMAT_OPERATOR = /%([A-Z][A-Z0-9_]*)(?:\([^()]*\))?(?::\d+)?%/y;
+
+function checkAccessLogFormat(format: string, fail: Fail): void {
+  let at = format.indexOf("%");
+  while (at >= 0) {
+    FORMAT_OPERATOR.lastIndex = at;
+    const match = FORMAT_OPERATOR.exec(format);
+    if (match === null) {
+      const close = format.indexOf("%", at + 1);
+      const shown = close < 0 || close - at > 64 ? format.slice(at, at + 24) : format.slice(at, close + 1);
+      fail(
+        "spec.format",
+        `'${shown}' at offset ${at} is not one of Envoy's command operators (%NAME%, %NAME(args)% or %NAME(args):N%)`,
+      );
+      return;
+    }
+    at = format.indexOf("%", at + match[0].length);
+  }
+}
+
+function checkAccessLogPaths(log: AccessLog, fail: Fail): void {
+  log.spec.backends.forEach((backend, i) => {
+    if ((backend.file === undefined) === (backend.stdout === undefined)) {
+      fail(`spec.backends[${i}]`, "must have exactly one of file, stdout");
+    }
+    if (backend.file?.path.split("/").includes("..")) {
+      fail(`spec.backends[${i}].file.path`, "must not contain '..'");
+    }
+  });
+  const stdout = log.spec.backends.filter((b) => b.stdout !== undefined).length;
+  if (stdout > 1) fail("spec.backends", "has stdout more than once");
 }
 
 type Fail = (path: string, message: string) => void;
@@ -420,6 +513,8 @@ export function validateReferences(resources: readonly Resource[]): ReferenceRes
   // One breaker per cluster: the filter keeps one circuit state per cluster, so a second
   // CircuitBreaker on the same service and subset could only be ignored.
   const breakerOwners = new Map<string, string>();
+  const tracingOwners = new Map<string, string>();
+  const accessLogOwners = new Map<string, string>();
   for (const r of resources) {
     const at = (path: string, message: string): ReferenceError => ({
       kind: r.kind,
@@ -491,6 +586,30 @@ export function validateReferences(resources: readonly Resource[]): ReferenceRes
           if (!present.has(`${p.kind}/${p.name}`)) missing(`spec.produced[${i}]`, p.kind, p.name);
         });
         break;
+      case "Tracing":
+      case "AccessLog": {
+        // One per service and one for the mesh: two could only be merged in some arbitrary order.
+        const scope = r.spec.service ?? "";
+        const owners = r.kind === "Tracing" ? tracingOwners : accessLogOwners;
+        const owner = owners.get(scope);
+        if (owner !== undefined && owner !== r.metadata.name) {
+          const whose = scope === "" ? "the mesh" : `Service '${scope}'`;
+          error(
+            r.spec.service === undefined ? "spec" : "spec.service",
+            `${r.kind} '${owner}' already applies to ${whose}; one per service and one for the mesh`,
+          );
+        } else owners.set(scope, r.metadata.name);
+        if (r.spec.service !== undefined) service("spec.service", r.spec.service);
+        if (r.kind === "Tracing" && r.spec.backend === undefined && r.spec.service !== undefined) {
+          const meshWide = resources.some((o) => o.kind === "Tracing" && o.spec.service === undefined);
+          if (!meshWide)
+            error(
+              "spec.backend",
+              "is required: there is no mesh Tracing (one without spec.service) to inherit it from",
+            );
+        }
+        break;
+      }
       case "Service":
       case "MeshPolicy":
       case "WasmModule":

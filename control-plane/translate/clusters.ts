@@ -120,6 +120,61 @@ function outboundClusterResource(cluster: OutboundCluster): Cluster {
   };
 }
 
+/**
+ * A cluster for a collector outside the mesh (tracing.ts): STATIC or STRICT_DNS by its address,
+ * HTTP/2 for gRPC, and TLS checked against the system's trust store for an https URL.
+ */
+export function collectorCluster(
+  name: string,
+  host: string,
+  port: number,
+  options: { http2: boolean; tlsServerName: string | undefined },
+): Cluster {
+  return {
+    name,
+    ...resolvedCluster(name, [{ address: host, port, zone: undefined }]),
+    connect_timeout: duration(CONNECT_TIMEOUT_MS),
+    ...(options.http2
+      ? {
+          typed_extension_protocol_options: {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+              "@type": EXTENSION_TYPE.httpProtocolOptions,
+              explicit_http_config: { http2_protocol_options: {} },
+            },
+          },
+        }
+      : {}),
+    ...(options.tlsServerName !== undefined
+      ? {
+          transport_socket: {
+            name: "envoy.transport_sockets.tls",
+            typed_config: {
+              "@type": EXTENSION_TYPE.upstreamTlsContext,
+              sni: options.tlsServerName,
+              common_tls_context: {
+                validation_context: {
+                  trusted_ca: { filename: SYSTEM_TRUST_STORE },
+                  match_typed_subject_alt_names: [
+                    {
+                      san_type: envoyEnum(
+                        "envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher.SanType",
+                        "DNS",
+                      ),
+                      matcher: { exact: options.tlsServerName },
+                    },
+                  ],
+                },
+              },
+            },
+          },
+        }
+      : {}),
+  };
+}
+
+/** Debian's and Envoy's images' bundle of public CAs, for collectors reached over https. */
+const SYSTEM_TRUST_STORE = "/etc/ssl/certs/ca-certificates.crt";
+
 /** STATIC when every address is an IP, else STRICT_DNS (which also takes IPs); endpoints inline. */
 function resolvedCluster(name: string, endpoints: Endpoint[]): Cluster {
   const dns = endpoints.some((e) => !isIpAddress(e.address));

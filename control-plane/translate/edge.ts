@@ -8,6 +8,7 @@ import type { FilterConfig } from "../../schema/filter-config.ts";
 import type { Resource } from "../resources/index.ts";
 import { indexMesh, type OutboundCluster } from "./mesh.ts";
 import { routingFilterConfig } from "./routing-filter.ts";
+import { edgeTracing } from "./telemetry.ts";
 
 /**
  * The source identity edge traffic is translated for: the AccessRules' wildcard. A client of the
@@ -24,6 +25,8 @@ export const EDGE_SOURCE = "*";
  * have equal versions in any process and a poll that finds nothing new costs a 304.
  *
  * - `filter`: routingFilterConfig for EDGE_SOURCE (see there for the access semantics).
+ * - `tracing`: the mesh's Tracing for edge workers (telemetry.ts edgeTracing), when it names where
+ *   they export.
  * - `origins`: for each cluster a route can choose or a breaker can fall back to, the base URLs of
  *   the Workloads it selects, `http://<address>:<port>` (IPv6 in brackets, URL-normalised, sorted,
  *   duplicates merged). A cluster that selects no Workload (a client-only service's default route,
@@ -44,7 +47,8 @@ export function translateEdge(resources: readonly Resource[]): EdgeConfig {
     origins[name] = cluster === undefined ? [] : originsOf(cluster);
   }
 
-  const content = { filter, origins };
+  const tracing = edgeTracing(mesh);
+  const content = { filter, origins, ...(tracing !== undefined ? { tracing } : {}) };
   const config: EdgeConfig = { version: contentHash(content), ...content };
   const checked = validateEdgeConfig(config);
   if (!checked.ok) {

@@ -29,6 +29,7 @@ import { listenerResources, routeResources } from "./listeners.ts";
 import { indexMesh } from "./mesh.ts";
 import { downstreamMtls, hasSds, mtlsMode } from "./mtls.ts";
 import { assembleRoutingConfig, denialsFor, namespaceOf, routingParts } from "./routing-filter.ts";
+import { sidecarTelemetry } from "./telemetry.ts";
 
 export { proxyClassKey } from "./class-key.ts";
 export {
@@ -113,6 +114,7 @@ export function compileMesh(resources: readonly Resource[], options: TranslateOp
       // TLS only for a sidecar whose agent serves it certificates (mtls.ts).
       const sds = hasSds(proxy);
       const inboundMode = sds ? mtlsMode(mesh, mesh.service(proxy.service)) : "disabled";
+      const telemetry = once(`telemetry ${proxy.service}`, () => sidecarTelemetry(mesh, proxy.service));
       return {
         [TYPE_URL.listener]: listenerResources(
           proxy,
@@ -123,12 +125,16 @@ export function compileMesh(resources: readonly Resource[], options: TranslateOp
                 mode: inboundMode,
                 transportSocket: once("downstream mtls", () => downstreamMtls(trustDomain)),
               },
+          { tracing: telemetry.tracing, accessLog: telemetry.accessLog },
         ),
-        [TYPE_URL.route]: routeResources(proxy),
+        [TYPE_URL.route]: routeResources(proxy, telemetry.routeTracing),
         [TYPE_URL.cluster]: withInboundCluster(
-          sds
-            ? once("outbound clusters mtls", () => outboundClusterResources(mesh, { trustDomain }))
-            : once("outbound clusters", () => outboundClusterResources(mesh)),
+          [
+            ...(sds
+              ? once("outbound clusters mtls", () => outboundClusterResources(mesh, { trustDomain }))
+              : once("outbound clusters", () => outboundClusterResources(mesh))),
+            ...telemetry.clusters,
+          ],
           mesh,
           proxy,
         ),

@@ -2,11 +2,14 @@
 // app, the inbound listener; each an HTTP connection manager whose Wasm filters come over ECDS.
 
 import type {
+  AccessLog,
   FilterChain,
   HttpConnectionManager,
+  HttpConnectionManager_Tracing,
   Listener,
   ProxyIdentity,
   RouteConfiguration,
+  Tracing,
   TransportSocket,
   XdsResource,
 } from "../envoy/index.ts";
@@ -60,18 +63,32 @@ const DENIED_BY_RULE: HttpConnectionManager["local_reply_config"] = {
   ],
 };
 
+/**
+ * What both listeners' connection managers carry for observability (telemetry.ts): the tracing
+ * provider and the access loggers. Sampling and tags are the routes' (routeResources).
+ */
+export interface ListenerTelemetry {
+  tracing?: HttpConnectionManager_Tracing | undefined;
+  accessLog?: AccessLog[] | undefined;
+}
+
 export function listenerResources(
   proxy: ProxyIdentity,
   chains: FilterChains,
   inboundTls?: InboundTls,
+  telemetry: ListenerTelemetry = {},
 ): XdsResource<Listener>[] {
+  const observed: HttpConnectionManager = {
+    ...(telemetry.tracing !== undefined ? { tracing: telemetry.tracing } : {}),
+    ...(telemetry.accessLog !== undefined ? { access_log: telemetry.accessLog } : {}),
+  };
   const out = [
     listener(OUTBOUND, "OUTBOUND", proxy.outboundAddress, proxy.outboundPort, [
-      { filters: [httpConnectionManager(OUTBOUND, chains.outbound.map(wasmFilter))] },
+      { filters: [httpConnectionManager(OUTBOUND, chains.outbound.map(wasmFilter), observed)] },
     ]),
   ];
   if (proxy.appPort !== undefined) {
-    out.push(inboundListener(proxy, chains.inbound, inboundTls));
+    out.push(inboundListener(proxy, chains.inbound, inboundTls, observed));
   }
   return out.sort((a, b) => (a.name < b.name ? -1 : 1));
 }
@@ -86,8 +103,13 @@ export function listenerResources(
  * The mTLS chain checks the AccessRules by that identity first (access.ts); plain text, accepted in
  * permissive mode only, is checked at its source alone, as without mTLS.
  */
-function inboundListener(proxy: ProxyIdentity, filters: string[], tls: InboundTls | undefined) {
-  const plain: FilterChain = { filters: [httpConnectionManager(INBOUND, filters.map(wasmFilter))] };
+function inboundListener(
+  proxy: ProxyIdentity,
+  filters: string[],
+  tls: InboundTls | undefined,
+  observed: HttpConnectionManager,
+) {
+  const plain: FilterChain = { filters: [httpConnectionManager(INBOUND, filters.map(wasmFilter), observed)] };
   if (tls === undefined)
     return listener(INBOUND, "INBOUND", proxy.inboundAddress, proxy.inboundPort, [plain]);
   const mtls: FilterChain = {
@@ -95,6 +117,7 @@ function inboundListener(proxy: ProxyIdentity, filters: string[], tls: InboundTl
     ...(tls.mode === "permissive" ? { filter_chain_match: { transport_protocol: "tls" } } : {}),
     filters: [
       httpConnectionManager(INBOUND, [ACCESS_FILTER, ...filters.map(wasmFilter)], {
+        ...observed,
         local_reply_config: DENIED_BY_RULE,
         forward_client_cert_details: envoyEnum(
           "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.ForwardClientCertDetails",
@@ -195,7 +218,9 @@ function httpConnectionManager(
  * still keeps the mesh's headers from the upstream). `internal_only_headers` would not either: the
  * app is a loopback client, which Envoy counts as internal, and its own x-forwarded-for decides.
  */
-export function routeResources(proxy: ProxyIdentity): XdsResource<RouteConfiguration>[] {
+export function routeResources(proxy: ProxyIdentity, tracing?: Tracing): XdsResource<RouteConfiguration>[] {
+  // Sampling and tags on each route, so that a change travels over RDS and drains nothing.
+  const traced = tracing !== undefined ? { tracing } : {};
   const outbound: RouteConfiguration = {
     name: OUTBOUND,
     virtual_hosts: [
@@ -211,10 +236,12 @@ export function routeResources(proxy: ProxyIdentity): XdsResource<RouteConfigura
             },
             route: { cluster_header: CLUSTER_HEADER },
             request_headers_to_remove: [...ROUTING_HEADERS],
+            ...traced,
           },
           {
             name: "no-route",
             match: { prefix: "/" },
+            ...traced,
             direct_response: {
               status: 404,
               body: { inline_string: "wasmesh: no service matches this request's authority\n" },
@@ -235,7 +262,12 @@ export function routeResources(proxy: ProxyIdentity): XdsResource<RouteConfigura
             name: INBOUND,
             domains: ["*"],
             routes: [
-              { name: "app", match: { prefix: "/" }, route: { cluster: inboundCluster(proxy.appPort) } },
+              {
+                name: "app",
+                match: { prefix: "/" },
+                route: { cluster: inboundCluster(proxy.appPort) },
+                ...traced,
+              },
             ],
           },
         ],

@@ -1,6 +1,7 @@
 // The resources of the mesh, indexed once per translation and sorted by name, so that every generator
 // reads them in one order whatever order the store (or a test) gave them in.
 import {
+  type AccessLog,
   type AccessRule,
   type CircuitBreaker,
   type MeshPolicy,
@@ -9,6 +10,7 @@ import {
   type Service,
   type Subset,
   selects,
+  type Tracing,
   type WasmPlugin,
   type Workload,
 } from "../resources/index.ts";
@@ -34,6 +36,10 @@ export interface Mesh {
   accessRules: AccessRule[];
   meshPolicy: MeshPolicy | undefined;
   plugins: WasmPlugin[];
+  /** The mesh's Tracing (no spec.service) and the services' own. */
+  tracing: Tracing[];
+  /** The mesh's AccessLog (no spec.service) and the services' own. */
+  accessLogs: AccessLog[];
 }
 
 const byName = <T extends { metadata: { name: string } }>(a: T, b: T) =>
@@ -92,5 +98,7 @@ export function indexMesh(resources: readonly Resource[]): Mesh {
     accessRules: ofKind(resources, "AccessRule"),
     meshPolicy: ofKind(resources, "MeshPolicy").find((p) => p.metadata.name === "default"),
     plugins: ofKind(resources, "WasmPlugin"),
+    tracing: ofKind(resources, "Tracing"),
+    accessLogs: ofKind(resources, "AccessLog"),
   };
 }

@@ -256,6 +256,30 @@ const CRUD: { kind: Kind; doc: Doc; change: (d: Doc) => void }[] = [
       (d.spec as { priority?: number }).priority = 5;
     },
   },
+  {
+    kind: "Tracing",
+    doc: {
+      apiVersion: API,
+      kind: "Tracing",
+      metadata: { name: "mesh" },
+      spec: { backend: { protocol: "otlp-http", url: "http://127.0.0.1:4318/v1/traces" } },
+    },
+    change: (d) => {
+      (d.spec as { sampling?: unknown }).sampling = { randomPercent: 10 };
+    },
+  },
+  {
+    kind: "AccessLog",
+    doc: {
+      apiVersion: API,
+      kind: "AccessLog",
+      metadata: { name: "mesh" },
+      spec: { backends: [{ stdout: {} }] },
+    },
+    change: (d) => {
+      (d.spec as { format?: string }).format = "%RESPONSE_CODE% %UPSTREAM_CLUSTER%";
+    },
+  },
 ];
 
 // --- CRUD -------------------------------------------------------------------------------------
@@ -271,6 +295,8 @@ describe("CRUD per kind", () => {
       "meshpolicies",
       "wasmmodules",
       "wasmplugins",
+      "tracings",
+      "accesslogs",
       "importedresources",
     ]);
     // WasmModules are written by uploads, ImportedResources by applying originals (imports-apply.test.ts).

@@ -42,7 +42,7 @@ import { type AdsClient, connectAds } from "../support/xds-client.ts";
 
 const MESH_YAML = join(REPO_ROOT, "deploy", "examples", "mesh.yaml");
 const KINDS =
-  "Service, Workload, Route, CircuitBreaker, AccessRule, MeshPolicy, WasmModule, WasmPlugin, ImportedResource";
+  "Service, Workload, Route, CircuitBreaker, AccessRule, MeshPolicy, WasmModule, WasmPlugin, Tracing, AccessLog, ImportedResource";
 
 let plane: ControlPlane;
 let api: string;

@@ -125,6 +125,22 @@ function valid(): Record<Kind | "WorkloadV2", Record<string, unknown>> {
         },
       },
     },
+    Tracing: {
+      apiVersion: api,
+      kind: "Tracing",
+      metadata: { name: "mesh" },
+      spec: {
+        backend: { protocol: "otlp-grpc", url: "http://127.0.0.1:4317" },
+        sampling: { randomPercent: 10 },
+        tags: [{ name: "user", header: "end-user" }],
+      },
+    },
+    AccessLog: {
+      apiVersion: api,
+      kind: "AccessLog",
+      metadata: { name: "mesh" },
+      spec: { backends: [{ stdout: {} }] },
+    },
     ImportedResource: {
       apiVersion: api,
       kind: "ImportedResource",
@@ -1010,12 +1026,12 @@ describe("validateReferences", () => {
 describe("parseManifests", () => {
   const yamlOf = (docs: string[]) => docs.join("\n---\n");
 
-  it("reads the example mesh: every kind but those written by the registry and by imports, consistent and without warnings", () => {
+  it("reads the example mesh: every kind but those written by the registry and by imports, and telemetry's, consistent and without warnings", () => {
     const result = parseManifests(readFileSync(examplePath, "utf8"));
     if (!result.ok) throw new Error(result.errors.map(formatManifestError).join("\n"));
     const kinds = new Set(result.resources.map((r) => r.kind));
     expect([...kinds].sort()).toEqual(
-      KINDS.filter((k) => k !== "WasmModule" && k !== "ImportedResource").sort(),
+      KINDS.filter((k) => !["WasmModule", "ImportedResource", "Tracing", "AccessLog"].includes(k)).sort(),
     );
     const route = result.resources.find((r) => r.kind === "Route");
     if (route?.kind !== "Route") throw new Error("no route");
@@ -1024,6 +1040,17 @@ describe("parseManifests", () => {
       ["v2", 10],
     ]);
     expect(validateReferences(result.resources)).toEqual({ errors: [], warnings: [] });
+  });
+
+  it("reads the example telemetry beside the example mesh, consistent", () => {
+    const parse = (url: URL) => {
+      const result = parseManifests(readFileSync(url, "utf8"));
+      if (!result.ok) throw new Error(result.errors.map(formatManifestError).join("\n"));
+      return result.resources;
+    };
+    const telemetry = parse(new URL("../../deploy/examples/telemetry.yaml", import.meta.url));
+    expect(telemetry.map((r) => r.kind).sort()).toEqual(["AccessLog", "Tracing", "Tracing"]);
+    expect(validateReferences([...parse(examplePath), ...telemetry])).toEqual({ errors: [], warnings: [] });
   });
 
   it("reads JSON: one resource, or an array of them", () => {
@@ -1179,3 +1206,117 @@ function nested(levels: number): unknown {
 
 /** `[[[...]]]`, `levels` deep, as text. */
 const brackets = (levels: number) => "[".repeat(levels) + "]".repeat(levels);
+
+describe("Tracing and AccessLog", () => {
+  const tracing = (spec: Record<string, unknown>, name = "t") => ({
+    apiVersion: api,
+    kind: "Tracing",
+    metadata: { name },
+    spec,
+  });
+  const accessLog = (spec: Record<string, unknown>, name = "a") => ({
+    apiVersion: api,
+    kind: "AccessLog",
+    metadata: { name },
+    spec,
+  });
+  const errorsOf = (value: unknown) => {
+    const result = validateResource(value);
+    return result.ok ? [] : result.errors.map((e) => `${e.path}: ${e.message}`);
+  };
+  const backend = { protocol: "otlp-grpc", url: "http://jaeger:4317" };
+
+  it.each([
+    [tracing({ sampling: { randomPercent: 5 } }), "spec.backend: is required for the mesh's Tracing"],
+    [tracing({ backend, sampling: { randomPercent: 101 } }), "spec.sampling.randomPercent"],
+    [tracing({ backend: { protocol: "jaeger", url: "http://j:4317" } }), "spec.backend.protocol"],
+    [tracing({ backend: { protocol: "otlp-grpc", url: "http://jaeger" } }), "spec.backend.url: needs a port"],
+    [
+      tracing({ backend: { protocol: "otlp-grpc", url: "http://j:4317/v1" } }),
+      "spec.backend.url: must have no path",
+    ],
+    [tracing({ backend: { protocol: "zipkin", url: "ftp://z:9411" } }), "spec.backend.url"],
+    [
+      tracing({ backend: { protocol: "otlp-http", url: "http://[::1/v1/traces" } }),
+      "spec.backend.url: is not a URL",
+    ],
+    [tracing({ backend, edge: { url: "http://[::1/v1/traces" } }), "spec.edge.url: is not a URL"],
+    [tracing({ backend, tags: [{ name: "a" }] }), "spec.tags[0]: must have exactly one of header, literal"],
+    [
+      tracing({ backend, tags: [{ name: "a", literal: "x", header: "y" }] }),
+      "spec.tags[0]: must have exactly one",
+    ],
+    [tracing({ backend, tags: [{ name: "a", literal: "x", default: "y" }] }), "spec.tags[0].default"],
+    [
+      tracing({
+        backend,
+        tags: [
+          { name: "a", literal: "x" },
+          { name: "a", header: "h" },
+        ],
+      }),
+      "spec.tags[1].name: duplicate tag 'a'",
+    ],
+    [
+      tracing({ backend, sampling: { randomPercent: 10, overallPercent: 5 } }),
+      "spec.sampling.overallPercent: must not be less than randomPercent",
+    ],
+    [tracing({ backend, samplng: {} }), "spec.samplng: Unexpected property (did you mean sampling?)"],
+    [accessLog({ backends: [{}] }), "spec.backends[0]: must have exactly one of file, stdout"],
+    [accessLog({ backends: [{ file: { path: "relative.log" } }] }), "spec.backends[0].file.path"],
+    [
+      accessLog({ backends: [{ file: { path: "/var/../etc/passwd" } }] }),
+      "spec.backends[0].file.path: must not contain '..'",
+    ],
+    [accessLog({ backends: [{ stdout: {} }, { stdout: {} }] }), "spec.backends: has stdout more than once"],
+    [
+      accessLog({ backends: [{ stdout: {} }], format: "%RESPONSE_CODE" }),
+      "spec.format: '%RESPONSE_CODE' at offset 0",
+    ],
+    [
+      accessLog({ backends: [{ stdout: {} }], format: "%START_TIME% %response_code%\n" }),
+      "spec.format: '%response_code%' at offset 13",
+    ],
+  ])("refuses %j naming the field", (doc, expected) => {
+    expect(errorsOf(doc).join("\n")).toContain(expected);
+  });
+
+  it("accepts an override that inherits the mesh's backend, and Envoy's operators with arguments", () => {
+    expect(errorsOf(tracing({ service: "reviews", sampling: { randomPercent: 100 } }))).toEqual([]);
+    expect(
+      errorsOf(
+        accessLog({
+          backends: [{ file: { path: "/tmp/a.log" } }],
+          format: "%REQ(X-WASMESH-RULE)% %REQ(:PATH):64% %START_TIME(%s)%\n",
+        }),
+      ),
+    ).toEqual([]);
+    expect(errorsOf(accessLog({ service: "reviews", backends: [] }))).toEqual([]);
+  });
+
+  it("allows one per service and one for the mesh, and an override needs a backend to inherit", () => {
+    const base = [valid().Service] as Resource[];
+    const meshWide = tracing({ backend }, "mesh") as Resource;
+    const twice = validateReferences([...base, meshWide, tracing({ backend }, "other") as Resource]);
+    expect(twice.errors.map((e) => `${e.name} ${e.path}: ${e.message}`)).toEqual([
+      "other spec: Tracing 'mesh' already applies to the mesh; one per service and one for the mesh",
+    ]);
+    const orphan = validateReferences([...base, tracing({ service: "reviews" }, "r") as Resource]);
+    expect(orphan.errors.map((e) => `${e.path}: ${e.message}`)).toEqual([
+      "spec.backend: is required: there is no mesh Tracing (one without spec.service) to inherit it from",
+    ]);
+    const inherits = validateReferences([
+      ...base,
+      meshWide,
+      tracing({ service: "reviews" }, "r") as Resource,
+    ]);
+    expect(inherits.errors).toEqual([]);
+    const unknown = validateReferences([
+      ...base,
+      accessLog({ service: "ratings", backends: [] }) as Resource,
+    ]);
+    expect(unknown.errors.map((e) => `${e.path}: ${e.message}`)).toEqual([
+      "spec.service: Service 'ratings' does not exist",
+    ]);
+  });
+});

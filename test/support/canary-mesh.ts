@@ -18,7 +18,7 @@ import { REPO_ROOT } from "./envoy.ts";
 import { type LoadResult, startLoad } from "./load.ts";
 import { tagModule } from "./tag-module.ts";
 import { tempDir } from "./temp.ts";
-import { startUpstream, type Upstream } from "./upstreams.ts";
+import { startUpstream, type Upstream, type UpstreamOptions } from "./upstreams.ts";
 import { until } from "./wait.ts";
 
 export const CANARY_MESH_FILE = join(REPO_ROOT, "test", "fixtures", "canary-mesh.yaml");
@@ -34,6 +34,8 @@ export interface CanaryAgent {
   cp?: string;
   /** More `dataplane run` flags. */
   args?: string[];
+  /** How its app behaves (startUpstream's options besides the name). */
+  app?: Omit<UpstreamOptions, "name">;
 }
 
 export interface CanaryMesh {
@@ -118,7 +120,7 @@ export async function startCanaryMesh(options: CanaryMeshOptions = {}): Promise<
     },
     async startAgents(list) {
       for (const spec of list) {
-        const app = await startUpstream({ name: spec.name });
+        const app = await startUpstream({ ...spec.app, name: spec.name });
         apps.set(spec.name, app);
         // Each service's agents share a dataplane token of it, as an operator would hand out.
         let token = tokens.get(spec.service);

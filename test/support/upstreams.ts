@@ -19,6 +19,11 @@ export interface UpstreamOptions {
   status?: number | (() => number);
   /** Delay before answering, in ms. Default 0. */
   delayMs?: number;
+  /**
+   * Runs before the answer, e.g. a call to the next service as an app in a call chain makes it; its
+   * status, when it returns one, is the answer's (a failed call fails the request, as in an app).
+   */
+  before?: (request: RecordedRequest) => Promise<number | undefined>;
 }
 
 export interface Upstream {
@@ -50,7 +55,8 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
         headers: req.headers,
         body: Buffer.concat(chunks).toString("utf8"),
       });
-      const code = typeof status === "function" ? status() : status;
+      const recorded = requests[requests.length - 1] as RecordedRequest;
+      let code = typeof status === "function" ? status() : status;
       const answer = () => {
         if (res.destroyed) return;
         res.writeHead(code, {
@@ -60,8 +66,22 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
         });
         res.end(options.name);
       };
-      if (delayMs > 0) setTimeout(answer, delayMs);
-      else answer();
+      const respond = () => {
+        if (delayMs > 0) setTimeout(answer, delayMs);
+        else answer();
+      };
+      if (options.before === undefined) respond();
+      else
+        options.before(recorded).then(
+          (next) => {
+            if (next !== undefined) code = next;
+            respond();
+          },
+          () => {
+            code = 502;
+            respond();
+          },
+        );
     });
   });
   // Envoy keeps upstream connections open for reuse (idle timeout 1 h). Node's default 5 s
