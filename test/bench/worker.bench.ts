@@ -4,7 +4,12 @@
 //   plain    a Hono proxy with no filters (test/bench/plain-worker), bundled by wrangler;
 //   wasmesh  the edge worker as it ships (build/worker, `npm run build:worker`), configured with the
 //            full filter chain (header rules, the tester route, the 90/10 split, breakers) by a
-//            loopback configuration endpoint, revalidated as wrangler.toml says.
+//            loopback configuration endpoint, revalidated as wrangler.toml says; no tracing;
+//   traced-1, traced-100  the same worker and filter chain with the configuration's `tracing`
+//            section at 1% and 100% random sampling (issue 18 §5): it forwards a traceparent on every
+//            request and exports the sampled requests' spans over OTLP/HTTP JSON to a collector
+//            stand-in (a second Envoy answering 200 to every POST, its own process), in the
+//            background (ctx.waitUntil). Their cost is reported as ratios to `wasmesh` (tracing off).
 // The request mix is bench:filters' (test/bench/wrk-mix.lua). Per round and worker, interleaved
 // (plain, wasmesh, plain, wasmesh, …) because the machine is noisy:
 //   - throughput: wrk with BENCH_CONNECTIONS connections → requests/s, and workerd's CPU per request
@@ -19,6 +24,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
+import type { EdgeTracing } from "../../schema/telemetry.ts";
 import {
   BENCH_FULL_CHAIN_CONFIG,
   BENCH_RESULTS_DIR,
@@ -31,18 +37,44 @@ import {
 } from "../support/bench.ts";
 import { REPO_ROOT } from "../support/envoy.ts";
 import { type LoadResult, runLoad } from "../support/load.ts";
-import { type EdgeWorker, edgeConfig, startConfigServer, startEdgeWorker } from "../workers/harness.ts";
+import {
+  type ConfigServer,
+  type EdgeWorker,
+  edgeConfig,
+  startConfigServer,
+  startEdgeWorker,
+} from "../workers/harness.ts";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const LATENCY_REQUESTS = Number(process.env.BENCH_LATENCY_REQUESTS ?? 3000);
 const GOAL_ADDED_P50_MS = 0.3;
+/** Issue 18 §5: at 1% sampling, within 3% of tracing off. */
+const GOAL_TRACED_1_RATIO = 1.03;
 const PLAIN_DIR = join(REPO_ROOT, "test", "bench", "plain-worker");
 const PLAIN_BUNDLE = join(REPO_ROOT, "build", "bench-plain-worker");
 
-type Setup = "plain" | "wasmesh";
-const SETUPS: readonly Setup[] = ["plain", "wasmesh"];
+type Setup = "plain" | "wasmesh" | "traced-1" | "traced-100";
+const SETUPS: readonly Setup[] = ["plain", "wasmesh", "traced-1", "traced-100"];
+/** The worker's setups with tracing, and their random sampling percentage. */
+const TRACED: readonly { setup: Setup; percent: number }[] = [
+  { setup: "traced-1", percent: 1 },
+  { setup: "traced-100", percent: 100 },
+];
+
+/** What tracing adds, each the median over rounds of a comparison within the round with `wasmesh`. */
+interface TracingCost {
+  randomPercent: number;
+  /** workerd CPU per request, traced / off. */
+  cpuRatio: number;
+  /** p50 one at a time, traced / off. */
+  p50Ratio: number;
+  /** p50 one at a time, traced − off, ms. */
+  addedP50Ms: number;
+  /** requests/s at BENCH_CONNECTIONS connections, traced / off. */
+  throughputRatio: number;
+}
 
 interface Running {
   worker: EdgeWorker;
@@ -133,6 +165,8 @@ function markdown(results: {
   loadAverage: number[];
   setups: Record<Setup, SetupSummary>;
   added: Record<string, number>;
+  tracing: Record<string, TracingCost>;
+  collectorPosts: number;
   origins: Record<string, number>;
 }): string {
   const rows = SETUPS.map((name) => {
@@ -152,7 +186,18 @@ function markdown(results: {
     "",
     `- added by wasmesh (median over rounds of wasmesh − plain within the round), p50: **${a.p50Ms?.toFixed(3)} ms** (goal < ${GOAL_ADDED_P50_MS} ms), p99: ${a.p99Ms?.toFixed(3)} ms`,
     `- added workerd CPU per request: ${a.cpuUsPerRequest?.toFixed(0)} µs; throughput wasmesh/plain: **${a.throughputRatio?.toFixed(3)}**`,
-    `- the wasmesh worker's requests by origin: v1 ${results.origins.v1}, v2 ${results.origins.v2} (v2 share ${(results.origins.v2Share ?? 0).toFixed(3)}; 1 in 10 from the tester, then 90/10: 0.19 expected)`,
+    `- the wasmesh workers' requests by origin: v1 ${results.origins.v1}, v2 ${results.origins.v2} (v2 share ${(results.origins.v2Share ?? 0).toFixed(3)}; 1 in 10 from the tester, then 90/10: 0.19 expected)`,
+    "",
+    "## Tracing (issue 18 §5): the wasmesh worker with tracing on, as ratios to tracing off",
+    "",
+    "| sampling | workerd CPU / request | p50 (one at a time) | added p50 ms | throughput |",
+    "| --- | ---: | ---: | ---: | ---: |",
+    ...Object.values(results.tracing).map(
+      (t) =>
+        `| ${t.randomPercent}% | ${t.cpuRatio.toFixed(3)} | ${t.p50Ratio.toFixed(3)} | ${t.addedP50Ms.toFixed(3)} | ${t.throughputRatio.toFixed(3)} |`,
+    ),
+    "",
+    `- goal: at 1% sampling within ${((GOAL_TRACED_1_RATIO - 1) * 100).toFixed(0)}% of off (CPU and p50 ratios ≤ ${GOAL_TRACED_1_RATIO}); the spans go out in the background (ctx.waitUntil), batched per isolate: ${results.collectorPosts} POSTs reached the collector`,
     "",
   ].join("\n");
 }
@@ -166,17 +211,32 @@ execFileSync(
 );
 
 const origins = await startDirectOrigins();
+// The OTLP collector stand-in: another Envoy that answers 200 to anything (its v1 listener).
+const collector = await startDirectOrigins();
+const COLLECTOR_URL = `http://127.0.0.1:${collector.v1}/v1/traces`;
+const meshOrigins = {
+  v1: [`http://127.0.0.1:${origins.v1}`],
+  v2: [`http://127.0.0.1:${origins.v2}`],
+};
 const configServer = await startConfigServer();
-configServer.serve(
-  edgeConfig("bench-1", BENCH_FULL_CHAIN_CONFIG, {
-    v1: [`http://127.0.0.1:${origins.v1}`],
-    v2: [`http://127.0.0.1:${origins.v2}`],
-  }),
-);
+configServer.serve(edgeConfig("bench-1", BENCH_FULL_CHAIN_CONFIG, meshOrigins));
+const tracedConfigServers = new Map<Setup, ConfigServer>();
+for (const { setup, percent } of TRACED) {
+  const server = await startConfigServer();
+  const tracing: EdgeTracing = {
+    url: COLLECTOR_URL,
+    serviceName: "wasmesh-edge-bench",
+    sampling: { randomPercent: percent },
+  };
+  server.serve({ ...edgeConfig(`bench-${setup}`, BENCH_FULL_CHAIN_CONFIG, meshOrigins), tracing });
+  tracedConfigServers.set(setup, server);
+}
 const running = new Map<Setup, Running>();
 try {
   running.set("plain", await start("plain", { ORIGIN_URL: `http://127.0.0.1:${origins.v1}` }, PLAIN_BUNDLE));
   running.set("wasmesh", await start("wasmesh", { CONFIG_URL: configServer.url }));
+  for (const [setup, server] of tracedConfigServers)
+    running.set(setup, await start(setup, { CONFIG_URL: server.url }));
   // Both answer, and the wasmesh worker has its configuration, before anything is measured.
   for (const [name, { worker }] of running) {
     const answer = await worker.send({ path: "/reviews/1", headers: { host: "reviews" } });
@@ -185,6 +245,7 @@ try {
   for (const { worker } of running.values())
     await runWrk(wrk, worker.port, { seconds: 1, connections: CONNECTIONS });
   const originsBefore = await origins.envoy.stats("http.v[12].downstream_rq_completed");
+  const collectorBefore = await collector.envoy.stats("http.v1.downstream_rq_completed");
 
   const samples = new Map<Setup, Sample[]>(SETUPS.map((name) => [name, []]));
   for (let round = 1; round <= ROUNDS; round++) {
@@ -211,12 +272,31 @@ try {
   const setups = Object.fromEntries(
     SETUPS.map((name) => [name, summarize(samples.get(name) ?? [])]),
   ) as Record<Setup, SetupSummary>;
-  /** The median over rounds of a comparison of the two workers within the round. */
-  const paired = (compare: (wasmesh: Sample, plain: Sample) => number) => {
-    const plain = samples.get("plain") ?? [];
-    return median((samples.get("wasmesh") ?? []).map((w, i) => compare(w, plain[i] as Sample)));
-  };
-  // The plain worker sends everything to v1: what v2 served came through the wasmesh worker.
+  /** The median over rounds of a comparison of two setups within the round. */
+  const pairedOf =
+    (setup: Setup, base: Setup) => (compare: (measured: Sample, baseline: Sample) => number) => {
+      const baseline = samples.get(base) ?? [];
+      return median((samples.get(setup) ?? []).map((w, i) => compare(w, baseline[i] as Sample)));
+    };
+  const paired = pairedOf("wasmesh", "plain");
+  const tracing = Object.fromEntries(
+    TRACED.map(({ setup, percent }) => {
+      const vsOff = pairedOf(setup, "wasmesh");
+      const cost: TracingCost = {
+        randomPercent: percent,
+        cpuRatio: vsOff((t, off) => t.cpuUsPerRequest / off.cpuUsPerRequest),
+        p50Ratio: vsOff((t, off) => t.latency.p50 / off.latency.p50),
+        addedP50Ms: vsOff((t, off) => t.latency.p50 - off.latency.p50),
+        throughputRatio: vsOff((t, off) => rps(t) / rps(off)),
+      };
+      return [`${percent}%`, cost];
+    }),
+  );
+  const collectorAfter = await collector.envoy.stats("http.v1.downstream_rq_completed");
+  const collectorPosts =
+    (collectorAfter.get("http.v1.downstream_rq_completed") ?? 0) -
+    (collectorBefore.get("http.v1.downstream_rq_completed") ?? 0);
+  // The plain worker sends everything to v1: what v2 served came through the wasmesh workers.
   const plainRequests = setups.plain.requests;
   const wasmeshV1 = served("v1") - plainRequests;
   const results = {
@@ -230,8 +310,10 @@ try {
       cpuUsPerRequest: paired((w, p) => w.cpuUsPerRequest - p.cpuUsPerRequest),
       throughputRatio: paired((w, p) => rps(w) / rps(p)),
     },
+    tracing,
+    collectorPosts,
     origins: { v1: wasmeshV1, v2: served("v2"), v2Share: served("v2") / (wasmeshV1 + served("v2")) },
-    goals: { addedP50Ms: GOAL_ADDED_P50_MS },
+    goals: { addedP50Ms: GOAL_ADDED_P50_MS, traced1Ratio: GOAL_TRACED_1_RATIO },
     rounds: Object.fromEntries(samples),
   };
   mkdirSync(BENCH_RESULTS_DIR, { recursive: true });
@@ -247,5 +329,7 @@ try {
 } finally {
   for (const { worker } of running.values()) await worker.close();
   await configServer.close();
+  for (const server of tracedConfigServers.values()) await server.close();
   await origins.envoy.stop();
+  await collector.envoy.stop();
 }

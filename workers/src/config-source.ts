@@ -231,6 +231,15 @@ function parse(bytes: ArrayBuffer, where: string, tag: string): LoadOutcome {
       tag,
     };
   }
+  // What the schema's pattern lets through but fetch could not use (e.g. "http://[::1").
+  const tracing = result.config.tracing;
+  if (tracing !== undefined && !URL.canParse(tracing.url)) {
+    return {
+      kind: "rejected",
+      reason: `${where} served an invalid edge configuration: tracing.url: not a URL: ${JSON.stringify(tracing.url)}`,
+      tag,
+    };
+  }
   return { kind: "config", config: result.config, tag };
 }
 

@@ -4,6 +4,7 @@ import type { Direction, HeaderPair, HttpStream, LocalResponse, ProxyWasmHost } 
 import { CLUSTER_HEADER, ROUTING_HEADERS } from "../../schema/headers.ts";
 import type { Generation } from "./edge-mesh.ts";
 import { fetchUpstream, takeRouterPolicy } from "./router.ts";
+import { type RequestTrace, TRACEPARENT, TRACESTATE } from "./tracing.ts";
 
 /** Set by the worker itself, in place of any the client sent. */
 /**
@@ -19,18 +20,44 @@ const NOT_FORWARDED: ReadonlySet<string> = new Set([
 const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
 const EMPTY = new Uint8Array(0);
 
-/** Opens the stream before its first await, so `generation` must be the one in force. */
-export async function proxyThroughMesh(request: Request, generation: Generation): Promise<Response> {
+/**
+ * Opens the stream before its first await, so `generation` must be the one in force. `trace`, when
+ * the configuration has tracing: the worker's decision (its `traceparent` goes to the origin) and,
+ * for a sampled request, the span that ends with the stream.
+ */
+export async function proxyThroughMesh(
+  request: Request,
+  generation: Generation,
+  trace?: RequestTrace,
+): Promise<Response> {
   const host = generation.host;
-  // workerd gives an isolate no timers between requests: traffic drives the ticks that fell due.
-  host.runDueTicks();
-  const { stream, done } = generation.open();
+  const span = trace?.span;
+  let opened: ReturnType<Generation["open"]>;
+  try {
+    // workerd gives an isolate no timers between requests: traffic drives the ticks that fell due.
+    host.runDueTicks();
+    opened = generation.open();
+  } catch (error) {
+    span?.fail(error);
+    span?.end();
+    throw error;
+  }
+  const { stream } = opened;
+  const done = span
+    ? () => {
+        opened.done();
+        span.end();
+      }
+    : opened.done;
   // A client that goes away ends the stream without a response; the breaker does not count it.
   request.signal?.addEventListener("abort", done);
   try {
-    return await exchange(request, generation, host, stream, done);
+    const response = await exchange(request, generation, host, stream, done, trace);
+    span?.respond(response.status, response.headers);
+    return response;
   } catch (error) {
     done();
+    span?.fail(error);
     throw error;
   }
 }
@@ -41,6 +68,7 @@ async function exchange(
   host: ProxyWasmHost,
   stream: HttpStream,
   done: () => void,
+  trace: RequestTrace | undefined,
 ): Promise<Response> {
   const url = new URL(request.url);
   const authority = request.headers.get("host") ?? url.host;
@@ -58,6 +86,14 @@ async function exchange(
 
   const head = stream.requestHeaders(pairs, requestBody === null);
   if (head.action === "pause") await untilResumed(host, () => stream.paused);
+  const span = trace?.span;
+  if (span) {
+    span.method = request.method;
+    span.path = url.pathname;
+    span.authority = authority;
+    // As the filters leave them, a local reply's request too: the cluster, the rule, tag sources.
+    span.request = stream.requestHeaderPairs;
+  }
   const early = endedByFilter(stream, done);
   if (early) return early;
   if (stream.paused)
@@ -79,6 +115,7 @@ async function exchange(
   // (in place of any X-Forwarded-Host or -Proto the client sent), and not how the mesh routed it.
   const toOrigin = forward.filter(([name]) => !NOT_FORWARDED.has(name));
   toOrigin.push(["x-forwarded-host", authority], ["x-forwarded-proto", scheme]);
+  if (trace) traced(toOrigin, trace);
   // One constructor call rather than a call into the runtime per header.
   const headers = new Headers(toOrigin);
   const method = first(forwarded, ":method") ?? request.method;
@@ -351,6 +388,23 @@ function toResponse(pairs: readonly HeaderPair[], body: BodyInit | null): Respon
   const headers: [string, string][] = [];
   for (const [name, value] of pairs) if (!name.startsWith(":")) headers.push([name, value]);
   return new Response(NULL_BODY_STATUSES.has(status) ? null : body, { status, headers });
+}
+
+/**
+ * The worker's trace context in place of the client's: its own `traceparent` (the origin's parent
+ * is the worker's span, sampled or not, so the mesh's sidecars follow the edge's decision). The
+ * client's `tracestate` goes on unchanged with the trace it belongs to, and is dropped with a
+ * trace the worker restarted (W3C Trace Context: a tracestate without a valid traceparent is void).
+ */
+function traced(toOrigin: [string, string][], trace: RequestTrace): void {
+  let kept = 0;
+  for (const pair of toOrigin) {
+    const name = pair[0];
+    if (name === TRACEPARENT || (trace.restarted && name === TRACESTATE)) continue;
+    toOrigin[kept++] = pair;
+  }
+  toOrigin.length = kept;
+  toOrigin.push([TRACEPARENT, trace.traceparent]);
 }
 
 function first(pairs: readonly HeaderPair[], name: string): string | undefined {
