@@ -15,6 +15,7 @@ import { DEFAULT_STATS_INTERVAL_SECONDS } from "../schema/traffic-report.ts";
 import { Envoy, EnvoyStartError } from "./envoy.ts";
 import type { Token } from "./http.ts";
 import { startWorkloadIdentity, type WorkloadIdentity } from "./identity.ts";
+import { type MetricsServer, startMetricsServer } from "./metrics.ts";
 import { type PortRequest, type Ports, pickPorts } from "./ports.ts";
 import { type Readiness, type ReadinessServer, startReadiness } from "./ready.ts";
 import { Registration } from "./registration.ts";
@@ -69,6 +70,12 @@ export interface AgentOptions {
    * /v1/proxies/<name>/stats, stats.ts), in seconds; 0: never. Default 5.
    */
   statsIntervalSeconds?: number;
+  /**
+   * The sidecar's Prometheus endpoint, GET /metrics (metrics.ts): Envoy's stats a mesh dashboard
+   * needs under stable names, merged with the app's own metrics (`appPath` on 127.0.0.1:`appPort`,
+   * default the app's port). `port` undefined: a free port; 0: no endpoint. `address` default 127.0.0.1.
+   */
+  metrics?: { port?: number; address?: string; appPath?: string; appPort?: number };
   /** How often the trust bundle is checked (default 30 s). */
   bundleRefreshMs?: number;
   /** The agent's own lines. */
@@ -88,6 +95,8 @@ export interface Agent {
   readonly xdsProxyPort: number;
   /** The workload's certificate and its SDS server (renew() for tests and operators). */
   readonly identity: WorkloadIdentity;
+  /** The Prometheus endpoint's port (--metrics-port); undefined when it is off. */
+  readonly metricsPort: number | undefined;
   /**
    * The shutdown sequence (SIGTERM): readiness 503, the Workload deleted, Envoy serving on for the
    * drain time, then drained and stopped. A second call while it runs cuts the waits short.
@@ -107,10 +116,42 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       `cannot use the data directory --data ${options.dataDir}: ${(error as Error).message}`,
     );
   }
-  const ports = await pickPorts(options.ports, [options.appPort]);
+  // The metrics endpoint listens first, on its own port or a free one: pickPorts then never picks
+  // that port for another. Envoy's admin port is read at each scrape.
+  let adminPort: number | undefined;
+  const metricsAddress = options.metrics?.address ?? "127.0.0.1";
+  let metrics: MetricsServer | undefined;
+  if (options.metrics?.port !== 0) {
+    try {
+      metrics = await startMetricsServer({
+        service: options.service,
+        workload: options.name,
+        port: options.metrics?.port ?? 0,
+        host: metricsAddress,
+        adminPort: () => adminPort,
+        ...(options.metrics?.appPath !== undefined
+          ? { app: { path: options.metrics.appPath, port: options.metrics.appPort ?? options.appPort } }
+          : {}),
+      });
+    } catch (error) {
+      throw new AgentError(
+        `cannot listen on ${metricsAddress}:${options.metrics?.port ?? 0} for the metrics endpoint (--metrics-port): ${(error as Error).message}`,
+      );
+    }
+  }
+  let ports: Ports;
+  try {
+    ports = await pickPorts(options.ports, [options.appPort]);
+  } catch (error) {
+    await metrics?.close();
+    throw error;
+  }
+  adminPort = ports.admin;
+  // (Not --metrics-port: without it, the metrics port is always a free one.)
   const picked = (Object.keys(ports) as (keyof Ports)[]).filter((k) => options.ports[k] === undefined);
   log(
-    `ports: inbound ${ports.inbound}, outbound ${ports.outbound}, admin ${ports.admin}, ready ${ports.ready}` +
+    `ports: inbound ${ports.inbound}, outbound ${ports.outbound}, admin ${ports.admin}, ready ${ports.ready}, ` +
+      `metrics ${metrics === undefined ? "off" : metrics.port}` +
       (picked.length > 0 ? ` (picked: ${picked.map((k) => `--${k}-port`).join(", ")})` : ""),
   );
 
@@ -120,6 +161,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const cleanUp = async () => {
     for (const step of cleanups.reverse()) await step().catch(() => {});
   };
+  if (metrics !== undefined) {
+    const server = metrics;
+    cleanups.push(() => server.close());
+  }
 
   try {
     const proxy: XdsProxy = await startXdsProxy({
@@ -260,6 +305,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       ports,
       xdsProxyPort: proxy.port,
       identity,
+      metricsPort: metrics?.port,
       shutdown() {
         if (shutdown) {
           log("shutting down now (second signal): Envoy stops without waiting for the drain");

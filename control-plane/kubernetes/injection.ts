@@ -16,7 +16,13 @@
 //   selects the pod, else `app.kubernetes.io/name` or `app`), named `<name>.<namespace>` as
 //   discovery names a Kubernetes Service, and written into the label so that the token review
 //   (token-review.ts) finds the same service; the annotations discovery reads (`wasmesh.io/sidecar:
-//   injected`, `wasmesh.io/inbound-port`).
+//   injected`, `wasmesh.io/inbound-port`);
+// - Prometheus' scrape annotations (`prometheus.io/scrape`, `port`, `path`) pointing at the agent's
+//   metrics endpoint (dataplane/metrics.ts, docs/metrics.md), which merges the mesh's metrics with
+//   the app's own: a pod that already names its metrics with `prometheus.io/port` or `path` has them
+//   passed to the agent (--app-metrics-port/--app-metrics-path) and the annotations replaced, as
+//   Istio's metrics merging does; `prometheus.io/scrape: "false"` is kept (the pod asked not to be
+//   scraped).
 //
 // Not injected: pods of other namespaces, of the control plane's own, opted out
 // (`wasmesh.io/sidecar-injection: disabled` annotation), on the host's network (the capture would
@@ -70,8 +76,21 @@ export interface SidecarPorts {
   admin: number;
   /** The agent's readiness endpoint, on every address (the kubelet probes the pod's IP). */
   ready: number;
+  /** The agent's Prometheus endpoint, on every address (Prometheus scrapes the pod's IP). */
+  metrics: number;
 }
-export const DEFAULT_PORTS: SidecarPorts = { outbound: 15001, inbound: 15006, admin: 15000, ready: 15021 };
+/** 15020 for the metrics: Istio's merged-metrics port, so scrape configurations written for it fit. */
+export const DEFAULT_PORTS: SidecarPorts = {
+  outbound: 15001,
+  inbound: 15006,
+  admin: 15000,
+  ready: 15021,
+  metrics: 15020,
+};
+/** Prometheus' scrape annotations (the convention kubernetes_sd_configs relabelling reads). */
+export const PROMETHEUS_SCRAPE_ANNOTATION = "prometheus.io/scrape";
+export const PROMETHEUS_PORT_ANNOTATION = "prometheus.io/port";
+export const PROMETHEUS_PATH_ANNOTATION = "prometheus.io/path";
 export const DEFAULT_PROXY_UID = 1337;
 /** A pod that declares no port: the app port the sidecar's inbound listener forwards to. */
 export const DEFAULT_APP_PORT = 8080;
@@ -273,9 +292,34 @@ export function injectionPatch(
   const command = [...(config.command ?? DEFAULT_COMMAND)];
   // The kubelet's probes of the app's ports come from the node, with no certificate: they reach the
   // app directly, as the agent's ready port does.
+  // Prometheus scrapes the metrics port from outside the pod, in plain text: it is not captured.
   const excludedInbound = [
-    ...new Set([ports.ready, ...spec.containers.flatMap(probePorts)].filter((p) => p !== ports.inbound)),
+    ...new Set(
+      [ports.ready, ports.metrics, ...spec.containers.flatMap(probePorts)].filter((p) => p !== ports.inbound),
+    ),
   ];
+  // The app's own metrics, as its scrape annotations named them: the agent merges them into its own.
+  const appMetricsPort = annotations[PROMETHEUS_PORT_ANNOTATION];
+  const appMetricsPath = annotations[PROMETHEUS_PATH_ANNOTATION];
+  const appScraped =
+    annotations[PROMETHEUS_SCRAPE_ANNOTATION] !== "false" &&
+    (appMetricsPort !== undefined || appMetricsPath !== undefined);
+  const appMetricsArgs: string[] = [];
+  if (appScraped) {
+    const port = appMetricsPort ?? String(appPort);
+    if (!/^[0-9]{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65_535)
+      return {
+        refuse: `its ${PROMETHEUS_PORT_ANNOTATION} annotation ${JSON.stringify(port)} is no port number`,
+      };
+    if (Number(port) === ports.metrics)
+      return {
+        refuse: `its ${PROMETHEUS_PORT_ANNOTATION} annotation names the sidecar's metrics port ${ports.metrics}; the app's metrics must be on another`,
+      };
+    const path = appMetricsPath ?? "/metrics";
+    if (!/^\/[\x21-\x7e]*$/.test(path))
+      return { refuse: `its ${PROMETHEUS_PATH_ANNOTATION} annotation ${JSON.stringify(path)} is no path` };
+    appMetricsArgs.push("--app-metrics-path", path, "--app-metrics-port", port);
+  }
   const capture: k8s.V1Container = {
     name: CAPTURE_CONTAINER,
     ...image,
@@ -346,6 +390,11 @@ export function injectionPatch(
       String(ports.ready),
       "--ready-address",
       "0.0.0.0",
+      "--metrics-port",
+      String(ports.metrics),
+      "--metrics-address",
+      "0.0.0.0",
+      ...appMetricsArgs,
       "--no-register",
       "--data",
       DATA_DIR,
@@ -410,15 +459,27 @@ export function injectionPatch(
   ];
 
   const patch: JsonPatchOperation[] = [];
+  // "add" of an existing member replaces it (RFC 6902 §4.1).
   const addEntries = (path: string, current: object | undefined, entries: Record<string, string>) => {
     if (current === undefined) patch.push({ op: "add", path, value: entries });
     else
       for (const [key, value] of Object.entries(entries))
         patch.push({ op: "add", path: `${path}/${pointer(key)}`, value });
   };
+  // Prometheus scrapes the agent, which serves the app's metrics too; a pod that asked not to be
+  // scraped keeps its "false".
+  const scrape: Record<string, string> =
+    annotations[PROMETHEUS_SCRAPE_ANNOTATION] === "false"
+      ? {}
+      : {
+          [PROMETHEUS_SCRAPE_ANNOTATION]: "true",
+          [PROMETHEUS_PORT_ANNOTATION]: String(ports.metrics),
+          [PROMETHEUS_PATH_ANNOTATION]: "/metrics",
+        };
   addEntries("/metadata/annotations", pod.metadata?.annotations, {
     [SIDECAR_ANNOTATION]: SIDECAR_INJECTED,
     [INBOUND_PORT_ANNOTATION]: String(ports.inbound),
+    ...scrape,
     ...(https ? { [CA_BUNDLE_ANNOTATION]: config.caBundle as string } : {}),
   });
   if (identity.label !== undefined)

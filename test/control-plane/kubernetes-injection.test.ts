@@ -85,7 +85,7 @@ function inject(pod: k8s.V1Pod, services: k8s.V1Service[] = [], config = CONFIG)
   return { ...decision, pod: applyPatch(pod, decision.patch) };
 }
 
-const SIDECAR_ARGS = (service: string, appPort: number, labels: string) => [
+const SIDECAR_ARGS = (service: string, appPort: number, labels: string, appMetrics: string[] = []) => [
   "dataplane",
   "run",
   "--name",
@@ -114,6 +114,11 @@ const SIDECAR_ARGS = (service: string, appPort: number, labels: string) => [
   "15021",
   "--ready-address",
   "0.0.0.0",
+  "--metrics-port",
+  "15020",
+  "--metrics-address",
+  "0.0.0.0",
+  ...appMetrics,
   "--no-register",
   "--data",
   "/var/lib/wasmesh-dataplane",
@@ -142,6 +147,10 @@ describe("sidecar injection's patch", () => {
         annotations: {
           "wasmesh.io/sidecar": "injected",
           "wasmesh.io/inbound-port": "15006",
+          // Prometheus scrapes the agent's merged endpoint.
+          "prometheus.io/scrape": "true",
+          "prometheus.io/port": "15020",
+          "prometheus.io/path": "/metrics",
           "wasmesh.io/ca-bundle": CONFIG.caBundle,
         },
       },
@@ -165,7 +174,7 @@ describe("sidecar injection's patch", () => {
               "--proxy-uid",
               "1337",
               "--exclude-inbound-ports",
-              "15021",
+              "15021,15020",
             ],
             securityContext: {
               runAsUser: 0,
@@ -237,6 +246,68 @@ describe("sidecar injection's patch", () => {
     });
   });
 
+  it("points Prometheus' annotations at the agent, which merges the app's own metrics they named", () => {
+    const pod = reviewsPod();
+    pod.metadata = {
+      ...pod.metadata,
+      annotations: {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "9090",
+        "prometheus.io/path": "/stats",
+      },
+    };
+    const injected = inject(pod).pod;
+    expect(injected.metadata?.annotations).toMatchObject({
+      "prometheus.io/scrape": "true",
+      "prometheus.io/port": "15020",
+      "prometheus.io/path": "/metrics",
+    });
+    const sidecar = injected.spec?.initContainers?.[1] as k8s.V1Container;
+    expect(sidecar.args).toEqual(
+      SIDECAR_ARGS("reviews.bookinfo", 9080, "app=reviews,version=v1,wasmesh.io/service=reviews", [
+        "--app-metrics-path",
+        "/stats",
+        "--app-metrics-port",
+        "9090",
+      ]),
+    );
+
+    // A path alone: the app's port; a port alone: /metrics.
+    const pathOnly = reviewsPod();
+    pathOnly.metadata = { ...pathOnly.metadata, annotations: { "prometheus.io/path": "/m" } };
+    expect(inject(pathOnly).pod.spec?.initContainers?.[1]?.args).toEqual(
+      expect.arrayContaining(["--app-metrics-path", "/m", "--app-metrics-port", "9080"]),
+    );
+    const portOnly = reviewsPod();
+    portOnly.metadata = { ...portOnly.metadata, annotations: { "prometheus.io/port": "9100" } };
+    expect(inject(portOnly).pod.spec?.initContainers?.[1]?.args).toEqual(
+      expect.arrayContaining(["--app-metrics-path", "/metrics", "--app-metrics-port", "9100"]),
+    );
+
+    // A pod that asked not to be scraped stays unscraped, and its metrics are not merged.
+    const unscraped = reviewsPod();
+    unscraped.metadata = {
+      ...unscraped.metadata,
+      annotations: { "prometheus.io/scrape": "false", "prometheus.io/port": "9090" },
+    };
+    const kept = inject(unscraped).pod;
+    expect(kept.metadata?.annotations?.["prometheus.io/scrape"]).toBe("false");
+    expect(kept.metadata?.annotations?.["prometheus.io/port"]).toBe("9090");
+    expect(kept.spec?.initContainers?.[1]?.args).not.toContain("--app-metrics-path");
+
+    // Annotations that cannot work are refused, with the reason.
+    for (const [annotations, reason] of [
+      [{ "prometheus.io/port": "http" }, /prometheus\.io\/port annotation "http" is no port number/],
+      [{ "prometheus.io/port": "15020" }, /the sidecar's metrics port 15020/],
+      [{ "prometheus.io/path": "metrics" }, /prometheus\.io\/path annotation "metrics" is no path/],
+    ] as const) {
+      const bad = reviewsPod();
+      bad.metadata = { ...bad.metadata, annotations: { ...annotations } };
+      const decision = injectionPatch(bad, MESH, CONFIG);
+      expect("refuse" in decision ? decision.refuse : "").toMatch(reason);
+    }
+  });
+
   it("goes before the pod's own init containers, next to its volumes and annotations, and excludes its probes' ports from the capture", () => {
     const pod = reviewsPod();
     pod.metadata = { ...pod.metadata, annotations: { "prometheus.io/scrape": "true" } };
@@ -268,13 +339,17 @@ describe("sidecar injection's patch", () => {
       "wasmesh-ca",
       "wasmesh-data",
     ]);
+    // The pod's scrape annotation now points at the agent (it named no metrics port or path of its own).
     expect(injected.metadata?.annotations).toEqual({
       "prometheus.io/scrape": "true",
       "wasmesh.io/sidecar": "injected",
       "wasmesh.io/inbound-port": "15006",
+      "prometheus.io/port": "15020",
+      "prometheus.io/path": "/metrics",
       "wasmesh.io/ca-bundle": CONFIG.caBundle,
     });
-    expect(injected.spec?.initContainers?.[0]?.args?.at(-1)).toBe("15021,9080,9090");
+    expect(injected.spec?.initContainers?.[1]?.args).not.toContain("--app-metrics-path");
+    expect(injected.spec?.initContainers?.[0]?.args?.at(-1)).toBe("15021,15020,9080,9090");
   });
 
   it("keeps the pod's service account, whose token the sidecar is given", () => {
@@ -432,6 +507,7 @@ describe("the injected command lines", () => {
       appPort: 9080,
       labels: { app: "reviews", version: "v1", "wasmesh.io/service": "reviews" },
       ports: { inbound: 15006, outbound: 15001, admin: 15000, ready: 15021 },
+      metrics: { port: 15020, address: "0.0.0.0" },
       api: "https://wasmesh-control-plane.wasmesh-system.svc:5681",
       xds: "wasmesh-control-plane.wasmesh-system.svc:5678",
       ca: CONFIG.caBundle,
@@ -453,7 +529,7 @@ describe("the injected command lines", () => {
     expect(result.stdout).toMatch(/-j REDIRECT --to-ports 15001/);
     expect(result.stdout).toMatch(/-j REDIRECT --to-ports 15006/);
     expect(result.stdout).toMatch(/--uid-owner 1337/);
-    expect(result.stdout).toMatch(/--dports 15006,15021 -j RETURN/);
+    expect(result.stdout).toMatch(/--dports 15006,15021,15020 -j RETURN/);
   });
 });
 

@@ -27,7 +27,7 @@ let mesh: string;
 const planes: ControlPlane[] = [];
 const IMAGE = "ghcr.io/wasmesh/control-plane:test";
 /** The sidecar's ports, free ones rather than the defaults: the test runs a sidecar on this host. */
-const P = { outbound: 0, inbound: 0, admin: 0, ready: 0 };
+const P = { outbound: 0, inbound: 0, admin: 0, ready: 0, metrics: 0 };
 
 async function replica(identity: string): Promise<ControlPlane> {
   const [httpPort, xdsPort] = [await freePort(), await freePort()];
@@ -153,6 +153,10 @@ describe("sidecar injection on a real API server", () => {
       "wasmesh.io/sidecar": "injected",
       "wasmesh.io/inbound-port": String(P.inbound),
       "wasmesh.io/ca-bundle": bundle,
+      // Prometheus scrapes the agent's merged endpoint (docs/metrics.md).
+      "prometheus.io/scrape": "true",
+      "prometheus.io/port": String(P.metrics),
+      "prometheus.io/path": "/metrics",
     });
     expect(stored.metadata?.labels).toEqual({
       app: "reviews",
@@ -175,7 +179,7 @@ describe("sidecar injection on a real API server", () => {
         "--proxy-uid",
         "1337",
         "--exclude-inbound-ports",
-        String(P.ready),
+        `${P.ready},${P.metrics}`,
       ],
       securityContext: {
         runAsUser: 0,
@@ -233,6 +237,10 @@ describe("sidecar injection on a real API server", () => {
       "--ready-port",
       String(P.ready),
       "--ready-address",
+      "0.0.0.0",
+      "--metrics-port",
+      String(P.metrics),
+      "--metrics-address",
       "0.0.0.0",
       "--no-register",
       "--data",
@@ -463,8 +471,14 @@ describe("sidecar injection on a real API server", () => {
       expect(probe.status).toBe(200);
       await agent.waitForOutput(/not registering a Workload/);
       expect(agent.stdout()).toMatch(
-        new RegExp(`ports: inbound ${P.inbound}, outbound ${P.outbound}, admin ${P.admin}, ready ${P.ready}`),
+        new RegExp(
+          `ports: inbound ${P.inbound}, outbound ${P.outbound}, admin ${P.admin}, ready ${P.ready}, metrics ${P.metrics}`,
+        ),
       );
+      // The scrape annotations point at an endpoint that answers, with the agent's own metrics.
+      const scraped = await fetch(`http://127.0.0.1:${P.metrics}/metrics`);
+      expect(scraped.status).toBe(200);
+      expect(await scraped.text()).toMatch(/^# TYPE wasmesh_\w+ (counter|gauge)$/m);
     } finally {
       await agent.stop();
     }

@@ -49,7 +49,9 @@ export const help = `Usage: wasmesh dataplane run --name NAME --service SERVICE 
                              [--admin-port P] [--ready-port P] [--cp URL] [--xds HOST:PORT]
                              [--ca-file FILE] [--ready-address ADDR] [--no-register]
                              [--envoy PATH] [--data DIR] [--lease-seconds N] [--drain-seconds N]
-                             [--cert-ttl SECONDS] [--stats-interval SECONDS] [-- ENVOY FLAGS...]
+                             [--cert-ttl SECONDS] [--stats-interval SECONDS]
+                             [--metrics-port P] [--metrics-address ADDR]
+                             [--app-metrics-path PATH] [--app-metrics-port P] [-- ENVOY FLAGS...]
 
 Runs a sidecar: writes Envoy's bootstrap, starts Envoy and restarts it (with back-off) if it dies,
 registers the workload with the control plane once the sidecar is ready and renews its lease, and
@@ -101,6 +103,15 @@ Envoy at once. Exits 1 with Envoy's reason when Envoy cannot start.
   --stats-interval SECONDS  how often Envoy's traffic counters (requests and 5xx per outbound
                         cluster, circuits, denials) are reported to the control plane, PUT
                         /v1/proxies/NAME/stats, for GET /v1/traffic (0-3600, default 5; 0: never)
+  --metrics-port P      the sidecar's Prometheus endpoint, GET http://127.0.0.1:P/metrics: the
+                        mesh's request, latency, route, circuit and denial metrics from Envoy
+                        under stable wasmesh_ names, and the app's own (docs/metrics.md)
+                        (default a free port, like the ports above; 0: no endpoint)
+  --metrics-address ADDR  where the metrics endpoint listens (default 127.0.0.1; 0.0.0.0 for a
+                        Prometheus that scrapes the pod's IP)
+  --app-metrics-path PATH  the app's own metrics endpoint, e.g. /metrics, merged into the
+                        sidecar's (the scrape has 2 s; wasmesh_app_metrics_up says whether it answered)
+  --app-metrics-port P  the port of the app's metrics endpoint (default --app-port)
   -- ENVOY FLAGS...     more flags for Envoy, e.g. -- --concurrency 2 --log-level warning
 
 ${captureHelp}`;
@@ -183,6 +194,10 @@ export async function runOptions(args: string[], out: Out): Promise<AgentOptions
       "drain-seconds": { type: "string" },
       "cert-ttl": { type: "string" },
       "stats-interval": { type: "string" },
+      "metrics-port": { type: "string" },
+      "metrics-address": { type: "string" },
+      "app-metrics-path": { type: "string" },
+      "app-metrics-port": { type: "string" },
     },
     command,
   );
@@ -234,6 +249,11 @@ async function agentOptions(values: Parsed["values"], envoyArgs: string[], out: 
     "--outbound-port": parsePort(str(values["outbound-port"]), "--outbound-port"),
     "--admin-port": parsePort(str(values["admin-port"]), "--admin-port"),
     "--ready-port": parsePort(str(values["ready-port"]), "--ready-port"),
+    // 0 turns the endpoint off: no port to compare.
+    "--metrics-port":
+      str(values["metrics-port"]) === "0"
+        ? undefined
+        : parsePort(str(values["metrics-port"]), "--metrics-port"),
   };
   // All of them are bound on this host (the app's by the app): two equal ones cannot both work.
   const seen = new Map<number, string>();
@@ -251,6 +271,31 @@ async function agentOptions(values: Parsed["values"], envoyArgs: string[], out: 
   // The CA's bounds for a workload certificate (ca/authority.ts).
   const certValiditySeconds = parseCount(str(values["cert-ttl"]), "--cert-ttl", 600, 30 * 24 * 3600);
   const statsIntervalSeconds = parseCount(str(values["stats-interval"]), "--stats-interval", 0, 3600);
+  const metricsOff = str(values["metrics-port"]) === "0";
+  const metricsAddress = str(values["metrics-address"]);
+  if (metricsAddress !== undefined && isIP(metricsAddress) === 0)
+    throw usage(
+      command,
+      `--metrics-address: expected an IP address such as 0.0.0.0, got '${metricsAddress}'`,
+    );
+  const appMetricsPath = str(values["app-metrics-path"]);
+  if (appMetricsPath !== undefined && !/^\/[\x21-\x7e]*$/.test(appMetricsPath))
+    throw usage(command, `--app-metrics-path: expected a path such as /metrics, got '${appMetricsPath}'`);
+  const appMetricsPort = parsePort(str(values["app-metrics-port"]), "--app-metrics-port");
+  if (appMetricsPort !== undefined && appMetricsPath === undefined)
+    throw usage(command, "--app-metrics-port needs --app-metrics-path (the app's metrics endpoint)");
+  if (metricsOff && appMetricsPath !== undefined)
+    throw usage(command, "--app-metrics-path: the metrics endpoint is off (--metrics-port 0)");
+  const metrics = {
+    ...(metricsOff
+      ? { port: 0 }
+      : ports["--metrics-port"] !== undefined
+        ? { port: ports["--metrics-port"] }
+        : {}),
+    ...(metricsAddress !== undefined ? { address: metricsAddress } : {}),
+    ...(appMetricsPath !== undefined ? { appPath: appMetricsPath } : {}),
+    ...(appMetricsPort !== undefined ? { appPort: appMetricsPort } : {}),
+  };
 
   const cp = str(values.cp);
   const apiFlag = str(values.api);
@@ -340,6 +385,7 @@ async function agentOptions(values: Parsed["values"], envoyArgs: string[], out: 
     drainSeconds,
     ...(certValiditySeconds !== undefined ? { certValiditySeconds } : {}),
     ...(statsIntervalSeconds !== undefined ? { statsIntervalSeconds } : {}),
+    ...(Object.keys(metrics).length > 0 ? { metrics } : {}),
     envoyArgs,
     log: (line) => out(line),
     envoyOutput: (chunk) => {
