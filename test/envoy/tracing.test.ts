@@ -74,6 +74,21 @@ function traceparent(sampled: boolean): { header: string; traceId: string; spanI
   return { header: `00-${traceId}-${spanId}-${sampled ? "01" : "00"}`, traceId, spanId };
 }
 
+/** The trace once Jaeger has at least `spans` of its spans (Envoy flushes every 5 s). */
+async function traceOf(traceId: string, spans: number): Promise<JaegerTrace> {
+  let found: JaegerTrace | undefined;
+  await until(
+    `trace ${traceId} with ${spans} spans in Jaeger`,
+    async () => {
+      found = await jaeger.trace(traceId);
+      return found !== undefined && found.spans.length >= spans;
+    },
+    30_000,
+    250,
+  );
+  return found as JaegerTrace;
+}
+
 const serviceOf = (trace: JaegerTrace, spanId: string) => {
   const span = trace.spans.find((s) => s.spanID === spanId);
   return span === undefined ? undefined : trace.processes[span.processID]?.serviceName;
@@ -122,13 +137,7 @@ describe("tracing through real sidecars into Jaeger", () => {
     // The mesh's own routing headers never reach an app.
     expect(last?.headers["x-wasmesh-cluster"]).toBeUndefined();
 
-    const [trace] = await jaeger.waitForTraces(
-      "ratings",
-      (ts) => ts.some((t) => t.traceID === root.traceId && t.spans.length >= 5),
-      30_000,
-    );
-    const found = (await jaeger.trace(root.traceId)) as JaegerTrace;
-    expect(trace).toBeDefined();
+    const found = await traceOf(root.traceId, 5);
     // Server span at each sidecar's inbound, client span at each caller's outbound.
     const spans = found.spans.map((s) => ({
       service: found.processes[s.processID]?.serviceName,
@@ -174,7 +183,7 @@ describe("tracing through real sidecars into Jaeger", () => {
       new RegExp(`^00-${unsampled.traceId}-[0-9a-f]{16}-00$`),
     );
     // Spans leave each Envoy in order: once the sampled trace is complete, the unsampled one would be there.
-    await jaeger.waitForTraces("ratings", (ts) => ts.some((t) => t.traceID === sampled.traceId), 30_000);
+    await traceOf(sampled.traceId, 2);
     expect(await jaeger.trace(unsampled.traceId)).toBeUndefined();
   });
 
@@ -257,6 +266,112 @@ describe("tracing through real sidecars into Jaeger", () => {
     const result = await load.result;
     expect(result.errors, result.errorMessages.join("; ")).toBe(0);
     expect(result.ok).toBe(1_500);
+  });
+});
+
+describe("backends and overrides", () => {
+  /**
+   * One request from `agent`'s app to `host` with a fresh sampled context (W3C, or B3 for Zipkin,
+   * whose tracer speaks only B3); resolves to its trace id.
+   */
+  const tracedCall = async (agent: string, host: string, b3 = false) => {
+    const { outbound } = await mesh.agent(agent).ports();
+    const root = traceparent(true);
+    const context: Record<string, string> = b3
+      ? { "x-b3-traceid": root.traceId, "x-b3-spanid": root.spanId, "x-b3-sampled": "1" }
+      : { traceparent: root.header };
+    expect(await get(outbound, "/", { host, ...context })).toBe(200);
+    return root.traceId;
+  };
+
+  /**
+   * A change of backend replaces the listeners' filter chains, and Envoy drops the spans a draining
+   * chain's tracer still holds (it does not flush them on removal): wait until nothing drains, so
+   * that the request below meets only new chains (the callers' pooled connections go with the old).
+   */
+  const drained = () =>
+    until(
+      "no listener draining",
+      async () => {
+        for (const name of ["productpage-1", "ratings-1"]) {
+          // A whole listener, or (updated in place) its old filter chains.
+          const stats = await mesh
+            .agent(name)
+            .envoyStats("listener_manager\\.total_(listeners|filter_chains)_draining");
+          if (stats.size !== 2 || [...stats.values()].some((n) => n !== 0)) return false;
+        }
+        return true;
+      },
+      30_000,
+      200,
+    );
+
+  it.each([
+    ["otlp-http", () => jaeger.otlpHttpUrl],
+    ["zipkin", () => jaeger.zipkinUrl],
+  ])("sends spans to a %s backend", async (protocol, url) => {
+    await mesh.apply(tracing({ backend: { protocol, url: url() }, sampling: { randomPercent: 100 } }));
+    await mesh.synced();
+    await drained();
+    const traceId = await tracedCall("productpage-1", "ratings", protocol === "zipkin");
+    const trace = await traceOf(traceId, 2);
+    expect(new Set(Object.values(trace.processes).map((p) => p.serviceName))).toEqual(
+      new Set(["productpage", "ratings"]),
+    );
+  });
+
+  it("a service's override samples its own calls; the mesh's 0% leaves the others untraced", async () => {
+    await mesh.apply(
+      tracing({ backend: backend(), sampling: { randomPercent: 0 } }),
+      tracing({ service: "reviews", sampling: { randomPercent: 100 } }, "reviews"),
+    );
+    await mesh.synced();
+    const productpageTraces = async () =>
+      new Set((await jaeger.traces("productpage", { limit: 100_000 })).map((t) => t.traceID));
+    const before = await productpageTraces();
+    const untraced = await startLoad({
+      url: `http://127.0.0.1:${(await mesh.agent("productpage-1").ports()).outbound}/`,
+      headers: { host: "ratings" },
+      requests: 20,
+      concurrency: 1,
+      timeoutMs: 15_000,
+    }).result;
+    expect(untraced.ok).toBe(20);
+    // Whatever context productpage's sidecar passes on says "not sampled".
+    for (const request of mesh.app("ratings-1").requests.slice(-20)) {
+      const context = request.headers.traceparent;
+      if (typeof context === "string") expect(context).toMatch(/-00$/);
+    }
+    // reviews' own calls, with no context to follow: its override traces every one.
+    const { outbound } = await mesh.agent("reviews-1").ports();
+    expect(await get(outbound, "/from-reviews", { host: "ratings" })).toBe(200);
+    await jaeger.waitForTraces(
+      "reviews",
+      (ts) =>
+        ts.some((t) => t.spans.some((sp) => sp.tags.some((g) => String(g.value).endsWith("/from-reviews")))),
+      30_000,
+    );
+    // Spans leave each sidecar in order: by now productpage's 20 would have arrived.
+    expect(await productpageTraces()).toEqual(before);
+    await mesh.cli(["delete", "tracing", "reviews"]);
+  });
+
+  it("trace headers cannot carry a routing decision: a forged x-wasmesh-cluster is replaced by the route's", async () => {
+    await mesh.apply(tracing({ backend: backend(), sampling: { randomPercent: 100 } }));
+    await mesh.synced();
+    const { outbound } = await mesh.agent("productpage-1").ports();
+    const root = traceparent(true);
+    const status = await get(outbound, "/", {
+      host: "ratings",
+      traceparent: root.header,
+      "x-wasmesh-cluster": "inbound|1",
+      "x-wasmesh-rule": "forged",
+    });
+    expect(status).toBe(200);
+    const last = mesh.app("ratings-1").requests.at(-1);
+    expect(last?.headers.traceparent).toMatch(new RegExp(`^00-${root.traceId}-`));
+    expect(last?.headers["x-wasmesh-cluster"]).toBeUndefined();
+    expect(last?.headers["x-wasmesh-rule"]).toBeUndefined();
   });
 });
 
