@@ -85,8 +85,9 @@ export type EdgeTracing = Static<typeof EdgeTracing>;
 
 /**
  * The access log line when an AccessLog gives no format: Envoy's default fields, then the mesh's
- * own decision: the cluster the routing filter chose (route, subset), the Route rule that matched,
- * the rule that denied it and an open circuit (the filter's reply headers), and the trace id.
+ * own decision: the cluster the routing filter chose (service, subset), the filter's route that
+ * matched (`<Route>/<rule>`, which the filter hands Envoy as the `wasmesh_route` property), the rule
+ * that denied it and an open circuit (the filter's reply headers), and the request's trace context.
  */
 export const DEFAULT_ACCESS_LOG_FORMAT =
-  '[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" destination=%UPSTREAM_CLUSTER% rule=%REQ(X-WASMESH-RULE)% denied=%RESP(X-WASMESH-DENIED)% circuit=%RESP(X-WASMESH-CIRCUIT)% request_id=%REQ(X-REQUEST-ID)% traceparent=%REQ(TRACEPARENT)%\n';
+  '[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" destination=%UPSTREAM_CLUSTER% route=%FILTER_STATE(wasm.wasmesh_route:PLAIN)% denied=%RESP(X-WASMESH-DENIED)% circuit=%RESP(X-WASMESH-CIRCUIT)% request_id=%REQ(X-REQUEST-ID)% traceparent=%REQ(TRACEPARENT)%\n';

@@ -131,6 +131,8 @@ export class Destination {
 
 export class Route {
   name: string = "";
+  /** The name as UTF-8, set once: the filter hands it to Envoy on every request it routes. */
+  nameBytes: ArrayBuffer = new ArrayBuffer(0);
   match: RequestMatch = new RequestMatch();
   destinations: Destination[] = [];
   totalWeight: u32 = 0;
@@ -588,6 +590,7 @@ function readRoute(r: Reader, value: JsonValue, path: string, names: string[]): 
   const obj = r.object(value, path, ["name", "match", "destinations", "sticky", "timeoutMs", "retries"]);
   if (obj === null) return route;
   route.name = r.name(obj, path, names);
+  route.nameBytes = String.UTF8.encode(route.name);
   route.match = readMatch(r, obj.get("match"), join(path, "match"));
   const destinations = r.array(obj, "destinations", path, true);
   const destinationsPath = join(path, "destinations");

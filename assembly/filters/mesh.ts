@@ -5,6 +5,7 @@
 // (`cluster_header: x-wasmesh-cluster`) and with the edge worker.
 import {
   clearRouteCache,
+  encodePath,
   FilterStatus,
   HeaderPair,
   HttpContext,
@@ -16,6 +17,7 @@ import {
   registerRootContext,
   requestHeaders,
   responseHeaders,
+  setPropertyEncoded,
 } from "../sdk";
 import { Counter } from "../sdk/metrics";
 import {
@@ -60,6 +62,12 @@ export {
 // them in schema/headers.ts, which AssemblyScript cannot import: test/filters/reserved-headers.test.ts
 // fails when the built module and that file disagree.
 const ROUTE_HEADER_BYTES = String.UTF8.encode("x-wasmesh-cluster");
+/**
+ * The route taken, as a property: Envoy keeps it in the stream's filter state as
+ * `wasm.wasmesh_route`, which access logs print (%FILTER_STATE(wasm.wasmesh_route:PLAIN)%) after
+ * the router has removed the mesh's own headers.
+ */
+const ROUTE_PROPERTY = encodePath(["wasmesh_route"]);
 const STATUS_HEADER_BYTES = String.UTF8.encode(":status");
 const CIRCUIT_HEADER = "x-wasmesh-circuit";
 const DENIED_HEADER = "x-wasmesh-denied";
@@ -241,6 +249,7 @@ class MeshHttp extends HttpContext {
       destination = chosen;
       // Replacing the header also discards any value the client sent.
       requestHeaders.setEncoded(ROUTE_HEADER_BYTES, chosen.clusterBytes);
+      setPropertyEncoded(ROUTE_PROPERTY, route.nameBytes);
       if (route.timeoutMs > 0)
         requestHeaders.set("x-envoy-upstream-rq-timeout-ms", route.timeoutMs.toString());
       if (route.retryAttempts >= 0) {

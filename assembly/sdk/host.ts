@@ -74,7 +74,7 @@ export function setBuffer(type: BufferType, start: u32, size: u32, data: ArrayBu
 }
 
 /** Property paths travel as their segments joined by NUL bytes. */
-function encodePath(path: string[]): ArrayBuffer {
+export function encodePath(path: string[]): ArrayBuffer {
   return utf8(path.join("\0"));
 }
 
@@ -92,8 +92,12 @@ export function getPropertyString(path: string[]): string | null {
 }
 
 export function setProperty(path: string[], value: ArrayBuffer): WasmResult {
-  const encoded = encodePath(path);
-  return proxy_set_property(ptrOf(encoded), encoded.byteLength, ptrOf(value), value.byteLength) as WasmResult;
+  return setPropertyEncoded(encodePath(path), value);
+}
+
+/** setProperty with a path encoded once (encodePath), for a property set on every request. */
+export function setPropertyEncoded(path: ArrayBuffer, value: ArrayBuffer): WasmResult {
+  return proxy_set_property(ptrOf(path), path.byteLength, ptrOf(value), value.byteLength) as WasmResult;
 }
 
 export class ForeignResult {

@@ -376,8 +376,7 @@ describe("backends and overrides", () => {
 });
 
 describe("access logs", () => {
-  it("a line per request, carrying the mesh's decision: the destination, the rule, a denial", async () => {
-    await mesh.cli(["delete", "tracing", "mesh"]);
+  it("a line per request, carrying the mesh's decision: the destination, the route, a denial", async () => {
     const file = join(logDir, "productpage.log");
     mkdirSync(logDir, { recursive: true });
     await mesh.startAgents([{ name: "reviews-2", service: "reviews", labels: { version: "v2" } }]);
@@ -399,8 +398,8 @@ describe("access logs", () => {
     );
     await mesh.synced();
 
-    const routed = await mesh.send("productpage-1", "reviews", 10);
-    expect(Object.fromEntries(routed.byUpstream)).toEqual({ "reviews-1": 5, "reviews-2": 5 });
+    const sent = await mesh.send("productpage-1", "reviews", 10);
+    expect(Object.fromEntries(sent.byUpstream)).toEqual({ "reviews-1": 5, "reviews-2": 5 });
     const denied = await mesh.send("productpage-1", "ratings", 2);
     expect(denied.statuses.get(403)).toBe(2);
 
@@ -416,7 +415,10 @@ describe("access logs", () => {
     const destinations = lines.map((l) => /destination=(\S+)/.exec(l)?.[1]).filter((d) => d !== "-");
     expect(destinations.filter((d) => d === "outbound|reviews|version=v1")).toHaveLength(5);
     expect(destinations.filter((d) => d === "outbound|reviews|version=v2")).toHaveLength(5);
-    expect(lines.filter((l) => /"reviews".* 200 /.test(l) || / 200 .*"reviews"/.test(l))).toHaveLength(10);
+    const routedLines = lines.filter((l) => / 200 .*"reviews"/.test(l));
+    expect(routedLines).toHaveLength(10);
+    // The filter's route taken: the Route's name and its rule's.
+    for (const line of routedLines) expect(line).toContain(" route=reviews/canary ");
     const refused = lines.filter((l) => / 403 /.test(l));
     expect(refused).toHaveLength(2);
     for (const line of refused) expect(line).toMatch(/denied=\S*ratings/);
