@@ -86,6 +86,10 @@ export function referencesOf(resource: Resource): Reference[] {
         ref(`spec.produced[${i}]`, p.kind, p.name);
       });
       break;
+    case "Tracing":
+    case "AccessLog":
+      if (resource.spec.service !== undefined) ref("spec.service", "Service", resource.spec.service);
+      break;
     case "Service":
     case "MeshPolicy":
     case "WasmModule":

@@ -222,6 +222,50 @@ describe("wasmesh describe", () => {
     expect(ratings.stdout).toContain("no workload of another service may call it");
   });
 
+  it("a Service's tracing and access log: its own over the mesh's, and wasmesh get lists them", async () => {
+    await apply(
+      [
+        "apiVersion: wasmesh.io/v1alpha1",
+        "kind: Tracing",
+        "metadata: { name: mesh }",
+        "spec: { backend: { protocol: otlp-grpc, url: 'http://jaeger:4317' }, sampling: { randomPercent: 5 } }",
+        "---",
+        "apiVersion: wasmesh.io/v1alpha1",
+        "kind: Tracing",
+        "metadata: { name: reviews }",
+        "spec: { service: reviews, sampling: { randomPercent: 100 } }",
+        "---",
+        "apiVersion: wasmesh.io/v1alpha1",
+        "kind: AccessLog",
+        "metadata: { name: reviews }",
+        "spec: { service: reviews, backends: [{ stdout: {} }] }",
+      ].join("\n"),
+    );
+    try {
+      const reviews = await run(["describe", "service", "reviews"]);
+      expect(reviews.stdout).toContain(
+        "Tracing and access logs:\n  traced: 100% to otlp-grpc http://jaeger:4317, from tracing/reviews (its own) over tracing/mesh (the mesh's)\n  access log: stdout, from accesslog/reviews (its own)",
+      );
+      const ratings = await run(["describe", "service", "ratings"]);
+      expect(ratings.stdout).toContain(
+        "Tracing and access logs:\n  traced: 5% to otlp-grpc http://jaeger:4317, from tracing/mesh (the mesh's)\n",
+      );
+      const listed = await run(["get", "tracings"]);
+      expect(listed.stdout).toMatch(/^mesh +<mesh> +otlp-grpc http:\/\/jaeger:4317 +5%/m);
+      expect(listed.stdout).toMatch(/^reviews +reviews +<mesh's> +100%/m);
+      const logs = await run(["get", "accesslog"]);
+      expect(logs.stdout).toMatch(/^reviews +reviews +stdout +default/m);
+    } finally {
+      for (const [kind, name] of [
+        ["tracing", "reviews"],
+        ["tracing", "mesh"],
+        ["accesslog", "reviews"],
+      ] as const) {
+        expect((await run(["delete", kind, name])).code).toBe(0);
+      }
+    }
+  });
+
   it("other kinds: what they refer to, what refers to them, what their subset selects", async () => {
     const breaker = await run(["describe", "CircuitBreaker", "reviews-v3"]);
     expect(breaker.code, breaker.stderr).toBe(0);

@@ -191,7 +191,40 @@ function describeService(
         : [],
     ),
   );
+  section("Tracing and access logs", telemetryOf(resources, name));
   importedFrom(resources, "Service", name, section);
+}
+
+/** The Tracing and AccessLog that apply to a service's sidecars: its own over the mesh's. */
+function telemetryOf(resources: readonly Resource[], name: string): string[] {
+  const lines: string[] = [];
+  const tracings = resources.filter((r) => r.kind === "Tracing");
+  const meshTracing = tracings.find((r) => r.spec.service === undefined);
+  const ownTracing = tracings.find((r) => r.spec.service === name);
+  const backend = ownTracing?.spec.backend ?? meshTracing?.spec.backend;
+  if (backend !== undefined) {
+    const sampling = ownTracing?.spec.sampling ?? meshTracing?.spec.sampling;
+    const from = [ownTracing, meshTracing]
+      .flatMap((r) =>
+        r === undefined
+          ? []
+          : [`${ref(r.kind, r.metadata.name)}${r === ownTracing ? " (its own)" : " (the mesh's)"}`],
+      )
+      .join(" over ");
+    lines.push(
+      `traced: ${sampling?.randomPercent ?? 1}% to ${backend.protocol} ${backend.url}, from ${from}`,
+    );
+  }
+  const logs = resources.filter((r) => r.kind === "AccessLog");
+  const log = logs.find((r) => r.spec.service === name) ?? logs.find((r) => r.spec.service === undefined);
+  if (log !== undefined) {
+    const where = log.spec.backends.map((b) => (b.file ? `file ${b.file.path}` : "stdout")).join(", ");
+    const whose = log.spec.service === undefined ? "the mesh's" : "its own";
+    lines.push(
+      `access log: ${where === "" ? "off" : where}, from ${ref(log.kind, log.metadata.name)} (${whose})`,
+    );
+  }
+  return lines;
 }
 
 function describeRoute(
