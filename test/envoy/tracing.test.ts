@@ -2,11 +2,12 @@
 // Jaeger v2. productpage → reviews → ratings, each app calling the next through its own sidecar's
 // outbound listener and passing the trace headers on, as bookinfo's apps do. A Tracing resource
 // applied with the CLI turns it on; its sampling travels over RDS.
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CanaryMesh, resource, startCanaryMesh } from "../support/canary-mesh.ts";
+import { REPO_ROOT } from "../support/envoy.ts";
 import { type Jaeger, type JaegerTrace, startJaeger } from "../support/jaeger.ts";
 import { startLoad } from "../support/load.ts";
 import { tempDir } from "../support/temp.ts";
@@ -222,6 +223,13 @@ describe("tracing through real sidecars into Jaeger", () => {
       },
       60_000,
       10,
+    );
+    // Kept for the record (the closing note quotes it), as the console test keeps its screenshots.
+    const artifacts = join(REPO_ROOT, "test-artifacts", "tracing");
+    mkdirSync(artifacts, { recursive: true });
+    writeFileSync(
+      join(artifacts, "sampling.json"),
+      `${JSON.stringify({ requests: 2_000, percent: 10, traces: count })}\n`,
     );
     expect(count).toBeGreaterThanOrEqual(140);
     expect(count).toBeLessThanOrEqual(260);
