@@ -3,7 +3,8 @@
 // WorkloadEntry → a static Workload, Gateway → nothing (the edge worker serves north-south traffic:
 // warnings, and errors for what it cannot serve), security.istio.io PeerAuthentication → MeshPolicy's
 // mTLS mode, AuthorizationPolicy → AccessRules (and MeshPolicy's defaultAccess), and
-// extensions.istio.io WasmPlugin → a WasmPlugin running a module of the registry (ConvertOptions.modules).
+// extensions.istio.io WasmPlugin → a WasmPlugin running a module of the registry (ConvertOptions.modules),
+// and telemetry.istio.io Telemetry → a Tracing and an AccessLog (the mesh's, or a service's).
 //
 // FIELDS below is the support matrix the converter runs on: every field of a document's spec is
 // looked up there (unknown fields are warnings), `ignored` fields are warnings and `refused` fields
@@ -23,6 +24,7 @@
 //   universal one it is `<sa>` when <ns> is `default` (wasmesh's universal identity of a service,
 //   ca/spiffe.ts), else `<sa>.<ns>`.
 import {
+  type AccessLog,
   type AccessRule,
   type CircuitBreaker,
   type MtlsMode,
@@ -30,6 +32,7 @@ import {
   type RouteRule,
   type Service,
   ServiceName,
+  type Tracing,
   type WasmPlugin,
   type Workload,
 } from "../resources/index.ts";
@@ -46,6 +49,14 @@ import {
 } from "./fields.ts";
 import { isDnsLabel, nativeName } from "./naming.ts";
 import {
+  type AccessLogBackend,
+  headerTag,
+  literalTag,
+  parseBackend,
+  percentOf as percentage,
+  type TraceTag,
+} from "./telemetry.ts";
+import {
   concatChanges,
   duration,
   type HeaderChanges,
@@ -59,10 +70,12 @@ import type { ConvertOptions, SourceMesh } from "./types.ts";
 export const NETWORKING = "networking.istio.io";
 export const SECURITY = "security.istio.io";
 export const EXTENSIONS = "extensions.istio.io";
+export const TELEMETRY = "telemetry.istio.io";
 const VERSIONS: Record<string, readonly string[]> = {
   [NETWORKING]: ["v1alpha3", "v1beta1", "v1"],
   [SECURITY]: ["v1beta1", "v1"],
   [EXTENSIONS]: ["v1alpha1"],
+  [TELEMETRY]: ["v1alpha1", "v1"],
 };
 export const ISTIO_KINDS: Record<string, string> = {
   VirtualService: NETWORKING,
@@ -73,10 +86,18 @@ export const ISTIO_KINDS: Record<string, string> = {
   PeerAuthentication: SECURITY,
   AuthorizationPolicy: SECURITY,
   WasmPlugin: EXTENSIONS,
+  Telemetry: TELEMETRY,
 };
 
 /** Istio's root namespace: its PeerAuthentication and AuthorizationPolicy hold for the whole mesh. */
 export const ROOT_NAMESPACE = "istio-system";
+
+/**
+ * Where a Telemetry gives its tracing provider's backend, which Istio reads from MeshConfig's
+ * extensionProviders and wasmesh has no copy of: `<protocol> <url>` as a native Tracing's backend,
+ * e.g. `otlp-grpc http://otel-collector.observability:4317`.
+ */
+export const TRACING_BACKEND_ANNOTATION = "wasmesh.io/tracing-backend";
 
 const OUTLIER_DETECTION =
   "a CircuitBreaker: wasmesh's breaker also opens the circuit for the whole subset (503 while open) after that many consecutive errors, where Istio only ejects hosts";
@@ -353,6 +374,50 @@ export const FIELDS: Record<string, FieldTable> = {
     "spec.match[].ports": refused("plugins for some ports only are not supported"),
     "spec.type": partly("HTTP; NETWORK is an error"),
   },
+  Telemetry: {
+    "spec.selector": partly(
+      "matchLabels {app: <service>} (or service.istio.io/canonical-name): that service's Tracing and AccessLog; none: the mesh's (in Istio's root namespace or universal)",
+    ),
+    "spec.selector.matchLabels": partly(
+      "{app: <service>} or {service.istio.io/canonical-name: <service>} only",
+    ),
+    "spec.targetRef": refused("policies attached to gateways or waypoints are not supported: use selector"),
+    "spec.targetRefs": refused("policies attached to gateways or waypoints are not supported: use selector"),
+    "spec.tracing": partly("one entry: a Tracing"),
+    "spec.tracing[].match": partly(
+      "CLIENT_AND_SERVER only: wasmesh traces both listeners of a sidecar alike",
+    ),
+    "spec.tracing[].match.mode": partly(
+      "CLIENT_AND_SERVER only: wasmesh traces both listeners of a sidecar alike",
+    ),
+    "spec.tracing[].providers": partly(
+      `one provider, named in MeshConfig's extensionProviders, which wasmesh does not read: the annotation ${TRACING_BACKEND_ANNOTATION} gives its backend; a service's Telemetry without it inherits the mesh Tracing's backend when it names no provider or the mesh Telemetry's`,
+    ),
+    "spec.tracing[].providers[].name": partly("see providers"),
+    "spec.tracing[].randomSamplingPercentage": ok,
+    "spec.tracing[].disableSpanReporting": partly(
+      "false only: a sidecar that propagates trace context reports its spans (true is an error)",
+    ),
+    "spec.tracing[].customTags": partly("literal and header tags; environment tags are warnings"),
+    "spec.tracing[].useRequestIdForTraceSampling": partly(
+      "true, as wasmesh samples (Envoy draws from x-request-id); false is a warning",
+    ),
+    "spec.tracing[].enableIstioTags": ignored("wasmesh's spans carry no istio.* tags"),
+    "spec.accessLogging": partly("an AccessLog: Istio's built-in envoy provider (stdout), or disabled"),
+    "spec.accessLogging[].match": partly("CLIENT_AND_SERVER only: wasmesh logs both listeners of a sidecar"),
+    "spec.accessLogging[].match.mode": partly(
+      "CLIENT_AND_SERVER only: wasmesh logs both listeners of a sidecar",
+    ),
+    "spec.accessLogging[].providers": partly(
+      "envoy (Istio's built-in provider: stdout, in wasmesh's default format); the others are MeshConfig's extensionProviders, which wasmesh does not read: errors",
+    ),
+    "spec.accessLogging[].providers[].name": partly("envoy only (stdout)"),
+    "spec.accessLogging[].disabled": ok,
+    "spec.accessLogging[].filter": refused("wasmesh logs every request: a CEL filter is not supported"),
+    "spec.metrics": ignored(
+      "wasmesh's metrics are always on, under their own names (docs/metrics.md): no provider, override or interval is carried",
+    ),
+  },
 };
 
 // --- Addressing ----------------------------------------------------------------------------------
@@ -487,6 +552,11 @@ export interface IstioIndex {
   gateways: Set<string>;
   /** The modules of the registry (ConvertOptions.modules), for WasmPlugins. */
   modules: readonly { name: string; sha256: string }[];
+  /**
+   * The tracing providers the mesh's Telemetries of the input name (in the root namespace or
+   * universal, without selector): a service's Telemetry naming one of them inherits that backend.
+   */
+  meshTracingProviders: Set<string>;
 }
 
 /** The apiVersion's group and version, if it is one of Istio's that is converted. */
@@ -535,9 +605,17 @@ export function indexIstio(
   const hosts = new Map<string, string>();
   const selectors: SelectingEntry[] = [];
   const gateways = new Set<string>();
+  const meshTracingProviders = new Set<string>();
   for (const { doc, document, name, namespace } of documents) {
     const spec = isObj(doc.spec) ? doc.spec : {};
     if (doc.kind === "Gateway") gateways.add(`${namespace ?? ""}/${String(name ?? "")}`);
+    if (doc.kind === "Telemetry" && spec.selector === undefined && isMeshNamespace(namespace)) {
+      for (const t of Array.isArray(spec.tracing) ? spec.tracing : []) {
+        for (const p of isObj(t) && Array.isArray(t.providers) ? t.providers : []) {
+          if (isObj(p) && typeof p.name === "string") meshTracingProviders.add(p.name);
+        }
+      }
+    }
     if (doc.kind !== "ServiceEntry") continue;
     const services: string[] = [];
     for (const h of Array.isArray(spec.hosts) ? spec.hosts : []) {
@@ -564,6 +642,7 @@ export function indexIstio(
     selectors,
     gateways,
     modules: options.modules ?? [],
+    meshTracingProviders,
   };
 }
 
@@ -1793,6 +1872,244 @@ export function convertWasmPlugin(ctx: Context, doc: Obj, index: IstioIndex, bas
   ];
 }
 
+// --- Telemetry -----------------------------------------------------------------------------------
+
+/** Whether a resource of this namespace speaks for the whole mesh (Istio's root namespace, or universal). */
+const isMeshNamespace = (namespace: string | undefined): boolean =>
+  namespace === undefined || namespace === ROOT_NAMESPACE;
+
+/** Istio's canonical service name label, which defaults to the app label. */
+const CANONICAL_NAME = "service.istio.io/canonical-name";
+
+/** The one mode wasmesh has: both listeners alike. */
+function bothDirections(ctx: Context, match: unknown, at: string, what: string): boolean {
+  if (match === undefined) return true;
+  const mode = isObj(match) ? (match.mode ?? "CLIENT_AND_SERVER") : undefined;
+  if (mode === "CLIENT_AND_SERVER") return true;
+  ctx.error(
+    `${at}.match.mode`,
+    `${JSON.stringify(mode)}: wasmesh ${what} both listeners of a sidecar (inbound and outbound) alike; only CLIENT_AND_SERVER is carried`,
+  );
+  return false;
+}
+
+/**
+ * Telemetry → a Tracing (spec.tracing) and an AccessLog (spec.accessLogging), the mesh's (no
+ * selector, in Istio's root namespace or universal) or a service's (selector.matchLabels app). Istio
+ * takes a tracing provider's backend from MeshConfig's extensionProviders, which wasmesh has no copy
+ * of: the annotation TRACING_BACKEND_ANNOTATION gives it, and nothing else does. The mesh's Tracing
+ * needs one (an error naming the provider, else spec.tracing[i]); a service's inherits the mesh
+ * Tracing's when it names no provider, or one the input's mesh Telemetry names; another provider
+ * without the annotation is an error (its spans would reach another collector).
+ */
+export function convertTelemetry(
+  ctx: Context,
+  doc: Obj,
+  index: IstioIndex,
+  base: string,
+): (Tracing | AccessLog)[] {
+  const spec = isObj(doc.spec) ? doc.spec : {};
+  if (spec.targetRef !== undefined || spec.targetRefs !== undefined) return []; // refused by the audit
+  let service: string | undefined;
+  if (spec.selector !== undefined) {
+    const labels = isObj(spec.selector) && isObj(spec.selector.matchLabels) ? spec.selector.matchLabels : {};
+    const keys = Object.keys(labels);
+    const key = keys[0];
+    if (keys.length !== 1 || (key !== "app" && key !== CANONICAL_NAME) || typeof labels[key] !== "string") {
+      ctx.error(
+        "spec.selector.matchLabels",
+        `must be {app: <service>} (or {${CANONICAL_NAME}: <service>}): a wasmesh Tracing or AccessLog applies to a service's sidecars, not to workloads by labels`,
+      );
+      return [];
+    }
+    const s = resolveHost(labels[key], ctx.namespace, index);
+    if (!s.ok) {
+      ctx.error(`spec.selector.matchLabels.${key}`, s.message);
+      return [];
+    }
+    service = s.service;
+  } else if (!isMeshNamespace(ctx.namespace)) {
+    ctx.error(
+      "spec.selector",
+      `is required outside ${ROOT_NAMESPACE}: telemetry for every workload of namespace '${ctx.namespace}' has no native form (a Tracing or AccessLog is the mesh's or one service's)`,
+    );
+    return [];
+  }
+  const scope = service !== undefined ? { service } : {};
+  const out: (Tracing | AccessLog)[] = [];
+  const tracing = Array.isArray(spec.tracing) ? spec.tracing : [];
+  if (tracing.length > 1) {
+    ctx.error(
+      "spec.tracing",
+      "has more than one entry: a wasmesh Tracing is one configuration for both listeners",
+    );
+    return [];
+  }
+  const t = tracing[0];
+  if (isObj(t)) {
+    const made = telemetryTracing(ctx, doc, t, index, service);
+    if (made !== undefined) out.push(native("Tracing", base, { ...scope, ...made }) as Tracing);
+  }
+  const logging = Array.isArray(spec.accessLogging) ? spec.accessLogging : [];
+  if (logging.length > 0) {
+    let enabled = false;
+    let usable = true;
+    logging.forEach((entry, i) => {
+      const at = `spec.accessLogging[${i}]`;
+      const l = isObj(entry) ? entry : {};
+      if (l.filter !== undefined) usable = false; // refused by the audit
+      if (!bothDirections(ctx, l.match, at, "logs")) usable = false;
+      if (l.disabled !== undefined && typeof l.disabled !== "boolean") {
+        ctx.error(`${at}.disabled`, "must be true or false");
+        usable = false;
+        return;
+      }
+      if (l.disabled === true) return;
+      const providers = Array.isArray(l.providers) ? l.providers : [];
+      if (providers.length === 0) {
+        ctx.error(
+          `${at}.providers`,
+          "is required: Istio's default provider comes from MeshConfig (defaultProviders.accessLogging), which wasmesh does not read; name envoy (Istio's built-in provider, stdout)",
+        );
+        usable = false;
+      }
+      providers.forEach((p, j) => {
+        const name = isObj(p) ? p.name : undefined;
+        if (name === "envoy") enabled = true;
+        else {
+          ctx.error(
+            `${at}.providers[${j}].name`,
+            `${JSON.stringify(name)}: only envoy (Istio's built-in provider, stdout) is carried; the others are MeshConfig's extensionProviders, which wasmesh does not read (apply a native AccessLog with a file backend instead)`,
+          );
+          usable = false;
+        }
+      });
+    });
+    if (usable) {
+      const backends: AccessLogBackend[] = enabled ? [{ stdout: {} }] : [];
+      out.push(native("AccessLog", base, { ...scope, backends }) as AccessLog);
+    }
+  }
+  return out;
+}
+
+/** One tracing entry of a Telemetry as a Tracing's spec (without service), or undefined after an error. */
+function telemetryTracing(
+  ctx: Context,
+  doc: Obj,
+  t: Obj,
+  index: IstioIndex,
+  service: string | undefined,
+): Omit<Tracing["spec"], "service"> | undefined {
+  const at = "spec.tracing[0]";
+  let usable = bothDirections(ctx, t.match, at, "traces");
+  if (t.disableSpanReporting === true) {
+    ctx.error(
+      `${at}.disableSpanReporting`,
+      "a sidecar that propagates trace context but reports no spans is not supported: wasmesh's sidecars report the spans of the requests they trace (leave the service out of tracing with randomSamplingPercentage: 0, which keeps callers' sampled decisions)",
+    );
+    usable = false;
+  }
+  if (t.useRequestIdForTraceSampling === false) {
+    ctx.warn(
+      `${at}.useRequestIdForTraceSampling`,
+      "not carried: wasmesh's sidecars draw the sampling decision from x-request-id (Envoy's default)",
+    );
+  }
+  // The backend: the annotation's, or (a service's) the mesh Tracing's.
+  const metadata = isObj(doc.metadata) ? doc.metadata : {};
+  const annotations = isObj(metadata.annotations) ? metadata.annotations : {};
+  const given = annotations[TRACING_BACKEND_ANNOTATION];
+  let backend: Tracing["spec"]["backend"];
+  if (given !== undefined) {
+    const b = parseBackend(given);
+    if (!b.ok) {
+      ctx.error(`metadata.annotations.${TRACING_BACKEND_ANNOTATION}`, b.message);
+      return undefined;
+    }
+    backend = b.backend;
+  }
+  const providers = Array.isArray(t.providers) ? t.providers : [];
+  if (providers.length > 1) {
+    ctx.error(`${at}.providers`, "names more than one provider: a wasmesh Tracing has one backend");
+    return undefined;
+  }
+  const first = isObj(providers[0]) ? providers[0].name : undefined;
+  const provider = typeof first === "string" && first !== "" ? first : undefined;
+  if (providers.length === 1 && provider === undefined) {
+    ctx.error(`${at}.providers[0].name`, "is required: the provider's name");
+    return undefined;
+  }
+  if (backend === undefined) {
+    const how = `give its backend as the annotation ${TRACING_BACKEND_ANNOTATION}: '<protocol> <url>' (otlp-grpc, otlp-http or zipkin, e.g. 'otlp-grpc http://otel-collector.observability:4317')`;
+    if (service === undefined) {
+      ctx.error(
+        provider !== undefined ? `${at}.providers[0].name` : at,
+        `${provider !== undefined ? `provider '${provider}'` : "Istio's default provider (MeshConfig defaultProviders.tracing)"}: its backend is in MeshConfig's extensionProviders, which wasmesh does not read, and the mesh's Tracing needs one: ${how}`,
+      );
+      return undefined;
+    }
+    if (provider !== undefined && !index.meshTracingProviders.has(provider)) {
+      ctx.error(
+        `${at}.providers[0].name`,
+        `provider '${provider}' is not the one the input's mesh Telemetry names: its backend is in MeshConfig's extensionProviders, which wasmesh does not read; ${how}, or leave providers out to inherit the mesh Tracing's backend`,
+      );
+      return undefined;
+    }
+  }
+  let sampling: Tracing["spec"]["sampling"];
+  if (t.randomSamplingPercentage !== undefined) {
+    const p = percentage(ctx, t.randomSamplingPercentage, `${at}.randomSamplingPercentage`);
+    if (p === undefined) usable = false;
+    else sampling = { randomPercent: p };
+  }
+  const tags: TraceTag[] = [];
+  if (t.customTags !== undefined) {
+    if (!isObj(t.customTags)) {
+      ctx.error(`${at}.customTags`, "must be a map of tag names to literal or header");
+      return undefined;
+    }
+    for (const [name, value] of Object.entries(t.customTags)) {
+      const tat = `${at}.customTags.${name}`;
+      const v = isObj(value) ? value : {};
+      const kinds = Object.keys(v);
+      let tag: TraceTag | undefined;
+      if (kinds.length !== 1) {
+        ctx.error(tat, "must have exactly one of literal, header, environment");
+        usable = false;
+        continue;
+      }
+      if (isObj(v.literal)) {
+        tag = literalTag(ctx, name, v.literal.value, { tag: tat, literal: `${tat}.literal.value` });
+      } else if (isObj(v.header)) {
+        tag = headerTag(ctx, name, v.header.name, v.header.defaultValue, {
+          tag: tat,
+          header: `${tat}.header.name`,
+          fallback: `${tat}.header.defaultValue`,
+        });
+      } else if (v.environment !== undefined) {
+        ctx.warn(
+          `${tat}.environment`,
+          "not carried: a tag from the proxy's environment variables has no wasmesh form (sidecars tag from request headers or literals)",
+        );
+        continue;
+      } else {
+        ctx.error(tat, "must have exactly one of literal, header, environment");
+        usable = false;
+        continue;
+      }
+      if (tag === undefined) usable = false;
+      else tags.push(tag);
+    }
+  }
+  if (!usable) return undefined;
+  return {
+    ...(backend !== undefined ? { backend } : {}),
+    ...(sampling !== undefined ? { sampling } : {}),
+    ...(tags.length > 0 ? { tags } : {}),
+  };
+}
+
 // --- The mesh ------------------------------------------------------------------------------------
 
 export const istio: SourceMesh<IstioIndex> = {
@@ -1827,6 +2144,8 @@ export const istio: SourceMesh<IstioIndex> = {
         return { resources: convertGateway(ctx, doc) };
       case "WasmPlugin":
         return { resources: convertWasmPlugin(ctx, doc, index, base) };
+      case "Telemetry":
+        return { resources: convertTelemetry(ctx, doc, index, base) };
       case "PeerAuthentication": {
         const mtls = convertPeerAuthentication(ctx, doc);
         return { resources: [], ...(mtls !== undefined ? { mtls } : {}) };

@@ -1,7 +1,7 @@
 // Kuma's (and Kong Mesh's) resources as wasmesh's: Dataplane → Workloads (and their Service),
 // TrafficRoute and MeshHTTPRoute → Routes, CircuitBreaker and MeshCircuitBreaker → CircuitBreakers,
 // TrafficPermission and MeshTrafficPermission → AccessRules, Mesh → MeshPolicy's mTLS mode and
-// defaultAccess. Both forms are read: universal (`type: <Kind>`, `name`, `mesh` at the top, the
+// defaultAccess, MeshTrace → a Tracing and MeshAccessLog → an AccessLog (the mesh's or a service's). Both forms are read: universal (`type: <Kind>`, `name`, `mesh` at the top, the
 // body beside them) and Kubernetes (`apiVersion: kuma.io/v1alpha1`, `kind`, metadata; the body in
 // `spec`; the mesh in a top-level `mesh` for the older policies, in the label `kuma.io/mesh` for
 // the Mesh* ones).
@@ -21,6 +21,7 @@
 // One mesh: wasmesh runs one, so the Kuma documents of an input must all belong to the same Kuma mesh
 // (whatever its name); one of another mesh is an error at its `mesh`.
 import {
+  type AccessLog,
   type AccessRule,
   type CircuitBreaker,
   type MtlsMode,
@@ -29,6 +30,7 @@ import {
   type RouteRule,
   type Service,
   ServiceName,
+  type Tracing,
   type Workload,
 } from "../resources/index.ts";
 import {
@@ -43,6 +45,7 @@ import {
   refused,
 } from "./fields.ts";
 import { nativeName } from "./naming.ts";
+import { type AccessLogBackend, kumaTags, percentOf } from "./telemetry.ts";
 import { duration, native } from "./translate.ts";
 import type { SourceDocument, SourceMesh, Translation } from "./types.ts";
 
@@ -55,7 +58,13 @@ const MESH_LABEL = "kuma.io/mesh";
 /** The kinds whose body sits beside the name (universal) or in `spec` (Kubernetes). */
 const OLD_KINDS = ["Mesh", "Dataplane", "TrafficRoute", "TrafficPermission", "CircuitBreaker"] as const;
 /** The targetRef policies: their body is `spec` in both forms. */
-const NEW_KINDS = ["MeshHTTPRoute", "MeshTrafficPermission", "MeshCircuitBreaker"] as const;
+const NEW_KINDS = [
+  "MeshHTTPRoute",
+  "MeshTrafficPermission",
+  "MeshCircuitBreaker",
+  "MeshTrace",
+  "MeshAccessLog",
+] as const;
 const KINDS: readonly string[] = [...OLD_KINDS, ...NEW_KINDS];
 
 /** Fields of a universal document that are its name and bookkeeping, not its body. */
@@ -69,6 +78,8 @@ const WEIGHT = partly(
 const BREAKER =
   "a CircuitBreaker: wasmesh's breaker also opens the circuit for the whole service or subset (503 while open) after that many consecutive errors, where Kuma only ejects hosts";
 const ROUND_ROBIN = ignored("wasmesh balances round robin");
+const KUMA_FORMAT =
+  "Envoy's command operators; Kuma's own (%KUMA_MESH%, %KUMA_SOURCE_SERVICE%…), which Kuma's control plane fills in, are errors";
 
 /** Every field of each kind the converter knows, with how far it is carried (see the file's head). */
 export const FIELDS: Record<string, FieldTable> = {
@@ -254,6 +265,84 @@ export const FIELDS: Record<string, FieldTable> = {
     "spec.to[].default.connectionLimits.maxConnectionPools": ignored("no connection limits in wasmesh"),
     "spec.from": refused("breakers on a service's inbound traffic are not supported"),
     "spec.rules": refused("the rules form is not converted: use to"),
+  },
+  MeshTrace: {
+    "spec.targetRef": partly("kind Mesh (the mesh's Tracing) or MeshService (that service's)"),
+    "spec.default": ok,
+    "spec.default.backends": partly("one: OpenTelemetry or Zipkin; Datadog is an error"),
+    "spec.default.backends[].type": partly("OpenTelemetry or Zipkin; Datadog is an error"),
+    "spec.default.backends[].openTelemetry": ok,
+    "spec.default.backends[].openTelemetry.endpoint": partly("host:port, OTLP over gRPC (otlp-grpc)"),
+    "spec.default.backends[].zipkin": ok,
+    "spec.default.backends[].zipkin.url": ok,
+    "spec.default.backends[].zipkin.apiVersion": partly(
+      "httpJson only (Zipkin v2 JSON); httpProto is an error",
+    ),
+    "spec.default.backends[].zipkin.traceId128bit": ignored(
+      "trace ids are as Envoy's Zipkin tracer makes them",
+    ),
+    "spec.default.backends[].zipkin.sharedSpanContext": ignored("spans share context as Envoy's default"),
+    "spec.default.backends[].datadog": refused(
+      "the Datadog agent's protocol is not supported: use its OTLP intake",
+    ),
+    "spec.default.sampling": partly("Kuma's defaults (100%) are written out for the mesh's"),
+    "spec.default.sampling.random": ok,
+    "spec.default.sampling.client": ok,
+    "spec.default.sampling.overall": ok,
+    "spec.default.tags": ok,
+    "spec.default.tags[].name": ok,
+    "spec.default.tags[].literal": ok,
+    "spec.default.tags[].header": ok,
+    "spec.default.tags[].header.name": ok,
+    "spec.default.tags[].header.default": ok,
+  },
+  MeshAccessLog: {
+    "spec.targetRef": partly("kind Mesh (the mesh's AccessLog) or MeshService (that service's)"),
+    "spec.from": partly(
+      "requests to the service; wasmesh logs both listeners alike, so from without to is a warning (and the other way round)",
+    ),
+    "spec.from[].targetRef": partly("kind Mesh only: every peer (wasmesh logs every request of a listener)"),
+    "spec.from[].default": ok,
+    "spec.from[].default.backends": ok,
+    "spec.from[].default.backends[].type": partly("File; Tcp and OpenTelemetry are errors"),
+    "spec.from[].default.backends[].file": ok,
+    "spec.from[].default.backends[].file.path": partly("a file; /dev/stdout is the stdout backend"),
+    "spec.from[].default.backends[].file.format": partly("Plain; Json is an error"),
+    "spec.from[].default.backends[].file.format.type": partly("Plain; Json is an error"),
+    "spec.from[].default.backends[].file.format.plain": partly(KUMA_FORMAT),
+    "spec.from[].default.backends[].file.format.json": refused(
+      "JSON lines are not supported: wasmesh's format is one text line of Envoy's command operators",
+    ),
+    "spec.from[].default.backends[].file.format.omitEmptyValues": ignored(
+      "empty values print as Envoy prints them (-)",
+    ),
+    "spec.from[].default.backends[].tcp": refused(
+      "a TCP log collector is not supported: use a file or stdout",
+    ),
+    "spec.from[].default.backends[].openTelemetry": refused(
+      "an OpenTelemetry access-log backend is not supported yet (docs/observability.md): use a file or stdout",
+    ),
+    "spec.to": partly("the service's calls; wasmesh logs both listeners alike (see from)"),
+    "spec.to[].targetRef": partly("kind Mesh only: every peer (wasmesh logs every request of a listener)"),
+    "spec.to[].default": ok,
+    "spec.to[].default.backends": ok,
+    "spec.to[].default.backends[].type": partly("File; Tcp and OpenTelemetry are errors"),
+    "spec.to[].default.backends[].file": ok,
+    "spec.to[].default.backends[].file.path": partly("a file; /dev/stdout is the stdout backend"),
+    "spec.to[].default.backends[].file.format": partly("Plain; Json is an error"),
+    "spec.to[].default.backends[].file.format.type": partly("Plain; Json is an error"),
+    "spec.to[].default.backends[].file.format.plain": partly(KUMA_FORMAT),
+    "spec.to[].default.backends[].file.format.json": refused(
+      "JSON lines are not supported: wasmesh's format is one text line of Envoy's command operators",
+    ),
+    "spec.to[].default.backends[].file.format.omitEmptyValues": ignored(
+      "empty values print as Envoy prints them (-)",
+    ),
+    "spec.to[].default.backends[].tcp": refused("a TCP log collector is not supported: use a file or stdout"),
+    "spec.to[].default.backends[].openTelemetry": refused(
+      "an OpenTelemetry access-log backend is not supported yet (docs/observability.md): use a file or stdout",
+    ),
+    "spec.rules": refused("the rules form is not converted: use from and to"),
   },
 };
 
@@ -1046,6 +1135,260 @@ export function convertMeshCircuitBreaker(ctx: Context, spec: Obj, base: string)
   );
 }
 
+// --- MeshTrace, MeshAccessLog --------------------------------------------------------------------
+
+/** Kuma's default for each of MeshTrace's sampling percentages. */
+const KUMA_SAMPLING_DEFAULT = 100;
+
+/**
+ * MeshTrace → a Tracing: the mesh's (targetRef Mesh, or none), with Kuma's sampling defaults
+ * (100%) written out where wasmesh's differ; a service's (MeshService), whose sampling, when it
+ * gives one, takes the fields it leaves out from the input's mesh MeshTrace (else Kuma's defaults),
+ * since wasmesh's override replaces sampling as a whole.
+ */
+export function convertMeshTrace(ctx: Context, spec: Obj, base: string, index: KumaIndex): Tracing[] {
+  const target = targetService(ctx, spec.targetRef, "spec.targetRef", ["Mesh", "MeshService"]);
+  if (target === undefined) return [];
+  const service = target === "*" ? undefined : target;
+  const dflt = isObj(spec.default) ? spec.default : {};
+  let usable = true;
+  // The backend.
+  let backend: Tracing["spec"]["backend"];
+  const backends = Array.isArray(dflt.backends) ? dflt.backends : [];
+  if (backends.length > 1) {
+    ctx.error("spec.default.backends", "has more than one backend: a wasmesh Tracing has one");
+    return [];
+  }
+  const b = isObj(backends[0]) ? backends[0] : undefined;
+  if (b !== undefined) {
+    const at = "spec.default.backends[0]";
+    if (b.type === "OpenTelemetry") {
+      const endpoint = isObj(b.openTelemetry) ? b.openTelemetry.endpoint : undefined;
+      const url =
+        typeof endpoint === "string" ? (/^https?:\/\//.test(endpoint) ? endpoint : `http://${endpoint}`) : "";
+      const parsed = URL.canParse(url) ? new URL(url) : undefined;
+      if (parsed === undefined || parsed.port === "" || (parsed.pathname !== "/" && parsed.pathname !== "")) {
+        ctx.error(
+          `${at}.openTelemetry.endpoint`,
+          "must be host:port of an OTLP/gRPC collector (e.g. otel-collector.observability:4317)",
+        );
+        return [];
+      }
+      backend = { protocol: "otlp-grpc", url: `${parsed.protocol}//${parsed.host}` };
+    } else if (b.type === "Zipkin") {
+      const z = isObj(b.zipkin) ? b.zipkin : {};
+      if (z.apiVersion !== undefined && z.apiVersion !== "httpJson") {
+        ctx.error(
+          `${at}.zipkin.apiVersion`,
+          `${JSON.stringify(z.apiVersion)}: wasmesh sends Zipkin v2 JSON (httpJson) only`,
+        );
+        return [];
+      }
+      if (typeof z.url !== "string" || !/^https?:\/\//.test(z.url) || !URL.canParse(z.url)) {
+        ctx.error(
+          `${at}.zipkin.url`,
+          "must be the collector's http(s) URL (e.g. http://zipkin:9411/api/v2/spans)",
+        );
+        return [];
+      }
+      backend = { protocol: "zipkin", url: z.url };
+    } else if (b.type === "Datadog") {
+      ctx.error(
+        `${at}.type`,
+        "Datadog: the Datadog agent's protocol is not supported; send OTLP to its OTLP intake with an OpenTelemetry backend",
+      );
+      return [];
+    } else {
+      ctx.error(`${at}.type`, `${JSON.stringify(b.type)}: OpenTelemetry or Zipkin`);
+      return [];
+    }
+  } else if (service === undefined) {
+    ctx.error(
+      "spec.default.backends",
+      "is required for the mesh's MeshTrace: wasmesh's mesh Tracing needs a backend",
+    );
+    return [];
+  }
+  // Sampling: Kuma's defaults are 100%, wasmesh's random one is 1%.
+  let sampling: Tracing["spec"]["sampling"];
+  const given = isObj(dflt.sampling) ? dflt.sampling : undefined;
+  if (service === undefined || given !== undefined) {
+    const inherited = service !== undefined ? (index.meshSampling ?? {}) : {};
+    const pick = (key: "random" | "client" | "overall"): number | undefined => {
+      const own = given?.[key];
+      const value = own ?? inherited[key];
+      if (value === undefined) return KUMA_SAMPLING_DEFAULT;
+      // The mesh MeshTrace's own problems are its document's.
+      const p = percentOf(own !== undefined ? ctx : quiet(ctx), value, `spec.default.sampling.${key}`);
+      if (p === undefined) usable = false;
+      return p;
+    };
+    const random = pick("random");
+    const client = pick("client");
+    const overall = pick("overall");
+    if (random !== undefined && client !== undefined && overall !== undefined) {
+      // Envoy caps random by overall; wasmesh's validation asks for overall ≥ random: the same.
+      sampling = {
+        randomPercent: Math.min(random, overall),
+        ...(client !== 100 ? { clientPercent: client } : {}),
+        ...(overall !== 100 ? { overallPercent: overall } : {}),
+      };
+    }
+  }
+  let tags: Tracing["spec"]["tags"];
+  if (dflt.tags !== undefined) {
+    tags = kumaTags(ctx, dflt.tags, "spec.default.tags");
+    if (tags === undefined) usable = false;
+  }
+  if (!usable) return [];
+  return [
+    native("Tracing", base, {
+      ...(service !== undefined ? { service } : {}),
+      ...(backend !== undefined ? { backend } : {}),
+      ...(sampling !== undefined ? { sampling } : {}),
+      ...(tags !== undefined && tags.length > 0 ? { tags } : {}),
+    }) as Tracing,
+  ];
+}
+
+/** A context that reports nothing (for values another document reports). */
+const quiet = (ctx: Context): Context => ({ ...ctx, warn: () => {}, error: () => {} });
+
+/** Kuma's placeholders, which its control plane fills in and Envoy does not know. */
+const KUMA_OPERATOR = /%KUMA_[A-Z_]+%/;
+
+/**
+ * MeshAccessLog → an AccessLog, the mesh's (targetRef Mesh) or a service's (MeshService). wasmesh
+ * logs both listeners of a sidecar with one list of backends: `from` (inbound) and `to` (outbound)
+ * entries must say the same, with targetRef Mesh (every peer); only one of them is a warning.
+ */
+export function convertMeshAccessLog(ctx: Context, spec: Obj, base: string): AccessLog[] {
+  const target = targetService(ctx, spec.targetRef, "spec.targetRef", ["Mesh", "MeshService"]);
+  if (target === undefined) return [];
+  if (spec.rules !== undefined) return []; // refused by the audit
+  const service = target === "*" ? undefined : target;
+  let usable = true;
+  let result: { backends: AccessLogBackend[]; format?: string; at: string } | undefined;
+  const sides = (["from", "to"] as const).filter(
+    (d) => Array.isArray(spec[d]) && (spec[d] as unknown[]).length > 0,
+  );
+  if (sides.length === 0) {
+    ctx.error("spec.from", "is required (or spec.to): where requests are logged");
+    return [];
+  }
+  for (const side of sides) {
+    (spec[side] as unknown[]).forEach((entry, i) => {
+      const at = `spec.${side}[${i}]`;
+      const e = isObj(entry) ? entry : {};
+      const ref = e.targetRef;
+      if (!isObj(ref) || ref.kind !== "Mesh") {
+        ctx.error(
+          `${at}.targetRef.kind`,
+          `${JSON.stringify(isObj(ref) ? ref.kind : ref)}: only Mesh (every peer): wasmesh logs every request of a sidecar's listeners`,
+        );
+        usable = false;
+        return;
+      }
+      const dflt = isObj(e.default) ? e.default : {};
+      const list = Array.isArray(dflt.backends) ? dflt.backends : [];
+      const backends: AccessLogBackend[] = [];
+      let format: string | undefined;
+      list.forEach((b, j) => {
+        const bat = `${at}.default.backends[${j}]`;
+        const backend = isObj(b) ? b : {};
+        if (backend.type === "Tcp" || backend.type === "OpenTelemetry") {
+          ctx.error(`${bat}.type`, `${backend.type}: not supported; wasmesh logs to a file or stdout (File)`);
+          usable = false;
+          return;
+        }
+        if (backend.type !== "File" || !isObj(backend.file)) {
+          ctx.error(`${bat}.type`, `${JSON.stringify(backend.type)}: File (with file.path)`);
+          usable = false;
+          return;
+        }
+        const path = backend.file.path;
+        if (typeof path !== "string" || !path.startsWith("/")) {
+          ctx.error(`${bat}.file.path`, "must be an absolute path");
+          usable = false;
+          return;
+        }
+        backends.push(path === "/dev/stdout" ? { stdout: {} } : { file: { path } });
+        const f = backend.file.format;
+        if (f === undefined) return;
+        const fmt = isObj(f) ? f : {};
+        if (fmt.type !== "Plain" || typeof fmt.plain !== "string") {
+          if (fmt.json === undefined)
+            ctx.error(`${bat}.file.format.type`, `${JSON.stringify(fmt.type)}: Plain (with plain) only`);
+          usable = false;
+          return;
+        }
+        const kumaOnly = KUMA_OPERATOR.exec(fmt.plain);
+        if (kumaOnly !== null) {
+          ctx.error(
+            `${bat}.file.format.plain`,
+            `${kumaOnly[0]} is Kuma's own placeholder, which Kuma's control plane fills in; Envoy does not know it: use Envoy's command operators (e.g. %UPSTREAM_CLUSTER% for the destination)`,
+          );
+          usable = false;
+          return;
+        }
+        // Without its line end, as Kuma writes it: the translation adds one.
+        const line = fmt.plain;
+        if (format !== undefined && format !== line) {
+          ctx.error(
+            `${bat}.file.format.plain`,
+            "differs from an earlier backend's: a wasmesh AccessLog has one format",
+          );
+          usable = false;
+          return;
+        }
+        format = line;
+      });
+      if (list.length > 0 && backends.length < list.length) return;
+      // Backends without a format print the default line: every backend must agree.
+      if (
+        format !== undefined &&
+        list.some((b) => !(isObj(b) && isObj(b.file) && b.file.format !== undefined))
+      ) {
+        ctx.error(
+          `${at}.default.backends`,
+          "some backends give a format and some do not: a wasmesh AccessLog has one format",
+        );
+        usable = false;
+        return;
+      }
+      const same = (x: AccessLogBackend[], y: AccessLogBackend[]) => JSON.stringify(x) === JSON.stringify(y);
+      if (result === undefined) result = { backends, ...(format !== undefined ? { format } : {}), at };
+      else if (!same(result.backends, backends) || result.format !== format) {
+        ctx.error(
+          `${at}.default`,
+          `differs from ${result.at}.default: wasmesh logs both listeners of a sidecar to the same backends, in one format`,
+        );
+        usable = false;
+      }
+    });
+  }
+  if (!usable || result === undefined) return [];
+  if (sides.length === 1) {
+    const [side] = sides;
+    ctx.warn(
+      `spec.${side}`,
+      `wasmesh logs both listeners of a sidecar alike: the ${side === "from" ? "service's own calls (outbound)" : "requests to the service (inbound)"} are logged too`,
+    );
+  }
+  const stdout = result.backends.filter((b) => b.stdout !== undefined).length;
+  if (stdout > 1) {
+    ctx.error(`${result.at}.default.backends`, "names /dev/stdout more than once");
+    return [];
+  }
+  return [
+    native("AccessLog", base, {
+      ...(service !== undefined ? { service } : {}),
+      backends: result.backends,
+      ...(result.format !== undefined ? { format: result.format } : {}),
+    }) as AccessLog,
+  ];
+}
+
 // --- TrafficPermission, MeshTrafficPermission ----------------------------------------------------
 
 function accessRule(
@@ -1401,6 +1744,8 @@ export interface KumaIndex {
   allowAll?: number;
   /** What earlier documents decided for a caller and a destination, as translate meets them. */
   access: Map<string, { document: number; action: "allow" | "deny" }>;
+  /** The sampling of the input's MeshTrace for the whole mesh, which a service's inherits field by field. */
+  meshSampling?: Obj;
 }
 
 function indexKuma(documents: readonly SourceDocument[]): KumaIndex {
@@ -1408,6 +1753,13 @@ function indexKuma(documents: readonly SourceDocument[]): KumaIndex {
   for (const { doc, document, kind } of documents) {
     if (index.mesh === undefined) index.mesh = { name: meshOf(doc, kind).mesh, document };
     if (index.allowAll === undefined && allowsAll(doc, kind)) index.allowAll = document;
+    if (kind === "MeshTrace" && index.meshSampling === undefined) {
+      const spec = bodyOf(doc, kind);
+      const ref = spec.targetRef;
+      const dflt = isObj(spec.default) ? spec.default : {};
+      if ((ref === undefined || (isObj(ref) && ref.kind === "Mesh")) && isObj(dflt.sampling))
+        index.meshSampling = dflt.sampling;
+    }
     if (kind === "Mesh") {
       const mtls = bodyOf(doc, kind).mtls;
       const enabled = isObj(mtls) ? mtls.enabledBackend : undefined;
@@ -1512,6 +1864,10 @@ export const kuma: SourceMesh<KumaIndex> = {
         return { resources: convertMeshHTTPRoute(ctx, body, base) };
       case "MeshCircuitBreaker":
         return { resources: convertMeshCircuitBreaker(ctx, body, base) };
+      case "MeshTrace":
+        return { resources: convertMeshTrace(ctx, body, base, index) };
+      case "MeshAccessLog":
+        return { resources: convertMeshAccessLog(ctx, body, base) };
       case "MeshTrafficPermission": {
         const access = convertMeshTrafficPermission(ctx, body, base);
         if (unenforced(ctx, "spec.from", index)) return { resources: [] };

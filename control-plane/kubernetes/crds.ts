@@ -406,6 +406,7 @@ const ISTIO_NETWORKING = {
 };
 const ISTIO_SECURITY = { group: "security.istio.io", versions: ["v1beta1", "v1"], storage: "v1beta1" };
 const ISTIO_EXTENSIONS = { group: "extensions.istio.io", versions: ["v1alpha1"], storage: "v1alpha1" };
+const ISTIO_TELEMETRY = { group: "telemetry.istio.io", versions: ["v1alpha1", "v1"], storage: "v1alpha1" };
 const KUMA = {
   group: "kuma.io",
   versions: ["v1alpha1"],
@@ -451,6 +452,7 @@ export const FOREIGN_KINDS: readonly ForeignKind[] = [
   istioKind(ISTIO_SECURITY, "PeerAuthentication", "peerauthentications", ["pa"]),
   istioKind(ISTIO_SECURITY, "AuthorizationPolicy", "authorizationpolicies", ["ap"]),
   istioKind(ISTIO_EXTENSIONS, "WasmPlugin", "wasmplugins", []),
+  istioKind(ISTIO_TELEMETRY, "Telemetry", "telemetries", ["telemetry"]),
   { ...KUMA, kind: "Mesh", plural: "meshes", scope: "Cluster", shortNames: ["m"] },
   { ...KUMA, kind: "Dataplane", plural: "dataplanes", scope: "Namespaced", shortNames: ["dpp"] },
   { ...KUMA, kind: "TrafficRoute", plural: "trafficroutes", scope: "Cluster", shortNames: [] },
@@ -471,6 +473,8 @@ export const FOREIGN_KINDS: readonly ForeignKind[] = [
     scope: "Namespaced",
     shortNames: ["mcb"],
   },
+  { ...KUMA, kind: "MeshTrace", plural: "meshtraces", scope: "Namespaced", shortNames: [] },
+  { ...KUMA, kind: "MeshAccessLog", plural: "meshaccesslogs", scope: "Namespaced", shortNames: [] },
   ...(
     [
       ["ServiceIntentions", "serviceintentions"],

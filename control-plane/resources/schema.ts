@@ -640,7 +640,17 @@ export const ImportedResource = resource(
         Type.Object(
           {
             kind: oneOf(
-              ["Service", "Workload", "Route", "CircuitBreaker", "AccessRule", "MeshPolicy", "WasmPlugin"],
+              [
+                "Service",
+                "Workload",
+                "Route",
+                "CircuitBreaker",
+                "AccessRule",
+                "MeshPolicy",
+                "WasmPlugin",
+                "Tracing",
+                "AccessLog",
+              ],
               "a native kind",
             ),
             name: Type.String({ minLength: 1, maxLength: 253, description: "its name" }),
