@@ -27,9 +27,11 @@ interface Document {
   spec: Record<string, unknown>;
 }
 
-const examples = parseAllDocuments(
-  readFileSync(join(REPO_ROOT, "deploy", "examples", "mesh.yaml"), "utf8"),
-).map((d) => d.toJS() as Document);
+const examples = ["mesh.yaml", "telemetry.yaml"].flatMap((file) =>
+  parseAllDocuments(readFileSync(join(REPO_ROOT, "deploy", "examples", file), "utf8")).map(
+    (d) => d.toJS() as Document,
+  ),
+);
 
 /** Creates a document as a custom object (namespaced or not, as its kind's CRD says). */
 function create(document: Document, fieldValidation = "Strict"): Promise<unknown> {
@@ -113,8 +115,8 @@ describe("wasmesh's CRDs on a real API server", () => {
     }
   }, 120_000);
 
-  it("stores every document of deploy/examples/mesh.yaml and reads it back unchanged", async () => {
-    expect(new Set(examples.map((d) => d.kind)).size).toBeGreaterThanOrEqual(7);
+  it("stores every document of deploy/examples/mesh.yaml and telemetry.yaml and reads it back unchanged", async () => {
+    expect(new Set(examples.map((d) => d.kind)).size).toBeGreaterThanOrEqual(9);
     for (const document of examples)
       expect(await outcome(document), `${document.kind} ${document.metadata.name}`).toBe("stored");
     for (const document of examples) {
