@@ -4,6 +4,7 @@
 // the connection went out from (the workload's address by default).
 import http from "node:http";
 import https from "node:https";
+import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
 
 export interface HttpResponse {
@@ -149,4 +150,32 @@ export function failureOf(response: HttpResponse | Error): string {
     // Not the API's error shape: the text as it came.
   }
   return `HTTP ${response.status}${message ? `: ${message}` : ""}`;
+}
+
+/** One of the agent's own endpoints (readiness, metrics), listening. */
+export interface LocalServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Listens on host:port (0: a free one), exclusively, and resolves once bound; close() also ends the
+ * connections kept alive, so the agent's shutdown never waits on a scraper's idle socket.
+ */
+export async function listen(server: http.Server, host: string, port: number): Promise<LocalServer> {
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ host, port, exclusive: true }, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
 }

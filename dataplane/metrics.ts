@@ -18,8 +18,7 @@
 // for every destination of the mesh, as stats.ts says too. The translation is a pure function over
 // the two texts (translateEnvoyStats), unit-tested on a real capture (test/fixtures/envoy-stats/).
 import http from "node:http";
-import type { AddressInfo } from "node:net";
-import { httpRequest } from "./http.ts";
+import { httpRequest, type LocalServer, listen } from "./http.ts";
 
 /** Envoy's admin filter for the JSON read: outbound clusters' counters, inbound's, the filter's, RBAC denials. */
 export const ENVOY_JSON_FILTER =
@@ -387,10 +386,7 @@ export interface MetricsServerOptions extends SidecarLabels {
   envoyTimeoutMs?: number;
 }
 
-export interface MetricsServer {
-  readonly port: number;
-  close(): Promise<void>;
-}
+export type MetricsServer = LocalServer;
 
 /** What one scrape answers: status and body. */
 export async function scrape(options: MetricsServerOptions): Promise<{ status: number; text: string }> {
@@ -455,20 +451,5 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
       },
     );
   });
-  const host = options.host ?? "127.0.0.1";
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ host, port: options.port, exclusive: true }, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return listen(server, options.host ?? "127.0.0.1", options.port);
 }

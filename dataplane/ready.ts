@@ -2,14 +2,11 @@
 // GET http://127.0.0.1:<ready-port>/ready (or another address: a kubelet probes the pod's IP) answers 200 when the sidecar can take traffic, otherwise
 // 503 with the reason as text. The check runs on each request, so the answer is never stale.
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import { type LocalServer, listen } from "./http.ts";
 
 export type Readiness = { ready: true } | { ready: false; reason: string };
 
-export interface ReadinessServer {
-  readonly port: number;
-  close(): Promise<void>;
-}
+export type ReadinessServer = LocalServer;
 
 export async function startReadiness(
   port: number,
@@ -32,19 +29,5 @@ export async function startReadiness(
       },
     );
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ host, port, exclusive: true }, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return listen(server, host, port);
 }

@@ -3,7 +3,6 @@
 // outbound listener and passing the trace headers on, as bookinfo's apps do. A Tracing resource
 // applied with the CLI turns it on; its sampling travels over RDS.
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import http from "node:http";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CanaryMesh, resource, startCanaryMesh } from "../support/canary-mesh.ts";
@@ -11,53 +10,12 @@ import { REPO_ROOT } from "../support/envoy.ts";
 import { type Jaeger, type JaegerTrace, startJaeger } from "../support/jaeger.ts";
 import { startLoad } from "../support/load.ts";
 import { tempDir } from "../support/temp.ts";
-import type { RecordedRequest } from "../support/upstreams.ts";
+import { callerApp, get, newTraceparent } from "../support/trace-chain.ts";
 import { until } from "../support/wait.ts";
 
 let mesh: CanaryMesh;
 let jaeger: Jaeger;
 const logDir = tempDir("access-logs");
-
-/** The headers an app passes on to the next call, as bookinfo's apps (and OpenTelemetry's) do. */
-const PROPAGATED = [
-  "traceparent",
-  "tracestate",
-  "x-request-id",
-  "x-b3-traceid",
-  "x-b3-spanid",
-  "x-b3-parentspanid",
-  "x-b3-sampled",
-  "x-b3-flags",
-  "b3",
-  "x-client-trace-id",
-  "end-user",
-];
-
-/** A GET with these headers, Host among them (fetch would replace Host with the URL's). */
-function get(port: number, path: string, headers: Record<string, string>): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const request = http.get({ host: "127.0.0.1", port, path, headers, agent: false }, (response) => {
-      response.resume();
-      response.on("end", () => resolve(response.statusCode ?? 0));
-    });
-    request.on("error", reject);
-  });
-}
-
-/** An app that calls `next` through its own sidecar (agent `self`) before it answers. */
-function caller(self: string, next: string) {
-  return {
-    before: async (request: RecordedRequest) => {
-      const { outbound } = await mesh.agent(self).ports();
-      const headers: Record<string, string> = { host: next };
-      for (const name of PROPAGATED) {
-        const value = request.headers[name];
-        if (typeof value === "string") headers[name] = value;
-      }
-      return get(outbound, request.path, headers);
-    },
-  };
-}
 
 const services = ["productpage", "reviews", "ratings"].map((name) =>
   resource("Service", name, { ports: [{ name: "http", port: 9080, protocol: "http" }] }),
@@ -65,15 +23,6 @@ const services = ["productpage", "reviews", "ratings"].map((name) =>
 
 const tracing = (spec: Record<string, unknown>, name = "mesh") => resource("Tracing", name, spec);
 const backend = () => ({ protocol: "otlp-grpc", url: `http://${jaeger.otlpGrpcAddress}` });
-
-/** A W3C traceparent of our own, as an edge would send it. */
-function traceparent(sampled: boolean): { header: string; traceId: string; spanId: string } {
-  const hex = (bytes: number) =>
-    [...crypto.getRandomValues(new Uint8Array(bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
-  const traceId = hex(16);
-  const spanId = hex(8);
-  return { header: `00-${traceId}-${spanId}-${sampled ? "01" : "00"}`, traceId, spanId };
-}
 
 /** The trace once Jaeger has at least `spans` of its spans (Envoy flushes every 5 s). */
 async function traceOf(traceId: string, spans: number): Promise<JaegerTrace> {
@@ -100,8 +49,13 @@ beforeAll(async () => {
   mesh = await startCanaryMesh({ manifests: [] });
   await mesh.apply(...services);
   await mesh.startAgents([
-    { name: "productpage-1", service: "productpage", app: caller("productpage-1", "reviews") },
-    { name: "reviews-1", service: "reviews", labels: { version: "v1" }, app: caller("reviews-1", "ratings") },
+    { name: "productpage-1", service: "productpage", app: callerApp(() => mesh, "productpage-1", "reviews") },
+    {
+      name: "reviews-1",
+      service: "reviews",
+      labels: { version: "v1" },
+      app: callerApp(() => mesh, "reviews-1", "ratings"),
+    },
     { name: "ratings-1", service: "ratings" },
   ]);
 }, 120_000);
@@ -116,7 +70,7 @@ describe("tracing through real sidecars into Jaeger", () => {
     await mesh.apply(tracing({ backend: backend(), sampling: { randomPercent: 100 } }));
     await mesh.synced();
     const { inbound } = await mesh.agent("productpage-1").ports();
-    const root = traceparent(true);
+    const root = newTraceparent(true);
     const status = await get(inbound, "/productpage", {
       host: "productpage",
       traceparent: root.header,
@@ -175,8 +129,8 @@ describe("tracing through real sidecars into Jaeger", () => {
 
   it("an unsampled caller's decision holds: no trace, and the context still passes through", async () => {
     const { inbound } = await mesh.agent("productpage-1").ports();
-    const unsampled = traceparent(false);
-    const sampled = traceparent(true);
+    const unsampled = newTraceparent(false);
+    const sampled = newTraceparent(true);
     for (const root of [unsampled, sampled]) {
       expect(await get(inbound, "/", { host: "productpage", traceparent: root.header })).toBe(200);
     }
@@ -284,7 +238,7 @@ describe("backends and overrides", () => {
    */
   const tracedCall = async (agent: string, host: string, b3 = false) => {
     const { outbound } = await mesh.agent(agent).ports();
-    const root = traceparent(true);
+    const root = newTraceparent(true);
     const context: Record<string, string> = b3
       ? { "x-b3-traceid": root.traceId, "x-b3-spanid": root.spanId, "x-b3-sampled": "1" }
       : { traceparent: root.header };
@@ -368,7 +322,7 @@ describe("backends and overrides", () => {
     await mesh.apply(tracing({ backend: backend(), sampling: { randomPercent: 100 } }));
     await mesh.synced();
     const { outbound } = await mesh.agent("productpage-1").ports();
-    const root = traceparent(true);
+    const root = newTraceparent(true);
     const status = await get(outbound, "/", {
       host: "ratings",
       traceparent: root.header,

@@ -6,59 +6,18 @@
 // runs the bundle that ships in real workerd and follows the control plane's edge configuration.
 // Each app calls the next service through its own sidecar's outbound listener and passes the trace
 // headers on, as bookinfo's apps do (test/envoy/tracing.test.ts is the same chain without the edge).
-import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EdgeConfig } from "../../schema/edge-config.ts";
 import { type CanaryMesh, resource, startCanaryMesh } from "../support/canary-mesh.ts";
 import { wasmesh } from "../support/control-plane.ts";
 import { type Jaeger, type JaegerTrace, startJaeger } from "../support/jaeger.ts";
-import type { RecordedRequest } from "../support/upstreams.ts";
+import { callerApp } from "../support/trace-chain.ts";
 import { until } from "../support/wait.ts";
 import { type EdgeWorker, startEdgeWorker } from "./harness.ts";
 
 let mesh: CanaryMesh;
 let jaeger: Jaeger;
 let edge: EdgeWorker;
-
-/** The headers an app passes on to the next call, as bookinfo's apps (and OpenTelemetry's) do. */
-const PROPAGATED = [
-  "traceparent",
-  "tracestate",
-  "x-request-id",
-  "x-b3-traceid",
-  "x-b3-spanid",
-  "x-b3-parentspanid",
-  "x-b3-sampled",
-  "x-b3-flags",
-  "b3",
-  "x-client-trace-id",
-];
-
-/** A GET with these headers, Host among them (fetch would replace Host with the URL's). */
-function get(port: number, path: string, headers: Record<string, string>): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const request = http.get({ host: "127.0.0.1", port, path, headers, agent: false }, (response) => {
-      response.resume();
-      response.on("end", () => resolve(response.statusCode ?? 0));
-    });
-    request.on("error", reject);
-  });
-}
-
-/** An app that calls `next` through its own sidecar (agent `self`) before it answers. */
-function caller(self: string, next: string) {
-  return {
-    before: async (request: RecordedRequest) => {
-      const { outbound } = await mesh.agent(self).ports();
-      const headers: Record<string, string> = { host: next };
-      for (const name of PROPAGATED) {
-        const value = request.headers[name];
-        if (typeof value === "string") headers[name] = value;
-      }
-      return get(outbound, request.path, headers);
-    },
-  };
-}
 
 const services = ["productpage", "reviews", "ratings"].map((name) =>
   resource("Service", name, { ports: [{ name: "http", port: 9080, protocol: "http" }] }),
@@ -194,8 +153,8 @@ beforeAll(async () => {
   mesh = await startCanaryMesh({ manifests: [] });
   await mesh.apply(...services);
   await mesh.startAgents([
-    { name: "productpage-1", service: "productpage", app: caller("productpage-1", "reviews") },
-    { name: "reviews-1", service: "reviews", app: caller("reviews-1", "ratings") },
+    { name: "productpage-1", service: "productpage", app: callerApp(() => mesh, "productpage-1", "reviews") },
+    { name: "reviews-1", service: "reviews", app: callerApp(() => mesh, "reviews-1", "ratings") },
     { name: "ratings-1", service: "ratings" },
   ]);
   await mesh.apply(tracing(100));
