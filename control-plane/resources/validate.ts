@@ -259,7 +259,13 @@ function checkTracing(tracing: Tracing, fail: Fail): void {
       fail(`spec.tags[${i}].name`, `duplicate tag '${tag.name}' (also tags[${earlier}])`);
     else names.set(tag.name, i);
   });
-  if (spec.edge !== undefined && !URL.canParse(spec.edge.url)) fail("spec.edge.url", "is not a URL");
+  if (spec.edge !== undefined && spec.service !== undefined) {
+    // Edge traffic belongs to no service: only the mesh's Tracing reaches the edge workers.
+    fail(
+      "spec.edge",
+      "is for the mesh's Tracing (one without spec.service): edge workers follow only that one",
+    );
+  } else if (spec.edge !== undefined && !URL.canParse(spec.edge.url)) fail("spec.edge.url", "is not a URL");
   if (spec.backend !== undefined) {
     if (!URL.canParse(spec.backend.url)) {
       fail("spec.backend.url", "is not a URL");

@@ -1241,6 +1241,10 @@ describe("Tracing and AccessLog", () => {
       "spec.backend.url: is not a URL",
     ],
     [tracing({ backend, edge: { url: "http://[::1/v1/traces" } }), "spec.edge.url: is not a URL"],
+    [
+      tracing({ service: "reviews", edge: { url: "http://otel:4318/v1/traces" } }),
+      "spec.edge: is for the mesh's Tracing (one without spec.service)",
+    ],
     [tracing({ backend, tags: [{ name: "a" }] }), "spec.tags[0]: must have exactly one of header, literal"],
     [
       tracing({ backend, tags: [{ name: "a", literal: "x", header: "y" }] }),
