@@ -229,6 +229,27 @@ export function mutatingWebhookConfiguration(
  * Creates the registration, or brings an existing one's webhooks (targets, caBundle) up to date:
  * the leader runs it at start and after each CA rotation step.
  */
+/**
+ * Whether `current` already says everything `desired` says: the API server fills in defaults
+ * (matchPolicy, timeoutSeconds, an empty objectSelector...), so a stored registration is never
+ * equal to the one written, and comparing whole objects would rewrite it on every election.
+ */
+export function covers(current: unknown, desired: unknown): boolean {
+  if (Array.isArray(desired)) {
+    return (
+      Array.isArray(current) &&
+      current.length === desired.length &&
+      desired.every((item, i) => covers(current[i], item))
+    );
+  }
+  if (typeof desired === "object" && desired !== null) {
+    if (typeof current !== "object" || current === null || Array.isArray(current)) return false;
+    const have = current as Record<string, unknown>;
+    return Object.entries(desired).every(([key, value]) => value === undefined || covers(have[key], value));
+  }
+  return current === desired;
+}
+
 export async function ensureWebhookConfiguration(client: KubeClient, desired: KubeObject): Promise<void> {
   const plural =
     desired.kind === "ValidatingWebhookConfiguration"
@@ -240,7 +261,7 @@ export async function ensureWebhookConfiguration(client: KubeClient, desired: Ku
     const current = await client.find(`${collection}/${name}`);
     try {
       if (current === undefined) await client.request("POST", collection, { body: desired });
-      else if (JSON.stringify(current.webhooks) !== JSON.stringify(desired.webhooks))
+      else if (!covers(current.webhooks, desired.webhooks))
         await client.request("PUT", `${collection}/${name}`, {
           body: {
             ...desired,

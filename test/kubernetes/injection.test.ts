@@ -10,7 +10,9 @@ import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runOptions } from "../../control-plane/cli/commands/dataplane.ts";
+import { createKubeClient, type KubeClient } from "../../control-plane/kubernetes/client.ts";
 import { CA_DIR, DATA_DIR, TOKEN_DIR } from "../../control-plane/kubernetes/injection.ts";
+import { ensureWebhookConfiguration } from "../../control-plane/kubernetes/webhooks.ts";
 import type { ControlPlane } from "../../control-plane/server.ts";
 import { startAgentProcess } from "../support/dataplane.ts";
 import { freePort } from "../support/envoy.ts";
@@ -484,6 +486,63 @@ describe("sidecar injection on a real API server", () => {
     }
     expect((await agent.exited).code, agent.stderr()).toBe(0);
   }, 150_000);
+
+  it("registers a webhook once: an unchanged registration is not written again, a changed one is", async () => {
+    // The real client, with its writes counted: the API server itself turns an unchanged PUT into no
+    // write (the resourceVersion stays), so only the request tells whether one was sent.
+    const real = createKubeClient(server.kubeConfig);
+    const writes: string[] = [];
+    const client: KubeClient = {
+      server: real.server,
+      request: (method, path, options) => {
+        if (method !== "GET") writes.push(method);
+        return real.request(method, path, options);
+      },
+      find: (path) => real.find(path),
+      watch: (path, query, onEvent, signal) => real.watch(path, query, onEvent, signal),
+    };
+    const name = `wasmesh-noop-${namespace}`;
+    const desired = (timeoutSeconds: number) => ({
+      apiVersion: "admissionregistration.k8s.io/v1",
+      kind: "ValidatingWebhookConfiguration",
+      metadata: { name },
+      webhooks: [
+        {
+          name: "noop.wasmesh.io",
+          clientConfig: { url: "https://127.0.0.1:1/validate" },
+          rules: [
+            { apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["configmaps"] },
+          ],
+          // Never matches: no namespace carries this label.
+          namespaceSelector: { matchLabels: { "wasmesh.io/never": "true" } },
+          failurePolicy: "Ignore",
+          sideEffects: "None",
+          admissionReviewVersions: ["v1"],
+          timeoutSeconds,
+        },
+      ],
+    });
+    const admission = server.kubeConfig.makeApiClient(k8s.AdmissionregistrationV1Api);
+    const version = async () =>
+      (await admission.readValidatingWebhookConfiguration({ name })).metadata?.resourceVersion;
+    try {
+      await ensureWebhookConfiguration(client, desired(5));
+      const first = await version();
+      expect(writes).toEqual(["POST"]);
+      // The API server stored defaults beside what was written (matchPolicy, objectSelector...).
+      await ensureWebhookConfiguration(client, desired(5));
+      expect(writes).toEqual(["POST"]);
+      expect(await version()).toBe(first);
+      await ensureWebhookConfiguration(client, desired(7));
+      expect(writes).toEqual(["POST", "PUT"]);
+      expect(await version()).not.toBe(first);
+      expect(
+        (await admission.readValidatingWebhookConfiguration({ name })).webhooks?.[0]?.timeoutSeconds,
+      ).toBe(7);
+    } finally {
+      await admission.deleteValidatingWebhookConfiguration({ name });
+    }
+  });
 
   it("keeps injecting when the leader goes: the other replica registers its own webhook", async () => {
     const first = leader();
