@@ -66,6 +66,7 @@ export {
   Workload,
   WorkloadName,
 } from "./schema.ts";
+export { applicableAccessLog, type EffectiveTracing, effectiveTracing } from "./telemetry.ts";
 export {
   type FieldError,
   MAX_DEPTH,

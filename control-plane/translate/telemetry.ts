@@ -6,13 +6,7 @@
 //   up, down or off changes no listener, so no connection is drained;
 // - the access loggers on both connection managers (a change drains, as any listener change does).
 // And, for edge workers, the tracing section of the edge configuration (schema/telemetry.ts).
-import {
-  DEFAULT_ACCESS_LOG_FORMAT,
-  DEFAULT_RANDOM_PERCENT,
-  type EdgeTracing,
-  type Sampling,
-  type TraceTag,
-} from "../../schema/telemetry.ts";
+import { DEFAULT_ACCESS_LOG_FORMAT, type EdgeTracing, type TraceTag } from "../../schema/telemetry.ts";
 import type {
   Cluster,
   CustomTag,
@@ -23,16 +17,14 @@ import type {
   XdsResource,
 } from "../envoy/index.ts";
 import { duration, EXTENSION_TYPE, envoyEnum } from "../envoy/index.ts";
-import type { AccessLog, Tracing, TracingProtocol } from "../resources/index.ts";
+import {
+  type AccessLog,
+  applicableAccessLog,
+  type EffectiveTracing,
+  effectiveTracing,
+} from "../resources/index.ts";
 import { collectorCluster } from "./clusters.ts";
 import type { Mesh } from "./mesh.ts";
-
-/** The tracing that applies to one service: the mesh's, with the service's override over it. */
-export interface EffectiveTracing {
-  backend: { protocol: TracingProtocol; url: string };
-  sampling: Sampling;
-  tags: TraceTag[];
-}
 
 /** What a sidecar's listeners and routes carry for tracing and access logs. */
 export interface SidecarTelemetry {
@@ -49,31 +41,10 @@ export interface SidecarTelemetry {
 /** Envoy's export timeout for a batch of spans: a slow collector delays spans, never requests. */
 const EXPORT_TIMEOUT_MS = 5_000;
 
-/** The mesh's Tracing with the service's own over it (field by field), or none. */
-export function tracingFor(mesh: Mesh, service: string | undefined): EffectiveTracing | undefined {
-  const meshWide = mesh.tracing.find((t) => t.spec.service === undefined);
-  const own = service === undefined ? undefined : mesh.tracing.find((t) => t.spec.service === service);
-  const backend = own?.spec.backend ?? meshWide?.spec.backend;
-  if (backend === undefined) return undefined;
-  const pick = <K extends keyof Tracing["spec"]>(key: K) => own?.spec[key] ?? meshWide?.spec[key];
-  return {
-    backend,
-    sampling: pick("sampling") ?? { randomPercent: DEFAULT_RANDOM_PERCENT },
-    tags: pick("tags") ?? [],
-  };
-}
-
-/** The service's own AccessLog, else the mesh's; none when neither exists or it has no backends. */
-export function accessLogFor(mesh: Mesh, service: string): AccessLog | undefined {
-  const chosen =
-    mesh.accessLogs.find((a) => a.spec.service === service) ??
-    mesh.accessLogs.find((a) => a.spec.service === undefined);
-  return chosen !== undefined && chosen.spec.backends.length > 0 ? chosen : undefined;
-}
-
 export function sidecarTelemetry(mesh: Mesh, service: string): SidecarTelemetry {
-  const tracing = tracingFor(mesh, service);
-  const log = accessLogFor(mesh, service);
+  const tracing = effectiveTracing(mesh.tracing, service);
+  const applicable = applicableAccessLog(mesh.accessLogs, service);
+  const log = applicable !== undefined && applicable.spec.backends.length > 0 ? applicable : undefined;
   const out: SidecarTelemetry = { clusters: [] };
   if (tracing !== undefined) {
     const collector = collectorOf(tracing.backend);
@@ -220,11 +191,11 @@ export const EDGE_SERVICE_NAME = "wasmesh-edge";
  * `edge.url`, or to its backend when that speaks OTLP/HTTP; none otherwise.
  */
 export function edgeTracing(mesh: Mesh): EdgeTracing | undefined {
-  const meshWide = mesh.tracing.find((t) => t.spec.service === undefined);
-  const tracing = tracingFor(mesh, undefined);
-  if (meshWide === undefined || tracing === undefined) return undefined;
+  const tracing = effectiveTracing(mesh.tracing, undefined);
+  if (tracing === undefined) return undefined;
   const url =
-    meshWide.spec.edge?.url ?? (tracing.backend.protocol === "otlp-http" ? tracing.backend.url : undefined);
+    tracing.mesh?.spec.edge?.url ??
+    (tracing.backend.protocol === "otlp-http" ? tracing.backend.url : undefined);
   if (url === undefined) return undefined;
   return {
     url,

@@ -11,6 +11,7 @@ import {
   selectedWorkloads,
 } from "../../resources/analyze.ts";
 import type { Kind, Resource, Route, Service, Subset } from "../../resources/schema.ts";
+import { applicableAccessLog, effectiveTracing } from "../../resources/telemetry.ts";
 import { apiOf, type CommandName, type Out, parse, usage } from "../args.ts";
 import { CliError } from "../client.ts";
 import { KINDS, resolveKind } from "../kinds.ts";
@@ -198,25 +199,17 @@ function describeService(
 /** The Tracing and AccessLog that apply to a service's sidecars: its own over the mesh's. */
 function telemetryOf(resources: readonly Resource[], name: string): string[] {
   const lines: string[] = [];
-  const tracings = resources.filter((r) => r.kind === "Tracing");
-  const meshTracing = tracings.find((r) => r.spec.service === undefined);
-  const ownTracing = tracings.find((r) => r.spec.service === name);
-  const backend = ownTracing?.spec.backend ?? meshTracing?.spec.backend;
-  if (backend !== undefined) {
-    const sampling = ownTracing?.spec.sampling ?? meshTracing?.spec.sampling;
-    const from = [ownTracing, meshTracing]
-      .flatMap((r) =>
-        r === undefined
-          ? []
-          : [`${ref(r.kind, r.metadata.name)}${r === ownTracing ? " (its own)" : " (the mesh's)"}`],
-      )
-      .join(" over ");
+  const tracing = effectiveTracing(resources, name);
+  if (tracing !== undefined) {
+    const from = [
+      ...(tracing.own ? [`${ref("Tracing", tracing.own.metadata.name)} (its own)`] : []),
+      ...(tracing.mesh ? [`${ref("Tracing", tracing.mesh.metadata.name)} (the mesh's)`] : []),
+    ].join(" over ");
     lines.push(
-      `traced: ${sampling?.randomPercent ?? 1}% to ${backend.protocol} ${backend.url}, from ${from}`,
+      `traced: ${tracing.sampling.randomPercent}% to ${tracing.backend.protocol} ${tracing.backend.url}, from ${from}`,
     );
   }
-  const logs = resources.filter((r) => r.kind === "AccessLog");
-  const log = logs.find((r) => r.spec.service === name) ?? logs.find((r) => r.spec.service === undefined);
+  const log = applicableAccessLog(resources, name);
   if (log !== undefined) {
     const where = log.spec.backends.map((b) => (b.file ? `file ${b.file.path}` : "stdout")).join(", ");
     const whose = log.spec.service === undefined ? "the mesh's" : "its own";
