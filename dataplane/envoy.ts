@@ -5,6 +5,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { envoyFlags } from "../control-plane/envoy/bootstrap.ts";
+import { statValues } from "./admin-stats.ts";
 import { failureOf, httpRequest } from "./http.ts";
 
 /** Envoy could not start at all: what the user must fix, with Envoy's own words. */
@@ -150,11 +151,10 @@ export class Envoy {
       "GET",
       2_000,
     );
-    const { stats = [] } = JSON.parse(response.text) as { stats?: { name?: string; value?: number }[] };
-    return stats
-      .filter((s) => s.name?.startsWith("listener.") && !s.name.startsWith("listener.admin."))
-      .filter((s) => !/\.worker_\d+\./.test(s.name ?? "")) // per-worker copies of the same count
-      .reduce((sum, s) => sum + (Number(s.value) || 0), 0);
+    return [...statValues(response.text)]
+      .filter(([name]) => name.startsWith("listener.") && !name.startsWith("listener.admin."))
+      .filter(([name]) => !/\.worker_\d+\./.test(name)) // per-worker copies of the same count
+      .reduce((sum, [, value]) => sum + value, 0);
   }
 
   /** One Envoy process, until its admin interface is up (ok) or it failed to get there. */

@@ -18,6 +18,7 @@
 // for every destination of the mesh, as stats.ts says too. The translation is a pure function over
 // the two texts (translateEnvoyStats), unit-tested on a real capture (test/fixtures/envoy-stats/).
 import http from "node:http";
+import { statValues } from "./admin-stats.ts";
 import { httpRequest, type LocalServer, listen } from "./http.ts";
 
 /** Envoy's admin filter for the JSON read: outbound clusters' counters, inbound's, the filter's, RBAC denials. */
@@ -236,14 +237,7 @@ export function translateEnvoyStats(
     f.series.push([suffix, { ...labels, service: sidecar.service, workload: sidecar.workload }, value]);
   };
 
-  const body = JSON.parse(statsJson) as { stats?: { name?: string; value?: number | string }[] };
-  const counters = new Map<string, number>();
-  for (const stat of body.stats ?? []) {
-    if (stat.name === undefined || stat.value === undefined) continue; // histograms, text readouts
-    const value = Number(stat.value);
-    if (!Number.isFinite(value)) continue;
-    counters.set(stat.name, value);
-  }
+  const counters = statValues(statsJson);
 
   // Clusters the sidecar has called, by exact name.
   const called = new Map<string, Labels>();

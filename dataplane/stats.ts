@@ -5,6 +5,7 @@
 // count: the control plane's rates are the difference between two reports. A failed report is
 // logged once per outage and never touches traffic or the agent's other work.
 import { MAX_REPORT_ENTRIES, type StatsReport } from "../schema/traffic-report.ts";
+import { statValues } from "./admin-stats.ts";
 import { failureOf, type HttpResponse, httpRequest, type Token } from "./http.ts";
 
 const OUTBOUND = "outbound|";
@@ -17,7 +18,6 @@ export const STATS_FILTER =
 
 /** The report of Envoy's /stats?format=json text: zero counts left out, each kind capped. */
 export function reportOf(service: string, at: Date, statsJson: string): StatsReport {
-  const body = JSON.parse(statsJson) as { stats?: { name?: string; value?: number | string }[] };
   const clusters = new Map<string, { requests: number; errors5xx: number }>();
   const circuits = new Map<string, { open: boolean; rejected: number }>();
   const denials = new Map<string, number>();
@@ -37,10 +37,7 @@ export function reportOf(service: string, at: Date, statsJson: string): StatsRep
     }
     return c;
   };
-  for (const stat of body.stats ?? []) {
-    const { name } = stat;
-    if (name === undefined || stat.value === undefined) continue; // histograms, text readouts
-    const value = Number(stat.value);
+  for (const [name, value] of statValues(statsJson)) {
     if (!Number.isSafeInteger(value) || value < 0) continue;
     if (name.startsWith(`cluster.${OUTBOUND}`)) {
       if (name.endsWith(".upstream_rq_total")) cluster(name.slice(8, -18)).requests = value;
